@@ -1,0 +1,86 @@
+/**
+ * Opens the catalog: a real PostgreSQL at TIMESTORE_DATABASE_URL, or the
+ * embedded one under the storage root. Either way the caller gets one
+ * postgres.js handle whose search_path is the configured schema, so the
+ * repositories' SQL is the same in both modes.
+ */
+import postgres, { type Sql } from 'postgres';
+import type { Logger } from '../log.ts';
+import { startEmbeddedCatalog } from './embedded.ts';
+import { applyMigrations, pendingMigrations } from './migrate.ts';
+
+export type CatalogMode = 'external' | 'embedded';
+
+export interface Catalog {
+  sql: Sql;
+  schema: string;
+  mode: CatalogMode;
+  /** Applies pending migrations under a lock; returns the names applied. */
+  migrate(): Promise<string[]>;
+  /** Throws unless the catalog answers and every migration is applied. */
+  check(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface CatalogOptions {
+  databaseUrl: string | null;
+  schema: string;
+  storageRoot: string;
+  log: Logger;
+  /** Pool size for an external PostgreSQL (the embedded catalog always uses one connection). */
+  maxConnections?: number;
+}
+
+export async function openCatalog(options: CatalogOptions): Promise<Catalog> {
+  const { schema, log } = options;
+  const embedded = options.databaseUrl ? null : await startEmbeddedCatalog(options.storageRoot);
+  if (embedded) log.info({ dataDir: embedded.dataDir }, 'catalog: embedded PostgreSQL (PGlite) under the storage root');
+
+  const sql = postgres(embedded?.url ?? (options.databaseUrl as string), {
+    max: embedded ? 1 : (options.maxConnections ?? 10),
+    onnotice: () => {},
+    connection: { application_name: 'timestore', search_path: schema },
+    // Columns arrive camelCase; int8 (counts, bytes, versions) as numbers, exact below 2^53.
+    transform: { ...postgres.camel, undefined: null },
+    types: { int8: { to: 20, from: [20], serialize: (n: number) => String(n), parse: (s: string) => Number(s) } },
+  });
+
+  try {
+    await sql`CREATE SCHEMA IF NOT EXISTS ${sql(schema)}`;
+    if (embedded) {
+      // PGlite has one session for every connection; set the schema for it once.
+      await sql`SELECT set_config('search_path', ${schema}, false)`;
+    }
+    const [row] = await sql<{ current: string }[]>`SELECT current_schema() AS current`;
+    const current = row?.current;
+    if (current !== schema) throw new Error(`catalog search_path resolves to "${current}", expected "${schema}"`);
+  } catch (err) {
+    await sql.end({ timeout: 1 }).catch(() => {});
+    await embedded?.stop().catch(() => {});
+    throw err;
+  }
+
+  if (!embedded) {
+    const url = new URL(options.databaseUrl as string);
+    log.info({ host: url.hostname, port: url.port || '5432', database: url.pathname.slice(1), schema }, 'catalog: external PostgreSQL');
+  }
+
+  return {
+    sql,
+    schema,
+    mode: embedded ? 'embedded' : 'external',
+    async migrate() {
+      const applied = await applyMigrations(sql, schema);
+      log.info({ applied, schema }, applied.length ? 'catalog: migrations applied' : 'catalog: schema is up to date');
+      return applied;
+    },
+    async check() {
+      const pending = await pendingMigrations(sql, schema);
+      if (pending.length) throw new Error(`migrations not applied: ${pending.join(', ')}`);
+    },
+    async close() {
+      await sql.end({ timeout: 5 });
+      await embedded?.stop();
+    },
+  };
+}

@@ -1,0 +1,130 @@
+/** Datasets: create, read (by id or slug), update, list with keyset pagination, lock for publish. */
+import type { Db } from './db.ts';
+import { errors } from '../errors.ts';
+import type { Dataset, DatasetMetadata, DatasetStatus } from './types.ts';
+
+export interface NewDataset {
+  slug: string;
+  name?: string;
+  description?: string | null;
+  status?: DatasetStatus;
+  timestampColumn?: string;
+  partitionWindowSeconds?: number;
+  defaultStorageTargetId?: string | null;
+  metadata?: DatasetMetadata;
+}
+
+export interface DatasetChanges {
+  name?: string;
+  description?: string | null;
+  status?: DatasetStatus;
+  defaultStorageTargetId?: string | null;
+  metadata?: DatasetMetadata;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export async function createDataset(sql: Db, input: NewDataset): Promise<Dataset> {
+  try {
+    const [row] = await sql<Dataset[]>`
+      INSERT INTO datasets (slug, name, description, status, timestamp_column, partition_window_seconds,
+                            default_storage_target_id, metadata)
+      VALUES (${input.slug}, ${input.name ?? input.slug}, ${input.description ?? null}, ${input.status ?? 'active'},
+              ${input.timestampColumn ?? 'timestamp'}, ${input.partitionWindowSeconds ?? 86400},
+              ${input.defaultStorageTargetId ?? null}, ${sql.json((input.metadata ?? {}) as never)})
+      RETURNING *`;
+    return row as Dataset;
+  } catch (err) {
+    if ((err as { code?: string }).code === '23505') {
+      throw errors.conflict('dataset_exists', `a dataset with slug "${input.slug}" already exists`);
+    }
+    throw err;
+  }
+}
+
+/** Finds a dataset by id or by slug; null when there is none. */
+export async function findDataset(sql: Db, idOrSlug: string): Promise<Dataset | null> {
+  const rows = UUID.test(idOrSlug)
+    ? await sql<Dataset[]>`SELECT * FROM datasets WHERE id = ${idOrSlug} OR slug = ${idOrSlug} ORDER BY (id = ${idOrSlug}) DESC LIMIT 1`
+    : await sql<Dataset[]>`SELECT * FROM datasets WHERE slug = ${idOrSlug}`;
+  return rows[0] ?? null;
+}
+
+export async function getDataset(sql: Db, idOrSlug: string): Promise<Dataset> {
+  const dataset = await findDataset(sql, idOrSlug);
+  if (!dataset) throw errors.notFound('dataset', idOrSlug);
+  return dataset;
+}
+
+/**
+ * Locks the dataset row until the surrounding transaction ends. Every writer
+ * that bumps the schema or manifest version takes this lock first, so writers
+ * of one dataset serialize and writers of different datasets do not meet.
+ */
+export async function lockDataset(tx: Db, id: string): Promise<Dataset> {
+  const [row] = await tx<Dataset[]>`SELECT * FROM datasets WHERE id = ${id} FOR UPDATE`;
+  if (!row) throw errors.notFound('dataset', id);
+  return row;
+}
+
+export async function updateDataset(sql: Db, id: string, changes: DatasetChanges): Promise<Dataset> {
+  const set: Record<string, unknown> = {};
+  if (changes.name !== undefined) set.name = changes.name;
+  if (changes.description !== undefined) set.description = changes.description;
+  if (changes.status !== undefined) set.status = changes.status;
+  if (changes.defaultStorageTargetId !== undefined) set.defaultStorageTargetId = changes.defaultStorageTargetId;
+  if (changes.metadata !== undefined) set.metadata = sql.json(changes.metadata as never);
+  if (Object.keys(set).length === 0) return getDataset(sql, id);
+  const [row] = await sql<Dataset[]>`
+    UPDATE datasets SET ${sql(set)}, updated_at = now() WHERE id = ${id} RETURNING *`;
+  if (!row) throw errors.notFound('dataset', id);
+  return row;
+}
+
+export interface DatasetListQuery {
+  status?: DatasetStatus;
+  /** Case-insensitive text search over slug and name. */
+  search?: string;
+  /** Opaque cursor from a previous page's `nextCursor`. */
+  cursor?: string | null;
+  limit: number;
+}
+
+export interface DatasetPage {
+  datasets: Dataset[];
+  nextCursor: string | null;
+}
+
+/**
+ * Keyset pagination in (created_at, id) order: stable while rows are added between pages.
+ * created_at is compared at millisecond precision, the precision the cursor carries.
+ */
+export async function listDatasets(sql: Db, query: DatasetListQuery): Promise<DatasetPage> {
+  const after = query.cursor ? decodeCursor(query.cursor) : null;
+  const pattern = query.search ? `%${query.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
+  const rows = await sql<Dataset[]>`
+    SELECT * FROM datasets
+    WHERE (${query.status ?? null}::text IS NULL OR status = ${query.status ?? null})
+      AND (${pattern}::text IS NULL OR slug ILIKE ${pattern} OR name ILIKE ${pattern})
+      AND (${after?.createdAt ?? null}::timestamptz IS NULL
+           OR (date_trunc('milliseconds', created_at), id) > (${after?.createdAt ?? null}::timestamptz, ${after?.id ?? null}::uuid))
+    ORDER BY date_trunc('milliseconds', created_at), id
+    LIMIT ${query.limit + 1}`;
+  const page = rows.slice(0, query.limit);
+  const last = page.at(-1);
+  return { datasets: page, nextCursor: rows.length > query.limit && last ? encodeCursor(last) : null };
+}
+
+function encodeCursor(row: Dataset): string {
+  return Buffer.from(JSON.stringify([row.createdAt.toISOString(), row.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: string; id: string } {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
+    if (typeof createdAt !== 'string' || Number.isNaN(Date.parse(createdAt)) || !UUID.test(id)) throw new Error('bad cursor');
+    return { createdAt, id };
+  } catch {
+    throw errors.badRequest('invalid_cursor', 'cursor is not one this server returned; start again without it');
+  }
+}

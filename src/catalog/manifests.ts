@@ -1,0 +1,147 @@
+/**
+ * Manifest versions and the partitions they make active.
+ *
+ * A manifest version is not a copy of the partition list: a partition row
+ * carries the version that added it and the one that removed it, so "active
+ * at v" is a range test and publishing costs O(partitions changed).
+ */
+import type { Db } from './db.ts';
+import { errors } from '../errors.ts';
+import { lockDataset } from './datasets.ts';
+import type { ColumnStatistics, ManifestVersion, Partition } from './types.ts';
+
+export interface NewPartition {
+  storageTargetId: string;
+  location: string;
+  partitionKey: Record<string, string>;
+  schemaVersion: number;
+  startTime: Date;
+  endTime: Date;
+  rowCount: number;
+  sizeBytes: number;
+  checksum: string;
+  columnStatistics?: Record<string, ColumnStatistics>;
+}
+
+export interface PublishInput {
+  datasetId: string;
+  reason: string;
+  add: NewPartition[];
+  /** Ids of partitions to remove; each must be active, or the publish fails with 409. */
+  remove?: string[];
+  summary?: Record<string, unknown>;
+}
+
+export interface PublishedManifest {
+  manifest: ManifestVersion;
+  partitions: Partition[];
+}
+
+/**
+ * Publishes the next manifest version of a dataset: removes and adds
+ * partitions and records the version's totals. Must run inside a transaction
+ * (`sql.begin(tx => publishManifestVersion(tx, …))`) so the caller can commit
+ * its own bookkeeping (jobs, audit) in the same step; it locks the dataset row,
+ * so concurrent publishers to one dataset get consecutive versions.
+ */
+export async function publishManifestVersion(tx: Db, input: PublishInput): Promise<PublishedManifest> {
+  const dataset = await lockDataset(tx, input.datasetId);
+  const version = dataset.manifestVersion + 1;
+  const remove = input.remove ?? [];
+
+  let removedRows = 0;
+  let removedBytes = 0;
+  if (remove.length > 0) {
+    const removed = await tx<{ rowCount: number; sizeBytes: number }[]>`
+      UPDATE partitions SET removed_version = ${version}
+      WHERE dataset_id = ${input.datasetId} AND id IN ${tx(remove)} AND removed_version IS NULL
+      RETURNING row_count, size_bytes`;
+    if (removed.length !== new Set(remove).size) {
+      throw errors.conflict('partition_not_active', 'a partition to remove is no longer active (another publish removed it); retry from the current manifest');
+    }
+    for (const r of removed) {
+      removedRows += r.rowCount;
+      removedBytes += r.sizeBytes;
+    }
+  }
+
+  const previous = await getManifestVersion(tx, input.datasetId, dataset.manifestVersion);
+  const addedRows = input.add.reduce((n, p) => n + p.rowCount, 0);
+  const addedBytes = input.add.reduce((n, p) => n + p.sizeBytes, 0);
+  const [manifest] = await tx<ManifestVersion[]>`
+    INSERT INTO manifest_versions (dataset_id, version, reason, partitions_added, partitions_removed,
+                                   partition_count, row_count, size_bytes, summary)
+    VALUES (${input.datasetId}, ${version}, ${input.reason}, ${input.add.length}, ${remove.length},
+            ${(previous?.partitionCount ?? 0) + input.add.length - remove.length},
+            ${(previous?.rowCount ?? 0) + addedRows - removedRows},
+            ${(previous?.sizeBytes ?? 0) + addedBytes - removedBytes},
+            ${tx.json((input.summary ?? {}) as never)})
+    RETURNING *`;
+
+  let partitions: Partition[] = [];
+  if (input.add.length > 0) {
+    const rows = input.add.map((p) => ({
+      datasetId: input.datasetId,
+      storageTargetId: p.storageTargetId,
+      location: p.location,
+      partitionKey: tx.json(p.partitionKey as never),
+      schemaVersion: p.schemaVersion,
+      startTime: p.startTime,
+      endTime: p.endTime,
+      rowCount: p.rowCount,
+      sizeBytes: p.sizeBytes,
+      checksum: p.checksum,
+      columnStatistics: tx.json((p.columnStatistics ?? {}) as never),
+      addedVersion: version,
+    }));
+    try {
+      partitions = await tx<Partition[]>`INSERT INTO partitions ${tx(rows)} RETURNING *`;
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505') {
+        throw errors.conflict('duplicate_partition', 'a partition with this location is already recorded', {
+          detail: (err as { detail?: string }).detail,
+        });
+      }
+      throw err;
+    }
+  }
+
+  await tx`UPDATE datasets SET manifest_version = ${version}, updated_at = now() WHERE id = ${input.datasetId}`;
+  return { manifest: manifest as ManifestVersion, partitions };
+}
+
+export async function getManifestVersion(sql: Db, datasetId: string, version: number): Promise<ManifestVersion | null> {
+  if (version <= 0) return null;
+  const [row] = await sql<ManifestVersion[]>`
+    SELECT * FROM manifest_versions WHERE dataset_id = ${datasetId} AND version = ${version}`;
+  return row ?? null;
+}
+
+export interface PartitionSelection {
+  datasetId: string;
+  /** The manifest version to read; partitions active at it are returned. */
+  version: number;
+  /** Overlap with [from, to): a partition whose rows all fall outside is left out. */
+  from?: Date;
+  to?: Date;
+  /** Partition-key filter: every named field must have one of the listed values. */
+  partitionKey?: Record<string, string[]>;
+}
+
+/** Partitions active at a manifest version that overlap a time range and match a key filter, oldest first. */
+export async function listActivePartitions(sql: Db, q: PartitionSelection): Promise<Partition[]> {
+  const keyFilters = Object.entries(q.partitionKey ?? {});
+  const keyCondition = keyFilters.reduce(
+    (acc, [field, values]) => (values.length ? sql`${acc} AND partition_key ->> ${field} IN ${sql(values)}` : sql`FALSE`),
+    sql`TRUE`,
+  );
+  return sql<Partition[]>`
+    SELECT * FROM partitions
+    WHERE dataset_id = ${q.datasetId}
+      AND added_version <= ${q.version}
+      AND (removed_version IS NULL OR removed_version > ${q.version})
+      AND (${q.from ?? null}::timestamptz IS NULL OR end_time >= ${q.from ?? null})
+      AND (${q.to ?? null}::timestamptz IS NULL OR start_time < ${q.to ?? null})
+      AND ${keyCondition}
+    ORDER BY start_time, id`;
+}

@@ -1,0 +1,134 @@
+/** Row shapes of the catalog, as the repositories return them (camelCase). */
+
+export type DatasetStatus = 'active' | 'inactive' | 'archived';
+export type FieldType = 'timestamp' | 'string' | 'double' | 'integer' | 'boolean';
+
+export interface SchemaField {
+  name: string;
+  type: FieldType;
+  nullable?: boolean;
+}
+
+export interface DatasetIam {
+  readScopes?: string[];
+  writeScopes?: string[];
+}
+
+export interface DatasetMetadata {
+  iam?: DatasetIam;
+  [key: string]: unknown;
+}
+
+export interface Dataset {
+  id: string;
+  slug: string;
+  name: string;
+  description: string | null;
+  status: DatasetStatus;
+  timestampColumn: string;
+  partitionWindowSeconds: number;
+  defaultStorageTargetId: string | null;
+  metadata: DatasetMetadata;
+  schemaVersion: number;
+  manifestVersion: number;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface SchemaVersion {
+  datasetId: string;
+  version: number;
+  fields: SchemaField[];
+  timestampColumn: string;
+  checksum: string;
+  createdAt: Date;
+}
+
+export interface ColumnStatistics {
+  min?: string | number | boolean | null;
+  max?: string | number | boolean | null;
+  nulls?: number;
+}
+
+export interface Partition {
+  id: string;
+  datasetId: string;
+  storageTargetId: string;
+  location: string;
+  fileFormat: 'parquet';
+  partitionKey: Record<string, string>;
+  schemaVersion: number;
+  startTime: Date;
+  endTime: Date;
+  rowCount: number;
+  sizeBytes: number;
+  checksum: string;
+  columnStatistics: Record<string, ColumnStatistics>;
+  addedVersion: number;
+  removedVersion: number | null;
+  createdAt: Date;
+}
+
+export interface ManifestVersion {
+  datasetId: string;
+  version: number;
+  reason: string;
+  partitionsAdded: number;
+  partitionsRemoved: number;
+  partitionCount: number;
+  rowCount: number;
+  sizeBytes: number;
+  summary: Record<string, unknown>;
+  createdAt: Date;
+}
+
+export type StorageTargetKind = 'local' | 's3';
+
+export interface LocalTargetConfig {
+  root: string;
+}
+
+export interface S3TargetConfig {
+  bucket: string;
+  prefix?: string;
+  endpoint?: string | null;
+  region?: string | null;
+  forcePathStyle?: boolean;
+}
+
+export interface StorageTarget {
+  id: string;
+  name: string;
+  kind: StorageTargetKind;
+  description: string | null;
+  config: LocalTargetConfig | S3TargetConfig;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface RetentionRules {
+  maxAgeHours?: number;
+  maxTotalBytes?: number;
+}
+
+export interface RetentionPolicy {
+  rules: RetentionRules;
+  deleteGraceMinutes?: number;
+}
+
+export interface StoredRetentionPolicy {
+  datasetId: string;
+  policy: RetentionPolicy;
+  updatedBy: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface AuditEvent {
+  id: number;
+  datasetId: string | null;
+  action: string;
+  actor: string | null;
+  details: Record<string, unknown>;
+  createdAt: Date;
+}

@@ -1,0 +1,232 @@
+/**
+ * Every TIMESTORE_* variable, typed and validated in one place.
+ *
+ * `loadConfig(env)` reads the environment once at start; a bad value throws a
+ * `ConfigError` that names every offending variable and what it accepts, and
+ * the CLI turns that into a non-zero exit. `CONFIG_VARIABLES` is the documented
+ * table (the README carries the same table; a test keeps them in step).
+ */
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+
+export type StorageDriver = 'local' | 's3';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  host: string;
+  port: number;
+  /** Null selects the embedded catalog kept under the storage root. */
+  databaseUrl: string | null;
+  pgSchema: string;
+  storageDriver: StorageDriver;
+  storageRoot: string;
+  s3: {
+    bucket: string;
+    endpoint: string | null;
+    region: string | null;
+    accessKeyId: string | null;
+    secretAccessKey: string | null;
+    sessionToken: string | null;
+    forcePathStyle: boolean;
+  };
+  queryCache: { enabled: boolean; dir: string; maxBytes: number };
+  logLevel: LogLevel;
+  ingest: { queueName: string; concurrency: number };
+  scopes: { read: string | null; admin: string | null; write: string | null };
+  workerThreads: number;
+  shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface ConfigVariable {
+  name: string;
+  description: string;
+  default: string;
+}
+
+export const CONFIG_VARIABLES: ConfigVariable[] = [
+  { name: 'TIMESTORE_HOST', description: 'Bind address for the HTTP server.', default: '`127.0.0.1`' },
+  { name: 'TIMESTORE_PORT', description: 'Port for HTTP traffic (1–65535).', default: '`4100`' },
+  {
+    name: 'TIMESTORE_DATABASE_URL',
+    description:
+      'PostgreSQL connection string for the catalog; falls back to `DATABASE_URL`. When neither is set, the catalog runs embedded under the storage root.',
+    default: '_(unset: embedded catalog)_',
+  },
+  {
+    name: 'TIMESTORE_PG_SCHEMA',
+    description: 'Schema that holds every timestore table (created if missing).',
+    default: '`timestore`',
+  },
+  { name: 'TIMESTORE_STORAGE_DRIVER', description: '`local` or `s3`: where new partitions are written by default.', default: '`local`' },
+  { name: 'TIMESTORE_STORAGE_ROOT', description: 'Local root for partitions, the embedded catalog and runtime files.', default: '`./data/timestore`' },
+  { name: 'TIMESTORE_S3_BUCKET', description: 'Bucket for partitions when the driver is `s3`.', default: '`timestore-data`' },
+  { name: 'TIMESTORE_S3_ENDPOINT', description: 'S3-compatible endpoint URL (e.g. a radosgw or MinIO server).', default: '_(unset: AWS)_' },
+  { name: 'TIMESTORE_S3_REGION', description: 'Region used for S3 operations.', default: '_(unset: `us-east-1`)_' },
+  { name: 'TIMESTORE_S3_ACCESS_KEY_ID', description: 'Access key for S3 reads and writes.', default: '_(unset: SDK default chain)_' },
+  { name: 'TIMESTORE_S3_SECRET_ACCESS_KEY', description: 'Secret key paired with the access key.', default: '_(unset)_' },
+  { name: 'TIMESTORE_S3_SESSION_TOKEN', description: 'Session token for temporary credentials.', default: '_(unset)_' },
+  { name: 'TIMESTORE_S3_FORCE_PATH_STYLE', description: 'Force path-style S3 URLs (`true`/`false`).', default: '`false`' },
+  { name: 'TIMESTORE_QUERY_CACHE_ENABLED', description: 'Cache remote partitions on local disk for queries (`true`/`false`).', default: '`true`' },
+  { name: 'TIMESTORE_QUERY_CACHE_DIR', description: 'Directory for cached remote partitions.', default: '`./data/timestore/cache`' },
+  { name: 'TIMESTORE_QUERY_CACHE_MAX_BYTES', description: 'Upper bound for cached partition bytes.', default: '`5368709120`' },
+  { name: 'TIMESTORE_LOG_LEVEL', description: 'Log level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.', default: '`info`' },
+  { name: 'TIMESTORE_INGEST_QUEUE_NAME', description: 'Name of the job queue that ingestion jobs are written to and claimed from.', default: '`timestore_ingest_queue`' },
+  { name: 'TIMESTORE_INGEST_CONCURRENCY', description: 'Ingestion jobs one process runs at once.', default: '`2`' },
+  { name: 'TIMESTORE_REQUIRE_SCOPE', description: 'Scope required in `x-iam-scopes` for query access.', default: '_(unset: open)_' },
+  {
+    name: 'TIMESTORE_ADMIN_SCOPE',
+    description: 'Scope required for administrative routes; falls back to `TIMESTORE_REQUIRE_SCOPE`.',
+    default: '_(unset)_',
+  },
+  {
+    name: 'TIMESTORE_REQUIRE_WRITE_SCOPE',
+    description: 'Scope required to create or ingest into datasets whose metadata names no write scopes.',
+    default: '_(unset: open)_',
+  },
+  { name: 'TIMESTORE_WORKER_THREADS', description: 'DuckDB worker threads (each holds one DuckDB instance).', default: 'number of cores' },
+  {
+    name: 'TIMESTORE_SHUTDOWN_TIMEOUT_MS',
+    description: 'How long SIGTERM/SIGINT waits for in-flight work before forcing exit.',
+    default: '`10000`',
+  },
+];
+
+type Env = Record<string, string | undefined>;
+
+/** Collects every problem instead of stopping at the first, so one start reports them all. */
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  raw(name: string): string | undefined {
+    const value = this.env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+
+  string(name: string, fallback: string): string {
+    return this.raw(name) ?? fallback;
+  }
+
+  optional(name: string): string | null {
+    return this.raw(name) ?? null;
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
+      this.problems.push(`${name} must be an integer from ${min} to ${max} (got "${value}")`);
+      return fallback;
+    }
+    return n;
+  }
+
+  boolean(name: string, fallback: boolean): boolean {
+    const value = this.raw(name)?.toLowerCase();
+    if (value === undefined) return fallback;
+    if (['true', '1', 'yes', 'on'].includes(value)) return true;
+    if (['false', '0', 'no', 'off'].includes(value)) return false;
+    this.problems.push(`${name} must be true or false (got "${this.raw(name)}")`);
+    return fallback;
+  }
+
+  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if ((allowed as readonly string[]).includes(value)) return value as T;
+    this.problems.push(`${name} must be one of ${allowed.join(', ')} (got "${value}")`);
+    return fallback;
+  }
+
+  matching(name: string, fallback: string, pattern: RegExp, accepts: string): string {
+    const value = this.raw(name) ?? fallback;
+    if (!pattern.test(value)) this.problems.push(`${name} must be ${accepts} (got "${value}")`);
+    return value;
+  }
+
+  url(name: string, protocols: string[]): string | null {
+    const value = this.raw(name);
+    if (value === undefined) return null;
+    let ok = false;
+    try {
+      ok = protocols.includes(new URL(value).protocol);
+    } catch {
+      ok = false;
+    }
+    if (!ok) this.problems.push(`${name} must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+    return value;
+  }
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
+  const r = new Reader(env);
+  const storageRoot = resolve(cwd, r.string('TIMESTORE_STORAGE_ROOT', 'data/timestore'));
+  const databaseUrl = r.url('TIMESTORE_DATABASE_URL', ['postgres:', 'postgresql:']) ?? r.url('DATABASE_URL', ['postgres:', 'postgresql:']);
+  const readScope = r.optional('TIMESTORE_REQUIRE_SCOPE');
+
+  const config: Config = {
+    host: r.string('TIMESTORE_HOST', '127.0.0.1'),
+    port: r.integer('TIMESTORE_PORT', 4100, 1, 65535),
+    databaseUrl,
+    pgSchema: r.matching('TIMESTORE_PG_SCHEMA', 'timestore', /^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _)'),
+    storageDriver: r.oneOf('TIMESTORE_STORAGE_DRIVER', 'local', ['local', 's3'] as const),
+    storageRoot,
+    s3: {
+      bucket: r.matching('TIMESTORE_S3_BUCKET', 'timestore-data', /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'a valid bucket name'),
+      endpoint: r.url('TIMESTORE_S3_ENDPOINT', ['http:', 'https:']),
+      region: r.optional('TIMESTORE_S3_REGION'),
+      accessKeyId: r.optional('TIMESTORE_S3_ACCESS_KEY_ID'),
+      secretAccessKey: r.optional('TIMESTORE_S3_SECRET_ACCESS_KEY'),
+      sessionToken: r.optional('TIMESTORE_S3_SESSION_TOKEN'),
+      forcePathStyle: r.boolean('TIMESTORE_S3_FORCE_PATH_STYLE', false),
+    },
+    queryCache: {
+      enabled: r.boolean('TIMESTORE_QUERY_CACHE_ENABLED', true),
+      dir: resolve(cwd, r.raw('TIMESTORE_QUERY_CACHE_DIR') ?? resolve(storageRoot, 'cache')),
+      maxBytes: r.integer('TIMESTORE_QUERY_CACHE_MAX_BYTES', 5 * 1024 ** 3, 0, Number.MAX_SAFE_INTEGER),
+    },
+    logLevel: r.oneOf('TIMESTORE_LOG_LEVEL', 'info', LOG_LEVELS),
+    ingest: {
+      queueName: r.matching('TIMESTORE_INGEST_QUEUE_NAME', 'timestore_ingest_queue', /^[A-Za-z0-9_.:-]{1,128}$/, 'letters, digits and _ . : - (at most 128)'),
+      concurrency: r.integer('TIMESTORE_INGEST_CONCURRENCY', 2, 1, 256),
+    },
+    scopes: {
+      read: readScope,
+      admin: r.optional('TIMESTORE_ADMIN_SCOPE') ?? readScope,
+      write: r.optional('TIMESTORE_REQUIRE_WRITE_SCOPE'),
+    },
+    workerThreads: r.integer('TIMESTORE_WORKER_THREADS', availableParallelism(), 1, 256),
+    shutdownTimeoutMs: r.integer('TIMESTORE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+  };
+
+  if (config.s3.secretAccessKey && !config.s3.accessKeyId) {
+    r.problems.push('TIMESTORE_S3_SECRET_ACCESS_KEY is set but TIMESTORE_S3_ACCESS_KEY_ID is not: set both or neither');
+  }
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return config;
+}
+
+/** The configuration with secrets removed, fit for a log line. */
+export function describeConfig(config: Config): Record<string, unknown> {
+  return {
+    ...config,
+    databaseUrl: config.databaseUrl ? redactUrl(config.databaseUrl) : 'embedded',
+    s3: { ...config.s3, secretAccessKey: config.s3.secretAccessKey ? '***' : null, sessionToken: config.s3.sessionToken ? '***' : null },
+  };
+}
+
+function redactUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = '***';
+  return parsed.toString();
+}

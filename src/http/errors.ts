@@ -1,0 +1,52 @@
+/**
+ * Renders every failure in one shape, `{"error":{"code","message","details"?}}`:
+ * AppErrors with their own status and code, Elysia's validation, parse and
+ * not-found errors as 400/404, anything else as a logged 500.
+ */
+import { Elysia, t, ValidationError } from 'elysia';
+import { AppError, errors } from '../errors.ts';
+import type { Logger } from '../log.ts';
+
+export const ErrorBody = t.Object(
+  {
+    error: t.Object({
+      code: t.String({ description: 'Machine-readable error code, e.g. `validation_failed`.' }),
+      message: t.String({ description: 'What went wrong and what to change.' }),
+      details: t.Optional(t.Unknown()),
+    }),
+  },
+  { $id: '#/components/schemas/Error', title: 'Error' },
+);
+
+export function errorResponse(error: AppError, headers: Record<string, string> = {}): Response {
+  const body: { code: string; message: string; details?: unknown } = { code: error.code, message: error.message };
+  if (error.details !== undefined) body.details = error.details;
+  return Response.json({ error: body }, { status: error.status, headers });
+}
+
+/** Turns whatever a handler threw into an AppError. */
+export function toAppError(code: string | number, error: unknown, request: Request): AppError {
+  if (error instanceof AppError) return error;
+  if (error instanceof ValidationError) {
+    const first = error.valueError;
+    const where = first?.path ? first.path : '(body)';
+    return errors.validation(`${error.type} is invalid at ${where}: ${first?.message ?? 'does not match the schema'}`, {
+      location: error.type,
+      path: first?.path,
+      summary: first?.message,
+    });
+  }
+  if (code === 'NOT_FOUND') return errors.routeNotFound(request.method, new URL(request.url).pathname);
+  if (code === 'PARSE') return errors.badRequest('invalid_body', `request body could not be parsed: ${(error as Error).message}`);
+  if (code === 'INVALID_COOKIE_SIGNATURE') return errors.badRequest('invalid_cookie', 'invalid cookie signature');
+  return new AppError(500, 'internal_error', 'internal error; the server log has the details', undefined, { cause: error });
+}
+
+export function errorHandler(log: Logger) {
+  return new Elysia({ name: 'timestore/errors' }).onError({ as: 'global' }, ({ code, error, request, set }) => {
+    const appError = toAppError(code, error, request);
+    if (appError.status >= 500) log.error({ err: error, method: request.method, url: request.url }, 'request failed');
+    set.status = appError.status;
+    return errorResponse(appError, set.headers as Record<string, string>);
+  });
+}

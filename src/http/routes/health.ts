@@ -1,0 +1,42 @@
+/** Liveness and readiness for load balancers. Always open: no scope applies. */
+import { Elysia, t } from 'elysia';
+import type { Readiness } from '../../readiness.ts';
+import { ErrorBody } from '../errors.ts';
+
+const ReadyBody = t.Object({
+  status: t.Literal('ready'),
+  checks: t.Record(t.String(), t.Literal('ok'), { description: 'Each readiness check and its outcome.' }),
+});
+
+export function healthRoutes(readiness: Readiness) {
+  return new Elysia({ name: 'timestore/health' })
+    .get('/health', () => ({ status: 'ok' as const }), {
+      response: { 200: t.Object({ status: t.Literal('ok') }) },
+      detail: { tags: ['health'], summary: 'Liveness', description: 'Answers 200 while the process serves HTTP.' },
+    })
+    .get(
+      '/ready',
+      async ({ set }) => {
+        const report = await readiness.check();
+        if (report.ok) return { status: 'ready' as const, checks: report.checks as Record<string, 'ok'> };
+        set.status = 503;
+        return {
+          error: {
+            code: report.code,
+            message: report.message,
+            details: { checks: report.checks },
+          },
+        };
+      },
+      {
+        response: { 200: ReadyBody, 503: ErrorBody },
+        detail: {
+          tags: ['health'],
+          summary: 'Readiness',
+          description:
+            'Answers 200 when the catalog answers and is migrated, the storage root is writable and the worker pool answers; ' +
+            'otherwise 503 naming the failing check. Turns 503 as soon as shutdown begins.',
+        },
+      },
+    );
+}

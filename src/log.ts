@@ -1,0 +1,17 @@
+/** Structured JSON logs (one object per line) through pino, at TIMESTORE_LOG_LEVEL. */
+import pino, { type Logger } from 'pino';
+import type { LogLevel } from './config.ts';
+
+export type { Logger };
+
+export function createLogger(level: LogLevel, destination: pino.DestinationStream = pino.destination({ fd: 1, sync: false })): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'timestore', pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
+}
