@@ -14,10 +14,10 @@
  * Known radosgw quirk: CompleteMultipartUpload answers an empty ETag; HeadObject has the real one.
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePortAsync as freePort } from "./ports.ts";
 
 export interface S3Server {
   endpoint: string;
@@ -120,14 +120,3 @@ async function startLocal(port: number): Promise<S3Server> {
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => (addr && typeof addr === "object" ? resolve(addr.port) : reject(new Error("no port"))));
-    });
-  });
-}

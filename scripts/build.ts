@@ -1,0 +1,78 @@
+/**
+ * `bun run build`: compiles timestore into one self-contained executable,
+ * dist/timestore (see docs: platform-notes "One self-contained binary").
+ *
+ * Entry points: the CLI, the DuckDB worker (Piscina loads it by URL at run
+ * time) and Piscina's own worker bootstrap. Native and data assets
+ * (libduckdb.so, PGlite's wasm/data, Swagger UI, migrations) are embedded by
+ * the `with { type: 'file' | 'text' }` imports in src/.
+ */
+import { relative, resolve } from 'node:path';
+import type { BunPlugin } from 'bun';
+
+const ROOT = resolve(import.meta.dir, '..');
+const OUTFILE = resolve(ROOT, 'dist/timestore');
+
+const ENTRY = {
+  main: 'src/main.ts',
+  worker: 'src/engine/worker.ts',
+  piscinaWorker: 'scripts/piscina-worker.ts',
+};
+// Entry points land at /$bunfs/root/<path relative to the entries' common root>.js;
+// with entries under both src/ and scripts/ that root is the repository root.
+const bunfsPath = (entry: string) => `/$bunfs/root/${entry.replace(/\.ts$/, '.js')}`;
+
+// @duckdb/node-bindings requires every platform's addon in a switch; only linux-x64 is installed.
+const OTHER_PLATFORMS = ['linux-x64-musl', 'linux-arm64', 'linux-arm64-musl', 'darwin-arm64', 'darwin-x64', 'win32-arm64', 'win32-x64'];
+
+// Piscina spawns threads on its worker.js beside its own module; compiled, __dirname is the
+// build machine's node_modules. Point it at the embedded bootstrap instead.
+const PISCINA_SPAWN = "(0, node_path_1.resolve)(__dirname, 'worker.js')";
+const piscinaEmbeddedWorker: BunPlugin = {
+  name: 'piscina-embedded-worker',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]node_modules[\\/]piscina[\\/]dist[\\/]index\.js$/ }, async ({ path }) => {
+      const source = await Bun.file(path).text();
+      const count = source.split(PISCINA_SPAWN).length - 1;
+      if (count !== 1) {
+        throw new Error(`piscina-embedded-worker: expected ${PISCINA_SPAWN} once in ${relative(ROOT, path)}, found it ${count} times (piscina changed?)`);
+      }
+      return { contents: source.replace(PISCINA_SPAWN, JSON.stringify(bunfsPath(ENTRY.piscinaWorker))), loader: 'js' };
+    });
+  },
+};
+
+const started = performance.now();
+let result: Bun.BuildOutput;
+try {
+  result = await Bun.build({
+    root: ROOT,
+    entrypoints: Object.values(ENTRY).map((e) => resolve(ROOT, e)),
+    target: 'bun',
+    minify: true,
+    sourcemap: 'linked',
+    external: OTHER_PLATFORMS.map((p) => `@duckdb/node-bindings-${p}/duckdb.node`),
+    plugins: [piscinaEmbeddedWorker],
+    compile: {
+      outfile: OUTFILE,
+      // Configuration comes from the environment only: a .env or bunfig.toml in whatever
+      // directory the binary is started from must not change its behaviour.
+      autoloadDotenv: false,
+      autoloadBunfig: false,
+    },
+  });
+} catch (err) {
+  // Bun.build throws an AggregateError of build messages when the build fails.
+  const errors = err instanceof AggregateError ? err.errors : [err];
+  for (const e of errors) console.error(e);
+  console.error('build failed');
+  process.exit(1);
+}
+if (!result.success) {
+  for (const log of result.logs) console.error(log);
+  console.error('build failed');
+  process.exit(1);
+}
+const seconds = ((performance.now() - started) / 1000).toFixed(1);
+const size = Bun.file(OUTFILE).size;
+console.log(`built ${relative(process.cwd(), OUTFILE)}: ${(size / 1024 ** 2).toFixed(1)} MiB in ${seconds} s`);

@@ -1,0 +1,65 @@
+import { describe, expect, test } from 'bun:test';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CONFIG_VARIABLES, ConfigError, loadConfig } from '../src/config.ts';
+
+describe('configuration', () => {
+  test('defaults: embedded catalog, local storage under ./data, port 4100', () => {
+    const config = loadConfig({}, '/srv/app');
+    expect(config.host).toBe('127.0.0.1');
+    expect(config.port).toBe(4100);
+    expect(config.databaseUrl).toBeNull();
+    expect(config.pgSchema).toBe('timestore');
+    expect(config.storageDriver).toBe('local');
+    expect(config.storageRoot).toBe('/srv/app/data/timestore');
+    expect(config.queryCache).toEqual({ enabled: true, dir: '/srv/app/data/timestore/cache', maxBytes: 5368709120 });
+    expect(config.ingest).toEqual({ queueName: 'timestore_ingest_queue', concurrency: 2 });
+    expect(config.scopes).toEqual({ read: null, admin: null, write: null });
+  });
+
+  test('TIMESTORE_DATABASE_URL wins over DATABASE_URL, which is the fallback', () => {
+    expect(loadConfig({ DATABASE_URL: 'postgres://a@h/db' }).databaseUrl).toBe('postgres://a@h/db');
+    expect(loadConfig({ DATABASE_URL: 'postgres://a@h/db', TIMESTORE_DATABASE_URL: 'postgresql://b@h/x' }).databaseUrl).toBe(
+      'postgresql://b@h/x',
+    );
+  });
+
+  test('the admin scope falls back to the read scope', () => {
+    expect(loadConfig({ TIMESTORE_REQUIRE_SCOPE: 'ts:read' }).scopes).toEqual({ read: 'ts:read', admin: 'ts:read', write: null });
+    expect(loadConfig({ TIMESTORE_REQUIRE_SCOPE: 'r', TIMESTORE_ADMIN_SCOPE: 'a' }).scopes.admin).toBe('a');
+  });
+
+  test.each([
+    ['TIMESTORE_PORT', 'abc', 'TIMESTORE_PORT must be an integer from 1 to 65535 (got "abc")'],
+    ['TIMESTORE_PORT', '70000', 'TIMESTORE_PORT must be an integer from 1 to 65535'],
+    ['TIMESTORE_STORAGE_DRIVER', 'gcs', 'TIMESTORE_STORAGE_DRIVER must be one of local, s3 (got "gcs")'],
+    ['TIMESTORE_S3_FORCE_PATH_STYLE', 'maybe', 'TIMESTORE_S3_FORCE_PATH_STYLE must be true or false'],
+    ['TIMESTORE_QUERY_CACHE_ENABLED', 'sometimes', 'TIMESTORE_QUERY_CACHE_ENABLED must be true or false'],
+    ['TIMESTORE_QUERY_CACHE_MAX_BYTES', '-1', 'TIMESTORE_QUERY_CACHE_MAX_BYTES must be an integer'],
+    ['TIMESTORE_LOG_LEVEL', 'loud', 'TIMESTORE_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent'],
+    ['TIMESTORE_INGEST_CONCURRENCY', '0', 'TIMESTORE_INGEST_CONCURRENCY must be an integer from 1 to 256'],
+    ['TIMESTORE_PG_SCHEMA', 'Bad-Schema', 'TIMESTORE_PG_SCHEMA must be a lower-case SQL identifier'],
+    ['TIMESTORE_DATABASE_URL', 'mysql://x', 'TIMESTORE_DATABASE_URL must be a URL starting with postgres:// or postgresql://'],
+    ['TIMESTORE_S3_ENDPOINT', 'not a url', 'TIMESTORE_S3_ENDPOINT must be a URL'],
+    ['TIMESTORE_WORKER_THREADS', '1.5', 'TIMESTORE_WORKER_THREADS must be an integer'],
+  ])('%s=%s is refused with a message naming the variable', (name, value, message) => {
+    let error: unknown;
+    try {
+      loadConfig({ [name]: value });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain(message);
+  });
+
+  test('every problem is reported at once', () => {
+    expect(() => loadConfig({ TIMESTORE_PORT: 'x', TIMESTORE_LOG_LEVEL: 'y' })).toThrow(/TIMESTORE_PORT[\s\S]*TIMESTORE_LOG_LEVEL/);
+  });
+
+  test('the README documents every variable, and only those', () => {
+    const readme = readFileSync(join(import.meta.dir, '../README.md'), 'utf8');
+    const documented = [...readme.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]);
+    expect(documented.sort()).toEqual(CONFIG_VARIABLES.map((v) => v.name).sort());
+  });
+});

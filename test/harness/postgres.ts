@@ -1,0 +1,81 @@
+/**
+ * A throwaway PostgreSQL for the test run: one cluster, started on first use
+ * (so unit tests that never touch it pay nothing) and stopped when the test
+ * process exits; each test file asks for its own database.
+ *
+ * TIMESTORE_TEST_DATABASE_URL points the suite at an existing server instead.
+ * PostgreSQL refuses to run as root, so as root the cluster is owned by and run
+ * as the `postgres` user.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import postgres from 'postgres';
+import { freePort } from './ports.ts';
+
+interface Cluster {
+  /** URL of the maintenance database; test databases are created from it. */
+  adminUrl: string;
+  stop(): void;
+}
+
+let cluster: Cluster | undefined;
+
+function pgBin(name: string): string {
+  for (const dir of ['/usr/lib/postgresql/17/bin', '/usr/lib/postgresql/16/bin', '/usr/lib/postgresql/15/bin']) {
+    if (existsSync(join(dir, name))) return join(dir, name);
+  }
+  return name; // on PATH
+}
+
+function startCluster(): Cluster {
+  const external = process.env.TIMESTORE_TEST_DATABASE_URL;
+  if (external) return { adminUrl: external, stop() {} };
+
+  const asRoot = userInfo().uid === 0;
+  const dir = mkdtempSync(join(tmpdir(), 'timestore-pg-'));
+  chmodSync(dir, 0o755);
+  if (asRoot) {
+    const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+    chownSync(dir, uid, gid);
+  }
+  const run = (bin: string, args: string[]) => {
+    const [cmd, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', pgBin(bin), ...args]] : [pgBin(bin), args];
+    const result = spawnSync(cmd as string, argv as string[], { encoding: 'utf8' });
+    if (result.status !== 0) throw new Error(`${bin} failed (${result.status}): ${result.stderr || result.stdout}`);
+  };
+  const data = join(dir, 'data');
+  const port = freePort();
+  run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']);
+  run('pg_ctl', [
+    '-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '60',
+    '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`,
+    'start',
+  ]);
+  const stop = () => {
+    try {
+      run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  process.once('exit', stop);
+  return { adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`, stop };
+}
+
+/** A fresh, empty database for one test file; returns its URL. */
+export async function createTestDatabase(prefix = 'test'): Promise<string> {
+  cluster ??= startCluster();
+  const name = `${prefix}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`.toLowerCase();
+  const admin = postgres(cluster.adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`CREATE DATABASE "${name}" TEMPLATE template0`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(cluster.adminUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
