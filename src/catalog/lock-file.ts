@@ -5,6 +5,10 @@
  */
 import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 
+/** Locks this process holds: a file naming our own pid that is not in here was left by an earlier process
+ * that had the same pid (a restarted container is pid 1 again), so it is stale. */
+const held = new Set<string>();
+
 export interface LockFile {
   release(): void;
 }
@@ -16,8 +20,10 @@ export function acquireLockFile(path: string, inUse: (holderPid: number) => Erro
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         linkSync(candidate, path);
+        held.add(path);
         return {
           release() {
+            held.delete(path);
             try {
               if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
             } catch {
@@ -28,7 +34,8 @@ export function acquireLockFile(path: string, inUse: (holderPid: number) => Erro
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
         const holder = readHolder(path);
-        if (holder !== null && holder !== process.pid && isAlive(holder)) throw inUse(holder);
+        const ours = holder === process.pid;
+        if (holder !== null && (ours ? held.has(path) : isAlive(holder))) throw inUse(holder);
         // stale: the holder died without releasing it
         try {
           unlinkSync(path);

@@ -1,0 +1,94 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { createTestDatabase } from '../harness/postgres.ts';
+import { type ServerProcess, spawnServer } from '../harness/server-process.ts';
+
+let server: ServerProcess;
+let databaseUrl: string;
+
+beforeAll(async () => {
+  databaseUrl = await createTestDatabase();
+  server = await spawnServer({ env: { TIMESTORE_DATABASE_URL: databaseUrl, TIMESTORE_PG_SCHEMA: 'ts_http' } });
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe('a running server', () => {
+  test('GET /health is 200 with a request id', async () => {
+    const res = await fetch(`${server.url}/health`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ok' });
+    expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  test('a request id sent by the caller is echoed', async () => {
+    const res = await fetch(`${server.url}/health`, { headers: { 'x-request-id': 'lb-1234' } });
+    expect(res.headers.get('x-request-id')).toBe('lb-1234');
+  });
+
+  test('GET /ready is 200 and names each check', async () => {
+    const res = await fetch(`${server.url}/ready`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ready', checks: { catalog: 'ok', storage: 'ok', workers: 'ok' } });
+  });
+
+  test('an unknown route is a 404 in the common error shape', async () => {
+    const res = await fetch(`${server.url}/no/such/route`, { method: 'POST' });
+    expect(res.status).toBe(404);
+    expect(res.headers.get('content-type')).toContain('application/json');
+    expect(await res.json()).toEqual({ error: { code: 'route_not_found', message: 'no route for POST /no/such/route' } });
+  });
+
+  test('the OpenAPI document has title, version and description, and each route its response schemas', async () => {
+    const res = await fetch(`${server.url}/openapi.json`);
+    expect(res.status).toBe(200);
+    const doc = (await res.json()) as {
+      info: { title: string; version: string; description: string };
+      paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema?: unknown }> }> }>>;
+    };
+    expect(doc.info.title).toBe('timestore');
+    expect(doc.info.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(doc.info.description.length).toBeGreaterThan(20);
+    expect(Object.keys(doc.paths).sort()).toEqual(['/health', '/ready']);
+    expect(doc.paths['/ready']?.get?.responses['503']?.content?.['application/json']?.schema).toBeDefined();
+    expect(doc.paths['/health']?.get?.responses['200']?.content?.['application/json']?.schema).toBeDefined();
+  });
+
+  test('one structured log line per request with method, route, status and duration', async () => {
+    await fetch(`${server.url}/health`, { headers: { 'x-request-id': 'log-probe' } });
+    await fetch(`${server.url}/missing`, { headers: { 'x-request-id': 'log-probe-404' } });
+    await Bun.sleep(200);
+    const lines = server
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const ok = lines.find((l) => l.requestId === 'log-probe');
+    expect(ok).toMatchObject({ level: 'info', msg: 'request', method: 'GET', route: '/health', status: 200 });
+    expect(typeof ok?.durationMs).toBe('number');
+    expect(lines.find((l) => l.requestId === 'log-probe-404')).toMatchObject({ status: 404 });
+  });
+});
+
+describe('process lifecycle', () => {
+  test('SIGTERM drains and exits 0; a restart applies no migration twice', async () => {
+    const other = await spawnServer({ env: { TIMESTORE_DATABASE_URL: databaseUrl, TIMESTORE_PG_SCHEMA: 'ts_restart' } });
+    expect(other.output()).toContain('"applied":["0001_catalog.ts"]');
+    const started = Date.now();
+    expect(await other.stop('SIGTERM')).toBe(0);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(other.output()).toContain('shutdown complete');
+
+    const again = await spawnServer({ env: { TIMESTORE_DATABASE_URL: databaseUrl, TIMESTORE_PG_SCHEMA: 'ts_restart' } });
+    expect(again.output()).toContain('"applied":[]');
+    expect(await again.stop('SIGINT')).toBe(0);
+  });
+
+  test('two servers booting against one database at once both come up', async () => {
+    const env = { TIMESTORE_DATABASE_URL: databaseUrl, TIMESTORE_PG_SCHEMA: 'ts_pair' };
+    const [a, b] = await Promise.all([spawnServer({ env }), spawnServer({ env })]);
+    const applied = [a.output(), b.output()].map((out) => out.includes('"applied":["0001_catalog.ts"]'));
+    expect(applied.filter(Boolean)).toHaveLength(1);
+    expect(await Promise.all([a.stop(), b.stop()])).toEqual([0, 0]);
+  });
+});
