@@ -6,6 +6,16 @@ import Piscina from 'piscina';
 import { extractDuckDBLibrary } from './duckdb-runtime.ts';
 import type { PingResult, WorkerData } from './worker.ts';
 
+/**
+ * The worker module's path inside the compiled binary, defined by scripts/build.ts
+ * (undefined from source). Compiled, this module is inlined into the main entry, whose
+ * `import.meta.url` is the binary's own (`/$bunfs/root/timestore`), so a URL relative to it
+ * would miss the worker, which is bundled as a separate entry point elsewhere in /$bunfs.
+ */
+declare const TIMESTORE_COMPILED_WORKER: string | undefined;
+const WORKER_FILENAME =
+  typeof TIMESTORE_COMPILED_WORKER === 'string' ? TIMESTORE_COMPILED_WORKER : new URL('./worker.ts', import.meta.url).href;
+
 export class WorkerPool {
   private constructor(
     private readonly piscina: Piscina,
@@ -16,9 +26,7 @@ export class WorkerPool {
   static async start(threads: number, runtimeDir: string): Promise<WorkerPool> {
     const workerData: WorkerData = { duckdbLibraryPath: await extractDuckDBLibrary(runtimeDir) };
     const piscina = new Piscina({
-      // Resolves beside this module both from source and inside the compiled binary,
-      // where the worker is bundled as an extra entry point.
-      filename: new URL('./worker.ts', import.meta.url).href,
+      filename: WORKER_FILENAME,
       workerData,
       minThreads: threads,
       maxThreads: threads,

@@ -1,0 +1,132 @@
+/**
+ * The compiled executable is self-contained: copied alone into an empty
+ * directory and started there with no configuration, it creates its embedded
+ * catalog, runs DuckDB in its worker threads, serves HTTP, stops cleanly on
+ * SIGTERM and, started again, reuses the catalog it created.
+ *
+ * Builds dist/timestore with scripts/build.ts, unless TIMESTORE_TEST_BINARY
+ * names an executable to test instead.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { VERSION } from '../src/version.ts';
+import { REPO_ROOT, spawnServer, type ServerProcess } from './harness/server-process.ts';
+
+let dir: string;
+let binary: string;
+
+beforeAll(async () => {
+  let source = process.env.TIMESTORE_TEST_BINARY;
+  if (!source) {
+    const build = Bun.spawn([process.execPath, join(REPO_ROOT, 'scripts/build.ts')], { cwd: REPO_ROOT, stdout: 'pipe', stderr: 'pipe' });
+    const [code, out, err] = await Promise.all([build.exited, new Response(build.stdout).text(), new Response(build.stderr).text()]);
+    if (code !== 0) throw new Error(`scripts/build.ts exited with ${code}:\n${out}${err}`);
+    console.log(out.trim());
+    source = join(REPO_ROOT, 'dist/timestore');
+  }
+  dir = mkdtempSync(join(tmpdir(), 'timestore-binary-'));
+  binary = join(dir, 'timestore');
+  copyFileSync(source, binary);
+}, 180_000);
+
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Nothing but a PATH and a HOME: no TIMESTORE_* variable, no node_modules, no source tree. */
+const bareEnv = () => ({ PATH: '/usr/bin:/bin', HOME: dir });
+
+function run(args: string[]) {
+  const result = Bun.spawnSync([binary, ...args], { cwd: dir, env: bareEnv(), stdout: 'pipe', stderr: 'pipe' });
+  return { code: result.exitCode, stdout: result.stdout.toString(), stderr: result.stderr.toString() };
+}
+
+/** Starts the binary in `dir` with defaults for everything but the port; returns it and the ms it took to be ready. */
+async function start(): Promise<{ server: ServerProcess; readyMs: number }> {
+  const started = performance.now();
+  const server = await spawnServer({
+    command: [binary],
+    cwd: dir,
+    // spawnServer sets TIMESTORE_STORAGE_ROOT and TIMESTORE_WORKER_THREADS for its usual callers;
+    // blank values count as unset (src/config.ts), so the defaults apply: ./data/timestore, one thread per core.
+    // storageRoot only tells spawnServer where that default lands (it creates no temporary root then).
+    storageRoot: join(dir, 'data/timestore'),
+    env: { ...bareEnv(), TIMESTORE_STORAGE_ROOT: '', TIMESTORE_WORKER_THREADS: '' },
+    readyTimeoutMs: 90_000,
+  });
+  return { server, readyMs: Math.round(performance.now() - started) };
+}
+
+/** SIGTERM, then the exit code, or null when the process has not exited within `ms`. */
+async function terminate(server: ServerProcess, ms = 20_000): Promise<number | null> {
+  const code = await Promise.race([server.stop('SIGTERM'), Bun.sleep(ms).then(() => null)]);
+  if (code === null) server.proc.kill('SIGKILL');
+  return code;
+}
+
+/** The local storage target's id from the start-up log (its catalog row). */
+function localTargetId(output: string): string | undefined {
+  const line = output.split('\n').find((l) => l.includes('"msg":"storage targets registered"'));
+  return line ? (JSON.parse(line) as { targets: { name: string; id: string }[] }).targets.find((t) => t.name === 'local')?.id : undefined;
+}
+
+describe('the compiled binary, alone in an empty directory', () => {
+  test('version, --help and an unknown command', () => {
+    expect(readdirSync(dir)).toEqual(['timestore']);
+    expect(run(['version'])).toMatchObject({ code: 0, stdout: `${VERSION}\n` });
+    const help = run(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Usage: timestore [command]');
+    const unknown = run(['frobnicate']);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toContain('unknown command or flag "frobnicate"');
+  });
+
+  let firstTargetId: string | undefined;
+  let pgVersionMtime = 0;
+
+  test('starts with no configuration, serves /ready, /health and embedded assets, and stops on SIGTERM', async () => {
+    const { server, readyMs } = await start();
+    let code: number | null;
+    try {
+      console.log(`first start (initdb) to /ready: ${readyMs} ms`);
+      const output = server.output();
+      expect(output).toContain(`"storageRoot":"${join(dir, 'data/timestore')}"`);
+      expect(output).toContain('catalog: embedded PostgreSQL (PGlite) under the storage root');
+      expect(output).toContain('"applied":["0001_catalog.ts"]');
+      expect(output).toContain('"msg":"worker pool ready"'); // DuckDB answered from a Piscina thread
+      expect((await fetch(`${server.url}/health`)).status).toBe(200);
+      const css = await fetch(`${server.url}/docs/assets/swagger-ui.css`);
+      expect(css.status).toBe(200);
+      expect((await css.text()).length).toBeGreaterThan(1000);
+      firstTargetId = localTargetId(server.output());
+      expect(firstTargetId).toBeString();
+    } finally {
+      code = await terminate(server);
+    }
+    expect(code).toBe(0);
+    expect(server.output()).toContain('"msg":"shutdown complete"');
+    pgVersionMtime = statSync(join(dir, 'data/timestore/catalog/PG_VERSION')).mtimeMs;
+  }, 120_000);
+
+  test('a second start in the same directory reuses the catalog', async () => {
+    expect(firstTargetId).toBeString(); // needs the previous test
+    const { server, readyMs } = await start();
+    let code: number | null;
+    try {
+      console.log(`second start to /ready: ${readyMs} ms`);
+      const output = server.output();
+      expect(output).toContain('catalog: schema is up to date');
+      expect(output).not.toContain('catalog: migrations applied');
+      expect(localTargetId(output)).toBe(firstTargetId as string); // the row written by the first run
+      expect((await fetch(`${server.url}/health`)).status).toBe(200);
+    } finally {
+      code = await terminate(server);
+    }
+    expect(code).toBe(0);
+    // No second initdb: the cluster's PG_VERSION is the one the first run wrote.
+    expect(statSync(join(dir, 'data/timestore/catalog/PG_VERSION')).mtimeMs).toBe(pgVersionMtime);
+  }, 120_000);
+});
