@@ -15,3 +15,7 @@ declare module '*.css' {
   const path: string;
   export default path;
 }
+declare module '*.png' {
+  const path: string;
+  export default path;
+}

@@ -9,6 +9,8 @@ import { swagger } from '@elysiajs/swagger';
 import { Elysia } from 'elysia';
 // @ts-expect-error: imported as a file path, not as a module
 import bundlePath from '../../node_modules/swagger-ui-dist/swagger-ui-bundle.js' with { type: 'file' };
+import faviconPath from '../../node_modules/swagger-ui-dist/favicon-32x32.png' with { type: 'file' };
+import swaggerUi from '../../node_modules/swagger-ui-dist/package.json' with { type: 'json' };
 import cssPath from '../../node_modules/swagger-ui-dist/swagger-ui.css' with { type: 'file' };
 import { VERSION } from '../version.ts';
 
@@ -18,7 +20,11 @@ export const OPENAPI_PATH = '/openapi.json';
 const assets: Record<string, { path: string; type: string }> = {
   'swagger-ui-bundle.js': { path: bundlePath as string, type: 'text/javascript; charset=utf-8' },
   'swagger-ui.css': { path: cssPath, type: 'text/css; charset=utf-8' },
+  'favicon-32x32.png': { path: faviconPath, type: 'image/png' },
 };
+// The version in the asset URLs lets browsers cache them for a day without keeping a stale bundle after an upgrade.
+const asset = (file: string) => `${DOCS_PATH}/assets/${file}?v=${swaggerUi.version}`;
+const DOCS_PAGES = new Set([DOCS_PATH, `${DOCS_PATH}/`]);
 
 const page = `<!DOCTYPE html>
 <html lang="en">
@@ -26,13 +32,14 @@ const page = `<!DOCTYPE html>
   <meta charset="utf-8" />
   <meta name="viewport" content="width=device-width, initial-scale=1" />
   <title>timestore API</title>
-  <link rel="stylesheet" href="${DOCS_PATH}/assets/swagger-ui.css" />
+  <link rel="icon" type="image/png" href="${asset('favicon-32x32.png')}" />
+  <link rel="stylesheet" href="${asset('swagger-ui.css')}" />
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="${DOCS_PATH}/assets/swagger-ui-bundle.js"></script>
+  <script src="${asset('swagger-ui-bundle.js')}"></script>
   <script>
-    window.ui = SwaggerUIBundle({ url: '${OPENAPI_PATH}', dom_id: '#swagger-ui', deepLinking: true });
+    window.ui = SwaggerUIBundle({ url: '${OPENAPI_PATH}', dom_id: '#swagger-ui', deepLinking: true, validatorUrl: 'none' });
   </script>
 </body>
 </html>`;
@@ -45,7 +52,9 @@ export interface DocsOptions {
 export function apiDocs(options: DocsOptions) {
   return new Elysia({ name: 'timestore/docs' })
     .onRequest(({ request }) => {
-      if (request.method === 'GET' && new URL(request.url).pathname === DOCS_PATH) {
+      // Every way of asking for the page (GET or HEAD, with or without the trailing slash) gets ours;
+      // the plugin's page, registered at the same path, is never served.
+      if ((request.method === 'GET' || request.method === 'HEAD') && DOCS_PAGES.has(new URL(request.url).pathname)) {
         return new Response(page, { headers: { 'content-type': 'text/html; charset=utf-8' } });
       }
     })

@@ -3,7 +3,7 @@
  * GET /ready answers 200. Used by the end-to-end tests (CLI, shutdown, the
  * compiled binary, Swagger UI).
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { freePortAsync } from './ports.ts';
@@ -64,6 +64,7 @@ export async function spawnServer(options: SpawnOptions = {}): Promise<ServerPro
       if (proc.exitCode === null) proc.kill(signal);
       const code = await proc.exited;
       await drained;
+      if (!options.storageRoot) rmSync(storageRoot, { recursive: true, force: true });
       return code;
     },
   };
