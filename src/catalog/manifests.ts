@@ -8,20 +8,13 @@
 import type { Db } from './db.ts';
 import { errors } from '../errors.ts';
 import { lockDataset } from './datasets.ts';
-import type { ColumnStatistics, ManifestVersion, Partition } from './types.ts';
+import type { ManifestVersion, Partition } from './types.ts';
 
-export interface NewPartition {
-  storageTargetId: string;
-  location: string;
-  partitionKey: Record<string, string>;
-  schemaVersion: number;
-  startTime: Date;
-  endTime: Date;
-  rowCount: number;
-  sizeBytes: number;
-  checksum: string;
-  columnStatistics?: Record<string, ColumnStatistics>;
-}
+/** What a writer knows about a file before it is published. */
+export type NewPartition = Pick<
+  Partition,
+  'storageTargetId' | 'location' | 'partitionKey' | 'schemaVersion' | 'startTime' | 'endTime' | 'rowCount' | 'sizeBytes' | 'checksum'
+> & { columnStatistics?: Partition['columnStatistics'] };
 
 export interface PublishInput {
   datasetId: string;
