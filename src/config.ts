@@ -10,6 +10,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 
 export type StorageDriver = 'local' | 's3';
+export type IngestMode = 'queued' | 'inline';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface Config {
@@ -31,7 +32,13 @@ export interface Config {
   };
   queryCache: { enabled: boolean; dir: string; maxBytes: number };
   logLevel: LogLevel;
-  ingest: { queueName: string; concurrency: number };
+  ingest: {
+    queueName: string;
+    concurrency: number;
+    mode: IngestMode;
+    maxBodyBytes: number;
+    idempotencyTtlSeconds: number;
+  };
   scopes: { read: string | null; admin: string | null; write: string | null };
   workerThreads: number;
   shutdownTimeoutMs: number;
@@ -79,6 +86,14 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
   { name: 'TIMESTORE_LOG_LEVEL', description: 'Log level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.', default: '`info`' },
   { name: 'TIMESTORE_INGEST_QUEUE_NAME', description: 'Name of the job queue that ingestion jobs are written to and claimed from.', default: '`timestore_ingest_queue`' },
   { name: 'TIMESTORE_INGEST_CONCURRENCY', description: 'Ingestion jobs one process runs at once.', default: '`2`' },
+  {
+    name: 'TIMESTORE_INGEST_MODE',
+    description:
+      '`queued`: an ingest request answers 202 once its batch is durable and queued; `inline`: the request waits until the batch is published and answers 201.',
+    default: '`queued`',
+  },
+  { name: 'TIMESTORE_INGEST_MAX_BODY_BYTES', description: 'Largest ingest request body accepted (larger is a 413).', default: '`67108864` (64 MiB)' },
+  { name: 'TIMESTORE_IDEMPOTENCY_TTL_HOURS', description: 'How long an idempotency key is remembered.', default: '`24`' },
   { name: 'TIMESTORE_REQUIRE_SCOPE', description: 'Scope required in `x-iam-scopes` for query access.', default: '_(unset: open)_' },
   {
     name: 'TIMESTORE_ADMIN_SCOPE',
@@ -199,6 +214,9 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     ingest: {
       queueName: r.matching('TIMESTORE_INGEST_QUEUE_NAME', 'timestore_ingest_queue', /^[A-Za-z0-9_.:-]{1,128}$/, 'letters, digits and _ . : - (at most 128)'),
       concurrency: r.integer('TIMESTORE_INGEST_CONCURRENCY', 2, 1, 256),
+      mode: r.oneOf('TIMESTORE_INGEST_MODE', 'queued', ['queued', 'inline'] as const),
+      maxBodyBytes: r.integer('TIMESTORE_INGEST_MAX_BODY_BYTES', 64 * 1024 ** 2, 1024, 1024 ** 3),
+      idempotencyTtlSeconds: r.integer('TIMESTORE_IDEMPOTENCY_TTL_HOURS', 24, 1, 24 * 365) * 3600,
     },
     scopes: {
       read: readScope,

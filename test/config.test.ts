@@ -13,7 +13,13 @@ describe('configuration', () => {
     expect(config.storageDriver).toBe('local');
     expect(config.storageRoot).toBe('/srv/app/data/timestore');
     expect(config.queryCache).toEqual({ enabled: true, dir: '/srv/app/data/timestore/cache', maxBytes: 5368709120 });
-    expect(config.ingest).toEqual({ queueName: 'timestore_ingest_queue', concurrency: 2 });
+    expect(config.ingest).toEqual({
+      queueName: 'timestore_ingest_queue',
+      concurrency: 2,
+      mode: 'queued',
+      maxBodyBytes: 64 * 1024 ** 2,
+      idempotencyTtlSeconds: 24 * 3600,
+    });
     expect(config.scopes).toEqual({ read: null, admin: null, write: null });
   });
 
