@@ -1,0 +1,282 @@
+/**
+ * Local storage driver: objects are files under a root directory, locations are `file://` URIs.
+ *
+ * A write goes to a temporary name (`.<name>.tmp-<random>`) in the destination directory, is
+ * fsynced, renamed over the final name and the directory fsynced (as is the parent of every
+ * directory the write had to create), so after a crash a file either is complete under its final
+ * name or is absent. A temporary file left by a crash is listed like any other file, for the
+ * garbage collector to remove once it is old enough.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { copyFile, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { LocalTargetConfig } from '../catalog/types.ts';
+import {
+  describeCause,
+  describeProbeStep,
+  keyProblem,
+  StorageError,
+  type ListedObject,
+  type PutFileOptions,
+  type StorageDriver,
+  type StoredObject,
+} from './driver.ts';
+
+type Errno = Error & { code?: string };
+const errno = (err: unknown): string | undefined => (err as Errno | undefined)?.code;
+
+export class LocalStorageDriver implements StorageDriver {
+  readonly kind = 'local' as const;
+  readonly root: string;
+
+  constructor(
+    readonly name: string,
+    config: LocalTargetConfig,
+  ) {
+    this.root = resolve(config.root);
+  }
+
+  locationOf(key: string): string {
+    return pathToFileURL(this.pathOfKey(key, 'locate')).href;
+  }
+
+  async putFile(key: string, sourcePath: string, options: PutFileOptions = {}): Promise<StoredObject> {
+    const path = this.pathOfKey(key, 'put');
+    const location = pathToFileURL(path).href;
+    return this.guard('put', location, async () => {
+      await stat(sourcePath).catch((err) => {
+        throw new Error(`cannot read the source file: ${describeCause(err)}`, { cause: err });
+      });
+      const created = await this.ensureDir(dirname(path));
+      if (options.move) {
+        // Make the data durable first, then one atomic rename puts it in place.
+        if (await this.tryMove(sourcePath, path)) {
+          await fsyncDirs(dirname(path), created);
+          return { location, sizeBytes: (await stat(path)).size };
+        }
+      }
+      const tmp = tempPath(path);
+      try {
+        await copyFile(sourcePath, tmp);
+        await fsyncFile(tmp);
+        await rename(tmp, path);
+      } catch (err) {
+        await unlink(tmp).catch(() => {});
+        throw err;
+      }
+      await fsyncDirs(dirname(path), created);
+      if (options.move) await unlink(sourcePath);
+      return { location, sizeBytes: (await stat(path)).size };
+    });
+  }
+
+  async putBytes(key: string, bytes: Uint8Array): Promise<StoredObject> {
+    const path = this.pathOfKey(key, 'put');
+    const location = pathToFileURL(path).href;
+    return this.guard('put', location, async () => {
+      const created = await this.ensureDir(dirname(path));
+      const tmp = tempPath(path);
+      try {
+        const handle = await open(tmp, 'wx');
+        try {
+          await handle.writeFile(bytes);
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        await rename(tmp, path);
+      } catch (err) {
+        await unlink(tmp).catch(() => {});
+        throw err;
+      }
+      await fsyncDirs(dirname(path), created);
+      return { location, sizeBytes: bytes.byteLength };
+    });
+  }
+
+  async materialize(location: string, _destPath: string): Promise<string> {
+    const path = this.pathOfLocation(location, 'materialize');
+    return this.guard('materialize', location, async () => {
+      if (!(await stat(path)).isFile()) throw notAFile();
+      return path;
+    });
+  }
+
+  async read(location: string): Promise<Uint8Array> {
+    const path = this.pathOfLocation(location, 'read');
+    return this.guard('read', location, async () => new Uint8Array(await readFile(path)));
+  }
+
+  async delete(location: string): Promise<void> {
+    const path = this.pathOfLocation(location, 'delete');
+    await this.guard('delete', location, async () => {
+      try {
+        await unlink(path);
+      } catch (err) {
+        if (errno(err) !== 'ENOENT') throw err;
+      }
+    });
+  }
+
+  async exists(location: string): Promise<boolean> {
+    const path = this.pathOfLocation(location, 'exists');
+    return this.guard('exists', location, async () => {
+      try {
+        return (await stat(path)).isFile();
+      } catch (err) {
+        if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return false;
+        throw err;
+      }
+    });
+  }
+
+  async *list(prefix: string): AsyncIterable<ListedObject> {
+    const problem = keyProblem(prefix, 'prefix');
+    if (problem) throw new StorageError('list', this.name, `${this.rootUri()}${prefix}`, 'invalid_key', problem);
+    // "a/b/c" → walk the folder a/b, entries whose name starts with "c" (their whole subtree).
+    const slash = prefix.lastIndexOf('/');
+    const folder = prefix.slice(0, slash + 1);
+    const namePrefix = prefix.slice(slash + 1);
+    yield* this.walk(folder, namePrefix, prefix);
+  }
+
+  private async *walk(folder: string, namePrefix: string, prefix: string): AsyncGenerator<ListedObject> {
+    const dir = join(this.root, folder);
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return;
+      throw new StorageError('list', this.name, `${this.rootUri()}${prefix}`, 'failed', `reading ${dir}: ${describeCause(err)}`, { cause: err });
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
+      if (!entry.name.startsWith(namePrefix)) continue;
+      const key = `${folder}${entry.name}`;
+      if (entry.isDirectory()) {
+        yield* this.walk(`${key}/`, '', prefix);
+      } else if (entry.isFile()) {
+        const path = join(this.root, key);
+        let info;
+        try {
+          info = await stat(path);
+        } catch (err) {
+          if (errno(err) === 'ENOENT') continue; // deleted while listing
+          throw new StorageError('list', this.name, pathToFileURL(path).href, 'failed', describeCause(err), { cause: err });
+        }
+        yield { location: pathToFileURL(path).href, key, sizeBytes: info.size, lastModified: info.mtime };
+      }
+    }
+  }
+
+  async probe(): Promise<void> {
+    const key = `.timestore-probe/${randomUUID()}`;
+    const payload = new TextEncoder().encode(`timestore probe ${new Date().toISOString()}`);
+    try {
+      const { location } = await this.putBytes(key, payload);
+      try {
+        const back = await this.read(location);
+        if (Buffer.compare(Buffer.from(back), Buffer.from(payload)) !== 0) {
+          throw new StorageError('probe', this.name, location, 'failed', 'the probe object read back differs from what was written');
+        }
+      } finally {
+        await this.delete(location);
+      }
+    } catch (err) {
+      throw new StorageError('probe', this.name, this.rootUri(), 'failed', `the root ${this.root} is not writable: ${describeProbeStep(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
+  close(): void {}
+
+  /** The absolute path for a key, refusing keys that are not plain relative paths inside the root. */
+  private pathOfKey(key: string, operation: string): string {
+    const problem = keyProblem(key);
+    if (problem) throw new StorageError(operation, this.name, `${this.rootUri()}${key}`, 'invalid_key', problem);
+    return join(this.root, key);
+  }
+
+  /** The absolute path for a `file://` location of this target. */
+  private pathOfLocation(location: string, operation: string): string {
+    let path: string;
+    try {
+      path = fileURLToPath(location);
+    } catch (err) {
+      throw new StorageError(operation, this.name, location, 'foreign_location', `not a file:// URI (${describeCause(err)})`);
+    }
+    const rel = relative(this.root, path);
+    if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) {
+      throw new StorageError(operation, this.name, location, 'foreign_location', `the location is outside the target's root ${this.root}`);
+    }
+    const problem = keyProblem(rel.split(sep).join('/'));
+    if (problem) throw new StorageError(operation, this.name, location, 'invalid_key', problem);
+    return path;
+  }
+
+  private rootUri(): string {
+    return pathToFileURL(this.root + sep).href;
+  }
+
+  /** Creates `dir` and its missing parents; returns the first directory created (or undefined). */
+  private async ensureDir(dir: string): Promise<string | undefined> {
+    return mkdir(dir, { recursive: true });
+  }
+
+  /** Renames source to dest after fsyncing it; false when they are on different file systems. */
+  private async tryMove(source: string, dest: string): Promise<boolean> {
+    await fsyncFile(source);
+    try {
+      await rename(source, dest);
+      return true;
+    } catch (err) {
+      if (errno(err) === 'EXDEV') return false;
+      throw err;
+    }
+  }
+
+  private async guard<T>(operation: string, location: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      if (err instanceof StorageError) throw err;
+      const code = errno(err) === 'ENOENT' && operation !== 'put' ? 'not_found' : 'failed';
+      const detail = code === 'not_found' ? 'the object does not exist' : describeCause(err);
+      throw new StorageError(operation, this.name, location, code, detail, { cause: err });
+    }
+  }
+}
+
+function notAFile(): Errno {
+  const err: Errno = new Error('not a regular file');
+  err.code = 'ENOENT';
+  return err;
+}
+
+function tempPath(path: string): string {
+  return join(dirname(path), `.${basename(path)}.tmp-${randomBytes(6).toString('hex')}`);
+}
+
+async function fsyncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Fsyncs `dir` (it holds the new entry) and, when directories were created for the write, the
+ * parent of each of them up to the parent of the first one created, so the new entries survive a crash.
+ */
+async function fsyncDirs(dir: string, firstCreated: string | undefined): Promise<void> {
+  await fsyncFile(dir);
+  if (!firstCreated) return;
+  for (let d = dir; d !== dirname(d); d = dirname(d)) {
+    await fsyncFile(dirname(d));
+    if (d === firstCreated) break;
+  }
+}
