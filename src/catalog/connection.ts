@@ -40,8 +40,10 @@ export async function openCatalog(options: CatalogOptions): Promise<Catalog> {
     max: embedded ? 1 : (options.maxConnections ?? 10),
     onnotice: () => {},
     connection: { application_name: 'timestore', search_path: schema },
-    // Columns arrive camelCase; int8 (counts, bytes, versions) as numbers, exact below 2^53.
-    transform: { ...postgres.camel, undefined: null },
+    // Column names arrive camelCase (and go out snake_case); JSON values are left alone, because
+    // postgres.camel would also rename the top-level keys of every json/jsonb value (user data).
+    // int8 (counts, bytes, versions) arrives as a number, exact below 2^53.
+    transform: { column: { from: postgres.toCamel, to: postgres.fromCamel }, undefined: null },
     types: { int8: { to: 20, from: [20], serialize: (n: number) => String(n), parse: (s: string) => Number(s) } },
   });
 

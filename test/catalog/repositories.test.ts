@@ -65,10 +65,12 @@ describe('datasets', () => {
     const created = await createDataset(catalog.sql, {
       slug: 'weather',
       name: 'Weather',
-      metadata: { iam: { readScopes: ['weather:read'] } },
+      metadata: { iam: { readScopes: ['weather:read'] }, owner_team: 'ops', nested: { some_key: [{ deep_key: 1 }] } },
     });
     expect(created).toMatchObject({ slug: 'weather', name: 'Weather', status: 'active', schemaVersion: 0, manifestVersion: 0 });
-    expect(created.metadata).toEqual({ iam: { readScopes: ['weather:read'] } });
+    // JSON values come back exactly as stored: keys are user data, never renamed.
+    expect(created.metadata).toEqual({ iam: { readScopes: ['weather:read'] }, owner_team: 'ops', nested: { some_key: [{ deep_key: 1 }] } });
+    expect((await getDataset(catalog.sql, 'weather')).metadata).toEqual(created.metadata);
     expect((await getDataset(catalog.sql, created.id)).slug).toBe('weather');
     expect((await getDataset(catalog.sql, 'weather')).id).toBe(created.id);
     expect(await findDataset(catalog.sql, 'nope')).toBeNull();

@@ -1,0 +1,247 @@
+/**
+ * The job table: a queue in PostgreSQL (replaces BullMQ/Redis).
+ *
+ * A job is claimed by one statement that locks claimable rows with
+ * `FOR UPDATE SKIP LOCKED` and stamps a lease (`locked_by`, `locked_until`),
+ * so concurrent claimers never get the same row and never wait on each other.
+ * Everything a worker does afterwards (heartbeat, complete, fail, release) is
+ * guarded on `locked_by = me AND state = 'running'`: a worker whose lease
+ * expired and was taken over cannot overwrite the new owner's outcome.
+ *
+ * All times are the database's `now()`, never the process clock, so several
+ * processes with skewed clocks agree on what is due and what has expired.
+ */
+import type { Db } from './db.ts';
+
+/** NOTIFY channel whose payload is the queue name; a wake-up hint only, polling is the floor. */
+export const JOBS_CHANNEL = 'timestore_jobs';
+
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
+
+export interface Job<P = unknown> {
+  id: string;
+  queue: string;
+  kind: string;
+  datasetId: string | null;
+  jobKey: string | null;
+  payload: P;
+  state: JobState;
+  /** Claims so far, the current one included. */
+  attempts: number;
+  maxAttempts: number;
+  runAt: Date;
+  lockedBy: string | null;
+  lockedUntil: Date | null;
+  lastError: string | null;
+  result: unknown;
+  actor: string | null;
+  traceParent: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  finishedAt: Date | null;
+}
+
+export interface NewJob {
+  queue: string;
+  kind: string;
+  datasetId?: string | null;
+  /** At most one queued or running job per (queue, jobKey): singleton work. */
+  jobKey?: string | null;
+  payload: unknown;
+  maxAttempts?: number;
+  runAt?: Date | null;
+  actor?: string | null;
+  traceParent?: string | null;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const ms = (n: number) => `${Math.max(0, Math.round(n))} milliseconds`;
+
+/**
+ * Inserts a job and NOTIFYs its queue. Works inside the caller's transaction
+ * (the row and the notification then appear together at commit). When jobKey
+ * names a queued or running job, that job is returned with `created: false`.
+ */
+export async function enqueueJob(db: Db, input: NewJob): Promise<{ job: Job; created: boolean }> {
+  // Retried because the conflicting job can finish between the INSERT and the SELECT.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const [created] = await db<Job[]>`
+      INSERT INTO jobs (queue, kind, dataset_id, job_key, payload, max_attempts, run_at, actor, trace_parent)
+      VALUES (${input.queue}, ${input.kind}, ${input.datasetId ?? null}, ${input.jobKey ?? null},
+              ${db.json((input.payload ?? {}) as never)}, ${input.maxAttempts ?? 5},
+              COALESCE(${input.runAt ?? null}::timestamptz, now()), ${input.actor ?? null}, ${input.traceParent ?? null})
+      ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
+      RETURNING *`;
+    if (created) {
+      await db`SELECT pg_notify(${JOBS_CHANNEL}, ${input.queue})`;
+      return { job: created, created: true };
+    }
+    const [existing] = await db<Job[]>`
+      SELECT * FROM jobs WHERE queue = ${input.queue} AND job_key = ${input.jobKey ?? null} AND state IN ('queued', 'running')`;
+    if (existing) return { job: existing, created: false };
+  }
+  throw new Error(`could not enqueue job with key "${input.jobKey}": it kept conflicting`);
+}
+
+export async function getJob(db: Db, id: string): Promise<Job | null> {
+  if (!UUID.test(id)) return null;
+  const [row] = await db<Job[]>`SELECT * FROM jobs WHERE id = ${id}`;
+  return row ?? null;
+}
+
+export interface ClaimOptions {
+  queue: string;
+  workerId: string;
+  leaseMs: number;
+  /** Most jobs to claim (in coalescing mode: the batch size, leader included). */
+  limit: number;
+  /** Only these kinds (all kinds when absent). */
+  kinds?: readonly string[];
+  /**
+   * Coalescing: claim the oldest claimable job, then more queued jobs of the
+   * same dataset and kind, oldest first, up to `limit`. With `weightField`,
+   * followers are added only while the sum of that numeric payload field
+   * (e.g. `rowCount`) stays within `maxWeight`; the leader is always claimed.
+   * Jobs without a dataset are never coalesced.
+   */
+  coalesce?: boolean | { weightField: string; maxWeight: number };
+}
+
+/**
+ * Claims jobs in one statement. Claimable: queued and due, or running with an
+ * expired lease (its worker died). Reclaiming counts as a new attempt and
+ * records the lost lease in last_error; a job reclaimed past max_attempts is
+ * returned with `attempts > maxAttempts`, and the runner fails it unrun.
+ */
+export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
+  if (o.limit <= 0) return [];
+  const kinds = o.kinds ? db`AND kind IN ${db(o.kinds as string[])}` : db``;
+  const claimable = db`
+    queue = ${o.queue} ${kinds}
+    AND ((state = 'queued' AND run_at <= now()) OR (state = 'running' AND locked_until < now()))`;
+
+  const picked = !o.coalesce
+    ? db`
+      picked AS (
+        SELECT id FROM jobs WHERE ${claimable}
+        ORDER BY run_at, created_at LIMIT ${o.limit}
+        FOR UPDATE SKIP LOCKED)`
+    : db`
+      leader AS MATERIALIZED (
+        SELECT id, kind, dataset_id, run_at, created_at, ${weight(db, o.coalesce)} AS weight FROM jobs WHERE ${claimable}
+        ORDER BY run_at, created_at LIMIT 1
+        FOR UPDATE SKIP LOCKED),
+      candidates AS MATERIALIZED (
+        SELECT j.id, j.run_at, j.created_at, ${weight(db, o.coalesce, db`j.`)} AS weight
+        FROM jobs j JOIN leader l ON j.kind = l.kind AND j.dataset_id = l.dataset_id AND j.id <> l.id
+        WHERE j.queue = ${o.queue} AND j.state = 'queued' AND j.run_at <= now()
+        ORDER BY j.run_at, j.created_at LIMIT ${o.limit - 1}
+        FOR UPDATE OF j SKIP LOCKED),
+      followers AS (
+        SELECT id FROM (
+          SELECT c.id, l.weight + sum(c.weight) OVER (ORDER BY c.run_at, c.created_at, c.id) AS total
+          FROM candidates c CROSS JOIN leader l) f
+        WHERE total <= ${o.coalesce === true ? null : o.coalesce.maxWeight}::numeric OR ${o.coalesce === true}),
+      picked AS (SELECT id FROM leader UNION ALL SELECT id FROM followers)`;
+
+  return db<Job[]>`
+    WITH ${picked}
+    UPDATE jobs j SET
+      state = 'running', locked_by = ${o.workerId}, locked_until = now() + ${ms(o.leaseMs)}::interval,
+      attempts = j.attempts + 1, updated_at = now(),
+      last_error = CASE WHEN j.state = 'running' THEN 'lease of ' || j.locked_by || ' expired' ELSE j.last_error END
+    FROM picked WHERE j.id = picked.id
+    RETURNING j.*`;
+}
+
+/** A payload field as a number (0 when absent or not a number), so a bad payload cannot break the claim. */
+function weight(db: Db, coalesce: ClaimOptions['coalesce'], prefix = db``) {
+  if (typeof coalesce !== 'object') return db`0::numeric`;
+  const field = coalesce.weightField;
+  return db`CASE WHEN jsonb_typeof(${prefix}payload -> ${field}) = 'number' THEN (${prefix}payload ->> ${field})::numeric ELSE 0 END`;
+}
+
+/** Extends the lease of jobs this worker holds; false when any of them is no longer ours. */
+export async function heartbeatJobs(db: Db, ids: readonly string[], workerId: string, leaseMs: number): Promise<boolean> {
+  if (ids.length === 0) return true;
+  const rows = await db`
+    UPDATE jobs SET locked_until = now() + ${ms(leaseMs)}::interval, updated_at = now()
+    WHERE id IN ${db(ids as string[])} AND state = 'running' AND locked_by = ${workerId}
+    RETURNING id`;
+  return rows.length === ids.length;
+}
+
+/**
+ * Marks jobs succeeded with their results (job id → JSON value), only those
+ * this worker still holds; returns the ids it completed. Run it in the
+ * transaction that commits the work, so work and completion commit together.
+ */
+export async function completeJobs(db: Db, ids: readonly string[], workerId: string, results: Record<string, unknown> = {}): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const rows = await db<{ id: string }[]>`
+    UPDATE jobs SET state = 'succeeded', result = ${db.json(results as never)}::jsonb -> id::text,
+      locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now()
+    WHERE id IN ${db(ids as string[])} AND state = 'running' AND locked_by = ${workerId}
+    RETURNING id`;
+  return rows.map((r) => r.id);
+}
+
+/**
+ * Records a failed attempt. With a retry delay and attempts left the job is
+ * queued again at now() + delay; otherwise it is failed for good. Returns the
+ * job as updated, or null when this worker no longer holds it.
+ */
+export async function failJob(db: Db, id: string, workerId: string, error: string, retryDelayMs: number | null): Promise<Job | null> {
+  const retry = retryDelayMs !== null;
+  const [row] = await db<Job[]>`
+    UPDATE jobs SET
+      state = CASE WHEN ${retry} AND attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+      run_at = CASE WHEN ${retry} AND attempts < max_attempts THEN now() + ${ms(retryDelayMs ?? 0)}::interval ELSE run_at END,
+      finished_at = CASE WHEN ${retry} AND attempts < max_attempts THEN NULL ELSE now() END,
+      last_error = ${error}, locked_by = NULL, locked_until = NULL, updated_at = now()
+    WHERE id = ${id} AND state = 'running' AND locked_by = ${workerId}
+    RETURNING *`;
+  return row ?? null;
+}
+
+/**
+ * Hands jobs back without counting the attempt (a shutdown is not the job's
+ * fault): queued again, due now, and the queue is notified so another process
+ * picks them up at once. Returns the ids released.
+ */
+export async function releaseJobs(db: Db, ids: readonly string[], workerId: string): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const rows = await db<{ id: string; queue: string }[]>`
+    UPDATE jobs SET state = 'queued', run_at = now(), attempts = greatest(attempts - 1, 0),
+      locked_by = NULL, locked_until = NULL, updated_at = now()
+    WHERE id IN ${db(ids as string[])} AND state = 'running' AND locked_by = ${workerId}
+    RETURNING id, queue`;
+  for (const queue of new Set(rows.map((r) => r.queue))) await db`SELECT pg_notify(${JOBS_CHANNEL}, ${queue})`;
+  return rows.map((r) => r.id);
+}
+
+/** Deletes finished jobs that finished more than `olderThanMs` ago, at most `limit` per call; returns the count. */
+export async function purgeFinishedJobs(db: Db, olderThanMs: number, limit = 10_000): Promise<number> {
+  const rows = await db`
+    DELETE FROM jobs WHERE id IN (
+      SELECT id FROM jobs
+      WHERE state IN ('succeeded', 'failed') AND finished_at < now() - ${ms(olderThanMs)}::interval
+      LIMIT ${limit})
+    RETURNING id`;
+  return rows.length;
+}
+
+export interface JobCount {
+  queue: string;
+  kind: string;
+  state: JobState;
+  count: number;
+}
+
+/** Jobs per queue, kind and state (for metrics). */
+export async function countJobs(db: Db, queue?: string): Promise<JobCount[]> {
+  return db<JobCount[]>`
+    SELECT queue, kind, state, count(*)::int AS count FROM jobs
+    ${queue ? db`WHERE queue = ${queue}` : db``}
+    GROUP BY queue, kind, state ORDER BY queue, kind, state`;
+}

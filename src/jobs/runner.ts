@@ -1,0 +1,340 @@
+/**
+ * The job runner: one per process. It claims jobs from the catalog's job
+ * table for the kinds it has handlers for, runs up to `concurrency` handler
+ * calls at once, keeps their leases alive, and records the outcome.
+ *
+ * The contract with a handler:
+ * - It gets a batch (one job, or several of one dataset and kind when it
+ *   declares `coalesce`) and a context: `signal` aborts when the lease is lost
+ *   or the runner gives up on stopping; `heartbeat()` extends the lease now.
+ * - `ctx.complete(tx, results)` marks the batch succeeded inside the handler's
+ *   own transaction, so its work (a manifest publish) and the completion
+ *   commit together. It throws LeaseLostError when another worker has taken a
+ *   job over; letting that propagate rolls the work back, so work is
+ *   published once even when two workers ran it.
+ * - Returning normally means the work is committed: jobs not yet completed are
+ *   completed by the runner. The return value and `complete`'s `results` map
+ *   job id → result (stored as JSON); an Error value fails that job alone.
+ *   Throwing fails every job of the batch. Failures retry with jittered
+ *   exponential backoff until max_attempts, unless the error is a
+ *   PermanentJobError.
+ *
+ * Wake-ups: NOTIFY on a real PostgreSQL, in-process signals always (see
+ * local.ts), a jittered poll as the floor, and a finished batch (its slot is
+ * free and more jobs may wait).
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Catalog } from '../catalog/connection.ts';
+import type { Db } from '../catalog/db.ts';
+import {
+  JOBS_CHANNEL, type Job, type NewJob, claimJobs, completeJobs, enqueueJob, failJob, getJob, heartbeatJobs, releaseJobs,
+} from '../catalog/jobs.ts';
+import type { Logger } from '../log.ts';
+import { announceFinished, nextFinish, onLocalWake, wakeLocalRunners } from './local.ts';
+
+export type JobResults = Record<string, unknown>;
+
+export interface JobContext {
+  signal: AbortSignal;
+  /** Extends the lease now; false when a job of the batch is no longer ours. */
+  heartbeat(): Promise<boolean>;
+  /** Completes the batch's jobs (except those `results` maps to an Error) in `tx`. */
+  complete(tx: Db, results?: JobResults): Promise<void>;
+}
+
+export type JobHandler<P = unknown> = (jobs: Job<P>[], ctx: JobContext) => Promise<JobResults | void>;
+
+export interface HandlerOptions {
+  queue: string;
+  /** Claim up to maxJobs jobs of one dataset and kind per call; optionally bounded by a payload field's sum. */
+  coalesce?: { maxJobs: number; weightField?: string; maxWeight?: number };
+}
+
+export interface JobRunnerOptions {
+  catalog: Pick<Catalog, 'sql' | 'mode'>;
+  log: Logger;
+  /** Handler calls at once (TIMESTORE_INGEST_CONCURRENCY). */
+  concurrency: number;
+  leaseMs?: number;
+  pollIntervalMs?: number;
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** LISTEN for NOTIFY wake-ups; default on for an external PostgreSQL (the embedded one delivers none). */
+  notifications?: boolean;
+  workerId?: string;
+}
+
+/** The lease of a job was taken over by another worker (or released). */
+export class LeaseLostError extends Error {
+  override name = 'LeaseLostError';
+}
+
+/** Fails the job at once, without retries. */
+export class PermanentJobError extends Error {
+  override name = 'PermanentJobError';
+}
+
+interface Registered extends HandlerOptions {
+  kind: string;
+  handler: JobHandler;
+}
+
+interface Batch {
+  jobs: Job[];
+  abort: AbortController;
+  stopHeartbeat(): void;
+  /** Released on stop: the runner must not touch these jobs (or the catalog) again. */
+  released: boolean;
+  done?: Promise<void>;
+}
+
+const jitter = (ms: number) => ms * (0.75 + Math.random() * 0.5);
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class JobRunner {
+  readonly workerId: string;
+  private readonly sql: Catalog['sql'];
+  private readonly log: Logger;
+  private readonly o: Required<Omit<JobRunnerOptions, 'catalog' | 'log' | 'workerId'>>;
+  private handlers: Registered[] = [];
+  private readonly batches = new Set<Batch>();
+  private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  private wakePending = false;
+  private wakeUp: (() => void) | null = null;
+  private loopDone: Promise<void> = Promise.resolve();
+  private cleanups: Array<() => unknown> = [];
+
+  constructor(options: JobRunnerOptions) {
+    this.sql = options.catalog.sql;
+    this.log = options.log;
+    this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    this.o = {
+      concurrency: options.concurrency,
+      leaseMs: options.leaseMs ?? 30_000,
+      pollIntervalMs: options.pollIntervalMs ?? 1_000,
+      retryBaseMs: options.retryBaseMs ?? 1_000,
+      retryMaxMs: options.retryMaxMs ?? 300_000,
+      notifications: options.notifications ?? options.catalog.mode === 'external',
+    };
+  }
+
+  register<P>(kind: string, handler: JobHandler<P>, options: HandlerOptions): this {
+    this.handlers.push({ ...options, kind, handler: handler as JobHandler });
+    return this;
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error('a job runner starts once');
+    this.state = 'running';
+    const serves = (queue: string) => this.handlers.some((h) => h.queue === queue);
+    this.cleanups.push(onLocalWake((queue) => serves(queue) && this.wake()));
+    if (this.o.notifications) {
+      try {
+        const { unlisten } = await this.sql.listen(JOBS_CHANNEL, (queue) => serves(queue) && this.wake());
+        this.cleanups.push(unlisten);
+      } catch (err) {
+        this.log.warn({ err }, 'jobs: LISTEN failed; relying on polling');
+      }
+    }
+    this.loopDone = this.loop();
+  }
+
+  /** Makes the runner look for work now (rather than at its next poll). */
+  wake(): void {
+    this.wakePending = true;
+    this.wakeUp?.();
+  }
+
+  /** Enqueues in its own statement, then wakes this process's runners at once. */
+  async enqueue(input: NewJob): Promise<{ job: Job; created: boolean }> {
+    const enqueued = await enqueueJob(this.sql, input);
+    if (enqueued.created) wakeLocalRunners(input.queue);
+    return enqueued;
+  }
+
+  /**
+   * The job once it has succeeded or failed; at the timeout, the job as it is
+   * then (still queued or running: the caller decides). Null if there is none.
+   * Hears at once about jobs this process finishes; polls for the others.
+   */
+  async waitForJob(jobId: string, timeoutMs: number): Promise<Job | null> {
+    const deadline = Date.now() + timeoutMs;
+    for (let poll = 50; ; poll = Math.min(poll * 2, this.o.pollIntervalMs)) {
+      const finish = nextFinish(jobId, Math.min(poll, deadline - Date.now())); // listen before reading
+      const job = await getJob(this.sql, jobId);
+      if (!job || job.state === 'succeeded' || job.state === 'failed' || Date.now() >= deadline) {
+        finish.cancel();
+        return job;
+      }
+      await finish.promise;
+    }
+  }
+
+  /**
+   * Stops claiming, lets running handlers finish for up to `timeoutMs`, then
+   * aborts the rest and releases their jobs: queued again without counting the
+   * attempt, for another process (or the next start) to run.
+   */
+  async stop(timeoutMs = 30_000): Promise<void> {
+    if (this.state !== 'running') return;
+    this.state = 'stopping';
+    this.wakeUp?.();
+    for (const cleanup of this.cleanups) await Promise.resolve(cleanup()).catch(() => {});
+    await this.loopDone;
+    const all = Promise.all([...this.batches].map((b) => b.done));
+    const finished = await Promise.race([all.then(() => true), sleep(timeoutMs).then(() => false)]);
+    if (!finished) {
+      const left = [...this.batches];
+      for (const b of left) {
+        b.released = true;
+        b.stopHeartbeat();
+        b.abort.abort(new Error('job runner stopping'));
+      }
+      const released = await releaseJobs(this.sql, left.flatMap((b) => b.jobs.map((j) => j.id)), this.workerId);
+      this.log.warn({ released: released.length }, 'jobs: stop timed out; released running jobs');
+    }
+    this.state = 'stopped';
+  }
+
+  private async loop(): Promise<void> {
+    while (this.state === 'running') {
+      this.wakePending = false;
+      try {
+        await this.claimAndStart();
+      } catch (err) {
+        this.log.error({ err }, 'jobs: claim failed');
+        this.wakePending = false; // wait for the poll rather than spin on a broken catalog
+      }
+      if (this.state !== 'running' || this.wakePending) continue;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => this.wakeUp?.(), jitter(this.o.pollIntervalMs));
+        this.wakeUp = () => {
+          clearTimeout(timer);
+          this.wakeUp = null;
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** Claims until every slot is busy or no handler finds work. */
+  private async claimAndStart(): Promise<void> {
+    for (let claimed = true; claimed; ) {
+      claimed = false;
+      for (const h of [...this.handlers]) {
+        const free = this.o.concurrency - this.batches.size;
+        if (free <= 0 || this.state !== 'running') return;
+        const jobs = await claimJobs(this.sql, {
+          queue: h.queue,
+          kinds: [h.kind],
+          workerId: this.workerId,
+          leaseMs: this.o.leaseMs,
+          limit: h.coalesce ? h.coalesce.maxJobs : free,
+          coalesce: !h.coalesce ? false : h.coalesce.weightField
+            ? { weightField: h.coalesce.weightField, maxWeight: h.coalesce.maxWeight ?? Number.MAX_SAFE_INTEGER }
+            : true,
+        });
+        if (jobs.length === 0) continue;
+        claimed = true;
+        // The handler that just got work goes last, so one busy kind cannot starve the others.
+        this.handlers = [...this.handlers.filter((x) => x !== h), h];
+        for (const batch of h.coalesce ? [jobs] : jobs.map((j) => [j])) this.startBatch(h, batch);
+      }
+    }
+  }
+
+  private startBatch(h: Registered, jobs: Job[]): void {
+    const batch: Batch = { jobs, abort: new AbortController(), stopHeartbeat: () => {}, released: false };
+    this.batches.add(batch);
+    batch.done = this.runBatch(h, batch)
+      .catch((err) => this.log.error({ err, jobs: jobs.map((j) => j.id) }, 'jobs: recording an outcome failed'))
+      .finally(() => {
+        this.batches.delete(batch);
+        this.wake(); // a slot is free
+      });
+  }
+
+  private async runBatch(h: Registered, batch: Batch): Promise<void> {
+    // Reclaimed from dead workers more often than allowed: fail them unrun (a job that kills its process).
+    const exhausted = batch.jobs.filter((j) => j.attempts > j.maxAttempts);
+    for (const job of exhausted) {
+      await this.fail(job, new PermanentJobError(`${job.lastError ?? 'lease expired'}; no attempts left`));
+      announceFinished(job.id);
+    }
+    const jobs = batch.jobs.filter((j) => j.attempts <= j.maxAttempts);
+    if (jobs.length === 0) return;
+    const ids = jobs.map((j) => j.id);
+
+    // After complete() the rows are ours in the handler's transaction; a heartbeat then
+    // waits for it and finds them succeeded, which is not a lost lease.
+    let completing = false;
+    let leaseEnd = Date.now() + this.o.leaseMs;
+    let beating: Promise<boolean> | null = null;
+    const heartbeat = () =>
+      (beating ??= (async () => {
+        const sentAt = Date.now();
+        try {
+          const owned = await heartbeatJobs(this.sql, ids, this.workerId, this.o.leaseMs);
+          if (owned) leaseEnd = sentAt + this.o.leaseMs;
+          else if (!completing) batch.abort.abort(new LeaseLostError('the lease was taken over'));
+          return owned;
+        } catch (err) {
+          this.log.warn({ err }, 'jobs: heartbeat failed');
+          // Unable to renew in time, so another worker may be running the job: stop.
+          if (Date.now() > leaseEnd && !completing) batch.abort.abort(new LeaseLostError('the lease could not be renewed'));
+          return false;
+        } finally {
+          beating = null;
+        }
+      })());
+    const timer = setInterval(heartbeat, this.o.leaseMs / 3);
+    batch.stopHeartbeat = () => clearInterval(timer);
+
+    const succeeding = (results: JobResults) => ids.filter((id) => !(results[id] instanceof Error));
+    const ctx: JobContext = {
+      signal: batch.abort.signal,
+      heartbeat,
+      complete: async (tx, results = {}) => {
+        completing = true;
+        const want = succeeding(results);
+        const done = await completeJobs(tx, want, this.workerId, results);
+        if (done.length !== want.length) throw new LeaseLostError('a job of the batch is no longer held by this worker');
+      },
+    };
+
+    let results: JobResults = {};
+    let failure: { error: unknown } | null = null;
+    try {
+      results = (await h.handler(jobs, ctx)) ?? {};
+    } catch (error) {
+      failure = { error };
+    } finally {
+      batch.stopHeartbeat();
+    }
+    if (batch.released) return;
+
+    // Guarded on our lease: jobs completed in the handler's transaction, or taken over, are left alone.
+    for (const job of jobs) {
+      const error = failure ? failure.error : results[job.id];
+      if (failure || error instanceof Error) await this.fail(job, error);
+    }
+    if (!failure) await completeJobs(this.sql, succeeding(results), this.workerId, results);
+    // Waiters re-read the row, so announcing a job that was retried rather than finished is harmless.
+    for (const id of ids) announceFinished(id);
+  }
+
+  private async fail(job: Job, error: unknown): Promise<void> {
+    const permanent = error instanceof PermanentJobError;
+    const message = (error instanceof Error ? error.message : String(error)).slice(0, 4000);
+    const row = await failJob(this.sql, job.id, this.workerId, message, permanent ? null : this.backoff(job.attempts));
+    if (!row) return; // no longer ours
+    this.log.warn({ jobId: job.id, kind: job.kind, attempts: row.attempts, state: row.state, error: message }, 'jobs: attempt failed');
+  }
+
+  /** Exponential in the attempt, capped, with "equal jitter": half fixed, half random. */
+  private backoff(attempt: number): number {
+    const delay = Math.min(this.o.retryMaxMs, this.o.retryBaseMs * 2 ** Math.max(0, attempt - 1));
+    return delay / 2 + Math.random() * (delay / 2);
+  }
+}
