@@ -11,14 +11,21 @@ import { upsertStorageTarget } from './catalog/storage-targets.ts';
 import { type Config, describeConfig } from './config.ts';
 import { WorkerPool } from './engine/pool.ts';
 import { createApp } from './http/app.ts';
+import { INGEST_JOB_KIND } from './ingest/accept.ts';
+import { IngestService } from './ingest/service.ts';
+import { ingestJobHandler } from './ingest/write.ts';
+import { wakeLocalRunners } from './jobs/local.ts';
+import { JobRunner } from './jobs/runner.ts';
 import type { Logger } from './log.ts';
 import { Readiness } from './readiness.ts';
+import { StorageDrivers } from './storage/index.ts';
 import { VERSION } from './version.ts';
 
 export interface RunningServer {
   url: string;
   catalog: Catalog;
   pool: WorkerPool;
+  runner: JobRunner;
   /** Drains and stops everything; safe to call more than once. */
   shutdown(reason: string): Promise<void>;
 }
@@ -33,6 +40,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     storageRoot: config.storageRoot,
     log,
   });
+  const drivers = new StorageDrivers(config.s3);
   let pool: WorkerPool | undefined;
   try {
     await catalog.migrate();
@@ -47,23 +55,49 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   }
   const workers = pool;
 
+  const queue = config.ingest.queueName;
+  const runner = new JobRunner({ catalog, log, concurrency: config.ingest.concurrency }).register(
+    INGEST_JOB_KIND,
+    ingestJobHandler({ sql: catalog.sql, drivers, pool: workers, scratchDir: join(config.storageRoot, 'tmp'), log }),
+    { queue, coalesce: { maxJobs: 256, weightField: 'rowCount', maxWeight: 1_000_000 } },
+  );
+  await runner.start();
+  const ingest = new IngestService({
+    sql: catalog.sql,
+    drivers,
+    queue,
+    defaultTargetName: config.storageDriver,
+    idempotencyTtlSeconds: config.ingest.idempotencyTtlSeconds,
+    maxBodyBytes: config.ingest.maxBodyBytes,
+    inline: config.ingest.mode === 'inline',
+    wake: () => wakeLocalRunners(queue),
+    waitForJob: (id, ms) => runner.waitForJob(id, ms),
+  });
+
   const readiness = new Readiness({ catalog, pool: workers, storageRoot: config.storageRoot });
-  const app = createApp({ log, readiness }).listen({ hostname: config.host, port: config.port });
+  const app = createApp({ log, readiness, ingest, maxBodyBytes: config.ingest.maxBodyBytes }).listen({
+    hostname: config.host,
+    port: config.port,
+  });
   const url = `http://${config.host}:${app.server?.port ?? config.port}`;
-  log.info({ url, docs: `${url}/docs` }, 'timestore listening');
+  log.info({ url, docs: `${url}/docs`, ingestMode: config.ingest.mode }, 'timestore listening');
 
   let stopping: Promise<void> | undefined;
   return {
     url,
     catalog,
     pool: workers,
+    runner,
     shutdown(reason) {
       stopping ??= (async () => {
         log.info({ reason }, 'shutdown: /ready now answers 503; finishing in-flight requests');
         readiness.startDraining();
         // Stop accepting connections and let in-flight requests finish.
         await app.stop(false);
+        // Running jobs finish (or are handed back to the queue) before their pool and catalog go.
+        await runner.stop(Math.max(1_000, config.shutdownTimeoutMs - 2_000));
         await workers.close();
+        drivers.close();
         await catalog.close();
         log.info('shutdown complete');
       })();

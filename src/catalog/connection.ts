@@ -48,7 +48,7 @@ export async function openCatalog(options: CatalogOptions): Promise<Catalog> {
   });
 
   try {
-    await sql`CREATE SCHEMA IF NOT EXISTS ${sql(schema)}`;
+    await createSchemaIfMissing(sql, schema);
     if (embedded) {
       // PGlite has one session for every connection; set the schema for it once.
       await sql`SELECT set_config('search_path', ${schema}, false)`;
@@ -85,4 +85,14 @@ export async function openCatalog(options: CatalogOptions): Promise<Catalog> {
       await embedded?.stop();
     },
   };
+}
+
+/** CREATE SCHEMA IF NOT EXISTS still fails when another process creates the schema at the same moment. */
+async function createSchemaIfMissing(sql: Sql, schema: string): Promise<void> {
+  try {
+    await sql`CREATE SCHEMA IF NOT EXISTS ${sql(schema)}`;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code !== '23505' && code !== '42P06') throw err;
+  }
 }

@@ -42,6 +42,18 @@ export async function createDataset(sql: Db, input: NewDataset): Promise<Dataset
   }
 }
 
+/** Creates the dataset unless one with its slug exists; returns the new row, or null when it existed. */
+export async function createDatasetIfMissing(sql: Db, input: NewDataset): Promise<Dataset | null> {
+  const [row] = await sql<Dataset[]>`
+    INSERT INTO datasets (slug, name, timestamp_column, partition_window_seconds, default_storage_target_id, metadata)
+    VALUES (${input.slug}, ${input.name ?? input.slug}, ${input.timestampColumn ?? 'timestamp'},
+            ${input.partitionWindowSeconds ?? 86400}, ${input.defaultStorageTargetId ?? null},
+            ${sql.json((input.metadata ?? {}) as never)})
+    ON CONFLICT (slug) DO NOTHING
+    RETURNING *`;
+  return row ?? null;
+}
+
 /** Finds a dataset by id or by slug; null when there is none. */
 export async function findDataset(sql: Db, idOrSlug: string): Promise<Dataset | null> {
   const rows = UUID.test(idOrSlug)

@@ -13,8 +13,13 @@ import type { ManifestVersion, Partition } from './types.ts';
 /** What a writer knows about a file before it is published. */
 export type NewPartition = Pick<
   Partition,
-  'storageTargetId' | 'location' | 'partitionKey' | 'schemaVersion' | 'startTime' | 'endTime' | 'rowCount' | 'sizeBytes' | 'checksum'
-> & { columnStatistics?: Partition['columnStatistics'] };
+  'storageTargetId' | 'location' | 'partitionKey' | 'schemaVersion' | 'rowCount' | 'sizeBytes' | 'checksum'
+> & {
+  /** ISO strings keep DuckDB's microseconds, which a Date would round away. */
+  startTime: Date | string;
+  endTime: Date | string;
+  columnStatistics?: Partition['columnStatistics'];
+};
 
 export interface PublishInput {
   datasetId: string;

@@ -4,6 +4,7 @@
  */
 import Piscina from 'piscina';
 import { extractDuckDBLibrary } from './duckdb-runtime.ts';
+import type { WritePartitionsInput, WritePartitionsResult } from './partition-writer.ts';
 import type { PingResult, WorkerData } from './worker.ts';
 
 /**
@@ -37,6 +38,11 @@ export class WorkerPool {
 
   ping(): Promise<PingResult> {
     return this.piscina.run(null, { name: 'ping' });
+  }
+
+  /** Writes staged inputs as Parquet files, one per (partition key, time window), with their statistics. */
+  writePartitions(input: WritePartitionsInput): Promise<WritePartitionsResult> {
+    return this.piscina.run(input, { name: 'writePartitions' });
   }
 
   /** Waits for running tasks, then stops every thread. */

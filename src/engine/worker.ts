@@ -7,6 +7,7 @@
 import { threadId, workerData } from 'node:worker_threads';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { loadDuckDB } from './duckdb-runtime.ts';
+import { writePartitions as writePartitionsWith, type WritePartitionsInput, type WritePartitionsResult } from './partition-writer.ts';
 
 export interface WorkerData {
   duckdbLibraryPath: string;
@@ -34,4 +35,9 @@ export async function ping(): Promise<PingResult> {
   const db = await duckdb();
   const reader = await db.runAndReadAll('SELECT version() AS v');
   return { duckdbVersion: String(reader.getRowObjects()[0]?.v), threadId };
+}
+
+/** Writes staged inputs as Parquet partition files, one per (partition key, time window); see partition-writer.ts. */
+export async function writePartitions(input: WritePartitionsInput): Promise<WritePartitionsResult> {
+  return writePartitionsWith(await duckdb(), input);
 }

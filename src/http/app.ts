@@ -4,15 +4,20 @@
  */
 import { Elysia } from 'elysia';
 import type { Logger } from '../log.ts';
+import type { IngestService } from '../ingest/service.ts';
 import type { Readiness } from '../readiness.ts';
 import { apiDocs } from './docs.ts';
 import { errorHandler } from './errors.ts';
 import { requestLog } from './request-log.ts';
 import { healthRoutes } from './routes/health.ts';
+import { ingestRoutes } from './routes/ingest.ts';
 
 export interface AppDependencies {
   log: Logger;
   readiness: Readiness;
+  ingest: IngestService;
+  /** The largest request body the server reads (Bun refuses larger ones before a handler runs). */
+  maxBodyBytes: number;
 }
 
 const DESCRIPTION = [
@@ -22,16 +27,20 @@ const DESCRIPTION = [
 ].join('\n\n');
 
 export function createApp(deps: AppDependencies) {
-  return new Elysia()
+  return new Elysia({ serve: { maxRequestBodySize: deps.maxBodyBytes + 1024 * 1024 } })
     .use(errorHandler(deps.log))
     .use(requestLog(deps.log))
     .use(
       apiDocs({
         description: DESCRIPTION,
-        tags: [{ name: 'health', description: 'Liveness and readiness for load balancers.' }],
+        tags: [
+          { name: 'health', description: 'Liveness and readiness for load balancers.' },
+          { name: 'ingest', description: 'Send rows; follow the jobs that write them.' },
+        ],
       }),
     )
-    .use(healthRoutes(deps.readiness));
+    .use(healthRoutes(deps.readiness))
+    .use(ingestRoutes(deps.ingest));
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -27,6 +27,8 @@ export function errorResponse(error: AppError, headers: Record<string, string> =
 /** Turns whatever a handler threw into an AppError. */
 export function toAppError(code: string | number, error: unknown, request: Request): AppError {
   if (error instanceof AppError) return error;
+  // Elysia wraps what a parse hook throws in a ParseError.
+  if (code === 'PARSE' && (error as Error).cause instanceof AppError) return (error as Error).cause as AppError;
   if (error instanceof ValidationError) {
     const first = error.valueError;
     const where = first?.path ? first.path : '(body)';

@@ -3,9 +3,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WorkerPool } from '../../src/engine/pool.ts';
-import { createApp } from '../../src/http/app.ts';
+import { healthRoutes } from '../../src/http/routes/health.ts';
 import { Readiness } from '../../src/readiness.ts';
-import { openTestCatalog, silentLog } from '../harness/catalog.ts';
+import { openTestCatalog } from '../harness/catalog.ts';
 
 let pool: WorkerPool;
 beforeAll(async () => {
@@ -13,7 +13,7 @@ beforeAll(async () => {
 });
 afterAll(() => pool.close());
 
-const ready = (readiness: Readiness) => createApp({ log: silentLog, readiness }).handle(new Request('http://localhost/ready'));
+const ready = (readiness: Readiness) => healthRoutes(readiness).handle(new Request('http://localhost/ready'));
 
 describe('GET /ready', () => {
   test('503 naming the catalog when the catalog does not answer', async () => {

@@ -49,9 +49,18 @@ describe('a running server', () => {
     expect(doc.info.title).toBe('timestore');
     expect(doc.info.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(doc.info.description.length).toBeGreaterThan(20);
-    expect(Object.keys(doc.paths).sort()).toEqual(['/health', '/ready']);
-    expect(doc.paths['/ready']?.get?.responses['503']?.content?.['application/json']?.schema).toBeDefined();
-    expect(doc.paths['/health']?.get?.responses['200']?.content?.['application/json']?.schema).toBeDefined();
+    expect(Object.keys(doc.paths).sort()).toEqual(['/datasets/{datasetSlug}/ingest', '/health', '/ingestion/jobs/{jobId}', '/ready']);
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        const success = Object.entries(operation.responses).filter(([status]) => status.startsWith('2'));
+        expect(success.length, `${method} ${path} documents a success response`).toBeGreaterThan(0);
+        for (const [status, response] of Object.entries(operation.responses)) {
+          expect(response.content?.['application/json']?.schema, `${method} ${path} ${status} has a schema`).toBeDefined();
+        }
+      }
+    }
+    expect(doc.paths['/ready']?.get?.responses['503']).toBeDefined();
+    expect((doc.paths['/datasets/{datasetSlug}/ingest']?.post as any)?.requestBody?.content?.['application/json']?.schema).toBeDefined();
   });
 
   test('one structured log line per request with method, route, status and duration', async () => {

@@ -1,0 +1,245 @@
+/**
+ * Accepting a batch: validate it, make it durable, queue it.
+ *
+ * The order is what makes the acknowledgement honest: every row is checked
+ * first (a refused batch stores nothing), then the request body is staged on
+ * the storage target (so any process sharing the bucket can write it out),
+ * then one catalog transaction creates the dataset or its next schema
+ * version if needed, claims the idempotency key and inserts the job. Only
+ * after that commit does the client hear 202.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { Sql } from 'postgres';
+import { recordAuditEvent } from '../catalog/audit.ts';
+import { createDatasetIfMissing, findDataset, lockDataset } from '../catalog/datasets.ts';
+import { claimIdempotencyKey, findIdempotencyKey, type IdempotencyRecord } from '../catalog/idempotency.ts';
+import { enqueueJob, getJob, type Job } from '../catalog/jobs.ts';
+import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-versions.ts';
+import { getStorageTarget } from '../catalog/storage-targets.ts';
+import type { Db } from '../catalog/db.ts';
+import type { Dataset, SchemaField, SchemaVersion } from '../catalog/types.ts';
+import { AppError } from '../errors.ts';
+import type { StorageDrivers } from '../storage/index.ts';
+import { chooseTimestampColumn, checkDeclaredFields, mergeSchema } from './schema.ts';
+import { parseTimestamp } from './timestamps.ts';
+import { validateRows } from './validation.ts';
+
+export const INGEST_JOB_KIND = 'ingest';
+
+/** What an ingest job carries: where its batch is staged and how to read it. */
+export interface IngestJobPayload {
+  datasetSlug: string;
+  schemaVersion: number;
+  partitionKey: Record<string, string>;
+  storageTargetId: string;
+  staged: { location: string; format: 'json-document'; sizeBytes: number };
+  rowCount: number;
+  minTime: string;
+  maxTime: string;
+}
+
+export interface IngestBatch {
+  schema: { fields: SchemaField[] };
+  partition: { key: Record<string, string>; timeRange?: { start: string; end: string } };
+  rows: unknown[];
+  datasetName?: string;
+  storageTargetId?: string;
+}
+
+export interface AcceptRequest {
+  datasetSlug: string;
+  batch: IngestBatch;
+  /** The request body exactly as received: staged as is and hashed for idempotency. */
+  rawBody: Uint8Array;
+  idempotencyKey: string | null;
+  actor: string | null;
+  traceParent: string | null;
+}
+
+export interface Accepted {
+  job: Job;
+  /** True when an earlier request with the same idempotency key and body already holds this job. */
+  replayed: boolean;
+}
+
+export interface AcceptDeps {
+  sql: Sql;
+  drivers: StorageDrivers;
+  queue: string;
+  /** Target for datasets that name none (`local` or `s3`, from TIMESTORE_STORAGE_DRIVER). */
+  defaultTargetName: string;
+  idempotencyTtlSeconds: number;
+  /** Wakes this process's job runner at once. */
+  wake(): void;
+}
+
+/** Signals, from inside the transaction, that an earlier request holds the idempotency key. */
+class KeyHeld extends Error {
+  constructor(readonly record: IdempotencyRecord) {
+    super('idempotency key held');
+  }
+}
+
+export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Promise<Accepted> {
+  const { batch } = request;
+  checkDeclaredFields(batch.schema.fields);
+  const existing = await findDataset(deps.sql, request.datasetSlug);
+  if (existing) assertAcceptsIngest(existing);
+  const latest = existing && existing.schemaVersion > 0 ? await getSchemaVersion(deps.sql, existing.id, existing.schemaVersion) : null;
+  const timestampColumn = existing?.timestampColumn ?? chooseTimestampColumn(batch.schema.fields);
+  const merged = mergeSchema(latest, batch.schema.fields, timestampColumn);
+  const summary = validateRows(batch.rows, {
+    fields: merged.fields,
+    timestampColumn,
+    strict: existing?.metadata.allowUnknownFields !== true,
+    timeRange: parseTimeRange(batch.partition.timeRange),
+  });
+  checkPartitionKey(batch.partition.key);
+
+  const requestHash = createHash('sha256').update(request.rawBody).digest('hex');
+  if (existing && request.idempotencyKey) {
+    const held = await findIdempotencyKey(deps.sql, existing.id, request.idempotencyKey);
+    if (held) return replay(deps.sql, held, requestHash);
+  }
+
+  const target = await getStorageTarget(deps.sql, batch.storageTargetId ?? existing?.defaultStorageTargetId ?? deps.defaultTargetName);
+  const driver = deps.drivers.forTarget(target);
+  const staged = await driver.putBytes(`staging/${request.datasetSlug}/${randomUUID()}.json`, request.rawBody);
+
+  try {
+    const job = await deps.sql.begin(async (tx) => {
+      const dataset = await ensureDataset(tx, request, timestampColumn);
+      const schema = await recordSchema(tx, dataset, batch.schema.fields, timestampColumn, request.actor);
+      const payload: IngestJobPayload = {
+        datasetSlug: dataset.slug,
+        schemaVersion: schema.version,
+        partitionKey: batch.partition.key,
+        storageTargetId: target.id,
+        staged: { location: staged.location, format: 'json-document', sizeBytes: staged.sizeBytes },
+        rowCount: summary.rowCount,
+        minTime: new Date(summary.minTime).toISOString(),
+        maxTime: new Date(summary.maxTime).toISOString(),
+      };
+      const { job } = await enqueueJob(tx, {
+        queue: deps.queue,
+        kind: INGEST_JOB_KIND,
+        datasetId: dataset.id,
+        payload,
+        actor: request.actor,
+        traceParent: request.traceParent,
+      });
+      if (request.idempotencyKey) {
+        const held = await claimIdempotencyKey(tx, {
+          datasetId: dataset.id,
+          key: request.idempotencyKey,
+          requestHash,
+          jobId: job.id,
+          ttlSeconds: deps.idempotencyTtlSeconds,
+        });
+        if (held) throw new KeyHeld(held);
+      }
+      return job;
+    });
+    deps.wake();
+    return { job, replayed: false };
+  } catch (err) {
+    await driver.delete(staged.location).catch(() => {});
+    if (err instanceof KeyHeld) return replay(deps.sql, err.record, requestHash);
+    throw err;
+  }
+}
+
+function assertAcceptsIngest(dataset: Dataset): void {
+  if (dataset.status !== 'active') {
+    throw new AppError(409, `dataset_${dataset.status}`, `dataset "${dataset.slug}" is ${dataset.status} and accepts no new rows`);
+  }
+}
+
+async function replay(sql: Sql, held: IdempotencyRecord, requestHash: string): Promise<Accepted> {
+  if (held.requestHash !== requestHash) {
+    throw new AppError(
+      409,
+      'idempotency_key_reused',
+      `idempotency key "${held.key}" was used for a different request body; use a new key for a new batch`,
+      { key: held.key, firstSeenAt: held.createdAt.toISOString() },
+    );
+  }
+  const job = held.jobId ? await getJob(sql, held.jobId) : null;
+  if (!job) throw new AppError(409, 'idempotency_key_expired', `the job of idempotency key "${held.key}" is gone; use a new key`);
+  return { job, replayed: true };
+}
+
+function parseTimeRange(range: IngestBatch['partition']['timeRange']): { start: number; end: number } | undefined {
+  if (!range) return undefined;
+  const start = parseTimestamp(range.start);
+  const end = parseTimestamp(range.end);
+  if (Number.isNaN(start) || Number.isNaN(end)) {
+    throw new AppError(400, 'invalid_time_range', 'partition.timeRange.start and end must be ISO-8601 timestamps');
+  }
+  if (start >= end) throw new AppError(400, 'invalid_time_range', 'partition.timeRange.start must be before end');
+  return { start, end };
+}
+
+const KEY_PART = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+function checkPartitionKey(key: Record<string, string>): void {
+  const entries = Object.entries(key);
+  if (entries.length > 8) throw new AppError(400, 'invalid_partition_key', 'partition.key has more than 8 fields');
+  for (const [name, value] of entries) {
+    if (!KEY_PART.test(name) || !KEY_PART.test(value)) {
+      throw new AppError(
+        400,
+        'invalid_partition_key',
+        `partition.key "${name}": "${value}" is not allowed: names and values use letters, digits and _ . : - (at most 128)`,
+        { field: name },
+      );
+    }
+  }
+}
+
+/** The dataset row, created by the first batch (a concurrent first batch may win: then it is used). */
+async function ensureDataset(tx: Db, request: AcceptRequest, timestampColumn: string): Promise<Dataset> {
+  const created = await createDatasetIfMissing(tx, {
+    slug: request.datasetSlug,
+    name: request.batch.datasetName ?? request.datasetSlug,
+    timestampColumn,
+  });
+  if (created) {
+    await recordAuditEvent(tx, { datasetId: created.id, action: 'dataset.created', actor: request.actor, details: { by: 'ingest' } });
+  }
+  const dataset = created ?? (await findDataset(tx, request.datasetSlug));
+  if (!dataset) throw new Error(`dataset ${request.datasetSlug} vanished`);
+  assertAcceptsIngest(dataset);
+  if (dataset.timestampColumn !== timestampColumn) {
+    // A concurrent first batch created the dataset with another timestamp column.
+    throw new AppError(409, 'schema_changed', `dataset "${dataset.slug}" was just created by another request; retry this batch`);
+  }
+  return dataset;
+}
+
+/**
+ * Records the batch's schema under the dataset lock. The merge is done again
+ * here because another batch may have added a version since the check above.
+ */
+async function recordSchema(
+  tx: Db,
+  dataset: Dataset,
+  declared: SchemaField[],
+  timestampColumn: string,
+  actor: string | null,
+): Promise<SchemaVersion> {
+  const locked = await lockDataset(tx, dataset.id);
+  const latest = locked.schemaVersion > 0 ? await getSchemaVersion(tx, locked.id, locked.schemaVersion) : null;
+  const merged = mergeSchema(latest, declared, timestampColumn);
+  if (latest && merged.added.length === 0) return latest;
+  const version = await recordSchemaVersion(tx, locked.id, merged.fields, timestampColumn);
+  if (latest) {
+    await recordAuditEvent(tx, {
+      datasetId: locked.id,
+      action: 'schema.evolved',
+      actor,
+      details: { version: version.version, added: merged.added },
+    });
+  }
+  return version;
+}

@@ -1,0 +1,159 @@
+/**
+ * The ingest job: turns staged batches into published partitions.
+ *
+ * The runner hands over several queued jobs of one dataset at once
+ * (coalescing), so many small batches become few files. The staged bodies
+ * are read by DuckDB in a worker thread, written as sorted Parquet per
+ * partition key and time window, stored on the target, and published in one
+ * catalog transaction that also completes the jobs: either all of it is
+ * visible or none of it is. Files stored by an attempt that then fails are
+ * left for the garbage collector; the jobs retry.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Sql } from 'postgres';
+import { getDataset } from '../catalog/datasets.ts';
+import type { Job } from '../catalog/jobs.ts';
+import { type NewPartition, publishManifestVersion } from '../catalog/manifests.ts';
+import { getSchemaVersion } from '../catalog/schema-versions.ts';
+import { getStorageTarget } from '../catalog/storage-targets.ts';
+import type { Dataset, StorageTarget } from '../catalog/types.ts';
+import type { WorkerPool } from '../engine/pool.ts';
+import type { JobContext, JobResults } from '../jobs/runner.ts';
+import type { Logger } from '../log.ts';
+import type { StorageDrivers } from '../storage/index.ts';
+import type { IngestJobPayload } from './accept.ts';
+
+export interface WriteDeps {
+  sql: Sql;
+  drivers: StorageDrivers;
+  pool: WorkerPool;
+  /** Local scratch space (downloads of staged S3 objects, DuckDB's output before it is stored). */
+  scratchDir: string;
+  log: Logger;
+}
+
+/** Where a partition file lives on its target: by dataset, partition key and window. */
+export function partitionKeyPath(dataset: Dataset, key: Record<string, string>, windowStart: string): string {
+  const keyPart = Object.keys(key)
+    .sort()
+    .map((name) => `${name}=${key[name]}`)
+    .join(',');
+  return `datasets/${dataset.slug}/${keyPart || '_'}/${windowStart.slice(0, 19).replace(/:/g, '')}Z/${randomUUID()}.parquet`;
+}
+
+export function ingestJobHandler(deps: WriteDeps) {
+  return async (jobs: Job<IngestJobPayload>[], ctx: JobContext): Promise<JobResults> => {
+    const first = jobs[0];
+    if (!first?.datasetId) throw new Error('ingest job without a dataset');
+    const dataset = await getDataset(deps.sql, first.datasetId);
+    const schemaVersion = Math.max(...jobs.map((j) => j.payload.schemaVersion));
+    const schema = await getSchemaVersion(deps.sql, dataset.id, schemaVersion);
+    if (!schema) throw new Error(`schema version ${schemaVersion} of dataset ${dataset.slug} is missing`);
+
+    const work = join(deps.scratchDir, `ingest-${randomUUID()}`);
+    await mkdir(work, { recursive: true });
+    try {
+      const targets = new Map<string, StorageTarget>();
+      const targetOf = async (id: string) => targets.get(id) ?? targets.set(id, await getStorageTarget(deps.sql, id)).get(id)!;
+
+      // Batches for different storage targets are written separately: each file lives on the
+      // target its batch asked for.
+      const added: NewPartition[] = [];
+      for (const [targetId, group] of groupBy(jobs, (j) => j.payload.storageTargetId)) {
+        const target = await targetOf(targetId);
+        const inputs = await Promise.all(
+          group.map(async (job) => {
+            const stagedOn = deps.drivers.forTarget(await targetOf(job.payload.storageTargetId));
+            const path = await stagedOn.materialize(job.payload.staged.location, join(work, `${job.id}.json`));
+            return { path, format: job.payload.staged.format, partitionKey: job.payload.partitionKey };
+          }),
+        );
+        ctx.signal.throwIfAborted();
+        const written = await deps.pool.writePartitions({
+          inputs,
+          fields: schema.fields,
+          timestampColumn: schema.timestampColumn,
+          windowSeconds: dataset.partitionWindowSeconds,
+          outputDir: work,
+        });
+        ctx.signal.throwIfAborted();
+        const driver = deps.drivers.forTarget(target);
+        for (const file of written) {
+          const stored = await driver.putFile(partitionKeyPath(dataset, file.partitionKey, file.windowStart), file.path, { move: true });
+          added.push({
+            storageTargetId: target.id,
+            location: stored.location,
+            partitionKey: file.partitionKey,
+            schemaVersion,
+            startTime: file.startTime,
+            endTime: file.endTime,
+            rowCount: file.rowCount,
+            sizeBytes: stored.sizeBytes,
+            checksum: file.checksum,
+            columnStatistics: file.columnStatistics,
+          });
+        }
+      }
+
+      ctx.signal.throwIfAborted();
+      const results: JobResults = {};
+      await deps.sql.begin(async (tx) => {
+        const published = await publishManifestVersion(tx, {
+          datasetId: dataset.id,
+          reason: 'ingest',
+          add: added,
+          summary: { jobs: jobs.map((j) => j.id), rows: jobs.reduce((n, j) => n + j.payload.rowCount, 0) },
+        });
+        const partitions = published.partitions.map((p) => ({
+          id: p.id,
+          location: p.location,
+          partitionKey: p.partitionKey,
+          startTime: p.startTime.toISOString(),
+          endTime: p.endTime.toISOString(),
+          rowCount: p.rowCount,
+          sizeBytes: p.sizeBytes,
+        }));
+        for (const job of jobs) {
+          results[job.id] = {
+            dataset: { id: dataset.id, slug: dataset.slug },
+            manifestVersion: published.manifest.version,
+            schemaVersion,
+            rowCount: job.payload.rowCount,
+            // Coalesced batches share their files: these are the partitions of the whole publish.
+            coalescedJobs: jobs.length,
+            partitions,
+          };
+        }
+        await ctx.complete(tx, results);
+      });
+      deps.log.info(
+        { dataset: dataset.slug, jobs: jobs.length, rows: jobs.reduce((n, j) => n + j.payload.rowCount, 0), partitions: added.length },
+        'ingest: published',
+      );
+
+      // The staged bodies are no longer needed; what a crash leaves here, the collector removes.
+      await Promise.all(
+        jobs.map(async (job) => {
+          const stagedOn = deps.drivers.forTarget(await targetOf(job.payload.storageTargetId));
+          await stagedOn.delete(job.payload.staged.location).catch((err) => deps.log.warn({ err, job: job.id }, 'ingest: staged batch not deleted'));
+        }),
+      );
+      return results;
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  };
+}
+
+function groupBy<T, K>(items: T[], key: (item: T) => K): Map<K, T[]> {
+  const groups = new Map<K, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const group = groups.get(k);
+    if (group) group.push(item);
+    else groups.set(k, [item]);
+  }
+  return groups;
+}

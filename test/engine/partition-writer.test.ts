@@ -1,0 +1,444 @@
+/**
+ * The partition writer: staged inputs → one sorted ZSTD Parquet file per (partition key, window),
+ * through the real worker pool; the files are read back with DuckDB in the test thread.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { extractDuckDBLibrary, loadDuckDB } from '../../src/engine/duckdb-runtime.ts';
+import {
+  type PartitionField,
+  type StagedInput,
+  type WritePartitionsInput,
+  type WrittenPartition,
+  readCsvHeader,
+  writePartitions,
+} from '../../src/engine/partition-writer.ts';
+import { WorkerPool } from '../../src/engine/pool.ts';
+
+let dir: string;
+let pool: WorkerPool;
+let db: DuckDBConnection;
+let caseNo = 0;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'timestore-partition-writer-'));
+  pool = await WorkerPool.start(1, join(dir, 'runtime'));
+  const { DuckDBInstance } = await loadDuckDB(await extractDuckDBLibrary(join(dir, 'runtime')));
+  db = await (await DuckDBInstance.create(':memory:', { threads: '1' })).connect();
+});
+
+afterAll(async () => {
+  await pool?.close();
+  db?.closeSync();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh directory with the staged files of one case, and an empty output directory. */
+function stage(files: Record<string, string>): { paths: Record<string, string>; outputDir: string } {
+  const caseDir = join(dir, `case-${++caseNo}`);
+  const outputDir = join(caseDir, 'out');
+  mkdirSync(outputDir, { recursive: true });
+  const paths: Record<string, string> = {};
+  for (const [name, text] of Object.entries(files)) {
+    paths[name] = join(caseDir, name);
+    writeFileSync(paths[name], text);
+  }
+  return { paths, outputDir };
+}
+
+const document = (rows: object[], indent?: number) =>
+  JSON.stringify({ schema: { fields: [{ name: 'x', type: 'string' }] }, partition: { key: { ignored: 'yes' } }, rows }, null, indent);
+const ndjson = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+
+/** The rows of a Parquet file in file order; timestamps as ISO UTC with microseconds, integers as bigint. */
+async function readParquet(path: string, fields: PartitionField[]): Promise<Record<string, unknown>[]> {
+  const select = fields
+    .map((f) =>
+      f.type === 'timestamp' ? `strftime("${f.name}" AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS "${f.name}"` : `"${f.name}"`,
+    )
+    .join(', ');
+  const reader = await db.runAndReadAll(`SELECT ${select} FROM read_parquet($path)`, { path });
+  return reader.getRowObjectsJS() as Record<string, unknown>[];
+}
+
+async function parquetTypes(path: string): Promise<Record<string, string>> {
+  const reader = await db.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet($path)`, { path });
+  return Object.fromEntries(reader.getRowObjectsJS().map((r) => [String(r.column_name), String(r.column_type)]));
+}
+
+function sha256(path: string): string {
+  return `sha256:${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
+}
+
+const FIELDS: PartitionField[] = [
+  { name: 'time', type: 'timestamp' },
+  { name: 'host', type: 'string' },
+  { name: 'value', type: 'double', nullable: true },
+  { name: 'count', type: 'integer', nullable: true },
+  { name: 'ok', type: 'boolean', nullable: true },
+  { name: 'note', type: 'string', nullable: true },
+];
+
+describe('writePartitions through the worker pool', () => {
+  const rows = [
+    // deliberately not in time order; `extra` and `unknown` are not fields
+    { time: '2025-12-31T23:30:00-05:00', host: `quote's "dq"`, value: 12345.678, count: 42, ok: true, note: '' },
+    { time: '2026-01-01T02:00:00.123+02:00', host: 'b', value: -0.25, count: -9007199254740991, ok: false, note: null, unknown: 1 },
+    { time: '2026-01-01T03:04:05.123456', host: 'c', value: 1e-300, count: 0, ok: null, extra: { nested: [1, 2] } }, // note missing
+    { time: '2026-01-01T00:00:00Z', host: 'a', value: 1.5, count: 9007199254740991, ok: true, note: 'héllo wörld 😀 日本語' },
+  ];
+  const expected = [
+    { time: '2026-01-01T00:00:00.000000Z', host: 'a', value: 1.5, count: 9007199254740991n, ok: true, note: 'héllo wörld 😀 日本語' },
+    { time: '2026-01-01T00:00:00.123000Z', host: 'b', value: -0.25, count: -9007199254740991n, ok: false, note: null },
+    { time: '2026-01-01T03:04:05.123456Z', host: 'c', value: 1e-300, count: 0n, ok: null, note: null },
+    { time: '2026-01-01T04:30:00.000000Z', host: `quote's "dq"`, value: 12345.678, count: 42n, ok: true, note: '' },
+  ];
+
+  for (const [label, indent] of [
+    ['on one line', undefined],
+    ['pretty-printed', 2],
+  ] as const) {
+    test(`a json-document input (${label}) reads back row for row, sorted by time, with its statistics`, async () => {
+      const { paths, outputDir } = stage({ 'body.json': document(rows, indent) });
+      const result = await pool.writePartitions({
+        inputs: [{ path: paths['body.json']!, format: 'json-document', partitionKey: { instrument: 'A' } }],
+        fields: FIELDS,
+        timestampColumn: 'time',
+        windowSeconds: 86400,
+        outputDir,
+      });
+      expect(result).toHaveLength(1);
+      const [file] = result as [WrittenPartition];
+      expect(file.path).toMatch(new RegExp(`^${outputDir}/[0-9a-f-]{36}\\.parquet$`));
+      expect(readdirSync(outputDir)).toEqual([file.path.slice(outputDir.length + 1)]);
+      expect(await readParquet(file.path, FIELDS)).toEqual(expected);
+      expect(await parquetTypes(file.path)).toEqual({
+        time: 'TIMESTAMP WITH TIME ZONE',
+        host: 'VARCHAR',
+        value: 'DOUBLE',
+        count: 'BIGINT',
+        ok: 'BOOLEAN',
+        note: 'VARCHAR',
+      });
+      const codecs = await db.runAndReadAll(`SELECT DISTINCT compression FROM parquet_metadata($path)`, { path: file.path });
+      expect(codecs.getRows()).toEqual([['ZSTD']]);
+      expect(file).toEqual({
+        path: file.path,
+        partitionKey: { instrument: 'A' },
+        windowStart: '2026-01-01T00:00:00.000000Z',
+        startTime: '2026-01-01T00:00:00.000000Z',
+        endTime: '2026-01-01T04:30:00.000000Z',
+        rowCount: 4,
+        sizeBytes: statSync(file.path).size,
+        checksum: sha256(file.path),
+        columnStatistics: {
+          time: { min: '2026-01-01T00:00:00.000000Z', max: '2026-01-01T04:30:00.000000Z', nulls: 0 },
+          host: { min: 'a', max: `quote's "dq"`, nulls: 0 },
+          value: { min: -0.25, max: 12345.678, nulls: 0 },
+          count: { min: -9007199254740991, max: 9007199254740991, nulls: 0 },
+          ok: { min: false, max: true, nulls: 1 },
+          note: { min: '', max: 'héllo wörld 😀 日本語', nulls: 2 },
+        },
+      });
+    });
+  }
+
+  test('several inputs, two partition keys, two days → four files with the right rows', async () => {
+    const fields: PartitionField[] = [
+      { name: 'ts', type: 'timestamp' },
+      { name: 'price', type: 'double' },
+      { name: 'seq', type: 'integer' },
+    ];
+    const row = (ts: string, seq: number) => ({ ts, price: seq / 4, seq });
+    const { paths, outputDir } = stage({
+      'a1.json': document([row('2026-03-02T10:00:00Z', 3), row('2026-03-01T23:59:59.999999Z', 2), row('2026-03-01T00:00:00Z', 1)]),
+      'b1.json': document([row('2026-03-02T00:00:00Z', 11), row('2026-03-01T12:00:00Z', 10)]),
+      'a2.json': document([row('2026-03-02T01:00:00+02:00', 4), row('2026-03-02T23:00:00Z', 5)]),
+      'b2.ndjson': ndjson([row('2026-03-01T06:00:00Z', 9), row('2026-03-02T18:00:00Z', 12)]),
+    });
+    const keyA = { instrument: 'A', venue: 'X' };
+    const result = await pool.writePartitions({
+      inputs: [
+        { path: paths['a1.json']!, format: 'json-document', partitionKey: keyA },
+        { path: paths['b1.json']!, format: 'json-document', partitionKey: { instrument: 'B', venue: 'X' } },
+        // the same key with its entries in another order
+        { path: paths['a2.json']!, format: 'json-document', partitionKey: { venue: 'X', instrument: 'A' } },
+        { path: paths['b2.ndjson']!, format: 'ndjson', partitionKey: { instrument: 'B', venue: 'X' } },
+      ],
+      fields,
+      timestampColumn: 'ts',
+      windowSeconds: 86400,
+      outputDir,
+    });
+    expect(readdirSync(outputDir).sort()).toEqual(result.map((f) => f.path.slice(outputDir.length + 1)).sort());
+    const summary = await Promise.all(
+      result.map(async (f) => ({
+        key: f.partitionKey.instrument,
+        window: f.windowStart,
+        seq: (await readParquet(f.path, fields)).map((r) => Number(r.seq)),
+        rowCount: f.rowCount,
+        startTime: f.startTime,
+        endTime: f.endTime,
+        seqStats: f.columnStatistics.seq,
+        checksum: f.checksum === sha256(f.path),
+      })),
+    );
+    expect(summary).toEqual([
+      // seq 4 is 2026-03-02T01:00:00+02:00, i.e. still 1 March in UTC
+      { key: 'A', window: '2026-03-01T00:00:00.000000Z', seq: [1, 4, 2], rowCount: 3, startTime: '2026-03-01T00:00:00.000000Z', endTime: '2026-03-01T23:59:59.999999Z', seqStats: { min: 1, max: 4, nulls: 0 }, checksum: true },
+      { key: 'A', window: '2026-03-02T00:00:00.000000Z', seq: [3, 5], rowCount: 2, startTime: '2026-03-02T10:00:00.000000Z', endTime: '2026-03-02T23:00:00.000000Z', seqStats: { min: 3, max: 5, nulls: 0 }, checksum: true },
+      { key: 'B', window: '2026-03-01T00:00:00.000000Z', seq: [9, 10], rowCount: 2, startTime: '2026-03-01T06:00:00.000000Z', endTime: '2026-03-01T12:00:00.000000Z', seqStats: { min: 9, max: 10, nulls: 0 }, checksum: true },
+      { key: 'B', window: '2026-03-02T00:00:00.000000Z', seq: [11, 12], rowCount: 2, startTime: '2026-03-02T00:00:00.000000Z', endTime: '2026-03-02T18:00:00.000000Z', seqStats: { min: 11, max: 12, nulls: 0 }, checksum: true },
+    ]);
+    expect(result[0]!.partitionKey).toEqual(keyA);
+    expect(result[1]!.columnStatistics.price).toEqual({ min: 0.75, max: 1.25, nulls: 0 });
+  });
+
+  test('ndjson and csv inputs; csv columns in any order, extra columns ignored, quoting and nulls', async () => {
+    const { paths, outputDir } = stage({
+      'rows.ndjson': ndjson([
+        { time: '2026-01-01T00:00:01Z', host: 'n1', value: 2, count: 7, ok: true, note: 'x', unknown: [1] },
+        { time: '2026-01-01T00:00:02.5+00:00', host: 'n2' },
+      ]),
+      'rows.csv':
+        'extra,note,ok,count,value,host,time\n' +
+        'zz,"a, ""quoted"" note",false,-3,0.5,c1,2026-01-01T00:00:03Z\n' +
+        ',"two\nlines",,,,c2,2026-01-01T02:00:04+02:00\n' +
+        'q,"",true,9007199254740991,1e3,"c3",2026-01-01T00:00:05.25\n',
+      'crlf.csv': 'time,host\r\n2026-01-01T00:00:06Z,crlf\r\n',
+    });
+    const result = await pool.writePartitions({
+      inputs: [
+        { path: paths['rows.csv']!, format: 'csv', partitionKey: {} },
+        { path: paths['rows.ndjson']!, format: 'ndjson', partitionKey: {} },
+        { path: paths['crlf.csv']!, format: 'csv', partitionKey: {} },
+      ],
+      fields: FIELDS,
+      timestampColumn: 'time',
+      windowSeconds: 3600,
+      outputDir,
+    });
+    expect(result).toHaveLength(1);
+    expect(result[0]!.windowStart).toBe('2026-01-01T00:00:00.000000Z');
+    expect(await readParquet(result[0]!.path, FIELDS)).toEqual([
+      { time: '2026-01-01T00:00:01.000000Z', host: 'n1', value: 2, count: 7n, ok: true, note: 'x' },
+      { time: '2026-01-01T00:00:02.500000Z', host: 'n2', value: null, count: null, ok: null, note: null },
+      { time: '2026-01-01T00:00:03.000000Z', host: 'c1', value: 0.5, count: -3n, ok: false, note: 'a, "quoted" note' },
+      { time: '2026-01-01T00:00:04.000000Z', host: 'c2', value: null, count: null, ok: null, note: 'two\nlines' },
+      { time: '2026-01-01T00:00:05.250000Z', host: 'c3', value: 1000, count: 9007199254740991n, ok: true, note: '' },
+      { time: '2026-01-01T00:00:06.000000Z', host: 'crlf', value: null, count: null, ok: null, note: null },
+    ]);
+    expect(result[0]!.columnStatistics.note).toEqual({ min: '', max: 'x', nulls: 2 });
+  });
+
+  test('a field that older staged inputs lack is written as nulls', async () => {
+    const fields: PartitionField[] = [...FIELDS.slice(0, 2), { name: 'added_later', type: 'double', nullable: true }];
+    const { paths, outputDir } = stage({
+      'old.json': document([{ time: '2026-01-01T00:00:00Z', host: 'old' }]),
+      'old.ndjson': ndjson([{ time: '2026-01-01T00:00:01Z', host: 'old-nd' }]),
+      'old.csv': 'time,host\n2026-01-01T00:00:02Z,old-csv\n',
+      'new.json': document([{ time: '2026-01-01T00:00:03Z', host: 'new', added_later: 1.25 }]),
+    });
+    const inputs: StagedInput[] = [
+      { path: paths['old.json']!, format: 'json-document', partitionKey: { k: 'v' } },
+      { path: paths['old.ndjson']!, format: 'ndjson', partitionKey: { k: 'v' } },
+      { path: paths['old.csv']!, format: 'csv', partitionKey: { k: 'v' } },
+      { path: paths['new.json']!, format: 'json-document', partitionKey: { k: 'v' } },
+    ];
+    const [file, ...rest] = await pool.writePartitions({ inputs, fields, timestampColumn: 'time', windowSeconds: 86400, outputDir });
+    expect(rest).toEqual([]);
+    expect((await readParquet(file!.path, fields)).map((r) => [r.host, r.added_later])).toEqual([
+      ['old', null],
+      ['old-nd', null],
+      ['old-csv', null],
+      ['new', 1.25],
+    ]);
+    expect(file!.columnStatistics.added_later).toEqual({ min: 1.25, max: 1.25, nulls: 3 });
+  });
+
+  test('an unreadable input fails with an error naming the file, and leaves no file behind', async () => {
+    const { paths, outputDir } = stage({
+      'good.json': document([{ time: '2026-01-01T00:00:00Z', host: 'a' }]),
+      'broken.json': '{"rows": [{"time": "2026-01-01T00:00:00Z", "host": "a"},',
+      'wrong-type.ndjson': ndjson([{ time: '2026-01-01T00:00:00Z', host: 'a', value: 'not a number' }]),
+      'bad-time.csv': 'time,host\nyesterday,a\n',
+    });
+    const base = { fields: FIELDS, timestampColumn: 'time', windowSeconds: 86400, outputDir };
+    const good: StagedInput = { path: paths['good.json']!, format: 'json-document', partitionKey: {} };
+    const cases: [StagedInput, RegExp][] = [
+      [{ path: paths['broken.json']!, format: 'json-document', partitionKey: {} }, /cannot read staged json-document input .*broken\.json: .*JSON/i],
+      [{ path: paths['wrong-type.ndjson']!, format: 'ndjson', partitionKey: {} }, /cannot read staged ndjson input .*wrong-type\.ndjson: /],
+      [{ path: paths['bad-time.csv']!, format: 'csv', partitionKey: {} }, /cannot read staged csv input .*bad-time\.csv: .*yesterday/],
+      [{ path: join(outputDir, 'missing.ndjson'), format: 'ndjson', partitionKey: {} }, /cannot read staged ndjson input .*missing\.ndjson: .*(ENOENT|No such file)/],
+      [{ path: join(outputDir, 'missing.csv'), format: 'csv', partitionKey: {} }, /cannot read staged csv input .*missing\.csv: /],
+    ];
+    for (const [bad, message] of cases) {
+      await expect(pool.writePartitions({ ...base, inputs: [good, bad] })).rejects.toThrow(message);
+      expect(readdirSync(outputDir)).toEqual([]);
+    }
+    // the thread's DuckDB is still fine afterwards
+    expect(await pool.writePartitions({ ...base, inputs: [good] })).toHaveLength(1);
+  });
+
+  test('invalid input is refused before DuckDB sees it', async () => {
+    const { outputDir } = stage({});
+    const base: WritePartitionsInput = { inputs: [], fields: FIELDS, timestampColumn: 'time', windowSeconds: 86400, outputDir };
+    await expect(pool.writePartitions({ ...base, fields: [...FIELDS, { name: 'x"; DROP TABLE t; --', type: 'string' }] })).rejects.toThrow(
+      /field name .* is not a valid identifier/,
+    );
+    await expect(pool.writePartitions({ ...base, fields: [...FIELDS, { name: 'Host', type: 'string' }] })).rejects.toThrow(/appears twice/);
+    await expect(pool.writePartitions({ ...base, timestampColumn: 'host' })).rejects.toThrow(/must be a field of type timestamp/);
+    await expect(pool.writePartitions({ ...base, windowSeconds: 0.5 })).rejects.toThrow(/windowSeconds/);
+    await expect(pool.writePartitions({ ...base, outputDir: join(outputDir, 'nope') })).rejects.toThrow(/not an existing directory/);
+    expect(await pool.writePartitions(base)).toEqual([]);
+  });
+
+  test('speed: 100k rows × 12 columns, json-document → Parquet (printed, not asserted)', async () => {
+    const { file, fields } = benchDocument(100_000, 'bench-100k.json');
+    const { outputDir } = stage({});
+    await pool.ping(); // the thread's DuckDB is open
+    const started = performance.now();
+    const result = await pool.writePartitions({
+      inputs: [{ path: file, format: 'json-document', partitionKey: { source: 'bench' } }],
+      fields,
+      timestampColumn: 'time',
+      windowSeconds: 86400,
+      outputDir,
+    });
+    const ms = performance.now() - started;
+    console.log(
+      `partition writer: 100k rows (${(statSync(file).size / 2 ** 20).toFixed(1)} MiB json-document) → ${result.length} file(s), ` +
+        `${(result[0]!.sizeBytes / 2 ** 20).toFixed(1)} MiB Parquet in ${ms.toFixed(0)} ms = ${Math.round(100_000 / (ms / 1000))} rows/s`,
+    );
+    expect(result.reduce((n, f) => n + f.rowCount, 0)).toBe(100_000);
+  });
+
+  test.skipIf(!process.env.TIMESTORE_BENCH)('speed: 1M rows × 12 columns as 10 json-documents (TIMESTORE_BENCH=1)', async () => {
+    const inputs: StagedInput[] = [];
+    let fields: PartitionField[] = [];
+    for (let i = 0; i < 10; i++) {
+      const doc = benchDocument(100_000, `bench-1m-${i}.json`, i);
+      fields = doc.fields;
+      inputs.push({ path: doc.file, format: 'json-document', partitionKey: { source: 'bench' } });
+    }
+    const { outputDir } = stage({});
+    const started = performance.now();
+    const result = await pool.writePartitions({ inputs, fields, timestampColumn: 'time', windowSeconds: 86400, outputDir });
+    const ms = performance.now() - started;
+    console.log(`partition writer: 1M rows → ${result.length} file(s) in ${ms.toFixed(0)} ms = ${Math.round(1_000_000 / (ms / 1000))} rows/s`);
+    expect(result.reduce((n, f) => n + f.rowCount, 0)).toBe(1_000_000);
+  }, 120_000);
+});
+
+/** A metrics-like json-document of `n` rows × 12 columns (random walks, 100 hosts, one row per host per second). */
+function benchDocument(n: number, name: string, part = 0): { file: string; fields: PartitionField[] } {
+  const fields: PartitionField[] = [
+    { name: 'time', type: 'timestamp' },
+    { name: 'host', type: 'string' },
+    { name: 'region', type: 'string' },
+    ...['cpu_user', 'cpu_system', 'cpu_idle', 'mem_used', 'disk_io', 'net_in'].map((name) => ({ name, type: 'double' as const })),
+    { name: 'requests', type: 'integer' },
+    { name: 'errors', type: 'integer' },
+    { name: 'healthy', type: 'boolean' },
+  ];
+  let x = (part + 1) * 2654435761 || 1;
+  const random = () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 4294967296;
+  };
+  const walk = Array.from({ length: 100 }, () => [50, 5, 40, 32e9, 500, 5e5]);
+  const start = Date.UTC(2026, 0, 1) + part * n * 10;
+  const rows = [];
+  for (let i = 0; i < n; i++) {
+    const w = walk[i % 100]!;
+    for (let j = 0; j < w.length; j++) w[j] = Math.abs(w[j]! + (random() - 0.5) * w[j]! * 0.02);
+    rows.push({
+      time: new Date(start + Math.floor(i / 100) * 1000).toISOString(),
+      host: `host_${i % 100}`,
+      region: ['eu-west-1', 'us-east-1', 'ap-south-1'][i % 3],
+      cpu_user: Math.round(w[0]! * 100) / 100,
+      cpu_system: Math.round(w[1]! * 100) / 100,
+      cpu_idle: w[2],
+      mem_used: Math.round(w[3]!),
+      disk_io: w[4],
+      net_in: w[5],
+      requests: Math.floor(random() * 1e6),
+      errors: Math.floor(random() * 3),
+      healthy: random() > 0.1,
+    });
+  }
+  const file = join(dir, name);
+  writeFileSync(file, document(rows));
+  return { file, fields };
+}
+
+describe('writePartitions on a connection (cleanup, time zones, edges)', () => {
+  test('temp tables are dropped and the session time zone restored, after success and after failure', async () => {
+    const { paths, outputDir } = stage({
+      'rows.csv': 'time,host\n2026-01-01T00:00:00,a\n',
+      'broken.ndjson': '{"time": \n',
+    });
+    await db.run(`SET TimeZone = 'America/New_York'`);
+    const tables = async () => Number((await db.runAndReadAll(`SELECT count(*) FROM duckdb_tables()`)).getRows()[0]![0]);
+    const before = await tables();
+    const base = { fields: FIELDS, timestampColumn: 'time', windowSeconds: 86400, outputDir };
+    const [file] = await writePartitions(db, { ...base, inputs: [{ path: paths['rows.csv']!, format: 'csv', partitionKey: {} }] });
+    // no offset means UTC, whatever the session's time zone
+    expect(file!.startTime).toBe('2026-01-01T00:00:00.000000Z');
+    expect(await tables()).toBe(before);
+    await expect(
+      writePartitions(db, { ...base, inputs: [{ path: paths['broken.ndjson']!, format: 'ndjson', partitionKey: {} }] }),
+    ).rejects.toThrow(/broken\.ndjson/);
+    expect(await tables()).toBe(before);
+    expect((await db.runAndReadAll(`SELECT current_setting('TimeZone')`)).getRows()).toEqual([['America/New_York']]);
+    await db.run(`SET TimeZone = 'UTC'`);
+  });
+
+  test('windows are aligned to the epoch, also before 1970 and for hour windows', async () => {
+    const fields: PartitionField[] = [{ name: 't', type: 'timestamp' }];
+    const { paths, outputDir } = stage({
+      'rows.ndjson': ndjson([{ t: '1969-12-31T23:59:59.5Z' }, { t: '1970-01-01T00:00:00Z' }, { t: '2026-05-05T05:59:59.999999Z' }]),
+    });
+    const result = await writePartitions(db, {
+      inputs: [{ path: paths['rows.ndjson']!, format: 'ndjson', partitionKey: {} }],
+      fields,
+      timestampColumn: 't',
+      windowSeconds: 3600,
+      outputDir,
+    });
+    expect(result.map((f) => [f.windowStart, f.startTime, f.rowCount])).toEqual([
+      ['1969-12-31T23:00:00.000000Z', '1969-12-31T23:59:59.500000Z', 1],
+      ['1970-01-01T00:00:00.000000Z', '1970-01-01T00:00:00.000000Z', 1],
+      ['2026-05-05T05:00:00.000000Z', '2026-05-05T05:59:59.999999Z', 1],
+    ]);
+  });
+
+  test('long strings: a truncated min and no max in the statistics', async () => {
+    const fields: PartitionField[] = [
+      { name: 't', type: 'timestamp' },
+      { name: 's', type: 'string' },
+    ];
+    const long = 'b'.repeat(255) + '😀' + 'tail';
+    const { paths, outputDir } = stage({ 'rows.ndjson': ndjson([{ t: '2026-01-01T00:00:00Z', s: long }]) });
+    const [file] = await writePartitions(db, {
+      inputs: [{ path: paths['rows.ndjson']!, format: 'ndjson', partitionKey: {} }],
+      fields,
+      timestampColumn: 't',
+      windowSeconds: 86400,
+      outputDir,
+    });
+    expect(file!.columnStatistics.s).toEqual({ min: 'b'.repeat(255), nulls: 0 });
+    expect((await readParquet(file!.path, fields))[0]!.s).toBe(long);
+  });
+
+  test('the csv header reader handles quotes, a BOM and CRLF', async () => {
+    const { paths } = stage({ 'h.csv': '\uFEFF"a ""b""",c,"d,\ne"\r\n1,2,3\r\n' });
+    expect(await readCsvHeader(paths['h.csv']!)).toEqual(['a "b"', 'c', 'd,\ne']);
+  });
+});
