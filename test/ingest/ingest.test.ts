@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { findDataset } from '../../src/catalog/datasets.ts';
+import { findDataset, updateDataset } from '../../src/catalog/datasets.ts';
 import { listActivePartitions } from '../../src/catalog/manifests.ts';
 import { listSchemaVersions } from '../../src/catalog/schema-versions.ts';
 import { testDuckDB } from '../harness/duckdb.ts';
@@ -239,6 +239,22 @@ describe('concurrency', () => {
     const versions = await ts.server.catalog.sql<{ version: number }[]>`
       SELECT version FROM manifest_versions WHERE dataset_id = ${dataset!.id} ORDER BY version`;
     expect(versions.map((v) => v.version)).toEqual(Array.from({ length: dataset!.manifestVersion }, (_, i) => i + 1));
+  });
+});
+
+describe('dataset status', () => {
+  test('an inactive or archived dataset refuses new rows with 409 and stores nothing', async () => {
+    await ingest('paused', batch(rowsAt(0, 1)), {}, '?wait=true');
+    const dataset = await findDataset(ts.server.catalog.sql, 'paused');
+    for (const status of ['inactive', 'archived'] as const) {
+      await updateDataset(ts.server.catalog.sql, dataset!.id, { status });
+      const jobsBefore = await jobCount();
+      const res = await ingest('paused', batch(rowsAt(1, 1)));
+      expect(res.status).toBe(409);
+      expect(res.body.error).toMatchObject({ code: `dataset_${status}`, message: `dataset "paused" is ${status} and accepts no new rows` });
+      expect(await jobCount()).toBe(jobsBefore);
+    }
+    expect(stagingFiles()).toEqual([]);
   });
 });
 
