@@ -136,3 +136,17 @@ export function keyProblem(key: string, what: 'key' | 'prefix' = 'key'): string 
   }
   return null;
 }
+
+/** Writes, reads back and deletes a small object under `.timestore-probe/`: the body of every driver's probe(). */
+export async function probeRoundTrip(driver: StorageDriver): Promise<void> {
+  const payload = new TextEncoder().encode(`timestore probe ${new Date().toISOString()}`);
+  const { location } = await driver.putBytes(`.timestore-probe/${crypto.randomUUID()}`, payload);
+  try {
+    const back = await driver.read(location);
+    if (Buffer.compare(Buffer.from(back), Buffer.from(payload)) !== 0) {
+      throw new StorageError('probe', driver.name, location, 'failed', 'the probe object read back differs from what was written');
+    }
+  } finally {
+    await driver.delete(location);
+  }
+}

@@ -7,7 +7,7 @@
  * name or is absent. A temporary file left by a crash is listed like any other file, for the
  * garbage collector to remove once it is old enough.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -21,6 +21,7 @@ import {
   type PutFileOptions,
   type StorageDriver,
   type StoredObject,
+  probeRoundTrip,
 } from './driver.ts';
 
 type Errno = Error & { code?: string };
@@ -171,18 +172,8 @@ export class LocalStorageDriver implements StorageDriver {
   }
 
   async probe(): Promise<void> {
-    const key = `.timestore-probe/${randomUUID()}`;
-    const payload = new TextEncoder().encode(`timestore probe ${new Date().toISOString()}`);
     try {
-      const { location } = await this.putBytes(key, payload);
-      try {
-        const back = await this.read(location);
-        if (Buffer.compare(Buffer.from(back), Buffer.from(payload)) !== 0) {
-          throw new StorageError('probe', this.name, location, 'failed', 'the probe object read back differs from what was written');
-        }
-      } finally {
-        await this.delete(location);
-      }
+      await probeRoundTrip(this);
     } catch (err) {
       throw new StorageError('probe', this.name, this.rootUri(), 'failed', `the root ${this.root} is not writable: ${describeProbeStep(err)}`, {
         cause: err,

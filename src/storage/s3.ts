@@ -26,7 +26,7 @@ import {
   UploadPartCommand,
   type CompletedPart,
 } from '@aws-sdk/client-s3';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -42,6 +42,7 @@ import {
   type PutFileOptions,
   type StorageDriver,
   type StoredObject,
+  probeRoundTrip,
 } from './driver.ts';
 
 const MiB = 1024 * 1024;
@@ -230,18 +231,8 @@ export class S3StorageDriver implements StorageDriver {
   }
 
   async probe(): Promise<void> {
-    const key = `.timestore-probe/${randomUUID()}`;
-    const payload = new TextEncoder().encode(`timestore probe ${new Date().toISOString()}`);
     try {
-      const { location } = await this.putBytes(key, payload);
-      try {
-        const back = await this.read(location);
-        if (Buffer.compare(Buffer.from(back), Buffer.from(payload)) !== 0) {
-          throw new StorageError('probe', this.name, location, 'failed', 'the probe object read back differs from what was written');
-        }
-      } finally {
-        await this.delete(location);
-      }
+      await probeRoundTrip(this);
     } catch (err) {
       const where = this.endpoint ? ` at ${this.endpoint}` : '';
       throw new StorageError(
