@@ -6,6 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Sql } from 'postgres';
+import { datasetIamResolver } from './access.ts';
 import { openCatalog, type Catalog } from './catalog/connection.ts';
 import { upsertStorageTarget } from './catalog/storage-targets.ts';
 import { type Config, describeConfig } from './config.ts';
@@ -75,7 +76,14 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   });
 
   const readiness = new Readiness({ catalog, pool: workers, storageRoot: config.storageRoot });
-  const app = createApp({ log, readiness, ingest, maxBodyBytes: config.ingest.maxBodyBytes }).listen({
+  const app = createApp({
+    log,
+    readiness,
+    ingest,
+    maxBodyBytes: config.ingest.maxBodyBytes,
+    scopes: config.scopes,
+    datasetIam: datasetIamResolver(catalog.sql),
+  }).listen({
     hostname: config.host,
     port: config.port,
   });

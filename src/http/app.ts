@@ -6,6 +6,8 @@ import { Elysia } from 'elysia';
 import type { Logger } from '../log.ts';
 import type { IngestService } from '../ingest/service.ts';
 import type { Readiness } from '../readiness.ts';
+import type { Config } from '../config.ts';
+import { type AuthOptions, auth } from './auth.ts';
 import { apiDocs } from './docs.ts';
 import { errorHandler } from './errors.ts';
 import { requestLog } from './request-log.ts';
@@ -15,6 +17,8 @@ import { ingestRoutes } from './routes/ingest.ts';
 export interface AppDependencies {
   log: Logger;
   readiness: Readiness;
+  scopes: Config['scopes'];
+  datasetIam: AuthOptions['datasetIam'];
   ingest: IngestService;
   /** The largest request body the server reads (Bun refuses larger ones before a handler runs). */
   maxBodyBytes: number;
@@ -24,9 +28,11 @@ const DESCRIPTION = [
   'A time-series store: send rows over HTTP, query time ranges with downsampling.',
   'Every error is JSON of one shape: `{"error":{"code","message","details"?}}`.',
   'Every response carries an `x-request-id` header (the caller\'s, when sent).',
+  'Scopes: each operation names its rule in `x-timestore-scope` (`open`, `read`, `write`, `admin`). Scopes are sent in the `x-iam-scopes` header (comma- or space-separated) and the actor in `x-iam-user`; both must come from a trusted gateway. With no scope configured, a route is open.',
 ].join('\n\n');
 
 export function createApp(deps: AppDependencies) {
+  const scoped = auth({ scopes: deps.scopes, datasetIam: deps.datasetIam });
   return new Elysia({ serve: { maxRequestBodySize: deps.maxBodyBytes + 1024 * 1024 } })
     .use(errorHandler(deps.log))
     .use(requestLog(deps.log))
@@ -39,8 +45,8 @@ export function createApp(deps: AppDependencies) {
         ],
       }),
     )
-    .use(healthRoutes(deps.readiness))
-    .use(ingestRoutes(deps.ingest));
+    .use(healthRoutes(deps.readiness, scoped))
+    .use(ingestRoutes(deps.ingest, scoped));
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -81,6 +81,9 @@ export function apiDocs(options: DocsOptions) {
         documentation: {
           info: { title: 'timestore', version: VERSION, description: options.description },
           tags: options.tags,
+          components: {
+            securitySchemes: { iamScopes: { type: 'apiKey', in: 'header', name: 'x-iam-scopes', description: 'Comma- or space-separated scopes.' } },
+          },
         },
       }),
     );

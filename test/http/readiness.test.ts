@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WorkerPool } from '../../src/engine/pool.ts';
+import { auth } from '../../src/http/auth.ts';
 import { healthRoutes } from '../../src/http/routes/health.ts';
 import { Readiness } from '../../src/readiness.ts';
 import { openTestCatalog } from '../harness/catalog.ts';
@@ -13,7 +14,8 @@ beforeAll(async () => {
 });
 afterAll(() => pool.close());
 
-const ready = (readiness: Readiness) => healthRoutes(readiness).handle(new Request('http://localhost/ready'));
+const openScopes = auth({ scopes: { read: null, write: null, admin: null }, datasetIam: async () => null });
+const ready = (readiness: Readiness) => healthRoutes(readiness, openScopes).handle(new Request('http://localhost/ready'));
 
 describe('GET /ready', () => {
   test('503 naming the catalog when the catalog does not answer', async () => {

@@ -1,6 +1,7 @@
 /** Liveness and readiness for load balancers. Always open: no scope applies. */
 import { Elysia, t } from 'elysia';
 import type { Readiness } from '../../readiness.ts';
+import type { Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
 
 const ReadyBody = t.Object({
@@ -8,9 +9,11 @@ const ReadyBody = t.Object({
   checks: t.Record(t.String(), t.Literal('ok'), { description: 'Each readiness check and its outcome.' }),
 });
 
-export function healthRoutes(readiness: Readiness) {
+export function healthRoutes(readiness: Readiness, scoped: Scoped) {
   return new Elysia({ name: 'timestore/health' })
+    .use(scoped)
     .get('/health', () => ({ status: 'ok' as const }), {
+      scope: 'open',
       response: { 200: t.Object({ status: t.Literal('ok') }) },
       detail: { tags: ['health'], summary: 'Liveness', description: 'Answers 200 while the process serves HTTP.' },
     })
@@ -29,6 +32,7 @@ export function healthRoutes(readiness: Readiness) {
         };
       },
       {
+        scope: 'open',
         response: { 200: ReadyBody, 503: ErrorBody },
         detail: {
           tags: ['health'],

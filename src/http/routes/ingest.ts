@@ -3,6 +3,7 @@ import { Elysia, t } from 'elysia';
 import type { Job } from '../../catalog/jobs.ts';
 import { errors } from '../../errors.ts';
 import type { IngestService } from '../../ingest/service.ts';
+import { actorOf, type Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
 
 const FieldType = t.Union([t.Literal('timestamp'), t.Literal('string'), t.Literal('double'), t.Literal('integer'), t.Literal('boolean')]);
@@ -96,8 +97,9 @@ function requestedWaitMs(prefer: string | null, wait: string | undefined, inline
 
 const MAX_WAIT_MS = 60_000;
 
-export function ingestRoutes(service: IngestService) {
+export function ingestRoutes(service: IngestService, scoped: Scoped) {
   return new Elysia({ name: 'timestore/ingest' })
+    .use(scoped)
     .post(
       '/datasets/:datasetSlug/ingest',
       async ({ params, body, headers, query, request, set }) => {
@@ -106,7 +108,7 @@ export function ingestRoutes(service: IngestService) {
           batch: body,
           rawBody: service.rawBody(request),
           idempotencyKey: headers['idempotency-key'] ?? body.idempotencyKey ?? null,
-          actor: headers['x-iam-user'] ?? headers['x-user-id'] ?? null,
+          actor: actorOf(headers),
           traceParent: headers.traceparent ?? null,
           waitMs: requestedWaitMs(headers.prefer ?? null, query.wait, service.inline, MAX_WAIT_MS),
         });
@@ -125,6 +127,7 @@ export function ingestRoutes(service: IngestService) {
         return { jobId: outcome.job.id, state: outcome.job.state, statusUrl: `/ingestion/jobs/${outcome.job.id}`, replayed: outcome.replayed };
       },
       {
+        scope: 'write',
         params: t.Object({ datasetSlug: t.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }) }),
         query: t.Object({ wait: t.Optional(t.String({ description: '`true`: wait (up to 60 s) until the batch is queryable, then answer 201.' })) }),
         body: IngestBody,
@@ -156,6 +159,7 @@ export function ingestRoutes(service: IngestService) {
         return jobView(job);
       },
       {
+        scope: 'write',
         params: t.Object({ jobId: t.String() }),
         response: { 200: JobView, 404: ErrorBody },
         detail: { tags: ['ingest'], summary: 'State of an ingestion job', description: 'State, attempts, last error, and the result once succeeded.' },
