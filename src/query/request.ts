@@ -1,0 +1,207 @@
+/**
+ * A query request checked against the dataset's schema and turned into the
+ * plan the engine runs. Every identifier is a known column and every value has
+ * its column's type, so nothing a client sends can change the shape of the
+ * SQL; anything that does not fit is a 400 that says what to change.
+ */
+import type { FieldType, SchemaField } from '../catalog/types.ts';
+import { AppError } from '../errors.ts';
+import { parseTimestamp } from '../ingest/timestamps.ts';
+
+export type AggregationFn = 'avg' | 'min' | 'max' | 'sum' | 'median' | 'count' | 'count_distinct' | 'percentile' | 'first' | 'last';
+export type IntervalUnit = 'second' | 'minute' | 'hour' | 'day' | 'week' | 'month';
+export type FilterOp = 'eq' | 'neq' | 'in' | 'gt' | 'gte' | 'lt' | 'lte';
+export type FilterValue = string | number | boolean;
+
+export interface QueryRequest {
+  timeRange: { start: string; end: string };
+  timestampColumn?: string;
+  columns?: string[];
+  filters?: {
+    partitionKey?: Record<string, string[]>;
+    columns?: Record<string, Partial<Record<FilterOp, FilterValue | FilterValue[] | null>>>;
+  };
+  downsample?: {
+    intervalUnit: IntervalUnit;
+    intervalSize?: number;
+    aggregations: { fn: AggregationFn; column: string; alias?: string; percentile?: number }[];
+    groupBy?: string[];
+  };
+  limit?: number;
+  order?: 'asc' | 'desc';
+}
+
+export interface ColumnFilter {
+  column: string;
+  op: FilterOp;
+  value?: FilterValue | null;
+  values?: FilterValue[];
+}
+
+export interface QueryLimits {
+  maxRows: number;
+  defaultRows: number;
+  maxBuckets: number;
+}
+
+export type QueryMode =
+  | { kind: 'raw'; columns: string[]; order: 'asc' | 'desc'; limit: number }
+  | {
+      kind: 'downsample';
+      intervalUnit: IntervalUnit;
+      intervalSize: number;
+      aggregations: { fn: AggregationFn; column: string; alias: string; percentile?: number }[];
+      groupBy: string[];
+      order: 'asc' | 'desc';
+      limit: number;
+    };
+
+export interface QueryPlan {
+  from: Date;
+  to: Date;
+  timestampColumn: string;
+  partitionKey: Record<string, string[]>;
+  filters: ColumnFilter[];
+  mode: QueryMode;
+}
+
+const NUMERIC: FieldType[] = ['double', 'integer'];
+const ORDERED: FieldType[] = ['double', 'integer', 'timestamp', 'string'];
+const FN_TYPES: Record<AggregationFn, FieldType[] | 'any'> = {
+  avg: NUMERIC,
+  sum: NUMERIC,
+  median: NUMERIC,
+  percentile: NUMERIC,
+  min: ORDERED,
+  max: ORDERED,
+  count: 'any',
+  count_distinct: 'any',
+  first: 'any',
+  last: 'any',
+};
+const UNIT_MS: Record<IntervalUnit, number> = {
+  second: 1_000,
+  minute: 60_000,
+  hour: 3_600_000,
+  day: 86_400_000,
+  week: 604_800_000,
+  month: 2_629_746_000, // an average month, for the bucket-count estimate only
+};
+
+const bad = (code: string, message: string, details?: unknown) => new AppError(400, code, message, details);
+
+export function planQuery(request: QueryRequest, fields: SchemaField[], datasetTimestampColumn: string, limits: QueryLimits): QueryPlan {
+  const byName = new Map(fields.map((f) => [f.name, f]));
+  const column = (name: string, where: string): SchemaField => {
+    const field = byName.get(name);
+    if (!field) {
+      throw bad('unknown_column', `${where}: "${name}" is not a column of this dataset (columns: ${fields.map((f) => f.name).join(', ')})`, {
+        column: name,
+      });
+    }
+    return field;
+  };
+
+  const ts = request.timestampColumn ?? datasetTimestampColumn;
+  if (ts !== datasetTimestampColumn) {
+    throw bad('invalid_timestamp_column', `timestampColumn "${ts}" is not this dataset's timestamp column "${datasetTimestampColumn}"`);
+  }
+  const from = parseTimestamp(request.timeRange.start);
+  const to = parseTimestamp(request.timeRange.end);
+  if (Number.isNaN(from) || Number.isNaN(to)) throw bad('invalid_time_range', 'timeRange.start and timeRange.end must be ISO-8601 timestamps');
+  if (from >= to) throw bad('invalid_time_range', 'timeRange.start must be before timeRange.end (the end is exclusive)');
+
+  const order = request.order ?? 'asc';
+  const limit = request.limit ?? limits.defaultRows;
+  if (limit > limits.maxRows) throw bad('limit_too_large', `limit ${limit} is over the server maximum of ${limits.maxRows}`, { maxRows: limits.maxRows });
+
+  const filters = columnFilters(request.filters?.columns ?? {}, column);
+  const partitionKey = request.filters?.partitionKey ?? {};
+
+  let mode: QueryMode;
+  if (!request.downsample) {
+    const columns = request.columns ?? fields.map((f) => f.name).filter((n) => n !== ts);
+    for (const name of columns) column(name, 'columns');
+    mode = { kind: 'raw', columns: columns.filter((n) => n !== ts), order, limit };
+  } else {
+    const d = request.downsample;
+    const size = d.intervalSize ?? 1;
+    const buckets = Math.ceil((to - from) / (UNIT_MS[d.intervalUnit] * size));
+    if (buckets > limits.maxBuckets) {
+      throw bad(
+        'too_many_buckets',
+        `${buckets} buckets of ${size} ${d.intervalUnit}(s) over this time range is over the maximum of ${limits.maxBuckets}: use a larger interval or a shorter range`,
+        { buckets, maxBuckets: limits.maxBuckets },
+      );
+    }
+    if (d.aggregations.length === 0) throw bad('no_aggregations', 'downsample.aggregations needs at least one aggregation');
+    const groupBy = d.groupBy ?? [];
+    for (const name of groupBy) {
+      if (column(name, 'downsample.groupBy').type !== 'string') {
+        throw bad('invalid_group_by', `downsample.groupBy: "${name}" is not a string column; group by string columns only`, { column: name });
+      }
+    }
+    const aliases = new Set<string>([ts, ...groupBy]);
+    const aggregations = d.aggregations.map((a, index) => {
+      const where = `downsample.aggregations[${index}]`;
+      const field = column(a.column, where);
+      const allowed = FN_TYPES[a.fn];
+      if (allowed !== 'any' && !allowed.includes(field.type)) {
+        throw bad('invalid_aggregation', `${where}: ${a.fn} does not apply to ${field.type} column "${a.column}" (it needs ${allowed.join(' or ')})`, {
+          index,
+        });
+      }
+      if (a.fn === 'percentile' && (a.percentile === undefined || !(a.percentile >= 0 && a.percentile <= 1))) {
+        throw bad('invalid_percentile', `${where}: percentile needs a "percentile" value between 0 and 1`, { index });
+      }
+      if (a.fn !== 'percentile' && a.percentile !== undefined) {
+        throw bad('invalid_percentile', `${where}: "percentile" only applies to fn "percentile"`, { index });
+      }
+      const alias = a.alias ?? `${a.fn}_${a.column}`;
+      if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(alias)) {
+        throw bad('invalid_alias', `${where}: alias "${alias}" must be letters, digits and _, starting with a letter or _`, { index });
+      }
+      if (aliases.has(alias)) throw bad('duplicate_alias', `${where}: the output column "${alias}" is already taken; give an alias`, { index });
+      aliases.add(alias);
+      return { fn: a.fn, column: a.column, alias, ...(a.fn === 'percentile' ? { percentile: a.percentile } : {}) };
+    });
+    mode = { kind: 'downsample', intervalUnit: d.intervalUnit, intervalSize: size, aggregations, groupBy, order, limit };
+  }
+
+  return { from: new Date(from), to: new Date(to), timestampColumn: ts, partitionKey, filters, mode };
+}
+
+function columnFilters(
+  spec: NonNullable<NonNullable<QueryRequest['filters']>['columns']>,
+  column: (name: string, where: string) => SchemaField,
+): ColumnFilter[] {
+  const filters: ColumnFilter[] = [];
+  for (const [name, ops] of Object.entries(spec)) {
+    const field = column(name, 'filters.columns');
+    for (const [op, raw] of Object.entries(ops) as [FilterOp, FilterValue | FilterValue[] | null][]) {
+      const where = `filters.columns.${name}.${op}`;
+      if (op === 'in') {
+        if (!Array.isArray(raw) || raw.length === 0) throw bad('invalid_filter', `${where} needs a non-empty list of values`);
+        filters.push({ column: name, op, values: raw.map((v) => typedValue(v, field, where)) });
+      } else if (raw === null && (op === 'eq' || op === 'neq')) {
+        filters.push({ column: name, op, value: null });
+      } else {
+        if (Array.isArray(raw) || raw === null) throw bad('invalid_filter', `${where} needs one value`);
+        if (field.type === 'boolean' && op !== 'eq' && op !== 'neq') throw bad('invalid_filter', `${where}: booleans compare with eq and neq only`);
+        filters.push({ column: name, op, value: typedValue(raw, field, where) });
+      }
+    }
+  }
+  return filters;
+}
+
+function typedValue(value: FilterValue, field: SchemaField, where: string): FilterValue {
+  const ok =
+    (field.type === 'string' && typeof value === 'string') ||
+    (field.type === 'double' && typeof value === 'number' && Number.isFinite(value)) ||
+    (field.type === 'integer' && typeof value === 'number' && Number.isSafeInteger(value)) ||
+    (field.type === 'boolean' && typeof value === 'boolean') ||
+    (field.type === 'timestamp' && typeof value === 'string' && !Number.isNaN(parseTimestamp(value)));
+  if (!ok) throw bad('invalid_filter', `${where}: ${JSON.stringify(value)} is not a ${field.type} value`, { column: field.name });
+  return value;
+}
