@@ -171,21 +171,16 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
           { ...reader.params, key: inputKeyIds[index]!, window: windowMicros },
         );
       try {
-        if (staged.format === 'json-document') {
-          // A document on one line (as JSON.stringify and most clients send it) reads about twice as
-          // fast with format 'newline_delimited' as with 'unstructured'. A document spread over
-          // several lines fails that way at its first line (which cannot be a complete value) and is
-          // read again as 'unstructured'. A failed INSERT leaves nothing behind.
-          try {
-            await insert(jsonDocumentReader(staged, fields, 'newline_delimited'));
-          } catch {
-            await insert(jsonDocumentReader(staged, fields, 'unstructured'));
-          }
-        } else {
-          await insert(await readerSql(staged, fields));
-        }
+        await insertStaged(staged, fields, insert);
       } catch (error) {
-        throw readError(staged, error);
+        if (!isDuplicateKeyError(error) || staged.format === 'csv') throw readError(staged, error);
+        // JSON allows an object to repeat a key, and validation (JSON.parse) kept the last value;
+        // DuckDB's JSON reader refuses such objects. Read those rows as validation did.
+        try {
+          await insertLastKeyWins(staged, fields, insert);
+        } catch (retryError) {
+          throw readError(staged, retryError);
+        }
       }
     }
 
@@ -258,6 +253,48 @@ interface ReaderSql {
   /** A SELECT producing exactly the fields, in order, with their SQL types. */
   sql: string;
   params: Record<string, string | number>;
+}
+
+type Insert = (reader: ReaderSql) => Promise<unknown>;
+
+async function insertStaged(staged: StagedInput, fields: PartitionField[], insert: Insert): Promise<void> {
+  if (staged.format === 'json-document') {
+    // A document on one line (as JSON.stringify and most clients send it) reads about twice as
+    // fast with format 'newline_delimited' as with 'unstructured'. A document spread over
+    // several lines fails that way at its first line (which cannot be a complete value) and is
+    // read again as 'unstructured'. A failed INSERT leaves nothing behind.
+    try {
+      await insert(jsonDocumentReader(staged, fields, 'newline_delimited'));
+    } catch {
+      await insert(jsonDocumentReader(staged, fields, 'unstructured'));
+    }
+  } else {
+    await insert(await readerSql(staged, fields));
+  }
+}
+
+function isDuplicateKeyError(error: unknown): boolean {
+  return /has duplicate key/.test(String((error as Error)?.message ?? error));
+}
+
+/** Rewrites a JSON input as NDJSON through JSON.parse (the last of repeated keys wins) and reads that. */
+async function insertLastKeyWins(staged: StagedInput, fields: PartitionField[], insert: Insert): Promise<void> {
+  const text = await Bun.file(staged.path).text();
+  const rows: unknown[] =
+    staged.format === 'json-document'
+      ? ((JSON.parse(text) as { rows: unknown[] }).rows ?? [])
+      : text.split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line));
+  const rewritten = `${staged.path}.last-key-wins.ndjson`;
+  await Bun.write(rewritten, rows.map((row) => JSON.stringify(row)).join('\n'));
+  try {
+    await insert(await readerSql({ ...staged, path: rewritten, format: 'ndjson' }, fields));
+  } finally {
+    try {
+      unlinkSync(rewritten);
+    } catch {
+      // already gone
+    }
+  }
 }
 
 /** Reads a json-document input: the array under its `rows` key, every other key ignored. */

@@ -7,8 +7,13 @@
  * then one catalog transaction creates the dataset or its next schema
  * version if needed, claims the idempotency key and inserts the job. Only
  * after that commit does the client hear 202.
+ *
+ * The body formats (formats/) differ only in where the schema comes from (the
+ * batch's declaration, or the dataset's latest version), how rows are checked
+ * and what is staged (JSON and NDJSON/CSV bodies as they arrived, Arrow as
+ * NDJSON); the rules are the same.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Sql } from 'postgres';
 import { recordAuditEvent } from '../catalog/audit.ts';
 import { createDatasetIfMissing, findDataset, lockDataset } from '../catalog/datasets.ts';
@@ -18,11 +23,13 @@ import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-version
 import { getStorageTarget } from '../catalog/storage-targets.ts';
 import type { Db } from '../catalog/db.ts';
 import type { Dataset, SchemaField, SchemaVersion } from '../catalog/types.ts';
+import type { StagedInputFormat } from '../engine/partition-writer.ts';
 import { AppError } from '../errors.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { chooseTimestampColumn, checkDeclaredFields, mergeSchema } from './schema.ts';
+import type { BatchParams, DecodedBatch } from './formats/batch.ts';
+import { jsonBatch } from './formats/json.ts';
 import { parseTimestamp } from './timestamps.ts';
-import { validateRows } from './validation.ts';
 
 export const INGEST_JOB_KIND = 'ingest';
 
@@ -32,7 +39,7 @@ export interface IngestJobPayload {
   schemaVersion: number;
   partitionKey: Record<string, string>;
   storageTargetId: string;
-  staged: { location: string; format: 'json-document'; sizeBytes: number };
+  staged: { location: string; format: StagedInputFormat; sizeBytes: number };
   rowCount: number;
   minTime: string;
   maxTime: string;
@@ -48,8 +55,9 @@ export interface IngestBatch {
 
 export interface AcceptRequest {
   datasetSlug: string;
-  batch: IngestBatch;
-  /** The request body exactly as received: staged as is and hashed for idempotency. */
+  /** A JSON batch, or a batch decoded from another body format (formats/). */
+  batch: IngestBatch | DecodedBatch;
+  /** The request body exactly as received: a JSON body is staged as is and hashed for idempotency. */
   rawBody: Uint8Array;
   idempotencyKey: string | null;
   actor: string | null;
@@ -81,14 +89,16 @@ class KeyHeld extends Error {
 }
 
 export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Promise<Accepted> {
-  const { batch } = request;
-  checkDeclaredFields(batch.schema.fields);
+  const batch = isDecoded(request.batch) ? request.batch : jsonBatch(request.batch, request.rawBody);
+  const named = batch.declare(null);
+  if (named) checkDeclaredFields(named);
   const existing = await findDataset(deps.sql, request.datasetSlug);
   if (existing) assertAcceptsIngest(existing);
   const latest = existing && existing.schemaVersion > 0 ? await getSchemaVersion(deps.sql, existing.id, existing.schemaVersion) : null;
-  const timestampColumn = existing?.timestampColumn ?? chooseTimestampColumn(batch.schema.fields);
-  const merged = mergeSchema(latest, batch.schema.fields, timestampColumn);
-  const summary = validateRows(batch.rows, {
+  const declared = batch.declare(latest) ?? datasetFields(request.datasetSlug, existing, latest);
+  const timestampColumn = existing?.timestampColumn ?? chooseTimestampColumn(declared);
+  const merged = mergeSchema(latest, declared, timestampColumn);
+  const summary = batch.validate({
     fields: merged.fields,
     timestampColumn,
     strict: existing?.metadata.allowUnknownFields !== true,
@@ -96,7 +106,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   });
   checkPartitionKey(batch.partition.key);
 
-  const requestHash = createHash('sha256').update(request.rawBody).digest('hex');
+  const requestHash = batch.requestHash();
   if (existing && request.idempotencyKey) {
     const held = await findIdempotencyKey(deps.sql, existing.id, request.idempotencyKey);
     if (held) return replay(deps.sql, held, requestHash);
@@ -104,18 +114,19 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
 
   const target = await getStorageTarget(deps.sql, batch.storageTargetId ?? existing?.defaultStorageTargetId ?? deps.defaultTargetName);
   const driver = deps.drivers.forTarget(target);
-  const staged = await driver.putBytes(`staging/${request.datasetSlug}/${randomUUID()}.json`, request.rawBody);
+  const body = batch.staged();
+  const staged = await driver.putBytes(`staging/${request.datasetSlug}/${randomUUID()}.${body.extension}`, body.bytes);
 
   try {
     const job = await deps.sql.begin(async (tx) => {
-      const dataset = await ensureDataset(tx, request, timestampColumn);
-      const schema = await recordSchema(tx, dataset, batch.schema.fields, timestampColumn, request.actor);
+      const dataset = await ensureDataset(tx, request.datasetSlug, batch, timestampColumn, request.actor);
+      const schema = await recordSchema(tx, dataset, declared, timestampColumn, request.actor);
       const payload: IngestJobPayload = {
         datasetSlug: dataset.slug,
         schemaVersion: schema.version,
         partitionKey: batch.partition.key,
         storageTargetId: target.id,
-        staged: { location: staged.location, format: 'json-document', sizeBytes: staged.sizeBytes },
+        staged: { location: staged.location, format: body.format, sizeBytes: staged.sizeBytes },
         rowCount: summary.rowCount,
         minTime: new Date(summary.minTime).toISOString(),
         maxTime: new Date(summary.maxTime).toISOString(),
@@ -149,6 +160,32 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   }
 }
 
+function isDecoded(batch: IngestBatch | DecodedBatch): batch is DecodedBatch {
+  return typeof (batch as DecodedBatch).validate === 'function';
+}
+
+/** The schema of a batch whose format carries none (NDJSON, CSV): the dataset's latest version. */
+function datasetFields(slug: string, existing: Dataset | null, latest: SchemaVersion | null): SchemaField[] {
+  if (!existing) {
+    throw new AppError(
+      404,
+      'dataset_not_found',
+      `dataset "${slug}" does not exist, and NDJSON and CSV batches take their schema from the dataset: ` +
+        'create it with a JSON batch (which declares schema.fields) or an Arrow stream (whose schema declares the fields) first',
+      { dataset: slug },
+    );
+  }
+  if (!latest) {
+    throw new AppError(
+      409,
+      'dataset_has_no_schema',
+      `dataset "${slug}" has no schema yet, and NDJSON and CSV batches take their schema from the dataset: send a JSON batch or an Arrow stream first`,
+      { dataset: slug },
+    );
+  }
+  return latest.fields;
+}
+
 function assertAcceptsIngest(dataset: Dataset): void {
   if (dataset.status !== 'active') {
     throw new AppError(409, `dataset_${dataset.status}`, `dataset "${dataset.slug}" is ${dataset.status} and accepts no new rows`);
@@ -169,7 +206,7 @@ async function replay(sql: Sql, held: IdempotencyRecord, requestHash: string): P
   return { job, replayed: true };
 }
 
-function parseTimeRange(range: IngestBatch['partition']['timeRange']): { start: number; end: number } | undefined {
+function parseTimeRange(range: BatchParams['partition']['timeRange']): { start: number; end: number } | undefined {
   if (!range) return undefined;
   const start = parseTimestamp(range.start);
   const end = parseTimestamp(range.end);
@@ -198,17 +235,13 @@ function checkPartitionKey(key: Record<string, string>): void {
 }
 
 /** The dataset row, created by the first batch (a concurrent first batch may win: then it is used). */
-async function ensureDataset(tx: Db, request: AcceptRequest, timestampColumn: string): Promise<Dataset> {
-  const created = await createDatasetIfMissing(tx, {
-    slug: request.datasetSlug,
-    name: request.batch.datasetName ?? request.datasetSlug,
-    timestampColumn,
-  });
+async function ensureDataset(tx: Db, slug: string, batch: DecodedBatch, timestampColumn: string, actor: string | null): Promise<Dataset> {
+  const created = await createDatasetIfMissing(tx, { slug, name: batch.datasetName ?? slug, timestampColumn });
   if (created) {
-    await recordAuditEvent(tx, { datasetId: created.id, action: 'dataset.created', actor: request.actor, details: { by: 'ingest' } });
+    await recordAuditEvent(tx, { datasetId: created.id, action: 'dataset.created', actor, details: { by: 'ingest', format: batch.format } });
   }
-  const dataset = created ?? (await findDataset(tx, request.datasetSlug));
-  if (!dataset) throw new Error(`dataset ${request.datasetSlug} vanished`);
+  const dataset = created ?? (await findDataset(tx, slug));
+  if (!dataset) throw new Error(`dataset ${slug} vanished`);
   assertAcceptsIngest(dataset);
   if (dataset.timestampColumn !== timestampColumn) {
     // A concurrent first batch created the dataset with another timestamp column.

@@ -1,13 +1,15 @@
 /**
  * The ingestion service the HTTP routes call: reads the request body within
- * the size limit, accepts the batch (accept.ts), and when asked waits until
- * the job that writes it has finished.
+ * the size limit in one of the accepted formats (chosen by Content-Type, see
+ * formats/), accepts the batch (accept.ts), and when asked waits until the job
+ * that writes it has finished.
  */
 import type { Sql } from 'postgres';
 import { getJob, type Job } from '../catalog/jobs.ts';
-import { AppError, errors } from '../errors.ts';
+import { errors } from '../errors.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { type AcceptRequest, acceptBatch } from './accept.ts';
+import { type BodyFormat, bodyFormatOf } from './formats/index.ts';
 
 export interface IngestServiceOptions {
   sql: Sql;
@@ -28,39 +30,31 @@ export interface IngestRequest extends AcceptRequest {
   waitMs: number;
 }
 
-export class IngestService {
-  private readonly rawBodies = new WeakMap<Request, Uint8Array>();
+/** A request body as read: its format and its bytes exactly as received. */
+export interface ReceivedBody {
+  format: BodyFormat;
+  bytes: Uint8Array;
+}
 
+export class IngestService {
   constructor(private readonly options: IngestServiceOptions) {}
 
   get inline(): boolean {
     return this.options.inline;
   }
 
-  /** Reads and parses a JSON request body, refusing one over the size limit before reading it all. */
-  async parseBody(request: Request): Promise<unknown> {
+  /**
+   * Reads a request body in an accepted format (415 listing them otherwise), refusing one over
+   * the size limit before reading it all when its length is declared.
+   */
+  async readBody(request: Request): Promise<ReceivedBody> {
     const limit = this.options.maxBodyBytes;
     const declared = Number(request.headers.get('content-length') ?? Number.NaN);
     if (declared > limit) throw errors.payloadTooLarge(limit);
-    const type = (request.headers.get('content-type') ?? '').split(';')[0]?.trim().toLowerCase();
-    if (type !== 'application/json') {
-      throw new AppError(415, 'unsupported_media_type', `send the batch as application/json (got "${type || 'no content type'}")`);
-    }
+    const format = bodyFormatOf(request.headers.get('content-type'));
     const bytes = new Uint8Array(await request.arrayBuffer());
     if (bytes.byteLength > limit) throw errors.payloadTooLarge(limit);
-    this.rawBodies.set(request, bytes);
-    try {
-      return JSON.parse(new TextDecoder().decode(bytes));
-    } catch (err) {
-      throw errors.badRequest('invalid_json', `the request body is not valid JSON: ${(err as Error).message}`);
-    }
-  }
-
-  /** The bytes parseBody read for this request. */
-  rawBody(request: Request): Uint8Array {
-    const bytes = this.rawBodies.get(request);
-    if (!bytes) throw new Error('rawBody() before parseBody()');
-    return bytes;
+    return { format, bytes };
   }
 
   async ingest(request: IngestRequest): Promise<{ job: Job; replayed: boolean }> {

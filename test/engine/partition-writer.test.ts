@@ -442,3 +442,29 @@ describe('writePartitions on a connection (cleanup, time zones, edges)', () => {
     expect(await readCsvHeader(paths['h.csv']!)).toEqual(['a "b"', 'c', 'd,\ne']);
   });
 });
+
+describe('repeated keys', () => {
+  test('a row that repeats a key is written with the last value, as validation (JSON.parse) read it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ts-dupkey-'));
+    const doc = join(dir, 'doc.json');
+    const nd = join(dir, 'rows.ndjson');
+    await Bun.write(doc, '{"rows":[{"timestamp":"2026-01-01T00:00:00Z","v":1,"v":2}]}');
+    await Bun.write(nd, '{"timestamp":"2026-01-01T00:00:01Z","v":3,"v":4}\n');
+    const written = await pool.writePartitions({
+      inputs: [
+        { path: doc, format: 'json-document', partitionKey: {} },
+        { path: nd, format: 'ndjson', partitionKey: {} },
+      ],
+      fields: [
+        { name: 'timestamp', type: 'timestamp' },
+        { name: 'v', type: 'double' },
+      ],
+      timestampColumn: 'timestamp',
+      windowSeconds: 86400,
+      outputDir: dir,
+    });
+    expect(written).toHaveLength(1);
+    expect(written[0]?.columnStatistics.v).toMatchObject({ min: 2, max: 4, nulls: 0 });
+    expect(readdirSync(dir).filter((f) => f.includes('last-key-wins'))).toEqual([]);
+  });
+});

@@ -1,7 +1,10 @@
 /** POST /datasets/:datasetSlug/ingest and GET /ingestion/jobs/:jobId. */
-import { Elysia, t } from 'elysia';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Elysia, t, ValidationError } from 'elysia';
 import type { Job } from '../../catalog/jobs.ts';
 import { errors } from '../../errors.ts';
+import type { IngestBatch } from '../../ingest/accept.ts';
+import { type DecodedBatch, decodeRowsBody, parseJsonBody, refuseBatchQueryForJson } from '../../ingest/formats/index.ts';
 import type { IngestService } from '../../ingest/service.ts';
 import { actorOf, type Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
@@ -51,6 +54,56 @@ export const IngestBody = t.Object(
   },
   { example: EXAMPLE },
 );
+
+/** A JSON body is checked against IngestBody as Elysia would (same error); the other formats by their decoders. */
+const IngestBodyCheck = TypeCompiler.Compile(IngestBody);
+
+const NDJSON_EXAMPLE = [
+  '{"timestamp":"2026-01-01T00:02:00Z","temperature_c":21.9,"status":"ok"}',
+  '{"timestamp":"2026-01-01T00:03:00Z","temperature_c":22.1,"status":null}',
+  '',
+].join('\n');
+
+const CSV_EXAMPLE = ['timestamp,temperature_c,status', '2026-01-01T00:04:00Z,22.0,ok', '2026-01-01T00:05:00Z,,"warm, ""rising"""', ''].join('\n');
+
+const FROM_DATASET =
+  "The schema is the existing dataset's (404 `dataset_not_found` when there is none); the partition key and other batch parameters are query parameters (`?key.instrument=A`).";
+
+/**
+ * Written out rather than derived from a `body` schema: @elysiajs/swagger 1.3.1 gives every content
+ * type the one body schema and replaces `detail.requestBody` whenever the route has one.
+ */
+const REQUEST_BODY = {
+  required: true,
+  description: 'The batch, in the format named by `Content-Type`.',
+  content: {
+    'application/json': { schema: IngestBody },
+    'application/x-ndjson': {
+      schema: { type: 'string', description: `One JSON row object per line; blank lines are ignored. ${FROM_DATASET}` },
+      example: NDJSON_EXAMPLE,
+    },
+    'application/ndjson': { schema: { type: 'string', description: 'Same as application/x-ndjson.' }, example: NDJSON_EXAMPLE },
+    'text/csv': {
+      schema: {
+        type: 'string',
+        description:
+          'RFC 4180, UTF-8: a header line naming the columns, then one record per row (quoted fields may hold commas, line breaks and quotes as `""`). ' +
+          'An empty unquoted field is null, `""` the empty string; values are converted per the dataset schema (numbers, `true`/`false`, ISO-8601 timestamps). ' +
+          FROM_DATASET,
+      },
+      example: CSV_EXAMPLE,
+    },
+    'application/vnd.apache.arrow.stream': {
+      schema: {
+        type: 'string',
+        format: 'binary',
+        description:
+          'An Arrow IPC stream. Its schema declares the fields (Timestamp/Date → timestamp, Utf8 → string, Float → double, Int → integer, Bool → boolean; other types are a 400), ' +
+          'so it may create the dataset; the partition key and other batch parameters are query parameters.',
+      },
+    },
+  },
+};
 
 const JobView = t.Object({
   id: t.String(),
@@ -102,12 +155,25 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
     .use(scoped)
     .post(
       '/datasets/:datasetSlug/ingest',
-      async ({ params, body, headers, query, request, set }) => {
+      async ({ params, headers, query, request, set }) => {
+        const body = await service.readBody(request);
+        const search = new URL(request.url).searchParams;
+        let batch: IngestBatch | DecodedBatch;
+        let bodyKey: string | undefined;
+        if (body.format === 'json') {
+          refuseBatchQueryForJson(search);
+          const value = parseJsonBody(body.bytes);
+          if (!IngestBodyCheck.Check(value)) throw new ValidationError('body', IngestBodyCheck, value);
+          batch = value;
+          bodyKey = value.idempotencyKey;
+        } else {
+          batch = decodeRowsBody(body.format, body.bytes, search);
+        }
         const outcome = await service.ingest({
           datasetSlug: params.datasetSlug,
-          batch: body,
-          rawBody: service.rawBody(request),
-          idempotencyKey: headers['idempotency-key'] ?? body.idempotencyKey ?? null,
+          batch,
+          rawBody: body.bytes,
+          idempotencyKey: headers['idempotency-key'] ?? bodyKey ?? null,
           actor: actorOf(headers),
           traceParent: headers.traceparent ?? null,
           waitMs: requestedWaitMs(headers.prefer ?? null, query.wait, service.inline, MAX_WAIT_MS),
@@ -129,15 +195,21 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
       {
         scope: 'write',
         params: t.Object({ datasetSlug: t.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }) }),
-        query: t.Object({ wait: t.Optional(t.String({ description: '`true`: wait (up to 60 s) until the batch is queryable, then answer 201.' })) }),
-        body: IngestBody,
-        parse: (ctx) => service.parseBody(ctx.request),
+        query: t.Object({
+          wait: t.Optional(t.String({ description: '`true`: wait (up to 60 s) until the batch is queryable, then answer 201.' })),
+          'timeRange.start': t.Optional(t.String({ description: 'NDJSON, CSV, Arrow: with `timeRange.end`, every row must fall in [start, end).' })),
+          'timeRange.end': t.Optional(t.String({ description: 'NDJSON, CSV, Arrow: see `timeRange.start`.' })),
+          datasetName: t.Optional(t.String({ description: 'NDJSON, CSV, Arrow: display name when this batch creates the dataset.' })),
+          storageTargetId: t.Optional(t.String({ description: 'NDJSON, CSV, Arrow: storage target (id or name) for this batch.' })),
+        }),
         response: {
           201: t.Object({ ...JobView.properties, replayed: t.Boolean() }),
           202: Accepted,
           400: ErrorBody,
+          404: ErrorBody,
           409: ErrorBody,
           413: ErrorBody,
+          415: ErrorBody,
           500: ErrorBody,
         },
         detail: {
@@ -147,7 +219,17 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
             'Validates every row against the dataset schema (creating the dataset and schema version 1 on the first batch, and the next schema version when new nullable fields appear), stages the batch durably and queues it.',
             'Answers **202** with the job once the batch is durable, or **201** with the manifest version and partitions once it is published when the server runs with `TIMESTORE_INGEST_MODE=inline`, or the client sends `?wait=true` or `Prefer: wait=<seconds>`.',
             'Headers: `Idempotency-Key` (same key and body → the first answer; same key, other body → 409), `x-iam-user`/`x-user-id` (the actor recorded on the job and audit events).',
+            '**Body formats**, chosen by `Content-Type` (any other is a 415 listing these):',
+            [
+              '- `application/json`: `{schema, partition, rows, datasetName?, storageTargetId?, idempotencyKey?}` (the example below).',
+              "- `application/x-ndjson` or `application/ndjson`: one row object per line. The schema is the dataset's, so the dataset must exist (else 404 `dataset_not_found`).",
+              '- `text/csv`: RFC 4180 with a header line; an empty unquoted field is null, `""` the empty string; values are converted per the dataset schema, NaN and Infinity refused (`non_finite_number`). The dataset must exist.',
+              '- `application/vnd.apache.arrow.stream`: an Arrow IPC stream whose schema declares the fields (Timestamp/Date → timestamp, Utf8 → string, Float → double, Int → integer, Bool → boolean), so it may create the dataset or add nullable fields; where the dataset already defines a column, integers are read into a double field and strings into a timestamp field. Staged as NDJSON.',
+            ].join('\n'),
+            'For NDJSON, CSV and Arrow the batch parameters are **query parameters**: the partition key as one `key.<name>=<value>` per key field (`?key.instrument=A&key.site=x` is the key `{"instrument":"A","site":"x"}`; none is the empty key), `timeRange.start` and `timeRange.end` (both or neither), `datasetName`, `storageTargetId`; the idempotency key is the `Idempotency-Key` header. With these formats an unknown query parameter is a 400; with a JSON body these batch parameters are a 400 (the body carries them).',
+            'Every format is checked with the same rules; an error names the row index (0-based, counting rows only: no CSV header, no blank lines), the field, and for NDJSON and CSV the line.',
           ].join('\n\n'),
+          requestBody: REQUEST_BODY as never,
         },
       },
     )

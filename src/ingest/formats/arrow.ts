@@ -1,0 +1,185 @@
+/**
+ * application/vnd.apache.arrow.stream: an Arrow IPC stream (the IPC file format is read too),
+ * decoded with apache-arrow. Its schema declares the batch's fields, as `schema.fields` does in a
+ * JSON batch (so an Arrow stream may create the dataset and add nullable fields):
+ *
+ *   Timestamp (any unit; with a time zone or without, read as UTC), Date  → timestamp
+ *   Utf8, LargeUtf8, dictionary-encoded Utf8                               → string
+ *   Float16/32/64                                                          → double
+ *   Int8…Int64, Uint8…Uint64                                               → integer
+ *   Bool                                                                   → boolean
+ *
+ * Any other type is a 400 naming the column. Where the dataset already defines a column, a type
+ * that converts without loss is read as the dataset's: integers into a double field, strings
+ * into a timestamp field (checked with the JSON grammar). Arrow nullability is not carried over
+ * (fields are nullable unless the dataset says otherwise). Rows are checked with the JSON
+ * batch's rules (validation.ts), then staged as NDJSON with timestamps as ISO-8601 UTC strings
+ * with microseconds.
+ */
+import { DataType as Types, type Field, makeVector, Precision, type Table, tableFromIPC, TimeUnit, type Vector } from 'apache-arrow';
+import type { FieldType, SchemaVersion } from '../../catalog/types.ts';
+import { AppError } from '../../errors.ts';
+import { FIELD_NAME, validateRows } from '../validation.ts';
+import { type BatchParams, type DecodedBatch, hashRequest } from './batch.ts';
+
+/** One chunk's values as JavaScript values (null where the value is null), appended to `out` from `at`. */
+type Materialize = (chunk: Vector, out: unknown[], at: number) => void;
+
+interface Column {
+  name: string;
+  type: FieldType;
+  materialize: Materialize;
+  vector: Vector;
+}
+
+export function arrowBatch(raw: Uint8Array, params: BatchParams): DecodedBatch {
+  let table: Table;
+  try {
+    table = tableFromIPC(raw);
+  } catch (err) {
+    throw new AppError(400, 'invalid_arrow', `the body is not an Arrow IPC stream: ${(err as Error).message}`);
+  }
+  if (table.schema.fields.length === 0) throw new AppError(400, 'invalid_arrow', 'the Arrow stream has no schema (no columns)');
+  const columns = table.schema.fields.map((field, i) => column(field, table.getChildAt(i)!));
+  let lines: string[] | undefined;
+
+  return {
+    format: 'arrow',
+    ...params,
+    declare: (latest) => columns.map((c) => ({ name: c.name, type: declaredType(c, latest) })),
+    validate(rules) {
+      const rows = toRows(columns, table.numRows);
+      const summary = validateRows(rows, rules);
+      lines = rows.map((row) => JSON.stringify(row));
+      return summary;
+    },
+    staged() {
+      if (!lines) throw new Error('staged() before validate()');
+      return { bytes: new TextEncoder().encode(`${lines.join('\n')}\n`), format: 'ndjson', extension: 'ndjson' };
+    },
+    requestHash: () => hashRequest(raw, 'arrow', params),
+  };
+}
+
+/** The declared type: the Arrow type's, or the dataset's where the Arrow values convert to it without loss. */
+function declaredType(column: Column, latest: SchemaVersion | null): FieldType {
+  const existing = latest?.fields.find((f) => f.name === column.name)?.type;
+  if (existing === 'double' && column.type === 'integer') return 'double';
+  if (existing === 'timestamp' && column.type === 'string') return 'timestamp';
+  return column.type;
+}
+
+function column(field: Field, vector: Vector): Column {
+  if (!FIELD_NAME.test(field.name)) {
+    throw new AppError(
+      400,
+      'invalid_field_name',
+      `column "${field.name}" of the Arrow schema is not a safe identifier: use letters, digits and _, starting with a letter or _ (at most 63)`,
+      { field: field.name },
+    );
+  }
+  const base = { name: field.name, vector };
+  const type = field.type;
+  if (Types.isTimestamp(type)) return { ...base, type: 'timestamp', materialize: timestamps(type.unit) };
+  if (Types.isDate(type)) return { ...base, type: 'timestamp', materialize: each((chunk, i) => isoFromMillis(chunk.get(i) as number)) };
+  if (isText(type) || (Types.isDictionary(type) && isText(type.dictionary))) return { ...base, type: 'string', materialize: each((chunk, i) => chunk.get(i)) };
+  if (Types.isFloat(type)) {
+    // Half floats are stored as 16-bit integers: only get() converts them.
+    return { ...base, type: 'double', materialize: type.precision === Precision.HALF ? each((chunk, i) => chunk.get(i)) : numbers };
+  }
+  if (Types.isInt(type)) return { ...base, type: 'integer', materialize: numbers };
+  if (Types.isBool(type)) return { ...base, type: 'boolean', materialize: each((chunk, i) => chunk.get(i)) };
+  throw new AppError(
+    400,
+    'unsupported_arrow_type',
+    `column "${field.name}" has Arrow type ${String(field.type)}, which timestore does not store; ` +
+      'send timestamps (Timestamp or Date), strings (Utf8), doubles (Float), integers (Int) or booleans (Bool)',
+    { field: field.name, arrowType: String(field.type) },
+  );
+}
+
+const isText = (type: Field['type']) => Types.isUtf8(type) || Types.isLargeUtf8(type) || Types.isUtf8View(type);
+
+/** Values through apache-arrow's get(), nulls skipped. */
+function each(read: (chunk: Vector, index: number) => unknown): Materialize {
+  return (chunk, out, at) => {
+    const hasNulls = chunk.nullCount > 0;
+    for (let i = 0; i < chunk.length; i++) out[at + i] = hasNulls && !chunk.isValid(i) ? null : read(chunk, i);
+  };
+}
+
+/** Fixed-width numbers straight from the chunk's buffer (64-bit integers arrive as bigint). */
+const numbers: Materialize = (chunk, out, at) => {
+  const values = chunk.data[0]!.values as ArrayLike<number | bigint>;
+  const hasNulls = chunk.nullCount > 0;
+  for (let i = 0; i < chunk.length; i++) out[at + i] = hasNulls && !chunk.isValid(i) ? null : Number(values[i]);
+};
+
+/** Timestamps from their raw 64-bit values (apache-arrow's get() rounds them to milliseconds). */
+function timestamps(unit: TimeUnit): Materialize {
+  return (chunk, out, at) => {
+    const values = chunk.data[0]!.values as BigInt64Array;
+    const hasNulls = chunk.nullCount > 0;
+    for (let i = 0; i < chunk.length; i++) {
+      out[at + i] = hasNulls && !chunk.isValid(i) ? null : isoFromUnit(values[i]!, unit);
+    }
+  };
+}
+
+const MAX_EXACT = Number.MAX_SAFE_INTEGER;
+
+/** ISO-8601 UTC with microseconds from a count of `unit` since the epoch. */
+function isoFromUnit(value: bigint, unit: TimeUnit): string {
+  const number = Number(value);
+  if (unit === TimeUnit.SECOND) return isoFromMillis(number * 1000, 0);
+  if (unit === TimeUnit.MILLISECOND) return isoFromMillis(number, 0);
+  if (unit === TimeUnit.MICROSECOND && Math.abs(number) <= MAX_EXACT) {
+    const millis = Math.floor(number / 1000);
+    return isoFromMillis(millis, number - millis * 1000);
+  }
+  const perMilli = unit === TimeUnit.MICROSECOND ? 1_000n : 1_000_000n;
+  const millis = floorDiv(value, perMilli);
+  return isoFromMillis(Number(millis), Number((value - millis * perMilli) / (perMilli / 1000n)));
+}
+
+function floorDiv(a: bigint, b: bigint): bigint {
+  const q = a / b;
+  return a % b < 0n ? q - 1n : q;
+}
+
+/** Beyond JavaScript's Date range. */
+const MAX_MILLIS = 8.64e15;
+
+/**
+ * ISO-8601 UTC, with microseconds when `micros` (0–999) is given. Years outside 1–9999 give
+ * strings the timestamp grammar refuses, so they fail validation as `invalid_timestamp`.
+ */
+function isoFromMillis(millis: number, micros?: number): string {
+  if (!(Math.abs(millis) <= MAX_MILLIS)) return `${millis} milliseconds since 1970`;
+  const iso = new Date(millis).toISOString();
+  if (micros === undefined) return iso;
+  return `${iso.slice(0, -1)}${micros < 10 ? '00' : micros < 100 ? '0' : ''}${micros}Z`;
+}
+
+/** Row objects (null values left out), in stream order. */
+function toRows(columns: Column[], rowCount: number): Record<string, unknown>[] {
+  const values = columns.map((c) => {
+    const out: unknown[] = new Array(rowCount);
+    let at = 0;
+    for (const data of c.vector.data) {
+      c.materialize(makeVector(data), out, at);
+      at += data.length;
+    }
+    return out;
+  });
+  const rows: Record<string, unknown>[] = new Array(rowCount);
+  for (let r = 0; r < rowCount; r++) {
+    const row: Record<string, unknown> = {};
+    for (let c = 0; c < columns.length; c++) {
+      const value = values[c]![r];
+      if (value !== null) row[columns[c]!.name] = value;
+    }
+    rows[r] = row;
+  }
+  return rows;
+}

@@ -1,0 +1,236 @@
+/**
+ * text/csv: RFC 4180 with a header line naming the columns (any order), `,` between fields, `"`
+ * quoting (`""` inside quotes is a quote; quoted fields may hold commas and line breaks), records
+ * ended by `\r\n`, `\n` or `\r`, a UTF-8 BOM allowed. An empty unquoted field is null; `""` is the
+ * empty string. Blank lines are skipped when the header has more than one column (as DuckDB's
+ * reader does). Stricter than DuckDB where it would guess: a quote inside an unquoted field, text
+ * after a closing quote, or a record with another number of fields than the header is a 400.
+ *
+ * Values are text, converted per the dataset schema: integer and double as decimal numbers
+ * (`12`, `-1.5`, `2.5e3`; NaN and Infinity are refused with `non_finite_number`), boolean as
+ * `true`/`false` (any case), timestamps with the JSON grammar (timestamps.ts), strings as they are.
+ * The rules are the JSON batch's (validation.ts), with the same codes, and errors name the row
+ * index (0 = first record after the header), the field and the line. Rows are checked from the
+ * parsed field array; no row object is built. The body is staged as it arrived.
+ */
+import type { FieldType } from '../../catalog/types.ts';
+import { AppError } from '../../errors.ts';
+import { parseTimestamp } from '../timestamps.ts';
+import { type BatchSummary, type RowRules, rowError } from '../validation.ts';
+import { atLine, type BatchParams, type DecodedBatch, decodeUtf8, hashRequest } from './batch.ts';
+
+const COMMA = 0x2c;
+const QUOTE = 0x22;
+const CR = 0x0d;
+const LF = 0x0a;
+
+/** Called for each record with its fields (`null`: empty and unquoted) in values[0..count) and the line it starts on. */
+export type CsvRecordHandler = (values: (string | null)[], count: number, line: number) => void;
+
+/** Parses RFC 4180 text record by record; a syntax error is a 400 `invalid_csv` naming the line. */
+export function parseCsv(text: string, onRecord: CsvRecordHandler): void {
+  const length = text.length;
+  const values: (string | null)[] = [];
+  let pos = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  let line = 1;
+  while (pos < length) {
+    const recordLine = line;
+    let count = 0;
+    for (;;) {
+      let code = text.charCodeAt(pos);
+      if (code === QUOTE) {
+        const fieldLine = line;
+        let value = '';
+        let from = pos + 1;
+        for (;;) {
+          const close = text.indexOf('"', from);
+          if (close < 0) throw csvError(`the quoted field that starts on line ${fieldLine} is never closed`, fieldLine);
+          line += lineBreaks(text, from, close);
+          value += text.slice(from, close);
+          if (text.charCodeAt(close + 1) === QUOTE) {
+            value += '"';
+            from = close + 2;
+            continue;
+          }
+          pos = close + 1;
+          break;
+        }
+        code = text.charCodeAt(pos);
+        if (code !== COMMA && code !== LF && code !== CR && pos < length) {
+          throw csvError(`line ${line}: text after the closing quote of a field (a quoted field ends at its closing quote)`, line);
+        }
+        values[count++] = value;
+      } else {
+        const from = pos;
+        while (pos < length) {
+          code = text.charCodeAt(pos);
+          if (code === COMMA || code === LF || code === CR) break;
+          if (code === QUOTE) throw csvError(`line ${line}: a quote inside an unquoted field (quote the whole field and double the quote)`, line);
+          pos++;
+        }
+        values[count++] = pos === from ? null : text.slice(from, pos);
+      }
+      code = text.charCodeAt(pos);
+      if (code === COMMA) {
+        pos++;
+        continue;
+      }
+      if (code === CR) {
+        pos += text.charCodeAt(pos + 1) === LF ? 2 : 1;
+        line++;
+      } else if (code === LF) {
+        pos++;
+        line++;
+      }
+      break;
+    }
+    onRecord(values, count, recordLine);
+  }
+}
+
+/** Line breaks (`\r\n`, `\n` or `\r`) in text[from, to). */
+function lineBreaks(text: string, from: number, to: number): number {
+  let breaks = 0;
+  for (let i = from; i < to; i++) {
+    const code = text.charCodeAt(i);
+    if (code === LF) breaks++;
+    else if (code === CR && text.charCodeAt(i + 1) !== LF) breaks++;
+  }
+  return breaks;
+}
+
+function csvError(message: string, line: number, extra: Record<string, unknown> = {}): AppError {
+  return new AppError(400, 'invalid_csv', message, { line, ...extra });
+}
+
+const NON_FINITE = /^[+-]?(?:nan|inf|infinity)$/i;
+
+/**
+ * The value of a decimal number (`12`, `-1.5`, `.5`, `2.5e3`), or NaN for anything else. Number()
+ * alone would also take surrounding whitespace and `0x`/`0b`/`0o` literals, which the first and
+ * last characters rule out; it refuses everything else that is not a decimal number.
+ */
+function decimal(text: string): number {
+  const first = text.charCodeAt(0);
+  const last = text.charCodeAt(text.length - 1);
+  if (!((first >= 0x30 && first <= 0x39) || first === 0x2b || first === 0x2d || first === 0x2e)) return Number.NaN;
+  if (!((last >= 0x30 && last <= 0x39) || last === 0x2e)) return Number.NaN;
+  if (first === 0x30 && text.length > 1) {
+    const second = text.charCodeAt(1) | 0x20;
+    if (second === 0x78 || second === 0x62 || second === 0x6f) return Number.NaN; // 0x, 0b, 0o
+  }
+  return Number(text);
+}
+
+/** Outcome of converting one text value: `undefined` when it is acceptable, else why not. */
+type Conversion = (text: string) => { code: string; expected: string } | undefined;
+
+const INVALID = (expected: string) => ({ code: 'invalid_type', expected });
+const NOT_FINITE = { code: 'non_finite_number', expected: 'finite (NaN and Infinity cannot be stored)' };
+
+const CONVERSIONS: Record<FieldType, Conversion> = {
+  string: () => undefined,
+  timestamp: (text) => (Number.isNaN(parseTimestamp(text)) ? INVALID('an ISO-8601 timestamp') : undefined),
+  boolean: (text) => {
+    const lower = text.length <= 5 ? text.toLowerCase() : '';
+    return lower === 'true' || lower === 'false' ? undefined : INVALID('true or false');
+  },
+  double: (text) => {
+    const value = decimal(text);
+    if (Number.isFinite(value)) return undefined;
+    if (Number.isNaN(value) && !NON_FINITE.test(text)) return INVALID('a number');
+    return NOT_FINITE;
+  },
+  integer: (text) => {
+    const value = decimal(text);
+    if (!Number.isInteger(value)) return INVALID('an integer');
+    return Number.isSafeInteger(value) ? undefined : { code: 'integer_out_of_range', expected: 'within ±(2^53-1) to survive JSON' };
+  },
+};
+
+interface ColumnCheck {
+  name: string;
+  position: number;
+  nullable: boolean;
+  convert: Conversion;
+}
+
+export function validateCsv(text: string, rules: RowRules): BatchSummary {
+  const ts = rules.timestampColumn;
+  let header: string[] | undefined;
+  let tsPosition = -1;
+  let checks: ColumnCheck[] = [];
+  let unknown: string | undefined;
+  let rowCount = 0;
+  let minTime = Number.POSITIVE_INFINITY;
+  let maxTime = Number.NEGATIVE_INFINITY;
+  const range = rules.timeRange;
+
+  parseCsv(text, (values, count, line) => {
+    if (header === undefined) {
+      if (count === 1 && values[0] === null) throw csvError('the first line is blank: it must be the header naming the columns', line);
+      header = values.slice(0, count).map((name) => name ?? '');
+      const positions = new Map<string, number>();
+      header.forEach((name, position) => {
+        if (positions.has(name)) throw csvError(`the header names column "${name}" twice`, line, { field: name });
+        positions.set(name, position);
+      });
+      tsPosition = positions.get(ts) ?? -1;
+      checks = rules.fields
+        .filter((f) => f.name !== ts)
+        .map((f) => ({ name: f.name, position: positions.get(f.name) ?? -1, nullable: f.nullable !== false, convert: CONVERSIONS[f.type] }));
+      const known = new Set(rules.fields.map((f) => f.name));
+      if (rules.strict) unknown = header.find((name) => !known.has(name));
+      return;
+    }
+    if (count === 1 && values[0] === null && header.length > 1) return; // a blank line
+    const index = rowCount;
+    if (count !== header.length) {
+      throw csvError(`row ${index} (line ${line}) has ${count} field(s) but the header has ${header.length}`, line, { index });
+    }
+
+    if (tsPosition < 0) throw atLine(rowError('missing_timestamp', `has no "${ts}" timestamp: the header names no "${ts}" column`, index, ts), line);
+    const raw = values[tsPosition]!;
+    if (raw === null) throw atLine(rowError('missing_timestamp', `has no "${ts}" timestamp`, index, ts), line);
+    const time = parseTimestamp(raw);
+    if (Number.isNaN(time)) {
+      throw atLine(rowError('invalid_timestamp', `"${ts}" is not a valid timestamp (use YYYY-MM-DDThh:mm:ss[.fff][Z|±hh:mm])`, index, ts, raw), line);
+    }
+    if (range && (time < range.start || time >= range.end)) {
+      throw atLine(rowError('timestamp_out_of_range', `"${ts}" is outside partition.timeRange [start, end)`, index, ts, raw), line);
+    }
+    if (time < minTime) minTime = time;
+    if (time > maxTime) maxTime = time;
+
+    for (let c = 0; c < checks.length; c++) {
+      const check = checks[c]!;
+      const value = check.position < 0 ? null : values[check.position]!;
+      if (value === null) {
+        if (!check.nullable) throw atLine(rowError('missing_field', `"${check.name}" is required and missing or null`, index, check.name), line);
+        continue;
+      }
+      const problem = check.convert(value);
+      if (problem) throw atLine(rowError(problem.code, `"${check.name}" must be ${problem.expected}`, index, check.name, value), line);
+    }
+    if (unknown !== undefined) {
+      throw atLine(rowError('unknown_field', `column "${unknown}" is not a field of the dataset schema`, index, unknown), line);
+    }
+    rowCount++;
+  });
+
+  if (header === undefined) throw csvError('the body has no header line (the first line names the columns)', 1);
+  if (rowCount === 0) throw new AppError(400, 'empty_batch', 'the batch has no rows; send at least one');
+  return { rowCount, minTime, maxTime };
+}
+
+export function csvBatch(raw: Uint8Array, params: BatchParams): DecodedBatch {
+  const text = decodeUtf8(raw, 'CSV');
+  return {
+    format: 'csv',
+    ...params,
+    declare: () => null,
+    validate: (rules) => validateCsv(text, rules),
+    staged: () => ({ bytes: raw, format: 'csv', extension: 'csv' }),
+    requestHash: () => hashRequest(raw, 'csv', params),
+  };
+}

@@ -1,0 +1,48 @@
+/**
+ * application/x-ndjson (and application/ndjson): one JSON row object per line, blank lines
+ * ignored, `\n` or `\r\n` line ends. The schema is the dataset's; the rows are checked with the
+ * same rules as a JSON batch's, and errors name the row index (blank lines not counted) and the
+ * line. The body is staged as it arrived (DuckDB reads it as newline-delimited JSON).
+ */
+import { AppError } from '../../errors.ts';
+import { rowError, validateRows } from '../validation.ts';
+import { atLine, type BatchParams, type DecodedBatch, decodeUtf8, hashRequest } from './batch.ts';
+
+const NOT_BLANK = /[^ \t\r]/;
+
+export function ndjsonBatch(raw: Uint8Array, params: BatchParams): DecodedBatch {
+  const text = decodeUtf8(raw, 'NDJSON');
+  return {
+    format: 'ndjson',
+    ...params,
+    declare: () => null,
+    validate(rules) {
+      const rows: unknown[] = [];
+      const lines: number[] = [];
+      let start = 0;
+      for (let line = 1; start < text.length; line++) {
+        let end = text.indexOf('\n', start);
+        if (end < 0) end = text.length;
+        const content = text.slice(start, end);
+        start = end + 1;
+        if (!NOT_BLANK.test(content)) continue;
+        let row: unknown;
+        try {
+          row = JSON.parse(content);
+        } catch (err) {
+          throw atLine(rowError('invalid_json', `line ${line} is not valid JSON: ${(err as Error).message}`, rows.length), line);
+        }
+        rows.push(row);
+        lines.push(line);
+      }
+      try {
+        return validateRows(rows, rules);
+      } catch (err) {
+        const index = err instanceof AppError ? (err.details as { index?: number } | undefined)?.index : undefined;
+        throw atLine(err, index === undefined ? undefined : lines[index]);
+      }
+    },
+    staged: () => ({ bytes: raw, format: 'ndjson', extension: 'ndjson' }),
+    requestHash: () => hashRequest(raw, 'ndjson', params),
+  };
+}
