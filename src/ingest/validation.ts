@@ -63,6 +63,9 @@ export function validateRows(rows: unknown[], rules: RowRules): BatchSummary {
   const ts = rules.timestampColumn;
   let minTime = Number.POSITIVE_INFINITY;
   let maxTime = Number.NEGATIVE_INFINITY;
+  // Rows of a batch often share a timestamp (one per host per interval): parse each distinct string once.
+  let lastRaw = '';
+  let lastTime = Number.NaN;
 
   for (let index = 0; index < rows.length; index++) {
     const row = rows[index];
@@ -74,7 +77,9 @@ export function validateRows(rows: unknown[], rules: RowRules): BatchSummary {
     const raw = record[ts];
     if (raw === undefined || raw === null) throw rowError('missing_timestamp', `has no "${ts}" timestamp`, index, ts);
     if (typeof raw !== 'string') throw rowError('invalid_timestamp', `"${ts}" must be ${TYPE_NAMES.timestamp}`, index, ts, raw);
-    const time = parseTimestamp(raw);
+    const time = raw === lastRaw ? lastTime : parseTimestamp(raw);
+    lastRaw = raw;
+    lastTime = time;
     if (Number.isNaN(time)) {
       throw rowError('invalid_timestamp', `"${ts}" is not a valid timestamp (use YYYY-MM-DDThh:mm:ss[.fff][Z|±hh:mm])`, index, ts, raw);
     }
