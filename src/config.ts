@@ -31,6 +31,7 @@ export interface Config {
     forcePathStyle: boolean;
   };
   queryCache: { enabled: boolean; dir: string; maxBytes: number };
+  query: { maxRows: number; defaultRows: number; maxBuckets: number; timeoutMs: number; memoryLimitBytes: number };
   logLevel: LogLevel;
   ingest: {
     queueName: string;
@@ -83,6 +84,15 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
   { name: 'TIMESTORE_QUERY_CACHE_ENABLED', description: 'Cache remote partitions on local disk for queries (`true`/`false`).', default: '`true`' },
   { name: 'TIMESTORE_QUERY_CACHE_DIR', description: 'Directory for cached remote partitions.', default: '`./data/timestore/cache`' },
   { name: 'TIMESTORE_QUERY_CACHE_MAX_BYTES', description: 'Upper bound for cached partition bytes.', default: '`5368709120`' },
+  { name: 'TIMESTORE_QUERY_MAX_ROWS', description: 'Largest `limit` a query may ask for.', default: '`100000`' },
+  { name: 'TIMESTORE_QUERY_DEFAULT_ROWS', description: 'Rows a query returns when it names no `limit`.', default: '`10000`' },
+  { name: 'TIMESTORE_QUERY_MAX_BUCKETS', description: 'Most downsampling buckets one query may span (per series).', default: '`100000`' },
+  { name: 'TIMESTORE_QUERY_TIMEOUT_MS', description: 'A query still running after this is stopped with a 503 `query_timeout`.', default: '`30000`' },
+  {
+    name: 'TIMESTORE_QUERY_MEMORY_LIMIT_BYTES',
+    description: "DuckDB memory limit per worker thread while it runs a query; past it the query fails with `query_memory_limit`.",
+    default: '`1073741824` (1 GiB)',
+  },
   { name: 'TIMESTORE_LOG_LEVEL', description: 'Log level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.', default: '`info`' },
   { name: 'TIMESTORE_INGEST_QUEUE_NAME', description: 'Name of the job queue that ingestion jobs are written to and claimed from.', default: '`timestore_ingest_queue`' },
   { name: 'TIMESTORE_INGEST_CONCURRENCY', description: 'Ingestion jobs one process runs at once.', default: '`2`' },
@@ -209,6 +219,13 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       enabled: r.boolean('TIMESTORE_QUERY_CACHE_ENABLED', true),
       dir: resolve(cwd, r.raw('TIMESTORE_QUERY_CACHE_DIR') ?? resolve(storageRoot, 'cache')),
       maxBytes: r.integer('TIMESTORE_QUERY_CACHE_MAX_BYTES', 5 * 1024 ** 3, 0, Number.MAX_SAFE_INTEGER),
+    },
+    query: {
+      maxRows: r.integer('TIMESTORE_QUERY_MAX_ROWS', 100_000, 1, 10_000_000),
+      defaultRows: r.integer('TIMESTORE_QUERY_DEFAULT_ROWS', 10_000, 1, 10_000_000),
+      maxBuckets: r.integer('TIMESTORE_QUERY_MAX_BUCKETS', 100_000, 1, 100_000_000),
+      timeoutMs: r.integer('TIMESTORE_QUERY_TIMEOUT_MS', 30_000, 100, 3_600_000),
+      memoryLimitBytes: r.integer('TIMESTORE_QUERY_MEMORY_LIMIT_BYTES', 1024 ** 3, 64 * 1024 ** 2, 1024 ** 4),
     },
     logLevel: r.oneOf('TIMESTORE_LOG_LEVEL', 'info', LOG_LEVELS),
     ingest: {

@@ -14,11 +14,13 @@ import { WorkerPool } from './engine/pool.ts';
 import { createApp } from './http/app.ts';
 import { INGEST_JOB_KIND } from './ingest/accept.ts';
 import { IngestService } from './ingest/service.ts';
+import { QueryService } from './query/service.ts';
 import { ingestJobHandler } from './ingest/write.ts';
 import { wakeLocalRunners } from './jobs/local.ts';
 import { JobRunner } from './jobs/runner.ts';
 import type { Logger } from './log.ts';
 import { Readiness } from './readiness.ts';
+import { PartitionCache } from './storage/cache.ts';
 import { StorageDrivers } from './storage/index.ts';
 import { VERSION } from './version.ts';
 
@@ -75,11 +77,24 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     waitForJob: (id, ms) => runner.waitForJob(id, ms),
   });
 
+  const cache = new PartitionCache({ ...config.queryCache, log });
+  await cache.init();
+  const query = new QueryService({
+    sql: catalog.sql,
+    drivers,
+    cache,
+    pool: workers,
+    limits: { maxRows: config.query.maxRows, defaultRows: config.query.defaultRows, maxBuckets: config.query.maxBuckets },
+    timeoutMs: config.query.timeoutMs,
+    memoryLimitBytes: config.query.memoryLimitBytes,
+  });
+
   const readiness = new Readiness({ catalog, pool: workers, storageRoot: config.storageRoot });
   const app = createApp({
     log,
     readiness,
     ingest,
+    query,
     maxBodyBytes: config.ingest.maxBodyBytes,
     scopes: config.scopes,
     datasetIam: datasetIamResolver(catalog.sql),

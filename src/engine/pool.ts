@@ -2,9 +2,22 @@
  * The worker pool: Piscina threads, each with its own DuckDB instance
  * (see worker.ts). All DuckDB work goes through here.
  */
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { join } from 'node:path';
 import Piscina from 'piscina';
 import { extractDuckDBLibrary } from './duckdb-runtime.ts';
 import type { WritePartitionsInput, WritePartitionsResult } from './partition-writer.ts';
+import {
+  type QueryColumn,
+  type QueryInput,
+  type QueryOutput,
+  type QueryRow,
+  type QueryStreamControl,
+  type QueryStreamInput,
+  type QueryStreamMessage,
+  type QueryStreamSummary,
+  toQueryError,
+} from './query.ts';
 import type { PingResult, WorkerData } from './worker.ts';
 
 /**
@@ -25,7 +38,10 @@ export class WorkerPool {
 
   /** Starts `threads` workers; `runtimeDir` receives DuckDB's native library when running compiled. */
   static async start(threads: number, runtimeDir: string): Promise<WorkerPool> {
-    const workerData: WorkerData = { duckdbLibraryPath: await extractDuckDBLibrary(runtimeDir) };
+    const workerData: WorkerData = {
+      duckdbLibraryPath: await extractDuckDBLibrary(runtimeDir),
+      duckdbTempDirectory: join(runtimeDir, 'duckdb-spill'),
+    };
     const piscina = new Piscina({
       filename: WORKER_FILENAME,
       workerData,
@@ -45,8 +61,147 @@ export class WorkerPool {
     return this.piscina.run(input, { name: 'writePartitions' });
   }
 
+  /**
+   * Runs a query over local Parquet files (see query.ts) and returns its rows, at most
+   * `mode.limit`. Fails with a {@link QueryError} (`query_timeout`, `query_memory_limit`,
+   * `invalid_query`) or DuckDB's own error.
+   */
+  async query(input: QueryInput): Promise<QueryOutput> {
+    let json: Uint8Array;
+    try {
+      // The worker answers with the output as UTF-8 JSON in a transferred buffer.
+      json = await this.piscina.run(input, { name: 'query' });
+    } catch (error) {
+      throw toQueryError(error);
+    }
+    return JSON.parse(new TextDecoder().decode(json)) as QueryOutput;
+  }
+
+  /**
+   * Runs a query and yields its rows in batches of `batchRows` as the worker reads them. The
+   * worker stays at most two batches ahead of the consumer, so memory stays bounded whatever the
+   * result's size; leaving the loop early (`break`, `return()`) cancels the query. The query holds
+   * one worker thread until it ends, is cancelled, or the consumer takes no batch for
+   * `idleTimeoutMs` (default 120 s; then it fails with `query_stream_abandoned`).
+   */
+  queryStream(input: QueryInput, batchRows = 10_000, options: { idleTimeoutMs?: number } = {}): QueryStream {
+    const { port1, port2 } = new MessageChannel();
+    const task: QueryStreamInput = {
+      ...input,
+      port: port2,
+      batchRows,
+      ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: options.idleTimeoutMs }),
+    };
+    // Piscina's TransferList type is inferred from MessagePort#postMessage, whose overloads differ
+    // between Node's and Bun's typings; a MessagePort is transferable in both.
+    const done = this.piscina.run(task, { name: 'queryStream', transferList: [port2] as never }) as Promise<QueryStreamSummary>;
+    return new QueryStream(port1, done);
+  }
+
   /** Waits for running tasks, then stops every thread. */
   async close(): Promise<void> {
     await this.piscina.close();
+  }
+}
+
+/**
+ * The rows of a streamed query, in batches: `for await (const rows of stream)`. `columns()` answers
+ * before the first batch; `summary` is set once the last batch has been taken. A failure of the
+ * query rejects `columns()` (while pending) and the iteration.
+ */
+export class QueryStream implements AsyncIterable<QueryRow[]> {
+  /** Set when the stream has ended: the row count and whether the limit cut the result. */
+  summary: { rowCount: number; truncated: boolean } | undefined;
+  private readonly batches: Uint8Array[] = [];
+  private columnList: QueryColumn[] | undefined;
+  private failure: unknown;
+  private failed = false;
+  /** The worker's `end` message arrived. */
+  private ended = false;
+  /** The task settled without `end` to come (failed or cancelled), or the port is closed. */
+  private closed = false;
+  private wake: (() => void) | undefined;
+  private readonly decoder = new TextDecoder();
+
+  constructor(
+    private readonly port: MessagePort,
+    done: Promise<QueryStreamSummary>,
+  ) {
+    port.on('message', (message: QueryStreamMessage) => {
+      if (message.type === 'columns') this.columnList = message.columns;
+      else if (message.type === 'rows') this.batches.push(message.json);
+      else if (message.type === 'end') {
+        this.summary = { rowCount: message.rowCount, truncated: message.truncated };
+        this.ended = true;
+        this.close();
+      }
+      this.notify();
+    });
+    // The task's result and the port's messages travel on different channels, so either may come
+    // first. The worker posts `end` before it resolves: on success the port stays open until `end`
+    // has arrived; a cancelled or failed task posts no `end`.
+    done.then(
+      (summary) => {
+        if (summary.cancelled) this.close();
+      },
+      (error) => {
+        this.failed = true;
+        this.failure = toQueryError(error);
+        this.close();
+      },
+    );
+  }
+
+  /** The result's columns, known as soon as the query has started. */
+  async columns(): Promise<QueryColumn[]> {
+    while (this.columnList === undefined) {
+      if (this.failed) throw this.failure;
+      if (this.closed) throw new Error('the query stream was closed before its columns were known');
+      await this.changed();
+    }
+    return this.columnList;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<QueryRow[], void, undefined> {
+    try {
+      while (true) {
+        if (this.failed) throw this.failure;
+        const json = this.batches.shift();
+        if (json) {
+          this.send({ type: 'ack' });
+          yield JSON.parse(this.decoder.decode(json)) as QueryRow[];
+          continue;
+        }
+        if (this.ended) return;
+        if (this.closed) throw new Error('the query stream was cancelled');
+        await this.changed();
+      }
+    } finally {
+      // A consumer that leaves early cancels the query; the port closes when the task settles.
+      if (!this.ended && !this.closed) this.send({ type: 'cancel' });
+    }
+  }
+
+  private changed(): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+    });
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  private send(message: QueryStreamControl): void {
+    if (!this.closed) this.port.postMessage(message);
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.port.close();
+    this.notify();
   }
 }

@@ -6,11 +6,14 @@
  */
 import { threadId, workerData } from 'node:worker_threads';
 import type { DuckDBConnection } from '@duckdb/node-api';
+import { move } from 'piscina';
 import { loadDuckDB } from './duckdb-runtime.ts';
 import { writePartitions as writePartitionsWith, type WritePartitionsInput, type WritePartitionsResult } from './partition-writer.ts';
+import { type QueryInput, type QueryStreamInput, type QueryStreamSummary, runQuery, runQueryStream } from './query.ts';
 
 export interface WorkerData {
   duckdbLibraryPath: string;
+  duckdbTempDirectory: string;
 }
 
 let connection: Promise<DuckDBConnection> | undefined;
@@ -19,7 +22,8 @@ function duckdb(): Promise<DuckDBConnection> {
   connection ??= (async () => {
     const { DuckDBInstance } = await loadDuckDB((workerData as WorkerData).duckdbLibraryPath);
     // One thread per instance: the pool already runs one instance per core.
-    const instance = await DuckDBInstance.create(':memory:', { threads: '1' });
+    // Spills go under the storage root's runtime directory, not the process's working directory.
+    const instance = await DuckDBInstance.create(':memory:', { threads: '1', temp_directory: (workerData as WorkerData).duckdbTempDirectory });
     return instance.connect();
   })();
   return connection;
@@ -40,4 +44,19 @@ export async function ping(): Promise<PingResult> {
 /** Writes staged inputs as Parquet partition files, one per (partition key, time window); see partition-writer.ts. */
 export async function writePartitions(input: WritePartitionsInput): Promise<WritePartitionsResult> {
   return writePartitionsWith(await duckdb(), input);
+}
+
+/**
+ * Runs a query over local Parquet files; see query.ts. The output travels back as UTF-8 JSON in a
+ * transferred buffer (decoded by the pool): measured about twice as fast as structured-cloning
+ * the row objects, on both threads.
+ */
+export async function query(input: QueryInput): Promise<Uint8Array> {
+  const output = await runQuery(await duckdb(), input);
+  return move(new TextEncoder().encode(JSON.stringify(output))) as Uint8Array;
+}
+
+/** Runs a query and posts its rows to `input.port` in batches; see query.ts. */
+export async function queryStream(input: QueryStreamInput): Promise<QueryStreamSummary> {
+  return runQueryStream(await duckdb(), input);
 }

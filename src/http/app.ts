@@ -5,6 +5,7 @@
 import { Elysia } from 'elysia';
 import type { Logger } from '../log.ts';
 import type { IngestService } from '../ingest/service.ts';
+import type { QueryService } from '../query/service.ts';
 import type { Readiness } from '../readiness.ts';
 import type { Config } from '../config.ts';
 import { type AuthOptions, auth } from './auth.ts';
@@ -13,6 +14,7 @@ import { errorHandler } from './errors.ts';
 import { requestLog } from './request-log.ts';
 import { healthRoutes } from './routes/health.ts';
 import { ingestRoutes } from './routes/ingest.ts';
+import { queryRoutes } from './routes/query.ts';
 
 export interface AppDependencies {
   log: Logger;
@@ -20,6 +22,7 @@ export interface AppDependencies {
   scopes: Config['scopes'];
   datasetIam: AuthOptions['datasetIam'];
   ingest: IngestService;
+  query: QueryService;
   /** The largest request body the server reads (Bun refuses larger ones before a handler runs). */
   maxBodyBytes: number;
 }
@@ -42,11 +45,13 @@ export function createApp(deps: AppDependencies) {
         tags: [
           { name: 'health', description: 'Liveness and readiness for load balancers.' },
           { name: 'ingest', description: 'Send rows; follow the jobs that write them.' },
+          { name: 'query', description: 'Read time ranges, raw or downsampled.' },
         ],
       }),
     )
     .use(healthRoutes(deps.readiness, scoped))
-    .use(ingestRoutes(deps.ingest, scoped));
+    .use(ingestRoutes(deps.ingest, scoped))
+    .use(queryRoutes(deps.query, scoped));
 }
 
 export type App = ReturnType<typeof createApp>;

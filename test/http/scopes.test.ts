@@ -48,6 +48,14 @@ const ROUTES: Record<string, RouteCase> = {
     rule: 'write',
     request: (d) => ({ method: 'POST', path: `/datasets/${d}/ingest`, body: batch }),
   },
+  'POST /datasets/:datasetSlug/query': {
+    rule: 'read',
+    request: (d) => ({
+      method: 'POST',
+      path: `/datasets/${d}/query`,
+      body: { timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' } },
+    }),
+  },
   'GET /ingestion/jobs/:jobId': {
     rule: 'write',
     request: (d) => ({

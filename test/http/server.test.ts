@@ -49,7 +49,13 @@ describe('a running server', () => {
     expect(doc.info.title).toBe('timestore');
     expect(doc.info.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(doc.info.description.length).toBeGreaterThan(20);
-    expect(Object.keys(doc.paths).sort()).toEqual(['/datasets/{datasetSlug}/ingest', '/health', '/ingestion/jobs/{jobId}', '/ready']);
+    expect(Object.keys(doc.paths).sort()).toEqual([
+      '/datasets/{datasetSlug}/ingest',
+      '/datasets/{datasetSlug}/query',
+      '/health',
+      '/ingestion/jobs/{jobId}',
+      '/ready',
+    ]);
     for (const [path, operations] of Object.entries(doc.paths)) {
       for (const [method, operation] of Object.entries(operations)) {
         const success = Object.entries(operation.responses).filter(([status]) => status.startsWith('2'));

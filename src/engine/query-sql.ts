@@ -1,0 +1,439 @@
+/**
+ * SQL for the query task (query.ts): checks a {@link QueryInput} and turns it into ONE DuckDB
+ * statement plus its bound parameters. Pure: no DuckDB here, so it is testable on its own and safe
+ * to load on any thread.
+ *
+ * What keeps input from changing the statement's shape:
+ * - identifiers (columns, aliases, the timestamp column) are re-checked against the identifier
+ *   pattern of sql.ts and against `fields`, then double-quoted with {@link quoteIdent};
+ * - every value (file paths, time range, filter values, interval sizes, percentiles, the limit) is
+ *   a `$n` parameter; the SQL text only varies with enums (op, fn, unit, order) and with counts
+ *   (how many filters, aggregations, `in` values);
+ * - the statement is prepared with `prepare`, which refuses more than one statement.
+ *
+ * Reading: `read_parquet($1, union_by_name = true, hive_partitioning = false)` behind a
+ * `UNION ALL BY NAME` with a zero-row SELECT of typed NULLs for every field, so a column that no
+ * file has (all files predate it) is NULL rather than a binder error, and every column has its
+ * schema type. DuckDB removes the zero-row side and pushes projections and filters through the
+ * union into the Parquet scan. The time range and the filters are written directly on the columns
+ * (`"ts" >= CAST($2 AS TIMESTAMPTZ)`), so the scan skips row groups by their min/max statistics.
+ *
+ * Buckets: fixed-width units (second … week) are the floor of epoch microseconds divided by the
+ * width (one integer division per row; correct before 1970 too); months are the UTC calendar month
+ * number since 1970-01 (divided likewise for sizes above 1). Rows are grouped by that number and
+ * only the groups are turned back into timestamps. On 10 M rows (1-minute avg+max, one thread):
+ * this ~0.45 s; `us - ((us % w) + w) % w` ~0.9 s; `time_bucket` on a plain TIMESTAMP ~1.2 s; on
+ * TIMESTAMPTZ (ICU calendars) 2.7 s for minutes and over 200 s for days.
+ */
+import { assertIdentifier, quoteIdent } from './sql.ts';
+
+export type QueryFieldType = 'timestamp' | 'string' | 'double' | 'integer' | 'boolean';
+
+export interface QueryField {
+  name: string;
+  type: QueryFieldType;
+}
+
+export type FilterOp = 'eq' | 'neq' | 'in' | 'gt' | 'gte' | 'lt' | 'lte';
+export type FilterValue = string | number | boolean;
+
+export interface QueryFilter {
+  column: string;
+  op: FilterOp;
+  /** For every op but `in`. `null` only with `eq` (IS NULL) and `neq` (IS NOT NULL). */
+  value?: FilterValue | null;
+  /** For `in`. An empty list matches nothing. */
+  values?: FilterValue[];
+}
+
+export type IntervalUnit = 'second' | 'minute' | 'hour' | 'day' | 'week' | 'month';
+export type AggregationFn = 'avg' | 'min' | 'max' | 'sum' | 'median' | 'count' | 'count_distinct' | 'percentile' | 'first' | 'last';
+
+export interface Aggregation {
+  fn: AggregationFn;
+  /** A field name; `count` also takes `*` (rows in the bucket). */
+  column: string;
+  alias: string;
+  /** For `percentile`: 0 … 1. */
+  percentile?: number;
+}
+
+export interface RawMode {
+  kind: 'raw';
+  columns: string[];
+  order: 'asc' | 'desc';
+  limit: number;
+}
+
+export interface DownsampleMode {
+  kind: 'downsample';
+  intervalUnit: IntervalUnit;
+  intervalSize: number;
+  aggregations: Aggregation[];
+  groupBy: string[];
+  order: 'asc' | 'desc';
+  limit: number;
+}
+
+export interface QueryInput {
+  /**
+   * Local Parquet paths (at least one), best in ascending time order (e.g. by partition start
+   * time): a raw query with a small limit then skips most row groups, `asc` or `desc`.
+   */
+  files: string[];
+  /** The union schema: every column any of the files may have. */
+  fields: QueryField[];
+  timestampColumn: string;
+  /** ISO-8601, `[start, end)`; without an offset the time is UTC. */
+  timeRange: { start: string; end: string };
+  /** ANDed. */
+  filters: QueryFilter[];
+  mode: RawMode | DownsampleMode;
+  /** The query is interrupted after this long (streaming: time spent waiting for the consumer excluded). */
+  timeoutMs: number;
+  /** DuckDB `memory_limit` while this query runs. */
+  memoryLimitBytes?: number;
+}
+
+/** A bound parameter, by position ($1 is index 0). */
+export type SqlParam =
+  | { type: 'varchar'; value: string }
+  | { type: 'double'; value: number }
+  | { type: 'bigint'; value: bigint }
+  | { type: 'boolean'; value: boolean }
+  | { type: 'varchar[]'; value: string[] };
+
+export interface BuiltQuery {
+  sql: string;
+  params: SqlParam[];
+  /** The output columns, in order. */
+  columns: string[];
+  /** Rows the caller may return; the statement fetches one more to detect truncation. */
+  limit: number;
+}
+
+/** An input the engine refuses (the service should have caught it first). */
+export class InvalidQueryError extends Error {
+  readonly code = 'invalid_query';
+  override name = 'InvalidQueryError';
+}
+
+const SQL_TYPES: Record<QueryFieldType, string> = {
+  timestamp: 'TIMESTAMPTZ',
+  string: 'VARCHAR',
+  double: 'DOUBLE',
+  integer: 'BIGINT',
+  boolean: 'BOOLEAN',
+};
+
+const OPS: Record<Exclude<FilterOp, 'in' | 'eq' | 'neq'>, string> = { gt: '>', gte: '>=', lt: '<', lte: '<=' };
+
+/** Widths in microseconds of the fixed-width units (UTC has no leap seconds or DST). */
+const UNIT_MICROS: Record<Exclude<IntervalUnit, 'month'>, bigint> = {
+  second: 1_000_000n,
+  minute: 60_000_000n,
+  hour: 3_600_000_000n,
+  day: 86_400_000_000n,
+  week: 604_800_000_000n,
+};
+
+/** Which column types an aggregation accepts; `null` means any. */
+const AGGREGATION_TYPES: Record<AggregationFn, ReadonlySet<QueryFieldType> | null> = {
+  avg: new Set(['double', 'integer', 'timestamp']),
+  sum: new Set(['double', 'integer']),
+  median: new Set(['double', 'integer', 'timestamp']),
+  percentile: new Set(['double', 'integer', 'timestamp']),
+  min: null,
+  max: null,
+  count: null,
+  count_distinct: null,
+  first: null,
+  last: null,
+};
+
+/** The longest delay setTimeout honours (longer ones fire at once). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Longest month interval (ten thousand years). */
+const MAX_MONTHS = 120_000;
+
+/** Upper bound of `limit` (a sanity check, not a policy: the service sets its own maximum). */
+const MAX_LIMIT = 2 ** 31;
+
+function invalid(message: string): never {
+  throw new InvalidQueryError(message);
+}
+
+function identifier(name: unknown, what: string): string {
+  try {
+    assertIdentifier(name, what);
+  } catch (error) {
+    invalid((error as Error).message);
+  }
+  return name;
+}
+
+/** Checks `input` and builds the statement; throws {@link InvalidQueryError}. */
+export function buildQuery(input: QueryInput): BuiltQuery {
+  if (typeof input !== 'object' || input === null) invalid('the query input must be an object');
+  const params: SqlParam[] = [];
+  const param = (p: SqlParam): string => {
+    params.push(p);
+    return `$${params.length}`;
+  };
+
+  // Files.
+  if (!Array.isArray(input.files) || input.files.length === 0) invalid('files must be a non-empty array of paths');
+  for (const file of input.files) {
+    if (typeof file !== 'string' || file === '' || file.includes('\0')) invalid(`file ${JSON.stringify(file)} is not a path`);
+  }
+  // With one DuckDB thread files are scanned in list order. For raw queries, ORDER BY … LIMIT
+  // pushes a moving bound on the timestamp into the scan, which then skips whole row groups once
+  // the first files have filled the limit, so files in time order (as the caller is asked to pass
+  // them) are read newest first for `desc`: measured 2.8 s → 0.1 s for the latest 1000 of 10 M rows.
+  const files = input.mode?.kind === 'raw' && input.mode.order === 'desc' ? [...input.files].reverse() : [...input.files];
+
+  // Fields: names are case-insensitive in DuckDB, so they are matched case-insensitively here too,
+  // but the query must use each field's declared spelling.
+  if (!Array.isArray(input.fields) || input.fields.length === 0) invalid('fields must be a non-empty array');
+  const fields = new Map<string, QueryField>();
+  const folded = new Set<string>();
+  for (const field of input.fields) {
+    const name = identifier(field?.name, 'field name');
+    if (!Object.hasOwn(SQL_TYPES, field.type)) invalid(`field ${name} has unknown type ${JSON.stringify(field.type)}`);
+    if (folded.has(name.toLowerCase())) invalid(`field ${name} appears twice (names are case-insensitive)`);
+    folded.add(name.toLowerCase());
+    fields.set(name, { name, type: field.type });
+  }
+  const field = (name: unknown, what: string): QueryField => {
+    const found = fields.get(identifier(name, what));
+    if (!found) invalid(`${what} ${name as string} is not a field of the dataset`);
+    return found;
+  };
+
+  const ts = field(input.timestampColumn, 'timestamp column');
+  if (ts.type !== 'timestamp') invalid(`timestamp column ${ts.name} must be a field of type timestamp`);
+  const tsSql = quoteIdent(ts.name);
+
+  if (!Number.isFinite(input.timeoutMs) || input.timeoutMs <= 0 || input.timeoutMs > MAX_TIMER_MS) {
+    invalid(`timeoutMs must be a positive number up to ${MAX_TIMER_MS}, got ${input.timeoutMs}`);
+  }
+  if (input.memoryLimitBytes !== undefined && (!Number.isSafeInteger(input.memoryLimitBytes) || input.memoryLimitBytes <= 0)) {
+    invalid(`memoryLimitBytes must be a positive integer, got ${input.memoryLimitBytes}`);
+  }
+
+  // Source: typed NULLs for every field, then the files, combined by name.
+  const typedNulls = [...fields.values()].map((f) => `CAST(NULL AS ${SQL_TYPES[f.type]}) AS ${quoteIdent(f.name)}`).join(', ');
+  const source = `(SELECT ${typedNulls} WHERE false
+    UNION ALL BY NAME
+    SELECT * FROM read_parquet(${param({ type: 'varchar[]', value: files })}, union_by_name = true, hive_partitioning = false))`;
+
+  // WHERE: the time range, then the filters, all on bare columns.
+  const range = input.timeRange;
+  if (typeof range?.start !== 'string' || typeof range.end !== 'string') invalid('timeRange needs start and end as ISO-8601 strings');
+  const where = [
+    `${tsSql} >= CAST(${param({ type: 'varchar', value: range.start })} AS TIMESTAMPTZ)`,
+    `${tsSql} < CAST(${param({ type: 'varchar', value: range.end })} AS TIMESTAMPTZ)`,
+  ];
+  if (!Array.isArray(input.filters)) invalid('filters must be an array');
+  for (const [index, filter] of input.filters.entries()) {
+    where.push(filterSql(filter, index, field, param));
+  }
+
+  const mode = input.mode;
+  if (mode?.order !== 'asc' && mode?.order !== 'desc') invalid(`order must be asc or desc, got ${JSON.stringify(mode?.order)}`);
+  const direction = mode.order === 'asc' ? 'ASC' : 'DESC';
+  if (!Number.isSafeInteger(mode.limit) || mode.limit < 0 || mode.limit >= MAX_LIMIT) {
+    invalid(`limit must be an integer from 0 to ${MAX_LIMIT - 1}, got ${mode.limit}`);
+  }
+  const limitSql = () => `LIMIT ${param({ type: 'bigint', value: BigInt(mode.limit) + 1n })}`;
+
+  if (mode.kind === 'raw') {
+    if (!Array.isArray(mode.columns)) invalid('columns must be an array');
+    const columns = [ts.name];
+    for (const column of mode.columns) {
+      const f = field(column, 'column');
+      if (!columns.includes(f.name)) columns.push(f.name);
+    }
+    const sql = `SELECT ${columns.map(quoteIdent).join(', ')}
+FROM ${source} AS s
+WHERE ${where.join('\n  AND ')}
+ORDER BY ${tsSql} ${direction}
+${limitSql()}`;
+    return { sql, params, columns, limit: mode.limit };
+  }
+
+  if (mode.kind !== 'downsample') invalid(`mode.kind must be raw or downsample, got ${JSON.stringify((mode as { kind?: unknown })?.kind)}`);
+  if (!Number.isSafeInteger(mode.intervalSize) || mode.intervalSize <= 0) {
+    invalid(`intervalSize must be a positive integer, got ${mode.intervalSize}`);
+  }
+  const outputNames = new Set<string>([ts.name.toLowerCase()]);
+  const claim = (name: string, what: string) => {
+    if (outputNames.has(name.toLowerCase())) invalid(`${what} ${name} clashes with another output column (names are case-insensitive)`);
+    outputNames.add(name.toLowerCase());
+  };
+
+  // The bucket as an integer (its number since the epoch), labelled with its start by an outer
+  // SELECT, per group rather than per row. `//` truncates towards zero, so times before 1970 take
+  // the other branch to round down; a CASE evaluates each branch only on the rows it selects.
+  const floorDiv = (x: string, nonNegative: string, d: string) => `CASE WHEN ${nonNegative} THEN ${x} // ${d} ELSE (${x} + 1) // ${d} - 1 END`;
+  const us = `epoch_us(${tsSql})`;
+  const afterEpoch = `${tsSql} >= TIMESTAMPTZ '1970-01-01 00:00:00+00'`;
+  let bucket: string;
+  let bucketLabel: string;
+  if (mode.intervalUnit === 'month') {
+    if (mode.intervalSize > MAX_MONTHS) invalid(`intervalSize must be at most ${MAX_MONTHS} months, got ${mode.intervalSize}`);
+    // UTC wall clock without ICU: make_timestamp(us) is a plain TIMESTAMP.
+    const utc = `make_timestamp(${us})`;
+    const month = `((year(${utc}) - 1970) * 12 + month(${utc}) - 1)`;
+    let firstMonth = 'b."$bucket"';
+    bucket = month;
+    if (mode.intervalSize !== 1) {
+      const size = param({ type: 'bigint', value: BigInt(mode.intervalSize) });
+      bucket = floorDiv(month, afterEpoch, size);
+      firstMonth = `b."$bucket" * ${size}`;
+    }
+    bucketLabel = `make_timestamptz(epoch_us(TIMESTAMP '1970-01-01 00:00:00' + to_months(CAST(${firstMonth} AS INTEGER))))`;
+  } else if (Object.hasOwn(UNIT_MICROS, mode.intervalUnit)) {
+    const width = UNIT_MICROS[mode.intervalUnit] * BigInt(mode.intervalSize);
+    if (width > 2n ** 62n) invalid(`an interval of ${mode.intervalSize} ${mode.intervalUnit}s is too long`);
+    const w = param({ type: 'bigint', value: width });
+    bucket = floorDiv(us, afterEpoch, w);
+    bucketLabel = `make_timestamptz(b."$bucket" * ${w})`;
+  } else {
+    invalid(`intervalUnit must be one of second, minute, hour, day, week, month; got ${JSON.stringify(mode.intervalUnit)}`);
+  }
+
+  if (!Array.isArray(mode.groupBy)) invalid('groupBy must be an array');
+  const groupBy: string[] = [];
+  for (const column of mode.groupBy) {
+    const f = field(column, 'groupBy column');
+    if (f.name === ts.name) invalid(`groupBy cannot name the timestamp column ${ts.name}; use the interval`);
+    claim(f.name, 'groupBy column');
+    groupBy.push(f.name);
+  }
+
+  if (!Array.isArray(mode.aggregations)) invalid('aggregations must be an array');
+  const aggregates: string[] = [];
+  const aliases: string[] = [];
+  for (const aggregation of mode.aggregations) {
+    const alias = identifier(aggregation?.alias, 'aggregation alias');
+    claim(alias, 'aggregation alias');
+    aliases.push(alias);
+    aggregates.push(`${aggregationSql(aggregation, ts, field, param)} AS ${quoteIdent(alias)}`);
+  }
+
+  const inner = [`${bucket} AS "$bucket"`, ...groupBy.map(quoteIdent), ...aggregates];
+  const groupPositions = [1, ...groupBy.map((_, i) => i + 2)].join(', ');
+  const outer = [`${bucketLabel} AS ${tsSql}`, ...[...groupBy, ...aliases].map((c) => `b.${quoteIdent(c)}`)];
+  const order = [`b."$bucket" ${direction}`, ...groupBy.map((c) => `b.${quoteIdent(c)} ASC NULLS LAST`)];
+  const sql = `SELECT ${outer.join(', ')}
+FROM (
+  SELECT ${inner.join(',\n    ')}
+  FROM ${source} AS s
+  WHERE ${where.join('\n    AND ')}
+  GROUP BY ${groupPositions}
+) AS b
+ORDER BY ${order.join(', ')}
+${limitSql()}`;
+  return { sql, params, columns: [ts.name, ...groupBy, ...aliases], limit: mode.limit };
+}
+
+function filterSql(
+  filter: QueryFilter,
+  index: number,
+  field: (name: unknown, what: string) => QueryField,
+  param: (p: SqlParam) => string,
+): string {
+  if (typeof filter !== 'object' || filter === null) invalid(`filter ${index} must be an object`);
+  const f = field(filter.column, `filter ${index} column`);
+  const column = quoteIdent(f.name);
+  const bound = (value: unknown) => typedParam(f, value, `filter ${index} (${f.name})`, param);
+  switch (filter.op) {
+    case 'eq':
+    case 'neq': {
+      if (filter.value === null) return `${column} IS ${filter.op === 'eq' ? '' : 'NOT '}NULL`;
+      // neq matches rows where the column is NULL too (NULL is not equal to the value).
+      return filter.op === 'eq' ? `${column} = ${bound(filter.value)}` : `${column} IS DISTINCT FROM ${bound(filter.value)}`;
+    }
+    case 'in': {
+      if (!Array.isArray(filter.values)) invalid(`filter ${index} (${f.name}): in needs a values array`);
+      if (filter.values.length === 0) return 'false';
+      return `${column} IN (${filter.values.map(bound).join(', ')})`;
+    }
+    case 'gt':
+    case 'gte':
+    case 'lt':
+    case 'lte':
+      return `${column} ${OPS[filter.op]} ${bound(filter.value)}`;
+    default:
+      invalid(`filter ${index} has unknown op ${JSON.stringify((filter as { op?: unknown }).op)}`);
+  }
+}
+
+/** `CAST($n AS <type of f>)` with `value` bound as its JS type; refuses a value of the wrong type. */
+function typedParam(f: QueryField, value: unknown, what: string, param: (p: SqlParam) => string): string {
+  let p: SqlParam;
+  switch (f.type) {
+    case 'string':
+      if (typeof value !== 'string') invalid(`${what}: expected a string, got ${JSON.stringify(value)}`);
+      p = { type: 'varchar', value };
+      break;
+    case 'timestamp':
+      if (typeof value !== 'string') invalid(`${what}: expected an ISO-8601 timestamp string, got ${JSON.stringify(value)}`);
+      p = { type: 'varchar', value };
+      break;
+    case 'double':
+      if (typeof value !== 'number' || !Number.isFinite(value)) invalid(`${what}: expected a finite number, got ${JSON.stringify(value)}`);
+      p = { type: 'double', value };
+      break;
+    case 'integer':
+      if (typeof value !== 'number' || !Number.isSafeInteger(value)) invalid(`${what}: expected an integer, got ${JSON.stringify(value)}`);
+      p = { type: 'bigint', value: BigInt(value) };
+      break;
+    case 'boolean':
+      if (typeof value !== 'boolean') invalid(`${what}: expected a boolean, got ${JSON.stringify(value)}`);
+      p = { type: 'boolean', value };
+      break;
+  }
+  return `CAST(${param(p)} AS ${SQL_TYPES[f.type]})`;
+}
+
+function aggregationSql(
+  aggregation: Aggregation,
+  ts: QueryField,
+  field: (name: unknown, what: string) => QueryField,
+  param: (p: SqlParam) => string,
+): string {
+  const fn = aggregation.fn;
+  if (!Object.hasOwn(AGGREGATION_TYPES, fn)) invalid(`aggregation ${aggregation.alias}: unknown fn ${JSON.stringify(fn)}`);
+  if (fn === 'count' && aggregation.column === '*') return 'count(*)';
+  const f = field(aggregation.column, `aggregation ${aggregation.alias} column`);
+  const accepted = AGGREGATION_TYPES[fn];
+  if (accepted && !accepted.has(f.type)) invalid(`aggregation ${aggregation.alias}: ${fn} does not apply to ${f.type} column ${f.name}`);
+  const c = quoteIdent(f.name);
+  switch (fn) {
+    case 'avg':
+    case 'min':
+    case 'max':
+    case 'sum':
+    case 'median':
+      return `${fn}(${c})`;
+    case 'count':
+      return `count(${c})`;
+    case 'count_distinct':
+      return `count(DISTINCT ${c})`;
+    case 'percentile': {
+      const p = aggregation.percentile;
+      if (typeof p !== 'number' || !(p >= 0 && p <= 1)) {
+        invalid(`aggregation ${aggregation.alias}: percentile needs a percentile between 0 and 1, got ${JSON.stringify(p)}`);
+      }
+      return `quantile_cont(${c}, ${param({ type: 'double', value: p })})`;
+    }
+    case 'first':
+      return `arg_min(${c}, ${quoteIdent(ts.name)})`;
+    case 'last':
+      return `arg_max(${c}, ${quoteIdent(ts.name)})`;
+  }
+}
+

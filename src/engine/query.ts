@@ -1,0 +1,529 @@
+/**
+ * The query task, run inside a worker thread (tasks `query` and `queryStream` in worker.ts) on the
+ * thread's DuckDB connection. The caller (the query service) has already checked the request
+ * against the dataset's schema, pruned partitions and made every file local; this module checks
+ * the input again (identifiers, types, shapes), builds one parameterised statement
+ * (query-sql.ts), runs it and converts the values:
+ *
+ * - timestamps: ISO-8601 UTC with `Z` and milliseconds (`2026-01-01T00:00:00.000Z`, as
+ *   `Date#toISOString`), with six fractional digits when the value has sub-millisecond precision
+ *   (`…00.000001Z`);
+ * - BIGINT/HUGEINT (integer columns, `count`, `sum` of integers): a number when it is a safe
+ *   integer, else its decimal string;
+ * - DOUBLE: a number (rows travel between threads as JSON, so a non-finite double, which ingest
+ *   refuses but an overflowing `sum` could produce, arrives as null); VARCHAR: a string; BOOLEAN:
+ *   a boolean; NULL: null.
+ *
+ * Semantics worth knowing (see query-sql.ts for the SQL):
+ * - downsample buckets are aligned to the UNIX epoch in UTC and labelled by their start, under the
+ *   timestamp column's name. Weeks are 7-day buckets from 1970-01-01, a THURSDAY (not ISO weeks);
+ *   months are calendar months in UTC, `intervalSize` months counted from 1970-01;
+ * - `count` counts the column's non-null values; `count` of `*` counts rows; `count_distinct`
+ *   counts distinct non-null values; `first`/`last` are the column's value at the earliest/latest
+ *   timestamp among the bucket's rows where the column is not null (DuckDB `arg_min`/`arg_max`;
+ *   on equal timestamps any of the tied rows); `percentile` is `quantile_cont` (linear
+ *   interpolation), `median` its 0.5;
+ * - filters never match NULL except `neq` (NULL is not equal to a value), `eq null` (IS NULL) and
+ *   `neq null` (IS NOT NULL);
+ * - raw rows are ordered by time only (rows with equal timestamps come in no defined order); groups
+ *   within a bucket by the groupBy columns ascending, NULLs last.
+ *
+ * The session's TimeZone is set to UTC for the query (and left so), and `memory_limit` to
+ * `memoryLimitBytes` when given, restored afterwards (the worker runs one task at a time; the
+ * limit is instance-wide). A query running longer than `timeoutMs` is interrupted (DuckDB
+ * connection interrupt) and fails with {@link QueryError} `query_timeout` (footers are read while
+ * the statement is prepared, which DuckDB cannot interrupt; the timeout then strikes right after);
+ * running out of memory fails with `query_memory_limit`; a value that does not convert to its
+ * column's type with `invalid_query`.
+ *
+ * Like partition-writer.ts, this module imports `@duckdb/node-api` for types only: at run time it
+ * is loaded by the worker after DuckDB's native library. The main thread may import it (for
+ * {@link QueryError} and the types); it never touches DuckDB there.
+ */
+import type { DuckDBConnection, DuckDBDataChunk, DuckDBPreparedStatement, DuckDBResult, DuckDBType } from '@duckdb/node-api';
+import type { MessagePort } from 'node:worker_threads';
+import { type BuiltQuery, buildQuery, InvalidQueryError, MAX_TIMER_MS, type QueryFieldType, type QueryInput, type SqlParam } from './query-sql.ts';
+import { sqlString } from './sql.ts';
+
+export type {
+  Aggregation,
+  AggregationFn,
+  DownsampleMode,
+  FilterOp,
+  FilterValue,
+  IntervalUnit,
+  QueryField,
+  QueryFieldType,
+  QueryFilter,
+  QueryInput,
+  RawMode,
+} from './query-sql.ts';
+
+export type QueryValue = string | number | boolean | null;
+export type QueryRow = Record<string, QueryValue>;
+
+export interface QueryColumn {
+  name: string;
+  /** One of timestore's type names: `timestamp`, `string`, `double`, `integer`, `boolean`. */
+  type: string;
+}
+
+export interface QueryOutput {
+  columns: QueryColumn[];
+  rows: QueryRow[];
+  /** True when the query had more than `limit` rows (only `limit` are returned). */
+  truncated: boolean;
+}
+
+export interface QueryStreamInput extends QueryInput {
+  /** Receives the messages of {@link QueryStreamMessage}; answers with {@link QueryStreamControl}. */
+  port: MessagePort;
+  /** Rows per posted batch (the last may be short). */
+  batchRows: number;
+  /**
+   * How long the worker waits for the consumer to take a batch before it gives up
+   * (`query_stream_abandoned`), so a consumer that goes away without cancelling does not hold the
+   * worker forever. Default 120000.
+   */
+  idleTimeoutMs?: number;
+}
+
+/**
+ * Worker → consumer, in order: one `columns`, any number of `rows` (UTF-8 JSON of a
+ * {@link QueryRow} array, its buffer transferred), then `end`. On failure the task's promise
+ * rejects instead of an `end`.
+ */
+export type QueryStreamMessage =
+  | { type: 'columns'; columns: QueryColumn[] }
+  | { type: 'rows'; json: Uint8Array; count: number }
+  | { type: 'end'; truncated: boolean; rowCount: number };
+
+/**
+ * Consumer → worker. Every `rows` message must be acknowledged with `ack` once consumed: the worker
+ * keeps at most {@link STREAM_WINDOW} batches unacknowledged, which bounds memory on both sides.
+ * `cancel` stops the query (the task then resolves with what was sent).
+ */
+export type QueryStreamControl = { type: 'ack' } | { type: 'cancel' };
+
+export interface QueryStreamSummary {
+  rowCount: number;
+  truncated: boolean;
+  cancelled: boolean;
+}
+
+/** Batches in flight (posted, not yet acknowledged) per stream. */
+export const STREAM_WINDOW = 2;
+export const MAX_BATCH_ROWS = 100_000;
+
+export type QueryErrorCode = 'query_timeout' | 'query_memory_limit' | 'invalid_query' | 'query_stream_abandoned';
+
+/**
+ * A failure with a machine-readable code. The message starts with `<code>: ` so the code survives
+ * the trip out of the worker thread; {@link toQueryError} restores the class on the other side.
+ */
+export class QueryError extends Error {
+  override name = 'QueryError';
+  constructor(
+    readonly code: QueryErrorCode,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${code}: ${detail}`, options);
+  }
+}
+
+const CODES: ReadonlySet<string> = new Set<QueryErrorCode>(['query_timeout', 'query_memory_limit', 'invalid_query', 'query_stream_abandoned']);
+
+/** `error` as a {@link QueryError} when its message carries one of the codes; else unchanged. */
+export function toQueryError(error: unknown): unknown {
+  if (error instanceof QueryError || !(error instanceof Error)) return error;
+  const match = /^([a-z_]+): ([\s\S]*)$/.exec(error.message);
+  if (!match || !CODES.has(match[1]!)) return error;
+  return new QueryError(match[1] as QueryErrorCode, match[2]!, { cause: error });
+}
+
+/** Runs a query and returns every row (at most `limit`). */
+export async function runQuery(db: DuckDBConnection, input: QueryInput): Promise<QueryOutput> {
+  const built = build(input);
+  const rows: QueryRow[] = [];
+  let columns: QueryColumn[] = [];
+  let truncated = false;
+  await execute(db, input, built, {
+    onColumns: (c) => {
+      columns = c;
+    },
+    onRow: (row) => {
+      if (rows.length === built.limit) {
+        truncated = true;
+        return false;
+      }
+      rows.push(row);
+      return true;
+    },
+  });
+  return { columns, rows, truncated };
+}
+
+/** Runs a query and posts its rows to `input.port` in batches; see {@link QueryStreamMessage}. */
+export async function runQueryStream(db: DuckDBConnection, input: QueryStreamInput): Promise<QueryStreamSummary> {
+  const { port, batchRows } = input;
+  const idleTimeoutMs = input.idleTimeoutMs ?? 120_000;
+  if (!port || typeof port.postMessage !== 'function') throw new QueryError('invalid_query', 'queryStream needs a MessagePort');
+  try {
+    if (!Number.isSafeInteger(batchRows) || batchRows <= 0 || batchRows > MAX_BATCH_ROWS) {
+      throw new QueryError('invalid_query', `batchRows must be an integer from 1 to ${MAX_BATCH_ROWS}, got ${batchRows}`);
+    }
+    if (!Number.isFinite(idleTimeoutMs) || idleTimeoutMs <= 0 || idleTimeoutMs > MAX_TIMER_MS) {
+      throw new QueryError('invalid_query', `idleTimeoutMs must be a positive number up to ${MAX_TIMER_MS}, got ${idleTimeoutMs}`);
+    }
+    const built = build(input);
+
+    let credits = STREAM_WINDOW;
+    let cancelled = false;
+    let wake: (() => void) | undefined;
+    let execution: Execution | undefined;
+    port.on('message', (message: QueryStreamControl) => {
+      if (message?.type === 'ack') credits += 1;
+      else if (message?.type === 'cancel') {
+        cancelled = true;
+        execution?.interrupt();
+      }
+      wake?.();
+    });
+    const encoder = new TextEncoder();
+    const send = async (batch: QueryRow[]) => {
+      if (credits === 0) {
+        // Waiting for the consumer is not query time.
+        execution?.pause();
+        try {
+          await new Promise<void>((resolve, reject) => {
+            const timer = setTimeout(
+              () => reject(new QueryError('query_stream_abandoned', `the consumer took no batch for ${idleTimeoutMs} ms`)),
+              idleTimeoutMs,
+            );
+            wake = () => {
+              if (credits > 0 || cancelled) {
+                clearTimeout(timer);
+                wake = undefined;
+                resolve();
+              }
+            };
+          });
+        } finally {
+          execution?.resume();
+        }
+      }
+      if (cancelled) return;
+      credits -= 1;
+      const json = encoder.encode(JSON.stringify(batch));
+      port.postMessage({ type: 'rows', json, count: batch.length } satisfies QueryStreamMessage, [json.buffer as ArrayBuffer]);
+    };
+
+    let batch: QueryRow[] = [];
+    let rowCount = 0;
+    let truncated = false;
+    const reading = execute(db, input, built, {
+      onStart: (e) => {
+        execution = e;
+      },
+      onColumns: (columns) => port.postMessage({ type: 'columns', columns } satisfies QueryStreamMessage),
+      onRow: (row) => {
+        if (cancelled) return false;
+        if (rowCount === built.limit) {
+          truncated = true;
+          return false;
+        }
+        rowCount += 1;
+        batch.push(row);
+        return true;
+      },
+      onChunkEnd: async () => {
+        while (batch.length >= batchRows && !cancelled) {
+          const full = batch.length === batchRows ? batch : batch.slice(0, batchRows);
+          batch = batch.length === batchRows ? [] : batch.slice(batchRows);
+          await send(full);
+        }
+        return !cancelled;
+      },
+      isCancelled: () => cancelled,
+    });
+    try {
+      await reading;
+    } catch (error) {
+      // A cancel that interrupted DuckDB mid-read is not a failure.
+      if (!cancelled) throw error;
+    }
+    execution = undefined; // DuckDB is done: no time budget, nothing to interrupt.
+    // What is left when reading stopped (end of result, or the limit mid-chunk), in full batches.
+    for (let i = 0; i < batch.length && !cancelled; i += batchRows) await send(batch.slice(i, i + batchRows));
+    if (!cancelled) port.postMessage({ type: 'end', truncated, rowCount } satisfies QueryStreamMessage);
+    return { rowCount, truncated, cancelled };
+  } finally {
+    port.close();
+  }
+}
+
+function build(input: QueryInput): BuiltQuery {
+  try {
+    return buildQuery(input);
+  } catch (error) {
+    if (error instanceof InvalidQueryError) throw new QueryError('invalid_query', error.message);
+    throw error;
+  }
+}
+
+interface Sink {
+  onStart?(execution: Execution): void;
+  onColumns(columns: QueryColumn[]): void;
+  /** Returns false to stop reading. */
+  onRow(row: QueryRow): boolean;
+  /** After each chunk's rows; may wait (stream back-pressure). Returns false to stop reading. */
+  onChunkEnd?(): Promise<boolean>;
+  isCancelled?(): boolean;
+}
+
+/**
+ * The time budget of one query: a timer that interrupts DuckDB when it runs out. Paused while a
+ * stream waits for its consumer.
+ */
+class Execution {
+  expired = false;
+  /** A DuckDB call is in flight (an interrupt reaches it). */
+  active = false;
+  private remaining: number;
+  private startedAt = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly db: DuckDBConnection,
+    readonly timeoutMs: number,
+  ) {
+    this.remaining = timeoutMs;
+  }
+
+  resume(): void {
+    if (this.timer !== undefined || this.expired) return;
+    this.startedAt = performance.now();
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.expired = true;
+      this.interrupt();
+    }, Math.max(0, this.remaining));
+  }
+
+  pause(): void {
+    if (this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.remaining -= performance.now() - this.startedAt;
+  }
+
+  /** Interrupts the running DuckDB call, if any (an interrupt while idle is never sent). */
+  interrupt(): void {
+    if (this.active) this.db.interrupt();
+  }
+
+  /** Runs one DuckDB call within the budget. */
+  async call<T>(fn: () => Promise<T>): Promise<T> {
+    this.check();
+    this.active = true;
+    try {
+      return await fn();
+    } finally {
+      this.active = false;
+    }
+  }
+
+  check(): void {
+    if (this.expired) throw this.timeoutError();
+  }
+
+  timeoutError(cause?: unknown): QueryError {
+    return new QueryError('query_timeout', `the query ran longer than its limit of ${this.timeoutMs} ms and was interrupted`, { cause });
+  }
+}
+
+/**
+ * Each connection's `memory_limit` before any query changed it, read once: only this module sets
+ * it, and always restores it. Settings go through `run` without parameters (one native call, also
+ * for two statements): about 0.13 ms, against about 0.6 ms for reading them back every time.
+ */
+const baselineMemoryLimits = new WeakMap<DuckDBConnection, string>();
+
+async function baselineMemoryLimit(db: DuckDBConnection): Promise<string> {
+  let limit = baselineMemoryLimits.get(db);
+  if (limit === undefined) {
+    limit = String((await db.runAndReadAll(`SELECT current_setting('memory_limit')`)).getRows()[0]?.[0]);
+    baselineMemoryLimits.set(db, limit);
+  }
+  return limit;
+}
+
+async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuery, sink: Sink): Promise<void> {
+  // The session stays in UTC afterwards (nothing in the worker wants another zone; the partition
+  // writer sets and restores its own). The memory limit is a validated integer, formatted here.
+  const memory = input.memoryLimitBytes === undefined ? undefined : await baselineMemoryLimit(db);
+  await db.run(`SET TimeZone = 'UTC'${memory === undefined ? '' : `; SET memory_limit = ${sqlString(`${input.memoryLimitBytes} bytes`)}`}`);
+
+  const execution = new Execution(db, input.timeoutMs);
+  sink.onStart?.(execution);
+  let prepared: DuckDBPreparedStatement | undefined;
+  let exhausted = false;
+  try {
+    execution.resume();
+    // prepare() refuses text with more than one statement.
+    prepared = await execution.call(() => db.prepare(built.sql));
+    bind(prepared, built.params);
+    const result: DuckDBResult = await execution.call(() => prepared!.stream());
+    const converters = result.columnTypes().map(converterFor);
+    const names = built.columns;
+    if (converters.length !== names.length) throw new Error(`the query returned ${converters.length} columns, expected ${names.length}`);
+    sink.onColumns(names.map((name, i) => ({ name, type: converters[i]!.type })));
+
+    reading: while (true) {
+      const chunk: DuckDBDataChunk | null = await execution.call(() => result.fetchChunk());
+      if (!chunk || chunk.rowCount === 0) {
+        exhausted = true;
+        break;
+      }
+      const count = chunk.rowCount;
+      const columns = names.map((_, i) => chunk.getColumnVector(i));
+      for (let r = 0; r < count; r++) {
+        const row: QueryRow = {};
+        for (let c = 0; c < names.length; c++) row[names[c]!] = converters[c]!.convert(columns[c]!.getItem(r));
+        if (!sink.onRow(row)) break reading;
+      }
+      if (sink.onChunkEnd && !(await sink.onChunkEnd())) break;
+    }
+    execution.check();
+  } catch (error) {
+    throw classify(error, execution, sink.isCancelled?.() ?? false);
+  } finally {
+    execution.pause();
+    prepared?.destroySync();
+    // The next statement on the connection also ends a streaming result left open by an early
+    // stop (limit, cancel, failure), releasing what it holds now rather than at the next task.
+    if (memory !== undefined) await db.run(`SET memory_limit = ${sqlString(memory)}`);
+    else if (!exhausted) await db.run(`SET TimeZone = 'UTC'`);
+  }
+}
+
+function classify(error: unknown, execution: Execution, cancelled: boolean): unknown {
+  if (error instanceof QueryError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  if (/^INTERRUPT Error/.test(message) || execution.expired) {
+    if (execution.expired) return execution.timeoutError(error);
+    if (cancelled) return new Error('the query was cancelled', { cause: error });
+  }
+  if (/^Conversion Error/.test(message)) {
+    // A value that does not convert to its column's type (e.g. a malformed timestamp string).
+    return new QueryError('invalid_query', message.split('\n')[0]!, { cause: error });
+  }
+  if (/Out of Memory Error/i.test(message)) {
+    return new QueryError('query_memory_limit', `the query needed more memory than its limit allows: ${message.split('\n')[0]}`, { cause: error });
+  }
+  return error;
+}
+
+function bind(prepared: DuckDBPreparedStatement, params: SqlParam[]): void {
+  params.forEach((p, i) => {
+    const index = i + 1;
+    switch (p.type) {
+      case 'varchar':
+        prepared.bindVarchar(index, p.value);
+        break;
+      case 'double':
+        prepared.bindDouble(index, p.value);
+        break;
+      case 'bigint':
+        prepared.bindBigInt(index, p.value);
+        break;
+      case 'boolean':
+        prepared.bindBoolean(index, p.value);
+        break;
+      case 'varchar[]':
+        // The list's type (VARCHAR[]) is inferred from its string items.
+        prepared.bindList(index, p.value);
+        break;
+    }
+  });
+}
+
+interface Converter {
+  type: QueryFieldType;
+  convert(value: unknown): QueryValue;
+}
+
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+const integer = (value: unknown): QueryValue => {
+  if (value === null) return null;
+  if (typeof value === 'number') return value;
+  const big = value as bigint;
+  return big >= MIN_SAFE && big <= MAX_SAFE ? Number(big) : big.toString();
+};
+
+const timestamp = (value: unknown): QueryValue => (value === null ? null : isoFromMicros((value as { micros: bigint }).micros));
+
+const passThrough = (value: unknown): QueryValue => value as QueryValue;
+
+function converterFor(type: DuckDBType): Converter {
+  const name = type.toString();
+  switch (name) {
+    case 'TIMESTAMP WITH TIME ZONE':
+    case 'TIMESTAMP':
+      return { type: 'timestamp', convert: timestamp };
+    case 'BIGINT':
+    case 'HUGEINT':
+    case 'UBIGINT':
+    case 'UHUGEINT':
+    case 'INTEGER':
+    case 'UINTEGER':
+    case 'SMALLINT':
+    case 'USMALLINT':
+    case 'TINYINT':
+    case 'UTINYINT':
+      return { type: 'integer', convert: integer };
+    case 'DOUBLE':
+    case 'FLOAT':
+      return { type: 'double', convert: passThrough };
+    case 'VARCHAR':
+      return { type: 'string', convert: passThrough };
+    case 'BOOLEAN':
+      return { type: 'boolean', convert: passThrough };
+    default:
+      if (name.startsWith('DECIMAL')) {
+        return { type: 'double', convert: (v) => (v === null ? null : (v as { toDouble(): number }).toDouble()) };
+      }
+      return { type: 'string', convert: (v) => (v === null ? null : String(v)) };
+  }
+}
+
+/**
+ * ISO-8601 UTC: milliseconds always (`2026-01-01T00:00:00.000Z`), microseconds when the value has
+ * a sub-millisecond part (`2026-01-01T00:00:00.000001Z`); `infinity`/`-infinity` for DuckDB's
+ * infinite timestamps.
+ */
+export function isoFromMicros(micros: bigint): string {
+  const n = Number(micros);
+  let ms: number;
+  let sub: number;
+  if (Number.isSafeInteger(n)) {
+    ms = Math.floor(n / 1000);
+    sub = n - ms * 1000;
+  } else {
+    let big = micros / 1000n;
+    let rest = micros % 1000n;
+    if (rest < 0n) {
+      big -= 1n;
+      rest += 1000n;
+    }
+    ms = Number(big);
+    sub = Number(rest);
+  }
+  const date = new Date(ms);
+  if (Number.isNaN(date.getTime())) return micros > 0n ? 'infinity' : '-infinity';
+  const iso = date.toISOString();
+  return sub === 0 ? iso : `${iso.slice(0, -1)}${sub.toString().padStart(3, '0')}Z`;
+}

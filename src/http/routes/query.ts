@@ -1,0 +1,163 @@
+/** POST /datasets/:datasetSlug/query: time-range reads and downsampling. */
+import { Elysia, type Static, t } from 'elysia';
+import type { QueryRequest } from '../../query/request.ts';
+import type { QueryService } from '../../query/service.ts';
+import type { Scoped } from '../auth.ts';
+import { ErrorBody } from '../errors.ts';
+
+const Value = t.Union([t.String(), t.Number(), t.Boolean()]);
+const ColumnFilter = t.Object(
+  {
+    eq: t.Optional(t.Union([Value, t.Null()])),
+    neq: t.Optional(t.Union([Value, t.Null()])),
+    in: t.Optional(t.Array(Value, { minItems: 1, maxItems: 1000 })),
+    gt: t.Optional(Value),
+    gte: t.Optional(Value),
+    lt: t.Optional(Value),
+    lte: t.Optional(Value),
+  },
+  { additionalProperties: false, description: 'Comparisons on one column, all of which must hold.' },
+);
+
+const EXAMPLE = {
+  timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' },
+  downsample: {
+    intervalUnit: 'hour',
+    intervalSize: 1,
+    aggregations: [
+      { fn: 'avg', column: 'temperature_c', alias: 'avg_temp' },
+      { fn: 'max', column: 'temperature_c' },
+      { fn: 'percentile', column: 'temperature_c', percentile: 0.95, alias: 'p95_temp' },
+    ],
+  },
+  limit: 1000,
+};
+
+export const QueryBody = t.Object(
+  {
+    timeRange: t.Object({ start: t.String({ format: 'date-time' }), end: t.String({ format: 'date-time', description: 'Exclusive.' }) }),
+    timestampColumn: t.Optional(t.String({ description: "The dataset's timestamp column (default: the dataset's)." })),
+    columns: t.Optional(t.Array(t.String(), { description: 'Raw mode: the columns to return besides the timestamp (default: all).' })),
+    filters: t.Optional(
+      t.Object({
+        partitionKey: t.Optional(
+          t.Record(t.String(), t.Array(t.String(), { minItems: 1 }), { description: 'Partition-key values to keep, e.g. {"instrument":["A","B"]}: prunes whole partitions.' }),
+        ),
+        columns: t.Optional(t.Record(t.String(), ColumnFilter, { description: 'Per-column comparisons, ANDed: {"host":{"in":["a","b"]},"usage":{"gte":0.9}}.' })),
+      }),
+    ),
+    downsample: t.Optional(
+      t.Object({
+        intervalUnit: t.Union([t.Literal('second'), t.Literal('minute'), t.Literal('hour'), t.Literal('day'), t.Literal('week'), t.Literal('month')]),
+        intervalSize: t.Optional(t.Integer({ minimum: 1, maximum: 100_000, default: 1 })),
+        aggregations: t.Array(
+          t.Object({
+            fn: t.Union([
+              t.Literal('avg'),
+              t.Literal('min'),
+              t.Literal('max'),
+              t.Literal('sum'),
+              t.Literal('median'),
+              t.Literal('count'),
+              t.Literal('count_distinct'),
+              t.Literal('percentile'),
+              t.Literal('first'),
+              t.Literal('last'),
+            ]),
+            column: t.String(),
+            alias: t.Optional(t.String()),
+            percentile: t.Optional(t.Number({ description: 'For fn "percentile": between 0 and 1.' })),
+          }),
+          { maxItems: 100 },
+        ),
+        groupBy: t.Optional(t.Array(t.String(), { maxItems: 10, description: 'String columns: one series per distinct combination.' })),
+      }),
+    ),
+    limit: t.Optional(t.Integer({ minimum: 1, description: 'Most rows to return (server maximum: TIMESTORE_QUERY_MAX_ROWS).' })),
+    order: t.Optional(t.Union([t.Literal('asc'), t.Literal('desc')], { description: 'By time; default asc.' })),
+  },
+  { example: EXAMPLE },
+);
+
+const QueryAnswer = t.Object({
+  mode: t.Union([t.Literal('raw'), t.Literal('downsampled')]),
+  columns: t.Array(t.String()),
+  columnTypes: t.Array(t.Object({ name: t.String(), type: t.String() })),
+  rows: t.Array(t.Record(t.String(), t.Unknown())),
+  manifestVersion: t.Integer({ description: 'The manifest version read from start to end.' }),
+  partitions: t.Object({ scanned: t.Integer(), pruned: t.Integer() }),
+  truncated: t.Boolean({ description: 'True when the limit cut the result.' }),
+});
+
+type StreamFormat = 'csv' | 'ndjson';
+
+function streamFormat(accept: string | undefined): StreamFormat | null {
+  if (!accept) return null;
+  if (/\btext\/csv\b/i.test(accept)) return 'csv';
+  if (/\bapplication\/(x-)?ndjson\b/i.test(accept)) return 'ndjson';
+  return null;
+}
+
+function csvField(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  const text = typeof value === 'string' ? value : String(value);
+  return /[",\r\n]/.test(text) || text === '' ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+export function queryRoutes(service: QueryService, scoped: Scoped) {
+  return new Elysia({ name: 'timestore/query' }).use(scoped).post(
+    '/datasets/:datasetSlug/query',
+    async ({ params, body, headers }) => {
+      const request: QueryRequest = body;
+      const format = streamFormat(headers.accept);
+      if (!format) {
+        const result = await service.query(params.datasetSlug, request);
+        const answer: Static<typeof QueryAnswer> = { ...result, columns: result.columns.map((c) => c.name), columnTypes: result.columns };
+        // A Response on both paths (JSON here, a stream below) keeps the handler's type one thing.
+        return Response.json(answer);
+      }
+      const { columns, batches } = await service.stream(params.datasetSlug, request);
+      const names = columns.map((c) => c.name);
+      const encoder = new TextEncoder();
+      const lines = async function* () {
+        if (format === 'csv') yield encoder.encode(`${names.map(csvField).join(',')}\r\n`);
+        for await (const batch of batches) {
+          const text =
+            format === 'csv'
+              ? batch.map((row) => `${names.map((n) => csvField(row[n])).join(',')}\r\n`).join('')
+              : batch.map((row) => `${JSON.stringify(row)}\n`).join('');
+          yield encoder.encode(text);
+        }
+      };
+      const chunks = lines();
+      const stream = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const next = await chunks.next();
+          if (next.done) controller.close();
+          else controller.enqueue(next.value);
+        },
+        async cancel() {
+          await chunks.return(undefined);
+        },
+      });
+      return new Response(stream, {
+        headers: { 'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8' },
+      });
+    },
+    {
+      scope: 'read',
+      params: t.Object({ datasetSlug: t.String() }),
+      body: QueryBody,
+      response: { 200: QueryAnswer, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody },
+      detail: {
+        tags: ['query'],
+        summary: 'Query a time range, raw or downsampled',
+        description: [
+          'Raw mode returns the timestamp and the chosen columns ordered by time. With `downsample`, rows are grouped into buckets of `intervalSize` × `intervalUnit` aligned to the UNIX epoch in UTC and labelled by their start, one row per bucket (and per `groupBy` combination), with each aggregation as a column.',
+          'Only partitions active at the current manifest version that overlap the time range, match `filters.partitionKey` and whose column statistics allow the filters are read; the answer says how many were scanned and pruned.',
+          'Send `Accept: text/csv` or `Accept: application/x-ndjson` for a streamed answer (same rows, no envelope).',
+        ].join('\n\n'),
+      },
+    },
+  );
+}

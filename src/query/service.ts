@@ -1,0 +1,186 @@
+/**
+ * Answering a query: one manifest version from start to end, the catalog's
+ * pruning (time range, partition key, column statistics) before any file is
+ * opened, remote files through the bounded cache, and DuckDB in a worker
+ * thread for the scan itself.
+ */
+import type { Sql } from 'postgres';
+import { findDataset } from '../catalog/datasets.ts';
+import { listActivePartitions } from '../catalog/manifests.ts';
+import { getSchemaVersion } from '../catalog/schema-versions.ts';
+import { getStorageTarget } from '../catalog/storage-targets.ts';
+import type { Dataset, Partition, SchemaField, StorageTarget } from '../catalog/types.ts';
+import type { WorkerPool } from '../engine/pool.ts';
+import type { QueryInput, QueryOutput } from '../engine/query.ts';
+import { AppError, errors } from '../errors.ts';
+import type { PartitionCache } from '../storage/cache.ts';
+import type { StorageDrivers } from '../storage/index.ts';
+import { prunePartitions } from './prune.ts';
+import { planQuery, type QueryLimits, type QueryPlan, type QueryRequest } from './request.ts';
+
+export interface QueryServiceOptions {
+  sql: Sql;
+  drivers: StorageDrivers;
+  cache: PartitionCache;
+  pool: WorkerPool;
+  limits: QueryLimits;
+  timeoutMs: number;
+  memoryLimitBytes: number;
+}
+
+export interface QueryResult extends QueryOutput {
+  mode: 'raw' | 'downsampled';
+  manifestVersion: number;
+  partitions: { scanned: number; pruned: number };
+}
+
+/** A prepared query: the files it reads are held until `release()`. */
+interface Prepared {
+  dataset: Dataset;
+  fields: SchemaField[];
+  plan: QueryPlan;
+  input: QueryInput | null;
+  scanned: number;
+  pruned: number;
+  release(): void;
+}
+
+export class QueryService {
+  constructor(private readonly o: QueryServiceOptions) {}
+
+  async query(slug: string, request: QueryRequest): Promise<QueryResult> {
+    const prepared = await this.prepare(slug, request);
+    try {
+      const output = prepared.input ? await this.o.pool.query(prepared.input) : emptyOutput(prepared);
+      return {
+        mode: prepared.plan.mode.kind === 'raw' ? 'raw' : 'downsampled',
+        ...output,
+        columns: resultColumns(prepared.plan, prepared.fields),
+        manifestVersion: prepared.dataset.manifestVersion,
+        partitions: { scanned: prepared.scanned, pruned: prepared.pruned },
+      };
+    } finally {
+      prepared.release();
+    }
+  }
+
+  /** The same query as batches of rows, for CSV and NDJSON answers that are never built in memory. */
+  async stream(slug: string, request: QueryRequest): Promise<{ columns: { name: string; type: string }[]; batches: AsyncIterable<Record<string, unknown>[]> }> {
+    const prepared = await this.prepare(slug, request);
+    const columns = resultColumns(prepared.plan, prepared.fields);
+    if (!prepared.input) {
+      prepared.release();
+      return { columns, batches: (async function* () {})() };
+    }
+    const input = prepared.input;
+    const release = prepared.release;
+    const pool = this.o.pool;
+    return {
+      columns,
+      batches: (async function* () {
+        try {
+          yield* pool.queryStream(input, 4096);
+        } finally {
+          release();
+        }
+      })(),
+    };
+  }
+
+  private async prepare(slug: string, request: QueryRequest): Promise<Prepared> {
+    const dataset = await findDataset(this.o.sql, slug);
+    if (!dataset) throw errors.notFound('dataset', slug);
+    if (dataset.status === 'archived') throw new AppError(409, 'dataset_archived', `dataset "${slug}" is archived and answers no queries`);
+    const schema = dataset.schemaVersion > 0 ? await getSchemaVersion(this.o.sql, dataset.id, dataset.schemaVersion) : null;
+    const fields: SchemaField[] = schema?.fields ?? [{ name: dataset.timestampColumn, type: 'timestamp', nullable: false }];
+    const plan = planQuery(request, fields, dataset.timestampColumn, this.o.limits);
+
+    // One manifest version for the whole query: files of this version stay on disk for the
+    // retention grace period even if a newer version removes them meanwhile.
+    const version = dataset.manifestVersion;
+    const overlapping = await listActivePartitions(this.o.sql, {
+      datasetId: dataset.id,
+      version,
+      from: plan.from,
+      to: plan.to,
+      partitionKey: plan.partitionKey,
+    });
+    const active = await this.activeCount(dataset.id, version);
+    const selected = prunePartitions(overlapping, plan.filters, fields);
+    const base = { dataset, fields, plan, scanned: selected.length, pruned: active - selected.length };
+    if (selected.length === 0) return { ...base, input: null, release() {} };
+
+    const held = await this.acquire(selected);
+    return {
+      ...base,
+      input: {
+        files: held.paths,
+        fields,
+        timestampColumn: plan.timestampColumn,
+        timeRange: { start: plan.from.toISOString(), end: plan.to.toISOString() },
+        filters: plan.filters,
+        mode: plan.mode,
+        timeoutMs: this.o.timeoutMs,
+        memoryLimitBytes: this.o.memoryLimitBytes,
+      },
+      release: held.release,
+    };
+  }
+
+  private async activeCount(datasetId: string, version: number): Promise<number> {
+    const [row] = await this.o.sql<{ partitionCount: number }[]>`
+      SELECT partition_count FROM manifest_versions WHERE dataset_id = ${datasetId} AND version = ${version}`;
+    return row?.partitionCount ?? 0;
+  }
+
+  /** Local paths of the partitions' files: in place on local targets, through the cache for remote ones. */
+  private async acquire(partitions: Partition[]): Promise<{ paths: string[]; release(): void }> {
+    const targets = new Map<string, Promise<StorageTarget>>();
+    const targetOf = (id: string) => targets.get(id) ?? targets.set(id, getStorageTarget(this.o.sql, id)).get(id)!;
+    const leases: { release(): void }[] = [];
+    const release = () => {
+      for (const lease of leases.splice(0)) lease.release();
+    };
+    try {
+      const paths = await Promise.all(
+        partitions.map(async (p) => {
+          const lease = await this.o.cache.acquire(p, this.o.drivers.forTarget(await targetOf(p.storageTargetId)));
+          leases.push(lease);
+          return lease.path;
+        }),
+      );
+      return { paths, release };
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+}
+
+/**
+ * The result's columns with their types in the dataset's vocabulary (timestamp, string, double,
+ * integer, boolean), the same whether or not any partition was scanned.
+ */
+export function resultColumns(plan: QueryPlan, fields: SchemaField[]): { name: string; type: string }[] {
+  const typeOf = new Map(fields.map((f) => [f.name, f.type as string]));
+  const ts = { name: plan.timestampColumn, type: 'timestamp' };
+  if (plan.mode.kind === 'raw') return [ts, ...plan.mode.columns.map((name) => ({ name, type: typeOf.get(name) ?? 'string' }))];
+  return [
+    ts,
+    ...plan.mode.groupBy.map((name) => ({ name, type: 'string' })),
+    ...plan.mode.aggregations.map((a) => {
+      const source = typeOf.get(a.column) ?? 'double';
+      const type =
+        a.fn === 'count' || a.fn === 'count_distinct'
+          ? 'integer'
+          : a.fn === 'avg' || a.fn === 'median' || a.fn === 'percentile'
+            ? 'double'
+            : source;
+      return { name: a.alias, type };
+    }),
+  ];
+}
+
+function emptyOutput(prepared: Prepared): QueryOutput {
+  return { columns: resultColumns(prepared.plan, prepared.fields), rows: [], truncated: false };
+}

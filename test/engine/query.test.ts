@@ -1,0 +1,819 @@
+/**
+ * The query task through the real worker pool, over Parquet files written by the pool's partition
+ * writer from generated rows. Every expected answer is computed here in plain TypeScript from the
+ * same rows (bucketing, filtering, every aggregation), never by DuckDB.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { MessageChannel } from 'node:worker_threads';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { PartitionField } from '../../src/engine/partition-writer.ts';
+import { WorkerPool } from '../../src/engine/pool.ts';
+import {
+  type Aggregation,
+  type DownsampleMode,
+  type IntervalUnit,
+  QueryError,
+  type QueryFilter,
+  type QueryInput,
+  type QueryOutput,
+  type QueryRow,
+  type QueryStreamControl,
+  type QueryStreamMessage,
+  type QueryValue,
+  type RawMode,
+  runQueryStream,
+  STREAM_WINDOW,
+} from '../../src/engine/query.ts';
+import { testDuckDB } from '../harness/duckdb.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Generated data: schema version 1 (before February 2026) lacks `note` and `temp`.
+
+const V1: PartitionField[] = [
+  { name: 'time', type: 'timestamp' },
+  { name: 'host', type: 'string' },
+  { name: 'value', type: 'double' },
+  { name: 'count', type: 'integer' },
+  { name: 'ok', type: 'boolean' },
+];
+const V2: PartitionField[] = [...V1, { name: 'note', type: 'string' }, { name: 'temp', type: 'double' }];
+const COLUMNS = ['host', 'value', 'count', 'ok', 'note', 'temp'] as const;
+
+interface Row {
+  /** Epoch microseconds. */
+  us: number;
+  host: string | null;
+  value: number | null;
+  count: number | null;
+  ok: boolean | null;
+  note: string | null;
+  temp: number | null;
+  v2: boolean;
+}
+
+const HOSTILE_HOST = `o'brien"; DROP TABLE x; --`;
+const HOSTS = ['a', 'b', 'c', HOSTILE_HOST, null];
+const NOTES = ['x', 'y', 'z', null];
+const usOf = (iso: string) => Date.parse(iso) * 1000;
+const START = usOf('2025-12-15T00:00:00Z');
+const END = usOf('2026-03-20T00:00:00Z');
+const SPLIT = usOf('2026-02-01T00:00:00Z');
+const FULL_RANGE = { start: '2025-01-01T00:00:00Z', end: '2027-01-01T00:00:00Z' };
+
+/** mulberry32 */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function generateRows(count: number): Row[] {
+  const random = prng(42);
+  const pick = <T>(list: T[]) => list[Math.floor(random() * list.length)]!;
+  const maybe = <T>(value: T, nullShare = 0.1): T | null => (random() < nullShare ? null : value);
+  const seen = new Set<number>();
+  // Rows exactly on bucket and range boundaries, then random ones; every timestamp is unique so
+  // first/last are well defined.
+  const times = [usOf('2026-01-01T00:00:00Z'), usOf('2026-01-15T00:00:00Z'), SPLIT, usOf('2026-01-01T00:00:00Z') + 1, usOf('2026-01-01T00:00:00.123Z')];
+  while (times.length < count) {
+    // Whole seconds, milliseconds and microseconds all occur.
+    const grain = pick([1_000_000, 1000, 1]);
+    times.push(START + Math.floor((random() * (END - START)) / grain) * grain);
+  }
+  const rows: Row[] = [];
+  for (const us of times) {
+    if (seen.has(us)) continue;
+    seen.add(us);
+    const v2 = us >= SPLIT;
+    rows.push({
+      us,
+      host: pick(HOSTS),
+      value: maybe(Math.round(random() * 10_000) / 100),
+      count: maybe(Math.floor(random() * 2001) - 1000),
+      ok: maybe(random() < 0.5),
+      note: v2 ? pick(NOTES) : null,
+      temp: v2 ? maybe(Math.round((random() * 60 - 20) * 10) / 10, 0.2) : null,
+      v2,
+    });
+  }
+  return rows.sort((x, y) => x.us - y.us);
+}
+
+/** ISO-8601 UTC as the query task prints it: milliseconds, or microseconds when present. */
+function iso(us: number): string {
+  const ms = Math.floor(us / 1000);
+  const sub = us - ms * 1000;
+  const text = new Date(ms).toISOString();
+  return sub === 0 ? text : `${text.slice(0, -1)}${String(sub).padStart(3, '0')}Z`;
+}
+
+function ndjson(rows: Row[], fields: PartitionField[]): string {
+  return rows
+    .map((r) => {
+      const out: Record<string, unknown> = { time: iso(r.us) };
+      for (const f of fields) if (f.name !== 'time') out[f.name] = r[f.name as keyof Row];
+      return JSON.stringify(out);
+    })
+    .join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The independent computation.
+
+const UNIT_US: Record<Exclude<IntervalUnit, 'month'>, number> = {
+  second: 1e6,
+  minute: 60e6,
+  hour: 3600e6,
+  day: 86400e6,
+  week: 7 * 86400e6,
+};
+
+function bucketOf(us: number, unit: IntervalUnit, size: number): number {
+  if (unit === 'month') {
+    const d = new Date(Math.floor(us / 1000));
+    const month = (d.getUTCFullYear() - 1970) * 12 + d.getUTCMonth();
+    const start = month - (((month % size) + size) % size);
+    return Date.UTC(1970 + Math.floor(start / 12), ((start % 12) + 12) % 12, 1) * 1000;
+  }
+  const w = BigInt(UNIT_US[unit] * size);
+  const t = BigInt(us);
+  return Number(t - (((t % w) + w) % w));
+}
+
+type Value = string | number | boolean | null;
+const valueOf = (row: Row, column: string): Value => (column === 'time' ? row.us : (row[column as keyof Row] as Value));
+
+function compare(a: Value, b: Value): number {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  if (typeof a === 'boolean' && typeof b === 'boolean') return Number(a) - Number(b);
+  return String(a) < String(b) ? -1 : String(a) > String(b) ? 1 : 0;
+}
+
+function quantile(sorted: number[], p: number): number {
+  const pos = p * (sorted.length - 1);
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo]! + (pos - lo) * (sorted[hi]! - sorted[lo]!);
+}
+
+function aggregate(rows: Row[], a: Aggregation): QueryValue {
+  if (a.column === '*') return rows.length;
+  const present = rows.filter((r) => valueOf(r, a.column) !== null);
+  const values = present.map((r) => valueOf(r, a.column)!);
+  const out = (v: Value) => (a.column === 'time' && typeof v === 'number' ? iso(v) : v);
+  switch (a.fn) {
+    case 'count':
+      return values.length;
+    case 'count_distinct':
+      return new Set(values).size;
+    case 'first':
+    case 'last': {
+      if (present.length === 0) return null;
+      const row = present.reduce((best, r) => ((a.fn === 'first' ? r.us < best.us : r.us > best.us) ? r : best));
+      return out(valueOf(row, a.column));
+    }
+    case 'min':
+    case 'max':
+      if (values.length === 0) return null;
+      return out(values.reduce((m, v) => ((a.fn === 'min' ? compare(v, m) < 0 : compare(v, m) > 0) ? v : m)));
+  }
+  const numbers = values as number[];
+  if (numbers.length === 0) return null;
+  switch (a.fn) {
+    case 'sum':
+      return numbers.reduce((s, v) => s + v, 0);
+    case 'avg':
+      return numbers.reduce((s, v) => s + v, 0) / numbers.length;
+    case 'median':
+      return quantile([...numbers].sort((x, y) => x - y), 0.5);
+    case 'percentile':
+      return quantile([...numbers].sort((x, y) => x - y), a.percentile!);
+  }
+  throw new Error(`no reference for ${a.fn}`);
+}
+
+function downsample(rows: Row[], mode: DownsampleMode): QueryRow[] {
+  const groups = new Map<string, { bucket: number; keys: Value[]; rows: Row[] }>();
+  for (const row of rows) {
+    const bucket = bucketOf(row.us, mode.intervalUnit, mode.intervalSize);
+    const keys = mode.groupBy.map((c) => valueOf(row, c));
+    const id = JSON.stringify([bucket, keys]);
+    let group = groups.get(id);
+    if (!group) groups.set(id, (group = { bucket, keys, rows: [] }));
+    group.rows.push(row);
+  }
+  const sorted = [...groups.values()].sort((x, y) => {
+    if (x.bucket !== y.bucket) return mode.order === 'asc' ? x.bucket - y.bucket : y.bucket - x.bucket;
+    for (let i = 0; i < x.keys.length; i++) {
+      const [p, q] = [x.keys[i]!, y.keys[i]!];
+      if (p === q) continue;
+      if (p === null) return 1; // NULLS LAST
+      if (q === null) return -1;
+      return compare(p, q);
+    }
+    return 0;
+  });
+  return sorted.map((g) => {
+    const out: QueryRow = { time: iso(g.bucket) };
+    mode.groupBy.forEach((c, i) => {
+      out[c] = g.keys[i]!;
+    });
+    for (const a of mode.aggregations) out[a.alias] = aggregate(g.rows, a);
+    return out;
+  });
+}
+
+function rawRow(row: Row, columns: readonly string[]): QueryRow {
+  const out: QueryRow = { time: iso(row.us) };
+  for (const c of columns) out[c] = valueOf(row, c);
+  return out;
+}
+
+/** Equal rows; numbers within a relative 1e-9 (DuckDB sums and interpolates in its own order; counts stay exact). */
+function expectRows(actual: QueryRow[], expected: QueryRow[]): void {
+  expect(actual.length).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    const [a, e] = [actual[i]!, expected[i]!];
+    expect(Object.keys(a)).toEqual(Object.keys(e));
+    for (const key of Object.keys(e)) {
+      const [x, y] = [a[key], e[key]];
+      if (typeof y === 'number' && typeof x === 'number') {
+        if (Math.abs(x - y) > 1e-9 * Math.max(1, Math.abs(y))) {
+          throw new Error(`row ${i} ${key}: ${x} != ${y} (${JSON.stringify(e)})`);
+        }
+      } else if (x !== y) {
+        throw new Error(`row ${i} ${key}: ${JSON.stringify(x)} != ${JSON.stringify(y)} (${JSON.stringify(e)})`);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+let dir: string;
+let pool: WorkerPool;
+const rows = generateRows(4000);
+let files: string[];
+let v1Files: string[];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'timestore-query-'));
+  pool = await WorkerPool.start(1, join(dir, 'runtime'));
+  // A `key=value` directory: hive partitioning must stay off, or `host` would read "zzz".
+  const outputDir = join(dir, 'partitions', 'host=zzz');
+  mkdirSync(outputDir, { recursive: true });
+  writeFileSync(join(dir, 'v1.ndjson'), ndjson(rows.filter((r) => !r.v2), V1));
+  writeFileSync(join(dir, 'v2.ndjson'), ndjson(rows.filter((r) => r.v2), V2));
+  const write = (name: string, fields: PartitionField[]) =>
+    pool.writePartitions({
+      inputs: [{ path: join(dir, name), format: 'ndjson', partitionKey: {} }],
+      fields,
+      timestampColumn: 'time',
+      windowSeconds: 7 * 86400,
+      outputDir,
+      rowGroupSize: 256,
+    });
+  const old = await write('v1.ndjson', V1);
+  const recent = await write('v2.ndjson', V2);
+  const byTime = (list: typeof old) => list.sort((x, y) => (x.startTime < y.startTime ? -1 : 1)).map((p) => p.path);
+  v1Files = byTime(old);
+  files = [...v1Files, ...byTime(recent)];
+  expect(files.length).toBeGreaterThan(10);
+  expect(old.reduce((n, p) => n + p.rowCount, 0) + recent.reduce((n, p) => n + p.rowCount, 0)).toBe(rows.length);
+});
+
+afterAll(async () => {
+  await pool?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function input(mode: QueryInput['mode'], filters: QueryFilter[] = [], extra: Partial<QueryInput> = {}): QueryInput {
+  return { files, fields: V2, timestampColumn: 'time', timeRange: FULL_RANGE, filters, mode, timeoutMs: 30_000, ...extra };
+}
+
+const raw = (order: 'asc' | 'desc' = 'asc', limit = 100_000, columns: readonly string[] = COLUMNS): RawMode => ({ kind: 'raw', columns: [...columns], order, limit });
+
+function allAggregations(): Aggregation[] {
+  const list: Aggregation[] = [{ fn: 'count', column: '*', alias: 'rows' }];
+  const add = (column: string, fns: Aggregation['fn'][]) => {
+    for (const fn of fns) list.push({ fn, column, alias: `${fn}_${column}` });
+  };
+  for (const column of ['value', 'count', 'temp']) {
+    add(column, ['avg', 'min', 'max', 'sum', 'median', 'count', 'count_distinct', 'first', 'last']);
+    list.push({ fn: 'percentile', column, alias: `p90_${column}`, percentile: 0.9 });
+    list.push({ fn: 'percentile', column, alias: `p25_${column}`, percentile: 0.25 });
+  }
+  add('host', ['min', 'max', 'count', 'count_distinct', 'first', 'last']);
+  add('note', ['min', 'max', 'count', 'count_distinct', 'first', 'last']);
+  add('ok', ['min', 'max', 'count', 'first', 'last']);
+  add('time', ['min', 'max', 'count']);
+  return list;
+}
+
+describe('downsampling', () => {
+  const intervals: Array<[IntervalUnit, number]> = [
+    ['second', 30],
+    ['minute', 5],
+    ['hour', 1],
+    ['hour', 7],
+    ['day', 1],
+    ['day', 3],
+    ['week', 1],
+    ['week', 2],
+    ['month', 1],
+    ['month', 2],
+  ];
+  for (const [unit, size] of intervals) {
+    for (const groupBy of [[], ['host']]) {
+      test(`every aggregation, ${size} ${unit}(s)${groupBy.length ? ', by host' : ''}`, async () => {
+        const mode: DownsampleMode = {
+          kind: 'downsample',
+          intervalUnit: unit,
+          intervalSize: size,
+          aggregations: allAggregations(),
+          groupBy,
+          order: 'asc',
+          limit: 100_000,
+        };
+        const out = await pool.query(input(mode));
+        expect(out.truncated).toBe(false);
+        expectRows(out.rows, downsample(rows, mode));
+      });
+    }
+  }
+
+  test('column types: bucket under the timestamp column name, integers as numbers, averages as doubles', async () => {
+    const out = await pool.query(
+      input({
+        kind: 'downsample',
+        intervalUnit: 'day',
+        intervalSize: 1,
+        aggregations: [
+          { fn: 'count', column: 'value', alias: 'n' },
+          { fn: 'sum', column: 'count', alias: 's' },
+          { fn: 'avg', column: 'count', alias: 'a' },
+          { fn: 'last', column: 'note', alias: 'l' },
+          { fn: 'max', column: 'time', alias: 't' },
+          { fn: 'first', column: 'ok', alias: 'o' },
+        ],
+        groupBy: ['host'],
+        order: 'asc',
+        limit: 1,
+      }),
+    );
+    expect(out.columns).toEqual([
+      { name: 'time', type: 'timestamp' },
+      { name: 'host', type: 'string' },
+      { name: 'n', type: 'integer' },
+      { name: 's', type: 'integer' },
+      { name: 'a', type: 'double' },
+      { name: 'l', type: 'string' },
+      { name: 't', type: 'timestamp' },
+      { name: 'o', type: 'boolean' },
+    ]);
+    expect(out.truncated).toBe(true);
+  });
+
+  test('weeks are 7-day buckets from the epoch (Thursdays); months start on the 1st in UTC, counted from 1970-01', () => {
+    // Checked against fixed dates, not the reference implementation.
+    expect(iso(bucketOf(usOf('2026-01-07T10:00:00Z'), 'week', 1))).toBe('2026-01-01T00:00:00.000Z');
+    expect(new Date(bucketOf(usOf('2026-03-18T10:00:00Z'), 'week', 1) / 1000).getUTCDay()).toBe(4);
+    expect(iso(bucketOf(usOf('2026-05-07T10:00:00Z'), 'month', 3))).toBe('2026-04-01T00:00:00.000Z');
+  });
+
+  test('bucket labels for weeks and months, pre-1970 times included', async () => {
+    const path = join(dir, 'early.ndjson');
+    const early = ['1969-12-31T23:59:59.999999Z', '1969-12-25T12:00:00Z', '1969-11-30T23:00:00Z', '1970-01-01T00:00:00Z', '2026-01-07T10:00:00Z', '2026-01-08T00:00:00Z'];
+    writeFileSync(path, early.map((t, i) => JSON.stringify({ time: t, host: 'e', value: i })).join('\n'));
+    const outputDir = join(dir, 'early');
+    mkdirSync(outputDir);
+    const written = await pool.writePartitions({
+      inputs: [{ path, format: 'ndjson', partitionKey: {} }],
+      fields: V1,
+      timestampColumn: 'time',
+      windowSeconds: 100 * 365 * 86400,
+      outputDir,
+    });
+    const run = async (intervalUnit: IntervalUnit, intervalSize: number) => {
+      const out = await pool.query(
+        input(
+          { kind: 'downsample', intervalUnit, intervalSize, aggregations: [{ fn: 'sum', column: 'value', alias: 'v' }], groupBy: [], order: 'asc', limit: 100 },
+          [],
+          { files: written.map((w) => w.path), fields: V1, timeRange: { start: '1960-01-01', end: '2030-01-01' } },
+        ),
+      );
+      return out.rows.map((r) => `${r.time} ${r.v}`);
+    };
+    expect(await run('week', 1)).toEqual([
+      '1969-11-27T00:00:00.000Z 2',
+      '1969-12-25T00:00:00.000Z 1',
+      '1970-01-01T00:00:00.000Z 3',
+      '2026-01-01T00:00:00.000Z 4',
+      '2026-01-08T00:00:00.000Z 5',
+    ]);
+    expect(await run('month', 1)).toEqual([
+      '1969-11-01T00:00:00.000Z 2',
+      '1969-12-01T00:00:00.000Z 1',
+      '1970-01-01T00:00:00.000Z 3',
+      '2026-01-01T00:00:00.000Z 9',
+    ]);
+    // Month numbers since 1970-01: 1969-11 is -2 and 1969-12 is -1, both in [-5, 0); 2026-01 is 672, in [670, 675).
+    expect(await run('month', 5)).toEqual(['1969-08-01T00:00:00.000Z 3', '1970-01-01T00:00:00.000Z 3', '2025-11-01T00:00:00.000Z 9']);
+    expect(await run('day', 1)).toEqual([
+      '1969-11-30T00:00:00.000Z 2',
+      '1969-12-25T00:00:00.000Z 1',
+      '1969-12-31T00:00:00.000Z 0',
+      '1970-01-01T00:00:00.000Z 3',
+      '2026-01-07T00:00:00.000Z 4',
+      '2026-01-08T00:00:00.000Z 5',
+    ]);
+  });
+
+  test('desc order, limit and truncation; groups ascending with NULL last', async () => {
+    const mode: DownsampleMode = {
+      kind: 'downsample',
+      intervalUnit: 'week',
+      intervalSize: 1,
+      aggregations: [{ fn: 'avg', column: 'value', alias: 'avg' }],
+      groupBy: ['host'],
+      order: 'desc',
+      limit: 7,
+    };
+    const expected = downsample(rows, { ...mode });
+    const out = await pool.query(input(mode));
+    expect(out.truncated).toBe(true);
+    expectRows(out.rows, expected.slice(0, 7));
+    expect(out.rows.slice(0, 5).map((r) => r.host)).toEqual(['a', 'b', 'c', HOSTILE_HOST, null]);
+  });
+
+  test('an alias may reuse the name of a field that another aggregation reads', async () => {
+    const mode: DownsampleMode = {
+      kind: 'downsample',
+      intervalUnit: 'week',
+      intervalSize: 1,
+      aggregations: [
+        { fn: 'max', column: 'value', alias: 'count' },
+        { fn: 'sum', column: 'count', alias: 'value' },
+        { fn: 'min', column: 'count', alias: 'c' },
+      ],
+      groupBy: [],
+      order: 'asc',
+      limit: 100,
+    };
+    expectRows((await pool.query(input(mode))).rows, downsample(rows, mode));
+  });
+
+  test('integers beyond 2^53 come out as strings', async () => {
+    const path = join(dir, 'big.ndjson');
+    const big = Number.MAX_SAFE_INTEGER;
+    writeFileSync(path, [{ time: '2026-01-01T00:00:00Z', count: big }, { time: '2026-01-01T00:00:01Z', count: 10 }].map((r) => JSON.stringify(r)).join('\n'));
+    const outputDir = join(dir, 'big');
+    mkdirSync(outputDir);
+    const written = await pool.writePartitions({
+      inputs: [{ path, format: 'ndjson', partitionKey: {} }],
+      fields: V1,
+      timestampColumn: 'time',
+      windowSeconds: 86400,
+      outputDir,
+    });
+    const out = await pool.query(
+      input(
+        { kind: 'downsample', intervalUnit: 'day', intervalSize: 1, aggregations: [{ fn: 'sum', column: 'count', alias: 's' }, { fn: 'max', column: 'count', alias: 'm' }], groupBy: [], order: 'asc', limit: 10 },
+        [],
+        { files: written.map((w) => w.path), fields: V1 },
+      ),
+    );
+    expect(out.rows).toEqual([{ time: '2026-01-01T00:00:00.000Z', s: '9007199254741001', m: big }]);
+  });
+});
+
+describe('raw reads', () => {
+  test('every row in time order, with the timestamp formatted to the precision it has', async () => {
+    const out = await pool.query(input(raw()));
+    expect(out.columns.map((c) => `${c.name}:${c.type}`)).toEqual(['time:timestamp', 'host:string', 'value:double', 'count:integer', 'ok:boolean', 'note:string', 'temp:double']);
+    expect(out.truncated).toBe(false);
+    expectRows(out.rows, rows.map((r) => rawRow(r, COLUMNS)));
+    const times = out.rows.map((r) => r.time);
+    expect(times).toContain('2026-01-01T00:00:00.000Z');
+    expect(times).toContain('2026-01-01T00:00:00.000001Z');
+    expect(times).toContain('2026-01-01T00:00:00.123Z');
+  });
+
+  test('desc order, limit and truncated', async () => {
+    const desc = [...rows].reverse().map((r) => rawRow(r, ['value']));
+    let out = await pool.query(input(raw('desc', 10, ['value'])));
+    expect(out.truncated).toBe(true);
+    expectRows(out.rows, desc.slice(0, 10));
+    out = await pool.query(input(raw('asc', 10, ['value'])));
+    expectRows(out.rows, rows.slice(0, 10).map((r) => rawRow(r, ['value'])));
+    out = await pool.query(input(raw('desc', rows.length, ['value'])));
+    expect(out.truncated).toBe(false);
+    expectRows(out.rows, desc);
+    out = await pool.query(input(raw('asc', 0, [])));
+    expect(out).toEqual({ columns: [{ name: 'time', type: 'timestamp' }], rows: [], truncated: true });
+  });
+
+  test('the time range is [start, end), offsets honoured, and a missing column of old files reads as NULL', async () => {
+    const range = { start: '2026-01-15T02:00:00+02:00', end: '2026-02-01T00:00:00Z' };
+    const out = await pool.query(input(raw(), [], { timeRange: range }));
+    const expected = rows.filter((r) => r.us >= usOf('2026-01-15T00:00:00Z') && r.us < SPLIT);
+    expect(expected[0]!.us).toBe(usOf('2026-01-15T00:00:00Z'));
+    expectRows(out.rows, expected.map((r) => rawRow(r, COLUMNS)));
+    expect(out.rows.every((r) => r.note === null && r.temp === null)).toBe(true);
+  });
+
+  test('columns that no file has (only old files read) are NULL, and aggregate as such', async () => {
+    const old = rows.filter((r) => !r.v2);
+    let out = await pool.query(input(raw('asc', 100_000, ['note', 'temp']), [], { files: v1Files }));
+    expectRows(out.rows, old.map((r) => rawRow(r, ['note', 'temp'])));
+    out = await pool.query(
+      input(
+        {
+          kind: 'downsample',
+          intervalUnit: 'month',
+          intervalSize: 1,
+          aggregations: [
+            { fn: 'count', column: 'temp', alias: 'n' },
+            { fn: 'avg', column: 'temp', alias: 'a' },
+            { fn: 'last', column: 'note', alias: 'l' },
+            { fn: 'count', column: '*', alias: 'rows' },
+          ],
+          groupBy: ['note'],
+          order: 'asc',
+          limit: 100,
+        },
+        [],
+        { files: v1Files },
+      ),
+    );
+    expect(out.columns.map((c) => c.type)).toEqual(['timestamp', 'string', 'integer', 'double', 'string', 'integer']);
+    expect(out.rows).toEqual([
+      { time: '2025-12-01T00:00:00.000Z', note: null, n: 0, a: null, l: null, rows: old.filter((r) => r.us < usOf('2026-01-01T00:00:00Z')).length },
+      { time: '2026-01-01T00:00:00.000Z', note: null, n: 0, a: null, l: null, rows: old.filter((r) => r.us >= usOf('2026-01-01T00:00:00Z')).length },
+    ]);
+  });
+});
+
+describe('filters', () => {
+  const cases: Array<[string, QueryFilter[], (r: Row) => boolean]> = [
+    ['string eq', [{ column: 'host', op: 'eq', value: 'a' }], (r) => r.host === 'a'],
+    ['string neq (NULL is not equal)', [{ column: 'host', op: 'neq', value: 'a' }], (r) => r.host !== 'a'],
+    ['string in', [{ column: 'host', op: 'in', values: ['b', HOSTILE_HOST] }], (r) => r.host === 'b' || r.host === HOSTILE_HOST],
+    ['string gt', [{ column: 'host', op: 'gt', value: 'b' }], (r) => r.host !== null && r.host > 'b'],
+    ['eq null', [{ column: 'host', op: 'eq', value: null }], (r) => r.host === null],
+    ['neq null', [{ column: 'host', op: 'neq', value: null }], (r) => r.host !== null],
+    ['empty in', [{ column: 'host', op: 'in', values: [] }], () => false],
+    ['double gt', [{ column: 'value', op: 'gt', value: 50 }], (r) => r.value !== null && r.value > 50],
+    ['double gte', [{ column: 'value', op: 'gte', value: 50.5 }], (r) => r.value !== null && r.value >= 50.5],
+    ['double lt', [{ column: 'value', op: 'lt', value: 10 }], (r) => r.value !== null && r.value < 10],
+    ['double lte', [{ column: 'value', op: 'lte', value: 10.25 }], (r) => r.value !== null && r.value <= 10.25],
+    ['double in', [{ column: 'value', op: 'in', values: [rows[7]!.value ?? 1, rows[9]!.value ?? 2] }], (r) => r.value === (rows[7]!.value ?? 1) || r.value === (rows[9]!.value ?? 2)],
+    ['integer eq', [{ column: 'count', op: 'eq', value: rows[3]!.count ?? 0 }], (r) => r.count === (rows[3]!.count ?? 0)],
+    ['integer gte/lt', [{ column: 'count', op: 'gte', value: -100 }, { column: 'count', op: 'lt', value: 250 }], (r) => r.count !== null && r.count >= -100 && r.count < 250],
+    ['integer in', [{ column: 'count', op: 'in', values: [1, 2, 3, 500, -7] }], (r) => r.count !== null && [1, 2, 3, 500, -7].includes(r.count)],
+    ['boolean eq', [{ column: 'ok', op: 'eq', value: true }], (r) => r.ok === true],
+    ['boolean neq', [{ column: 'ok', op: 'neq', value: true }], (r) => r.ok !== true],
+    ['boolean in', [{ column: 'ok', op: 'in', values: [false] }], (r) => r.ok === false],
+    ['timestamp gte (as a filter)', [{ column: 'time', op: 'gte', value: '2026-01-10T00:00:00Z' }], (r) => r.us >= usOf('2026-01-10T00:00:00Z')],
+    ['timestamp lt with offset', [{ column: 'time', op: 'lt', value: '2026-01-20T12:00:00+02:00' }], (r) => r.us < usOf('2026-01-20T10:00:00Z')],
+    ['timestamp eq with microseconds', [{ column: 'time', op: 'eq', value: '2026-01-01T00:00:00.000001Z' }], (r) => r.us === usOf('2026-01-01T00:00:00Z') + 1],
+    ['timestamp in', [{ column: 'time', op: 'in', values: ['2026-01-15T00:00:00Z', '2026-02-01T00:00:00Z'] }], (r) => r.us === usOf('2026-01-15T00:00:00Z') || r.us === SPLIT],
+    ['evolved column eq (old rows are NULL)', [{ column: 'note', op: 'eq', value: 'x' }], (r) => r.note === 'x'],
+    ['evolved column neq (old rows match)', [{ column: 'note', op: 'neq', value: 'x' }], (r) => r.note !== 'x'],
+    ['evolved double and string, ANDed', [{ column: 'temp', op: 'gt', value: 5 }, { column: 'host', op: 'in', values: ['a', 'c'] }], (r) => r.temp !== null && r.temp > 5 && (r.host === 'a' || r.host === 'c')],
+  ];
+  for (const [name, filters, predicate] of cases) {
+    test(name, async () => {
+      const expected = rows.filter(predicate);
+      if (name !== 'empty in') expect(expected.length).toBeGreaterThan(0);
+      const out = await pool.query(input(raw(), filters));
+      expectRows(out.rows, expected.map((r) => rawRow(r, COLUMNS)));
+    });
+  }
+
+  test('filters combine with downsampling', async () => {
+    const filters: QueryFilter[] = [{ column: 'ok', op: 'eq', value: false }, { column: 'value', op: 'gte', value: 20 }];
+    const mode: DownsampleMode = { kind: 'downsample', intervalUnit: 'day', intervalSize: 2, aggregations: allAggregations(), groupBy: ['host'], order: 'asc', limit: 100_000 };
+    const out = await pool.query(input(mode, filters));
+    expectRows(out.rows, downsample(rows.filter((r) => r.ok === false && r.value !== null && r.value >= 20), mode));
+  });
+});
+
+describe('injection', () => {
+  test('hostile values are matched literally, never executed', async () => {
+    const hostile = [
+      `a' OR '1'='1`,
+      `a'; DROP TABLE t; --`,
+      `") UNION ALL SELECT * FROM read_parquet('/etc/passwd') --`,
+      `$1`,
+      `a\\' OR 1=1 --`,
+      "a\u0000b",
+    ];
+    for (const value of hostile) {
+      const out = await pool.query(input(raw(), [{ column: 'host', op: 'eq', value }]));
+      expect(out.rows).toEqual([]);
+      const listed = await pool.query(input(raw(), [{ column: 'host', op: 'in', values: [value, 'zzz'] }]));
+      expect(listed.rows).toEqual([]);
+    }
+    // A stored value full of SQL is found exactly.
+    const out = await pool.query(input(raw('asc', 100_000, ['host']), [{ column: 'host', op: 'eq', value: HOSTILE_HOST }]));
+    expect(out.rows.length).toBe(rows.filter((r) => r.host === HOSTILE_HOST).length);
+    expect(out.rows.length).toBeGreaterThan(0);
+  });
+
+  test('hostile time ranges and timestamp values fail as values', async () => {
+    for (const start of [`2026-01-01' OR 1=1 --`, `2026-01-01'::TIMESTAMPTZ); DROP TABLE x; --`]) {
+      const error = await pool.query(input(raw(), [], { timeRange: { start, end: '2027-01-01' } })).catch((e: unknown) => e);
+      expect((error as QueryError).code).toBe('invalid_query');
+      expect((error as Error).message).toMatch(/^invalid_query: Conversion Error/);
+    }
+    // The worker is fine afterwards.
+    expect((await pool.query(input(raw('asc', 1, [])))).rows).toHaveLength(1);
+  });
+
+  test('identifiers outside the pattern or the schema are refused before any SQL is built', async () => {
+    const attempts: QueryInput[] = [
+      input(raw('asc', 10, ['value" FROM x; --'])),
+      input(raw('asc', 10, ['nosuch'])),
+      input(raw(), [{ column: 'host"=host OR "host', op: 'eq', value: 'a' }]),
+      input({ kind: 'downsample', intervalUnit: 'day', intervalSize: 1, aggregations: [{ fn: 'avg', column: 'value', alias: 'a" FROM x --' }], groupBy: [], order: 'asc', limit: 10 }),
+      input({ kind: 'downsample', intervalUnit: 'day', intervalSize: 1, aggregations: [{ fn: 'avg) FROM x --' as 'avg', column: 'value', alias: 'a' }], groupBy: [], order: 'asc', limit: 10 }),
+      input({ kind: 'downsample', intervalUnit: "day' --" as 'day', intervalSize: 1, aggregations: [], groupBy: [], order: 'asc', limit: 10 }),
+      input(raw('asc; DROP TABLE x' as 'asc')),
+      input(raw(), [{ column: 'host', op: 'like' as 'eq', value: 'a' }]),
+      input(raw(), [{ column: 'count', op: 'eq', value: '1 OR 1=1' }]),
+      input(raw(), [], { timestampColumn: 'time; --' }),
+      input(raw(), [], { fields: [...V2, { name: 'x y', type: 'string' }] }),
+      input({ kind: 'downsample', intervalUnit: 'day', intervalSize: 1, aggregations: [{ fn: 'percentile', column: 'value', alias: 'p', percentile: 1.5 }], groupBy: [], order: 'asc', limit: 10 }),
+      input({ kind: 'downsample', intervalUnit: 'day', intervalSize: 1, aggregations: [{ fn: 'sum', column: 'host', alias: 's' }], groupBy: [], order: 'asc', limit: 10 }),
+      input({ kind: 'downsample', intervalUnit: 'day', intervalSize: 1.5, aggregations: [], groupBy: [], order: 'asc', limit: 10 }),
+    ];
+    for (const attempt of attempts) {
+      const error = await pool.query(attempt).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(QueryError);
+      expect((error as QueryError).code).toBe('invalid_query');
+    }
+  });
+
+  test('file paths are bound values: quotes in a path are harmless', async () => {
+    const quoted = join(dir, `it's "quoted"; DROP TABLE x; --`, 'k=v');
+    mkdirSync(quoted, { recursive: true });
+    writeFileSync(join(dir, 'q.ndjson'), JSON.stringify({ time: '2026-01-01T00:00:00Z', host: 'q', value: 1 }));
+    const [file] = await pool.writePartitions({
+      inputs: [{ path: join(dir, 'q.ndjson'), format: 'ndjson', partitionKey: {} }],
+      fields: V1,
+      timestampColumn: 'time',
+      windowSeconds: 86400,
+      outputDir: quoted,
+    });
+    const out = await pool.query(input(raw('asc', 10, ['host', 'value']), [], { files: [file!.path], fields: V1 }));
+    expect(out.rows).toEqual([{ time: '2026-01-01T00:00:00.000Z', host: 'q', value: 1 }]);
+  });
+});
+
+describe('limits', () => {
+  let big: string;
+
+  beforeAll(async () => {
+    big = join(dir, 'big.parquet');
+    const db = await testDuckDB();
+    await db.run(
+      `COPY (SELECT TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_microseconds(i * 1000) AS time, 'h' || (i % 1000) AS host, random() AS value
+             FROM range(2000000) t(i)) TO $path (FORMAT parquet)`,
+      { path: big },
+    );
+  });
+
+  const heavy = (extra: Partial<QueryInput>): QueryInput =>
+    input(
+      {
+        kind: 'downsample',
+        intervalUnit: 'second',
+        intervalSize: 1,
+        aggregations: [
+          { fn: 'median', column: 'value', alias: 'm' },
+          { fn: 'count_distinct', column: 'value', alias: 'd' },
+        ],
+        groupBy: ['host'],
+        order: 'asc',
+        limit: 10,
+      },
+      [],
+      { files: Array(20).fill(big), fields: V1, ...extra },
+    );
+
+  test('a runaway query is interrupted with query_timeout, and the worker answers the next one', async () => {
+    const started = performance.now();
+    const error = await pool.query(heavy({ timeoutMs: 50 })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(QueryError);
+    expect((error as QueryError).code).toBe('query_timeout');
+    expect((error as QueryError).message).toMatch(/^query_timeout: /);
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect((await pool.query(input(raw('asc', 1, [])))).rows).toHaveLength(1);
+  });
+
+  test('running out of the memory limit is query_memory_limit; the limit is lifted afterwards', async () => {
+    // 2 M distinct doubles in one hash set: tens of MB.
+    const distinct = heavy({
+      files: [big],
+      mode: { kind: 'downsample', intervalUnit: 'day', intervalSize: 1, aggregations: [{ fn: 'count_distinct', column: 'value', alias: 'd' }], groupBy: [], order: 'asc', limit: 1 },
+    });
+    const error = await pool.query({ ...distinct, memoryLimitBytes: 8 * 1024 * 1024 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(QueryError);
+    expect((error as QueryError).code).toBe('query_memory_limit');
+    expect((await pool.query(distinct)).rows).toEqual([{ time: '2026-01-01T00:00:00.000Z', d: 2_000_000 }]);
+    expect((await pool.query({ ...distinct, memoryLimitBytes: 1024 * 1024 * 1024 })).rows).toHaveLength(1);
+  });
+});
+
+describe('streaming', () => {
+  async function collect(input: QueryInput, batchRows: number) {
+    const stream = pool.queryStream(input, batchRows);
+    const columns = await stream.columns();
+    const batches: QueryRow[][] = [];
+    for await (const batch of stream) batches.push(batch);
+    return { columns, batches, summary: stream.summary };
+  }
+
+  test('the same rows as query(), in batches', async () => {
+    for (const mode of [
+      raw('desc'),
+      { kind: 'downsample', intervalUnit: 'hour', intervalSize: 6, aggregations: allAggregations(), groupBy: ['host'], order: 'asc', limit: 100_000 } as DownsampleMode,
+    ]) {
+      const whole: QueryOutput = await pool.query(input(mode));
+      const { columns, batches, summary } = await collect(input(mode), 333);
+      expect(columns).toEqual(whole.columns);
+      expect(batches.length).toBe(Math.ceil(whole.rows.length / 333));
+      expect(batches.slice(0, -1).every((b) => b.length === 333)).toBe(true);
+      expect(batches.flat()).toEqual(whole.rows);
+      expect(summary).toEqual({ rowCount: whole.rows.length, truncated: false });
+    }
+  });
+
+  test('limit and truncation', async () => {
+    const { batches, summary } = await collect(input(raw('asc', 1000)), 300);
+    expect(batches.map((b) => b.length)).toEqual([300, 300, 300, 100]);
+    expect(summary).toEqual({ rowCount: 1000, truncated: true });
+    expectRows(batches.flat(), rows.slice(0, 1000).map((r) => rawRow(r, COLUMNS)));
+  });
+
+  test('leaving early cancels the query and frees the worker', async () => {
+    const stream = pool.queryStream(input(raw()), 10);
+    let seen = 0;
+    for await (const batch of stream) {
+      seen += batch.length;
+      if (seen >= 20) break;
+    }
+    expect(seen).toBe(20);
+    expect(stream.summary).toBeUndefined();
+    // One worker: this only answers once the cancelled stream has let go of it.
+    expect((await pool.query(input(raw('asc', 3, [])))).rows).toHaveLength(3);
+  });
+
+  test('the worker stays at most two batches ahead of a consumer that does not take them', async () => {
+    // The task itself, on a DuckDB connection of the test thread, to watch the port's traffic.
+    const { port1, port2 } = new MessageChannel();
+    const received: QueryStreamMessage[] = [];
+    port1.on('message', (m: QueryStreamMessage) => received.push(m));
+    const rowsOf = () => received.filter((m) => m.type === 'rows').length;
+    const until = async (count: number) => {
+      for (let waited = 0; rowsOf() < count && waited < 10_000; waited += 10) await Bun.sleep(10);
+      await Bun.sleep(200); // time to run further ahead, if it would
+    };
+    const task = runQueryStream(await testDuckDB(), { ...input(raw()), port: port2, batchRows: 10 });
+    await until(STREAM_WINDOW);
+    expect(received[0]).toEqual({ type: 'columns', columns: expect.any(Array) });
+    expect(rowsOf()).toBe(STREAM_WINDOW);
+    port1.postMessage({ type: 'ack' } satisfies QueryStreamControl);
+    await until(STREAM_WINDOW + 1);
+    expect(rowsOf()).toBe(STREAM_WINDOW + 1);
+    port1.postMessage({ type: 'cancel' } satisfies QueryStreamControl);
+    expect(await task).toEqual({ rowCount: expect.any(Number), truncated: false, cancelled: true });
+    port1.close();
+  });
+
+  test('a consumer that goes silent is given up on (query_stream_abandoned)', async () => {
+    const { port1, port2 } = new MessageChannel();
+    port1.on('message', () => {});
+    const error = await runQueryStream(await testDuckDB(), { ...input(raw()), port: port2, batchRows: 10, idleTimeoutMs: 100 }).catch((e: unknown) => e);
+    expect((error as QueryError).code).toBe('query_stream_abandoned');
+    port1.close();
+  });
+
+  test('failures reach the consumer', async () => {
+    const stream = pool.queryStream(input(raw(), [{ column: 'nosuch', op: 'eq', value: 1 }]), 10);
+    const error = await stream.columns().catch((e: unknown) => e);
+    expect((error as QueryError).code).toBe('invalid_query');
+    const iterated = await (async () => {
+      for await (const _ of stream) return 'a batch';
+    })().catch((e: unknown) => e);
+    expect((iterated as QueryError).code).toBe('invalid_query');
+  });
+});
