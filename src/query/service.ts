@@ -11,7 +11,7 @@ import { getSchemaVersion } from '../catalog/schema-versions.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';
 import type { Dataset, Partition, SchemaField, StorageTarget } from '../catalog/types.ts';
 import type { WorkerPool } from '../engine/pool.ts';
-import type { QueryInput, QueryOutput } from '../engine/query.ts';
+import { QueryError, type QueryInput, type QueryOutput } from '../engine/query.ts';
 import { AppError, errors } from '../errors.ts';
 import type { PartitionCache } from '../storage/cache.ts';
 import type { StorageDrivers } from '../storage/index.ts';
@@ -51,7 +51,7 @@ export class QueryService {
   async query(slug: string, request: QueryRequest): Promise<QueryResult> {
     const prepared = await this.prepare(slug, request);
     try {
-      const output = prepared.input ? await this.o.pool.query(prepared.input) : emptyOutput(prepared);
+      const output = prepared.input ? await this.o.pool.query(prepared.input).catch(rethrowQueryError) : emptyOutput(prepared);
       return {
         mode: prepared.plan.mode.kind === 'raw' ? 'raw' : 'downsampled',
         ...output,
@@ -79,7 +79,11 @@ export class QueryService {
       columns,
       batches: (async function* () {
         try {
-          yield* pool.queryStream(input, 4096);
+          try {
+            yield* pool.queryStream(input, 4096);
+          } catch (err) {
+            rethrowQueryError(err);
+          }
         } finally {
           release();
         }
@@ -183,4 +187,17 @@ export function resultColumns(plan: QueryPlan, fields: SchemaField[]): { name: s
 
 function emptyOutput(prepared: Prepared): QueryOutput {
   return { columns: resultColumns(prepared.plan, prepared.fields), rows: [], truncated: false };
+}
+
+const QUERY_ERROR_STATUS: Record<QueryError['code'], number> = {
+  query_timeout: 503,
+  query_memory_limit: 503,
+  query_stream_abandoned: 503,
+  invalid_query: 400,
+};
+
+/** The engine's failures as the answers a client can act on. */
+function rethrowQueryError(err: unknown): never {
+  if (err instanceof QueryError) throw new AppError(QUERY_ERROR_STATUS[err.code], err.code, err.message, undefined, { cause: err });
+  throw err;
 }
