@@ -61,8 +61,10 @@ async function main(argv: string[]): Promise<number> {
     return command === 'migrate' ? await migrate(config, log) : await serve(config, log);
   } catch (err) {
     log.fatal({ err }, `timestore ${command} failed: ${(err as Error).message}`);
-    log.flush();
     return 1;
+  } finally {
+    // Logs are written asynchronously; what is buffered must reach stdout before process.exit.
+    await new Promise<void>((resolve) => log.flush(() => resolve()));
   }
 }
 
@@ -73,7 +75,6 @@ async function migrate(config: Config, log: Logger): Promise<number> {
   } finally {
     await catalog.close();
   }
-  log.flush();
   return 0;
 }
 
