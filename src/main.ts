@@ -62,9 +62,6 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     log.fatal({ err }, `timestore ${command} failed: ${(err as Error).message}`);
     return 1;
-  } finally {
-    // Logs are written asynchronously; what is buffered must reach stdout before process.exit.
-    await new Promise<void>((resolve) => log.flush(() => resolve()));
   }
 }
 
