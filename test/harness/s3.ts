@@ -17,6 +17,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { S3Client } from "@aws-sdk/client-s3";
 import { freePortAsync as freePort } from "./ports.ts";
 
 export interface S3Server {
@@ -120,3 +121,26 @@ async function startLocal(port: number): Promise<S3Server> {
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */
+
+/** An S3 client for test set-up (buckets, listings) on the harness server. */
+export function s3AdminClient(server: S3Server): S3Client {
+  return new S3Client({
+    endpoint: server.endpoint,
+    region: server.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+  });
+}
+
+/** The TIMESTORE_* variables of a server whose default storage is `bucket` on the harness S3 server. */
+export function s3ServerEnv(server: S3Server, bucket: string): Record<string, string> {
+  return {
+    TIMESTORE_STORAGE_DRIVER: 's3',
+    TIMESTORE_S3_BUCKET: bucket,
+    TIMESTORE_S3_ENDPOINT: server.endpoint,
+    TIMESTORE_S3_REGION: server.region,
+    TIMESTORE_S3_ACCESS_KEY_ID: server.accessKeyId,
+    TIMESTORE_S3_SECRET_ACCESS_KEY: server.secretAccessKey,
+    TIMESTORE_S3_FORCE_PATH_STYLE: 'true',
+  };
+}

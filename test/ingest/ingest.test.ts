@@ -3,9 +3,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { findDataset, updateDataset } from '../../src/catalog/datasets.ts';
-import { listActivePartitions } from '../../src/catalog/manifests.ts';
 import { listSchemaVersions } from '../../src/catalog/schema-versions.ts';
-import { testDuckDB } from '../harness/duckdb.ts';
+import { readBack as readBackRows } from '../harness/read-back.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 let ts: TestServer;
@@ -50,23 +49,7 @@ async function waitForState(jobId: string, timeoutMs = 15_000): Promise<any> {
   }
 }
 
-/** Every row of a dataset's active partitions, read back with DuckDB. */
-async function readBack(slug: string, order = 'timestamp'): Promise<Record<string, unknown>[]> {
-  const sql = ts.server.catalog.sql;
-  const dataset = await findDataset(sql, slug);
-  if (!dataset) return [];
-  const partitions = await listActivePartitions(sql, { datasetId: dataset.id, version: dataset.manifestVersion });
-  if (partitions.length === 0) return [];
-  const paths = partitions.map((p) => `'${new URL(p.location).pathname}'`).join(', ');
-  const reader = await (await testDuckDB()).runAndReadAll(
-    `SELECT * EXCLUDE (timestamp), strftime(timestamp AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%gZ') AS timestamp
-     FROM read_parquet([${paths}], union_by_name = true, hive_partitioning = false) ORDER BY ${order}`,
-  );
-  // BIGINT arrives as bigint; the rows were sent as JSON numbers.
-  return reader.getRowObjectsJS().map((row) =>
-    Object.fromEntries(Object.entries(row).map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v])),
-  );
-}
+const readBack = (slug: string, order = 'timestamp') => readBackRows(ts, slug, { order });
 
 const stagingFiles = () => {
   try {

@@ -8,7 +8,7 @@ import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/cl
 import { getStorageTarget } from '../../src/catalog/storage-targets.ts';
 import { StorageDrivers } from '../../src/storage/index.ts';
 import { testDuckDB } from '../harness/duckdb.ts';
-import { s3Available, startS3Server, type S3Server } from '../harness/s3.ts';
+import { s3AdminClient, s3Available, s3ServerEnv, startS3Server, type S3Server } from '../harness/s3.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 // Under CI the S3 server must be there: the suite runs and fails loudly if it cannot start.
@@ -22,21 +22,10 @@ const bucket = `timestore-ingest-${randomBytes(4).toString('hex')}`;
 beforeAll(async () => {
   if (skip) return;
   s3 = await startS3Server();
-  admin = new S3Client({
-    endpoint: s3.endpoint,
-    region: s3.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-  });
+  admin = s3AdminClient(s3);
   await admin.send(new CreateBucketCommand({ Bucket: bucket }));
   ts = await startTestServer({
-    TIMESTORE_STORAGE_DRIVER: 's3',
-    TIMESTORE_S3_BUCKET: bucket,
-    TIMESTORE_S3_ENDPOINT: s3.endpoint,
-    TIMESTORE_S3_REGION: s3.region,
-    TIMESTORE_S3_ACCESS_KEY_ID: s3.accessKeyId,
-    TIMESTORE_S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
-    TIMESTORE_S3_FORCE_PATH_STYLE: 'true',
+    ...s3ServerEnv(s3, bucket),
   });
 }, 120_000);
 

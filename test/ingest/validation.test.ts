@@ -1,19 +1,10 @@
 import { describe, expect, test } from 'bun:test';
 import type { SchemaField, SchemaVersion } from '../../src/catalog/types.ts';
-import { AppError } from '../../src/errors.ts';
 import { checkDeclaredFields, chooseTimestampColumn, mergeSchema } from '../../src/ingest/schema.ts';
 import { parseTimestamp } from '../../src/ingest/timestamps.ts';
 import { type RowRules, validateRows } from '../../src/ingest/validation.ts';
+import { refusal } from '../harness/refusal.ts';
 
-function refusal(fn: () => unknown): AppError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof AppError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('timestamps', () => {
   test.each([

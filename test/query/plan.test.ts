@@ -1,8 +1,8 @@
 import { describe, expect, test } from 'bun:test';
 import type { Partition, SchemaField } from '../../src/catalog/types.ts';
-import { AppError } from '../../src/errors.ts';
 import { mayMatch, prunePartitions } from '../../src/query/prune.ts';
 import { planQuery, type QueryRequest } from '../../src/query/request.ts';
+import { refusal } from '../harness/refusal.ts';
 
 const fields: SchemaField[] = [
   { name: 'timestamp', type: 'timestamp', nullable: false },
@@ -16,15 +16,6 @@ const limits = { maxRows: 1000, defaultRows: 100, maxBuckets: 500 };
 const range = { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' };
 const plan = (request: Partial<QueryRequest>) => planQuery({ timeRange: range, ...request }, fields, 'timestamp', limits);
 
-function refusal(fn: () => unknown): AppError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof AppError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('planning a query', () => {
   test('raw by default: every column but the timestamp, ascending, the default limit', () => {
