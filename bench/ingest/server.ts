@@ -5,7 +5,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePortAsync } from '../../test/harness/ports.ts';
+import { spawnServer } from '../../test/harness/server-process.ts';
 import { REPO_ROOT } from './source.ts';
 
 export { REPO_ROOT };
@@ -44,75 +44,42 @@ function statusBytes(pid: number, key: string): number {
 }
 
 export async function startServer(o: StartOptions): Promise<BenchServer> {
-  const port = await freePortAsync();
   const storageRoot = mkdtempSync(join(tmpdir(), 'timestore-bench-root-'));
   const root = o.root ?? REPO_ROOT;
-  const proc = Bun.spawn([BUN, ...(o.bunArgs ?? []), join(root, 'src/main.ts'), 'serve'], {
+  const server = await spawnServer({
+    command: [BUN, ...(o.bunArgs ?? []), join(root, 'src/main.ts'), 'serve'],
     cwd: root,
+    storageRoot,
     env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: process.env.HOME ?? '/tmp',
-      TIMESTORE_HOST: '127.0.0.1',
-      TIMESTORE_PORT: String(port),
-      TIMESTORE_STORAGE_ROOT: storageRoot,
       TIMESTORE_DATABASE_URL: o.databaseUrl,
       TIMESTORE_LOG_LEVEL: 'warn',
+      TIMESTORE_WORKER_THREADS: '', // blank is unset: one DuckDB thread per core, as deployed
       ...o.env,
     },
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
   });
-  let printed = '';
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream) printed = (printed + decoder.decode(chunk, { stream: true })).slice(-200_000);
-  };
-  const drained = Promise.all([collect(proc.stdout), collect(proc.stderr)]);
+  const pid = server.proc.pid;
 
   let sampledPeak = 0;
-  let last = 0;
   const sampler = setInterval(() => {
-    last = statusBytes(proc.pid, 'VmRSS');
-    if (last > sampledPeak) sampledPeak = last;
+    sampledPeak = Math.max(sampledPeak, statusBytes(pid, 'VmRSS'));
   }, 100);
 
-  const url = `http://127.0.0.1:${port}`;
-  const server: BenchServer = {
-    url,
-    pid: proc.pid,
+  return {
+    url: server.url,
+    pid,
     storageRoot,
-    memory: () => ({ sampledPeakRss: sampledPeak, vmHWM: statusBytes(proc.pid, 'VmHWM'), vmRSS: statusBytes(proc.pid, 'VmRSS') }),
+    memory: () => ({ sampledPeakRss: sampledPeak, vmHWM: statusBytes(pid, 'VmHWM'), vmRSS: statusBytes(pid, 'VmRSS') }),
     resetPeak: () => {
       sampledPeak = 0;
     },
-    output: () => printed,
+    output: () => server.output(),
     async stop() {
       clearInterval(sampler);
-      if (proc.exitCode === null) proc.kill('SIGTERM');
-      const code = await proc.exited;
-      await drained;
+      const code = await server.stop();
       if (!o.keepStorage) rmSync(storageRoot, { recursive: true, force: true });
       return code;
     },
   };
-
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (proc.exitCode !== null) {
-      await drained;
-      throw new Error(`timestore exited with ${proc.exitCode} before it was ready:\n${printed}`);
-    }
-    try {
-      const res = await fetch(`${url}/ready`);
-      if (res.status === 200) return server;
-    } catch {
-      // not listening yet
-    }
-    await Bun.sleep(100);
-  }
-  await server.stop();
-  throw new Error(`timestore was not ready within 60 s:\n${printed}`);
 }
 
 export interface ThreadCpu {
