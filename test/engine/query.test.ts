@@ -27,6 +27,7 @@ import {
   STREAM_WINDOW,
 } from '../../src/engine/query.ts';
 import { testDuckDB } from '../harness/duckdb.ts';
+import { prng } from '../harness/prng.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Generated data: schema version 1 (before February 2026) lacks `note` and `temp`.
@@ -62,17 +63,6 @@ const END = usOf('2026-03-20T00:00:00Z');
 const SPLIT = usOf('2026-02-01T00:00:00Z');
 const FULL_RANGE = { start: '2025-01-01T00:00:00Z', end: '2027-01-01T00:00:00Z' };
 
-/** mulberry32 */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function generateRows(count: number): Row[] {
   const random = prng(42);
