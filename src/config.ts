@@ -41,6 +41,8 @@ export interface Config {
     idempotencyTtlSeconds: number;
   };
   scopes: { read: string | null; admin: string | null; write: string | null };
+  /** The server-wide retention policy; a dataset's own policy overrides it rule by rule. Null: no limit. */
+  retention: { maxAgeHours: number | null; maxTotalBytes: number | null; deleteGraceMinutes: number };
   workerThreads: number;
   shutdownTimeoutMs: number;
 }
@@ -115,6 +117,21 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
     description: 'Scope required to create or ingest into datasets whose metadata names no write scopes.',
     default: '_(unset: open)_',
   },
+  {
+    name: 'TIMESTORE_RETENTION_MAX_AGE_HOURS',
+    description: 'Default `maxAgeHours` for datasets whose policy sets none: partitions whose newest row is older are removed (e.g. `720` for 30 days).',
+    default: '_(unset: kept forever)_',
+  },
+  {
+    name: 'TIMESTORE_RETENTION_MAX_TOTAL_BYTES',
+    description: 'Default `maxTotalBytes` for datasets whose policy sets none: the oldest partitions are removed past it.',
+    default: '_(unset: no limit)_',
+  },
+  {
+    name: 'TIMESTORE_RETENTION_DELETE_GRACE_MINUTES',
+    description: 'Default `deleteGraceMinutes`: how long files removed from the manifest stay readable for queries that started before.',
+    default: '`5`',
+  },
   { name: 'TIMESTORE_WORKER_THREADS', description: 'DuckDB worker threads (each holds one DuckDB instance).', default: 'number of cores' },
   {
     name: 'TIMESTORE_SHUTDOWN_TIMEOUT_MS',
@@ -141,6 +158,11 @@ class Reader {
 
   optional(name: string): string | null {
     return this.raw(name) ?? null;
+  }
+
+  /** An integer when set, else null. */
+  optionalInteger(name: string, min: number, max: number): number | null {
+    return this.raw(name) === undefined ? null : this.integer(name, 0, min, max);
   }
 
   integer(name: string, fallback: number, min: number, max: number): number {
@@ -239,6 +261,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       read: readScope,
       admin: r.optional('TIMESTORE_ADMIN_SCOPE') ?? readScope,
       write: r.optional('TIMESTORE_REQUIRE_WRITE_SCOPE'),
+    },
+    retention: {
+      maxAgeHours: r.optionalInteger('TIMESTORE_RETENTION_MAX_AGE_HOURS', 1, 24 * 365 * 100),
+      maxTotalBytes: r.optionalInteger('TIMESTORE_RETENTION_MAX_TOTAL_BYTES', 1, Number.MAX_SAFE_INTEGER),
+      deleteGraceMinutes: r.integer('TIMESTORE_RETENTION_DELETE_GRACE_MINUTES', 5, 0, 7 * 24 * 60),
     },
     workerThreads: r.integer('TIMESTORE_WORKER_THREADS', availableParallelism(), 1, 256),
     shutdownTimeoutMs: r.integer('TIMESTORE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),

@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Sql } from 'postgres';
 import { datasetIamResolver } from './access.ts';
+import { AdminService } from './admin/service.ts';
 import { openCatalog, type Catalog } from './catalog/connection.ts';
 import { upsertStorageTarget } from './catalog/storage-targets.ts';
 import { type Config, describeConfig } from './config.ts';
@@ -95,6 +96,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     readiness,
     ingest,
     query,
+    admin: new AdminService({ sql: catalog.sql, drivers, retentionDefaults: config.retention }),
     maxBodyBytes: config.ingest.maxBodyBytes,
     scopes: config.scopes,
     datasetIam: datasetIamResolver(catalog.sql),

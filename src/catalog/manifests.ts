@@ -124,6 +124,9 @@ export interface PartitionSelection {
   to?: Date;
   /** Partition-key filter: every named field must have one of the listed values. */
   partitionKey?: Record<string, string[]>;
+  /** Keyset pagination: partitions after this one in (start_time, id) order, at most `limit`. */
+  afterId?: string;
+  limit?: number;
 }
 
 /** Partitions active at a manifest version that overlap a time range and match a key filter, oldest first. */
@@ -141,5 +144,25 @@ export async function listActivePartitions(sql: Db, q: PartitionSelection): Prom
       AND (${q.from ?? null}::timestamptz IS NULL OR end_time >= ${q.from ?? null})
       AND (${q.to ?? null}::timestamptz IS NULL OR start_time < ${q.to ?? null})
       AND ${keyCondition}
-    ORDER BY start_time, id`;
+      AND (${q.afterId ?? null}::uuid IS NULL
+           OR (start_time, id) > (SELECT start_time, id FROM partitions WHERE id = ${q.afterId ?? null}::uuid))
+    ORDER BY start_time, id
+    ${q.limit === undefined ? sql`` : sql`LIMIT ${q.limit}`}`;
+}
+
+export interface TargetTotals {
+  storageTargetId: string;
+  partitions: number;
+  rowCount: number;
+  sizeBytes: number;
+}
+
+/** Files, rows and bytes per storage target among the partitions active at a manifest version. */
+export async function manifestTotalsByTarget(sql: Db, datasetId: string, version: number): Promise<TargetTotals[]> {
+  return sql<TargetTotals[]>`
+    SELECT storage_target_id, count(*)::int AS partitions, sum(row_count)::int8 AS row_count, sum(size_bytes)::int8 AS size_bytes
+    FROM partitions
+    WHERE dataset_id = ${datasetId} AND added_version <= ${version} AND (removed_version IS NULL OR removed_version > ${version})
+    GROUP BY storage_target_id
+    ORDER BY storage_target_id`;
 }

@@ -1,13 +1,26 @@
 /** Storage targets: where partition files live (a local root or an S3 bucket and prefix). */
 import type { Db } from './db.ts';
 import { errors } from '../errors.ts';
-import type { LocalTargetConfig, S3TargetConfig, StorageTarget, StorageTargetKind } from './types.ts';
+import type { LocalTargetConfig, S3TargetConfig, S3TargetCredentials, StorageTarget, StorageTargetKind } from './types.ts';
 
 export interface StorageTargetInput {
   name: string;
   kind: StorageTargetKind;
   description?: string | null;
   config: LocalTargetConfig | S3TargetConfig;
+  credentials?: S3TargetCredentials | null;
+}
+
+/** Registers a new target; 409 when the name is taken. */
+export async function createStorageTarget(sql: Db, input: StorageTargetInput): Promise<StorageTarget> {
+  const [row] = await sql<StorageTarget[]>`
+    INSERT INTO storage_targets (name, kind, description, config, credentials)
+    VALUES (${input.name}, ${input.kind}, ${input.description ?? null}, ${sql.json(input.config as never)},
+            ${input.credentials ? sql.json(input.credentials as never) : null})
+    ON CONFLICT (name) DO NOTHING
+    RETURNING *`;
+  if (!row) throw errors.conflict('storage_target_exists', `a storage target named "${input.name}" already exists; choose another name`);
+  return row;
 }
 
 /** Creates the target, or brings an existing one of that name up to date (used at boot for the configured targets). */
@@ -23,10 +36,16 @@ export async function upsertStorageTarget(sql: Db, input: StorageTargetInput): P
   return row ?? (await getStorageTarget(sql, input.name));
 }
 
-export async function getStorageTarget(sql: Db, id: string): Promise<StorageTarget> {
-  const [row] = await sql<StorageTarget[]>`SELECT * FROM storage_targets WHERE id::text = ${id} OR name = ${id}`;
-  if (!row) throw errors.notFound('storage target', id);
-  return row;
+/** A target by id or name; null when there is none. */
+export async function findStorageTarget(sql: Db, idOrName: string): Promise<StorageTarget | null> {
+  const [row] = await sql<StorageTarget[]>`SELECT * FROM storage_targets WHERE id::text = ${idOrName} OR name = ${idOrName}`;
+  return row ?? null;
+}
+
+export async function getStorageTarget(sql: Db, idOrName: string): Promise<StorageTarget> {
+  const target = await findStorageTarget(sql, idOrName);
+  if (!target) throw errors.notFound('storage target', idOrName);
+  return target;
 }
 
 export async function listStorageTargets(sql: Db, kind?: StorageTargetKind): Promise<StorageTarget[]> {

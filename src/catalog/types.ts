@@ -96,19 +96,28 @@ export interface S3TargetConfig {
   forcePathStyle?: boolean;
 }
 
+/** An S3 target's own keys (else the process's TIMESTORE_S3_* credentials are used). Never returned by the API. */
+export interface S3TargetCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string | null;
+}
+
 export interface StorageTarget {
   id: string;
   name: string;
   kind: StorageTargetKind;
   description: string | null;
   config: LocalTargetConfig | S3TargetConfig;
+  credentials: S3TargetCredentials | null;
   createdAt: Date;
   updatedAt: Date;
 }
 
+/** A rule left out inherits the server default; null means "no limit" for this dataset. */
 export interface RetentionRules {
-  maxAgeHours?: number;
-  maxTotalBytes?: number;
+  maxAgeHours?: number | null;
+  maxTotalBytes?: number | null;
 }
 
 export interface RetentionPolicy {

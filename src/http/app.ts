@@ -3,6 +3,7 @@
  * documentation, and the route groups. Routes stay thin and call services.
  */
 import { Elysia } from 'elysia';
+import type { AdminService } from '../admin/service.ts';
 import type { Logger } from '../log.ts';
 import type { IngestService } from '../ingest/service.ts';
 import type { QueryService } from '../query/service.ts';
@@ -12,6 +13,7 @@ import { type AuthOptions, auth } from './auth.ts';
 import { apiDocs } from './docs.ts';
 import { errorHandler } from './errors.ts';
 import { requestLog } from './request-log.ts';
+import { adminRoutes } from './routes/admin.ts';
 import { healthRoutes } from './routes/health.ts';
 import { ingestRoutes } from './routes/ingest.ts';
 import { queryRoutes } from './routes/query.ts';
@@ -23,6 +25,7 @@ export interface AppDependencies {
   datasetIam: AuthOptions['datasetIam'];
   ingest: IngestService;
   query: QueryService;
+  admin: AdminService;
   /** The largest request body the server reads (Bun refuses larger ones before a handler runs). */
   maxBodyBytes: number;
 }
@@ -36,7 +39,9 @@ const DESCRIPTION = [
 
 export function createApp(deps: AppDependencies) {
   const scoped = auth({ scopes: deps.scopes, datasetIam: deps.datasetIam });
-  return new Elysia({ serve: { maxRequestBodySize: deps.maxBodyBytes + 1024 * 1024 } })
+  // normalize: false makes a property the schema does not name a 400 instead of silently dropping
+  // it, so a misspelt option (`maxAge` for `maxAgeHours`) is reported rather than ignored.
+  return new Elysia({ normalize: false, serve: { maxRequestBodySize: deps.maxBodyBytes + 1024 * 1024 } })
     .use(errorHandler(deps.log))
     .use(requestLog(deps.log))
     .use(
@@ -46,12 +51,14 @@ export function createApp(deps: AppDependencies) {
           { name: 'health', description: 'Liveness and readiness for load balancers.' },
           { name: 'ingest', description: 'Send rows; follow the jobs that write them.' },
           { name: 'query', description: 'Read time ranges, raw or downsampled.' },
+          { name: 'admin', description: 'Datasets, manifests, retention policies, storage targets and audit events.' },
         ],
       }),
     )
     .use(healthRoutes(deps.readiness, scoped))
     .use(ingestRoutes(deps.ingest, scoped))
-    .use(queryRoutes(deps.query, scoped));
+    .use(queryRoutes(deps.query, scoped))
+    .use(adminRoutes(deps.admin, scoped));
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -3,6 +3,7 @@
  * AppErrors with their own status and code, Elysia's validation, parse and
  * not-found errors as 400/404, anything else as a logged 500.
  */
+import type { ValueError } from '@sinclair/typebox/errors';
 import { Elysia, t, ValidationError } from 'elysia';
 import { AppError, errors } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -30,7 +31,7 @@ export function toAppError(code: string | number, error: unknown, request: Reque
   // Elysia wraps what a parse hook throws in a ParseError.
   if (code === 'PARSE' && (error as Error).cause instanceof AppError) return (error as Error).cause as AppError;
   if (error instanceof ValidationError) {
-    const first = error.valueError;
+    const first = error.valueError && specific(error.valueError);
     const where = first?.path ? first.path : '(body)';
     return errors.validation(`${error.type} is invalid at ${where}: ${first?.message ?? 'does not match the schema'}`, {
       location: error.type,
@@ -42,6 +43,16 @@ export function toAppError(code: string | number, error: unknown, request: Reque
   if (code === 'PARSE') return errors.badRequest('invalid_body', `request body could not be parsed: ${(error as Error).message}`);
   if (code === 'INVALID_COOKIE_SIGNATURE') return errors.badRequest('invalid_cookie', 'invalid cookie signature');
   return new AppError(500, 'internal_error', 'internal error; the server log has the details', undefined, { cause: error });
+}
+
+/**
+ * A union's own error says only "Expected union value"; the error of the alternative the value came
+ * closest to (not the null of a nullable field) says what to change.
+ */
+function specific(error: ValueError): ValueError {
+  const nested = (error.errors ?? []).map((alternative) => alternative.First()).filter((e): e is ValueError => e !== undefined);
+  const chosen = nested.find((e) => e.schema.type !== 'null') ?? nested[0];
+  return chosen ? specific(chosen) : error;
 }
 
 export function errorHandler(log: Logger) {

@@ -8,11 +8,12 @@ export * from './driver.ts';
 export { LocalStorageDriver } from './local.ts';
 export { S3StorageDriver, type S3Credentials, type S3DriverOptions } from './s3.ts';
 
-type TargetLike = Pick<StorageTarget, 'name' | 'kind' | 'config'>;
+type TargetLike = Pick<StorageTarget, 'name' | 'kind' | 'config'> & { credentials?: StorageTarget['credentials'] };
 
 /**
- * The driver for a storage target. Credentials are not in the catalog: S3 drivers take them from
- * the process configuration (`config.s3`), or use the SDK's default chain when no access key is set.
+ * The driver for a storage target. An S3 target registered with its own keys uses them; others
+ * take credentials from the process configuration (`config.s3`), or the SDK's default chain when
+ * no access key is set there either.
  */
 export function createStorageDriver(
   target: TargetLike,
@@ -28,7 +29,8 @@ export function createStorageDriver(
     case 's3': {
       const config = target.config as S3TargetConfig;
       if (!config.bucket) throw new StorageError('configure', target.name, 's3://', 'failed', 'an s3 target needs config.bucket');
-      return new S3StorageDriver(target.name, config, s3Credentials, s3Options);
+      const credentials = target.credentials ? { ...s3Credentials, ...target.credentials } : s3Credentials;
+      return new S3StorageDriver(target.name, config, credentials, s3Options);
     }
     default:
       throw new StorageError('configure', target.name, '(unknown)', 'failed', `unknown storage target kind "${String(target.kind)}"`);
@@ -49,14 +51,19 @@ export class StorageDrivers {
     private readonly s3Options?: S3DriverOptions,
   ) {}
 
-  forTarget(target: Pick<StorageTarget, 'id' | 'name' | 'kind' | 'config'>): StorageDriver {
-    const fingerprint = JSON.stringify([target.name, target.kind, target.config]);
+  forTarget(target: Pick<StorageTarget, 'id' | 'name' | 'kind' | 'config'> & { credentials?: StorageTarget['credentials'] }): StorageDriver {
+    const fingerprint = JSON.stringify([target.name, target.kind, target.config, target.credentials ?? null]);
     const cached = this.drivers.get(target.id);
     if (cached?.fingerprint === fingerprint) return cached.driver;
     const driver = createStorageDriver(target, this.s3Credentials, this.s3Options);
     if (cached) this.retired.push(cached.driver);
     this.drivers.set(target.id, { fingerprint, driver });
     return driver;
+  }
+
+  /** A driver for a target not (yet) in the catalog, outside the cache; the caller closes it. */
+  uncached(target: TargetLike): StorageDriver {
+    return createStorageDriver(target, this.s3Credentials, this.s3Options);
   }
 
   close(): void {

@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, test } from 'bun:test';
+import { MIGRATIONS } from '../../src/catalog/migrate.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +27,7 @@ describe('embedded catalog (PGlite)', () => {
     const root = storageRoot();
     const catalog = await openEmbedded(root);
     expect(catalog.mode).toBe('embedded');
-    expect(await catalog.migrate()).toEqual(['0001_catalog.ts']);
+    expect(await catalog.migrate()).toEqual(MIGRATIONS.map((m) => m.name));
     const target = await upsertStorageTarget(catalog.sql, { name: 'local', kind: 'local', config: { root } });
     const dataset = await createDataset(catalog.sql, { slug: 'embedded' });
     const schema = await catalog.sql.begin((tx) => recordSchemaVersion(tx, dataset.id, [{ name: 'timestamp', type: 'timestamp' }], 'timestamp'));

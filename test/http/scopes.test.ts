@@ -3,12 +3,17 @@
  * It fails when a route is added without a scope rule or without a row here.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { findDataset, updateDataset } from '../../src/catalog/datasets.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 let ts: TestServer;
 let jobOfOpen = '';
 let jobOfGuarded = '';
+let made = 0;
+const scratch = mkdtempSync(join(tmpdir(), 'timestore-scopes-'));
 
 const scopes = { read: 'ts:read', write: 'ts:write', admin: 'ts:admin' };
 const batch = {
@@ -32,7 +37,10 @@ beforeAll(async () => {
     metadata: { iam: { readScopes: ['guarded:read'], writeScopes: ['guarded:write'] } },
   });
 });
-afterAll(() => ts.stop());
+afterAll(async () => {
+  await ts.stop();
+  rmSync(scratch, { recursive: true, force: true });
+});
 
 type Rule = 'open' | 'read' | 'write' | 'admin';
 interface RouteCase {
@@ -55,6 +63,29 @@ const ROUTES: Record<string, RouteCase> = {
       path: `/datasets/${d}/query`,
       body: { timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' } },
     }),
+  },
+  'GET /admin/datasets': { rule: 'admin', request: () => ({ method: 'GET', path: '/admin/datasets' }) },
+  'POST /admin/datasets': { rule: 'admin', request: () => ({ method: 'POST', path: '/admin/datasets', body: { slug: `made-${++made}` } }) },
+  'GET /admin/datasets/:datasetId': { rule: 'admin', request: (d) => ({ method: 'GET', path: `/admin/datasets/${d}` }) },
+  'PATCH /admin/datasets/:datasetId': {
+    rule: 'admin',
+    request: (d) => ({ method: 'PATCH', path: `/admin/datasets/${d}`, body: { description: 'checked by the scope matrix' } }),
+  },
+  'GET /admin/datasets/:datasetId/manifest': { rule: 'admin', request: (d) => ({ method: 'GET', path: `/admin/datasets/${d}/manifest` }) },
+  'GET /admin/datasets/:datasetId/retention': { rule: 'admin', request: (d) => ({ method: 'GET', path: `/admin/datasets/${d}/retention` }) },
+  'PUT /admin/datasets/:datasetId/retention': {
+    rule: 'admin',
+    request: (d) => ({ method: 'PUT', path: `/admin/datasets/${d}/retention`, body: { rules: {} } }),
+  },
+  'PUT /admin/datasets/:datasetId/storage-target': {
+    rule: 'admin',
+    request: (d) => ({ method: 'PUT', path: `/admin/datasets/${d}/storage-target`, body: { storageTargetId: 'local' } }),
+  },
+  'GET /admin/datasets/:datasetId/audit': { rule: 'admin', request: (d) => ({ method: 'GET', path: `/admin/datasets/${d}/audit` }) },
+  'GET /admin/storage-targets': { rule: 'admin', request: () => ({ method: 'GET', path: '/admin/storage-targets' }) },
+  'POST /admin/storage-targets': {
+    rule: 'admin',
+    request: () => ({ method: 'POST', path: '/admin/storage-targets', body: { name: `made-${++made}`, kind: 'local', config: { root: `${scratch}/t${made}` } } }),
   },
   'GET /ingestion/jobs/:jobId': {
     rule: 'write',
@@ -115,6 +146,13 @@ describe('scope matrix', () => {
         // A dataset that does not exist answers like one without its own scopes.
         expect(await send(c, 'missing')).toBe(401);
         expect(await send(c, 'missing', 'something:else')).toBe(403);
+      });
+    }
+
+    if (c.rule === 'admin') {
+      test(`${name}: a dataset's own read or write scopes grant nothing here`, async () => {
+        expect(await send(c, 'guarded', 'guarded:read guarded:write')).toBe(403);
+        expect(await send(c, 'guarded', right)).toBeLessThan(400);
       });
     }
   }

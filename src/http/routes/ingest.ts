@@ -205,7 +205,7 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
           'timeRange.end': t.Optional(t.String({ description: 'NDJSON, CSV, Arrow: see `timeRange.start`.' })),
           datasetName: t.Optional(t.String({ description: 'NDJSON, CSV, Arrow: display name when this batch creates the dataset.' })),
           storageTargetId: t.Optional(t.String({ description: 'NDJSON, CSV, Arrow: storage target (id or name) for this batch.' })),
-        }),
+        }, { additionalProperties: true, description: 'Plus `key.<name>=<value>` for each partition-key field (NDJSON, CSV, Arrow); the batch decoder refuses unknown ones.' }),
         response: {
           201: t.Object({ ...JobView.properties, replayed: t.Boolean() }),
           202: Accepted,

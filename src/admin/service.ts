@@ -1,0 +1,314 @@
+/**
+ * Administration: datasets, their manifests, retention policies and storage
+ * targets. Every change is written together with an audit event naming the
+ * actor, in one transaction. Datasets are addressed by id or slug.
+ */
+import type { Sql } from 'postgres';
+import { listAuditEvents, recordAuditEvent } from '../catalog/audit.ts';
+import {
+  createDataset,
+  type DatasetListQuery,
+  type DatasetPage,
+  getDataset,
+  listDatasets,
+  lockDataset,
+  updateDataset,
+} from '../catalog/datasets.ts';
+import { getManifestVersion, listActivePartitions, manifestTotalsByTarget, type TargetTotals } from '../catalog/manifests.ts';
+import { getRetentionPolicy, putRetentionPolicy } from '../catalog/retention.ts';
+import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-versions.ts';
+import { createStorageTarget, findStorageTarget, listStorageTargets, type StorageTargetInput } from '../catalog/storage-targets.ts';
+import type {
+  AuditEvent,
+  Dataset,
+  DatasetIam,
+  DatasetMetadata,
+  DatasetStatus,
+  ManifestVersion,
+  Partition,
+  RetentionPolicy,
+  SchemaField,
+  SchemaVersion,
+  StorageTarget,
+  StorageTargetKind,
+  StoredRetentionPolicy,
+} from '../catalog/types.ts';
+import { AppError, errors } from '../errors.ts';
+import { chooseTimestampColumn, checkDeclaredFields, DEFAULT_TIMESTAMP_COLUMN, mergeSchema } from '../ingest/schema.ts';
+import { describeProbeStep, probeRoundTrip, type StorageDriver, type StorageDrivers } from '../storage/index.ts';
+import { effectiveRetention, type EffectiveRetention, type RetentionDefaults } from './retention.ts';
+
+export interface AdminServiceOptions {
+  sql: Sql;
+  drivers: StorageDrivers;
+  retentionDefaults: RetentionDefaults;
+}
+
+export interface NewDatasetRequest {
+  slug: string;
+  name?: string;
+  description?: string | null;
+  status?: Exclude<DatasetStatus, 'archived'>;
+  schema?: { fields: SchemaField[] };
+  timestampColumn?: string;
+  partitionWindowSeconds?: number;
+  storageTargetId?: string;
+  iam?: DatasetIam;
+  metadata?: Record<string, unknown>;
+}
+
+export interface DatasetPatch {
+  name?: string;
+  description?: string | null;
+  status?: DatasetStatus;
+  iam?: DatasetIam;
+  metadata?: Record<string, unknown>;
+}
+
+export interface DatasetDetail {
+  dataset: Dataset;
+  schema: SchemaVersion | null;
+}
+
+export interface ManifestView {
+  dataset: Dataset;
+  manifest: ManifestVersion | null;
+  partitions: Partition[];
+  byStorageTarget: TargetTotals[];
+  nextCursor: string | null;
+}
+
+export interface RetentionView {
+  dataset: Dataset;
+  stored: StoredRetentionPolicy | null;
+  effective: EffectiveRetention;
+}
+
+export interface AuditPage {
+  events: AuditEvent[];
+  nextCursor: string | null;
+}
+
+export class AdminService {
+  constructor(private readonly o: AdminServiceOptions) {}
+
+  listDatasets(query: DatasetListQuery): Promise<DatasetPage> {
+    return listDatasets(this.o.sql, query);
+  }
+
+  async getDataset(idOrSlug: string): Promise<DatasetDetail> {
+    const dataset = await getDataset(this.o.sql, idOrSlug);
+    const schema = dataset.schemaVersion > 0 ? await getSchemaVersion(this.o.sql, dataset.id, dataset.schemaVersion) : null;
+    return { dataset, schema };
+  }
+
+  async createDataset(input: NewDatasetRequest, actor: string | null): Promise<DatasetDetail> {
+    const fields = input.schema?.fields;
+    if (fields) checkDeclaredFields(fields);
+    const timestampColumn = input.timestampColumn ?? (fields ? chooseTimestampColumn(fields) : DEFAULT_TIMESTAMP_COLUMN);
+    // The same rules as a first ingest: the timestamp field declared, others nullable unless said.
+    const normalized = fields ? mergeSchema(null, fields, timestampColumn).fields : null;
+    const target = input.storageTargetId ? await this.writableTarget(input.storageTargetId) : null;
+    return this.o.sql.begin(async (tx) => {
+      const dataset = await createDataset(tx, {
+        slug: input.slug,
+        name: input.name,
+        description: input.description,
+        status: input.status,
+        timestampColumn,
+        partitionWindowSeconds: input.partitionWindowSeconds,
+        defaultStorageTargetId: target?.id ?? null,
+        metadata: withIam(input.metadata ?? {}, input.iam),
+      });
+      const schema = normalized ? await recordSchemaVersion(tx, dataset.id, normalized, timestampColumn) : null;
+      await recordAuditEvent(tx, {
+        datasetId: dataset.id,
+        action: 'dataset.created',
+        actor,
+        details: { by: 'admin', dataset: auditedFields(dataset), schemaVersion: schema?.version ?? null },
+      });
+      return { dataset: await getDataset(tx, dataset.id), schema };
+    }) as Promise<DatasetDetail>;
+  }
+
+  async updateDataset(idOrSlug: string, patch: DatasetPatch, actor: string | null): Promise<DatasetDetail> {
+    const { id } = await getDataset(this.o.sql, idOrSlug);
+    const dataset = await this.o.sql.begin(async (tx) => {
+      const before = await lockDataset(tx, id);
+      const metadata =
+        patch.metadata !== undefined || patch.iam !== undefined
+          ? withIam(patch.metadata ?? withoutIam(before.metadata), patch.iam ?? before.metadata.iam)
+          : undefined;
+      const after = await updateDataset(tx, id, { name: patch.name, description: patch.description, status: patch.status, metadata });
+      const changed = changedFields(auditedFields(before), auditedFields(after));
+      if (Object.keys(changed.after).length > 0) {
+        await recordAuditEvent(tx, { datasetId: id, action: 'dataset.updated', actor, details: changed });
+      }
+      return after;
+    });
+    const schema = dataset.schemaVersion > 0 ? await getSchemaVersion(this.o.sql, id, dataset.schemaVersion) : null;
+    return { dataset, schema };
+  }
+
+  /** The partitions active at a manifest version (default: the current one), a page at a time. */
+  async manifest(idOrSlug: string, options: { version?: number; limit: number; cursor?: string }): Promise<ManifestView> {
+    const dataset = await getDataset(this.o.sql, idOrSlug);
+    const version = options.version ?? dataset.manifestVersion;
+    if (version > dataset.manifestVersion) {
+      throw errors.badRequest(
+        'unknown_manifest_version',
+        `dataset "${dataset.slug}" has published manifest versions 1 to ${dataset.manifestVersion}; version ${version} does not exist yet`,
+        { latest: dataset.manifestVersion },
+      );
+    }
+    const manifest = await getManifestVersion(this.o.sql, dataset.id, version);
+    if (!manifest) {
+      if (version === 0) return { dataset, manifest: null, partitions: [], byStorageTarget: [], nextCursor: null };
+      throw new AppError(404, 'manifest_version_gone', `manifest version ${version} of dataset "${dataset.slug}" is no longer kept`, {
+        latest: dataset.manifestVersion,
+      });
+    }
+    const afterId = options.cursor ? decodeCursor(options.cursor, 'partition') : undefined;
+    const rows = await listActivePartitions(this.o.sql, { datasetId: dataset.id, version, afterId: afterId as string | undefined, limit: options.limit + 1 });
+    const partitions = rows.slice(0, options.limit);
+    const byStorageTarget = await manifestTotalsByTarget(this.o.sql, dataset.id, version);
+    const last = partitions.at(-1);
+    return { dataset, manifest, partitions, byStorageTarget, nextCursor: rows.length > options.limit && last ? encodeCursor('partition', last.id) : null };
+  }
+
+  async retention(idOrSlug: string): Promise<RetentionView> {
+    const dataset = await getDataset(this.o.sql, idOrSlug);
+    const stored = await getRetentionPolicy(this.o.sql, dataset.id);
+    return { dataset, stored, effective: effectiveRetention(stored?.policy ?? null, this.o.retentionDefaults) };
+  }
+
+  async putRetention(idOrSlug: string, policy: RetentionPolicy, actor: string | null): Promise<RetentionView> {
+    const dataset = await getDataset(this.o.sql, idOrSlug);
+    const stored = await putRetentionPolicy(this.o.sql, dataset.id, policy, actor);
+    return { dataset, stored, effective: effectiveRetention(stored.policy, this.o.retentionDefaults) };
+  }
+
+  listStorageTargets(kind?: StorageTargetKind): Promise<StorageTarget[]> {
+    return listStorageTargets(this.o.sql, kind);
+  }
+
+  /** Registers a target after a write probe shows this process can write to and read from it. */
+  async registerStorageTarget(input: StorageTargetInput, actor: string | null): Promise<StorageTarget> {
+    if (await findStorageTarget(this.o.sql, input.name)) {
+      throw errors.conflict('storage_target_exists', `a storage target named "${input.name}" already exists; choose another name`);
+    }
+    await this.probe(input.name, () => this.o.drivers.uncached(input), true);
+    return this.o.sql.begin(async (tx) => {
+      const target = await createStorageTarget(tx, input);
+      await recordAuditEvent(tx, {
+        datasetId: null,
+        action: 'storage_target.registered',
+        actor,
+        details: { id: target.id, name: target.name, kind: target.kind, config: target.config, credentials: target.credentials ? 'stored' : 'none' },
+      });
+      return target;
+    }) as Promise<StorageTarget>;
+  }
+
+  /** Points the dataset's new partitions at another target; partitions already written stay where they are. */
+  async setStorageTarget(idOrSlug: string, targetIdOrName: string, actor: string | null): Promise<DatasetDetail> {
+    const { id } = await getDataset(this.o.sql, idOrSlug);
+    const target = await this.writableTarget(targetIdOrName);
+    await this.o.sql.begin(async (tx) => {
+      const before = await lockDataset(tx, id);
+      if (before.defaultStorageTargetId === target.id) return;
+      await updateDataset(tx, id, { defaultStorageTargetId: target.id });
+      await recordAuditEvent(tx, {
+        datasetId: id,
+        action: 'dataset.storage_target_changed',
+        actor,
+        details: { before: before.defaultStorageTargetId, after: target.id, name: target.name },
+      });
+    });
+    return this.getDataset(id);
+  }
+
+  async auditEvents(idOrSlug: string, options: { limit: number; cursor?: string }): Promise<AuditPage> {
+    const dataset = await getDataset(this.o.sql, idOrSlug);
+    const beforeId = options.cursor ? Number(decodeCursor(options.cursor, 'audit')) : undefined;
+    const rows = await listAuditEvents(this.o.sql, dataset.id, options.limit + 1, beforeId);
+    const events = rows.slice(0, options.limit);
+    const last = events.at(-1);
+    return { events, nextCursor: rows.length > options.limit && last ? encodeCursor('audit', String(last.id)) : null };
+  }
+
+  private async writableTarget(idOrName: string): Promise<StorageTarget> {
+    const target = await findStorageTarget(this.o.sql, idOrName);
+    if (!target) {
+      throw new AppError(404, 'storage_target_not_found', `storage target "${idOrName}" is not registered; GET /admin/storage-targets lists them`);
+    }
+    await this.probe(target.name, () => this.o.drivers.forTarget(target), false);
+    return target;
+  }
+
+  /** Writes, reads back and deletes a small object; a target this server cannot use is a 422. */
+  private async probe(name: string, open: () => StorageDriver, closeAfter: boolean): Promise<void> {
+    let driver: StorageDriver | undefined;
+    try {
+      driver = open();
+      await probeRoundTrip(driver);
+    } catch (err) {
+      throw new AppError(
+        422,
+        'storage_target_unwritable',
+        `storage target "${name}" failed a write probe from this server: ${describeProbeStep(err)}`,
+        { storageTarget: name },
+        { cause: err },
+      );
+    } finally {
+      if (closeAfter) driver?.close();
+    }
+  }
+}
+
+function withIam(metadata: Record<string, unknown>, iam: DatasetIam | undefined): DatasetMetadata {
+  const rest = withoutIam(metadata);
+  return iam && (iam.readScopes?.length || iam.writeScopes?.length) ? { ...rest, iam } : rest;
+}
+
+function withoutIam(metadata: Record<string, unknown>): Record<string, unknown> {
+  const { iam: _iam, ...rest } = metadata;
+  return rest;
+}
+
+/** What an audit event records of a dataset. */
+function auditedFields(d: Dataset): Record<string, unknown> {
+  return {
+    slug: d.slug,
+    name: d.name,
+    description: d.description,
+    status: d.status,
+    timestampColumn: d.timestampColumn,
+    partitionWindowSeconds: d.partitionWindowSeconds,
+    defaultStorageTargetId: d.defaultStorageTargetId,
+    metadata: d.metadata,
+  };
+}
+
+function changedFields(before: Record<string, unknown>, after: Record<string, unknown>) {
+  const changed = { before: {} as Record<string, unknown>, after: {} as Record<string, unknown> };
+  for (const key of Object.keys(after)) {
+    if (JSON.stringify(before[key]) !== JSON.stringify(after[key])) {
+      changed.before[key] = before[key];
+      changed.after[key] = after[key];
+    }
+  }
+  return changed;
+}
+
+function encodeCursor(kind: string, value: string): string {
+  return Buffer.from(`${kind}:${value}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string, kind: 'partition' | 'audit'): string {
+  const decoded = Buffer.from(cursor, 'base64url').toString('utf8');
+  const value = decoded.startsWith(`${kind}:`) ? decoded.slice(kind.length + 1) : '';
+  const valid = kind === 'audit' ? /^\d{1,18}$/.test(value) : /^[0-9a-f-]{36}$/i.test(value);
+  if (!valid) throw errors.badRequest('invalid_cursor', 'cursor is not one this server returned; start again without it');
+  return value;
+}

@@ -1,0 +1,431 @@
+/**
+ * The administrative API under /admin: datasets, manifests, retention policies, storage targets and
+ * audit events. Every route needs the admin scope; the handlers only translate HTTP to AdminService.
+ */
+import { Elysia, t } from 'elysia';
+import type { AdminService, DatasetDetail, ManifestView, RetentionView } from '../../admin/service.ts';
+import type { AuditEvent, Dataset, Partition, StorageTarget } from '../../catalog/types.ts';
+import { actorOf, type Scoped } from '../auth.ts';
+import { ErrorBody } from '../errors.ts';
+
+const SLUG = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$';
+const Scopes = t.Array(t.String({ minLength: 1, maxLength: 200 }), { maxItems: 50 });
+const Iam = t.Object(
+  { readScopes: t.Optional(Scopes), writeScopes: t.Optional(Scopes) },
+  { additionalProperties: false, description: "The dataset's own scopes: when they name any, they replace the server-wide read/write scope for this dataset." },
+);
+const Status = t.Union([t.Literal('active'), t.Literal('inactive'), t.Literal('archived')], {
+  description: '`inactive`: refuses ingest, still answers queries; `archived`: refuses both.',
+});
+const FieldType = t.Union([t.Literal('timestamp'), t.Literal('string'), t.Literal('double'), t.Literal('integer'), t.Literal('boolean')]);
+const Metadata = t.Record(t.String(), t.Unknown(), {
+  description: 'Free-form metadata (`allowUnknownFields: true` makes ingestion ignore fields the schema lacks); `iam` is set with the `iam` field.',
+});
+const DatasetParams = t.Object({ datasetId: t.String({ description: 'Dataset id or slug.' }) });
+const Limit = (max: number, fallback: number) => t.Optional(t.Integer({ minimum: 1, maximum: max, default: fallback }));
+const Cursor = t.Optional(t.String({ description: '`nextCursor` of the previous page.' }));
+const Timestamp = t.String({ format: 'date-time' });
+
+const DatasetView = t.Object({
+  id: t.String(),
+  slug: t.String(),
+  name: t.String(),
+  description: t.Nullable(t.String()),
+  status: Status,
+  timestampColumn: t.String(),
+  partitionWindowSeconds: t.Integer(),
+  defaultStorageTargetId: t.Nullable(t.String({ description: 'Where new partitions go; null: the server default (TIMESTORE_STORAGE_DRIVER).' })),
+  iam: Iam,
+  metadata: Metadata,
+  schemaVersion: t.Integer(),
+  manifestVersion: t.Integer(),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+
+const DatasetDetailView = t.Object({
+  ...DatasetView.properties,
+  schema: t.Nullable(
+    t.Object({
+      version: t.Integer(),
+      timestampColumn: t.String(),
+      fields: t.Array(t.Object({ name: t.String(), type: FieldType, nullable: t.Optional(t.Boolean()) })),
+    }),
+  ),
+});
+
+const PartitionView = t.Object({
+  id: t.String(),
+  location: t.String({ description: 'file:// or s3:// URI.' }),
+  storageTargetId: t.String(),
+  partitionKey: t.Record(t.String(), t.String()),
+  schemaVersion: t.Integer(),
+  startTime: Timestamp,
+  endTime: Timestamp,
+  rowCount: t.Integer(),
+  sizeBytes: t.Integer(),
+  checksum: t.String(),
+  addedVersion: t.Integer(),
+});
+
+const Totals = t.Object({ partitions: t.Integer(), rowCount: t.Integer(), sizeBytes: t.Integer() });
+
+const ManifestBody = t.Object({
+  datasetId: t.String(),
+  version: t.Integer({ description: '0 before the first publish.' }),
+  latestVersion: t.Integer(),
+  reason: t.Nullable(t.String({ description: 'What published this version (ingest, retention, compaction).' })),
+  createdAt: t.Nullable(Timestamp),
+  totals: Totals,
+  byStorageTarget: t.Array(t.Object({ storageTargetId: t.String(), ...Totals.properties })),
+  partitions: t.Array(PartitionView, { description: 'Oldest first, a page at a time (see `nextCursor`).' }),
+  nextCursor: t.Nullable(t.String()),
+});
+
+const RetentionRules = t.Object(
+  {
+    maxAgeHours: t.Optional(
+      t.Nullable(t.Number({ exclusiveMinimum: 0, maximum: 876_000, description: 'Remove partitions whose newest row is older than this (wall-clock). null: no limit.' })),
+    ),
+    maxTotalBytes: t.Optional(
+      t.Nullable(t.Integer({ minimum: 1, description: 'Remove the oldest partitions while the dataset is larger than this. null: no limit.' })),
+    ),
+  },
+  { additionalProperties: false, description: 'A rule left out inherits the server default.' },
+);
+const RetentionBody = t.Object(
+  {
+    rules: RetentionRules,
+    deleteGraceMinutes: t.Optional(
+      t.Integer({ minimum: 0, maximum: 10_080, description: 'How long removed files stay readable for queries already running (default: the server\'s).' }),
+    ),
+  },
+  { additionalProperties: false, example: { rules: { maxAgeHours: 8760 }, deleteGraceMinutes: 5 } },
+);
+const Rule = (value: ReturnType<typeof t.Number> | ReturnType<typeof t.Nullable>) =>
+  t.Object({ value, source: t.Union([t.Literal('dataset'), t.Literal('server'), t.Literal('none')]) });
+const RetentionViewBody = t.Object({
+  datasetId: t.String(),
+  stored: t.Nullable(t.Object({ policy: RetentionBody, updatedBy: t.Nullable(t.String()), updatedAt: Timestamp })),
+  effective: t.Object({
+    maxAgeHours: Rule(t.Nullable(t.Number())),
+    maxTotalBytes: Rule(t.Nullable(t.Number())),
+    deleteGraceMinutes: Rule(t.Number()),
+  }),
+});
+
+const LocalConfig = t.Object({ root: t.String({ pattern: '^/', description: 'Absolute directory on this machine.' }) }, { additionalProperties: false });
+const S3Config = t.Object(
+  {
+    bucket: t.String({ pattern: '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' }),
+    prefix: t.Optional(t.String({ maxLength: 512 })),
+    endpoint: t.Optional(t.Nullable(t.String({ pattern: '^https?://', description: 'S3-compatible endpoint; default: TIMESTORE_S3_ENDPOINT, else AWS.' }))),
+    region: t.Optional(t.Nullable(t.String({ maxLength: 64 }))),
+    forcePathStyle: t.Optional(t.Boolean()),
+  },
+  { additionalProperties: false },
+);
+const StorageTargetView = t.Object({
+  id: t.String(),
+  name: t.String(),
+  kind: t.Union([t.Literal('local'), t.Literal('s3')]),
+  description: t.Nullable(t.String()),
+  config: t.Union([LocalConfig, S3Config]),
+  hasCredentials: t.Boolean({ description: 'True when the target carries its own S3 keys (never shown).' }),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+const TargetName = t.String({ pattern: SLUG, description: 'Letters, digits and _ . - (at most 128).' });
+const Credentials = t.Object(
+  { accessKeyId: t.String({ minLength: 1 }), secretAccessKey: t.String({ minLength: 1 }), sessionToken: t.Optional(t.String()) },
+  { additionalProperties: false, description: "The target's own keys, stored in the catalog and never returned; default: the server's TIMESTORE_S3_* credentials." },
+);
+const NewStorageTarget = t.Union(
+  [
+    t.Object({ name: TargetName, kind: t.Literal('local'), description: t.Optional(t.String()), config: LocalConfig }, { additionalProperties: false }),
+    t.Object(
+      { name: TargetName, kind: t.Literal('s3'), description: t.Optional(t.String()), config: S3Config, credentials: t.Optional(Credentials) },
+      { additionalProperties: false },
+    ),
+  ],
+  { example: { name: 'archive', kind: 'local', description: 'Second disk', config: { root: '/tmp/timestore-archive' } } },
+);
+
+const AuditEventView = t.Object({
+  id: t.Integer(),
+  action: t.String({ description: 'e.g. dataset.created, dataset.updated, schema.evolved, retention.updated, dataset.storage_target_changed.' }),
+  actor: t.Nullable(t.String({ description: 'From x-iam-user / x-user-id.' })),
+  details: t.Record(t.String(), t.Unknown()),
+  createdAt: Timestamp,
+});
+
+const NewDataset = t.Object(
+  {
+    slug: t.String({ pattern: SLUG }),
+    name: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+    description: t.Optional(t.Nullable(t.String({ maxLength: 2000 }))),
+    status: t.Optional(t.Union([t.Literal('active'), t.Literal('inactive')])),
+    schema: t.Optional(
+      t.Object({
+        fields: t.Array(t.Object({ name: t.String(), type: FieldType, nullable: t.Optional(t.Boolean()) }), { minItems: 1, maxItems: 1024 }),
+      }),
+    ),
+    timestampColumn: t.Optional(t.String({ description: 'Default: `timestamp`, or the first timestamp field of `schema`.' })),
+    partitionWindowSeconds: t.Optional(
+      t.Integer({ minimum: 60, maximum: 31_622_400, description: 'Time window of one partition file (default 86400, one day UTC).' }),
+    ),
+    storageTargetId: t.Optional(t.String({ description: 'Storage target (id or name) for new partitions; it must pass a write probe.' })),
+    iam: t.Optional(Iam),
+    metadata: t.Optional(Metadata),
+  },
+  {
+    additionalProperties: false,
+    example: {
+      slug: 'weather',
+      name: 'Weather stations',
+      schema: { fields: [{ name: 'timestamp', type: 'timestamp' }, { name: 'temperature_c', type: 'double' }, { name: 'station', type: 'string' }] },
+      iam: { readScopes: ['weather:read'], writeScopes: ['weather:write'] },
+    },
+  },
+);
+
+const DatasetPatchBody = t.Object(
+  {
+    name: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+    description: t.Optional(t.Nullable(t.String({ maxLength: 2000 }))),
+    status: t.Optional(Status),
+    iam: t.Optional(Iam),
+    metadata: t.Optional(Metadata),
+  },
+  { additionalProperties: false, minProperties: 1, example: { status: 'inactive', description: 'Replaced by weather-v2' } },
+);
+
+function datasetView(d: Dataset) {
+  const { iam, ...metadata } = d.metadata;
+  return {
+    id: d.id,
+    slug: d.slug,
+    name: d.name,
+    description: d.description,
+    status: d.status,
+    timestampColumn: d.timestampColumn,
+    partitionWindowSeconds: d.partitionWindowSeconds,
+    defaultStorageTargetId: d.defaultStorageTargetId,
+    iam: iam ?? {},
+    metadata,
+    schemaVersion: d.schemaVersion,
+    manifestVersion: d.manifestVersion,
+    createdAt: d.createdAt.toISOString(),
+    updatedAt: d.updatedAt.toISOString(),
+  };
+}
+
+function detailView({ dataset, schema }: DatasetDetail) {
+  return {
+    ...datasetView(dataset),
+    schema: schema ? { version: schema.version, timestampColumn: schema.timestampColumn, fields: schema.fields } : null,
+  };
+}
+
+function partitionView(p: Partition) {
+  return {
+    id: p.id,
+    location: p.location,
+    storageTargetId: p.storageTargetId,
+    partitionKey: p.partitionKey,
+    schemaVersion: p.schemaVersion,
+    startTime: p.startTime.toISOString(),
+    endTime: p.endTime.toISOString(),
+    rowCount: p.rowCount,
+    sizeBytes: p.sizeBytes,
+    checksum: p.checksum,
+    addedVersion: p.addedVersion,
+  };
+}
+
+function manifestView(v: ManifestView) {
+  return {
+    datasetId: v.dataset.id,
+    version: v.manifest?.version ?? 0,
+    latestVersion: v.dataset.manifestVersion,
+    reason: v.manifest?.reason ?? null,
+    createdAt: v.manifest?.createdAt.toISOString() ?? null,
+    totals: { partitions: v.manifest?.partitionCount ?? 0, rowCount: v.manifest?.rowCount ?? 0, sizeBytes: v.manifest?.sizeBytes ?? 0 },
+    byStorageTarget: v.byStorageTarget.map((b) => ({ storageTargetId: b.storageTargetId, partitions: b.partitions, rowCount: b.rowCount, sizeBytes: b.sizeBytes })),
+    partitions: v.partitions.map(partitionView),
+    nextCursor: v.nextCursor,
+  };
+}
+
+function retentionView(v: RetentionView) {
+  return {
+    datasetId: v.dataset.id,
+    stored: v.stored ? { policy: v.stored.policy, updatedBy: v.stored.updatedBy, updatedAt: v.stored.updatedAt.toISOString() } : null,
+    effective: v.effective,
+  };
+}
+
+function storageTargetView(s: StorageTarget) {
+  return {
+    id: s.id,
+    name: s.name,
+    kind: s.kind,
+    description: s.description,
+    config: s.config,
+    hasCredentials: s.credentials !== null,
+    createdAt: s.createdAt.toISOString(),
+    updatedAt: s.updatedAt.toISOString(),
+  };
+}
+
+function auditEventView(e: AuditEvent) {
+  return { id: e.id, action: e.action, actor: e.actor, details: e.details, createdAt: e.createdAt.toISOString() };
+}
+
+const errorsOf = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorBody]));
+const detail = (summary: string, description: string) => ({ tags: ['admin'], summary, description });
+
+export function adminRoutes(service: AdminService, scoped: Scoped) {
+  return new Elysia({ name: 'timestore/admin', prefix: '/admin' })
+    .use(scoped)
+    .get(
+      '/datasets',
+      async ({ query }) => {
+        const page = await service.listDatasets({ status: query.status, search: query.search, cursor: query.cursor, limit: query.limit ?? 50 });
+        return { datasets: page.datasets.map(datasetView), nextCursor: page.nextCursor };
+      },
+      {
+        scope: 'admin',
+        query: t.Object({
+          status: t.Optional(Status),
+          search: t.Optional(t.String({ maxLength: 200, description: 'Case-insensitive substring of the slug or name.' })),
+          cursor: Cursor,
+          limit: Limit(200, 50),
+        }),
+        response: { 200: t.Object({ datasets: t.Array(DatasetView), nextCursor: t.Nullable(t.String()) }), ...errorsOf(400, 401, 403) },
+        detail: detail('List datasets', 'Oldest first; pages are stable while datasets are added (keyset pagination on creation time and id).'),
+      },
+    )
+    .post(
+      '/datasets',
+      async ({ body, headers, set }) => {
+        const created = await service.createDataset(body, actorOf(headers));
+        set.status = 201;
+        set.headers.location = `/admin/datasets/${created.dataset.id}`;
+        return detailView(created);
+      },
+      {
+        scope: 'admin',
+        body: NewDataset,
+        response: { 201: DatasetDetailView, ...errorsOf(400, 401, 403, 404, 409, 422) },
+        detail: detail(
+          'Create a dataset',
+          'Creates a dataset explicitly (datasets also appear on their first ingest). With `schema`, schema version 1 is recorded. 409 `dataset_exists` when the slug is taken; 422 when the storage target fails a write probe.',
+        ),
+      },
+    )
+    .get('/datasets/:datasetId', async ({ params }) => detailView(await service.getDataset(params.datasetId)), {
+      scope: 'admin',
+      params: DatasetParams,
+      response: { 200: DatasetDetailView, ...errorsOf(401, 403, 404) },
+      detail: detail('Get a dataset', 'By id or slug, with its latest schema version.'),
+    })
+    .patch(
+      '/datasets/:datasetId',
+      async ({ params, body, headers }) => detailView(await service.updateDataset(params.datasetId, body, actorOf(headers))),
+      {
+        scope: 'admin',
+        params: DatasetParams,
+        body: DatasetPatchBody,
+        response: { 200: DatasetDetailView, ...errorsOf(400, 401, 403, 404) },
+        detail: detail(
+          'Change a dataset',
+          'Name, description, status and scopes (`iam` replaces the dataset\'s scopes; `metadata` replaces the free-form metadata). Writes a `dataset.updated` audit event with the values before and after.',
+        ),
+      },
+    )
+    .get(
+      '/datasets/:datasetId/manifest',
+      async ({ params, query }) =>
+        manifestView(await service.manifest(params.datasetId, { version: query.version, limit: query.limit ?? 1000, cursor: query.cursor })),
+      {
+        scope: 'admin',
+        params: DatasetParams,
+        query: t.Object({
+          version: t.Optional(t.Integer({ minimum: 0, description: 'An earlier manifest version (default: the current one).' })),
+          cursor: Cursor,
+          limit: Limit(10_000, 1000),
+        }),
+        response: { 200: ManifestBody, ...errorsOf(400, 401, 403, 404) },
+        detail: detail('The partitions of a manifest version', 'The current (or `?version=N`) manifest: its partitions, oldest first, and totals overall and per storage target.'),
+      },
+    )
+    .get('/datasets/:datasetId/retention', async ({ params }) => retentionView(await service.retention(params.datasetId)), {
+      scope: 'admin',
+      params: DatasetParams,
+      response: { 200: RetentionViewBody, ...errorsOf(401, 403, 404) },
+      detail: detail('Retention policy', "The dataset's stored policy and the effective one: each rule's value and where it came from (`dataset`, `server` default, or `none`)."),
+    })
+    .put(
+      '/datasets/:datasetId/retention',
+      async ({ params, body, headers }) => retentionView(await service.putRetention(params.datasetId, body, actorOf(headers))),
+      {
+        scope: 'admin',
+        params: DatasetParams,
+        body: RetentionBody,
+        response: { 200: RetentionViewBody, ...errorsOf(400, 401, 403, 404) },
+        detail: detail('Set the retention policy', 'Replaces the stored policy and writes a `retention.updated` audit event with the policy before and after.'),
+      },
+    )
+    .put(
+      '/datasets/:datasetId/storage-target',
+      async ({ params, body, headers }) => detailView(await service.setStorageTarget(params.datasetId, body.storageTargetId, actorOf(headers))),
+      {
+        scope: 'admin',
+        params: DatasetParams,
+        body: t.Object({ storageTargetId: t.String({ description: 'Target id or name.' }) }, { example: { storageTargetId: 'local' } }),
+        response: { 200: DatasetDetailView, ...errorsOf(400, 401, 403, 404, 422) },
+        detail: detail(
+          'Set where new partitions go',
+          'New partitions of the dataset are written to this target; existing partitions stay where they are. 404 for an unknown target, 422 when it fails a write probe.',
+        ),
+      },
+    )
+    .get(
+      '/datasets/:datasetId/audit',
+      async ({ params, query }) => {
+        const page = await service.auditEvents(params.datasetId, { limit: query.limit ?? 50, cursor: query.cursor });
+        return { events: page.events.map(auditEventView), nextCursor: page.nextCursor };
+      },
+      {
+        scope: 'admin',
+        params: DatasetParams,
+        query: t.Object({ cursor: Cursor, limit: Limit(500, 50) }),
+        response: { 200: t.Object({ events: t.Array(AuditEventView), nextCursor: t.Nullable(t.String()) }), ...errorsOf(400, 401, 403, 404) },
+        detail: detail('Audit events of a dataset', 'Newest first, a page at a time.'),
+      },
+    )
+    .get('/storage-targets', async ({ query }) => ({ storageTargets: (await service.listStorageTargets(query.kind)).map(storageTargetView) }), {
+      scope: 'admin',
+      query: t.Object({ kind: t.Optional(t.Union([t.Literal('local'), t.Literal('s3')])) }),
+      response: { 200: t.Object({ storageTargets: t.Array(StorageTargetView) }), ...errorsOf(400, 401, 403) },
+      detail: detail('List storage targets', 'By name; credentials are never returned.'),
+    })
+    .post(
+      '/storage-targets',
+      async ({ body, headers, set }) => {
+        const target = await service.registerStorageTarget(body, actorOf(headers));
+        set.status = 201;
+        return storageTargetView(target);
+      },
+      {
+        scope: 'admin',
+        body: NewStorageTarget,
+        response: { 201: StorageTargetView, ...errorsOf(400, 401, 403, 409, 422) },
+        detail: detail(
+          'Register a storage target',
+          'A local directory or an S3 bucket and prefix. The server writes, reads back and deletes a probe object first (422 `storage_target_unwritable` when that fails). Credentials, when given, are stored and never returned.',
+        ),
+      },
+    );
+}
