@@ -98,6 +98,11 @@ export class WorkerPool {
     return new QueryStream(port1, done);
   }
 
+  /** For metrics: threads, tasks waiting for one, and the share of thread time spent running tasks. */
+  stats(): { threads: number; queueSize: number; utilization: number } {
+    return { threads: this.threads, queueSize: this.piscina.queueSize, utilization: this.piscina.utilization };
+  }
+
   /** Waits for running tasks, then stops every thread. */
   async close(): Promise<void> {
     await this.piscina.close();

@@ -7,8 +7,9 @@
 import type { Sql } from 'postgres';
 import { getJob, type Job } from '../catalog/jobs.ts';
 import { errors } from '../errors.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { StorageDrivers } from '../storage/index.ts';
-import { type AcceptRequest, acceptBatch } from './accept.ts';
+import { type AcceptRequest, acceptBatch, type IngestJobPayload } from './accept.ts';
 import { type BodyFormat, bodyFormatOf } from './formats/index.ts';
 
 export interface IngestServiceOptions {
@@ -23,6 +24,8 @@ export interface IngestServiceOptions {
   wake(): void;
   /** The job once finished, or as it is when the time is up; null when there is no such job. */
   waitForJob(jobId: string, timeoutMs: number): Promise<Job | null>;
+  /** Accepted batches, rows and bytes per dataset. */
+  metrics?: Metrics;
 }
 
 export interface IngestRequest extends AcceptRequest {
@@ -59,6 +62,12 @@ export class IngestService {
 
   async ingest(request: IngestRequest): Promise<{ job: Job; replayed: boolean }> {
     const accepted = await acceptBatch(this.options, request);
+    const payload = accepted.job.payload as Partial<IngestJobPayload>;
+    this.options.metrics?.ingestAccepted(payload.datasetSlug ?? request.datasetSlug, {
+      rows: payload.rowCount ?? 0,
+      bytes: request.rawBody.byteLength,
+      replayed: accepted.replayed,
+    });
     if (request.waitMs <= 0 || accepted.job.state === 'succeeded' || accepted.job.state === 'failed') return accepted;
     const job = await this.options.waitForJob(accepted.job.id, request.waitMs);
     return { job: job ?? accepted.job, replayed: accepted.replayed };

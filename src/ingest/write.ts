@@ -22,6 +22,8 @@ import type { Dataset, StorageTarget } from '../catalog/types.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import type { JobContext, JobResults } from '../jobs/runner.ts';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { type Context, inSpan, NOOP_TRACER, type Span, type Tracer, traceFields } from '../observability/tracing.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import type { IngestJobPayload } from './accept.ts';
 
@@ -32,6 +34,9 @@ export interface WriteDeps {
   /** Local scratch space (downloads of staged S3 objects, DuckDB's output before it is stored). */
   scratchDir: string;
   log: Logger;
+  /** Spans `ingest.write` (child of the batch's first job span) and its steps. */
+  tracer?: Tracer;
+  metrics?: Metrics;
 }
 
 /** Where a partition file lives on its target: by dataset, partition key and window. */
@@ -44,107 +49,130 @@ export function partitionKeyPath(dataset: Dataset, key: Record<string, string>, 
 }
 
 export function ingestJobHandler(deps: WriteDeps) {
-  return async (jobs: Job<IngestJobPayload>[], ctx: JobContext): Promise<JobResults> => {
-    const first = jobs[0];
-    if (!first?.datasetId) throw new Error('ingest job without a dataset');
-    const dataset = await getDataset(deps.sql, first.datasetId);
-    const schemaVersion = Math.max(...jobs.map((j) => j.payload.schemaVersion));
-    const schema = await getSchemaVersion(deps.sql, dataset.id, schemaVersion);
-    if (!schema) throw new Error(`schema version ${schemaVersion} of dataset ${dataset.slug} is missing`);
+  const tracer = deps.tracer ?? NOOP_TRACER;
+  return (jobs: Job<IngestJobPayload>[], ctx: JobContext): Promise<JobResults> =>
+    inSpan(tracer, 'ingest.write', ctx.trace.context, (span, trace) => writeBatch(deps, tracer, jobs, ctx, span, trace), {
+      links: ctx.trace.links,
+      attributes: {
+        'timestore.jobs': jobs.length,
+        'timestore.rows': jobs.reduce((n, j) => n + j.payload.rowCount, 0),
+        'timestore.dataset.slug': jobs[0]?.payload.datasetSlug ?? '',
+      },
+    });
+}
 
-    const work = join(deps.scratchDir, `ingest-${randomUUID()}`);
-    await mkdir(work, { recursive: true });
-    try {
-      const targets = new Map<string, StorageTarget>();
-      const targetOf = async (id: string) => targets.get(id) ?? targets.set(id, await getStorageTarget(deps.sql, id)).get(id)!;
+async function writeBatch(
+  deps: WriteDeps,
+  tracer: Tracer,
+  jobs: Job<IngestJobPayload>[],
+  ctx: JobContext,
+  span: Span,
+  trace: Context,
+): Promise<JobResults> {
+  const first = jobs[0];
+  if (!first?.datasetId) throw new Error('ingest job without a dataset');
+  const dataset = await getDataset(deps.sql, first.datasetId);
+  const schemaVersion = Math.max(...jobs.map((j) => j.payload.schemaVersion));
+  const schema = await getSchemaVersion(deps.sql, dataset.id, schemaVersion);
+  if (!schema) throw new Error(`schema version ${schemaVersion} of dataset ${dataset.slug} is missing`);
 
-      // Batches for different storage targets are written separately: each file lives on the
-      // target its batch asked for.
-      const added: NewPartition[] = [];
-      for (const [targetId, group] of groupBy(jobs, (j) => j.payload.storageTargetId)) {
-        const target = await targetOf(targetId);
-        const inputs = await Promise.all(
-          group.map(async (job) => {
-            const stagedOn = deps.drivers.forTarget(await targetOf(job.payload.storageTargetId));
-            const path = await stagedOn.materialize(job.payload.staged.location, join(work, `${job.id}.json`));
-            return { path, format: job.payload.staged.format, partitionKey: job.payload.partitionKey };
-          }),
-        );
-        ctx.signal.throwIfAborted();
-        const written = await deps.pool.writePartitions({
+  const work = join(deps.scratchDir, `ingest-${randomUUID()}`);
+  await mkdir(work, { recursive: true });
+  try {
+    const targets = new Map<string, StorageTarget>();
+    const targetOf = async (id: string) => targets.get(id) ?? targets.set(id, await getStorageTarget(deps.sql, id)).get(id)!;
+
+    // Batches for different storage targets are written separately: each file lives on the
+    // target its batch asked for.
+    const added: NewPartition[] = [];
+    for (const [targetId, group] of groupBy(jobs, (j) => j.payload.storageTargetId)) {
+      const target = await targetOf(targetId);
+      const inputs = await Promise.all(
+        group.map(async (job) => {
+          const stagedOn = deps.drivers.forTarget(await targetOf(job.payload.storageTargetId));
+          const path = await stagedOn.materialize(job.payload.staged.location, join(work, `${job.id}.json`));
+          return { path, format: job.payload.staged.format, partitionKey: job.payload.partitionKey };
+        }),
+      );
+      ctx.signal.throwIfAborted();
+      const written = await inSpan(tracer, 'engine.write_partitions', trace, async (step) => {
+        const files = await deps.pool.writePartitions({
           inputs,
           fields: schema.fields,
           timestampColumn: schema.timestampColumn,
           windowSeconds: dataset.partitionWindowSeconds,
           outputDir: work,
         });
-        ctx.signal.throwIfAborted();
-        const driver = deps.drivers.forTarget(target);
-        for (const file of written) {
-          const stored = await driver.putFile(partitionKeyPath(dataset, file.partitionKey, file.windowStart), file.path, { move: true });
-          added.push({
-            storageTargetId: target.id,
-            location: stored.location,
-            partitionKey: file.partitionKey,
-            schemaVersion,
-            startTime: file.startTime,
-            endTime: file.endTime,
-            rowCount: file.rowCount,
-            sizeBytes: stored.sizeBytes,
-            checksum: file.checksum,
-            columnStatistics: file.columnStatistics,
-          });
-        }
-      }
-
-      ctx.signal.throwIfAborted();
-      const results: JobResults = {};
-      await deps.sql.begin(async (tx) => {
-        const published = await publishManifestVersion(tx, {
-          datasetId: dataset.id,
-          reason: 'ingest',
-          add: added,
-          summary: { jobs: jobs.map((j) => j.id), rows: jobs.reduce((n, j) => n + j.payload.rowCount, 0) },
-        });
-        const partitions = published.partitions.map((p) => ({
-          id: p.id,
-          location: p.location,
-          partitionKey: p.partitionKey,
-          startTime: p.startTime.toISOString(),
-          endTime: p.endTime.toISOString(),
-          rowCount: p.rowCount,
-          sizeBytes: p.sizeBytes,
-        }));
-        for (const job of jobs) {
-          results[job.id] = {
-            dataset: { id: dataset.id, slug: dataset.slug },
-            manifestVersion: published.manifest.version,
-            schemaVersion,
-            rowCount: job.payload.rowCount,
-            // Coalesced batches share their files: these are the partitions of the whole publish.
-            coalescedJobs: jobs.length,
-            partitions,
-          };
-        }
-        await ctx.complete(tx, results);
+        step.setAttribute('timestore.files', files.length);
+        return files;
       });
-      deps.log.info(
-        { dataset: dataset.slug, jobs: jobs.length, rows: jobs.reduce((n, j) => n + j.payload.rowCount, 0), partitions: added.length },
-        'ingest: published',
-      );
-
-      // The staged bodies are no longer needed; what a crash leaves here, the collector removes.
-      await Promise.all(
-        jobs.map(async (job) => {
-          const stagedOn = deps.drivers.forTarget(await targetOf(job.payload.storageTargetId));
-          await stagedOn.delete(job.payload.staged.location).catch((err) => deps.log.warn({ err, job: job.id }, 'ingest: staged batch not deleted'));
-        }),
-      );
-      return results;
-    } finally {
-      await rm(work, { recursive: true, force: true });
+      ctx.signal.throwIfAborted();
+      const driver = deps.drivers.forTarget(target);
+      for (const file of written) {
+        const stored = await driver.putFile(partitionKeyPath(dataset, file.partitionKey, file.windowStart), file.path, { move: true });
+        added.push({
+          storageTargetId: target.id,
+          location: stored.location,
+          partitionKey: file.partitionKey,
+          schemaVersion,
+          startTime: file.startTime,
+          endTime: file.endTime,
+          rowCount: file.rowCount,
+          sizeBytes: stored.sizeBytes,
+          checksum: file.checksum,
+          columnStatistics: file.columnStatistics,
+        });
+      }
     }
-  };
+
+    ctx.signal.throwIfAborted();
+    const results: JobResults = {};
+    await inSpan(tracer, 'catalog.publish', trace, () => deps.sql.begin(async (tx) => {
+      const published = await publishManifestVersion(tx, {
+        datasetId: dataset.id,
+        reason: 'ingest',
+        add: added,
+        summary: { jobs: jobs.map((j) => j.id), rows: jobs.reduce((n, j) => n + j.payload.rowCount, 0) },
+      });
+      const partitions = published.partitions.map((p) => ({
+        id: p.id,
+        location: p.location,
+        partitionKey: p.partitionKey,
+        startTime: p.startTime.toISOString(),
+        endTime: p.endTime.toISOString(),
+        rowCount: p.rowCount,
+        sizeBytes: p.sizeBytes,
+      }));
+      for (const job of jobs) {
+        results[job.id] = {
+          dataset: { id: dataset.id, slug: dataset.slug },
+          manifestVersion: published.manifest.version,
+          schemaVersion,
+          rowCount: job.payload.rowCount,
+          // Coalesced batches share their files: these are the partitions of the whole publish.
+          coalescedJobs: jobs.length,
+          partitions,
+        };
+      }
+      await ctx.complete(tx, results);
+    }));
+    const rows = jobs.reduce((n, j) => n + j.payload.rowCount, 0);
+    const bytes = added.reduce((n, p) => n + p.sizeBytes, 0);
+    span.setAttributes({ 'timestore.partitions': added.length, 'timestore.bytes': bytes });
+    deps.metrics?.ingestWritten(dataset.slug, { rows, partitions: added.length, bytes });
+    deps.log.info({ dataset: dataset.slug, jobs: jobs.length, rows, partitions: added.length, ...traceFields(span) }, 'ingest: published');
+
+    // The staged bodies are no longer needed; what a crash leaves here, the collector removes.
+    await Promise.all(
+      jobs.map(async (job) => {
+        const stagedOn = deps.drivers.forTarget(await targetOf(job.payload.storageTargetId));
+        await stagedOn.delete(job.payload.staged.location).catch((err) => deps.log.warn({ err, job: job.id }, 'ingest: staged batch not deleted'));
+      }),
+    );
+    return results;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 }
 
 function groupBy<T, K>(items: T[], key: (item: T) => K): Map<K, T[]> {

@@ -31,6 +31,10 @@ import {
   JOBS_CHANNEL, type Job, type NewJob, claimJobs, completeJobs, enqueueJob, failJob, getJob, heartbeatJobs, releaseJobs,
 } from '../catalog/jobs.ts';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import {
+  type Context, contextFromTraceparent, contextWith, failSpan, type Link, NOOP_TRACER, type Span, SpanKind, type Tracer, traceFields,
+} from '../observability/tracing.ts';
 import { announceFinished, nextFinish, onLocalWake, wakeLocalRunners } from './local.ts';
 
 export type JobResults = Record<string, unknown>;
@@ -41,6 +45,11 @@ export interface JobContext {
   heartbeat(): Promise<boolean>;
   /** Completes the batch's jobs (except those `results` maps to an Error) in `tx`. */
   complete(tx: Db, results?: JobResults): Promise<void>;
+  /**
+   * The batch's trace: `context` holds the first job's span (a child of the request that created
+   * the job), the parent for the spans of the batch's work; `links` point at the other jobs' spans.
+   */
+  trace: { context: Context; links: Link[] };
 }
 
 export type JobHandler<P = unknown> = (jobs: Job<P>[], ctx: JobContext) => Promise<JobResults | void>;
@@ -63,6 +72,10 @@ export interface JobRunnerOptions {
   /** LISTEN for NOTIFY wake-ups; default on for an external PostgreSQL (the embedded one delivers none). */
   notifications?: boolean;
   workerId?: string;
+  /** A span per job, the child of the job's `trace_parent` (default: none recorded). */
+  tracer?: Tracer;
+  /** Job latency and failed attempts. */
+  metrics?: Metrics;
 }
 
 /** The lease of a job was taken over by another worker (or released). */
@@ -96,7 +109,8 @@ export class JobRunner {
   readonly workerId: string;
   private readonly sql: Catalog['sql'];
   private readonly log: Logger;
-  private readonly o: Required<Omit<JobRunnerOptions, 'catalog' | 'log' | 'workerId'>>;
+  private readonly o: Required<Omit<JobRunnerOptions, 'catalog' | 'log' | 'workerId' | 'metrics'>>;
+  private readonly metrics: Metrics | undefined;
   private handlers: Registered[] = [];
   private readonly batches = new Set<Batch>();
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -116,7 +130,9 @@ export class JobRunner {
       retryBaseMs: options.retryBaseMs ?? 1_000,
       retryMaxMs: options.retryMaxMs ?? 300_000,
       notifications: options.notifications ?? options.catalog.mode === 'external',
+      tracer: options.tracer ?? NOOP_TRACER,
     };
+    this.metrics = options.metrics;
   }
 
   register<P>(kind: string, handler: JobHandler<P>, options: HandlerOptions): this {
@@ -259,12 +275,23 @@ export class JobRunner {
     // Reclaimed from dead workers more often than allowed: fail them unrun (a job that kills its process).
     const exhausted = batch.jobs.filter((j) => j.attempts > j.maxAttempts);
     for (const job of exhausted) {
-      await this.fail(job, new PermanentJobError(`${job.lastError ?? 'lease expired'}; no attempts left`));
+      const span = this.jobSpan(job, [], 1);
+      await this.fail(job, new PermanentJobError(`${job.lastError ?? 'lease expired'}; no attempts left`), span);
+      span.end();
       announceFinished(job.id);
     }
     const jobs = batch.jobs.filter((j) => j.attempts <= j.maxAttempts);
     if (jobs.length === 0) return;
     const ids = jobs.map((j) => j.id);
+
+    // One span per job, in the trace of the request that created it; the first is the batch's parent.
+    const leaderSpan = this.jobSpan(jobs[0]!, [], jobs.length);
+    const spans = new Map<string, Span>([[jobs[0]!.id, leaderSpan]]);
+    for (const job of jobs.slice(1)) spans.set(job.id, this.jobSpan(job, [{ context: leaderSpan.spanContext() }], jobs.length));
+    const trace = {
+      context: contextWith(leaderSpan),
+      links: jobs.slice(1).map((j) => ({ context: spans.get(j.id)!.spanContext() })),
+    };
 
     // After complete() the rows are ours in the handler's transaction; a heartbeat then
     // waits for it and finds them succeeded, which is not a lost lease.
@@ -294,6 +321,7 @@ export class JobRunner {
     const succeeding = (results: JobResults) => ids.filter((id) => !(results[id] instanceof Error));
     const ctx: JobContext = {
       signal: batch.abort.signal,
+      trace,
       heartbeat,
       complete: async (tx, results = {}) => {
         completing = true;
@@ -312,24 +340,62 @@ export class JobRunner {
     } finally {
       batch.stopHeartbeat();
     }
-    if (batch.released) return;
+    if (batch.released) {
+      for (const span of spans.values()) span.setAttribute('timestore.job.outcome', 'released').end();
+      return;
+    }
 
     // Guarded on our lease: jobs completed in the handler's transaction, or taken over, are left alone.
-    for (const job of jobs) {
-      const error = failure ? failure.error : results[job.id];
-      if (failure || error instanceof Error) await this.fail(job, error);
+    try {
+      for (const job of jobs) {
+        const error = failure ? failure.error : results[job.id];
+        if (failure || error instanceof Error) await this.fail(job, error, spans.get(job.id)!);
+      }
+      if (!failure) {
+        await completeJobs(this.sql, succeeding(results), this.workerId, results);
+        for (const id of succeeding(results)) {
+          const job = jobs.find((j) => j.id === id)!;
+          spans.get(id)!.setAttribute('timestore.job.outcome', 'succeeded');
+          this.metrics?.jobFinished(job.kind, 'succeeded', (Date.now() - job.createdAt.getTime()) / 1000);
+        }
+      }
+    } finally {
+      for (const span of spans.values()) span.end();
     }
-    if (!failure) await completeJobs(this.sql, succeeding(results), this.workerId, results);
     // Waiters re-read the row, so announcing a job that was retried rather than finished is harmless.
     for (const id of ids) announceFinished(id);
   }
 
-  private async fail(job: Job, error: unknown): Promise<void> {
+  /** The span of one job's attempt: a consumer span whose parent is the request that created the job. */
+  private jobSpan(job: Job, links: Link[], batchSize: number): Span {
+    return this.o.tracer.startSpan(
+      `job ${job.kind}`,
+      {
+        kind: SpanKind.CONSUMER,
+        links,
+        attributes: {
+          'timestore.job.id': job.id,
+          'timestore.job.kind': job.kind,
+          'timestore.job.queue': job.queue,
+          'timestore.job.attempt': job.attempts,
+          'timestore.job.batch_size': batchSize,
+          ...(job.datasetId ? { 'timestore.dataset.id': job.datasetId } : {}),
+        },
+      },
+      contextFromTraceparent(job.traceParent),
+    );
+  }
+
+  private async fail(job: Job, error: unknown, span: Span): Promise<void> {
     const permanent = error instanceof PermanentJobError;
     const message = (error instanceof Error ? error.message : String(error)).slice(0, 4000);
     const row = await failJob(this.sql, job.id, this.workerId, message, permanent ? null : this.backoff(job.attempts));
     if (!row) return; // no longer ours
-    this.log.warn({ jobId: job.id, kind: job.kind, attempts: row.attempts, state: row.state, error: message }, 'jobs: attempt failed');
+    failSpan(span, error);
+    span.setAttribute('timestore.job.outcome', row.state === 'failed' ? 'failed' : 'retry');
+    this.metrics?.jobAttemptFailed(job.kind);
+    if (row.state === 'failed') this.metrics?.jobFinished(job.kind, 'failed', (Date.now() - job.createdAt.getTime()) / 1000);
+    this.log.warn({ jobId: job.id, kind: job.kind, attempts: row.attempts, state: row.state, error: message, ...traceFields(span) }, 'jobs: attempt failed');
   }
 
   /** Exponential in the attempt, capped, with "equal jitter": half fixed, half random. */

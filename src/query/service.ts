@@ -13,6 +13,8 @@ import type { Dataset, Partition, SchemaField, StorageTarget } from '../catalog/
 import type { WorkerPool } from '../engine/pool.ts';
 import { QueryError, type QueryInput, type QueryOutput } from '../engine/query.ts';
 import { AppError, errors } from '../errors.ts';
+import type { Metrics, QueryMode } from '../observability/metrics.ts';
+import { type Context, contextWith, failSpan, inSpan, NOOP_TRACER, type Span, type Tracer } from '../observability/tracing.ts';
 import type { PartitionCache } from '../storage/cache.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { prunePartitions } from './prune.ts';
@@ -26,6 +28,19 @@ export interface QueryServiceOptions {
   limits: QueryLimits;
   timeoutMs: number;
   memoryLimitBytes: number;
+  /** Spans `query` (child of the request's) with `query.prepare` and `query.scan`. */
+  tracer?: Tracer;
+  /** Queries by mode and outcome, their time, and the partitions they scanned and pruned. */
+  metrics?: Metrics;
+}
+
+/** The span and clock of one query, ended once with its outcome. */
+interface Measured {
+  mode: QueryMode;
+  span: Span;
+  trace: Context;
+  started: number;
+  partitions?: { scanned: number; pruned: number };
 }
 
 export interface QueryResult extends QueryOutput {
@@ -46,49 +61,114 @@ interface Prepared {
 }
 
 export class QueryService {
-  constructor(private readonly o: QueryServiceOptions) {}
+  private readonly tracer: Tracer;
 
-  async query(slug: string, request: QueryRequest): Promise<QueryResult> {
-    const prepared = await this.prepare(slug, request);
-    try {
-      const output = prepared.input ? await this.o.pool.query(prepared.input).catch(rethrowQueryError) : emptyOutput(prepared);
-      return {
-        mode: prepared.plan.mode.kind === 'raw' ? 'raw' : 'downsampled',
-        ...output,
-        columns: resultColumns(prepared.plan, prepared.fields),
-        manifestVersion: prepared.dataset.manifestVersion,
-        partitions: { scanned: prepared.scanned, pruned: prepared.pruned },
-      };
-    } finally {
-      prepared.release();
-    }
+  constructor(private readonly o: QueryServiceOptions) {
+    this.tracer = o.tracer ?? NOOP_TRACER;
   }
 
-  /** The same query as batches of rows, for CSV and NDJSON answers that are never built in memory. */
-  async stream(slug: string, request: QueryRequest): Promise<{ columns: { name: string; type: string }[]; batches: AsyncIterable<Record<string, unknown>[]> }> {
-    const prepared = await this.prepare(slug, request);
+  /** `trace`: the request's trace context, the parent of the query's span. */
+  async query(slug: string, request: QueryRequest, trace?: Context): Promise<QueryResult> {
+    const m = this.measure(slug, request, trace);
+    let result: QueryResult;
+    try {
+      const prepared = await this.prepareIn(m, slug, request);
+      try {
+        const input = prepared.input;
+        const output = input
+          ? await inSpan(this.tracer, 'query.scan', m.trace, () => this.o.pool.query(input).catch(rethrowQueryError))
+          : emptyOutput(prepared);
+        m.span.setAttribute('timestore.query.rows', output.rows.length);
+        result = {
+          mode: m.mode,
+          ...output,
+          columns: resultColumns(prepared.plan, prepared.fields),
+          manifestVersion: prepared.dataset.manifestVersion,
+          partitions: { scanned: prepared.scanned, pruned: prepared.pruned },
+        };
+      } finally {
+        prepared.release();
+      }
+    } catch (err) {
+      this.finish(m, err);
+      throw err;
+    }
+    this.finish(m, null);
+    return result;
+  }
+
+  /**
+   * The same query as batches of rows, for CSV and NDJSON answers that are never built in memory.
+   * Its span and metrics end with the last batch (or when the client goes away).
+   */
+  async stream(
+    slug: string,
+    request: QueryRequest,
+    trace?: Context,
+  ): Promise<{ columns: { name: string; type: string }[]; batches: AsyncIterable<Record<string, unknown>[]> }> {
+    const m = this.measure(slug, request, trace);
+    let prepared: Prepared;
+    try {
+      prepared = await this.prepareIn(m, slug, request);
+    } catch (err) {
+      this.finish(m, err);
+      throw err;
+    }
     const columns = resultColumns(prepared.plan, prepared.fields);
     if (!prepared.input) {
       prepared.release();
+      this.finish(m, null);
       return { columns, batches: (async function* () {})() };
     }
     const input = prepared.input;
     const release = prepared.release;
     const pool = this.o.pool;
+    const finish = (err: unknown) => this.finish(m, err);
     return {
       columns,
       batches: (async function* () {
+        let failure: unknown = null;
         try {
           try {
             yield* pool.queryStream(input, 4096);
           } catch (err) {
             rethrowQueryError(err);
           }
+        } catch (err) {
+          failure = err;
+          throw err;
         } finally {
           release();
+          finish(failure);
         }
       })(),
     };
+  }
+
+  private measure(slug: string, request: QueryRequest, trace: Context | undefined): Measured {
+    const mode: QueryMode = request.downsample ? 'downsampled' : 'raw';
+    const span = this.tracer.startSpan('query', { attributes: { 'timestore.dataset.slug': slug, 'timestore.query.mode': mode } }, trace);
+    return { mode, span, trace: contextWith(span, trace), started: performance.now() };
+  }
+
+  private async prepareIn(m: Measured, slug: string, request: QueryRequest): Promise<Prepared> {
+    const prepared = await inSpan(this.tracer, 'query.prepare', m.trace, () => this.prepare(slug, request));
+    m.partitions = { scanned: prepared.scanned, pruned: prepared.pruned };
+    m.span.setAttributes({
+      'timestore.query.partitions_scanned': prepared.scanned,
+      'timestore.query.partitions_pruned': prepared.pruned,
+      'timestore.manifest_version': prepared.dataset.manifestVersion,
+    });
+    return prepared;
+  }
+
+  /** Ends the query's span and records it: ok, rejected (a 4xx answer) or failed. */
+  private finish(m: Measured, error: unknown): void {
+    const outcome = error === null ? 'ok' : error instanceof AppError && error.status < 500 ? 'rejected' : 'failed';
+    if (error !== null) failSpan(m.span, error);
+    m.span.setAttribute('timestore.query.outcome', outcome);
+    m.span.end();
+    this.o.metrics?.query(m.mode, outcome, (performance.now() - m.started) / 1000, m.partitions);
   }
 
   private async prepare(slug: string, request: QueryRequest): Promise<Prepared> {

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Config, loadConfig } from '../../src/config.ts';
+import type { Logger } from '../../src/log.ts';
 import { type RunningServer, startServer } from '../../src/server.ts';
 import { silentLog } from './catalog.ts';
 import { freePortAsync } from './ports.ts';
@@ -20,7 +21,8 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+/** `log`: where the server logs (default: nowhere). */
+export async function startTestServer(env: Record<string, string> = {}, options: { log?: Logger } = {}): Promise<TestServer> {
   const storageRoot = mkdtempSync(join(tmpdir(), 'timestore-server-'));
   const config = loadConfig({
     TIMESTORE_DATABASE_URL: await createTestDatabase('server'),
@@ -29,7 +31,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     TIMESTORE_WORKER_THREADS: '1',
     ...env,
   });
-  const server = await startServer(config, silentLog);
+  const server = await startServer(config, options.log ?? silentLog);
   return {
     url: server.url,
     config,

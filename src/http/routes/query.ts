@@ -4,6 +4,7 @@ import type { QueryRequest } from '../../query/request.ts';
 import type { QueryService } from '../../query/service.ts';
 import type { Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
+import { requestTraceContext } from '../request-log.ts';
 
 const Value = t.Union([t.String(), t.Number(), t.Boolean()]);
 const ColumnFilter = t.Object(
@@ -107,16 +108,17 @@ function csvField(value: unknown): string {
 export function queryRoutes(service: QueryService, scoped: Scoped) {
   return new Elysia({ name: 'timestore/query' }).use(scoped).post(
     '/datasets/:datasetSlug/query',
-    async ({ params, body, headers }) => {
+    async ({ params, body, headers, request: http }) => {
       const request: QueryRequest = body;
       const format = streamFormat(headers.accept);
+      const trace = requestTraceContext(http);
       if (!format) {
-        const result = await service.query(params.datasetSlug, request);
+        const result = await service.query(params.datasetSlug, request, trace);
         const answer: Static<typeof QueryAnswer> = { ...result, columns: result.columns.map((c) => c.name), columnTypes: result.columns };
         // A Response on both paths (JSON here, a stream below) keeps the handler's type one thing.
         return Response.json(answer);
       }
-      const { columns, batches } = await service.stream(params.datasetSlug, request);
+      const { columns, batches } = await service.stream(params.datasetSlug, request, trace);
       const names = columns.map((c) => c.name);
       const encoder = new TextEncoder();
       const lines = async function* () {
