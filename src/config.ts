@@ -43,8 +43,20 @@ export interface Config {
   scopes: { read: string | null; admin: string | null; write: string | null };
   /** The server-wide retention policy; a dataset's own policy overrides it rule by rule. Null: no limit. */
   retention: { maxAgeHours: number | null; maxTotalBytes: number | null; deleteGraceMinutes: number };
+  lifecycle: {
+    /** Run the lifecycle scheduler and jobs inside `serve`. */
+    enabled: boolean;
+    intervalMs: number;
+    compaction: { targetBytes: number; targetRows: number; maxBytesPerRun: number; maxFilesPerRun: number };
+    /** Unreferenced files younger than this are left alone (they may belong to a write in progress). */
+    orphanMinAgeMs: number;
+    /** Finished jobs are purged after this. */
+    jobRetentionMs: number;
+  };
   workerThreads: number;
   shutdownTimeoutMs: number;
+  /** OTLP/HTTP span export (observability/tracing.ts); `tracesEndpoint` null: tracing off. */
+  tracing: { tracesEndpoint: string | null; headers: Record<string, string>; serviceName: string };
 }
 
 export class ConfigError extends Error {
@@ -132,12 +144,48 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
     description: 'Default `deleteGraceMinutes`: how long files removed from the manifest stay readable for queries that started before.',
     default: '`5`',
   },
+  {
+    name: 'TIMESTORE_LIFECYCLE_ENABLED',
+    description: '`serve` also runs the lifecycle (retention, compaction, garbage collection); `false` leaves it to `timestore lifecycle`.',
+    default: '`true`',
+  },
+  { name: 'TIMESTORE_LIFECYCLE_INTERVAL_SECONDS', description: 'How often a lifecycle round starts (once per interval across all processes).', default: '`300`' },
+  {
+    name: 'TIMESTORE_COMPACTION_TARGET_BYTES',
+    description: 'Partitions smaller than this (and than the row target) are merged with their neighbours in the same key and window.',
+    default: '`134217728` (128 MiB)',
+  },
+  { name: 'TIMESTORE_COMPACTION_TARGET_ROWS', description: 'Row target of a compacted partition.', default: '`1000000`' },
+  { name: 'TIMESTORE_COMPACTION_MAX_BYTES_PER_RUN', description: 'Most input bytes one compaction run merges; the next run continues.', default: '`1073741824` (1 GiB)' },
+  { name: 'TIMESTORE_COMPACTION_MAX_FILES_PER_RUN', description: 'Most input files one compaction run merges.', default: '`2000`' },
+  {
+    name: 'TIMESTORE_GC_ORPHAN_MIN_AGE_MINUTES',
+    description: 'Files in a storage target that no manifest or queued job references are deleted once older than this.',
+    default: '`60`',
+  },
+  { name: 'TIMESTORE_JOB_RETENTION_HOURS', description: 'Finished jobs (and their results) are kept this long.', default: '`168`' },
   { name: 'TIMESTORE_WORKER_THREADS', description: 'DuckDB worker threads (each holds one DuckDB instance).', default: 'number of cores' },
   {
     name: 'TIMESTORE_SHUTDOWN_TIMEOUT_MS',
     description: 'How long SIGTERM/SIGINT waits for in-flight work before forcing exit.',
     default: '`10000`',
   },
+  {
+    name: 'OTEL_EXPORTER_OTLP_ENDPOINT',
+    description: 'OpenTelemetry collector base URL (OTLP/HTTP); when set, spans are exported as JSON to `<url>/v1/traces`.',
+    default: '_(unset: no spans exported)_',
+  },
+  {
+    name: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+    description: 'Full URL spans are sent to; wins over `OTEL_EXPORTER_OTLP_ENDPOINT`.',
+    default: '_(unset)_',
+  },
+  {
+    name: 'OTEL_EXPORTER_OTLP_HEADERS',
+    description: 'Headers sent with every span export, as `key=value` pairs separated by commas (values URL-encoded), e.g. an API key.',
+    default: '_(unset)_',
+  },
+  { name: 'OTEL_SERVICE_NAME', description: 'The `service.name` of exported spans.', default: '`timestore`' },
 ];
 
 type Env = Record<string, string | undefined>;
@@ -267,8 +315,21 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       maxTotalBytes: r.optionalInteger('TIMESTORE_RETENTION_MAX_TOTAL_BYTES', 1, Number.MAX_SAFE_INTEGER),
       deleteGraceMinutes: r.integer('TIMESTORE_RETENTION_DELETE_GRACE_MINUTES', 5, 0, 7 * 24 * 60),
     },
+    lifecycle: {
+      enabled: r.boolean('TIMESTORE_LIFECYCLE_ENABLED', true),
+      intervalMs: r.integer('TIMESTORE_LIFECYCLE_INTERVAL_SECONDS', 300, 1, 7 * 86_400) * 1000,
+      compaction: {
+        targetBytes: r.integer('TIMESTORE_COMPACTION_TARGET_BYTES', 128 * 1024 ** 2, 1024, 1024 ** 4),
+        targetRows: r.integer('TIMESTORE_COMPACTION_TARGET_ROWS', 1_000_000, 2, 1_000_000_000),
+        maxBytesPerRun: r.integer('TIMESTORE_COMPACTION_MAX_BYTES_PER_RUN', 1024 ** 3, 1024, 1024 ** 4),
+        maxFilesPerRun: r.integer('TIMESTORE_COMPACTION_MAX_FILES_PER_RUN', 2000, 2, 100_000),
+      },
+      orphanMinAgeMs: r.integer('TIMESTORE_GC_ORPHAN_MIN_AGE_MINUTES', 60, 0, 30 * 24 * 60) * 60_000,
+      jobRetentionMs: r.integer('TIMESTORE_JOB_RETENTION_HOURS', 168, 1, 24 * 3650) * 3_600_000,
+    },
     workerThreads: r.integer('TIMESTORE_WORKER_THREADS', availableParallelism(), 1, 256),
     shutdownTimeoutMs: r.integer('TIMESTORE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    tracing: readTracing(r),
   };
 
   if (config.s3.secretAccessKey && !config.s3.accessKeyId) {
@@ -278,12 +339,41 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   return config;
 }
 
+/** The OTLP span endpoint (the signal-specific URL, else the base URL + /v1/traces), its headers and service name. */
+function readTracing(r: Reader): Config['tracing'] {
+  const base = r.url('OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']);
+  const traces = r.url('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', ['http:', 'https:']);
+  const headers: Record<string, string> = {};
+  for (const pair of (r.raw('OTEL_EXPORTER_OTLP_HEADERS') ?? '').split(',')) {
+    if (pair.trim() === '') continue;
+    const eq = pair.indexOf('=');
+    const key = eq > 0 ? pair.slice(0, eq).trim() : '';
+    let value: string | null = null;
+    try {
+      value = eq > 0 ? decodeURIComponent(pair.slice(eq + 1).trim()) : null;
+    } catch {
+      value = null;
+    }
+    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(key) || value === null) {
+      r.problems.push('OTEL_EXPORTER_OTLP_HEADERS must be key=value pairs separated by commas, with URL-encoded values');
+      break;
+    }
+    headers[key] = value;
+  }
+  return {
+    tracesEndpoint: traces ?? (base ? `${base.replace(/\/+$/, '')}/v1/traces` : null),
+    headers,
+    serviceName: r.string('OTEL_SERVICE_NAME', 'timestore'),
+  };
+}
+
 /** The configuration with secrets removed, fit for a log line. */
 export function describeConfig(config: Config): Record<string, unknown> {
   return {
     ...config,
     databaseUrl: config.databaseUrl ? redactUrl(config.databaseUrl) : 'embedded',
     s3: { ...config.s3, secretAccessKey: config.s3.secretAccessKey ? '***' : null, sessionToken: config.s3.sessionToken ? '***' : null },
+    tracing: { ...config.tracing, headers: Object.fromEntries(Object.keys(config.tracing.headers).map((k) => [k, '***'])) },
   };
 }
 

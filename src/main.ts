@@ -1,11 +1,11 @@
 #!/usr/bin/env bun
 /**
- * The `timestore` command: serve (the default), migrate, version, help.
+ * The `timestore` command: serve (the default), lifecycle, migrate, version, help.
  */
 import { openCatalog } from './catalog/connection.ts';
 import { CONFIG_VARIABLES, ConfigError, loadConfig, type Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
-import { startServer } from './server.ts';
+import { startLifecycleProcess, startServer } from './server.ts';
 import { VERSION } from './version.ts';
 
 const USAGE = `timestore ${VERSION}: a time-series store in one executable
@@ -14,6 +14,8 @@ Usage: timestore [command]
 
 Commands:
   serve      start the HTTP server (the default)
+  lifecycle  run retention, compaction and garbage collection without serving HTTP
+             (with --once: one round for every dataset, then exit)
   migrate    apply pending catalog migrations, then exit
   version    print the version
   help       print this help (also --help, -h)
@@ -22,9 +24,10 @@ Configuration comes from environment variables:
 ${CONFIG_VARIABLES.map((v) => `  ${v.name.padEnd(32)} ${v.description.replace(/`/g, '')}`).join('\n')}
 `;
 
-type Command = 'serve' | 'migrate' | 'version' | 'help';
+type Command = 'serve' | 'lifecycle' | 'migrate' | 'version' | 'help';
 const COMMANDS: Record<string, Command> = {
   serve: 'serve',
+  lifecycle: 'lifecycle',
   migrate: 'migrate',
   version: 'version',
   '--version': 'version',
@@ -34,9 +37,10 @@ const COMMANDS: Record<string, Command> = {
 };
 
 async function main(argv: string[]): Promise<number> {
-  if (argv.length > 1) return usageError(`unexpected argument "${argv[1]}"`);
   const command = argv.length === 0 ? 'serve' : COMMANDS[argv[0] as string];
   if (!command) return usageError(`unknown command or flag "${argv[0]}"`);
+  const once = command === 'lifecycle' && argv[1] === '--once';
+  if (argv.length > (once ? 2 : 1)) return usageError(`unexpected argument "${argv[once ? 2 : 1]}"`);
   if (command === 'help') {
     process.stdout.write(USAGE);
     return 0;
@@ -58,7 +62,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const log = createLogger(config.logLevel);
   try {
-    return command === 'migrate' ? await migrate(config, log) : await serve(config, log);
+    if (command === 'migrate') return await migrate(config, log);
+    if (command === 'lifecycle') return await untilStopped(await startLifecycleProcess(config, log, { once }), config, log, once);
+    return await untilStopped(await startServer(config, log), config, log, false);
   } catch (err) {
     log.fatal({ err }, `timestore ${command} failed: ${(err as Error).message}`);
     return 1;
@@ -75,25 +81,25 @@ async function migrate(config: Config, log: Logger): Promise<number> {
   return 0;
 }
 
-async function serve(config: Config, log: Logger): Promise<number> {
-  const server = await startServer(config, log);
+/** Runs until SIGTERM/SIGINT (or, with `untilFinished`, until the process's work is done), then shuts down. */
+async function untilStopped(
+  server: { shutdown(reason: string): Promise<void>; finished?: Promise<void> },
+  config: Config,
+  log: Logger,
+  untilFinished: boolean,
+): Promise<number> {
   return new Promise<number>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      // A second signal during shutdown forces the exit.
-      if (shuttingDown) {
-        log.warn({ signal }, 'second signal: exiting now');
-        resolve(1);
-        return;
-      }
+    let shuttingDown = false;
+    const stop = (reason: string, code: number) => {
       shuttingDown = true;
       const force = setTimeout(() => {
         log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown timed out: exiting now');
         resolve(1);
       }, config.shutdownTimeoutMs);
-      server.shutdown(signal).then(
+      server.shutdown(reason).then(
         () => {
           clearTimeout(force);
-          resolve(0);
+          resolve(code);
         },
         (err) => {
           clearTimeout(force);
@@ -102,9 +108,26 @@ async function serve(config: Config, log: Logger): Promise<number> {
         },
       );
     };
-    let shuttingDown = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      // A second signal during shutdown forces the exit.
+      if (shuttingDown) {
+        log.warn({ signal }, 'second signal: exiting now');
+        resolve(1);
+        return;
+      }
+      stop(signal, 0);
+    };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    if (untilFinished && server.finished) {
+      server.finished.then(
+        () => shuttingDown || stop('work finished', 0),
+        (err: Error) => {
+          log.error({ err }, `lifecycle round failed: ${err.message}`);
+          if (!shuttingDown) stop('work failed', 1);
+        },
+      );
+    }
   });
 }
 

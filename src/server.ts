@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Sql } from 'postgres';
 import { datasetIamResolver } from './access.ts';
 import { AdminService } from './admin/service.ts';
+import { Lifecycle } from './lifecycle/service.ts';
 import { openCatalog, type Catalog } from './catalog/connection.ts';
 import { upsertStorageTarget } from './catalog/storage-targets.ts';
 import { type Config, describeConfig } from './config.ts';
@@ -20,6 +21,8 @@ import { ingestJobHandler } from './ingest/write.ts';
 import { wakeLocalRunners } from './jobs/local.ts';
 import { JobRunner } from './jobs/runner.ts';
 import type { Logger } from './log.ts';
+import { Metrics } from './observability/metrics.ts';
+import { Tracing } from './observability/tracing.ts';
 import { Readiness } from './readiness.ts';
 import { PartitionCache } from './storage/cache.ts';
 import { StorageDrivers } from './storage/index.ts';
@@ -30,11 +33,24 @@ export interface RunningServer {
   catalog: Catalog;
   pool: WorkerPool;
   runner: JobRunner;
+  /** This server's metrics (GET /metrics); lifecycle tasks report through `metrics.compaction(…)` etc. */
+  metrics: Metrics;
+  tracing: Tracing;
+  lifecycle: Lifecycle;
+  /** Null when TIMESTORE_LIFECYCLE_ENABLED=false (a `timestore lifecycle` process runs the jobs). */
+  lifecycleRunner: JobRunner | null;
   /** Drains and stops everything; safe to call more than once. */
   shutdown(reason: string): Promise<void>;
 }
 
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+interface Core {
+  catalog: Catalog;
+  drivers: StorageDrivers;
+  pool: WorkerPool;
+}
+
+/** What every process needs: the migrated catalog, the configured storage targets, the worker pool. */
+async function openCore(config: Config, log: Logger): Promise<Core> {
   log.info({ version: VERSION, config: describeConfig(config) }, 'timestore starting');
   mkdirSync(config.storageRoot, { recursive: true });
 
@@ -57,15 +73,45 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     await catalog.close().catch(() => {});
     throw err;
   }
-  const workers = pool;
+  return { catalog, drivers, pool };
+}
+
+/** The lifecycle tasks, and (when `run`) a runner of their own that takes one lifecycle job at a time. */
+function lifecycleOf(core: Core, config: Config, log: Logger, metrics: Metrics | undefined, run: boolean) {
+  const lifecycle = new Lifecycle({
+    sql: core.catalog.sql,
+    drivers: core.drivers,
+    pool: core.pool,
+    scratchDir: join(config.storageRoot, 'tmp'),
+    log,
+    settings: config.lifecycle,
+    retentionDefaults: config.retention,
+    queryTimeoutMs: config.query.timeoutMs,
+    metrics,
+  });
+  const runner = run ? lifecycle.register(new JobRunner({ catalog: core.catalog, log, concurrency: 1, metrics })) : null;
+  return { lifecycle, runner };
+}
+
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const core = await openCore(config, log);
+  const { catalog, drivers, pool: workers } = core;
 
   const queue = config.ingest.queueName;
-  const runner = new JobRunner({ catalog, log, concurrency: config.ingest.concurrency }).register(
+  const metrics = new Metrics(log);
+  const tracing = Tracing.create(config.tracing, log);
+  const { tracer } = tracing;
+  const runner = new JobRunner({ catalog, log, concurrency: config.ingest.concurrency, tracer, metrics }).register(
     INGEST_JOB_KIND,
-    ingestJobHandler({ sql: catalog.sql, drivers, pool: workers, scratchDir: join(config.storageRoot, 'tmp'), log }),
+    ingestJobHandler({ sql: catalog.sql, drivers, pool: workers, scratchDir: join(config.storageRoot, 'tmp'), log, tracer, metrics }),
     { queue, coalesce: { maxJobs: 256, weightField: 'rowCount', maxWeight: 1_000_000 } },
   );
   await runner.start();
+  const { lifecycle, runner: lifecycleRunner } = lifecycleOf(core, config, log, metrics, config.lifecycle.enabled);
+  if (lifecycleRunner) {
+    await lifecycleRunner.start();
+    lifecycle.startScheduler(lifecycleRunner.workerId);
+  }
   const ingest = new IngestService({
     sql: catalog.sql,
     drivers,
@@ -76,6 +122,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     inline: config.ingest.mode === 'inline',
     wake: () => wakeLocalRunners(queue),
     waitForJob: (id, ms) => runner.waitForJob(id, ms),
+    metrics,
   });
 
   const cache = new PartitionCache({ ...config.queryCache, log });
@@ -88,7 +135,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     limits: { maxRows: config.query.maxRows, defaultRows: config.query.defaultRows, maxBuckets: config.query.maxBuckets },
     timeoutMs: config.query.timeoutMs,
     memoryLimitBytes: config.query.memoryLimitBytes,
+    tracer,
+    metrics,
   });
+  metrics.observe({ catalog: catalog.sql, jobKinds: [{ queue, kind: INGEST_JOB_KIND }], cache, pool: workers });
 
   const readiness = new Readiness({ catalog, pool: workers, storageRoot: config.storageRoot });
   const app = createApp({
@@ -96,8 +146,16 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     readiness,
     ingest,
     query,
-    admin: new AdminService({ sql: catalog.sql, drivers, retentionDefaults: config.retention }),
+    admin: new AdminService({
+      sql: catalog.sql,
+      drivers,
+      retentionDefaults: config.retention,
+      startLifecycle: (datasetId, actor) => lifecycle.runNow(datasetId, actor),
+      waitForJob: (id, ms) => runner.waitForJob(id, ms),
+    }),
     maxBodyBytes: config.ingest.maxBodyBytes,
+    metrics,
+    tracer,
     scopes: config.scopes,
     datasetIam: datasetIamResolver(catalog.sql),
   }).listen({
@@ -113,6 +171,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     catalog,
     pool: workers,
     runner,
+    lifecycle,
+    lifecycleRunner,
+    metrics,
+    tracing,
     shutdown(reason) {
       stopping ??= (async () => {
         log.info({ reason }, 'shutdown: /ready now answers 503; finishing in-flight requests');
@@ -120,11 +182,58 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         // Stop accepting connections and let in-flight requests finish.
         await app.stop(false);
         // Running jobs finish (or are handed back to the queue) before their pool and catalog go.
-        await runner.stop(Math.max(1_000, config.shutdownTimeoutMs - 2_000));
+        await lifecycle.stopScheduler();
+        await Promise.all([runner, lifecycleRunner].map((r) => r?.stop(Math.max(1_000, config.shutdownTimeoutMs - 2_000))));
+        // The last spans (requests, jobs) go out before the process does.
+        await tracing.shutdown().catch((err) => log.warn({ err }, 'tracing: the last spans could not be exported'));
         await workers.close();
         drivers.close();
         await catalog.close();
         log.info('shutdown complete');
+      })();
+      return stopping;
+    },
+  };
+}
+
+export interface LifecycleProcess {
+  /** Stops scheduling, lets the running job finish (or hands it back), closes everything. */
+  shutdown(reason: string): Promise<void>;
+  /** With `once`: resolves when the round this process enqueued at start has finished. */
+  finished: Promise<void>;
+}
+
+/**
+ * `timestore lifecycle`: the scheduler and a lifecycle runner without HTTP or ingestion. With
+ * `once`, it enqueues one round at once (whatever the schedule says), waits for it, and is done.
+ */
+export async function startLifecycleProcess(config: Config, log: Logger, options: { once: boolean }): Promise<LifecycleProcess> {
+  const core = await openCore(config, log);
+  const { lifecycle, runner } = lifecycleOf(core, config, log, undefined, true);
+  await runner!.start();
+  let finished: Promise<void> = new Promise(() => {});
+  if (options.once) {
+    const jobs = await lifecycle.enqueueRound();
+    log.info({ jobs: jobs.length }, 'lifecycle: one round enqueued');
+    finished = Promise.all(jobs.map((job) => runner!.waitForJob(job.id, 24 * 3_600_000))).then((done) => {
+      const failed = done.filter((job) => job?.state === 'failed');
+      if (failed.length > 0) throw new Error(`${failed.length} lifecycle job(s) failed: ${failed.map((j) => j!.lastError).join('; ')}`);
+    });
+  } else {
+    lifecycle.startScheduler(runner!.workerId);
+    log.info({ intervalSeconds: config.lifecycle.intervalMs / 1000 }, 'lifecycle: scheduler running');
+  }
+  let stopping: Promise<void> | undefined;
+  return {
+    finished,
+    shutdown(reason) {
+      stopping ??= (async () => {
+        log.info({ reason }, 'lifecycle: stopping');
+        await lifecycle.stopScheduler();
+        await runner!.stop(Math.max(1_000, config.shutdownTimeoutMs - 2_000));
+        await core.pool.close();
+        core.drivers.close();
+        await core.catalog.close();
       })();
       return stopping;
     },

@@ -45,7 +45,7 @@ function run(args: string[]) {
 }
 
 /** Starts the binary in `dir` with defaults for everything but the port; returns it and the ms it took to be ready. */
-async function start(): Promise<{ server: ServerProcess; readyMs: number }> {
+async function start(env: Record<string, string> = {}): Promise<{ server: ServerProcess; readyMs: number }> {
   const started = performance.now();
   const server = await spawnServer({
     command: [binary],
@@ -54,7 +54,7 @@ async function start(): Promise<{ server: ServerProcess; readyMs: number }> {
     // blank values count as unset (src/config.ts), so the defaults apply: ./data/timestore, one thread per core.
     // storageRoot only tells spawnServer where that default lands (it creates no temporary root then).
     storageRoot: join(dir, 'data/timestore'),
-    env: { ...bareEnv(), TIMESTORE_STORAGE_ROOT: '', TIMESTORE_WORKER_THREADS: '' },
+    env: { ...bareEnv(), TIMESTORE_STORAGE_ROOT: '', TIMESTORE_WORKER_THREADS: '', ...env },
     readyTimeoutMs: 90_000,
   });
   return { server, readyMs: Math.round(performance.now() - started) };
@@ -102,6 +102,12 @@ describe('the compiled binary, alone in an empty directory', () => {
       const css = await fetch(`${server.url}/docs/assets/swagger-ui.css`);
       expect(css.status).toBe(200);
       expect((await css.text()).length).toBeGreaterThan(1000);
+      // prom-client inside the binary: the metrics page, with figures read from the embedded catalog.
+      const metrics = await fetch(`${server.url}/metrics`);
+      expect(metrics.status).toBe(200);
+      const text = await metrics.text();
+      expect(text).toContain(`timestore_build_info{version="${VERSION}"} 1`);
+      expect(text).toContain('timestore_jobs{queue="timestore_ingest_queue",kind="ingest",state="queued"} 0');
       firstTargetId = localTargetId(server.output());
       expect(firstTargetId).toBeString();
     } finally {
@@ -112,11 +118,16 @@ describe('the compiled binary, alone in an empty directory', () => {
     pgVersionMtime = statSync(join(dir, 'data/timestore/catalog/PG_VERSION')).mtimeMs;
   }, 120_000);
 
-  test('a second start in the same directory reuses the catalog', async () => {
+  test('a second start in the same directory reuses the catalog (and exports spans over OTLP)', async () => {
     expect(firstTargetId).toBeString(); // needs the previous test
-    const { server, readyMs } = await start();
+    // The OpenTelemetry SDK inside the binary: a request's span reaches a collector by shutdown.
+    const posted: any[] = [];
+    const collector = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: async (req) => (posted.push(await req.json()), Response.json({})) });
+    const { server, readyMs } = await start({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.port}` });
     let code: number | null;
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     try {
+      expect((await fetch(`${server.url}/health`, { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } })).status).toBe(200);
       console.log(`second start to /ready: ${readyMs} ms`);
       const output = server.output();
       expect(output).toContain('catalog: schema is up to date');
@@ -127,6 +138,9 @@ describe('the compiled binary, alone in an empty directory', () => {
       code = await terminate(server);
     }
     expect(code).toBe(0);
+    collector.stop(true);
+    const spans = posted.flatMap((p) => p.resourceSpans.flatMap((rs: any) => rs.scopeSpans.flatMap((ss: any) => ss.spans)));
+    expect(spans.find((s: any) => s.traceId === traceId)).toMatchObject({ name: 'GET /health', parentSpanId: '00f067aa0ba902b7' });
     // No second initdb: the cluster's PG_VERSION is the one the first run wrote.
     expect(statSync(join(dir, 'data/timestore/catalog/PG_VERSION')).mtimeMs).toBe(pgVersionMtime);
   }, 120_000);

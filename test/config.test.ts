@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CONFIG_VARIABLES, ConfigError, loadConfig } from '../src/config.ts';
+import { CONFIG_VARIABLES, ConfigError, describeConfig, loadConfig } from '../src/config.ts';
 
 describe('configuration', () => {
   test('defaults: embedded catalog, local storage under ./data, port 4100', () => {
@@ -57,6 +57,20 @@ describe('configuration', () => {
     }
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).message).toContain(message);
+  });
+
+  test('tracing: the OTLP span endpoint, its headers and service name', () => {
+    expect(loadConfig({}).tracing).toEqual({ tracesEndpoint: null, headers: {}, serviceName: 'timestore' });
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }).tracing.tracesEndpoint).toBe('http://collector:4318/v1/traces');
+    expect(
+      loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://traces.example/otlp' }).tracing.tracesEndpoint,
+    ).toBe('https://traces.example/otlp');
+    const config = loadConfig({ OTEL_EXPORTER_OTLP_HEADERS: 'api-key=a%2Cb, x-tenant = t1', OTEL_SERVICE_NAME: 'ts-eu' });
+    expect(config.tracing.headers).toEqual({ 'api-key': 'a,b', 'x-tenant': 't1' });
+    expect(config.tracing.serviceName).toBe('ts-eu');
+    expect(describeConfig(config).tracing).toEqual({ tracesEndpoint: null, headers: { 'api-key': '***', 'x-tenant': '***' }, serviceName: 'ts-eu' });
+    expect(() => loadConfig({ OTEL_EXPORTER_OTLP_HEADERS: 'novalue' })).toThrow('OTEL_EXPORTER_OTLP_HEADERS must be key=value pairs');
+    expect(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'grpc://collector:4317' })).toThrow('OTEL_EXPORTER_OTLP_ENDPOINT must be a URL');
   });
 
   test('every problem is reported at once', () => {

@@ -14,6 +14,7 @@ import {
   lockDataset,
   updateDataset,
 } from '../catalog/datasets.ts';
+import { getJob, type Job } from '../catalog/jobs.ts';
 import { getManifestVersion, listActivePartitions, manifestTotalsByTarget, type TargetTotals } from '../catalog/manifests.ts';
 import { getRetentionPolicy, putRetentionPolicy } from '../catalog/retention.ts';
 import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-versions.ts';
@@ -42,6 +43,10 @@ export interface AdminServiceOptions {
   sql: Sql;
   drivers: StorageDrivers;
   retentionDefaults: RetentionDefaults;
+  /** Enqueues (or finds) the lifecycle job of a dataset (src/lifecycle). */
+  startLifecycle(datasetId: string, actor: string | null): Promise<Job>;
+  /** The job once finished, or as it is when the time is up. */
+  waitForJob(jobId: string, timeoutMs: number): Promise<Job | null>;
 }
 
 export interface NewDatasetRequest {
@@ -235,6 +240,19 @@ export class AdminService {
     const events = rows.slice(0, options.limit);
     const last = events.at(-1);
     return { events, nextCursor: rows.length > options.limit && last ? encodeCursor('audit', String(last.id)) : null };
+  }
+
+  /** Runs the dataset's lifecycle now; waits up to `waitMs` for it to finish. */
+  async runLifecycle(idOrSlug: string, actor: string | null, waitMs: number): Promise<Job> {
+    const dataset = await getDataset(this.o.sql, idOrSlug);
+    const job = await this.o.startLifecycle(dataset.id, actor);
+    return waitMs > 0 ? ((await this.o.waitForJob(job.id, waitMs)) ?? job) : job;
+  }
+
+  async job(id: string): Promise<Job> {
+    const job = /^[0-9a-f-]{36}$/i.test(id) ? await getJob(this.o.sql, id) : null;
+    if (!job) throw errors.notFound('job', id);
+    return job;
   }
 
   private async writableTarget(idOrName: string): Promise<StorageTarget> {

@@ -66,6 +66,8 @@ export interface Partition {
   columnStatistics: Record<string, ColumnStatistics>;
   addedVersion: number;
   removedVersion: number | null;
+  /** When the file of a removed partition was deleted from its storage target. */
+  fileDeletedAt: Date | null;
   createdAt: Date;
 }
 

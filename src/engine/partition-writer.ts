@@ -32,11 +32,13 @@ export interface PartitionField {
  * - `ndjson`: one row object per line.
  * - `csv`: RFC 4180 (`,` delimiter, `"` quote, `""` escape), a header line naming the columns in any
  *   order; an empty unquoted field is NULL, a quoted empty field (`""`) is the empty string.
+ * - `parquet`: a partition file this writer wrote (compaction merges them); columns are matched by
+ *   name, so a file written with an older schema version reads its missing columns as NULL.
  *
  * In every format, keys/columns not in `fields` are ignored and fields missing from a row (or from
  * the whole file) are NULL. A timestamp without offset is UTC.
  */
-export type StagedInputFormat = 'json-document' | 'ndjson' | 'csv';
+export type StagedInputFormat = 'json-document' | 'ndjson' | 'csv' | 'parquet';
 
 export interface StagedInput {
   /** A local file. */
@@ -108,7 +110,7 @@ const SQL_TYPES: Record<PartitionFieldType, string> = {
   boolean: 'BOOLEAN',
 };
 
-const FORMATS: ReadonlySet<string> = new Set<StagedInputFormat>(['json-document', 'ndjson', 'csv']);
+const FORMATS: ReadonlySet<string> = new Set<StagedInputFormat>(['json-document', 'ndjson', 'csv', 'parquet']);
 
 /** Columns of the staging table that are not fields; `$` keeps them apart from any valid field name. */
 const KEY_COLUMN = quoteIdent('$key');
@@ -171,9 +173,9 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
           { ...reader.params, key: inputKeyIds[index]!, window: windowMicros },
         );
       try {
-        await insertStaged(staged, fields, insert);
+        await insertStaged(staged, fields, insert, db);
       } catch (error) {
-        if (!isDuplicateKeyError(error) || staged.format === 'csv') throw readError(staged, error);
+        if (!isDuplicateKeyError(error) || staged.format === 'csv' || staged.format === 'parquet') throw readError(staged, error);
         // JSON allows an object to repeat a key, and validation (JSON.parse) kept the last value;
         // DuckDB's JSON reader refuses such objects. Read those rows as validation did.
         try {
@@ -257,7 +259,7 @@ interface ReaderSql {
 
 type Insert = (reader: ReaderSql) => Promise<unknown>;
 
-async function insertStaged(staged: StagedInput, fields: PartitionField[], insert: Insert): Promise<void> {
+async function insertStaged(staged: StagedInput, fields: PartitionField[], insert: Insert, db: DuckDBConnection): Promise<void> {
   if (staged.format === 'json-document') {
     // A document on one line (as JSON.stringify and most clients send it) reads about twice as
     // fast with format 'newline_delimited' as with 'unstructured'. A document spread over
@@ -269,7 +271,7 @@ async function insertStaged(staged: StagedInput, fields: PartitionField[], inser
       await insert(jsonDocumentReader(staged, fields, 'unstructured'));
     }
   } else {
-    await insert(await readerSql(staged, fields));
+    await insert(await readerSql(staged, fields, db));
   }
 }
 
@@ -310,8 +312,8 @@ function jsonDocumentReader(staged: StagedInput, fields: PartitionField[], forma
   };
 }
 
-/** Reads an ndjson or csv input as exactly the fields, in order. */
-async function readerSql(staged: StagedInput, fields: PartitionField[]): Promise<ReaderSql> {
+/** Reads an ndjson, csv or parquet input as exactly the fields, in order. */
+async function readerSql(staged: StagedInput, fields: PartitionField[], db?: DuckDBConnection): Promise<ReaderSql> {
   const typed = (f: PartitionField) => `${sqlString(f.name)}: ${sqlString(SQL_TYPES[f.type])}`;
   switch (staged.format) {
     case 'json-document':
@@ -323,6 +325,15 @@ async function readerSql(staged: StagedInput, fields: PartitionField[]): Promise
                              records = true, maximum_object_size = $maxObject::UINTEGER)`,
         params: { path: staged.path, maxObject: maxObjectSize(staged) },
       };
+    case 'parquet': {
+      if (!db) throw new Error('a parquet input needs the connection to read its schema');
+      const present = new Set(
+        (await db.runAndReadAll(`SELECT name FROM parquet_schema($path)`, { path: staged.path })).getRows().map((r) => String(r[0])),
+      );
+      const select = (f: PartitionField) =>
+        present.has(f.name) ? `CAST(${quoteIdent(f.name)} AS ${SQL_TYPES[f.type]}) AS ${quoteIdent(f.name)}` : `NULL::${SQL_TYPES[f.type]} AS ${quoteIdent(f.name)}`;
+      return { sql: `SELECT ${fields.map(select).join(', ')} FROM read_parquet($path)`, params: { path: staged.path } };
+    }
     case 'csv': {
       // Columns are typed by name, so the header is read first; unknown columns are read as text
       // and dropped, absent fields become NULL. With explicit columns DuckDB only skips the header

@@ -5,6 +5,8 @@
 import { Elysia } from 'elysia';
 import type { AdminService } from '../admin/service.ts';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { Tracer } from '../observability/tracing.ts';
 import type { IngestService } from '../ingest/service.ts';
 import type { QueryService } from '../query/service.ts';
 import type { Readiness } from '../readiness.ts';
@@ -15,6 +17,7 @@ import { errorHandler } from './errors.ts';
 import { requestLog } from './request-log.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { healthRoutes } from './routes/health.ts';
+import { metricsRoutes } from './routes/metrics.ts';
 import { ingestRoutes } from './routes/ingest.ts';
 import { queryRoutes } from './routes/query.ts';
 
@@ -28,6 +31,10 @@ export interface AppDependencies {
   admin: AdminService;
   /** The largest request body the server reads (Bun refuses larger ones before a handler runs). */
   maxBodyBytes: number;
+  /** GET /metrics, and the HTTP requests counted into it. */
+  metrics: Metrics;
+  /** A span per request (default: none recorded). */
+  tracer?: Tracer;
 }
 
 const DESCRIPTION = [
@@ -43,7 +50,7 @@ export function createApp(deps: AppDependencies) {
   // it, so a misspelt option (`maxAge` for `maxAgeHours`) is reported rather than ignored.
   return new Elysia({ normalize: false, serve: { maxRequestBodySize: deps.maxBodyBytes + 1024 * 1024 } })
     .use(errorHandler(deps.log))
-    .use(requestLog(deps.log))
+    .use(requestLog(deps.log, { tracer: deps.tracer, metrics: deps.metrics }))
     .use(
       apiDocs({
         description: DESCRIPTION,
@@ -56,6 +63,7 @@ export function createApp(deps: AppDependencies) {
       }),
     )
     .use(healthRoutes(deps.readiness, scoped))
+    .use(metricsRoutes(deps.metrics, scoped))
     .use(ingestRoutes(deps.ingest, scoped))
     .use(queryRoutes(deps.query, scoped))
     .use(adminRoutes(deps.admin, scoped));

@@ -19,12 +19,13 @@ import { type NewPartition, publishManifestVersion } from '../catalog/manifests.
 import { getSchemaVersion } from '../catalog/schema-versions.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';
 import type { Dataset, StorageTarget } from '../catalog/types.ts';
+import type { WrittenPartition } from '../engine/partition-writer.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import type { JobContext, JobResults } from '../jobs/runner.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { type Context, inSpan, NOOP_TRACER, type Span, type Tracer, traceFields } from '../observability/tracing.ts';
-import type { StorageDrivers } from '../storage/index.ts';
+import type { StorageDriver, StorageDrivers } from '../storage/index.ts';
 import type { IngestJobPayload } from './accept.ts';
 
 export interface WriteDeps {
@@ -46,6 +47,36 @@ export function partitionKeyPath(dataset: Dataset, key: Record<string, string>, 
     .map((name) => `${name}=${key[name]}`)
     .join(',');
   return `datasets/${dataset.slug}/${keyPart || '_'}/${windowStart.slice(0, 19).replace(/:/g, '')}Z/${randomUUID()}.parquet`;
+}
+
+/**
+ * Stores the partition writer's files on the target (each moved under its partition path) and
+ * describes them for the publish. A file stored here and never published is the collector's.
+ */
+export async function storePartitionFiles(
+  driver: StorageDriver,
+  target: StorageTarget,
+  dataset: Dataset,
+  schemaVersion: number,
+  written: WrittenPartition[],
+): Promise<NewPartition[]> {
+  const stored: NewPartition[] = [];
+  for (const file of written) {
+    const object = await driver.putFile(partitionKeyPath(dataset, file.partitionKey, file.windowStart), file.path, { move: true });
+    stored.push({
+      storageTargetId: target.id,
+      location: object.location,
+      partitionKey: file.partitionKey,
+      schemaVersion,
+      startTime: file.startTime,
+      endTime: file.endTime,
+      rowCount: file.rowCount,
+      sizeBytes: object.sizeBytes,
+      checksum: file.checksum,
+      columnStatistics: file.columnStatistics,
+    });
+  }
+  return stored;
 }
 
 export function ingestJobHandler(deps: WriteDeps) {
@@ -107,22 +138,7 @@ async function writeBatch(
         return files;
       });
       ctx.signal.throwIfAborted();
-      const driver = deps.drivers.forTarget(target);
-      for (const file of written) {
-        const stored = await driver.putFile(partitionKeyPath(dataset, file.partitionKey, file.windowStart), file.path, { move: true });
-        added.push({
-          storageTargetId: target.id,
-          location: stored.location,
-          partitionKey: file.partitionKey,
-          schemaVersion,
-          startTime: file.startTime,
-          endTime: file.endTime,
-          rowCount: file.rowCount,
-          sizeBytes: stored.sizeBytes,
-          checksum: file.checksum,
-          columnStatistics: file.columnStatistics,
-        });
-      }
+      added.push(...(await storePartitionFiles(deps.drivers.forTarget(target), target, dataset, schemaVersion, written)));
     }
 
     ctx.signal.throwIfAborted();

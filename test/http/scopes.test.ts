@@ -52,6 +52,7 @@ interface RouteCase {
 const ROUTES: Record<string, RouteCase> = {
   'GET /health': { rule: 'open', request: () => ({ method: 'GET', path: '/health' }) },
   'GET /ready': { rule: 'open', request: () => ({ method: 'GET', path: '/ready' }) },
+  'GET /metrics': { rule: 'open', request: () => ({ method: 'GET', path: '/metrics' }) },
   'POST /datasets/:datasetSlug/ingest': {
     rule: 'write',
     request: (d) => ({ method: 'POST', path: `/datasets/${d}/ingest`, body: batch }),
@@ -82,6 +83,8 @@ const ROUTES: Record<string, RouteCase> = {
     request: (d) => ({ method: 'PUT', path: `/admin/datasets/${d}/storage-target`, body: { storageTargetId: 'local' } }),
   },
   'GET /admin/datasets/:datasetId/audit': { rule: 'admin', request: (d) => ({ method: 'GET', path: `/admin/datasets/${d}/audit` }) },
+  'POST /admin/datasets/:datasetId/lifecycle': { rule: 'admin', request: (d) => ({ method: 'POST', path: `/admin/datasets/${d}/lifecycle` }) },
+  'GET /admin/jobs/:jobId': { rule: 'admin', request: () => ({ method: 'GET', path: `/admin/jobs/${jobOfOpen}` }) },
   'GET /admin/storage-targets': { rule: 'admin', request: () => ({ method: 'GET', path: '/admin/storage-targets' }) },
   'POST /admin/storage-targets': {
     rule: 'admin',

@@ -54,14 +54,17 @@ describe('a running server', () => {
       '/admin/datasets',
       '/admin/datasets/{datasetId}',
       '/admin/datasets/{datasetId}/audit',
+      '/admin/datasets/{datasetId}/lifecycle',
       '/admin/datasets/{datasetId}/manifest',
       '/admin/datasets/{datasetId}/retention',
       '/admin/datasets/{datasetId}/storage-target',
+      '/admin/jobs/{jobId}',
       '/admin/storage-targets',
       '/datasets/{datasetSlug}/ingest',
       '/datasets/{datasetSlug}/query',
       '/health',
       '/ingestion/jobs/{jobId}',
+      '/metrics',
       '/ready',
     ]);
     for (const [path, operations] of Object.entries(doc.paths)) {
@@ -69,7 +72,9 @@ describe('a running server', () => {
         const success = Object.entries(operation.responses).filter(([status]) => status.startsWith('2'));
         expect(success.length, `${method} ${path} documents a success response`).toBeGreaterThan(0);
         for (const [status, response] of Object.entries(operation.responses)) {
-          expect(response.content?.['application/json']?.schema, `${method} ${path} ${status} has a schema`).toBeDefined();
+          // Every answer is JSON except the Prometheus text of /metrics.
+          const type = path === '/metrics' && status === '200' ? 'text/plain; version=0.0.4' : 'application/json';
+          expect(response.content?.[type]?.schema, `${method} ${path} ${status} has a schema`).toBeDefined();
         }
       }
     }

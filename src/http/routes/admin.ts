@@ -7,6 +7,7 @@ import type { AdminService, DatasetDetail, ManifestView, RetentionView } from '.
 import type { AuditEvent, Dataset, Partition, StorageTarget } from '../../catalog/types.ts';
 import { actorOf, type Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
+import { JobView, jobView } from './ingest.ts';
 
 const SLUG = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$';
 const Scopes = t.Array(t.String({ minLength: 1, maxLength: 200 }), { maxItems: 50 });
@@ -405,6 +406,30 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
         detail: detail('Audit events of a dataset', 'Newest first, a page at a time.'),
       },
     )
+    .post(
+      '/datasets/:datasetId/lifecycle',
+      async ({ params, query, headers, set }) => {
+        const job = await service.runLifecycle(params.datasetId, actorOf(headers), query.wait === 'true' ? 60_000 : 0);
+        set.status = job.state === 'succeeded' || job.state === 'failed' ? 200 : 202;
+        return jobView(job);
+      },
+      {
+        scope: 'admin',
+        params: DatasetParams,
+        query: t.Object({ wait: t.Optional(t.String({ description: '`true`: wait (up to 60 s) for the job to finish, then answer 200.' })) }),
+        response: { 200: JobView, 202: JobView, ...errorsOf(400, 401, 403, 404) },
+        detail: detail(
+          'Run the lifecycle of a dataset now',
+          'Queues the dataset\'s lifecycle job (or returns the one already queued or running): retention, then compaction, then deleting the files earlier versions removed once their grace period is over. 202 with the job; with `?wait=true`, 200 once it has finished. Its `result` says what was done. Follow it at `GET /admin/jobs/{jobId}`.',
+        ),
+      },
+    )
+    .get('/jobs/:jobId', async ({ params }) => jobView(await service.job(params.jobId)), {
+      scope: 'admin',
+      params: t.Object({ jobId: t.String() }),
+      response: { 200: JobView, ...errorsOf(401, 403, 404) },
+      detail: detail('A job', 'Any job of the job table (ingest, lifecycle, maintenance): state, attempts, last error and result.'),
+    })
     .get('/storage-targets', async ({ query }) => ({ storageTargets: (await service.listStorageTargets(query.kind)).map(storageTargetView) }), {
       scope: 'admin',
       query: t.Object({ kind: t.Optional(t.Union([t.Literal('local'), t.Literal('s3')])) }),

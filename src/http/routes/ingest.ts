@@ -8,6 +8,7 @@ import { type DecodedBatch, decodeRowsBody, parseJsonBody, refuseBatchQueryForJs
 import type { IngestService } from '../../ingest/service.ts';
 import { actorOf, type Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
+import { requestTraceparent } from '../request-log.ts';
 
 const FieldType = t.Union([t.Literal('timestamp'), t.Literal('string'), t.Literal('double'), t.Literal('integer'), t.Literal('boolean')]);
 
@@ -109,7 +110,7 @@ const REQUEST_BODY = {
   },
 };
 
-const JobView = t.Object({
+export const JobView = t.Object({
   id: t.String(),
   kind: t.String(),
   state: t.Union([t.Literal('queued'), t.Literal('running'), t.Literal('succeeded'), t.Literal('failed')]),
@@ -179,7 +180,8 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
           rawBody: body.bytes,
           idempotencyKey: headers['idempotency-key'] ?? bodyKey ?? null,
           actor: actorOf(headers),
-          traceParent: headers.traceparent ?? null,
+          // The request's own span (a child of the caller's `traceparent`): the job's span is its child.
+          traceParent: requestTraceparent(request),
           waitMs: requestedWaitMs(headers.prefer ?? null, query.wait, service.inline, MAX_WAIT_MS),
         });
         if (outcome.job.state === 'succeeded') {

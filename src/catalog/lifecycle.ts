@@ -1,0 +1,84 @@
+/**
+ * Catalog queries of the lifecycle tasks: the shared schedule, retention and compaction candidates,
+ * files due for deletion, what the orphan sweep must keep, and purging old bookkeeping.
+ */
+import type { Db } from './db.ts';
+import type { Partition } from './types.ts';
+
+/**
+ * Starts a round of the named schedule when it is due: moves `next_run_at` forward in one UPDATE,
+ * so among processes sharing the catalog exactly one gets true per interval.
+ */
+export async function claimScheduledRound(db: Db, name: string, intervalMs: number, by: string): Promise<boolean> {
+  await db`INSERT INTO lifecycle_schedule (name, next_run_at) VALUES (${name}, now()) ON CONFLICT (name) DO NOTHING`;
+  const rows = await db`
+    UPDATE lifecycle_schedule
+    SET next_run_at = now() + ${`${Math.round(intervalMs)} milliseconds`}::interval, last_run_at = now(), last_run_by = ${by}
+    WHERE name = ${name} AND next_run_at <= now()
+    RETURNING name`;
+  return rows.length === 1;
+}
+
+/** Ids of every dataset that is not archived (archived ones keep their data as it is). */
+export async function listLifecycleDatasetIds(db: Db): Promise<string[]> {
+  const rows = await db<{ id: string }[]>`SELECT id FROM datasets WHERE status <> 'archived' ORDER BY created_at, id`;
+  return rows.map((r) => r.id);
+}
+
+/** Active partitions, oldest first (by their newest row), with the figures retention needs. */
+export async function listActiveByAge(db: Db, datasetId: string): Promise<Pick<Partition, 'id' | 'endTime' | 'sizeBytes' | 'rowCount'>[]> {
+  return db`
+    SELECT id, end_time, size_bytes, row_count FROM partitions
+    WHERE dataset_id = ${datasetId} AND removed_version IS NULL
+    ORDER BY end_time, start_time, id`;
+}
+
+/** Active partitions below the compaction targets, grouped for merging: by partition key, then time. */
+export async function listSmallPartitions(db: Db, datasetId: string, maxBytes: number, maxRows: number, limit: number): Promise<Partition[]> {
+  return db<Partition[]>`
+    SELECT * FROM partitions
+    WHERE dataset_id = ${datasetId} AND removed_version IS NULL AND size_bytes < ${maxBytes} AND row_count < ${maxRows}
+    ORDER BY partition_key::text, start_time, id
+    LIMIT ${limit}`;
+}
+
+/**
+ * Removed partitions whose files may go: removed by a manifest version published before `removedBefore`
+ * and not deleted yet.
+ */
+export async function listFilesToDelete(db: Db, datasetId: string, removedBefore: Date, limit: number): Promise<Partition[]> {
+  return db<Partition[]>`
+    SELECT p.* FROM partitions p
+    JOIN manifest_versions m ON m.dataset_id = p.dataset_id AND m.version = p.removed_version
+    WHERE p.dataset_id = ${datasetId} AND p.removed_version IS NOT NULL AND p.file_deleted_at IS NULL
+      AND m.created_at < ${removedBefore}
+    ORDER BY p.removed_version, p.id
+    LIMIT ${limit}`;
+}
+
+export async function markFilesDeleted(db: Db, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db`UPDATE partitions SET file_deleted_at = now() WHERE id IN ${db(ids)}`;
+}
+
+/**
+ * Which of these locations something still needs: a partition whose file is not deleted (active,
+ * or removed and inside its grace period), or the staged batch of a queued or running job.
+ */
+export async function referencedLocations(db: Db, locations: string[]): Promise<Set<string>> {
+  if (locations.length === 0) return new Set();
+  const rows = await db<{ location: string }[]>`
+    SELECT location FROM partitions WHERE location IN ${db(locations)} AND file_deleted_at IS NULL
+    UNION
+    SELECT payload -> 'staged' ->> 'location' FROM jobs
+    WHERE state IN ('queued', 'running') AND payload -> 'staged' ->> 'location' IN ${db(locations)}`;
+  return new Set(rows.map((r) => r.location));
+}
+
+export async function purgeExpiredIdempotencyKeys(db: Db, limit = 10_000): Promise<number> {
+  const rows = await db`
+    DELETE FROM idempotency_keys WHERE (dataset_id, key) IN (
+      SELECT dataset_id, key FROM idempotency_keys WHERE expires_at < now() LIMIT ${limit})
+    RETURNING key`;
+  return rows.length;
+}

@@ -1,0 +1,99 @@
+/**
+ * Garbage collection.
+ *
+ * - Files of removed partitions (retention, compaction) are deleted once the manifest version that
+ *   removed them is older than the grace period, and never sooner than the query timeout: a query
+ *   reads the version it started on, and no query outlives its timeout.
+ * - The orphan sweep lists a storage target's `datasets/`, `staging/` and `.timestore-probe/`
+ *   objects and deletes those that nothing references (no partition whose file is kept, no queued
+ *   or running job's staged batch) once they are older than the orphan age: the files of failed
+ *   writes, of attempts that lost a race, staged batches of jobs that failed for good, and
+ *   temporary files a crash left behind.
+ * - Finished jobs and expired idempotency keys are purged after their retention.
+ */
+import type { Sql } from 'postgres';
+import { purgeFinishedJobs } from '../catalog/jobs.ts';
+import { listFilesToDelete, markFilesDeleted, purgeExpiredIdempotencyKeys, referencedLocations } from '../catalog/lifecycle.ts';
+import { getStorageTarget } from '../catalog/storage-targets.ts';
+import type { Dataset, StorageTarget } from '../catalog/types.ts';
+import type { Logger } from '../log.ts';
+import type { ListedObject, StorageDriver, StorageDrivers } from '../storage/index.ts';
+
+export interface CollectorDeps {
+  sql: Sql;
+  drivers: StorageDrivers;
+  log: Logger;
+}
+
+export interface Deleted {
+  files: number;
+  bytes: number;
+}
+
+const PAGE = 500;
+
+/** Deletes the files of this dataset's partitions removed before `removedBefore`. */
+export async function deleteRemovedFiles(deps: CollectorDeps, dataset: Dataset, removedBefore: Date, signal: AbortSignal): Promise<Deleted> {
+  const deleted: Deleted = { files: 0, bytes: 0 };
+  const targets = new Map<string, StorageTarget>();
+  for (;;) {
+    signal.throwIfAborted();
+    const due = await listFilesToDelete(deps.sql, dataset.id, removedBefore, PAGE);
+    if (due.length === 0) return deleted;
+    const done: string[] = [];
+    for (const p of due) {
+      const target = targets.get(p.storageTargetId) ?? (await getStorageTarget(deps.sql, p.storageTargetId));
+      targets.set(target.id, target);
+      // A missing object is not an error: a crash between this delete and the mark left it so.
+      await deps.drivers.forTarget(target).delete(p.location);
+      done.push(p.id);
+      deleted.files += 1;
+      deleted.bytes += p.sizeBytes;
+    }
+    await markFilesDeleted(deps.sql, done);
+    if (due.length < PAGE) return deleted;
+  }
+}
+
+const SWEPT_PREFIXES = ['datasets/', 'staging/', '.timestore-probe/'];
+
+/** Deletes unreferenced objects older than `olderThan` from one storage target. */
+export async function sweepOrphans(deps: CollectorDeps, target: StorageTarget, olderThan: Date, signal: AbortSignal): Promise<Deleted> {
+  const driver = deps.drivers.forTarget(target);
+  const deleted: Deleted = { files: 0, bytes: 0 };
+  for (const prefix of SWEPT_PREFIXES) {
+    let page: ListedObject[] = [];
+    for await (const object of driver.list(prefix)) {
+      if (object.lastModified < olderThan) page.push(object);
+      if (page.length === PAGE) {
+        signal.throwIfAborted();
+        await deleteUnreferenced(deps, driver, page, deleted);
+        page = [];
+      }
+    }
+    await deleteUnreferenced(deps, driver, page, deleted);
+  }
+  if (deleted.files > 0) deps.log.info({ target: target.name, files: deleted.files, bytes: deleted.bytes }, 'gc: orphaned files deleted');
+  return deleted;
+}
+
+async function deleteUnreferenced(deps: CollectorDeps, driver: StorageDriver, objects: ListedObject[], deleted: Deleted): Promise<void> {
+  if (objects.length === 0) return;
+  // Looked up after listing: an object published meanwhile is found referenced and kept.
+  const referenced = await referencedLocations(deps.sql, objects.map((o) => o.location));
+  for (const object of objects) {
+    if (referenced.has(object.location)) continue;
+    await driver.delete(object.location);
+    deleted.files += 1;
+    deleted.bytes += object.sizeBytes;
+  }
+}
+
+export interface Purged {
+  jobs: number;
+  idempotencyKeys: number;
+}
+
+export async function purgeBookkeeping(sql: Sql, jobRetentionMs: number): Promise<Purged> {
+  return { jobs: await purgeFinishedJobs(sql, jobRetentionMs), idempotencyKeys: await purgeExpiredIdempotencyKeys(sql) };
+}

@@ -1,0 +1,190 @@
+/**
+ * The lifecycle: retention, compaction and garbage collection, run as jobs of the job table.
+ *
+ * - Job kinds (queue `timestore_lifecycle`): `lifecycle` for one dataset (retention, then
+ *   compaction, then deleting the files its earlier versions removed once their grace period is
+ *   over), and `maintenance` for the whole catalog (the orphan sweep of every storage target, and
+ *   purging finished jobs and expired idempotency keys). A job key per dataset keeps at most one
+ *   queued or running job of each; a job's result says what it did.
+ * - The scheduler starts a round every interval: `claimScheduledRound` lets exactly one of the
+ *   processes sharing the catalog win each interval, and that one enqueues the round's jobs; any
+ *   process's lifecycle runner then runs them, one at a time, never two runners the same job.
+ * - It runs inside `serve` unless TIMESTORE_LIFECYCLE_ENABLED=false, and alone as
+ *   `timestore lifecycle`.
+ */
+import type { Sql } from 'postgres';
+import { type EffectiveRetention, effectiveRetention, type RetentionDefaults } from '../admin/retention.ts';
+import { getDataset } from '../catalog/datasets.ts';
+import { enqueueJob, type Job } from '../catalog/jobs.ts';
+import { claimScheduledRound, listLifecycleDatasetIds } from '../catalog/lifecycle.ts';
+import { getRetentionPolicy } from '../catalog/retention.ts';
+import { listStorageTargets } from '../catalog/storage-targets.ts';
+import type { Config } from '../config.ts';
+import type { WorkerPool } from '../engine/pool.ts';
+import { wakeLocalRunners } from '../jobs/local.ts';
+import type { JobContext, JobRunner } from '../jobs/runner.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { StorageDrivers } from '../storage/index.ts';
+import { deleteRemovedFiles, type Deleted, purgeBookkeeping, sweepOrphans } from './collector.ts';
+import { compactDataset } from './compaction.ts';
+import { applyRetention } from './retention.ts';
+
+export const LIFECYCLE_QUEUE = 'timestore_lifecycle';
+export const DATASET_JOB_KIND = 'lifecycle';
+export const MAINTENANCE_JOB_KIND = 'maintenance';
+const SCHEDULE = 'lifecycle';
+
+export interface LifecycleOptions {
+  sql: Sql;
+  drivers: StorageDrivers;
+  pool: WorkerPool;
+  scratchDir: string;
+  log: Logger;
+  settings: Config['lifecycle'];
+  retentionDefaults: RetentionDefaults;
+  /** Files of removed partitions outlive their removal by at least this (no query runs longer). */
+  queryTimeoutMs: number;
+  metrics?: Metrics;
+  /** The clock retention measures ages against (tests move it). */
+  now?: () => Date;
+}
+
+export class Lifecycle {
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private ticking: Promise<void> = Promise.resolve();
+  private readonly now: () => Date;
+
+  constructor(private readonly o: LifecycleOptions) {
+    this.now = o.now ?? (() => new Date());
+  }
+
+  /** Registers the job handlers on a runner (its queue: LIFECYCLE_QUEUE). */
+  register(runner: JobRunner): JobRunner {
+    return runner
+      .register<{ datasetId: string }>(DATASET_JOB_KIND, (jobs, ctx) => this.runDataset(jobs[0]!, ctx), { queue: LIFECYCLE_QUEUE })
+      .register(MAINTENANCE_JOB_KIND, (jobs, ctx) => this.runMaintenance(jobs[0]!, ctx), { queue: LIFECYCLE_QUEUE });
+  }
+
+  /**
+   * Enqueues (or finds the queued or running) lifecycle job of one dataset. Any process's lifecycle
+   * runner takes it: this one's, or a `timestore lifecycle` process's.
+   */
+  async runNow(datasetId: string, actor: string | null): Promise<Job> {
+    const { job, created } = await enqueueJob(this.o.sql, {
+      queue: LIFECYCLE_QUEUE,
+      kind: DATASET_JOB_KIND,
+      datasetId,
+      jobKey: `${DATASET_JOB_KIND}:${datasetId}`,
+      payload: { datasetId },
+      maxAttempts: 3,
+      actor,
+    });
+    if (created) wakeLocalRunners(LIFECYCLE_QUEUE);
+    return job;
+  }
+
+  /** Enqueues a whole round: every dataset that is not archived, and the maintenance job. */
+  async enqueueRound(): Promise<Job[]> {
+    const jobs: Job[] = [];
+    for (const datasetId of await listLifecycleDatasetIds(this.o.sql)) jobs.push(await this.runNow(datasetId, null));
+    const { job, created } = await enqueueJob(this.o.sql, {
+      queue: LIFECYCLE_QUEUE,
+      kind: MAINTENANCE_JOB_KIND,
+      jobKey: MAINTENANCE_JOB_KIND,
+      payload: {},
+      maxAttempts: 3,
+    });
+    if (created) wakeLocalRunners(LIFECYCLE_QUEUE);
+    jobs.push(job);
+    return jobs;
+  }
+
+  /** Checks the shared schedule now and then; the process that wins an interval enqueues its round. */
+  startScheduler(workerId: string): void {
+    const check = Math.min(this.o.settings.intervalMs, 15_000);
+    const tick = async () => {
+      try {
+        if (await claimScheduledRound(this.o.sql, SCHEDULE, this.o.settings.intervalMs, workerId)) {
+          const jobs = await this.enqueueRound();
+          this.o.log.info({ jobs: jobs.length }, 'lifecycle: round scheduled');
+        }
+      } catch (err) {
+        this.o.log.warn({ err }, 'lifecycle: scheduling failed; trying again at the next check');
+      }
+    };
+    const loop = () => {
+      this.ticking = tick().finally(() => {
+        if (this.timer !== null) this.timer = setTimeout(loop, check * (0.8 + Math.random() * 0.4));
+      });
+    };
+    this.timer = setTimeout(loop, 0);
+  }
+
+  async stopScheduler(): Promise<void> {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    await this.ticking;
+  }
+
+  private async runDataset(job: Job<{ datasetId: string }>, ctx: JobContext): Promise<Record<string, unknown>> {
+    const dataset = await getDataset(this.o.sql, job.payload.datasetId);
+    if (dataset.status === 'archived') return { [job.id]: { dataset: dataset.slug, skipped: 'archived datasets are left as they are' } };
+    const stored = await getRetentionPolicy(this.o.sql, dataset.id);
+    const policy = effectiveRetention(stored?.policy ?? null, this.o.retentionDefaults);
+    const started = Date.now();
+
+    const retention = await this.measured('retention', () => applyRetention(this.o.sql, dataset, policy, this.now()), (r) =>
+      this.o.metrics?.retention('succeeded', { partitionsRemoved: r.partitionsRemoved, bytesRemoved: r.bytesRemoved }),
+    );
+    ctx.signal.throwIfAborted();
+    const compaction = await this.measured(
+      'compaction',
+      () => compactDataset(this.o, dataset, this.o.settings.compaction, ctx.signal),
+      (c) => this.o.metrics?.compaction('succeeded', c),
+    );
+    const removedBefore = new Date(this.now().getTime() - this.graceMs(policy));
+    const filesDeleted = await this.measured('garbageCollection', () => deleteRemovedFiles(this.o, dataset, removedBefore, ctx.signal), (d) =>
+      this.o.metrics?.garbageCollection('succeeded', { filesDeleted: d.files, bytesDeleted: d.bytes }),
+    );
+    const result = { dataset: dataset.slug, retention, compaction, filesDeleted, durationMs: Date.now() - started };
+    this.o.log.info(result, 'lifecycle: dataset done');
+    return { [job.id]: result };
+  }
+
+  private async runMaintenance(job: Job, ctx: JobContext): Promise<Record<string, unknown>> {
+    const olderThan = new Date(Date.now() - this.o.settings.orphanMinAgeMs);
+    const orphans: Record<string, Deleted | { error: string }> = {};
+    for (const target of await listStorageTargets(this.o.sql)) {
+      try {
+        orphans[target.name] = await this.measured('garbageCollection', () => sweepOrphans(this.o, target, olderThan, ctx.signal), (d) =>
+          this.o.metrics?.garbageCollection('succeeded', { filesDeleted: d.files, bytesDeleted: d.bytes }),
+        );
+      } catch (err) {
+        ctx.signal.throwIfAborted();
+        // One unreachable target does not stop the others; the next round tries again.
+        this.o.log.warn({ err, target: target.name }, 'gc: orphan sweep failed');
+        orphans[target.name] = { error: (err as Error).message };
+      }
+    }
+    const purged = await purgeBookkeeping(this.o.sql, this.o.settings.jobRetentionMs);
+    this.o.log.info({ orphans, purged }, 'lifecycle: maintenance done');
+    return { [job.id]: { orphans, purged } };
+  }
+
+  private graceMs(policy: EffectiveRetention): number {
+    return Math.max(policy.deleteGraceMinutes.value * 60_000, this.o.queryTimeoutMs);
+  }
+
+  /** Runs a task, reporting a failure to the metrics before it propagates. */
+  private async measured<T>(task: 'retention' | 'compaction' | 'garbageCollection', run: () => Promise<T>, succeeded: (result: T) => void): Promise<T> {
+    try {
+      const result = await run();
+      succeeded(result);
+      return result;
+    } catch (err) {
+      this.o.metrics?.[task]('failed');
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * Scheduling across processes: two servers sharing a catalog start one round per interval between
+ * them and never run a lifecycle job twice; `timestore lifecycle --once` runs a round alone, for a
+ * server started with TIMESTORE_LIFECYCLE_ENABLED=false.
+ */
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestDatabase } from '../harness/postgres.ts';
+import { openTestCatalog } from '../harness/catalog.ts';
+import { REPO_ROOT, spawnServer } from '../harness/server-process.ts';
+import { postJson, startTestServer } from '../harness/server.ts';
+
+const FIELDS = [
+  { name: 'timestamp', type: 'timestamp' },
+  { name: 'v', type: 'double' },
+];
+const roots: string[] = [];
+afterAll(() => roots.forEach((root) => rmSync(root, { recursive: true, force: true })));
+const sharedRoot = () => {
+  const root = mkdtempSync(join(tmpdir(), 'timestore-shared-'));
+  roots.push(root);
+  return root;
+};
+
+describe('two serve processes on one catalog', () => {
+  test('one round per interval between them; every lifecycle job runs once, never twice at once', async () => {
+    const databaseUrl = await createTestDatabase('pair');
+    const storageRoot = sharedRoot();
+    const env = { TIMESTORE_DATABASE_URL: databaseUrl, TIMESTORE_QUERY_CACHE_ENABLED: 'false', TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '1' };
+    const servers = await Promise.all([spawnServer({ env, storageRoot }), spawnServer({ env, storageRoot })]);
+    const started = Date.now();
+    for (let i = 0; i < 12; i++) {
+      const res = await postJson(`${servers[i % 2]!.url}/datasets/pair-${i % 3}/ingest?wait=true`, {
+        schema: { fields: FIELDS },
+        partition: { key: {} },
+        rows: [{ timestamp: new Date(Date.UTC(2026, 0, 1, 0, i)).toISOString(), v: i }],
+      });
+      expect(res.status).toBe(201);
+      await Bun.sleep(350);
+    }
+    await Bun.sleep(1500);
+    const elapsedSeconds = (Date.now() - started) / 1000;
+    // SIGTERM: each lets its running job finish (or hands it back) before exiting.
+    expect(await Promise.all(servers.map((s) => s.stop('SIGTERM')))).toEqual([0, 0]);
+    const elapsedWithStop = (Date.now() - started) / 1000;
+
+    const catalog = await openTestCatalog({ databaseUrl });
+    try {
+      const jobs = await catalog.sql<{ kind: string; state: string; attempts: number }[]>`
+        SELECT kind, state, attempts FROM jobs WHERE queue = 'timestore_lifecycle'`;
+      const rounds = jobs.filter((j) => j.kind === 'maintenance').length;
+      expect(rounds).toBeGreaterThanOrEqual(Math.floor(elapsedSeconds) - 2);
+      expect(rounds).toBeLessThanOrEqual(Math.ceil(elapsedWithStop) + 1);
+      expect(jobs.filter((j) => j.kind === 'lifecycle').length).toBeGreaterThan(0);
+      // Each round was scheduled by exactly one of the two.
+      const scheduled = servers.map((s) => s.output().split('\n').filter((line) => line.includes('lifecycle: round scheduled')).length);
+      expect(scheduled[0]! + scheduled[1]!).toBe(rounds);
+      // No job ran twice: a job handed back at shutdown is queued again without counting the attempt.
+      for (const job of jobs) {
+        expect(['succeeded', 'queued']).toContain(job.state);
+        expect(job.attempts).toBeLessThanOrEqual(1);
+      }
+    } finally {
+      await catalog.close();
+    }
+  }, 60_000);
+});
+
+describe('timestore lifecycle --once', () => {
+  test('runs a round for a server that does not run the lifecycle itself, then exits 0', async () => {
+    const env = {
+      TIMESTORE_DATABASE_URL: await createTestDatabase('once'),
+      TIMESTORE_STORAGE_ROOT: sharedRoot(),
+      TIMESTORE_LIFECYCLE_ENABLED: 'false',
+    };
+    const ts = await startTestServer(env);
+    try {
+      expect(ts.server.lifecycleRunner).toBeNull();
+      const day = 86_400_000;
+      for (const daysAgo of [60, 1]) {
+        const res = await postJson(`${ts.url}/datasets/once/ingest?wait=true`, {
+          schema: { fields: FIELDS },
+          partition: { key: {} },
+          rows: [{ timestamp: new Date(Date.now() - daysAgo * day).toISOString(), v: daysAgo }],
+        });
+        expect(res.status).toBe(201);
+      }
+      await fetch(`${ts.url}/admin/datasets/once/retention`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ rules: { maxAgeHours: 24 * 30 } }),
+      });
+      // Asked for over HTTP, the job waits for a lifecycle runner: this server has none.
+      const queued = await postJson(`${ts.url}/admin/datasets/once/lifecycle`, {});
+      expect(queued.status).toBe(202);
+      expect(queued.body.state).toBe('queued');
+
+      const proc = Bun.spawn([process.execPath, join(REPO_ROOT, 'src/main.ts'), 'lifecycle', '--once'], {
+        cwd: REPO_ROOT,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', TIMESTORE_WORKER_THREADS: '1', ...env },
+        stdout: 'pipe',
+        stderr: 'pipe',
+      });
+      const code = await proc.exited;
+      const output = (await new Response(proc.stdout).text()) + (await new Response(proc.stderr).text());
+      expect(code, output).toBe(0);
+      expect(output).toContain('lifecycle: dataset done');
+
+      const job = await (await fetch(`${ts.url}/admin/jobs/${queued.body.id}`)).json();
+      expect(job).toMatchObject({ state: 'succeeded', result: { retention: { partitionsRemoved: 1 } } });
+      const rows = await postJson(`${ts.url}/datasets/once/query`, { timeRange: { start: '2000-01-01T00:00:00Z', end: '2100-01-01T00:00:00Z' } });
+      expect(rows.body.rows.map((r: { v: number }) => r.v)).toEqual([1]);
+    } finally {
+      await ts.stop();
+    }
+  }, 60_000);
+
+  test('an unknown argument is a usage error', async () => {
+    const proc = Bun.spawn([process.execPath, join(REPO_ROOT, 'src/main.ts'), 'lifecycle', '--twice'], { cwd: REPO_ROOT, stdout: 'pipe', stderr: 'pipe' });
+    expect(await proc.exited).toBe(2);
+    expect(await new Response(proc.stderr).text()).toContain('unexpected argument "--twice"');
+  });
+});
