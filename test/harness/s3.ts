@@ -17,7 +17,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { S3Client } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { freePortAsync as freePort } from "./ports.ts";
 
 export interface S3Server {
@@ -127,6 +127,18 @@ export function s3AdminClient(server: S3Server): S3Client {
     forcePathStyle: true,
     credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
   });
+}
+
+/** Creates a bucket named `<prefix>-<random>` on the harness server and returns its name. */
+export async function createBucket(server: S3Server, prefix: string): Promise<string> {
+  const bucket = `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+  const client = s3AdminClient(server);
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  } finally {
+    client.destroy();
+  }
+  return bucket;
 }
 
 /** The TIMESTORE_* variables of a server whose default storage is `bucket` on the harness S3 server. */

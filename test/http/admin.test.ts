@@ -3,12 +3,10 @@
  * (create, list, get, patch, status rules), manifests, retention, storage targets, audit.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateBucketCommand } from '@aws-sdk/client-s3';
-import { s3AdminClient, s3Available, startS3Server, type S3Server } from '../harness/s3.ts';
+import { createBucket, s3Available, startS3Server, type S3Server } from '../harness/s3.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 let ts: TestServer;
@@ -353,13 +351,11 @@ const skipS3 = !process.env.CI && !s3Available();
 
 describe.skipIf(skipS3)('S3 storage targets', () => {
   let s3: S3Server;
-  const bucket = `timestore-admin-${randomBytes(4).toString('hex')}`;
+  let bucket = '';
 
   beforeAll(async () => {
     s3 = await startS3Server();
-    const client = s3AdminClient(s3);
-    await client.send(new CreateBucketCommand({ Bucket: bucket }));
-    client.destroy();
+    bucket = await createBucket(s3, 'timestore-admin');
   }, 180_000);
   afterAll(() => s3?.stop());
 

@@ -6,11 +6,9 @@
  * orphans are swept and referenced files never.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { randomBytes } from 'node:crypto';
 import { utimesSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { findDataset } from '../../src/catalog/datasets.ts';
 import { purgeFinishedJobs } from '../../src/catalog/jobs.ts';
 import { listActivePartitions } from '../../src/catalog/manifests.ts';
@@ -20,7 +18,7 @@ import { sweepOrphans } from '../../src/lifecycle/collector.ts';
 import { createStorageDriver, type StorageDriver, type StorageDrivers } from '../../src/storage/index.ts';
 import { silentLog } from '../harness/catalog.ts';
 import { parsePrometheusText } from '../harness/prometheus.ts';
-import { s3AdminClient, s3Available, s3ServerEnv, startS3Server, type S3Server } from '../harness/s3.ts';
+import { createBucket, s3Available, s3ServerEnv, startS3Server, type S3Server } from '../harness/s3.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 const skipS3 = !process.env.CI && !s3Available();
@@ -41,14 +39,12 @@ interface Row {
 }
 
 let s3: S3Server | undefined;
-const bucket = `timestore-lifecycle-${randomBytes(4).toString('hex')}`;
+let bucket = '';
 
 beforeAll(async () => {
   if (skipS3) return;
   s3 = await startS3Server();
-  const client = s3AdminClient(s3);
-  await client.send(new CreateBucketCommand({ Bucket: bucket }));
-  client.destroy();
+  bucket = await createBucket(s3, 'timestore-lifecycle');
 }, 180_000);
 afterAll(() => s3?.stop());
 
