@@ -250,7 +250,7 @@ export class AdminService {
   }
 
   async job(id: string): Promise<Job> {
-    const job = /^[0-9a-f-]{36}$/i.test(id) ? await getJob(this.o.sql, id) : null;
+    const job = await getJob(this.o.sql, id);
     if (!job) throw errors.notFound('job', id);
     return job;
   }

@@ -15,7 +15,7 @@
 import type { Sql } from 'postgres';
 import { type EffectiveRetention, effectiveRetention, type RetentionDefaults } from '../admin/retention.ts';
 import { getDataset } from '../catalog/datasets.ts';
-import { enqueueJob, type Job } from '../catalog/jobs.ts';
+import { enqueueJob, type Job, type NewJob } from '../catalog/jobs.ts';
 import { claimScheduledRound, listLifecycleDatasetIds } from '../catalog/lifecycle.ts';
 import { getRetentionPolicy } from '../catalog/retention.ts';
 import { listStorageTargets } from '../catalog/storage-targets.ts';
@@ -70,34 +70,23 @@ export class Lifecycle {
    * Enqueues (or finds the queued or running) lifecycle job of one dataset. Any process's lifecycle
    * runner takes it: this one's, or a `timestore lifecycle` process's.
    */
-  async runNow(datasetId: string, actor: string | null): Promise<Job> {
-    const { job, created } = await enqueueJob(this.o.sql, {
-      queue: LIFECYCLE_QUEUE,
-      kind: DATASET_JOB_KIND,
-      datasetId,
-      jobKey: `${DATASET_JOB_KIND}:${datasetId}`,
-      payload: { datasetId },
-      maxAttempts: 3,
-      actor,
-    });
-    if (created) wakeLocalRunners(LIFECYCLE_QUEUE);
-    return job;
+  runNow(datasetId: string, actor: string | null): Promise<Job> {
+    return this.enqueue({ kind: DATASET_JOB_KIND, datasetId, jobKey: `${DATASET_JOB_KIND}:${datasetId}`, payload: { datasetId }, actor });
   }
 
   /** Enqueues a whole round: every dataset that is not archived, and the maintenance job. */
   async enqueueRound(): Promise<Job[]> {
     const jobs: Job[] = [];
     for (const datasetId of await listLifecycleDatasetIds(this.o.sql)) jobs.push(await this.runNow(datasetId, null));
-    const { job, created } = await enqueueJob(this.o.sql, {
-      queue: LIFECYCLE_QUEUE,
-      kind: MAINTENANCE_JOB_KIND,
-      jobKey: MAINTENANCE_JOB_KIND,
-      payload: {},
-      maxAttempts: 3,
-    });
-    if (created) wakeLocalRunners(LIFECYCLE_QUEUE);
-    jobs.push(job);
+    jobs.push(await this.enqueue({ kind: MAINTENANCE_JOB_KIND, jobKey: MAINTENANCE_JOB_KIND, payload: {} }));
     return jobs;
+  }
+
+  /** Enqueues a lifecycle job (or finds the queued or running one of its key) and wakes this process's runner. */
+  private async enqueue(job: Omit<NewJob, 'queue' | 'maxAttempts'>): Promise<Job> {
+    const { job: enqueued, created } = await enqueueJob(this.o.sql, { ...job, queue: LIFECYCLE_QUEUE, maxAttempts: 3 });
+    if (created) wakeLocalRunners(LIFECYCLE_QUEUE);
+    return enqueued;
   }
 
   /** Checks the shared schedule now and then; the process that wins an interval enqueues its round. */

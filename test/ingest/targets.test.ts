@@ -1,14 +1,13 @@
 /** Ingestion onto an S3 target (a real radosgw) and onto a second target of the same server. */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { getStorageTarget } from '../../src/catalog/storage-targets.ts';
 import { StorageDrivers } from '../../src/storage/index.ts';
 import { testDuckDB } from '../harness/duckdb.ts';
-import { s3AdminClient, s3Available, s3ServerEnv, startS3Server, type S3Server } from '../harness/s3.ts';
+import { createBucket, s3AdminClient, s3Available, s3ServerEnv, startS3Server, type S3Server } from '../harness/s3.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 // Under CI the S3 server must be there: the suite runs and fails loudly if it cannot start.
@@ -17,13 +16,13 @@ const skip = !process.env.CI && !s3Available();
 let s3: S3Server;
 let ts: TestServer;
 let admin: S3Client;
-const bucket = `timestore-ingest-${randomBytes(4).toString('hex')}`;
+let bucket = '';
 
 beforeAll(async () => {
   if (skip) return;
   s3 = await startS3Server();
   admin = s3AdminClient(s3);
-  await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+  bucket = await createBucket(s3, 'timestore-ingest');
   ts = await startTestServer({
     ...s3ServerEnv(s3, bucket),
   });

@@ -15,7 +15,7 @@ import { listActivePartitions } from '../../src/catalog/manifests.ts';
 import { getStorageTarget } from '../../src/catalog/storage-targets.ts';
 import type { Partition } from '../../src/catalog/types.ts';
 import { sweepOrphans } from '../../src/lifecycle/collector.ts';
-import { createStorageDriver, type StorageDriver, type StorageDrivers } from '../../src/storage/index.ts';
+import { createStorageDriver, StorageDrivers } from '../../src/storage/index.ts';
 import { silentLog } from '../harness/catalog.ts';
 import { parsePrometheusText } from '../harness/prometheus.ts';
 import { createBucket, s3Available, s3ServerEnv, startS3Server, type S3Server } from '../harness/s3.ts';
@@ -264,7 +264,9 @@ for (const kind of ['local', 's3'] as const) {
       const orphan = await driver.putBytes(`datasets/${dataset.slug}/_/1970-01-01T000000Z/orphan.parquet`, new TextEncoder().encode('not referenced'));
       const staged = await driver.putBytes(`staging/${dataset.slug}/crashed.json`, new TextEncoder().encode('{}'));
 
-      const swept = await sweepOrphans({ sql: sql(), drivers: driverSet(driver), log: silentLog }, target, new Date(Date.now() + 60_000), new AbortController().signal);
+      const drivers = new StorageDrivers(ts.config.s3);
+      const swept = await sweepOrphans({ sql: sql(), drivers, log: silentLog }, target, new Date(Date.now() + 60_000), new AbortController().signal);
+      drivers.close();
       expect(swept.files).toBeGreaterThanOrEqual(2);
       expect(await driver.exists(orphan.location)).toBe(false);
       expect(await driver.exists(staged.location)).toBe(false);
@@ -323,9 +325,4 @@ async function waitForJobs(ts: TestServer, slug: string): Promise<void> {
     await Bun.sleep(100);
   }
   throw new Error(`jobs of ${slug} did not finish`);
-}
-
-/** A StorageDrivers stand-in that hands out one driver. */
-function driverSet(driver: StorageDriver): StorageDrivers {
-  return { forTarget: () => driver } as unknown as StorageDrivers;
 }

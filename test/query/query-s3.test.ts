@@ -4,14 +4,13 @@
  * TIMESTORE_QUERY_CACHE_MAX_BYTES while evicting.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { findDataset } from '../../src/catalog/datasets.ts';
 import { listActivePartitions } from '../../src/catalog/manifests.ts';
 import type { Partition } from '../../src/catalog/types.ts';
-import { s3AdminClient, s3Available, s3ServerEnv, startS3Server, type S3Server } from '../harness/s3.ts';
+import { createBucket, s3AdminClient, s3Available, s3ServerEnv, startS3Server, type S3Server } from '../harness/s3.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 // Under CI the S3 server must be there: the suite runs and fails loudly if it cannot start.
@@ -26,7 +25,7 @@ const SLUG = 'remote-query';
 let s3: S3Server;
 let ts: TestServer;
 let admin: S3Client;
-const bucket = `timestore-query-${randomBytes(4).toString('hex')}`;
+let bucket = '';
 
 interface Row {
   timestamp: string;
@@ -47,7 +46,7 @@ beforeAll(async () => {
   if (skip) return;
   s3 = await startS3Server();
   admin = s3AdminClient(s3);
-  await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+  bucket = await createBucket(s3, 'timestore-query');
   ts = await startTestServer({
     ...s3ServerEnv(s3, bucket),
     TIMESTORE_QUERY_CACHE_MAX_BYTES: String(MAX_BYTES),
