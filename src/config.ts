@@ -31,7 +31,7 @@ export interface Config {
     forcePathStyle: boolean;
   };
   queryCache: { enabled: boolean; dir: string; maxBytes: number };
-  query: { maxRows: number; defaultRows: number; maxBuckets: number; timeoutMs: number; memoryLimitBytes: number };
+  query: { maxRows: number; defaultRows: number; maxBuckets: number; timeoutMs: number; memoryLimitBytes: number; manifestCachePartitions: number };
   logLevel: LogLevel;
   ingest: {
     queueName: string;
@@ -102,6 +102,12 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
   { name: 'TIMESTORE_QUERY_DEFAULT_ROWS', description: 'Rows a query returns when it names no `limit`.', default: '`10000`' },
   { name: 'TIMESTORE_QUERY_MAX_BUCKETS', description: 'Most downsampling buckets one query may span (per series).', default: '`100000`' },
   { name: 'TIMESTORE_QUERY_TIMEOUT_MS', description: 'A query still running after this is stopped with a 503 `query_timeout`.', default: '`30000`' },
+  {
+    name: 'TIMESTORE_QUERY_MANIFEST_CACHE_PARTITIONS',
+    description:
+      "Most active partitions (summed over datasets) whose catalog rows a process keeps in memory for planning queries (about 2.3 KiB each with 20 columns); a dataset with more is listed from the catalog per query. `0` turns the cache off.",
+    default: '`20000`',
+  },
   {
     name: 'TIMESTORE_QUERY_MEMORY_LIMIT_BYTES',
     description: "DuckDB memory limit per worker thread while it runs a query; past it the query fails with `query_memory_limit`.",
@@ -296,6 +302,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       maxBuckets: r.integer('TIMESTORE_QUERY_MAX_BUCKETS', 100_000, 1, 100_000_000),
       timeoutMs: r.integer('TIMESTORE_QUERY_TIMEOUT_MS', 30_000, 100, 3_600_000),
       memoryLimitBytes: r.integer('TIMESTORE_QUERY_MEMORY_LIMIT_BYTES', 1024 ** 3, 64 * 1024 ** 2, 1024 ** 4),
+      manifestCachePartitions: r.integer('TIMESTORE_QUERY_MANIFEST_CACHE_PARTITIONS', 20_000, 0, 10_000_000),
     },
     logLevel: r.oneOf('TIMESTORE_LOG_LEVEL', 'info', LOG_LEVELS),
     ingest: {

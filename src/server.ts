@@ -135,6 +135,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     limits: { maxRows: config.query.maxRows, defaultRows: config.query.defaultRows, maxBuckets: config.query.maxBuckets },
     timeoutMs: config.query.timeoutMs,
     memoryLimitBytes: config.query.memoryLimitBytes,
+    snapshotPartitions: config.query.manifestCachePartitions,
     tracer,
     metrics,
   });

@@ -1,9 +1,10 @@
 /**
  * The query service's catalog steps, run in the benchmark process with timestore's own modules
  * (loaded from the source the server runs, so `--at` compares like with like): for a request it
- * does what src/query/service.ts `prepare` does — findDataset, getSchemaVersion, planQuery,
- * listActivePartitions, the manifest's partition count, prunePartitions, getStorageTarget per
- * target — and times it; then src/engine/query-sql.ts `buildQuery` gives the exact statement and
+ * does what src/query/service.ts `prepare` does — findDataset, the schema version and the active
+ * partitions (kept per process since the manifest snapshots; before them listActivePartitions, the
+ * manifest's partition count and getStorageTarget per target), planQuery, prunePartitions — and
+ * times it; then src/engine/query-sql.ts `buildQuery` gives the exact statement and
  * parameters a worker would run. DuckDB alone runs that statement on the same files: the floor.
  */
 import { join } from 'node:path';
@@ -18,6 +19,7 @@ type StorageTargets = typeof import('../../src/catalog/storage-targets.ts');
 type Request = typeof import('../../src/query/request.ts');
 type Prune = typeof import('../../src/query/prune.ts');
 type QuerySql = typeof import('../../src/engine/query-sql.ts');
+type Snapshots = typeof import('../../src/query/snapshots.ts');
 type QueryInput = import('../../src/engine/query-sql.ts').QueryInput;
 type Partition = import('../../src/catalog/types.ts').Partition;
 
@@ -54,6 +56,10 @@ export async function createPlanner(sourceRoot: string, databaseUrl: string): Pr
   const { planQuery } = await load<Request>('src/query/request.ts');
   const { prunePartitions } = await load<Prune>('src/query/prune.ts');
   const { buildQuery } = await load<QuerySql>('src/engine/query-sql.ts');
+  // Revisions before the per-process manifest snapshots (and the NULL-free row pick) list every
+  // query's partitions from the catalog; the planner does what the revision's service does.
+  const snapshotsModule = await load<Snapshots>('src/query/snapshots.ts').catch(() => null);
+  const { columnsWithoutNulls } = (await load<Prune>('src/query/prune.ts')) as Partial<Prune>;
 
   const quiet = { info() {}, warn() {}, error() {}, debug() {}, trace() {}, fatal() {}, child() { return quiet; } };
   const catalog = await openCatalog({
@@ -64,6 +70,8 @@ export async function createPlanner(sourceRoot: string, databaseUrl: string): Pr
     maxConnections: 2,
   });
   const sql = catalog.sql;
+  const snapshots = snapshotsModule ? new snapshotsModule.ManifestSnapshots(sql, 20_000) : null;
+  const schemas = new Map<string, Awaited<ReturnType<typeof getSchemaVersion>>>();
   const toFile = (p: Partition) => ({ path: fileURLToPath(p.location), start: p.startTime.getTime(), end: p.endTime.getTime() });
 
   return {
@@ -71,14 +79,23 @@ export async function createPlanner(sourceRoot: string, databaseUrl: string): Pr
       const started = performance.now();
       const dataset = await findDataset(sql, slug);
       if (!dataset) throw new Error(`dataset ${slug} not found`);
-      const schema = await getSchemaVersion(sql, dataset.id, dataset.schemaVersion);
+      const schemaKey = `${dataset.id}@${dataset.schemaVersion}`;
+      const schema = (snapshots && schemas.get(schemaKey)) || (await getSchemaVersion(sql, dataset.id, dataset.schemaVersion));
+      schemas.set(schemaKey, schema);
       const fields = schema!.fields;
       const plan = planQuery(body as Parameters<typeof planQuery>[0], fields, dataset.timestampColumn, LIMITS);
       const version = dataset.manifestVersion;
-      const overlapping = await listActivePartitions(sql, { datasetId: dataset.id, version, from: plan.from, to: plan.to, partitionKey: plan.partitionKey });
-      await sql`SELECT partition_count FROM manifest_versions WHERE dataset_id = ${dataset.id} AND version = ${version}`;
+      const selection = { datasetId: dataset.id, version, from: plan.from, to: plan.to, partitionKey: plan.partitionKey };
+      const active = snapshots ? await snapshots.active(dataset.id, version) : null;
+      let overlapping: Partition[];
+      if (active && snapshotsModule) overlapping = snapshotsModule.selectPartitions(active, selection);
+      else {
+        overlapping = await listActivePartitions(sql, selection);
+        await sql`SELECT partition_count FROM manifest_versions WHERE dataset_id = ${dataset.id} AND version = ${version}`;
+      }
       const selected = prunePartitions(overlapping, plan.filters, fields);
-      for (const id of new Set(selected.map((p) => p.storageTargetId))) await getStorageTarget(sql, id);
+      // The service keeps targets for 30 s; per query only without snapshots.
+      if (!snapshots) for (const id of new Set(selected.map((p) => p.storageTargetId))) await getStorageTarget(sql, id);
       const catalogMs = performance.now() - started;
       if (selected.length === 0) return null;
       const partitions = selected.map(toFile);
@@ -91,6 +108,7 @@ export async function createPlanner(sourceRoot: string, databaseUrl: string): Pr
         mode: plan.mode,
         timeoutMs: 30_000,
         memoryLimitBytes: 1_073_741_824,
+        nonNullColumns: columnsWithoutNulls && plan.mode.kind === 'downsample' ? columnsWithoutNulls(selected, fields) : undefined,
       };
       return { input, files: input.files, partitions, catalogMs };
     },

@@ -150,6 +150,19 @@ export async function listActivePartitions(sql: Db, q: PartitionSelection): Prom
     ${q.limit === undefined ? sql`` : sql`LIMIT ${q.limit}`}`;
 }
 
+/**
+ * Partitions added or removed by the versions after `after` up to `upTo`: applied to the partitions
+ * active at `after` (drop those with a `removedVersion` ≤ `upTo`, add the others) they give the
+ * partitions active at `upTo`.
+ */
+export async function listPartitionChanges(sql: Db, datasetId: string, after: number, upTo: number): Promise<Partition[]> {
+  return sql<Partition[]>`
+    SELECT * FROM partitions
+    WHERE dataset_id = ${datasetId}
+      AND ((added_version > ${after} AND added_version <= ${upTo})
+           OR (removed_version > ${after} AND removed_version <= ${upTo}))`;
+}
+
 export interface TargetTotals {
   storageTargetId: string;
   partitions: number;

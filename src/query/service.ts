@@ -9,7 +9,7 @@ import { findDataset } from '../catalog/datasets.ts';
 import { listActivePartitions } from '../catalog/manifests.ts';
 import { getSchemaVersion } from '../catalog/schema-versions.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';
-import type { Dataset, Partition, SchemaField, StorageTarget } from '../catalog/types.ts';
+import type { Dataset, Partition, SchemaField, SchemaVersion, StorageTarget } from '../catalog/types.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { QueryError, type QueryInput, type QueryOutput } from '../engine/query.ts';
 import { AppError, errors } from '../errors.ts';
@@ -17,8 +17,15 @@ import type { Metrics, QueryMode } from '../observability/metrics.ts';
 import { type Context, contextWith, failSpan, inSpan, NOOP_TRACER, type Span, type Tracer } from '../observability/tracing.ts';
 import type { PartitionCache } from '../storage/cache.ts';
 import type { StorageDrivers } from '../storage/index.ts';
-import { prunePartitions } from './prune.ts';
+import { columnsWithoutNulls, prunePartitions } from './prune.ts';
 import { planQuery, type QueryLimits, type QueryPlan, type QueryRequest } from './request.ts';
+import { ManifestSnapshots, selectPartitions } from './snapshots.ts';
+
+/**
+ * How long a storage target read from the catalog is used before it is read again: targets change
+ * only when an operator re-registers a configured one, which other processes then see within this.
+ */
+const TARGET_TTL_MS = 30_000;
 
 export interface QueryServiceOptions {
   sql: Sql;
@@ -32,6 +39,8 @@ export interface QueryServiceOptions {
   tracer?: Tracer;
   /** Queries by mode and outcome, their time, and the partitions they scanned and pruned. */
   metrics?: Metrics;
+  /** Most active partitions kept in memory across datasets (see snapshots.ts); 0 lists every query's from the catalog. */
+  snapshotPartitions: number;
 }
 
 /** The span and clock of one query, ended once with its outcome. */
@@ -62,9 +71,14 @@ interface Prepared {
 
 export class QueryService {
   private readonly tracer: Tracer;
+  readonly snapshots: ManifestSnapshots;
+  /** Schema versions never change once recorded: each is read once. */
+  private readonly schemaVersions = new Map<string, Promise<SchemaVersion | null>>();
+  private readonly targets = new Map<string, { target: Promise<StorageTarget>; readAt: number }>();
 
   constructor(private readonly o: QueryServiceOptions) {
     this.tracer = o.tracer ?? NOOP_TRACER;
+    this.snapshots = new ManifestSnapshots(o.sql, o.snapshotPartitions);
   }
 
   /** `trace`: the request's trace context, the parent of the query's span. */
@@ -175,21 +189,18 @@ export class QueryService {
     const dataset = await findDataset(this.o.sql, slug);
     if (!dataset) throw errors.notFound('dataset', slug);
     if (dataset.status === 'archived') throw new AppError(409, 'dataset_archived', `dataset "${slug}" is archived and answers no queries`);
-    const schema = dataset.schemaVersion > 0 ? await getSchemaVersion(this.o.sql, dataset.id, dataset.schemaVersion) : null;
+    const schema = dataset.schemaVersion > 0 ? await this.schemaVersion(dataset.id, dataset.schemaVersion) : null;
     const fields: SchemaField[] = schema?.fields ?? [{ name: dataset.timestampColumn, type: 'timestamp', nullable: false }];
     const plan = planQuery(request, fields, dataset.timestampColumn, this.o.limits);
 
     // One manifest version for the whole query: files of this version stay on disk for the
     // retention grace period even if a newer version removes them meanwhile.
     const version = dataset.manifestVersion;
-    const overlapping = await listActivePartitions(this.o.sql, {
-      datasetId: dataset.id,
-      version,
-      from: plan.from,
-      to: plan.to,
-      partitionKey: plan.partitionKey,
-    });
-    const active = await this.activeCount(dataset.id, version);
+    const selection = { datasetId: dataset.id, version, from: plan.from, to: plan.to, partitionKey: plan.partitionKey };
+    const snapshot = await this.snapshots.active(dataset.id, version);
+    const [overlapping, active] = snapshot
+      ? [selectPartitions(snapshot, selection), snapshot.length]
+      : await Promise.all([listActivePartitions(this.o.sql, selection), this.activeCount(dataset.id, version)]);
     const selected = prunePartitions(overlapping, plan.filters, fields);
     const base = { dataset, fields, plan, scanned: selected.length, pruned: active - selected.length };
     if (selected.length === 0) return { ...base, input: null, release() {} };
@@ -206,9 +217,32 @@ export class QueryService {
         mode: plan.mode,
         timeoutMs: this.o.timeoutMs,
         memoryLimitBytes: this.o.memoryLimitBytes,
+        nonNullColumns: plan.mode.kind === 'downsample' ? columnsWithoutNulls(selected, fields) : undefined,
       },
       release: held.release,
     };
+  }
+
+  private schemaVersion(datasetId: string, version: number): Promise<SchemaVersion | null> {
+    const key = `${datasetId}@${version}`;
+    let found = this.schemaVersions.get(key);
+    if (!found) {
+      found = getSchemaVersion(this.o.sql, datasetId, version);
+      this.schemaVersions.set(key, found);
+      // Only what exists is kept: a failed or empty read is tried again by the next query.
+      found.then((v) => v ?? this.schemaVersions.delete(key), () => this.schemaVersions.delete(key));
+    }
+    return found;
+  }
+
+  private storageTarget(id: string): Promise<StorageTarget> {
+    const now = performance.now();
+    const kept = this.targets.get(id);
+    if (kept && now - kept.readAt < TARGET_TTL_MS) return kept.target;
+    const target = getStorageTarget(this.o.sql, id);
+    this.targets.set(id, { target, readAt: now });
+    target.catch(() => this.targets.delete(id));
+    return target;
   }
 
   private async activeCount(datasetId: string, version: number): Promise<number> {
@@ -219,8 +253,6 @@ export class QueryService {
 
   /** Local paths of the partitions' files: in place on local targets, through the cache for remote ones. */
   private async acquire(partitions: Partition[]): Promise<{ paths: string[]; release(): void }> {
-    const targets = new Map<string, Promise<StorageTarget>>();
-    const targetOf = (id: string) => targets.get(id) ?? targets.set(id, getStorageTarget(this.o.sql, id)).get(id)!;
     const leases: { release(): void }[] = [];
     const release = () => {
       for (const lease of leases.splice(0)) lease.release();
@@ -228,7 +260,7 @@ export class QueryService {
     try {
       const paths = await Promise.all(
         partitions.map(async (p) => {
-          const lease = await this.o.cache.acquire(p, this.o.drivers.forTarget(await targetOf(p.storageTargetId)));
+          const lease = await this.o.cache.acquire(p, this.o.drivers.forTarget(await this.storageTarget(p.storageTargetId)));
           leases.push(lease);
           return lease.path;
         }),
