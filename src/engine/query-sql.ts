@@ -93,6 +93,12 @@ export interface QueryInput {
   timeoutMs: number;
   /** DuckDB `memory_limit` while this query runs. */
   memoryLimitBytes?: number;
+  /**
+   * Columns that hold no NULL in any of the files (the catalog's statistics say so). When every
+   * aggregation is `last` of such a column or `max` of the timestamp (or all `first`/`min`), the
+   * statement picks each group's latest (earliest) row instead of keeping one aggregate per column.
+   */
+  nonNullColumns?: string[];
 }
 
 /** A bound parameter, by position ($1 is index 0). */
@@ -323,20 +329,43 @@ ${limitSql()}`;
     aggregates.push(`${aggregationSql(aggregation, ts, field, param)} AS ${quoteIdent(alias)}`);
   }
 
-  const inner = [`${bucket} AS "$bucket"`, ...groupBy.map(quoteIdent), ...aggregates];
-  const groupPositions = [1, ...groupBy.map((_, i) => i + 2)].join(', ');
   const outer = [`${bucketLabel} AS ${tsSql}`, ...[...groupBy, ...aliases].map((c) => `b.${quoteIdent(c)}`)];
   const order = [`b."$bucket" ${direction}`, ...groupBy.map((c) => `b.${quoteIdent(c)} ASC NULLS LAST`)];
-  const sql = `SELECT ${outer.join(', ')}
-FROM (
-  SELECT ${inner.join(',\n    ')}
+  const pick = rowPick(mode.aggregations, ts, new Set(input.nonNullColumns ?? []));
+  // Picking one row per group: `arg_max` per column updates one aggregate state per column for
+  // every row; a window that keeps each group's latest row does not (lastpoint, 10 columns of
+  // 8.64 M rows: 3.3 s → 1.1 s). Same answer only without NULLs, which `arg_max` skips.
+  const grouped = pick
+    ? `SELECT ${[`${bucket} AS "$bucket"`, ...groupBy.map(quoteIdent), ...mode.aggregations.map((a) => `${quoteIdent(a.column)} AS ${quoteIdent(a.alias)}`)].join(',\n    ')}
   FROM ${source} AS s
   WHERE ${where.join('\n    AND ')}
-  GROUP BY ${groupPositions}
+  QUALIFY row_number() OVER (PARTITION BY ${[bucket, ...groupBy.map(quoteIdent)].join(', ')} ORDER BY ${tsSql} ${pick}) = 1`
+    : `SELECT ${[`${bucket} AS "$bucket"`, ...groupBy.map(quoteIdent), ...aggregates].join(',\n    ')}
+  FROM ${source} AS s
+  WHERE ${where.join('\n    AND ')}
+  GROUP BY ${[1, ...groupBy.map((_, i) => i + 2)].join(', ')}`;
+  const sql = `SELECT ${outer.join(', ')}
+FROM (
+  ${grouped}
 ) AS b
 ORDER BY ${order.join(', ')}
 ${limitSql()}`;
   return { sql, params, columns: [ts.name, ...groupBy, ...aliases], limit: mode.limit };
+}
+
+/**
+ * `DESC` when the aggregations only read each group's latest row (`last` of a column without NULLs,
+ * `max` of the timestamp), `ASC` for the earliest (`first`, `min`), else null.
+ */
+function rowPick(aggregations: Aggregation[], ts: QueryField, nonNull: ReadonlySet<string>): 'ASC' | 'DESC' | null {
+  const direction = (a: Aggregation): 'ASC' | 'DESC' | null => {
+    if (a.column === ts.name) return a.fn === 'last' || a.fn === 'max' ? 'DESC' : a.fn === 'first' || a.fn === 'min' ? 'ASC' : null;
+    if (!nonNull.has(a.column)) return null;
+    return a.fn === 'last' ? 'DESC' : a.fn === 'first' ? 'ASC' : null;
+  };
+  const directions = new Set(aggregations.map(direction));
+  if (directions.size !== 1) return null;
+  return [...directions][0]!;
 }
 
 function filterSql(

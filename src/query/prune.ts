@@ -70,3 +70,8 @@ export function prunePartitions(partitions: Partition[], filters: ColumnFilter[]
     filters.every((f) => mayMatch(f, p.columnStatistics[f.column], types.get(f.column) ?? 'string')),
   );
 }
+
+/** The fields that no partition holds a NULL of (by the writer's null counts; a partition without a count may). */
+export function columnsWithoutNulls(partitions: Partition[], fields: SchemaField[]): string[] {
+  return fields.filter((f) => partitions.every((p) => p.columnStatistics[f.name]?.nulls === 0)).map((f) => f.name);
+}

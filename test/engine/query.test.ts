@@ -26,6 +26,7 @@ import {
   runQueryStream,
   STREAM_WINDOW,
 } from '../../src/engine/query.ts';
+import { buildQuery } from '../../src/engine/query-sql.ts';
 import { testDuckDB } from '../harness/duckdb.ts';
 import { prng } from '../harness/prng.ts';
 
@@ -594,6 +595,40 @@ describe('filters', () => {
     const out = await pool.query(input(mode, filters));
     expectRows(out.rows, downsample(rows.filter((r) => r.ok === false && r.value !== null && r.value >= 20), mode));
   });
+});
+
+describe('first and last of columns without NULLs', () => {
+  // The rows where value and count are set: what the files hold when the catalog's statistics say
+  // these columns have no NULL, which lets the statement pick one row per group.
+  const filters: QueryFilter[] = [{ column: 'value', op: 'neq', value: null }, { column: 'count', op: 'neq', value: null }];
+  const present = rows.filter((r) => r.value !== null && r.count !== null);
+  for (const [pick, bound, order] of [['last', 'max', 'asc'], ['first', 'min', 'desc']] as const) {
+    test(`${pick} with ${bound} of the time: the ${pick === 'last' ? 'latest' : 'earliest'} row of each group`, async () => {
+      const mode: DownsampleMode = {
+        kind: 'downsample',
+        intervalUnit: 'week',
+        intervalSize: 1,
+        aggregations: [
+          { fn: pick, column: 'value', alias: 'v' },
+          { fn: pick, column: 'count', alias: 'c' },
+          { fn: bound, column: 'time', alias: 't' },
+        ],
+        groupBy: ['host'],
+        order,
+        limit: 100_000,
+      };
+      const picked = input(mode, filters, { nonNullColumns: ['value', 'count'] });
+      expect(buildQuery(picked).sql).toContain('QUALIFY row_number()');
+      const out = await pool.query(picked);
+      expect(out.rows.length).toBeGreaterThan(20);
+      expectRows(out.rows, downsample(present, mode));
+      // Without the promise of no NULLs (or with another aggregation) the statement aggregates.
+      expect(buildQuery(input(mode, filters)).sql).not.toContain('QUALIFY');
+      expect(buildQuery(input(mode, filters, { nonNullColumns: ['value'] })).sql).not.toContain('QUALIFY');
+      const mixed = { ...mode, aggregations: [...mode.aggregations, { fn: 'avg' as const, column: 'value', alias: 'a' }] };
+      expect(buildQuery(input(mixed, filters, { nonNullColumns: ['value', 'count'] })).sql).not.toContain('QUALIFY');
+    });
+  }
 });
 
 describe('injection', () => {

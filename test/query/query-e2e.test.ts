@@ -238,6 +238,32 @@ describe('downsampling matches PostgreSQL', () => {
     }
   }
 
+  test('latest values per host and hour, of columns with and without NULLs', async () => {
+    // reqs and ok are never NULL (the statement may then pick each group's latest row); usage is
+    // NULL in some latest rows, where `last` must still answer the latest value that is set.
+    const aggregations = [
+      { fn: 'last', column: 'reqs', alias: 'last_reqs', pg: '(array_agg(reqs ORDER BY ts DESC))[1]' },
+      { fn: 'last', column: 'ok', alias: 'last_ok', pg: '(array_agg(ok ORDER BY ts DESC))[1]' },
+      { fn: 'max', column: 'timestamp', alias: 'max_ts', pg: 'max(ts)' },
+    ];
+    const withUsage = [...aggregations, { fn: 'last', column: 'usage', alias: 'last_usage', pg: AGGREGATIONS.find((a) => a.alias === 'last_usage')!.pg }];
+    for (const list of [aggregations, withUsage]) {
+      const answer = await ok({
+        downsample: { intervalUnit: 'hour', aggregations: list.map(({ pg: _pg, ...a }) => a), groupBy: ['host'] },
+        limit: 100_000,
+      });
+      const expected = await pg.unsafe(
+        `SELECT ${pgBucket('hour', 1)} AS timestamp, host, ${list.map((a) => `${a.pg} AS ${a.alias}`).join(', ')},
+                (array_agg(usage ORDER BY ts DESC))[1] IS NULL AS latest_usage_null
+         FROM oracle.rows WHERE ts >= $1::timestamptz AND ts < $2::timestamptz
+         GROUP BY 1, 2 ORDER BY 1, host COLLATE "C"`,
+        [RANGE.start, RANGE.end],
+      );
+      compareRows(answer.rows, expected, ['timestamp', 'host', ...list.map((a) => a.alias)], 'latest per host and hour');
+      if (list === withUsage) expect(expected.some((r) => r.latest_usage_null && r.last_usage !== null)).toBe(true);
+    }
+  });
+
   test('column types are in the dataset vocabulary', async () => {
     const answer = await ok({ downsample: downsample('day', 1, true) });
     const types = Object.fromEntries(answer.columnTypes.map((c: { name: string; type: string }) => [c.name, c.type]));
