@@ -75,3 +75,8 @@ export function prunePartitions(partitions: Partition[], filters: ColumnFilter[]
 export function columnsWithoutNulls(partitions: Partition[], fields: SchemaField[]): string[] {
   return fields.filter((f) => partitions.every((p) => p.columnStatistics[f.name]?.nulls === 0)).map((f) => f.name);
 }
+
+/** The fields that at least one partition's file holds (the writer records statistics for every column it writes). */
+export function fieldsInFiles(partitions: Partition[], fields: SchemaField[]): string[] {
+  return fields.filter((f) => partitions.some((p) => p.columnStatistics[f.name] !== undefined)).map((f) => f.name);
+}

@@ -17,7 +17,7 @@ import type { Metrics, QueryMode } from '../observability/metrics.ts';
 import { type Context, contextWith, failSpan, inSpan, NOOP_TRACER, type Span, type Tracer } from '../observability/tracing.ts';
 import type { PartitionCache } from '../storage/cache.ts';
 import type { StorageDrivers } from '../storage/index.ts';
-import { columnsWithoutNulls, prunePartitions } from './prune.ts';
+import { columnsWithoutNulls, fieldsInFiles, prunePartitions } from './prune.ts';
 import { planQuery, type QueryLimits, type QueryPlan, type QueryRequest } from './request.ts';
 import { ManifestSnapshots, selectPartitions } from './snapshots.ts';
 
@@ -218,6 +218,7 @@ export class QueryService {
         timeoutMs: this.o.timeoutMs,
         memoryLimitBytes: this.o.memoryLimitBytes,
         nonNullColumns: plan.mode.kind === 'downsample' ? columnsWithoutNulls(selected, fields) : undefined,
+        fieldsInFiles: fieldsInFiles(selected, fields),
       },
       release: held.release,
     };

@@ -599,36 +599,66 @@ describe('filters', () => {
 
 describe('first and last of columns without NULLs', () => {
   // The rows where value and count are set: what the files hold when the catalog's statistics say
-  // these columns have no NULL, which lets the statement pick one row per group.
+  // these columns have no NULL, which lets the statement pick one row per group when the whole
+  // range is one bucket (lastpoint).
   const filters: QueryFilter[] = [{ column: 'value', op: 'neq', value: null }, { column: 'count', op: 'neq', value: null }];
   const present = rows.filter((r) => r.value !== null && r.count !== null);
-  for (const [pick, bound, order] of [['last', 'max', 'asc'], ['first', 'min', 'desc']] as const) {
-    test(`${pick} with ${bound} of the time: the ${pick === 'last' ? 'latest' : 'earliest'} row of each group`, async () => {
+  const cases = [
+    ['last', 'max', 'asc', ['host']],
+    ['first', 'min', 'desc', ['host']],
+    ['last', 'max', 'asc', []],
+  ] as const;
+  for (const [pick, bound, order, groupBy] of cases) {
+    test(`${pick} with ${bound} of the time${groupBy.length ? ' per host' : ''}: the ${pick === 'last' ? 'latest' : 'earliest'} row`, async () => {
       const mode: DownsampleMode = {
         kind: 'downsample',
-        intervalUnit: 'week',
-        intervalSize: 1,
+        intervalUnit: 'day',
+        intervalSize: 36_500, // every time from 1970 to 2069 in bucket 0
         aggregations: [
           { fn: pick, column: 'value', alias: 'v' },
           { fn: pick, column: 'count', alias: 'c' },
           { fn: bound, column: 'time', alias: 't' },
         ],
-        groupBy: ['host'],
+        groupBy: [...groupBy],
         order,
         limit: 100_000,
       };
-      const picked = input(mode, filters, { nonNullColumns: ['value', 'count'] });
+      const picked = input(mode, filters, { nonNullColumns: ['value', 'count'], fieldsInFiles: V2.map((f) => f.name) });
       expect(buildQuery(picked).sql).toContain('QUALIFY row_number()');
       const out = await pool.query(picked);
-      expect(out.rows.length).toBeGreaterThan(20);
+      expect(out.rows.length).toBe(groupBy.length ? HOSTS.length : 1);
       expectRows(out.rows, downsample(present, mode));
-      // Without the promise of no NULLs (or with another aggregation) the statement aggregates.
+      // Without the promise of no NULLs, with another aggregation, or over several buckets, the statement aggregates.
       expect(buildQuery(input(mode, filters)).sql).not.toContain('QUALIFY');
       expect(buildQuery(input(mode, filters, { nonNullColumns: ['value'] })).sql).not.toContain('QUALIFY');
       const mixed = { ...mode, aggregations: [...mode.aggregations, { fn: 'avg' as const, column: 'value', alias: 'a' }] };
       expect(buildQuery(input(mixed, filters, { nonNullColumns: ['value', 'count'] })).sql).not.toContain('QUALIFY');
+      const weekly = { ...mode, intervalUnit: 'week' as const, intervalSize: 1 };
+      expect(buildQuery(input(weekly, filters, { nonNullColumns: ['value', 'count'] })).sql).not.toContain('QUALIFY');
+      const out2 = await pool.query(input(weekly, filters, { nonNullColumns: ['value', 'count'] }));
+      expectRows(out2.rows, downsample(present, weekly));
     });
   }
+
+  test('a range inside one bucket, with sub-millisecond bounds and before 1970', async () => {
+    const mode = (start: string, end: string, unit: IntervalUnit, size: number): QueryInput => ({
+      ...input(
+        { kind: 'downsample', intervalUnit: unit, intervalSize: size, aggregations: [{ fn: 'last', column: 'value', alias: 'v' }], groupBy: [], order: 'asc', limit: 10 },
+        [],
+        { nonNullColumns: ['value'] },
+      ),
+      timeRange: { start, end },
+    });
+    const picks = (start: string, end: string, unit: IntervalUnit = 'hour', size = 1) => buildQuery(mode(start, end, unit, size)).sql.includes('QUALIFY');
+    expect(picks('2026-01-01T05:00:00Z', '2026-01-01T06:00:00Z')).toBe(true);
+    expect(picks('2026-01-01T05:00:00Z', '2026-01-01T06:00:00.000001Z')).toBe(false);
+    expect(picks('2026-01-01T05:59:59.999999Z', '2026-01-01T06:00:00Z')).toBe(true);
+    expect(picks('2026-01-01T04:59:59.999999Z', '2026-01-01T05:30:00Z')).toBe(false);
+    expect(picks('1969-12-31T23:00:00Z', '1970-01-01T00:00:00Z')).toBe(true);
+    expect(picks('1969-12-31T23:30:00Z', '1970-01-01T00:30:00Z')).toBe(false);
+    expect(picks('2026-01-01T00:00:00+01:00', '2026-01-01T00:30:00+01:00')).toBe(true);
+    expect(picks('2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z', 'month', 1)).toBe(false); // months always aggregate
+  });
 });
 
 describe('injection', () => {

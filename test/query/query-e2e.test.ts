@@ -238,29 +238,33 @@ describe('downsampling matches PostgreSQL', () => {
     }
   }
 
-  test('latest values per host and hour, of columns with and without NULLs', async () => {
-    // reqs and ok are never NULL (the statement may then pick each group's latest row); usage is
-    // NULL in some latest rows, where `last` must still answer the latest value that is set.
+  test('latest values per host (one bucket for the whole range), of columns with and without NULLs', async () => {
+    // reqs and ok are never NULL (the statement may then pick each host's latest row); usage is
+    // NULL in the latest row of a host when the range ends just after such a row, and `last` must
+    // still answer the latest value that is set.
     const aggregations = [
       { fn: 'last', column: 'reqs', alias: 'last_reqs', pg: '(array_agg(reqs ORDER BY ts DESC))[1]' },
       { fn: 'last', column: 'ok', alias: 'last_ok', pg: '(array_agg(ok ORDER BY ts DESC))[1]' },
       { fn: 'max', column: 'timestamp', alias: 'max_ts', pg: 'max(ts)' },
     ];
     const withUsage = [...aggregations, { fn: 'last', column: 'usage', alias: 'last_usage', pg: AGGREGATIONS.find((a) => a.alias === 'last_usage')!.pg }];
-    for (const list of [aggregations, withUsage]) {
+    const nullRow = OLD.find((r, i) => r.usage === null && i > 100)!;
+    const endingOnNull = { start: RANGE.start, end: new Date(Date.parse(nullRow.timestamp) + 1).toISOString() };
+    for (const [list, range] of [[aggregations, RANGE], [withUsage, RANGE], [withUsage, endingOnNull]] as const) {
       const answer = await ok({
-        downsample: { intervalUnit: 'hour', aggregations: list.map(({ pg: _pg, ...a }) => a), groupBy: ['host'] },
-        limit: 100_000,
+        timeRange: range,
+        downsample: { intervalUnit: 'day', intervalSize: 36_500, aggregations: list.map(({ pg: _pg, ...a }) => a), groupBy: ['host'] },
       });
       const expected = await pg.unsafe(
-        `SELECT ${pgBucket('hour', 1)} AS timestamp, host, ${list.map((a) => `${a.pg} AS ${a.alias}`).join(', ')},
+        `SELECT timestamptz '1970-01-01 00:00:00+00' AS timestamp, host, ${list.map((a) => `${a.pg} AS ${a.alias}`).join(', ')},
                 (array_agg(usage ORDER BY ts DESC))[1] IS NULL AS latest_usage_null
          FROM oracle.rows WHERE ts >= $1::timestamptz AND ts < $2::timestamptz
-         GROUP BY 1, 2 ORDER BY 1, host COLLATE "C"`,
-        [RANGE.start, RANGE.end],
+         GROUP BY 2 ORDER BY host COLLATE "C"`,
+        [range.start, range.end],
       );
-      compareRows(answer.rows, expected, ['timestamp', 'host', ...list.map((a) => a.alias)], 'latest per host and hour');
-      if (list === withUsage) expect(expected.some((r) => r.latest_usage_null && r.last_usage !== null)).toBe(true);
+      expect(expected).toHaveLength(HOSTS.length);
+      compareRows(answer.rows, expected, ['timestamp', 'host', ...list.map((a) => a.alias)], 'latest per host');
+      if (range === endingOnNull) expect(expected.some((r) => r.latest_usage_null && r.last_usage !== null)).toBe(true);
     }
   });
 
