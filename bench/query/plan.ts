@@ -59,7 +59,7 @@ export async function createPlanner(sourceRoot: string, databaseUrl: string): Pr
   // Revisions before the per-process manifest snapshots (and the NULL-free row pick) list every
   // query's partitions from the catalog; the planner does what the revision's service does.
   const snapshotsModule = await load<Snapshots>('src/query/snapshots.ts').catch(() => null);
-  const { columnsWithoutNulls } = (await load<Prune>('src/query/prune.ts')) as Partial<Prune>;
+  const { columnsWithoutNulls, fieldsInFiles } = (await load<Prune>('src/query/prune.ts')) as Partial<Prune>;
 
   const quiet = { info() {}, warn() {}, error() {}, debug() {}, trace() {}, fatal() {}, child() { return quiet; } };
   const catalog = await openCatalog({
@@ -109,6 +109,7 @@ export async function createPlanner(sourceRoot: string, databaseUrl: string): Pr
         timeoutMs: 30_000,
         memoryLimitBytes: 1_073_741_824,
         nonNullColumns: columnsWithoutNulls && plan.mode.kind === 'downsample' ? columnsWithoutNulls(selected, fields) : undefined,
+        fieldsInFiles: fieldsInFiles?.(selected, fields),
       };
       return { input, files: input.files, partitions, catalogMs };
     },
