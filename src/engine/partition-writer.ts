@@ -16,6 +16,7 @@ import { statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { assertIdentifier, quoteIdent, sqlString } from './sql.ts';
+import { useMemoryLimit } from './memory-limit.ts';
 
 export type PartitionFieldType = 'timestamp' | 'string' | 'double' | 'integer' | 'boolean';
 
@@ -151,6 +152,7 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
   const columns = fields.map((f) => quoteIdent(f.name));
   const written: string[] = [];
   const previousTimeZone = await currentTimeZone(db);
+  await useMemoryLimit(db, null); // a query before may have left its own
   try {
     // Strings without an offset are UTC: the CSV reader and casts interpret them in the session's
     // TimeZone (the JSON reader already reads them as UTC).

@@ -29,8 +29,8 @@
  *   within a bucket by the groupBy columns ascending, NULLs last.
  *
  * The session's TimeZone is set to UTC for the query (and left so), and `memory_limit` to
- * `memoryLimitBytes` when given, restored afterwards (the worker runs one task at a time; the
- * limit is instance-wide). A query running longer than `timeoutMs` is interrupted (DuckDB
+ * `memoryLimitBytes` (the instance's own limit when not given), left so until a task needs another
+ * (memory-limit.ts; the worker runs one task at a time; the limit is instance-wide). A query running longer than `timeoutMs` is interrupted (DuckDB
  * connection interrupt) and fails with {@link QueryError} `query_timeout` (footers are read while
  * the statement is prepared, which DuckDB cannot interrupt; the timeout then strikes right after);
  * running out of memory fails with `query_memory_limit`; a value that does not convert to its
@@ -43,7 +43,7 @@
 import type { DuckDBConnection, DuckDBDataChunk, DuckDBPreparedStatement, DuckDBResult, DuckDBType } from '@duckdb/node-api';
 import type { MessagePort } from 'node:worker_threads';
 import { type BuiltQuery, buildQuery, InvalidQueryError, MAX_TIMER_MS, type QueryFieldType, type QueryInput, type SqlParam } from './query-sql.ts';
-import { sqlString } from './sql.ts';
+import { useMemoryLimit } from './memory-limit.ts';
 
 export type {
   Aggregation,
@@ -343,27 +343,11 @@ class Execution {
   }
 }
 
-/**
- * Each connection's `memory_limit` before any query changed it, read once: only this module sets
- * it, and always restores it. Settings go through `run` without parameters (one native call, also
- * for two statements): about 0.13 ms, against about 0.6 ms for reading them back every time.
- */
-const baselineMemoryLimits = new WeakMap<DuckDBConnection, string>();
-
-async function baselineMemoryLimit(db: DuckDBConnection): Promise<string> {
-  let limit = baselineMemoryLimits.get(db);
-  if (limit === undefined) {
-    limit = String((await db.runAndReadAll(`SELECT current_setting('memory_limit')`)).getRows()[0]?.[0]);
-    baselineMemoryLimits.set(db, limit);
-  }
-  return limit;
-}
-
 async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuery, sink: Sink): Promise<void> {
   // The session stays in UTC afterwards (nothing in the worker wants another zone; the partition
-  // writer sets and restores its own). The memory limit is a validated integer, formatted here.
-  const memory = input.memoryLimitBytes === undefined ? undefined : await baselineMemoryLimit(db);
-  await db.run(`SET TimeZone = 'UTC'${memory === undefined ? '' : `; SET memory_limit = ${sqlString(`${input.memoryLimitBytes} bytes`)}`}`);
+  // writer sets and restores its own), and under the query's memory limit until a task needs another.
+  await db.run(`SET TimeZone = 'UTC'`);
+  await useMemoryLimit(db, input.memoryLimitBytes ?? null);
 
   const execution = new Execution(db, input.timeoutMs);
   sink.onStart?.(execution);
@@ -401,10 +385,9 @@ async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuer
   } finally {
     execution.pause();
     prepared?.destroySync();
-    // The next statement on the connection also ends a streaming result left open by an early
-    // stop (limit, cancel, failure), releasing what it holds now rather than at the next task.
-    if (memory !== undefined) await db.run(`SET memory_limit = ${sqlString(memory)}`);
-    else if (!exhausted) await db.run(`SET TimeZone = 'UTC'`);
+    // The next statement on the connection ends a streaming result left open by an early stop
+    // (limit, cancel, failure), releasing what it holds now rather than at the next task.
+    if (!exhausted) await db.run(`SET TimeZone = 'UTC'`);
   }
 }
 

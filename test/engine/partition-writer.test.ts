@@ -18,6 +18,7 @@ import {
   writePartitions,
 } from '../../src/engine/partition-writer.ts';
 import { WorkerPool } from '../../src/engine/pool.ts';
+import { runQuery } from '../../src/engine/query.ts';
 
 let dir: string;
 let pool: WorkerPool;
@@ -398,6 +399,28 @@ describe('writePartitions on a connection (cleanup, time zones, edges)', () => {
     expect(await tables()).toBe(before);
     expect((await db.runAndReadAll(`SELECT current_setting('TimeZone')`)).getRows()).toEqual([['America/New_York']]);
     await db.run(`SET TimeZone = 'UTC'`);
+  });
+
+  test("a write runs under the instance's memory limit, not the one a query before it left", async () => {
+    const limit = async () => String((await db.runAndReadAll(`SELECT current_setting('memory_limit')`)).getRows()[0]![0]);
+    // The instance's own limit: 80 % of the machine's memory, some GiB (read back rounded, so matched loosely).
+    const own = /^\d+(\.\d)? GiB$/;
+    expect(await limit()).toMatch(own);
+    const { paths, outputDir } = stage({ 'rows.csv': 'time,host\n2026-01-01T00:00:00,a\n' });
+    const [file] = await writePartitions(db, {
+      fields: FIELDS, timestampColumn: 'time', windowSeconds: 86400, outputDir,
+      inputs: [{ path: paths['rows.csv']!, format: 'csv', partitionKey: {} }],
+    });
+    const query = { files: [file!.path], fields: FIELDS, timestampColumn: 'time', timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' }, filters: [], mode: { kind: 'raw' as const, columns: ['host'], order: 'asc' as const, limit: 10 }, timeoutMs: 10_000 };
+    expect((await runQuery(db, { ...query, memoryLimitBytes: 64 * 1024 * 1024 })).rows).toHaveLength(1);
+    expect(await limit()).toBe('64.0 MiB'); // left for the next query: switching costs time
+    const again = stage({ 'rows.csv': 'time,host\n2026-01-02T00:00:00,b\n' });
+    await writePartitions(db, { fields: FIELDS, timestampColumn: 'time', windowSeconds: 86400, outputDir: again.outputDir, inputs: [{ path: again.paths['rows.csv']!, format: 'csv', partitionKey: {} }] });
+    expect(await limit()).toMatch(own);
+    expect((await runQuery(db, { ...query, memoryLimitBytes: 64 * 1024 * 1024 })).rows).toHaveLength(1);
+    expect(await limit()).toBe('64.0 MiB');
+    expect((await runQuery(db, query)).rows).toHaveLength(1);
+    expect(await limit()).toMatch(own);
   });
 
   test('windows are aligned to the epoch, also before 1970 and for hour windows', async () => {
