@@ -2,6 +2,7 @@
  * The worker pool: Piscina threads, each with its own DuckDB instance
  * (see worker.ts). All DuckDB work goes through here.
  */
+import { mkdirSync } from 'node:fs';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { join } from 'node:path';
 import Piscina from 'piscina';
@@ -42,6 +43,9 @@ export class WorkerPool {
       duckdbLibraryPath: await extractDuckDBLibrary(runtimeDir),
       duckdbTempDirectory: join(runtimeDir, 'duckdb-spill'),
     };
+    // DuckDB creates its temp directory when it first spills, but not the directories above it:
+    // without them a query or write that outgrows its memory limit failed with an IO error.
+    mkdirSync(workerData.duckdbTempDirectory, { recursive: true });
     const piscina = new Piscina({
       filename: WORKER_FILENAME,
       workerData,

@@ -774,6 +774,27 @@ describe('limits', () => {
     expect((await pool.query(input(raw('asc', 1, [])))).rows).toHaveLength(1);
   });
 
+  test('a query larger than its memory limit spills to the runtime directory instead of failing', async () => {
+    const wide = join(dir, 'wide.parquet');
+    const db = await testDuckDB();
+    await db.run(
+      `COPY (SELECT TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_microseconds(i) AS time, 'host-' || i AS host, i::DOUBLE AS value
+             FROM range(1000000) t(i)) TO $path (FORMAT parquet)`,
+      { path: wide },
+    );
+    // A million groups of one row each: the hash table outgrows 48 MiB and goes to disk.
+    const out = await pool.query({
+      ...input(
+        { kind: 'downsample', intervalUnit: 'day', intervalSize: 1, aggregations: [{ fn: 'sum', column: 'value', alias: 's' }], groupBy: ['host'], order: 'asc', limit: 1 },
+        [],
+        { files: [wide], fields: V1 },
+      ),
+      memoryLimitBytes: 48 * 1024 * 1024,
+    });
+    expect(out.rows).toEqual([{ time: '2026-01-01T00:00:00.000Z', host: 'host-0', s: 0 }]);
+    expect(out.truncated).toBe(true);
+  });
+
   test('running out of the memory limit is query_memory_limit; the limit is lifted afterwards', async () => {
     // 2 M distinct doubles in one hash set: tens of MB.
     const distinct = heavy({
