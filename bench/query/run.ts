@@ -319,7 +319,11 @@ async function http(slug: string, body: QueryBody): Promise<HttpAnswer> {
   });
   const text = await res.text();
   const ms = performance.now() - started;
-  if (res.status !== 200) throw new Error(`POST /datasets/${slug}/query ${payload}: ${res.status} ${text.slice(0, 500)}`);
+  if (res.status !== 200) {
+    // The server's own lines about this request say why (its log is at level info).
+    const said = server.output().split('\n').filter((line) => line.includes(`"${id}"`)).map((line) => line.slice(0, 3000)).join('\n');
+    throw new Error(`POST /datasets/${slug}/query ${payload}: ${res.status} ${text.slice(0, 500)}\nserver log:\n${said.slice(-4000)}`);
+  }
   const answer = JSON.parse(text) as { rows: unknown[]; truncated: boolean; partitions: { scanned: number } };
   return { id, ms, rows: answer.rows.length, scanned: answer.partitions.scanned, truncated: answer.truncated, bytes: text.length };
 }

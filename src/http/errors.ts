@@ -7,6 +7,7 @@ import type { ValueError } from '@sinclair/typebox/errors';
 import { Elysia, t, ValidationError } from 'elysia';
 import { AppError, errors } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { requestId } from './request-log.ts';
 
 export const ErrorBody = t.Object(
   {
@@ -58,7 +59,7 @@ function specific(error: ValueError): ValueError {
 export function errorHandler(log: Logger) {
   return new Elysia({ name: 'timestore/errors' }).onError({ as: 'global' }, ({ code, error, request, set }) => {
     const appError = toAppError(code, error, request);
-    if (appError.status >= 500) log.error({ err: error, method: request.method, url: request.url }, 'request failed');
+    if (appError.status >= 500) log.error({ err: error, requestId: requestId(request), method: request.method, url: request.url }, 'request failed');
     set.status = appError.status;
     return errorResponse(appError, set.headers as Record<string, string>);
   });
