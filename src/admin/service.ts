@@ -57,6 +57,7 @@ export interface NewDatasetRequest {
   schema?: { fields: SchemaField[] };
   timestampColumn?: string;
   partitionWindowSeconds?: number;
+  sortColumns?: string[];
   storageTargetId?: string;
   iam?: DatasetIam;
   metadata?: Record<string, unknown>;
@@ -66,6 +67,7 @@ export interface DatasetPatch {
   name?: string;
   description?: string | null;
   status?: DatasetStatus;
+  sortColumns?: string[];
   iam?: DatasetIam;
   metadata?: Record<string, unknown>;
 }
@@ -113,6 +115,7 @@ export class AdminService {
     const timestampColumn = input.timestampColumn ?? (fields ? chooseTimestampColumn(fields) : DEFAULT_TIMESTAMP_COLUMN);
     // The same rules as a first ingest: the timestamp field declared, others nullable unless said.
     const normalized = fields ? mergeSchema(null, fields, timestampColumn).fields : null;
+    if (input.sortColumns?.length) checkSortColumns(input.sortColumns, normalized, timestampColumn);
     const target = input.storageTargetId ? await this.writableTarget(input.storageTargetId) : null;
     return this.o.sql.begin(async (tx) => {
       const dataset = await createDataset(tx, {
@@ -122,6 +125,7 @@ export class AdminService {
         status: input.status,
         timestampColumn,
         partitionWindowSeconds: input.partitionWindowSeconds,
+        sortColumns: input.sortColumns,
         defaultStorageTargetId: target?.id ?? null,
         metadata: withIam(input.metadata ?? {}, input.iam),
       });
@@ -140,11 +144,21 @@ export class AdminService {
     const { id } = await getDataset(this.o.sql, idOrSlug);
     const dataset = await this.o.sql.begin(async (tx) => {
       const before = await lockDataset(tx, id);
+      if (patch.sortColumns?.length) {
+        const schema = before.schemaVersion > 0 ? await getSchemaVersion(tx, id, before.schemaVersion) : null;
+        checkSortColumns(patch.sortColumns, schema?.fields ?? null, before.timestampColumn);
+      }
       const metadata =
         patch.metadata !== undefined || patch.iam !== undefined
           ? withIam(patch.metadata ?? withoutIam(before.metadata), patch.iam ?? before.metadata.iam)
           : undefined;
-      const after = await updateDataset(tx, id, { name: patch.name, description: patch.description, status: patch.status, metadata });
+      const after = await updateDataset(tx, id, {
+        name: patch.name,
+        description: patch.description,
+        status: patch.status,
+        sortColumns: patch.sortColumns,
+        metadata,
+      });
       const changed = changedFields(auditedFields(before), auditedFields(after));
       if (Object.keys(changed.after).length > 0) {
         await recordAuditEvent(tx, { datasetId: id, action: 'dataset.updated', actor, details: changed });
@@ -303,9 +317,26 @@ function auditedFields(d: Dataset): Record<string, unknown> {
     status: d.status,
     timestampColumn: d.timestampColumn,
     partitionWindowSeconds: d.partitionWindowSeconds,
+    sortColumns: d.sortColumns,
     defaultStorageTargetId: d.defaultStorageTargetId,
     metadata: d.metadata,
   };
+}
+
+/** Sort columns must be distinct fields of the schema other than the timestamp. */
+function checkSortColumns(columns: string[], fields: SchemaField[] | null, timestampColumn: string): void {
+  const refuse = (message: string) => {
+    throw errors.badRequest('invalid_sort_columns', message, { sortColumns: columns });
+  };
+  if (!fields) refuse('sortColumns name fields of the schema: give the dataset a schema first (or in the same request)');
+  const names = new Set(fields!.map((f) => f.name));
+  const seen = new Set<string>();
+  for (const column of columns) {
+    if (column === timestampColumn) refuse(`sortColumns cannot name the timestamp column ${timestampColumn}: rows are always ordered by it last`);
+    if (!names.has(column)) refuse(`sortColumns: ${column} is not a field of the schema (fields: ${[...names].join(', ')})`);
+    if (seen.has(column)) refuse(`sortColumns names ${column} twice`);
+    seen.add(column);
+  }
 }
 
 function changedFields(before: Record<string, unknown>, after: Record<string, unknown>) {

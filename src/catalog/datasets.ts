@@ -10,6 +10,7 @@ export interface NewDataset {
   status?: DatasetStatus;
   timestampColumn?: string;
   partitionWindowSeconds?: number;
+  sortColumns?: string[];
   defaultStorageTargetId?: string | null;
   metadata?: DatasetMetadata;
 }
@@ -18,6 +19,7 @@ export interface DatasetChanges {
   name?: string;
   description?: string | null;
   status?: DatasetStatus;
+  sortColumns?: string[];
   defaultStorageTargetId?: string | null;
   metadata?: DatasetMetadata;
 }
@@ -28,10 +30,11 @@ export async function createDataset(sql: Db, input: NewDataset): Promise<Dataset
   try {
     const [row] = await sql<Dataset[]>`
       INSERT INTO datasets (slug, name, description, status, timestamp_column, partition_window_seconds,
-                            default_storage_target_id, metadata)
+                            sort_columns, default_storage_target_id, metadata)
       VALUES (${input.slug}, ${input.name ?? input.slug}, ${input.description ?? null}, ${input.status ?? 'active'},
               ${input.timestampColumn ?? 'timestamp'}, ${input.partitionWindowSeconds ?? 86400},
-              ${input.defaultStorageTargetId ?? null}, ${sql.json((input.metadata ?? {}) as never)})
+              ${sql.array(input.sortColumns ?? [])}::text[], ${input.defaultStorageTargetId ?? null},
+              ${sql.json((input.metadata ?? {}) as never)})
       RETURNING *`;
     return row as Dataset;
   } catch (err) {
@@ -84,6 +87,7 @@ export async function updateDataset(sql: Db, id: string, changes: DatasetChanges
   if (changes.name !== undefined) set.name = changes.name;
   if (changes.description !== undefined) set.description = changes.description;
   if (changes.status !== undefined) set.status = changes.status;
+  if (changes.sortColumns !== undefined) set.sortColumns = sql.array(changes.sortColumns);
   if (changes.defaultStorageTargetId !== undefined) set.defaultStorageTargetId = changes.defaultStorageTargetId;
   if (changes.metadata !== undefined) set.metadata = sql.json(changes.metadata as never);
   if (Object.keys(set).length === 0) return getDataset(sql, id);

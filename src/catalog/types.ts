@@ -27,6 +27,8 @@ export interface Dataset {
   status: DatasetStatus;
   timestampColumn: string;
   partitionWindowSeconds: number;
+  /** Columns rows are ordered by inside each partition file, before the timestamp (empty: time only). */
+  sortColumns: string[];
   defaultStorageTargetId: string | null;
   metadata: DatasetMetadata;
   schemaVersion: number;

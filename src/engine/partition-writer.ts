@@ -59,8 +59,17 @@ export interface WritePartitionsInput {
   windowSeconds: number;
   /** An existing local directory that receives the files. */
   outputDir: string;
-  /** Rows per Parquet row group; DuckDB's default (122880) when absent. */
+  /**
+   * Rows per Parquet row group. Default: DuckDB's 122,880, or 16,384 with `sortColumns`, so that a
+   * filter on them skips most of a file (bench/query "Layouts": hourly files ordered by host in
+   * 16 Ki-row groups took 0.33–0.63× the time of hourly files in time order on five TSBS shapes).
+   */
   rowGroupSize?: number;
+  /**
+   * Fields that rows are ordered by within a file, before the timestamp. Names that are not among
+   * `fields` (a batch of an older schema version) or name the timestamp are left out.
+   */
+  sortColumns?: string[];
   /**
    * `v1` (default): the encodings every Parquet reader knows. `v2`: DataPageV2 with delta and
    * byte-stream-split encodings, about 15% smaller on metrics data and as fast to write, but older
@@ -124,7 +133,7 @@ let taskCounter = 0;
 
 /** Runs the partition writer on `db`; see the module comment. */
 export async function writePartitions(db: DuckDBConnection, input: WritePartitionsInput): Promise<WritePartitionsResult> {
-  const { fields, timestampColumn, windowMicros, rowGroupSize } = validate(input);
+  const { fields, timestampColumn, windowMicros, rowGroupSize, sortColumns } = validate(input);
   if (input.inputs.length === 0) return [];
   const parquetOptions = [
     'FORMAT parquet',
@@ -149,6 +158,7 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
 
   const table = quoteIdent(`partition_writer_${process.pid}_${++taskCounter}`);
   const ts = quoteIdent(timestampColumn);
+  const order = [...sortColumns.map(quoteIdent), ts].join(', ');
   const columns = fields.map((f) => quoteIdent(f.name));
   const written: string[] = [];
   const previousTimeZone = await currentTimeZone(db);
@@ -217,7 +227,7 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
       written.push(path);
       await db.run(
         `COPY (SELECT ${columns.join(', ')} FROM ${table}
-               WHERE ${KEY_COLUMN} = $key::INTEGER AND ${WINDOW_COLUMN} = $window::BIGINT ORDER BY ${ts})
+               WHERE ${KEY_COLUMN} = $key::INTEGER AND ${WINDOW_COLUMN} = $window::BIGINT ORDER BY ${order})
          TO $path (${parquetOptions})`,
         { key: keyId, window, path },
       );
@@ -494,11 +504,14 @@ async function describeFile(path: string): Promise<{ sizeBytes: number; checksum
   return { sizeBytes: statSync(path).size, checksum: `sha256:${hasher.digest('hex')}` };
 }
 
+const SORTED_ROW_GROUP_ROWS = 16_384;
+
 interface ValidInput {
   fields: PartitionField[];
   timestampColumn: string;
   windowMicros: string;
   rowGroupSize: number | undefined;
+  sortColumns: string[];
 }
 
 function validate(input: WritePartitionsInput): ValidInput {
@@ -525,6 +538,8 @@ function validate(input: WritePartitionsInput): ValidInput {
   if (input.parquetVersion !== undefined && input.parquetVersion !== 'v1' && input.parquetVersion !== 'v2') {
     throw new Error(`parquetVersion must be v1 or v2, got ${JSON.stringify(input.parquetVersion)}`);
   }
+  if (input.sortColumns !== undefined && !Array.isArray(input.sortColumns)) throw new Error('sortColumns must be an array');
+  const sortColumns = (input.sortColumns ?? []).filter((c) => c !== input.timestampColumn && input.fields.some((f) => f.name === c));
   if (!Array.isArray(input.inputs)) throw new Error('inputs must be an array');
   for (const staged of input.inputs) {
     if (typeof staged?.path !== 'string' || staged.path === '') throw new Error('every input needs a path');
@@ -545,6 +560,7 @@ function validate(input: WritePartitionsInput): ValidInput {
     fields: input.fields,
     timestampColumn: input.timestampColumn,
     windowMicros: (BigInt(input.windowSeconds) * 1_000_000n).toString(),
-    rowGroupSize,
+    rowGroupSize: rowGroupSize ?? (sortColumns.length > 0 ? SORTED_ROW_GROUP_ROWS : undefined),
+    sortColumns,
   };
 }

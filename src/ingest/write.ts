@@ -133,6 +133,7 @@ async function writeBatch(
           timestampColumn: schema.timestampColumn,
           windowSeconds: dataset.partitionWindowSeconds,
           outputDir: work,
+          sortColumns: dataset.sortColumns,
           // As compaction writes them (src/lifecycle/compaction.ts): smaller and faster to scan.
           parquetVersion: 'v2',
         });

@@ -401,6 +401,36 @@ describe('writePartitions on a connection (cleanup, time zones, edges)', () => {
     await db.run(`SET TimeZone = 'UTC'`);
   });
 
+  test('sort columns order rows before the time, in row groups of 16 Ki rows; unknown ones are left out', async () => {
+    const hosts = ['c', 'a', 'b'];
+    const rows = Array.from({ length: 40_000 }, (_, i) => ({
+      time: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
+      host: hosts[i % 3]!,
+      value: i,
+    }));
+    const { paths, outputDir } = stage({ 'rows.ndjson': ndjson(rows) });
+    const [file] = await writePartitions(db, {
+      inputs: [{ path: paths['rows.ndjson']!, format: 'ndjson', partitionKey: {} }],
+      fields: FIELDS,
+      timestampColumn: 'time',
+      windowSeconds: 86400,
+      outputDir,
+      // `region` is in no field (a batch of an older schema version); the timestamp is always last.
+      sortColumns: ['host', 'region', 'time'],
+    });
+    const back = await readParquet(file!.path, FIELDS.slice(0, 3));
+    const expected = [...rows].sort((x, y) => (x.host < y.host ? -1 : x.host > y.host ? 1 : x.time < y.time ? -1 : 1));
+    expect(back.map((r) => [r.host, r.value])).toEqual(expected.map((r) => [r.host, r.value]));
+    const groups = await db.runAndReadAll(
+      `SELECT row_group_num_rows, stats_min, stats_max FROM parquet_metadata($path) WHERE path_in_schema = 'host' ORDER BY row_group_id`,
+      { path: file!.path },
+    );
+    const meta = groups.getRows().map(([n, min, max]) => [Number(n), String(min), String(max)]);
+    expect(meta.map(([n]) => n)).toEqual([16_384, 16_384, 40_000 - 2 * 16_384]);
+    // Each host's rows sit in at most two row groups, whose statistics let a host filter skip the rest.
+    expect(meta.filter(([, min, max]) => String(min) <= 'a' && 'a' <= String(max))).toHaveLength(1);
+  });
+
   test("a write runs under the instance's memory limit, not the one a query before it left", async () => {
     const limit = async () => String((await db.runAndReadAll(`SELECT current_setting('memory_limit')`)).getRows()[0]![0]);
     // The instance's own limit: 80 % of the machine's memory, some GiB (read back rounded, so matched loosely).

@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { testDuckDB } from '../harness/duckdb.ts';
 import { createBucket, s3Available, startS3Server, type S3Server } from '../harness/s3.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
@@ -179,6 +181,77 @@ describe('datasets', () => {
     expect((await call('PATCH', '/admin/datasets/status-demo', { status: 'active' })).status).toBe(200);
     expect((await ingest('status-demo', rows)).status).toBe(201);
     expect((await query('status-demo')).body.rows).toHaveLength(2);
+  });
+});
+
+describe('sort columns', () => {
+  const SENSOR_FIELDS = [
+    { name: 'timestamp', type: 'timestamp' },
+    { name: 'sensor', type: 'string' },
+    { name: 'reading', type: 'double' },
+  ];
+  // Yesterday noon UTC: inside the server's 720-hour retention, one day window. Time order, the sensors interleaved.
+  const BASE = Math.floor(Date.now() / 86_400_000) * 86_400_000 - 12 * 3_600_000;
+  const rows = (from: number, count: number) =>
+    Array.from({ length: count }, (_, i) => ({
+      timestamp: new Date(BASE + (from + i) * 60_000).toISOString(),
+      sensor: ['s3', 's1', 's2'][(from + i) % 3]!,
+      reading: from + i,
+    }));
+  const send = (slug: string, list: ReturnType<typeof rows>) =>
+    postJson(`${ts.url}/datasets/${slug}/ingest?wait=true`, { schema: { fields: SENSOR_FIELDS }, partition: { key: {} }, rows: list });
+  /** The rows of every active partition file, file by file, in file order. */
+  async function filesOf(slug: string): Promise<{ sensor: string; reading: number }[][]> {
+    const db = await testDuckDB();
+    const manifest = (await call('GET', `/admin/datasets/${slug}/manifest`)).body;
+    const files = [];
+    for (const p of manifest.partitions) {
+      const reader = await db.runAndReadAll(`SELECT sensor, reading FROM read_parquet($path)`, { path: fileURLToPath(p.location) });
+      files.push(reader.getRowObjectsJS() as { sensor: string; reading: number }[]);
+    }
+    return files;
+  }
+  const bySensorThenTime = (list: { sensor: string; reading: number }[]) =>
+    list.map(({ sensor, reading }) => ({ sensor, reading })).sort((a, b) => (a.sensor < b.sensor ? -1 : a.sensor > b.sensor ? 1 : a.reading - b.reading));
+
+  test('validated against the schema, audited, and the files written afterwards (ingest and compaction) follow them', async () => {
+    const create = (sortColumns: string[], schema: boolean = true) =>
+      call('POST', '/admin/datasets', { slug: 'sensors', ...(schema ? { schema: { fields: SENSOR_FIELDS } } : {}), sortColumns });
+    expectError(await create(['station']), 400, 'invalid_sort_columns');
+    expectError(await create(['timestamp']), 400, 'invalid_sort_columns');
+    expectError(await create(['sensor', 'sensor']), 400, 'invalid_sort_columns');
+    expectError(await create(['sensor'], false), 400, 'invalid_sort_columns');
+    expect((await create([])).body.sortColumns).toEqual([]);
+
+    // Before: files in time order.
+    expect((await send('sensors', rows(0, 30))).status).toBe(201);
+    const [first] = await filesOf('sensors');
+    expect(first!.map((r) => r.reading)).toEqual(rows(0, 30).map((r) => r.reading));
+
+    expectError(await call('PATCH', '/admin/datasets/sensors', { sortColumns: ['reading', 'nope'] }), 400, 'invalid_sort_columns');
+    const patched = await call('PATCH', '/admin/datasets/sensors', { sortColumns: ['sensor'] }, { 'x-iam-user': 'carol' });
+    expect(patched.status).toBe(200);
+    expect(patched.body.sortColumns).toEqual(['sensor']);
+    const [event] = (await call('GET', '/admin/datasets/sensors/audit?limit=1')).body.events;
+    expect(event).toMatchObject({ action: 'dataset.updated', actor: 'carol', details: { before: { sortColumns: [] }, after: { sortColumns: ['sensor'] } } });
+
+    // A new batch is written by sensor, then time; queries still answer in time order.
+    expect((await send('sensors', rows(30, 30))).status).toBe(201);
+    const files = await filesOf('sensors');
+    expect(files).toHaveLength(2);
+    expect(files[1]).toEqual(bySensorThenTime(rows(30, 30)));
+    const answer = await postJson(`${ts.url}/datasets/sensors/query`, {
+      timeRange: { start: new Date(BASE).toISOString(), end: new Date(BASE + 3_600_000).toISOString() },
+      filters: { columns: { sensor: { eq: 's2' } } },
+    });
+    expect(answer.body.rows.map((r: { reading: number }) => r.reading)).toEqual(rows(0, 60).filter((r) => r.sensor === 's2').map((r) => r.reading));
+
+    // Compaction merges both into one file in the dataset's order.
+    const run = await postJson(`${ts.url}/admin/datasets/sensors/lifecycle?wait=true`, {});
+    expect(run.status).toBe(200);
+    const compacted = await filesOf('sensors');
+    expect(compacted).toHaveLength(1);
+    expect(compacted[0]).toEqual(bySensorThenTime(rows(0, 60)));
   });
 });
 

@@ -26,6 +26,11 @@ const DatasetParams = t.Object({ datasetId: t.String({ description: 'Dataset id 
 const Limit = (max: number, fallback: number) => t.Optional(t.Integer({ minimum: 1, maximum: max, default: fallback }));
 const Cursor = t.Optional(t.String({ description: '`nextCursor` of the previous page.' }));
 const Timestamp = t.String({ format: 'date-time' });
+const SortColumns = t.Array(t.String(), {
+  maxItems: 8,
+  description:
+    'Fields that rows are ordered by inside each partition file, before the timestamp (a clustering key, e.g. `["hostname"]`): queries filtering on them read fewer row groups. Applies to files written from then on (ingest and compaction); `[]`: time order only.',
+});
 
 const DatasetView = t.Object({
   id: t.String(),
@@ -35,6 +40,7 @@ const DatasetView = t.Object({
   status: Status,
   timestampColumn: t.String(),
   partitionWindowSeconds: t.Integer(),
+  sortColumns: t.Array(t.String()),
   defaultStorageTargetId: t.Nullable(t.String({ description: 'Where new partitions go; null: the server default (TIMESTORE_STORAGE_DRIVER).' })),
   iam: Iam,
   metadata: Metadata,
@@ -175,6 +181,7 @@ const NewDataset = t.Object(
     partitionWindowSeconds: t.Optional(
       t.Integer({ minimum: 60, maximum: 31_622_400, description: 'Time window of one partition file (default 86400, one day UTC).' }),
     ),
+    sortColumns: t.Optional(SortColumns),
     storageTargetId: t.Optional(t.String({ description: 'Storage target (id or name) for new partitions; it must pass a write probe.' })),
     iam: t.Optional(Iam),
     metadata: t.Optional(Metadata),
@@ -195,6 +202,7 @@ const DatasetPatchBody = t.Object(
     name: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
     description: t.Optional(t.Nullable(t.String({ maxLength: 2000 }))),
     status: t.Optional(Status),
+    sortColumns: t.Optional(SortColumns),
     iam: t.Optional(Iam),
     metadata: t.Optional(Metadata),
   },
@@ -211,6 +219,7 @@ function datasetView(d: Dataset) {
     status: d.status,
     timestampColumn: d.timestampColumn,
     partitionWindowSeconds: d.partitionWindowSeconds,
+    sortColumns: d.sortColumns,
     defaultStorageTargetId: d.defaultStorageTargetId,
     iam: iam ?? {},
     metadata,
