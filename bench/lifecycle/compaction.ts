@@ -3,6 +3,7 @@
  *
  *   node_modules/.bin/bun bench/lifecycle/compaction.ts [--rows 1000000] [--hosts 1000] [--batch 5000]
  *       [--clients 2] [--repeats 20] [--data-dir /tmp/timestore-bench-data] [--out bench/results]
+ *       [--sort-columns hostname]
  *
  * 1. TSBS cpu-only bodies (bench/ingest/tsbs.ts), ingested over HTTP by --clients clients into a
  *    fresh server (throwaway PostgreSQL cluster from the test harness; lifecycle rounds off), so
@@ -10,7 +11,9 @@
  * 2. Three queries timed through HTTP (p50 of --repeats after a warm-up): one host for one hour at
  *    one-minute max, eight hosts for eight hours at one-hour max of every metric, and the latest
  *    row of every host.
- * 3. `POST /admin/datasets/:id/lifecycle?wait=true` until compaction reports nothing more: its
+ * 3. With --sort-columns, `PATCH /admin/datasets/:id` sets the dataset's sortColumns (comma-separated)
+ *    so that compaction writes its files in that order. Then
+ *    `POST /admin/datasets/:id/lifecycle?wait=true` until compaction reports nothing more: its
  *    wall time, files and bytes before and after.
  * 4. The same queries again, checked to answer the same rows; a table and a JSON file in --out.
  */
@@ -20,7 +23,7 @@ import { createTestDatabase } from '../../test/harness/postgres.ts';
 import { REPO_ROOT, round, startServer } from '../ingest/server.ts';
 import { generate } from '../ingest/tsbs.ts';
 
-const defaults = { rows: 1_000_000, hosts: 1000, batch: 5000, clients: 2, repeats: 20, 'data-dir': '/tmp/timestore-bench-data', out: join(REPO_ROOT, 'bench/results') };
+const defaults = { rows: 1_000_000, hosts: 1000, batch: 5000, clients: 2, repeats: 20, 'sort-columns': '', 'data-dir': '/tmp/timestore-bench-data', out: join(REPO_ROOT, 'bench/results') };
 const opts: Record<string, string | number> = { ...defaults };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) {
@@ -111,6 +114,12 @@ try {
   const before = await timeQueries();
   log(`before: ${filesBefore.partitions} files, ${round(filesBefore.sizeBytes / 2 ** 20, 1)} MiB`);
 
+  const sortColumns = String(opts['sort-columns']).split(',').filter(Boolean);
+  if (sortColumns.length > 0) {
+    const res = await fetch(`${server.url}/admin/datasets/${slug}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sortColumns }) });
+    if (res.status !== 200) throw new Error(`PATCH sortColumns: ${res.status} ${await res.text()}`);
+    log(`sortColumns: ${sortColumns.join(', ')}`);
+  }
   const runs: unknown[] = [];
   const compactStarted = performance.now();
   for (;;) {
@@ -132,7 +141,7 @@ try {
   console.log(`\ncompaction: ${round(compactSeconds, 2)} s for ${round(filesBefore.sizeBytes / 2 ** 20, 1)} MiB (${round(filesBefore.sizeBytes / 2 ** 20 / compactSeconds, 1)} MiB/s, ${round(data.totalRows / compactSeconds)} rows/s)`);
 
   mkdirSync(String(opts.out), { recursive: true });
-  const file = join(String(opts.out), `compaction-${new Date().toISOString().slice(0, 10)}-${data.totalRows}.json`);
+  const file = join(String(opts.out), `compaction-${new Date().toISOString().slice(0, 10)}-${data.totalRows}${sortColumns.length ? `-by-${sortColumns.join('-')}` : ''}.json`);
   const strip = (r: typeof before) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, { p50: v.p50, p99: v.p99 }]));
   writeFileSync(file, JSON.stringify({ opts, rows: data.totalRows, filesBefore, filesAfter, compactSeconds, runs, before: strip(before), after: strip(after), sameRows: Object.fromEntries(same) }, null, 2));
   log(`wrote ${file}`);
