@@ -3,8 +3,8 @@
  *
  * Staged inputs (already validated in JS) are read with DuckDB's typed readers into one temporary
  * table, each row tagged with its input's partition key and its time window; every
- * (partition key, window) group becomes ONE Parquet file (ZSTD, sorted by the timestamp column)
- * named `<outputDir>/<uuid>.parquet`. Row counts, time range and per-column min/max/null counts are
+ * (partition key, window) group becomes ONE Parquet file (ZSTD, sorted by the sort columns if any,
+ * then the timestamp column) named `<outputDir>/<uuid>.parquet`. Row counts, time range and per-column min/max/null counts are
  * computed in SQL from the data; size and sha256 come from the written file. No row passes
  * through JavaScript.
  *

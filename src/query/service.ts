@@ -71,7 +71,7 @@ interface Prepared {
 
 export class QueryService {
   private readonly tracer: Tracer;
-  readonly snapshots: ManifestSnapshots;
+  private readonly snapshots: ManifestSnapshots;
   /** Schema versions never change once recorded: each is read once. */
   private readonly schemaVersions = new Map<string, Promise<SchemaVersion | null>>();
   private readonly targets = new Map<string, { target: Promise<StorageTarget>; readAt: number }>();
