@@ -139,7 +139,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     tracer,
     metrics,
   });
-  metrics.observe({ catalog: catalog.sql, jobKinds: [{ queue, kind: INGEST_JOB_KIND }], cache, pool: workers });
+  metrics.observe({ catalog: catalog.sql, jobKinds: [{ queue, kind: INGEST_JOB_KIND }], cache, snapshots: query, pool: workers });
 
   const readiness = new Readiness({ catalog, pool: workers, storageRoot: config.storageRoot });
   const app = createApp({

@@ -20,6 +20,7 @@ import { countJobs, type JobState } from '../catalog/jobs.ts';
 import type { Db } from '../catalog/db.ts';
 import { datasetTotals } from '../catalog/stats.ts';
 import type { Logger } from '../log.ts';
+import type { SnapshotStats } from '../query/snapshots.ts';
 import type { PartitionCacheStats } from '../storage/cache.ts';
 import { VERSION } from '../version.ts';
 
@@ -42,6 +43,8 @@ export interface MetricsSources {
   /** Job (queue, kind) pairs reported (with zeros) even before the table holds any. */
   jobKinds?: { queue: string; kind: string }[];
   cache?: { stats(): PartitionCacheStats };
+  /** The query service's manifest snapshots (src/query/snapshots.ts). */
+  snapshots?: { snapshotStats(): SnapshotStats };
   pool?: { stats(): { threads: number; queueSize: number; utilization: number } };
 }
 
@@ -131,6 +134,7 @@ export class Metrics {
     }
 
     this.partitionCacheMetrics(registers);
+    this.snapshotMetrics(registers);
     this.processMetrics(registers);
   }
 
@@ -243,28 +247,7 @@ export class Metrics {
 
   /** The cache counts for itself (PartitionCache.stats); these read its figures at scrape time. */
   private partitionCacheMetrics(registers: Registry[]): void {
-    const stats = () => this.sources.cache?.stats();
-    const counterOf = (name: string, help: string, read: (s: PartitionCacheStats) => number) =>
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          const s = stats();
-          this.reset();
-          if (s) this.inc(read(s));
-        },
-      });
-    const gaugeOf = (name: string, help: string, read: (s: PartitionCacheStats) => number) =>
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          const s = stats();
-          this.set(s ? read(s) : 0);
-        },
-      });
+    const { counterOf, gaugeOf } = scrapedFrom(registers, () => this.sources.cache?.stats());
     counterOf('timestore_partition_cache_hits_total', 'Remote partition reads served from the local cache.', (s) => s.hits);
     counterOf('timestore_partition_cache_misses_total', 'Remote partition reads that downloaded the file into the cache.', (s) => s.misses);
     counterOf('timestore_partition_cache_coalesced_total', 'Remote partition reads that joined a download already under way.', (s) => s.coalesced);
@@ -277,6 +260,21 @@ export class Metrics {
     gaugeOf('timestore_partition_cache_bytes', 'Bytes of the files in the cache.', (s) => s.currentBytes);
     gaugeOf('timestore_partition_cache_files', 'Files in the cache.', (s) => s.files);
     gaugeOf('timestore_partition_cache_max_bytes', 'The cache\'s limit (TIMESTORE_QUERY_CACHE_MAX_BYTES).', (s) => s.maxBytes);
+  }
+
+  /** The query service's snapshots of active partitions, read at scrape time like the cache's. */
+  private snapshotMetrics(registers: Registry[]): void {
+    const { counterOf, gaugeOf } = scrapedFrom(registers, () => this.sources.snapshots?.snapshotStats());
+    counterOf('timestore_query_manifest_snapshot_hits_total', 'Queries planned from a kept snapshot of the active partitions.', (s) => s.hits);
+    counterOf('timestore_query_manifest_snapshot_advances_total', 'Snapshots moved forward by the partitions newer manifest versions added and removed.', (s) => s.advances);
+    counterOf('timestore_query_manifest_snapshot_loads_total', 'Snapshots listed in full from the catalog.', (s) => s.loads);
+    counterOf(
+      'timestore_query_manifest_snapshot_bypasses_total',
+      'Queries that listed partitions from the catalog: an older version than the kept one, or a dataset larger than TIMESTORE_QUERY_MANIFEST_CACHE_PARTITIONS.',
+      (s) => s.bypasses,
+    );
+    gaugeOf('timestore_query_manifest_snapshot_datasets', 'Datasets with a kept snapshot.', (s) => s.datasets);
+    gaugeOf('timestore_query_manifest_snapshot_partitions', 'Partitions held by the kept snapshots.', (s) => s.partitions);
   }
 
   private processMetrics(registers: Registry[]): void {
@@ -330,4 +328,31 @@ export class Metrics {
       },
     });
   }
+}
+
+/** Counters and gauges whose values another component keeps, read from `stats()` at each scrape. */
+function scrapedFrom<S>(registers: Registry[], stats: () => S | undefined) {
+  return {
+    counterOf: (name: string, help: string, read: (s: S) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = stats();
+          this.reset();
+          if (s) this.inc(read(s));
+        },
+      }),
+    gaugeOf: (name: string, help: string, read: (s: S) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = stats();
+          this.set(s ? read(s) : 0);
+        },
+      }),
+  };
 }

@@ -19,7 +19,7 @@ import type { PartitionCache } from '../storage/cache.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { columnsWithoutNulls, fieldsInFiles, prunePartitions } from './prune.ts';
 import { planQuery, type QueryLimits, type QueryPlan, type QueryRequest } from './request.ts';
-import { ManifestSnapshots, selectPartitions } from './snapshots.ts';
+import { ManifestSnapshots, selectPartitions, type SnapshotStats } from './snapshots.ts';
 
 /**
  * How long a storage target read from the catalog is used before it is read again: targets change
@@ -79,6 +79,11 @@ export class QueryService {
   constructor(private readonly o: QueryServiceOptions) {
     this.tracer = o.tracer ?? NOOP_TRACER;
     this.snapshots = new ManifestSnapshots(o.sql, o.snapshotPartitions);
+  }
+
+  /** How the per-process snapshots of active partitions are serving (for /metrics). */
+  snapshotStats(): SnapshotStats {
+    return this.snapshots.stats();
   }
 
   /** `trace`: the request's trace context, the parent of the query's span. */

@@ -114,6 +114,11 @@ describe('GET /metrics', () => {
     expect(delta('timestore_query_duration_seconds_count', { mode: 'raw', outcome: 'rejected' })).toBe(1);
     expect(delta('timestore_query_partitions_total', { mode: 'raw', result: 'scanned' })).toBe(2 + 1 + 2);
     expect(delta('timestore_query_partitions_total', { mode: 'raw', result: 'pruned' })).toBe(1);
+    // Queries of a dataset plan from the process's snapshot of its active partitions: the first
+    // at a version loads or advances it, the next ones at that version are hits.
+    expect(delta('timestore_query_manifest_snapshot_loads_total') + delta('timestore_query_manifest_snapshot_advances_total')).toBe(1);
+    expect(delta('timestore_query_manifest_snapshot_hits_total')).toBe(3);
+    expect(after.value('timestore_query_manifest_snapshot_partitions')).toBe(2);
     // Local partitions are read in place, not through the cache.
     expect(delta('timestore_partition_local_reads_total')).toBe(2 + 1 + 2 + 2);
     expect(delta('timestore_partition_cache_misses_total')).toBe(0);
@@ -189,6 +194,18 @@ describe('Metrics (unit)', () => {
     expect(exposition.value('timestore_partition_cache_max_bytes')).toBe(10_000);
     stats.hits = 8;
     expect(parsePrometheusText(await metrics.render()).value('timestore_partition_cache_hits_total')).toBe(8);
+  });
+
+  test("the query service's manifest snapshots are read at scrape time", async () => {
+    const snapshots = { datasets: 2, partitions: 300, hits: 40, advances: 5, loads: 2, bypasses: 1 };
+    const metrics = new Metrics().observe({ snapshots: { snapshotStats: () => snapshots } });
+    const exposition = parsePrometheusText(await metrics.render());
+    expect(exposition.value('timestore_query_manifest_snapshot_hits_total')).toBe(40);
+    expect(exposition.value('timestore_query_manifest_snapshot_advances_total')).toBe(5);
+    expect(exposition.value('timestore_query_manifest_snapshot_loads_total')).toBe(2);
+    expect(exposition.value('timestore_query_manifest_snapshot_bypasses_total')).toBe(1);
+    expect(exposition.value('timestore_query_manifest_snapshot_datasets')).toBe(2);
+    expect(exposition.value('timestore_query_manifest_snapshot_partitions')).toBe(300);
   });
 
   test('a catalog that cannot answer leaves its series out and counts the failure; the rest is served', async () => {
