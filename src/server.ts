@@ -10,6 +10,7 @@ import { datasetIamResolver } from './access.ts';
 import { AdminService } from './admin/service.ts';
 import { Lifecycle } from './lifecycle/service.ts';
 import { openCatalog, type Catalog } from './catalog/connection.ts';
+import { CatalogCache } from './catalog/cache.ts';
 import { upsertStorageTarget } from './catalog/storage-targets.ts';
 import { type Config, describeConfig } from './config.ts';
 import { WorkerPool } from './engine/pool.ts';
@@ -98,12 +99,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const { catalog, drivers, pool: workers } = core;
 
   const queue = config.ingest.queueName;
+  const catalogCache = new CatalogCache(catalog.sql);
   const metrics = new Metrics(log);
   const tracing = Tracing.create(config.tracing, log);
   const { tracer } = tracing;
   const runner = new JobRunner({ catalog, log, concurrency: config.ingest.concurrency, tracer, metrics }).register(
     INGEST_JOB_KIND,
-    ingestJobHandler({ sql: catalog.sql, drivers, pool: workers, scratchDir: join(config.storageRoot, 'tmp'), log, tracer, metrics }),
+    ingestJobHandler({ sql: catalog.sql, drivers, pool: workers, scratchDir: join(config.storageRoot, 'tmp'), log, catalogCache, tracer, metrics }),
     { queue, coalesce: { maxJobs: 256, weightField: 'rowCount', maxWeight: 1_000_000 } },
   );
   await runner.start();
@@ -122,6 +124,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     inline: config.ingest.mode === 'inline',
     wake: () => wakeLocalRunners(queue),
     waitForJob: (id, ms) => runner.waitForJob(id, ms),
+    catalogCache,
     metrics,
   });
 
@@ -136,6 +139,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     timeoutMs: config.query.timeoutMs,
     memoryLimitBytes: config.query.memoryLimitBytes,
     snapshotPartitions: config.query.manifestCachePartitions,
+    catalogCache,
     tracer,
     metrics,
   });

@@ -107,9 +107,11 @@ const catalog = await openCatalog({
 });
 await catalog.migrate();
 await upsertStorageTarget(catalog.sql, { name: 'local', kind: 'local', description: 'bench', config: { root: join(work, 'partitions') } });
+// Revisions since the catalog cache keep schema versions and storage targets across batches.
+const { CatalogCache } = await src('catalog/cache.ts').catch(() => ({ CatalogCache: null }));
 const acceptDeps = {
   sql: catalog.sql, drivers: new StorageDrivers({} as never), queue: 'timestore_ingest_queue', defaultTargetName: 'local',
-  idempotencyTtlSeconds: 3600, wake() {},
+  idempotencyTtlSeconds: 3600, wake() {}, catalogCache: CatalogCache ? new CatalogCache(catalog.sql) : undefined,
 };
 await measure('acceptBatch end to end (no idempotency key)', (i) =>
   acceptBatch(acceptDeps, {

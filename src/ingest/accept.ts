@@ -20,7 +20,7 @@ import { createDatasetIfMissing, findDataset, lockDataset } from '../catalog/dat
 import { claimIdempotencyKey, findIdempotencyKey, type IdempotencyRecord } from '../catalog/idempotency.ts';
 import { enqueueJob, getJob, type Job } from '../catalog/jobs.ts';
 import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-versions.ts';
-import { getStorageTarget } from '../catalog/storage-targets.ts';
+import type { CatalogCache } from '../catalog/cache.ts';
 import type { Db } from '../catalog/db.ts';
 import type { Dataset, SchemaField, SchemaVersion } from '../catalog/types.ts';
 import type { StagedInputFormat } from '../engine/partition-writer.ts';
@@ -79,6 +79,8 @@ export interface AcceptDeps {
   idempotencyTtlSeconds: number;
   /** Wakes this process's job runner at once. */
   wake(): void;
+  /** Schema versions and storage targets, kept across batches. */
+  catalogCache: CatalogCache;
 }
 
 /** Signals, from inside the transaction, that an earlier request holds the idempotency key. */
@@ -94,7 +96,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   if (named) checkDeclaredFields(named);
   const existing = await findDataset(deps.sql, request.datasetSlug);
   if (existing) assertAcceptsIngest(existing);
-  const latest = existing && existing.schemaVersion > 0 ? await getSchemaVersion(deps.sql, existing.id, existing.schemaVersion) : null;
+  const latest = existing && existing.schemaVersion > 0 ? await deps.catalogCache.schemaVersion(existing.id, existing.schemaVersion) : null;
   const declared = batch.declare(latest) ?? datasetFields(request.datasetSlug, existing, latest);
   const timestampColumn = existing?.timestampColumn ?? chooseTimestampColumn(declared);
   const merged = mergeSchema(latest, declared, timestampColumn);
@@ -113,7 +115,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     if (held) return replay(deps.sql, held, requestHash);
   }
 
-  const target = await getStorageTarget(deps.sql, batch.storageTargetId ?? existing?.defaultStorageTargetId ?? deps.defaultTargetName);
+  const target = await deps.catalogCache.storageTarget(batch.storageTargetId ?? existing?.defaultStorageTargetId ?? deps.defaultTargetName);
   const driver = deps.drivers.forTarget(target);
   const body = batch.staged();
   const staged = await driver.putBytes(`staging/${request.datasetSlug}/${randomUUID()}.${body.extension}`, body.bytes);

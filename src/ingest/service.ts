@@ -5,6 +5,7 @@
  * that writes it has finished.
  */
 import type { Sql } from 'postgres';
+import type { CatalogCache } from '../catalog/cache.ts';
 import { getJob, type Job } from '../catalog/jobs.ts';
 import { errors } from '../errors.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -22,6 +23,8 @@ export interface IngestServiceOptions {
   /** TIMESTORE_INGEST_MODE=inline: every request waits for its batch to be published. */
   inline: boolean;
   wake(): void;
+  /** Schema versions and storage targets, kept across batches. */
+  catalogCache: CatalogCache;
   /** The job once finished, or as it is when the time is up; null when there is no such job. */
   waitForJob(jobId: string, timeoutMs: number): Promise<Job | null>;
   /** Accepted batches, rows and bytes per dataset. */

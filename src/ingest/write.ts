@@ -16,8 +16,7 @@ import type { Sql } from 'postgres';
 import { getDataset } from '../catalog/datasets.ts';
 import type { Job } from '../catalog/jobs.ts';
 import { type NewPartition, publishManifestVersion } from '../catalog/manifests.ts';
-import { getSchemaVersion } from '../catalog/schema-versions.ts';
-import { getStorageTarget } from '../catalog/storage-targets.ts';
+import type { CatalogCache } from '../catalog/cache.ts';
 import type { Dataset, StorageTarget } from '../catalog/types.ts';
 import type { WrittenPartition } from '../engine/partition-writer.ts';
 import type { WorkerPool } from '../engine/pool.ts';
@@ -35,6 +34,8 @@ export interface WriteDeps {
   /** Local scratch space (downloads of staged S3 objects, DuckDB's output before it is stored). */
   scratchDir: string;
   log: Logger;
+  /** Schema versions and storage targets, kept across writes. */
+  catalogCache: CatalogCache;
   /** Spans `ingest.write` (child of the batch's first job span) and its steps. */
   tracer?: Tracer;
   metrics?: Metrics;
@@ -104,14 +105,13 @@ async function writeBatch(
   if (!first?.datasetId) throw new Error('ingest job without a dataset');
   const dataset = await getDataset(deps.sql, first.datasetId);
   const schemaVersion = Math.max(...jobs.map((j) => j.payload.schemaVersion));
-  const schema = await getSchemaVersion(deps.sql, dataset.id, schemaVersion);
+  const schema = await deps.catalogCache.schemaVersion(dataset.id, schemaVersion);
   if (!schema) throw new Error(`schema version ${schemaVersion} of dataset ${dataset.slug} is missing`);
 
   const work = join(deps.scratchDir, `ingest-${randomUUID()}`);
   await mkdir(work, { recursive: true });
   try {
-    const targets = new Map<string, StorageTarget>();
-    const targetOf = async (id: string) => targets.get(id) ?? targets.set(id, await getStorageTarget(deps.sql, id)).get(id)!;
+    const targetOf = (id: string) => deps.catalogCache.storageTarget(id);
 
     // Batches for different storage targets are written separately: each file lives on the
     // target its batch asked for.

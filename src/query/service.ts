@@ -7,9 +7,8 @@
 import type { Sql } from 'postgres';
 import { findDataset } from '../catalog/datasets.ts';
 import { listActivePartitions } from '../catalog/manifests.ts';
-import { getSchemaVersion } from '../catalog/schema-versions.ts';
-import { getStorageTarget } from '../catalog/storage-targets.ts';
-import type { Dataset, Partition, SchemaField, SchemaVersion, StorageTarget } from '../catalog/types.ts';
+import type { CatalogCache } from '../catalog/cache.ts';
+import type { Dataset, Partition, SchemaField } from '../catalog/types.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { QueryError, type QueryInput, type QueryOutput } from '../engine/query.ts';
 import { AppError, errors } from '../errors.ts';
@@ -21,11 +20,6 @@ import { columnsWithoutNulls, fieldsInFiles, prunePartitions } from './prune.ts'
 import { planQuery, type QueryLimits, type QueryPlan, type QueryRequest } from './request.ts';
 import { ManifestSnapshots, selectPartitions, type SnapshotStats } from './snapshots.ts';
 
-/**
- * How long a storage target read from the catalog is used before it is read again: targets change
- * only when an operator re-registers a configured one, which other processes then see within this.
- */
-const TARGET_TTL_MS = 30_000;
 
 export interface QueryServiceOptions {
   sql: Sql;
@@ -41,6 +35,8 @@ export interface QueryServiceOptions {
   metrics?: Metrics;
   /** Most active partitions kept in memory across datasets (see snapshots.ts); 0 lists every query's from the catalog. */
   snapshotPartitions: number;
+  /** Schema versions and storage targets, kept across queries (shared with ingestion). */
+  catalogCache: CatalogCache;
 }
 
 /** The span and clock of one query, ended once with its outcome. */
@@ -72,9 +68,6 @@ interface Prepared {
 export class QueryService {
   private readonly tracer: Tracer;
   private readonly snapshots: ManifestSnapshots;
-  /** Schema versions never change once recorded: each is read once. */
-  private readonly schemaVersions = new Map<string, Promise<SchemaVersion | null>>();
-  private readonly targets = new Map<string, { target: Promise<StorageTarget>; readAt: number }>();
 
   constructor(private readonly o: QueryServiceOptions) {
     this.tracer = o.tracer ?? NOOP_TRACER;
@@ -194,7 +187,7 @@ export class QueryService {
     const dataset = await findDataset(this.o.sql, slug);
     if (!dataset) throw errors.notFound('dataset', slug);
     if (dataset.status === 'archived') throw new AppError(409, 'dataset_archived', `dataset "${slug}" is archived and answers no queries`);
-    const schema = dataset.schemaVersion > 0 ? await this.schemaVersion(dataset.id, dataset.schemaVersion) : null;
+    const schema = dataset.schemaVersion > 0 ? await this.o.catalogCache.schemaVersion(dataset.id, dataset.schemaVersion) : null;
     const fields: SchemaField[] = schema?.fields ?? [{ name: dataset.timestampColumn, type: 'timestamp', nullable: false }];
     const plan = planQuery(request, fields, dataset.timestampColumn, this.o.limits);
 
@@ -229,28 +222,6 @@ export class QueryService {
     };
   }
 
-  private schemaVersion(datasetId: string, version: number): Promise<SchemaVersion | null> {
-    const key = `${datasetId}@${version}`;
-    let found = this.schemaVersions.get(key);
-    if (!found) {
-      found = getSchemaVersion(this.o.sql, datasetId, version);
-      this.schemaVersions.set(key, found);
-      // Only what exists is kept: a failed or empty read is tried again by the next query.
-      found.then((v) => v ?? this.schemaVersions.delete(key), () => this.schemaVersions.delete(key));
-    }
-    return found;
-  }
-
-  private storageTarget(id: string): Promise<StorageTarget> {
-    const now = performance.now();
-    const kept = this.targets.get(id);
-    if (kept && now - kept.readAt < TARGET_TTL_MS) return kept.target;
-    const target = getStorageTarget(this.o.sql, id);
-    this.targets.set(id, { target, readAt: now });
-    target.catch(() => this.targets.delete(id));
-    return target;
-  }
-
   private async activeCount(datasetId: string, version: number): Promise<number> {
     const [row] = await this.o.sql<{ partitionCount: number }[]>`
       SELECT partition_count FROM manifest_versions WHERE dataset_id = ${datasetId} AND version = ${version}`;
@@ -266,7 +237,7 @@ export class QueryService {
     try {
       const paths = await Promise.all(
         partitions.map(async (p) => {
-          const lease = await this.o.cache.acquire(p, this.o.drivers.forTarget(await this.storageTarget(p.storageTargetId)));
+          const lease = await this.o.cache.acquire(p, this.o.drivers.forTarget(await this.o.catalogCache.storageTarget(p.storageTargetId)));
           leases.push(lease);
           return lease.path;
         }),

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CatalogCache } from '../../src/catalog/cache.ts';
 import type { Catalog } from '../../src/catalog/connection.ts';
 import { findDataset } from '../../src/catalog/datasets.ts';
 import { claimJobs, completeJobs, getJob } from '../../src/catalog/jobs.ts';
@@ -50,6 +51,7 @@ test('a job whose runner died is taken over after its lease and published exactl
     inline: false,
     wake: () => {},
     waitForJob: async (id) => getJob(catalog.sql, id),
+    catalogCache: new CatalogCache(catalog.sql),
   });
   const batch = {
     schema: { fields: [{ name: 'timestamp', type: 'timestamp' as const }, { name: 'v', type: 'integer' as const }] },
@@ -74,7 +76,7 @@ test('a job whose runner died is taken over after its lease and published exactl
 
   const runner = new JobRunner({ catalog, log: silentLog, concurrency: 1, pollIntervalMs: 50 }).register(
     INGEST_JOB_KIND,
-    ingestJobHandler({ sql: catalog.sql, drivers, pool, scratchDir: join(root, 'tmp'), log: silentLog }),
+    ingestJobHandler({ sql: catalog.sql, drivers, pool, scratchDir: join(root, 'tmp'), log: silentLog, catalogCache: new CatalogCache(catalog.sql) }),
     { queue, coalesce: { maxJobs: 16 } },
   );
   await runner.start();
