@@ -20,6 +20,7 @@ type Request = typeof import('../../src/query/request.ts');
 type Prune = typeof import('../../src/query/prune.ts');
 type QuerySql = typeof import('../../src/engine/query-sql.ts');
 type Snapshots = typeof import('../../src/query/snapshots.ts');
+type CatalogCacheModule = typeof import('../../src/catalog/cache.ts');
 type QueryInput = import('../../src/engine/query-sql.ts').QueryInput;
 type Partition = import('../../src/catalog/types.ts').Partition;
 
@@ -54,12 +55,14 @@ export async function createPlanner(sourceRoot: string, databaseUrl: string): Pr
   const { listActivePartitions } = await load<Manifests>('src/catalog/manifests.ts');
   const { getStorageTarget } = await load<StorageTargets>('src/catalog/storage-targets.ts');
   const { planQuery } = await load<Request>('src/query/request.ts');
-  const { prunePartitions } = await load<Prune>('src/query/prune.ts');
+  // Older revisions lack columnsWithoutNulls and fieldsInFiles.
+  const { prunePartitions, columnsWithoutNulls, fieldsInFiles } = (await load<Prune>('src/query/prune.ts')) as Partial<Prune> &
+    Pick<Prune, 'prunePartitions'>;
   const { buildQuery } = await load<QuerySql>('src/engine/query-sql.ts');
-  // Revisions before the per-process manifest snapshots (and the NULL-free row pick) list every
-  // query's partitions from the catalog; the planner does what the revision's service does.
+  // Revisions before the per-process manifest snapshots and catalog cache read everything from the
+  // catalog for every query; the planner does what the revision's service does.
   const snapshotsModule = await load<Snapshots>('src/query/snapshots.ts').catch(() => null);
-  const { columnsWithoutNulls, fieldsInFiles } = (await load<Prune>('src/query/prune.ts')) as Partial<Prune>;
+  const cacheModule = await load<CatalogCacheModule>('src/catalog/cache.ts').catch(() => null);
 
   const quiet = { info() {}, warn() {}, error() {}, debug() {}, trace() {}, fatal() {}, child() { return quiet; } };
   const catalog = await openCatalog({
@@ -71,7 +74,7 @@ export async function createPlanner(sourceRoot: string, databaseUrl: string): Pr
   });
   const sql = catalog.sql;
   const snapshots = snapshotsModule ? new snapshotsModule.ManifestSnapshots(sql, 20_000) : null;
-  const schemas = new Map<string, Awaited<ReturnType<typeof getSchemaVersion>>>();
+  const catalogCache = cacheModule ? new cacheModule.CatalogCache(sql) : null;
   const toFile = (p: Partition) => ({ path: fileURLToPath(p.location), start: p.startTime.getTime(), end: p.endTime.getTime() });
 
   return {
@@ -79,9 +82,9 @@ export async function createPlanner(sourceRoot: string, databaseUrl: string): Pr
       const started = performance.now();
       const dataset = await findDataset(sql, slug);
       if (!dataset) throw new Error(`dataset ${slug} not found`);
-      const schemaKey = `${dataset.id}@${dataset.schemaVersion}`;
-      const schema = (snapshots && schemas.get(schemaKey)) || (await getSchemaVersion(sql, dataset.id, dataset.schemaVersion));
-      schemas.set(schemaKey, schema);
+      const schema = catalogCache
+        ? await catalogCache.schemaVersion(dataset.id, dataset.schemaVersion)
+        : await getSchemaVersion(sql, dataset.id, dataset.schemaVersion);
       const fields = schema!.fields;
       const plan = planQuery(body as Parameters<typeof planQuery>[0], fields, dataset.timestampColumn, LIMITS);
       const version = dataset.manifestVersion;
@@ -94,8 +97,9 @@ export async function createPlanner(sourceRoot: string, databaseUrl: string): Pr
         await sql`SELECT partition_count FROM manifest_versions WHERE dataset_id = ${dataset.id} AND version = ${version}`;
       }
       const selected = prunePartitions(overlapping, plan.filters, fields);
-      // The service keeps targets for 30 s; per query only without snapshots.
-      if (!snapshots) for (const id of new Set(selected.map((p) => p.storageTargetId))) await getStorageTarget(sql, id);
+      for (const id of new Set(selected.map((p) => p.storageTargetId))) {
+        await (catalogCache ? catalogCache.storageTarget(id) : getStorageTarget(sql, id));
+      }
       const catalogMs = performance.now() - started;
       if (selected.length === 0) return null;
       const partitions = selected.map(toFile);

@@ -308,19 +308,13 @@ function withoutIam(metadata: Record<string, unknown>): Record<string, unknown> 
   return rest;
 }
 
-/** What an audit event records of a dataset. */
+/**
+ * What an audit event records of a dataset: everything but its id, the version counters that move
+ * with every publish, and the clocks, so a setting added to datasets is audited without a change here.
+ */
 function auditedFields(d: Dataset): Record<string, unknown> {
-  return {
-    slug: d.slug,
-    name: d.name,
-    description: d.description,
-    status: d.status,
-    timestampColumn: d.timestampColumn,
-    partitionWindowSeconds: d.partitionWindowSeconds,
-    sortColumns: d.sortColumns,
-    defaultStorageTargetId: d.defaultStorageTargetId,
-    metadata: d.metadata,
-  };
+  const { id: _id, schemaVersion: _schema, manifestVersion: _manifest, createdAt: _created, updatedAt: _updated, ...audited } = d;
+  return audited;
 }
 
 /** Sort columns must be distinct fields of the schema other than the timestamp. */

@@ -346,6 +346,7 @@ ${limitSql()}`;
   // per group (lastpoint, 10 columns of 8.64 M rows: 3.3 s → 0.5 s). Only when the whole range is
   // one bucket (a bucket in the window's partitioning makes it a full sort, 10 s) and only without
   // NULLs, which `arg_max` skips.
+  // (`aggregates` above still checked every aggregation against its column's type.)
   const pick = rowPick(mode.aggregations, ts, new Set(input.nonNullColumns ?? []));
   const onlyBucket = pick && mode.intervalUnit !== 'month' ? singleBucket(range, UNIT_MICROS[mode.intervalUnit] * BigInt(mode.intervalSize)) : null;
   const grouped =

@@ -111,16 +111,15 @@ async function writeBatch(
   const work = join(deps.scratchDir, `ingest-${randomUUID()}`);
   await mkdir(work, { recursive: true });
   try {
-    const targetOf = (id: string) => deps.catalogCache.storageTarget(id);
 
     // Batches for different storage targets are written separately: each file lives on the
     // target its batch asked for.
     const added: NewPartition[] = [];
     for (const [targetId, group] of groupBy(jobs, (j) => j.payload.storageTargetId)) {
-      const target = await targetOf(targetId);
+      const target = await deps.catalogCache.storageTarget(targetId);
+      const stagedOn = deps.drivers.forTarget(target); // a batch is staged on the target it asked for
       const inputs = await Promise.all(
         group.map(async (job) => {
-          const stagedOn = deps.drivers.forTarget(await targetOf(job.payload.storageTargetId));
           const path = await stagedOn.materialize(job.payload.staged.location, join(work, `${job.id}.json`));
           return { path, format: job.payload.staged.format, partitionKey: job.payload.partitionKey };
         }),
@@ -184,7 +183,7 @@ async function writeBatch(
     // The staged bodies are no longer needed; what a crash leaves here, the collector removes.
     await Promise.all(
       jobs.map(async (job) => {
-        const stagedOn = deps.drivers.forTarget(await targetOf(job.payload.storageTargetId));
+        const stagedOn = deps.drivers.forTarget(await deps.catalogCache.storageTarget(job.payload.storageTargetId));
         await stagedOn.delete(job.payload.staged.location).catch((err) => deps.log.warn({ err, job: job.id }, 'ingest: staged batch not deleted'));
       }),
     );

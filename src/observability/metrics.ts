@@ -20,7 +20,6 @@ import { countJobs, type JobState } from '../catalog/jobs.ts';
 import type { Db } from '../catalog/db.ts';
 import { datasetTotals } from '../catalog/stats.ts';
 import type { Logger } from '../log.ts';
-import type { SnapshotStats } from '../query/snapshots.ts';
 import type { PartitionCacheStats } from '../storage/cache.ts';
 import { VERSION } from '../version.ts';
 
@@ -37,14 +36,17 @@ const LIFECYCLE_OUTCOMES: readonly LifecycleOutcome[] = ['succeeded', 'failed', 
 const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const JOB_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 
+/** What the snapshot metrics read, declared here so observability imports nothing from the services. */
+type SnapshotFigures = Record<'datasets' | 'partitions' | 'hits' | 'advances' | 'loads' | 'bypasses', number>;
+
 export interface MetricsSources {
   /** The catalog, read at each scrape for job counts and dataset totals. */
   catalog?: Db;
   /** Job (queue, kind) pairs reported (with zeros) even before the table holds any. */
   jobKinds?: { queue: string; kind: string }[];
   cache?: { stats(): PartitionCacheStats };
-  /** The query service's manifest snapshots (src/query/snapshots.ts). */
-  snapshots?: { snapshotStats(): SnapshotStats };
+  /** The query service's manifest snapshots (src/query/snapshots.ts `SnapshotStats`). */
+  snapshots?: { snapshotStats(): SnapshotFigures };
   pool?: { stats(): { threads: number; queueSize: number; utilization: number } };
 }
 

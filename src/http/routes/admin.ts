@@ -350,7 +350,7 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
         response: { 200: DatasetDetailView, ...errorsOf(400, 401, 403, 404) },
         detail: detail(
           'Change a dataset',
-          'Name, description, status and scopes (`iam` replaces the dataset\'s scopes; `metadata` replaces the free-form metadata). Writes a `dataset.updated` audit event with the values before and after.',
+          'Name, description, status, sort columns and scopes (`iam` replaces the dataset\'s scopes; `metadata` replaces the free-form metadata). Writes a `dataset.updated` audit event with the values before and after.',
         ),
       },
     )
