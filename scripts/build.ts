@@ -29,17 +29,30 @@ const OTHER_PLATFORMS = ['linux-x64-musl', 'linux-arm64', 'linux-arm64-musl', 'd
 // Piscina spawns threads on its worker.js beside its own module; compiled, __dirname is the
 // build machine's node_modules. Point it at the embedded bootstrap instead.
 const PISCINA_SPAWN = "(0, node_path_1.resolve)(__dirname, 'worker.js')";
-const piscinaEmbeddedWorker: BunPlugin = {
-  name: 'piscina-embedded-worker',
+// Each entry point bundles its own copy of piscina, so the bootstrap that sends a task's result
+// and the DuckDB worker that marks it with `move()` hold different `Symbol('Piscina.kMovable')`
+// markers: the bootstrap then saw no movable result and sent Piscina's wrapper object instead of
+// the buffer (every JSON query answered 500). A registered symbol is one symbol in every copy.
+const PISCINA_MOVABLE = "Symbol('Piscina.kMovable')";
+
+/** Replaces `from` (expected exactly once) in a piscina module, failing the build if piscina changed. */
+function patchPiscina(build: Bun.PluginBuilder, file: string, from: string, to: string): void {
+  const filter = new RegExp(`[\\\\/]node_modules[\\\\/]piscina[\\\\/]dist[\\\\/]${file.replace('.', '\\.')}$`);
+  build.onLoad({ filter }, async ({ path }) => {
+    const source = await Bun.file(path).text();
+    const count = source.split(from).length - 1;
+    if (count !== 1) {
+      throw new Error(`piscina-embedded: expected ${from} once in ${relative(ROOT, path)}, found it ${count} times (piscina changed?)`);
+    }
+    return { contents: source.replace(from, to), loader: 'js' };
+  });
+}
+
+const piscinaEmbedded: BunPlugin = {
+  name: 'piscina-embedded',
   setup(build) {
-    build.onLoad({ filter: /[\\/]node_modules[\\/]piscina[\\/]dist[\\/]index\.js$/ }, async ({ path }) => {
-      const source = await Bun.file(path).text();
-      const count = source.split(PISCINA_SPAWN).length - 1;
-      if (count !== 1) {
-        throw new Error(`piscina-embedded-worker: expected ${PISCINA_SPAWN} once in ${relative(ROOT, path)}, found it ${count} times (piscina changed?)`);
-      }
-      return { contents: source.replace(PISCINA_SPAWN, JSON.stringify(bunfsPath(ENTRY.piscinaWorker))), loader: 'js' };
-    });
+    patchPiscina(build, 'index.js', PISCINA_SPAWN, JSON.stringify(bunfsPath(ENTRY.piscinaWorker)));
+    patchPiscina(build, 'symbols.js', PISCINA_MOVABLE, "Symbol.for('Piscina.kMovable')");
   },
 };
 
@@ -54,7 +67,7 @@ try {
     minify: { whitespace: true, syntax: true, identifiers: false },
     sourcemap: 'linked',
     external: OTHER_PLATFORMS.map((p) => `@duckdb/node-bindings-${p}/duckdb.node`),
-    plugins: [piscinaEmbeddedWorker],
+    plugins: [piscinaEmbedded],
     // src/engine/pool.ts starts Piscina on this path when compiled (see the comment there).
     define: { TIMESTORE_COMPILED_WORKER: JSON.stringify(bunfsPath(ENTRY.worker)) },
     compile: {
