@@ -8,6 +8,7 @@
  * names an executable to test instead.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { tableFromArrays, tableToIPC } from 'apache-arrow';
 import { MIGRATIONS } from '../src/catalog/migrate.ts';
 import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -117,6 +118,92 @@ describe('the compiled binary, alone in an empty directory', () => {
     expect(server.output()).toContain('"msg":"shutdown complete"');
     pgVersionMtime = statSync(join(dir, 'data/timestore/catalog/PG_VERSION')).mtimeMs;
   }, 120_000);
+
+  test('on its embedded catalog, a user\'s whole path over HTTP: every ingest format, queries, admin, lifecycle, scopes', async () => {
+    const scopes = { TIMESTORE_REQUIRE_SCOPE: 'ts:read', TIMESTORE_REQUIRE_WRITE_SCOPE: 'ts:write', TIMESTORE_ADMIN_SCOPE: 'ts:admin' };
+    const { server } = await start(scopes);
+    const call = (method: string, path: string, body?: RequestInit['body'], headers: Record<string, string> = {}) =>
+      fetch(`${server.url}${path}`, { method, body, headers: { 'x-iam-scopes': 'ts:read, ts:write, ts:admin', 'x-iam-user': 'binary-test', ...headers } });
+    const json = (value: unknown) => JSON.stringify(value);
+    const JSON_TYPE = { 'content-type': 'application/json' };
+    let code: number | null;
+    try {
+      // Scopes: none is 401, the wrong one 403.
+      expect((await fetch(`${server.url}/datasets/walk/query`, { method: 'POST', headers: JSON_TYPE, body: '{}' })).status).toBe(401);
+      const wrong = await call('POST', '/datasets/walk/ingest', '{}', { ...JSON_TYPE, 'x-iam-scopes': 'ts:read' });
+      expect(wrong.status).toBe(403);
+
+      // Ingest: JSON queued (202, then the job succeeds), NDJSON, CSV and Arrow waiting for the publish (201).
+      const queued = await call('POST', '/datasets/walk/ingest', json({
+        schema: { fields: [{ name: 'timestamp', type: 'timestamp' }, { name: 'v', type: 'double' }, { name: 'host', type: 'string' }] },
+        partition: { key: { site: 'a' } },
+        rows: [{ timestamp: '2026-01-01T00:00:00Z', v: 1, host: 'h1' }, { timestamp: '2026-01-01T00:30:00Z', v: 2, host: 'h2' }],
+      }), JSON_TYPE);
+      expect(queued.status).toBe(202);
+      const { jobId } = (await queued.json()) as { jobId: string };
+      let state = '';
+      for (let i = 0; i < 300 && state !== 'succeeded' && state !== 'failed'; i++) {
+        state = ((await (await call('GET', `/ingestion/jobs/${jobId}`)).json()) as { state: string }).state;
+        if (state !== 'succeeded') await Bun.sleep(100);
+      }
+      expect(state).toBe('succeeded');
+      const ndjson = await call('POST', '/datasets/walk/ingest?wait=true&key.site=b', '{"timestamp":"2026-01-01T01:00:00Z","v":3,"host":"h1"}\n', {
+        'content-type': 'application/x-ndjson',
+      });
+      expect(ndjson.status).toBe(201);
+      const csv = await call('POST', '/datasets/walk/ingest?wait=true&key.site=b', 'timestamp,v,host\n2026-01-01T01:30:00Z,4,h2\n', { 'content-type': 'text/csv' });
+      expect(csv.status).toBe(201);
+      const arrow = tableToIPC(tableFromArrays({ timestamp: [Date.parse('2026-01-01T02:00:00Z')].map((t) => new Date(t)), v: Float64Array.from([5]), host: ['h1'] }), 'stream');
+      const arrowRes = await call('POST', '/datasets/walk/ingest?wait=true&key.site=c', arrow, { 'content-type': 'application/vnd.apache.arrow.stream' });
+      expect(arrowRes.status).toBe(201);
+
+      // Queries: raw JSON (the path that once answered 500 only from the binary), downsampled, streamed.
+      const range = { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' };
+      const raw = await call('POST', '/datasets/walk/query', json({ timeRange: range }), JSON_TYPE);
+      expect(raw.status).toBe(200);
+      expect(((await raw.json()) as { rows: { v: number }[] }).rows.map((r) => r.v)).toEqual([1, 2, 3, 4, 5]);
+      const hourly = await call('POST', '/datasets/walk/query', json({
+        timeRange: range,
+        downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'sum', column: 'v' }, { fn: 'count', column: 'v' }] },
+      }), JSON_TYPE);
+      expect(((await hourly.json()) as { rows: unknown[] }).rows).toEqual([
+        { timestamp: '2026-01-01T00:00:00.000Z', sum_v: 3, count_v: 2 },
+        { timestamp: '2026-01-01T01:00:00.000Z', sum_v: 7, count_v: 2 },
+        { timestamp: '2026-01-01T02:00:00.000Z', sum_v: 5, count_v: 1 },
+      ]);
+      const streamed = await call('POST', '/datasets/walk/query', json({ timeRange: range, columns: ['v'] }), { ...JSON_TYPE, accept: 'text/csv' });
+      expect((await streamed.text()).trim().split(/\r?\n/)).toEqual([
+        'timestamp,v',
+        '2026-01-01T00:00:00.000Z,1',
+        '2026-01-01T00:30:00.000Z,2',
+        '2026-01-01T01:00:00.000Z,3',
+        '2026-01-01T01:30:00.000Z,4',
+        '2026-01-01T02:00:00.000Z,5',
+      ]);
+      const lines = await call('POST', '/datasets/walk/query', json({ timeRange: range, columns: ['host'] }), { ...JSON_TYPE, accept: 'application/x-ndjson' });
+      expect((await lines.text()).trim().split('\n').map((l) => JSON.parse(l).host)).toEqual(['h1', 'h2', 'h1', 'h2', 'h1']);
+
+      // Administration: the dataset, its manifest, a retention policy, a status change and their audit trail.
+      const listed = (await (await call('GET', '/admin/datasets?search=walk')).json()) as { datasets: { slug: string }[] };
+      expect(listed.datasets.map((d) => d.slug)).toEqual(['walk']);
+      const manifest = (await (await call('GET', '/admin/datasets/walk/manifest')).json()) as { partitions: unknown[] };
+      expect(manifest.partitions.length).toBeGreaterThanOrEqual(4);
+      expect((await call('PUT', '/admin/datasets/walk/retention', json({ rules: { maxAgeHours: 24 * 365 * 100 } }), JSON_TYPE)).status).toBe(200);
+      expect((await call('PATCH', '/admin/datasets/walk', json({ description: 'walked through' }), JSON_TYPE)).status).toBe(200);
+      const audit = (await (await call('GET', '/admin/datasets/walk/audit')).json()) as { events: { action: string; actor: string }[] };
+      expect(audit.events.map((e) => e.action)).toEqual(expect.arrayContaining(['dataset.created', 'retention.updated', 'dataset.updated']));
+
+      // The lifecycle compacts the small files of the dataset into one; the rows are unchanged.
+      const lifecycle = await call('POST', '/admin/datasets/walk/lifecycle?wait=true');
+      expect(lifecycle.status).toBe(200);
+      expect(((await lifecycle.json()) as { state: string }).state).toBe('succeeded');
+      const after = await call('POST', '/datasets/walk/query', json({ timeRange: range }), JSON_TYPE);
+      expect(((await after.json()) as { rows: { v: number }[] }).rows.map((r) => r.v)).toEqual([1, 2, 3, 4, 5]);
+    } finally {
+      code = await terminate(server);
+    }
+    expect(code).toBe(0);
+  }, 180_000);
 
   test('a second start in the same directory reuses the catalog (and exports spans over OTLP)', async () => {
     expect(firstTargetId).toBeString(); // needs the previous test

@@ -16,7 +16,7 @@ export interface ReadBackOptions {
  * string, BIGINT as a number (the rows were sent as JSON numbers).
  */
 export async function readBack(ts: TestServer, slug: string, options: ReadBackOptions = {}): Promise<Record<string, unknown>[]> {
-  const sql = ts.server.catalog.sql;
+  const sql = ts.sql;
   const dataset = await findDataset(sql, slug);
   if (!dataset) return [];
   const partitions = await listActivePartitions(sql, { datasetId: dataset.id, version: dataset.manifestVersion });

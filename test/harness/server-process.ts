@@ -27,11 +27,13 @@ export interface SpawnOptions {
   env?: Record<string, string>;
   cwd?: string;
   storageRoot?: string;
+  /** Default: a free port. */
+  port?: number;
   readyTimeoutMs?: number;
 }
 
 export async function spawnServer(options: SpawnOptions = {}): Promise<ServerProcess> {
-  const port = await freePortAsync();
+  const port = options.port ?? (await freePortAsync());
   const storageRoot = options.storageRoot ?? mkdtempSync(join(tmpdir(), 'timestore-root-'));
   const proc = Bun.spawn(options.command ?? [process.execPath, join(REPO_ROOT, 'src/main.ts')], {
     cwd: options.cwd ?? REPO_ROOT,

@@ -32,8 +32,8 @@ beforeAll(async () => {
   jobOfOpen = (await postJson(`${ts.url}/datasets/plain/ingest?wait=true`, batch, write)).body.id;
   jobOfGuarded = (await postJson(`${ts.url}/datasets/guarded/ingest?wait=true`, batch, write)).body.id;
   // The guarded dataset names its own scopes, which override the server-wide ones.
-  const guarded = await findDataset(ts.server.catalog.sql, 'guarded');
-  await updateDataset(ts.server.catalog.sql, guarded!.id, {
+  const guarded = await findDataset(ts.sql, 'guarded');
+  await updateDataset(ts.sql, guarded!.id, {
     metadata: { iam: { readScopes: ['guarded:read'], writeScopes: ['guarded:write'] } },
   });
 });

@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { getJob } from '../../src/catalog/jobs.ts';
 import { createLogger } from '../../src/log.ts';
 import { freePortAsync } from '../harness/ports.ts';
-import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
+import { againstBinary, postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 interface OtlpSpan {
   traceId: string;
@@ -63,7 +63,7 @@ const batch = (key: string) => ({
 const SERVER = 2;
 const CONSUMER = 5;
 
-describe('with an OTLP endpoint', () => {
+describe.skipIf(againstBinary)('with an OTLP endpoint', () => {
   let receiver: ReturnType<typeof startReceiver>;
   let ts: TestServer;
   let logs: ReturnType<typeof capturingLog>;
@@ -102,7 +102,7 @@ describe('with an OTLP endpoint', () => {
       'x-request-id': 'traced-ingest',
     });
     expect(res.status).toBe(201);
-    const job = await getJob(ts.server.catalog.sql, res.body.id);
+    const job = await getJob(ts.sql, res.body.id);
     const spans = await trace(traceId, ['POST /datasets/:datasetSlug/ingest', 'job ingest', 'ingest.write', 'engine.write_partitions', 'catalog.publish']);
     const request = spans.find((s) => s.name === 'POST /datasets/:datasetSlug/ingest')!;
     expect(request).toBeDefined();
@@ -168,7 +168,7 @@ describe('with an OTLP endpoint', () => {
     for (const header of [undefined, 'not-a-traceparent', `00-${'0'.repeat(32)}-${hex(16)}-01`]) {
       const res = await postJson(`${ts.url}/datasets/traced/ingest?wait=true`, batch('b'), header ? { traceparent: header } : {});
       expect(res.status).toBe(201);
-      const job = await getJob(ts.server.catalog.sql, res.body.id);
+      const job = await getJob(ts.sql, res.body.id);
       const [, traceId, requestSpanId] = job!.traceParent!.split('-');
       const spans = await trace(traceId!, ['POST /datasets/:datasetSlug/ingest', 'job ingest']);
       const request = spans.find((s) => s.spanId === requestSpanId)!;
@@ -192,7 +192,7 @@ describe('with an OTLP endpoint', () => {
   });
 });
 
-describe('with an unreachable collector', () => {
+describe.skipIf(againstBinary)('with an unreachable collector', () => {
   test('requests and jobs still succeed, the failure is logged, and shutdown is not held up', async () => {
     const logs = capturingLog();
     const ts = await startTestServer({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await freePortAsync()}` }, { log: logs.log });
@@ -209,7 +209,7 @@ describe('with an unreachable collector', () => {
   });
 });
 
-describe('without an OTLP endpoint', () => {
+describe.skipIf(againstBinary)('without an OTLP endpoint', () => {
   let ts: TestServer;
   let logs: ReturnType<typeof capturingLog>;
 
@@ -228,13 +228,13 @@ describe('without an OTLP endpoint', () => {
     });
     expect(res.status).toBe(201);
     expect(ts.server.tracing.enabled).toBe(false);
-    expect((await getJob(ts.server.catalog.sql, res.body.id))!.traceParent).toBe(`00-${traceId}-${callerSpan}-01`);
+    expect((await getJob(ts.sql, res.body.id))!.traceParent).toBe(`00-${traceId}-${callerSpan}-01`);
     expect(logs.lines.find((l) => l.msg === 'request' && l.requestId === 'untraced-ingest')).toMatchObject({ traceId, spanId: callerSpan });
   });
 
   test('a malformed traceparent is not stored', async () => {
     const res = await postJson(`${ts.url}/datasets/untraced/ingest?wait=true`, batch('b'), { traceparent: "00-x'; DROP TABLE jobs; --" });
     expect(res.status).toBe(201);
-    expect((await getJob(ts.server.catalog.sql, res.body.id))!.traceParent).toBeNull();
+    expect((await getJob(ts.sql, res.body.id))!.traceParent).toBeNull();
   });
 });

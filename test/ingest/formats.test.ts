@@ -74,9 +74,9 @@ async function createDataset(slug: string): Promise<void> {
 
 const seedRow = { timestamp: '2020-01-01T00:00:00.000Z', temperature_c: 0, status: 'seed', reading_id: 0, ok: true };
 
-const jobCount = async () => Number((await ts.server.catalog.sql`SELECT count(*)::int AS n FROM jobs`)[0]?.n);
+const jobCount = async () => Number((await ts.sql`SELECT count(*)::int AS n FROM jobs`)[0]?.n);
 const stagedFormat = async (jobId: string) =>
-  (await ts.server.catalog.sql`SELECT payload->'staged'->>'format' AS f FROM jobs WHERE id = ${jobId}`)[0]?.f;
+  (await ts.sql`SELECT payload->'staged'->>'format' AS f FROM jobs WHERE id = ${jobId}`)[0]?.f;
 const stagingFiles = (slug: string) => {
   try {
     return readdirSync(join(ts.config.storageRoot, 'partitions/staging', slug));
@@ -176,9 +176,9 @@ describe('each format ingests and reads back row for row', () => {
     expect(res.body.result).toMatchObject({ rowCount: 3, schemaVersion: 1, manifestVersion: 1 });
     expect(await stagedFormat(res.body.id)).toBe('ndjson');
 
-    const dataset = await findDataset(ts.server.catalog.sql, 'arrow-first');
+    const dataset = await findDataset(ts.sql, 'arrow-first');
     expect(dataset).toMatchObject({ name: 'From Arrow', timestampColumn: 'timestamp', schemaVersion: 1 });
-    const [v1] = await listSchemaVersions(ts.server.catalog.sql, dataset!.id);
+    const [v1] = await listSchemaVersions(ts.sql, dataset!.id);
     expect(v1?.fields.map((f) => [f.name, f.type])).toEqual([
       ['timestamp', 'timestamp'],
       ['value', 'double'],
@@ -249,7 +249,7 @@ describe('first batch', () => {
       expect(res.body.error.message).toContain('JSON batch');
     }
     expect(await jobCount()).toBe(jobsBefore);
-    expect(await findDataset(ts.server.catalog.sql, 'nowhere')).toBeNull();
+    expect(await findDataset(ts.sql, 'nowhere')).toBeNull();
     expect(stagingFiles('nowhere')).toEqual([]);
   });
 });

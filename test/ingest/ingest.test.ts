@@ -58,7 +58,7 @@ const stagingFiles = () => {
     return [];
   }
 };
-const jobCount = async () => Number((await ts.server.catalog.sql`SELECT count(*)::int AS n FROM jobs`)[0]?.n);
+const jobCount = async () => Number((await ts.sql`SELECT count(*)::int AS n FROM jobs`)[0]?.n);
 
 describe('first ingest', () => {
   test('202 with a job; the job publishes dataset, schema v1, manifest v1 and a Parquet file that reads back row for row', async () => {
@@ -75,9 +75,9 @@ describe('first ingest', () => {
     expect(job.result.partitions[0]).toMatchObject({ rowCount: 50, partitionKey: { instrument: 'A' } });
     expect(job.result.partitions[0].location).toStartWith('file://');
 
-    const dataset = await findDataset(ts.server.catalog.sql, 'first');
+    const dataset = await findDataset(ts.sql, 'first');
     expect(dataset).toMatchObject({ name: 'First dataset', schemaVersion: 1, manifestVersion: 1, timestampColumn: 'timestamp', status: 'active' });
-    const [v1] = await listSchemaVersions(ts.server.catalog.sql, dataset!.id);
+    const [v1] = await listSchemaVersions(ts.sql, dataset!.id);
     expect(v1?.fields.map((f) => [f.name, f.type])).toEqual(fields.map((f) => [f.name, f.type]));
 
     const back = await readBack('first');
@@ -121,7 +121,7 @@ describe('schema evolution', () => {
     expect(refused.body.error.code).toBe('field_type_conflict');
     expect(refused.body.error.message).toContain('field "reading_id" is integer in schema version 2 but the batch declares it string');
     expect(await jobCount()).toBe(jobsBefore);
-    expect((await findDataset(ts.server.catalog.sql, 'evolving'))?.schemaVersion).toBe(2);
+    expect((await findDataset(ts.sql, 'evolving'))?.schemaVersion).toBe(2);
   });
 });
 
@@ -151,7 +151,7 @@ describe('validation stores nothing', () => {
     if (index !== undefined) expect(res.body.error.details.index).toBe(index);
     if (field !== undefined) expect(res.body.error.details.field).toBe(field);
     expect(await jobCount()).toBe(jobsBefore);
-    expect(await findDataset(ts.server.catalog.sql, 'refused')).toBeNull();
+    expect(await findDataset(ts.sql, 'refused')).toBeNull();
     expect(stagingFiles()).toEqual([]);
   });
 
@@ -218,8 +218,8 @@ describe('concurrency', () => {
     expect(back).toHaveLength(total);
     expect(back.map((r) => r.reading_id)).toEqual(Array.from({ length: total }, (_, i) => i));
 
-    const dataset = await findDataset(ts.server.catalog.sql, 'busy');
-    const versions = await ts.server.catalog.sql<{ version: number }[]>`
+    const dataset = await findDataset(ts.sql, 'busy');
+    const versions = await ts.sql<{ version: number }[]>`
       SELECT version FROM manifest_versions WHERE dataset_id = ${dataset!.id} ORDER BY version`;
     expect(versions.map((v) => v.version)).toEqual(Array.from({ length: dataset!.manifestVersion }, (_, i) => i + 1));
   });
@@ -228,9 +228,9 @@ describe('concurrency', () => {
 describe('dataset status', () => {
   test('an inactive or archived dataset refuses new rows with 409 and stores nothing', async () => {
     await ingest('paused', batch(rowsAt(0, 1)), {}, '?wait=true');
-    const dataset = await findDataset(ts.server.catalog.sql, 'paused');
+    const dataset = await findDataset(ts.sql, 'paused');
     for (const status of ['inactive', 'archived'] as const) {
-      await updateDataset(ts.server.catalog.sql, dataset!.id, { status });
+      await updateDataset(ts.sql, dataset!.id, { status });
       const jobsBefore = await jobCount();
       const res = await ingest('paused', batch(rowsAt(1, 1)));
       expect(res.status).toBe(409);

@@ -47,7 +47,7 @@ const body = (extra: Record<string, unknown> = {}) => ({
 });
 
 async function readBackFromS3(locations: string[]): Promise<unknown[]> {
-  const sql = ts.server.catalog.sql;
+  const sql = ts.sql;
   const drivers = new StorageDrivers(ts.config.s3);
   const driver = drivers.forTarget(await getStorageTarget(sql, 's3'));
   const dir = mkdtempSync(join(tmpdir(), 'ts-s3-read-'));
@@ -67,7 +67,7 @@ describe.skipIf(skip)('ingest onto S3', () => {
     const done = await postJson(`${ts.url}/datasets/remote/ingest`, body({ rows: rows.slice(0, 1).map((r) => ({ ...r, timestamp: '2026-03-03T00:00:00Z' })) }), { prefer: 'wait=30' });
     expect(done.status).toBe(201);
 
-    const sql = ts.server.catalog.sql;
+    const sql = ts.sql;
     const partitions = await sql<{ location: string; rowCount: number }[]>`
       SELECT p.location, p.row_count FROM partitions p JOIN datasets d ON d.id = p.dataset_id
       WHERE d.slug = 'remote' AND p.removed_version IS NULL ORDER BY p.start_time`;

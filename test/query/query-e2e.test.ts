@@ -95,7 +95,7 @@ async function ok(body: Record<string, unknown>, slug = SLUG): Promise<any> {
   return res.body;
 }
 
-const sql = () => ts.server.catalog.sql;
+const sql = () => ts.sql;
 /** The oracle's own client on the same database: no camelCase renaming of result columns. */
 let pg: postgres.Sql;
 

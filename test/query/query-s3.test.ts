@@ -93,7 +93,7 @@ function expectWithinLimit() {
 }
 
 async function partitions(): Promise<Partition[]> {
-  const sql = ts.server.catalog.sql;
+  const sql = ts.sql;
   const dataset = (await findDataset(sql, SLUG))!;
   return listActivePartitions(sql, { datasetId: dataset.id, version: dataset.manifestVersion });
 }
