@@ -27,5 +27,6 @@ export const errors = {
   conflict: (code: string, message: string, details?: unknown) => new AppError(409, code, message, details),
   payloadTooLarge: (limit: number) =>
     new AppError(413, 'payload_too_large', `request body is larger than the limit of ${limit} bytes`, { limitBytes: limit }),
-  unavailable: (code: string, message: string, details?: unknown) => new AppError(503, code, message, details),
+  unavailable: (code: string, message: string, details?: unknown, options?: { cause?: unknown }) => new AppError(503, code, message, details, options),
+  storageFull: (message: string, details?: unknown, options?: { cause?: unknown }) => new AppError(507, 'storage_full', message, details, options),
 };

@@ -5,7 +5,9 @@
  */
 import type { ValueError } from '@sinclair/typebox/errors';
 import { Elysia, t, ValidationError } from 'elysia';
+import { isCatalogUnavailable } from '../catalog/db.ts';
 import { AppError, errors } from '../errors.ts';
+import { StorageError } from '../storage/driver.ts';
 import type { Logger } from '../log.ts';
 import { requestId } from './request-log.ts';
 
@@ -39,6 +41,15 @@ export function toAppError(code: string | number, error: unknown, request: Reque
       path: first?.path,
       summary: first?.message,
     });
+  }
+  if (error instanceof StorageError && error.code === 'no_space') {
+    return errors.storageFull(`${error.message}; nothing was acknowledged: retry once space is freed`, { target: error.target }, { cause: error });
+  }
+  if (error instanceof StorageError && error.code === 'failed') {
+    return errors.unavailable('storage_unavailable', `${error.message}; nothing was acknowledged: retry later`, { target: error.target }, { cause: error });
+  }
+  if (isCatalogUnavailable(error)) {
+    return errors.unavailable('catalog_unavailable', 'the catalog (PostgreSQL) cannot be reached; nothing was changed: retry later', undefined, { cause: error });
   }
   if (code === 'NOT_FOUND') return errors.routeNotFound(request.method, new URL(request.url).pathname);
   if (code === 'PARSE') return errors.badRequest('invalid_body', `request body could not be parsed: ${(error as Error).message}`);

@@ -75,6 +75,8 @@ export type StorageErrorCode =
   | 'invalid_key'
   /** The location is not a URI of this driver's target. */
   | 'foreign_location'
+  /** The file system is full (ENOSPC) or over its quota (EDQUOT). */
+  | 'no_space'
   /** Anything else: I/O, permissions, network, the object store's answer. */
   | 'failed';
 

@@ -233,7 +233,8 @@ export class LocalStorageDriver implements StorageDriver {
       return await run();
     } catch (err) {
       if (err instanceof StorageError) throw err;
-      const code = errno(err) === 'ENOENT' && operation !== 'put' ? 'not_found' : 'failed';
+      const cause = errno(err);
+      const code = cause === 'ENOENT' && operation !== 'put' ? 'not_found' : cause === 'ENOSPC' || cause === 'EDQUOT' ? 'no_space' : 'failed';
       const detail = code === 'not_found' ? 'the object does not exist' : describeCause(err);
       throw new StorageError(operation, this.name, location, code, detail, { cause: err });
     }

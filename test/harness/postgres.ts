@@ -14,9 +14,14 @@ import { join } from 'node:path';
 import postgres from 'postgres';
 import { freePort } from './ports.ts';
 
-interface Cluster {
+export interface Cluster {
   /** URL of the maintenance database; test databases are created from it. */
   adminUrl: string;
+  /** Stops the server (immediate mode, like a crash) and keeps its data directory. */
+  halt(): void;
+  /** Starts the stopped server again on the same port and data directory. */
+  resume(): void;
+  /** Stops the server and removes its directory. */
   stop(): void;
 }
 
@@ -29,10 +34,11 @@ function pgBin(name: string): string {
   return name; // on PATH
 }
 
-function startCluster(): Cluster {
-  const external = process.env.TIMESTORE_TEST_DATABASE_URL;
-  if (external) return { adminUrl: external, stop() {} };
-
+/**
+ * A cluster of its own, for tests that stop and start PostgreSQL under a running timestore
+ * (the shared one serves every other test file). Stopped when the test process exits.
+ */
+export function startCluster(): Cluster {
   const asRoot = userInfo().uid === 0;
   const dir = mkdtempSync(join(tmpdir(), 'timestore-pg-'));
   chmodSync(dir, 0o755);
@@ -49,33 +55,48 @@ function startCluster(): Cluster {
   const data = join(dir, 'data');
   const port = freePort();
   run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']);
-  run('pg_ctl', [
-    '-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '60',
-    '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`,
-    'start',
-  ]);
+  const resume = () =>
+    run('pg_ctl', [
+      '-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '60',
+      '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`,
+      'start',
+    ]);
+  const halt = () => run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+  resume();
+  let stopped = false;
   const stop = () => {
+    if (stopped) return;
+    stopped = true;
     try {
-      run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+      if (existsSync(join(data, 'postmaster.pid'))) halt();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   };
   process.once('exit', stop);
-  return { adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`, stop };
+  return { adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`, halt, resume, stop };
+}
+
+function sharedCluster(): Cluster {
+  const external = process.env.TIMESTORE_TEST_DATABASE_URL;
+  if (!external) return startCluster();
+  const unsupported = () => {
+    throw new Error('TIMESTORE_TEST_DATABASE_URL names a server the tests do not control');
+  };
+  return { adminUrl: external, halt: unsupported, resume: unsupported, stop() {} };
 }
 
 /** A fresh, empty database for one test file; returns its URL. */
-export async function createTestDatabase(prefix = 'test'): Promise<string> {
-  cluster ??= startCluster();
+export async function createTestDatabase(prefix = 'test', on?: Cluster): Promise<string> {
+  const server = on ?? (cluster ??= sharedCluster());
   const name = `${prefix}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`.toLowerCase();
-  const admin = postgres(cluster.adminUrl, { max: 1, onnotice: () => {} });
+  const admin = postgres(server.adminUrl, { max: 1, onnotice: () => {} });
   try {
     await admin.unsafe(`CREATE DATABASE "${name}" TEMPLATE template0`);
   } finally {
     await admin.end();
   }
-  const url = new URL(cluster.adminUrl);
+  const url = new URL(server.adminUrl);
   url.pathname = `/${name}`;
   return url.toString();
 }

@@ -4,6 +4,8 @@
 #   s3-server.sh start DIR PORT   create the cluster in DIR, serve S3 on 127.0.0.1:PORT,
 #                                 print "S3_ENDPOINT=http://127.0.0.1:PORT" when ready
 #   s3-server.sh stop DIR         kill the daemons (by their pid files) and remove DIR
+#   s3-server.sh gateway-stop DIR        kill radosgw only: S3 is down, the objects stay
+#   s3-server.sh gateway-start DIR PORT  start radosgw again and wait until it answers
 #
 # Layout: one monitor (v2 only, random free port), one OSD on memstore (objects live in RAM),
 # no manager, no cephx, pools of size 1, radosgw with the beast frontend. All state, logs,
@@ -20,11 +22,15 @@ readonly MARKER=.timestore-s3-harness # marks a DIR this script created; stop on
 readonly READY_TIMEOUT_S=60
 
 usage() {
-  echo "usage: $0 start DIR PORT | stop DIR" >&2
+  echo "usage: $0 start DIR PORT | stop DIR | gateway-stop DIR | gateway-start DIR PORT" >&2
   exit 2
 }
 
 log() { echo "s3-server: $*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
 
 # Print the last lines of every daemon log (used when something fails).
 dump_logs() {
@@ -270,8 +276,32 @@ cmd_start() {
   echo "S3_ENDPOINT=http://127.0.0.1:$port"
 }
 
+# An S3 outage for fault tests: the gateway goes away, the cluster (and every object) stays.
+cmd_gateway_stop() {
+  local dir=$1 pid
+  [[ -f $dir/$MARKER ]] || die "$dir was not created by this script"
+  pid=$(tr -dc '0-9' <"$dir/run/client.rgw.pid")
+  kill -KILL "$pid" 2>/dev/null || true
+  while pid_alive "$pid"; do sleep 0.1; done
+  rm -f "$dir/run/client.rgw.pid"
+}
+
+cmd_gateway_start() {
+  local dir=$1 port=$2
+  [[ -f $dir/$MARKER ]] || die "$dir was not created by this script"
+  export CEPH_CONF=$dir/ceph.conf
+  radosgw -n client.rgw >>"$dir/log/daemons.out" 2>&1
+  local deadline=$((SECONDS + READY_TIMEOUT_S))
+  until http_ready "$port"; do
+    ((SECONDS < deadline)) || die "radosgw did not answer on 127.0.0.1:$port within ${READY_TIMEOUT_S}s"
+    sleep 0.25
+  done
+}
+
 case "${1:-}" in
   start) [[ $# -eq 3 ]] || usage; cmd_start "$2" "$3" ;;
   stop) [[ $# -eq 2 ]] || usage; cmd_stop "$2" ;;
+  gateway-stop) [[ $# -eq 2 ]] || usage; cmd_gateway_stop "$2" ;;
+  gateway-start) [[ $# -eq 3 ]] || usage; cmd_gateway_start "$2" "$3" ;;
   *) usage ;;
 esac

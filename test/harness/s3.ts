@@ -27,6 +27,9 @@ export interface S3Server {
   region: string;
   /** Stops the daemons and removes their directory. Safe to call more than once. */
   stop(): Promise<void>;
+  /** An outage: stops the S3 gateway (radosgw) and keeps every object; `resume` starts it again. */
+  halt(): Promise<void>;
+  resume(): Promise<void>;
 }
 
 const SCRIPT = fileURLToPath(new URL("./s3-server.sh", import.meta.url));
@@ -49,6 +52,8 @@ export async function startS3Server(): Promise<S3Server> {
       secretAccessKey: process.env.TIMESTORE_TEST_S3_SECRET_ACCESS_KEY ?? SECRET_ACCESS_KEY,
       region: process.env.TIMESTORE_TEST_S3_REGION ?? DEFAULT_REGION,
       stop: async () => {},
+      halt: uncontrolled,
+      resume: uncontrolled,
     };
   }
 
@@ -108,13 +113,24 @@ async function startLocal(port: number): Promise<S3Server> {
     throw new Error(message);
   }
 
+  const gateway = async (...args: string[]) => {
+    const run = Bun.spawn(["bash", SCRIPT, ...args], { stdout: "ignore", stderr: "pipe" });
+    const [exit, err] = await Promise.all([run.exited, new Response(run.stderr).text()]);
+    if (exit !== 0) throw new Error(`s3-server.sh ${args[0]} failed (exit ${exit}): ${err.trim()}`);
+  };
   return {
     endpoint,
     accessKeyId: ACCESS_KEY_ID,
     secretAccessKey: SECRET_ACCESS_KEY,
     region: DEFAULT_REGION,
     stop,
+    halt: () => gateway("gateway-stop", dir),
+    resume: () => gateway("gateway-start", dir, String(port)),
   };
+}
+
+async function uncontrolled(): Promise<never> {
+  throw new Error("TIMESTORE_TEST_S3_ENDPOINT names a server the tests do not control");
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */
