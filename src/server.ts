@@ -159,6 +159,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       retentionDefaults: config.retention,
       startLifecycle: (datasetId, actor) => lifecycle.runNow(datasetId, actor),
       waitForJob: (id, ms) => runner.waitForJob(id, ms),
+      jobRetryWindowMs: config.jobs.retryWindowMs,
     }),
     maxBodyBytes: config.ingest.maxBodyBytes,
     metrics,
