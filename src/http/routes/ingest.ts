@@ -115,7 +115,7 @@ export const JobView = t.Object({
   kind: t.String(),
   state: t.Union([t.Literal('queued'), t.Literal('running'), t.Literal('succeeded'), t.Literal('failed')]),
   attempts: t.Integer({ description: 'Runs so far, the current one included.' }),
-  maxAttempts: t.Integer({ description: 'The most runs that may end with the lease lost (the process running it died) before the job fails unrun.' }),
+  maxAttempts: t.Integer({ description: 'The most runs that may end with the lease lost (the process running it died, or lost the catalog) before the job fails unrun.' }),
   leaseExpiries: t.Integer({ description: 'Runs that ended with the lease lost.' }),
   runAt: t.String({ format: 'date-time', description: 'When queued: when the next attempt is due.' }),
   retryUntil: t.Nullable(t.String({ format: 'date-time', description: 'Failed attempts are retried while the retry falls due by then (set at the first failure).' })),
