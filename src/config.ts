@@ -50,7 +50,7 @@ export interface Config {
     compaction: { targetBytes: number; targetRows: number; maxBytesPerRun: number; maxFilesPerRun: number };
     /** Unreferenced files younger than this are left alone (they may belong to a write in progress). */
     orphanMinAgeMs: number;
-    /** Finished jobs are purged after this. */
+    /** Succeeded jobs (and failed lifecycle jobs) are purged after this; failed ingest jobs stay. */
     jobRetentionMs: number;
   };
   /** Retries of failed job attempts (src/jobs/runner.ts). */

@@ -1,6 +1,7 @@
 /**
  * The administrative API under /admin: datasets, manifests, retention policies, storage targets,
- * audit events, and jobs (failed ones retried or deleted). Every route needs the admin scope; the handlers only translate HTTP to AdminService.
+ * audit events, and jobs (failed ones retried or deleted). Every route needs the admin scope; the
+ * handlers only translate HTTP to AdminService.
  */
 import { Elysia, t } from 'elysia';
 import type { AdminService, DatasetDetail, ManifestView, RetentionView } from '../../admin/service.ts';
