@@ -50,9 +50,11 @@ export interface Config {
     compaction: { targetBytes: number; targetRows: number; maxBytesPerRun: number; maxFilesPerRun: number };
     /** Unreferenced files younger than this are left alone (they may belong to a write in progress). */
     orphanMinAgeMs: number;
-    /** Finished jobs are purged after this. */
+    /** Succeeded jobs (and failed lifecycle jobs) are purged after this; failed ingest jobs stay. */
     jobRetentionMs: number;
   };
+  /** Retries of failed job attempts (src/jobs/runner.ts). */
+  jobs: { retryWindowMs: number; retryMaxDelayMs: number };
   workerThreads: number;
   shutdownTimeoutMs: number;
   /** OTLP/HTTP span export (observability/tracing.ts); `tracesEndpoint` null: tracing off. */
@@ -166,10 +168,21 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
   { name: 'TIMESTORE_COMPACTION_MAX_FILES_PER_RUN', description: 'Most input files one compaction run merges.', default: '`2000`' },
   {
     name: 'TIMESTORE_GC_ORPHAN_MIN_AGE_MINUTES',
-    description: 'Files in a storage target that no manifest or queued job references are deleted once older than this.',
+    description: 'Files in a storage target that no manifest and no job short of success (queued, running or failed) references are deleted once older than this.',
     default: '`60`',
   },
-  { name: 'TIMESTORE_JOB_RETENTION_HOURS', description: 'Finished jobs (and their results) are kept this long.', default: '`168`' },
+  {
+    name: 'TIMESTORE_JOB_RETENTION_HOURS',
+    description: 'Succeeded jobs (and their results) are kept this long; failed jobs stay until an operator retries or deletes them (failed lifecycle jobs go after this too).',
+    default: '`168`',
+  },
+  {
+    name: 'TIMESTORE_JOB_RETRY_WINDOW_HOURS',
+    description:
+      'A job attempt that fails for a transient reason (storage, catalog, memory) is retried, with backoff from 1 s up to the cap below, until this long after the job was created; then the job fails for good and is kept, with its batch, for an operator.',
+    default: '`24`',
+  },
+  { name: 'TIMESTORE_JOB_RETRY_MAX_DELAY_SECONDS', description: 'The longest wait between two attempts of a job.', default: '`300`' },
   { name: 'TIMESTORE_WORKER_THREADS', description: 'DuckDB worker threads (each holds one DuckDB instance).', default: 'number of cores' },
   {
     name: 'TIMESTORE_SHUTDOWN_TIMEOUT_MS',
@@ -333,6 +346,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       },
       orphanMinAgeMs: r.integer('TIMESTORE_GC_ORPHAN_MIN_AGE_MINUTES', 60, 0, 30 * 24 * 60) * 60_000,
       jobRetentionMs: r.integer('TIMESTORE_JOB_RETENTION_HOURS', 168, 1, 24 * 3650) * 3_600_000,
+    },
+    jobs: {
+      retryWindowMs: r.integer('TIMESTORE_JOB_RETRY_WINDOW_HOURS', 24, 1, 24 * 365) * 3_600_000,
+      retryMaxDelayMs: r.integer('TIMESTORE_JOB_RETRY_MAX_DELAY_SECONDS', 300, 1, 86_400) * 1000,
     },
     workerThreads: r.integer('TIMESTORE_WORKER_THREADS', availableParallelism(), 1, 256),
     shutdownTimeoutMs: r.integer('TIMESTORE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),

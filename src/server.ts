@@ -77,6 +77,8 @@ async function openCore(config: Config, log: Logger): Promise<Core> {
   return { catalog, drivers, pool };
 }
 
+const retries = (config: Config) => ({ retryWindowMs: config.jobs.retryWindowMs, retryMaxMs: config.jobs.retryMaxDelayMs });
+
 /** The lifecycle tasks, and (when `run`) a runner of their own that takes one lifecycle job at a time. */
 function lifecycleOf(core: Core, config: Config, log: Logger, metrics: Metrics | undefined, run: boolean) {
   const lifecycle = new Lifecycle({
@@ -90,7 +92,7 @@ function lifecycleOf(core: Core, config: Config, log: Logger, metrics: Metrics |
     queryTimeoutMs: config.query.timeoutMs,
     metrics,
   });
-  const runner = run ? lifecycle.register(new JobRunner({ catalog: core.catalog, log, concurrency: 1, metrics })) : null;
+  const runner = run ? lifecycle.register(new JobRunner({ catalog: core.catalog, log, concurrency: 1, metrics, ...retries(config) })) : null;
   return { lifecycle, runner };
 }
 
@@ -103,7 +105,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const metrics = new Metrics(log);
   const tracing = Tracing.create(config.tracing, log);
   const { tracer } = tracing;
-  const runner = new JobRunner({ catalog, log, concurrency: config.ingest.concurrency, tracer, metrics }).register(
+  const runner = new JobRunner({ catalog, log, concurrency: config.ingest.concurrency, tracer, metrics, ...retries(config) }).register(
     INGEST_JOB_KIND,
     ingestJobHandler({ sql: catalog.sql, drivers, pool: workers, scratchDir: join(config.storageRoot, 'tmp'), log, catalogCache, tracer, metrics }),
     { queue, coalesce: { maxJobs: 256, weightField: 'rowCount', maxWeight: 1_000_000 } },
@@ -157,6 +159,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       retentionDefaults: config.retention,
       startLifecycle: (datasetId, actor) => lifecycle.runNow(datasetId, actor),
       waitForJob: (id, ms) => runner.waitForJob(id, ms),
+      jobRetryWindowMs: config.jobs.retryWindowMs,
     }),
     maxBodyBytes: config.ingest.maxBodyBytes,
     metrics,

@@ -1,7 +1,8 @@
 /**
- * Administration: datasets, their manifests, retention policies and storage
- * targets. Every change is written together with an audit event naming the
- * actor, in one transaction. Datasets are addressed by id or slug.
+ * Administration: datasets, their manifests, retention policies, storage
+ * targets, and jobs that failed for good. Every change is written together
+ * with an audit event naming the actor, in one transaction. Datasets are
+ * addressed by id or slug.
  */
 import type { Sql } from 'postgres';
 import { listAuditEvents, recordAuditEvent } from '../catalog/audit.ts';
@@ -14,11 +15,11 @@ import {
   lockDataset,
   updateDataset,
 } from '../catalog/datasets.ts';
-import { getJob, type Job } from '../catalog/jobs.ts';
+import { deleteFailedJob, getJob, type Job, type JobPage, type JobState, listJobs, retryFailedJob, stagedBodyOf } from '../catalog/jobs.ts';
 import { getManifestVersion, listActivePartitions, manifestTotalsByTarget, type TargetTotals } from '../catalog/manifests.ts';
 import { getRetentionPolicy, putRetentionPolicy } from '../catalog/retention.ts';
 import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-versions.ts';
-import { createStorageTarget, findStorageTarget, listStorageTargets, type StorageTargetInput } from '../catalog/storage-targets.ts';
+import { createStorageTarget, findStorageTarget, getStorageTarget, listStorageTargets, type StorageTargetInput } from '../catalog/storage-targets.ts';
 import type {
   AuditEvent,
   Dataset,
@@ -36,6 +37,7 @@ import type {
 } from '../catalog/types.ts';
 import { AppError, errors } from '../errors.ts';
 import { chooseTimestampColumn, checkDeclaredFields, DEFAULT_TIMESTAMP_COLUMN, mergeSchema } from '../ingest/schema.ts';
+import { wakeLocalRunners } from '../jobs/local.ts';
 import { describeProbeStep, probeRoundTrip, type StorageDriver, type StorageDrivers } from '../storage/index.ts';
 import { effectiveRetention, type EffectiveRetention, type RetentionDefaults } from './retention.ts';
 
@@ -47,6 +49,23 @@ export interface AdminServiceOptions {
   startLifecycle(datasetId: string, actor: string | null): Promise<Job>;
   /** The job once finished, or as it is when the time is up. */
   waitForJob(jobId: string, timeoutMs: number): Promise<Job | null>;
+  /** How long a job retried by an operator is retried for (TIMESTORE_JOB_RETRY_WINDOW_HOURS). */
+  jobRetryWindowMs: number;
+}
+
+export interface JobListRequest {
+  state?: JobState;
+  /** Dataset id or slug. */
+  dataset?: string;
+  kind?: string;
+  cursor?: string;
+  limit: number;
+}
+
+export interface DeletedJob {
+  job: Job;
+  /** The staged batch deleted with it (null for a job that staged none). */
+  stagedBody: { storageTargetId: string; location: string } | null;
 }
 
 export interface NewDatasetRequest {
@@ -269,6 +288,94 @@ export class AdminService {
     return job;
   }
 
+  async listJobs(request: JobListRequest): Promise<JobPage> {
+    const datasetId = request.dataset ? (await getDataset(this.o.sql, request.dataset)).id : undefined;
+    return listJobs(this.o.sql, { state: request.state, datasetId, kind: request.kind, cursor: request.cursor, limit: request.limit });
+  }
+
+  /**
+   * Queues a failed job again (due now, attempts reset, a new retry window), audited as
+   * `job.retried`. A job whose staged batch is gone cannot succeed: 409 rather than a day of retries.
+   */
+  async retryJob(id: string, actor: string | null): Promise<Job> {
+    const failed = await this.failedJob(id, 'retried');
+    const body = stagedBodyOf(failed);
+    if (body && !(await this.stagedBodyExists(body))) {
+      throw errors.conflict(
+        'staged_body_missing',
+        `job "${id}" cannot be retried: its staged batch ${body.location} no longer exists; delete the job (DELETE /admin/jobs/${id}) and send the batch again`,
+        { jobId: id, location: body.location },
+      );
+    }
+    let retried: Job;
+    try {
+      retried = (await this.o.sql.begin(async (tx) => {
+        const row = await retryFailedJob(tx, id, this.o.jobRetryWindowMs);
+        if (!row) throw notFailed((await getJob(tx, id)) ?? failed, 'retried');
+        await recordAuditEvent(tx, { datasetId: row.datasetId, action: 'job.retried', actor, details: jobAudit(failed) });
+        return row;
+      })) as Job;
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505') {
+        throw errors.conflict(
+          'job_key_busy',
+          `job "${id}" cannot be retried while another job with its key "${failed.jobKey}" is queued or running; try again once that one has finished`,
+          { jobId: id, jobKey: failed.jobKey },
+        );
+      }
+      throw err;
+    }
+    wakeLocalRunners(retried.queue);
+    return retried;
+  }
+
+  /**
+   * Deletes a failed job and its staged batch, audited as `job.deleted`. The batch goes first: when
+   * its storage target cannot delete it, nothing is deleted (503) and the request can be repeated.
+   */
+  async deleteJob(id: string, actor: string | null): Promise<DeletedJob> {
+    const failed = await this.failedJob(id, 'deleted');
+    const body = stagedBodyOf(failed);
+    if (body) {
+      try {
+        const target = await getStorageTarget(this.o.sql, body.storageTargetId);
+        await this.o.drivers.forTarget(target).delete(body.location);
+      } catch (err) {
+        if (err instanceof AppError) throw err;
+        throw new AppError(
+          503,
+          'storage_unavailable',
+          `the staged batch of job "${id}" could not be deleted from its storage target (${(err as Error).message}); nothing was deleted, try again`,
+          { jobId: id, location: body.location },
+          { cause: err },
+        );
+      }
+    }
+    const job = (await this.o.sql.begin(async (tx) => {
+      const row = await deleteFailedJob(tx, id);
+      if (!row) throw notFailed((await getJob(tx, id)) ?? failed, 'deleted');
+      await recordAuditEvent(tx, { datasetId: row.datasetId, action: 'job.deleted', actor, details: { ...jobAudit(row), stagedBody: body?.location ?? null } });
+      return row;
+    })) as Job;
+    return { job, stagedBody: body };
+  }
+
+  private async failedJob(id: string, what: 'retried' | 'deleted'): Promise<Job> {
+    const job = await this.job(id);
+    if (job.state !== 'failed') throw notFailed(job, what);
+    return job;
+  }
+
+  /** False only when the target says the object is not there; a target that cannot answer leaves it to the job's retries. */
+  private async stagedBodyExists(body: { storageTargetId: string; location: string }): Promise<boolean> {
+    try {
+      const target = await getStorageTarget(this.o.sql, body.storageTargetId);
+      return await this.o.drivers.forTarget(target).exists(body.location);
+    } catch {
+      return true;
+    }
+  }
+
   private async writableTarget(idOrName: string): Promise<StorageTarget> {
     const target = await findStorageTarget(this.o.sql, idOrName);
     if (!target) {
@@ -296,6 +403,24 @@ export class AdminService {
       if (closeAfter) driver?.close();
     }
   }
+}
+
+function notFailed(job: Job, what: 'retried' | 'deleted'): AppError {
+  const now = job.state === 'succeeded' ? 'succeeded' : job.state === 'queued' ? `is queued (next attempt at ${job.runAt.toISOString()})` : 'is running';
+  return errors.conflict('job_not_failed', `job "${job.id}" ${now}; only a failed job can be ${what}`, { jobId: job.id, state: job.state });
+}
+
+/** What an audit event records of a job that an operator retried or deleted. */
+function jobAudit(job: Job): Record<string, unknown> {
+  return {
+    jobId: job.id,
+    queue: job.queue,
+    kind: job.kind,
+    attempts: job.attempts,
+    lastError: job.lastError,
+    createdAt: job.createdAt.toISOString(),
+    failedAt: job.finishedAt?.toISOString() ?? null,
+  };
 }
 
 function withIam(metadata: Record<string, unknown>, iam: DatasetIam | undefined): DatasetMetadata {

@@ -8,10 +8,18 @@
  * guarded on `locked_by = me AND state = 'running'`: a worker whose lease
  * expired and was taken over cannot overwrite the new owner's outcome.
  *
+ * A failed attempt is retried while the retry is due before the job's
+ * `retry_until` (a window of hours by default: storage, catalog or memory
+ * trouble is waited out); a job fails for good past it, or at once for a
+ * permanent error, and is then kept, with its staged batch, until an operator
+ * retries or deletes it. `max_attempts` bounds only the runs that end with the
+ * lease lost (`lease_expiries`): a job that kills its process every time.
+ *
  * All times are the database's `now()`, never the process clock, so several
  * processes with skewed clocks agree on what is due and what has expired.
  */
 import type { Db } from './db.ts';
+import { errors } from '../errors.ts';
 
 /** NOTIFY channel whose payload is the queue name; a wake-up hint only, polling is the floor. */
 export const JOBS_CHANNEL = 'timestore_jobs';
@@ -28,7 +36,12 @@ export interface Job<P = unknown> {
   state: JobState;
   /** Claims so far, the current one included. */
   attempts: number;
+  /** The most runs that may end with the lease lost (see leaseExpiries) before the job fails unrun. */
   maxAttempts: number;
+  /** Claims that took the job over from a worker whose lease had expired. */
+  leaseExpiries: number;
+  /** Failed attempts are retried while the retry is due by then; null until the first failure. */
+  retryUntil: Date | null;
   runAt: Date;
   lockedBy: string | null;
   lockedUntil: Date | null;
@@ -48,7 +61,10 @@ export interface NewJob {
   /** At most one queued or running job per (queue, jobKey): singleton work. */
   jobKey?: string | null;
   payload: unknown;
+  /** The most runs that may end with the lease lost (default 5). */
   maxAttempts?: number;
+  /** Retry failed attempts for this long from now; default: the runner's window, from created_at. */
+  retryWindowMs?: number | null;
   runAt?: Date | null;
   actor?: string | null;
   traceParent?: string | null;
@@ -66,9 +82,10 @@ export async function enqueueJob(db: Db, input: NewJob): Promise<{ job: Job; cre
   // Retried because the conflicting job can finish between the INSERT and the SELECT.
   for (let attempt = 0; attempt < 5; attempt++) {
     const [created] = await db<Job[]>`
-      INSERT INTO jobs (queue, kind, dataset_id, job_key, payload, max_attempts, run_at, actor, trace_parent)
+      INSERT INTO jobs (queue, kind, dataset_id, job_key, payload, max_attempts, retry_until, run_at, actor, trace_parent)
       VALUES (${input.queue}, ${input.kind}, ${input.datasetId ?? null}, ${input.jobKey ?? null},
               ${db.json((input.payload ?? {}) as never)}, ${input.maxAttempts ?? 5},
+              now() + ${input.retryWindowMs == null ? null : ms(input.retryWindowMs)}::interval,
               COALESCE(${input.runAt ?? null}::timestamptz, now()), ${input.actor ?? null}, ${input.traceParent ?? null})
       ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
       RETURNING *`;
@@ -102,16 +119,18 @@ export interface ClaimOptions {
    * same dataset and kind, oldest first, up to `limit`. With `weightField`,
    * followers are added only while the sum of that numeric payload field
    * (e.g. `rowCount`) stays within `maxWeight`; the leader is always claimed.
-   * Jobs without a dataset are never coalesced.
+   * Jobs without a dataset are never coalesced, nor jobs that have lost a
+   * lease: if one of them kills its process again, it takes no innocent
+   * batch down with it, and only its own lease_expiries grows.
    */
   coalesce?: boolean | { weightField: string; maxWeight: number };
 }
 
 /**
  * Claims jobs in one statement. Claimable: queued and due, or running with an
- * expired lease (its worker died). Reclaiming counts as a new attempt and
- * records the lost lease in last_error; a job reclaimed past max_attempts is
- * returned with `attempts > maxAttempts`, and the runner fails it unrun.
+ * expired lease (its worker died). Reclaiming counts as a new attempt and a
+ * lease expiry, and records the lost lease in last_error; a job whose lease
+ * expiries reach max_attempts is returned so, and the runner fails it unrun.
  */
 export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
   if (o.limit <= 0) return [];
@@ -128,13 +147,14 @@ export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
         FOR UPDATE SKIP LOCKED)`
     : db`
       leader AS MATERIALIZED (
-        SELECT id, kind, dataset_id, run_at, created_at, ${weight(db, o.coalesce)} AS weight FROM jobs WHERE ${claimable}
+        SELECT id, kind, dataset_id, state, run_at, created_at, lease_expiries, ${weight(db, o.coalesce)} AS weight FROM jobs WHERE ${claimable}
         ORDER BY run_at, created_at LIMIT 1
         FOR UPDATE SKIP LOCKED),
       candidates AS MATERIALIZED (
         SELECT j.id, j.run_at, j.created_at, ${weight(db, o.coalesce, db`j.`)} AS weight
         FROM jobs j JOIN leader l ON j.kind = l.kind AND j.dataset_id = l.dataset_id AND j.id <> l.id
         WHERE j.queue = ${o.queue} AND j.state = 'queued' AND j.run_at <= now()
+          AND l.state = 'queued' AND l.lease_expiries = 0 AND j.lease_expiries = 0
         ORDER BY j.run_at, j.created_at LIMIT ${o.limit - 1}
         FOR UPDATE OF j SKIP LOCKED),
       followers AS (
@@ -149,6 +169,7 @@ export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
     UPDATE jobs j SET
       state = 'running', locked_by = ${o.workerId}, locked_until = now() + ${ms(o.leaseMs)}::interval,
       attempts = j.attempts + 1, updated_at = now(),
+      lease_expiries = j.lease_expiries + CASE WHEN j.state = 'running' THEN 1 ELSE 0 END,
       last_error = CASE WHEN j.state = 'running' THEN 'lease of ' || j.locked_by || ' expired' ELSE j.last_error END
     FROM picked WHERE j.id = picked.id
     RETURNING j.*`;
@@ -186,21 +207,37 @@ export async function completeJobs(db: Db, ids: readonly string[], workerId: str
   return rows.map((r) => r.id);
 }
 
+/** How a failed attempt may be retried: after `delayMs`, if that is before the job's deadline. */
+export interface RetryPlan {
+  delayMs: number;
+  /** The deadline of a job that has none yet: created_at + windowMs. */
+  windowMs: number;
+}
+
 /**
- * Records a failed attempt. With a retry delay and attempts left the job is
- * queued again at now() + delay; otherwise it is failed for good. Returns the
- * job as updated, or null when this worker no longer holds it.
+ * Records a failed attempt. With a retry plan whose retry falls due by the
+ * job's retry_until (set now, from created_at + windowMs, if the job has none)
+ * the job is queued again at now() + delay; otherwise it is failed for good.
+ * Returns the job as updated, or null when this worker no longer holds it.
  */
-export async function failJob(db: Db, id: string, workerId: string, error: string, retryDelayMs: number | null): Promise<Job | null> {
-  const retry = retryDelayMs !== null;
+export async function failJob(db: Db, id: string, workerId: string, error: string, retry: RetryPlan | null): Promise<Job | null> {
+  const retrying = retry !== null;
+  const delay = ms(retry?.delayMs ?? 0);
   const [row] = await db<Job[]>`
-    UPDATE jobs SET
-      state = CASE WHEN ${retry} AND attempts < max_attempts THEN 'queued' ELSE 'failed' END,
-      run_at = CASE WHEN ${retry} AND attempts < max_attempts THEN now() + ${ms(retryDelayMs ?? 0)}::interval ELSE run_at END,
-      finished_at = CASE WHEN ${retry} AND attempts < max_attempts THEN NULL ELSE now() END,
+    WITH attempt AS (
+      SELECT id, COALESCE(retry_until, created_at + ${ms(retry?.windowMs ?? 0)}::interval) AS deadline FROM jobs
+      WHERE id = ${id} AND state = 'running' AND locked_by = ${workerId}),
+    outcome AS (
+      SELECT id, deadline, ${retrying} AND now() + ${delay}::interval <= deadline AS retries FROM attempt)
+    UPDATE jobs j SET
+      retry_until = CASE WHEN ${retrying} THEN o.deadline ELSE j.retry_until END,
+      state = CASE WHEN o.retries THEN 'queued' ELSE 'failed' END,
+      run_at = CASE WHEN o.retries THEN now() + ${delay}::interval ELSE j.run_at END,
+      finished_at = CASE WHEN o.retries THEN NULL ELSE now() END,
       last_error = ${error}, locked_by = NULL, locked_until = NULL, updated_at = now()
-    WHERE id = ${id} AND state = 'running' AND locked_by = ${workerId}
-    RETURNING *`;
+    FROM outcome o
+    WHERE j.id = o.id AND j.state = 'running' AND j.locked_by = ${workerId}
+    RETURNING j.*`;
   return row ?? null;
 }
 
@@ -220,15 +257,109 @@ export async function releaseJobs(db: Db, ids: readonly string[], workerId: stri
   return rows.map((r) => r.id);
 }
 
-/** Deletes finished jobs that finished more than `olderThanMs` ago, at most `limit` per call; returns the count. */
-export async function purgeFinishedJobs(db: Db, olderThanMs: number, limit = 10_000): Promise<number> {
+/**
+ * Deletes succeeded jobs that finished more than `olderThanMs` ago, at most `limit` per call;
+ * returns the count. Failed jobs are kept for an operator (they may hold an acknowledged batch),
+ * except those of `failedOfQueues`, whose work the next round does again.
+ */
+export async function purgeFinishedJobs(
+  db: Db,
+  olderThanMs: number,
+  options: { failedOfQueues?: readonly string[]; limit?: number } = {},
+): Promise<number> {
+  const queues = [...(options.failedOfQueues ?? [])];
+  const disposable = queues.length > 0 ? db`OR (state = 'failed' AND queue IN ${db(queues)})` : db``;
   const rows = await db`
     DELETE FROM jobs WHERE id IN (
       SELECT id FROM jobs
-      WHERE state IN ('succeeded', 'failed') AND finished_at < now() - ${ms(olderThanMs)}::interval
-      LIMIT ${limit})
+      WHERE (state = 'succeeded' ${disposable})
+        AND finished_at < now() - ${ms(olderThanMs)}::interval
+      LIMIT ${options.limit ?? 10_000})
     RETURNING id`;
   return rows.length;
+}
+
+/**
+ * Queues a failed job again: due now, attempts and lease expiries reset, retried for `windowMs`
+ * from now; last_error stays until the next attempt. Null when no failed job has this id. A job
+ * key held by another queued or running job makes this throw (unique violation, 23505).
+ */
+export async function retryFailedJob(db: Db, id: string, windowMs: number): Promise<Job | null> {
+  if (!UUID.test(id)) return null;
+  const [row] = await db<Job[]>`
+    UPDATE jobs SET state = 'queued', run_at = now(), attempts = 0, lease_expiries = 0,
+      retry_until = now() + ${ms(windowMs)}::interval, finished_at = NULL, locked_by = NULL, locked_until = NULL, updated_at = now()
+    WHERE id = ${id} AND state = 'failed'
+    RETURNING *`;
+  if (row) await db`SELECT pg_notify(${JOBS_CHANNEL}, ${row.queue})`;
+  return row ?? null;
+}
+
+/** Deletes a failed job; null when no failed job has this id. */
+export async function deleteFailedJob(db: Db, id: string): Promise<Job | null> {
+  if (!UUID.test(id)) return null;
+  const [row] = await db<Job[]>`DELETE FROM jobs WHERE id = ${id} AND state = 'failed' RETURNING *`;
+  return row ?? null;
+}
+
+/**
+ * Where a job's batch is staged (`payload.staged.location` on `payload.storageTargetId`, as
+ * ingestion writes it), or null for a job that stages nothing. The orphan sweep keeps what this
+ * names for every job that has not succeeded (`referencedLocations`).
+ */
+export function stagedBodyOf(job: Pick<Job, 'payload'>): { storageTargetId: string; location: string } | null {
+  const payload = job.payload as { staged?: { location?: unknown }; storageTargetId?: unknown } | null;
+  const location = payload?.staged?.location;
+  const storageTargetId = payload?.storageTargetId;
+  return typeof location === 'string' && typeof storageTargetId === 'string' ? { storageTargetId, location } : null;
+}
+
+export interface JobListQuery {
+  state?: JobState;
+  datasetId?: string;
+  kind?: string;
+  /** Opaque cursor from a previous page's `nextCursor`. */
+  cursor?: string | null;
+  limit: number;
+}
+
+export interface JobPage {
+  jobs: Job[];
+  nextCursor: string | null;
+}
+
+/**
+ * Jobs oldest first, a page at a time: keyset pagination in (created_at, id) order, stable while
+ * jobs are added or change state between pages (created_at at millisecond precision, the cursor's).
+ */
+export async function listJobs(db: Db, query: JobListQuery): Promise<JobPage> {
+  const after = query.cursor ? decodeCursor(query.cursor) : null;
+  const rows = await db<Job[]>`
+    SELECT * FROM jobs
+    WHERE (${query.state ?? null}::text IS NULL OR state = ${query.state ?? null})
+      AND (${query.datasetId ?? null}::uuid IS NULL OR dataset_id = ${query.datasetId ?? null})
+      AND (${query.kind ?? null}::text IS NULL OR kind = ${query.kind ?? null})
+      AND (${after?.createdAt ?? null}::timestamptz IS NULL
+           OR (date_trunc('milliseconds', created_at), id) > (${after?.createdAt ?? null}::timestamptz, ${after?.id ?? null}::uuid))
+    ORDER BY date_trunc('milliseconds', created_at), id
+    LIMIT ${query.limit + 1}`;
+  const jobs = rows.slice(0, query.limit);
+  const last = jobs.at(-1);
+  return { jobs, nextCursor: rows.length > query.limit && last ? encodeCursor(last) : null };
+}
+
+function encodeCursor(job: Job): string {
+  return Buffer.from(JSON.stringify(['job', job.createdAt.toISOString(), job.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: string; id: string } {
+  try {
+    const [tag, createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string, string];
+    if (tag !== 'job' || typeof createdAt !== 'string' || Number.isNaN(Date.parse(createdAt)) || !UUID.test(id)) throw new Error('bad cursor');
+    return { createdAt, id };
+  } catch {
+    throw errors.badRequest('invalid_cursor', 'cursor is not one this server returned; start again without it');
+  }
 }
 
 export interface JobCount {
@@ -236,6 +367,18 @@ export interface JobCount {
   kind: string;
   state: JobState;
   count: number;
+}
+
+/**
+ * Jobs per queue and kind that no runner has taken up for `graceMs`: queued and due that long,
+ * or running with a lease expired that long (for metrics: runners missing or falling behind).
+ */
+export async function countOverdueJobs(db: Db, graceMs: number): Promise<Omit<JobCount, 'state'>[]> {
+  return db<Omit<JobCount, 'state'>[]>`
+    SELECT queue, kind, count(*)::int AS count FROM jobs
+    WHERE (state = 'queued' AND run_at < now() - ${ms(graceMs)}::interval)
+       OR (state = 'running' AND locked_until < now() - ${ms(graceMs)}::interval)
+    GROUP BY queue, kind ORDER BY queue, kind`;
 }
 
 /** Jobs per queue, kind and state (for metrics). */

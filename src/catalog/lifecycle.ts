@@ -63,7 +63,8 @@ export async function markFilesDeleted(db: Db, ids: string[]): Promise<void> {
 
 /**
  * Which of these locations something still needs: a partition whose file is not deleted (active,
- * or removed and inside its grace period), or the staged batch of a queued or running job.
+ * or removed and inside its grace period), or the staged batch of any job that has not succeeded
+ * (queued, running, or failed and kept for an operator to retry or delete).
  */
 export async function referencedLocations(db: Db, locations: string[]): Promise<Set<string>> {
   if (locations.length === 0) return new Set();
@@ -71,7 +72,7 @@ export async function referencedLocations(db: Db, locations: string[]): Promise<
     SELECT location FROM partitions WHERE location IN ${db(locations)} AND file_deleted_at IS NULL
     UNION
     SELECT payload -> 'staged' ->> 'location' FROM jobs
-    WHERE state IN ('queued', 'running') AND payload -> 'staged' ->> 'location' IN ${db(locations)}`;
+    WHERE state <> 'succeeded' AND payload -> 'staged' ->> 'location' IN ${db(locations)}`;
   return new Set(rows.map((r) => r.location));
 }
 

@@ -58,7 +58,7 @@ export function createApp(deps: AppDependencies) {
           { name: 'health', description: 'Liveness and readiness for load balancers.' },
           { name: 'ingest', description: 'Send rows; follow the jobs that write them.' },
           { name: 'query', description: 'Read time ranges, raw or downsampled.' },
-          { name: 'admin', description: 'Datasets, manifests, retention policies, storage targets and audit events.' },
+          { name: 'admin', description: 'Datasets, manifests, retention policies, storage targets, audit events and jobs.' },
         ],
       }),
     )

@@ -15,9 +15,15 @@
  * - Returning normally means the work is committed: jobs not yet completed are
  *   completed by the runner. The return value and `complete`'s `results` map
  *   job id → result (stored as JSON); an Error value fails that job alone.
- *   Throwing fails every job of the batch. Failures retry with jittered
- *   exponential backoff until max_attempts, unless the error is a
- *   PermanentJobError.
+ *   Throwing fails every job of the batch. Failures retry with capped,
+ *   jittered exponential backoff (backoff.ts) for as long as the retry falls
+ *   due within the job's retry window (hours: an outage of storage, catalog
+ *   or memory is waited out), unless the error is a PermanentJobError. A job
+ *   that fails for good stays in the table, its staged batch kept, until an
+ *   operator retries or deletes it (logged at error level).
+ * - A job whose lease expired (its process died) is claimed again; after
+ *   max_attempts such runs it is failed unrun, so a batch that kills its
+ *   process cannot do so forever. Only lost leases count: retried errors do not.
  *
  * Wake-ups: NOTIFY on a real PostgreSQL, in-process signals always (see
  * local.ts), a jittered poll as the floor, and a finished batch (its slot is
@@ -35,6 +41,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import {
   type Context, contextFromTraceparent, contextWith, failSpan, type Link, NOOP_TRACER, type Span, SpanKind, type Tracer, traceFields,
 } from '../observability/tracing.ts';
+import { retryDelayMs } from './backoff.ts';
 import { announceFinished, nextFinish, onLocalWake, wakeLocalRunners } from './local.ts';
 
 export type JobResults = Record<string, unknown>;
@@ -67,8 +74,12 @@ export interface JobRunnerOptions {
   concurrency: number;
   leaseMs?: number;
   pollIntervalMs?: number;
+  /** The first retry's delay (default 1 s). */
   retryBaseMs?: number;
+  /** The longest delay between retries (TIMESTORE_JOB_RETRY_MAX_DELAY_SECONDS). */
   retryMaxMs?: number;
+  /** Failed attempts retry until created_at + this, unless the job has a deadline of its own (TIMESTORE_JOB_RETRY_WINDOW_HOURS). */
+  retryWindowMs?: number;
   /** LISTEN for NOTIFY wake-ups; default on for an external PostgreSQL (the embedded one delivers none). */
   notifications?: boolean;
   workerId?: string;
@@ -129,6 +140,7 @@ export class JobRunner {
       pollIntervalMs: options.pollIntervalMs ?? 1_000,
       retryBaseMs: options.retryBaseMs ?? 1_000,
       retryMaxMs: options.retryMaxMs ?? 300_000,
+      retryWindowMs: options.retryWindowMs ?? 24 * 3_600_000,
       notifications: options.notifications ?? options.catalog.mode === 'external',
       tracer: options.tracer ?? NOOP_TRACER,
     };
@@ -273,14 +285,15 @@ export class JobRunner {
 
   private async runBatch(h: Registered, batch: Batch): Promise<void> {
     // Reclaimed from dead workers more often than allowed: fail them unrun (a job that kills its process).
-    const exhausted = batch.jobs.filter((j) => j.attempts > j.maxAttempts);
+    const exhausted = batch.jobs.filter((j) => j.leaseExpiries >= j.maxAttempts);
     for (const job of exhausted) {
       const span = this.jobSpan(job, [], 1);
-      await this.fail(job, new PermanentJobError(`${job.lastError ?? 'lease expired'}; no attempts left`), span);
+      const error = `${job.lastError ?? 'lease expired'}; its lease was lost ${job.leaseExpiries} times (a run that kills its process?), no runs left`;
+      await this.fail(job, new PermanentJobError(error), span);
       span.end();
       announceFinished(job.id);
     }
-    const jobs = batch.jobs.filter((j) => j.attempts <= j.maxAttempts);
+    const jobs = batch.jobs.filter((j) => j.leaseExpiries < j.maxAttempts);
     if (jobs.length === 0) return;
     const ids = jobs.map((j) => j.id);
 
@@ -389,18 +402,21 @@ export class JobRunner {
   private async fail(job: Job, error: unknown, span: Span): Promise<void> {
     const permanent = error instanceof PermanentJobError;
     const message = (error instanceof Error ? error.message : String(error)).slice(0, 4000);
-    const row = await failJob(this.sql, job.id, this.workerId, message, permanent ? null : this.backoff(job.attempts));
+    const retry = permanent
+      ? null
+      : { delayMs: retryDelayMs(job.attempts, { baseMs: this.o.retryBaseMs, maxMs: this.o.retryMaxMs }), windowMs: this.o.retryWindowMs };
+    const row = await failJob(this.sql, job.id, this.workerId, message, retry);
     if (!row) return; // no longer ours
     failSpan(span, error);
     span.setAttribute('timestore.job.outcome', row.state === 'failed' ? 'failed' : 'retry');
     this.metrics?.jobAttemptFailed(job.kind);
-    if (row.state === 'failed') this.metrics?.jobFinished(job.kind, 'failed', (Date.now() - job.createdAt.getTime()) / 1000);
-    this.log.warn({ jobId: job.id, kind: job.kind, attempts: row.attempts, state: row.state, error: message, ...traceFields(span) }, 'jobs: attempt failed');
-  }
-
-  /** Exponential in the attempt, capped, with "equal jitter": half fixed, half random. */
-  private backoff(attempt: number): number {
-    const delay = Math.min(this.o.retryMaxMs, this.o.retryBaseMs * 2 ** Math.max(0, attempt - 1));
-    return delay / 2 + Math.random() * (delay / 2);
+    const fields = { jobId: job.id, kind: job.kind, datasetId: job.datasetId, attempts: row.attempts, error: message, ...traceFields(span) };
+    if (row.state === 'failed') {
+      this.metrics?.jobFinished(job.kind, 'failed', (Date.now() - job.createdAt.getTime()) / 1000);
+      const why = permanent ? 'a permanent error' : `retried until ${row.retryUntil?.toISOString()}`;
+      this.log.error({ ...fields, state: row.state, retryUntil: row.retryUntil }, `jobs: job failed for good (${why}); kept for an operator: POST /admin/jobs/${job.id}/retry or DELETE /admin/jobs/${job.id}`);
+    } else {
+      this.log.warn({ ...fields, state: row.state, nextAttemptAt: row.runAt, retryUntil: row.retryUntil }, 'jobs: attempt failed; retrying');
+    }
   }
 }

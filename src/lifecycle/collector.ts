@@ -5,11 +5,12 @@
  *   removed them is older than the grace period, and never sooner than the query timeout: a query
  *   reads the version it started on, and no query outlives its timeout.
  * - The orphan sweep lists a storage target's `datasets/`, `staging/` and `.timestore-probe/`
- *   objects and deletes those that nothing references (no partition whose file is kept, no queued
- *   or running job's staged batch) once they are older than the orphan age: the files of failed
- *   writes, of attempts that lost a race, staged batches of jobs that failed for good, and
- *   temporary files a crash left behind.
- * - Finished jobs and expired idempotency keys are purged after their retention.
+ *   objects and deletes those that nothing references (no partition whose file is kept, no staged
+ *   batch of a job that has not succeeded) once they are older than the orphan age: the files of
+ *   failed writes, of attempts that lost a race, of jobs an operator deleted, and temporary files
+ *   a crash left behind. A failed job's staged batch is kept: only an operator drops it.
+ * - Succeeded jobs and expired idempotency keys are purged after their retention; failed jobs
+ *   stay (except those of the queues named, whose work is redone anyway).
  */
 import type { Sql } from 'postgres';
 import { purgeFinishedJobs } from '../catalog/jobs.ts';
@@ -94,6 +95,9 @@ export interface Purged {
   idempotencyKeys: number;
 }
 
-export async function purgeBookkeeping(sql: Sql, jobRetentionMs: number): Promise<Purged> {
-  return { jobs: await purgeFinishedJobs(sql, jobRetentionMs), idempotencyKeys: await purgeExpiredIdempotencyKeys(sql) };
+export async function purgeBookkeeping(sql: Sql, jobRetentionMs: number, failedJobsOfQueues: readonly string[] = []): Promise<Purged> {
+  return {
+    jobs: await purgeFinishedJobs(sql, jobRetentionMs, { failedOfQueues: failedJobsOfQueues }),
+    idempotencyKeys: await purgeExpiredIdempotencyKeys(sql),
+  };
 }

@@ -11,6 +11,9 @@
  *   process's lifecycle runner then runs them, one at a time, never two runners the same job.
  * - It runs inside `serve` unless TIMESTORE_LIFECYCLE_ENABLED=false, and alone as
  *   `timestore lifecycle`.
+ * - A failed attempt is retried only within one interval, not the hours an ingest job gets: the
+ *   next round does the same work again from the catalog as it is then, and a lifecycle job holds
+ *   no acknowledged data. So failed lifecycle jobs are also purged with the succeeded ones.
  */
 import type { Sql } from 'postgres';
 import { type EffectiveRetention, effectiveRetention, type RetentionDefaults } from '../admin/retention.ts';
@@ -83,8 +86,13 @@ export class Lifecycle {
   }
 
   /** Enqueues a lifecycle job (or finds the queued or running one of its key) and wakes this process's runner. */
-  private async enqueue(job: Omit<NewJob, 'queue' | 'maxAttempts'>): Promise<Job> {
-    const { job: enqueued, created } = await enqueueJob(this.o.sql, { ...job, queue: LIFECYCLE_QUEUE, maxAttempts: 3 });
+  private async enqueue(job: Omit<NewJob, 'queue' | 'maxAttempts' | 'retryWindowMs'>): Promise<Job> {
+    const { job: enqueued, created } = await enqueueJob(this.o.sql, {
+      ...job,
+      queue: LIFECYCLE_QUEUE,
+      maxAttempts: 3,
+      retryWindowMs: this.o.settings.intervalMs,
+    });
     if (created) wakeLocalRunners(LIFECYCLE_QUEUE);
     return enqueued;
   }
@@ -156,7 +164,7 @@ export class Lifecycle {
         orphans[target.name] = { error: (err as Error).message };
       }
     }
-    const purged = await purgeBookkeeping(this.o.sql, this.o.settings.jobRetentionMs);
+    const purged = await purgeBookkeeping(this.o.sql, this.o.settings.jobRetentionMs, [LIFECYCLE_QUEUE]);
     this.o.log.info({ orphans, purged }, 'lifecycle: maintenance done');
     return { [job.id]: { orphans, purged } };
   }

@@ -8,15 +8,15 @@
  * Three kinds of source:
  * - events counted as they happen, through the methods below (ingest, jobs, queries, HTTP, and
  *   `compaction` / `retention` / `garbageCollection` for the lifecycle tasks);
- * - figures read from the catalog at scrape time (jobs per queue, kind and state; partitions,
- *   rows and bytes per dataset), so every process reports the shared catalog's state;
+ * - figures read from the catalog at scrape time (jobs per queue, kind and state, and overdue
+ *   ones; partitions, rows and bytes per dataset), so every process reports the shared catalog's state;
  * - figures other components already keep, read at scrape time (the partition cache's counters,
  *   the worker pool's queue).
  *
  * docs/api.md lists every metric with its labels.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { countJobs, type JobState } from '../catalog/jobs.ts';
+import { countJobs, countOverdueJobs, type JobState } from '../catalog/jobs.ts';
 import type { Db } from '../catalog/db.ts';
 import { datasetTotals } from '../catalog/stats.ts';
 import type { Logger } from '../log.ts';
@@ -32,6 +32,9 @@ export type LifecycleOutcome = 'succeeded' | 'failed' | 'skipped';
 
 const JOB_STATES: readonly JobState[] = ['queued', 'running', 'succeeded', 'failed'];
 const LIFECYCLE_OUTCOMES: readonly LifecycleOutcome[] = ['succeeded', 'failed', 'skipped'];
+
+/** A job due (or with a lease expired) this long and not taken up is overdue: no runner is keeping up. */
+export const JOB_OVERDUE_AFTER_MS = 5 * 60_000;
 
 const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const JOB_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
@@ -63,6 +66,7 @@ export class Metrics {
   private readonly jobLatency: Histogram<'kind' | 'outcome'>;
   private readonly jobAttemptFailures: Counter<'kind'>;
   private readonly jobs: Gauge<'queue' | 'kind' | 'state'>;
+  private readonly overdueJobs: Gauge<'queue' | 'kind'>;
   private readonly queryDuration: Histogram<'mode' | 'outcome'>;
   private readonly queryPartitions: Counter<'mode' | 'result'>;
   private readonly httpRequests: Counter<'method' | 'route' | 'status'>;
@@ -102,7 +106,16 @@ export class Metrics {
     // Jobs.
     this.jobLatency = histogram('timestore_job_latency_seconds', 'Time from a job\'s creation to its end (succeeded, or failed with no attempts left), by kind.', ['kind', 'outcome'], JOB_BUCKETS);
     this.jobAttemptFailures = counter('timestore_job_attempt_failures_total', 'Job attempts that failed (retried later, or the last one).', ['kind']);
-    this.jobs = gauge('timestore_jobs', 'Jobs in the catalog\'s job table by queue, kind and state, counted at scrape time.', ['queue', 'kind', 'state']);
+    this.jobs = gauge(
+      'timestore_jobs',
+      'Jobs in the catalog\'s job table by queue, kind and state, counted at scrape time; state="failed" are jobs that failed for good, kept until an operator retries or deletes them.',
+      ['queue', 'kind', 'state'],
+    );
+    this.overdueJobs = gauge(
+      'timestore_jobs_overdue',
+      'Jobs no runner has taken up for 5 minutes past their due time: queued and due, or running with an expired lease (from the catalog at scrape time).',
+      ['queue', 'kind'],
+    );
 
     // Queries.
     this.queryDuration = histogram('timestore_query_duration_seconds', 'Queries by mode (raw, downsampled) and outcome (ok, rejected, failed): count and time to the last row.', ['mode', 'outcome'], REQUEST_BUCKETS);
@@ -116,7 +129,7 @@ export class Metrics {
     this.datasetPartitions = gauge('timestore_dataset_partitions', 'Active partitions of each dataset at its current manifest version (from the catalog at scrape time).', ['dataset']);
     this.datasetRows = gauge('timestore_dataset_rows', 'Rows in the active partitions of each dataset (from the catalog at scrape time).', ['dataset']);
     this.datasetBytes = gauge('timestore_dataset_bytes', 'Bytes of the active partition files of each dataset (from the catalog at scrape time).', ['dataset']);
-    this.catalogErrors = counter('timestore_metrics_catalog_errors_total', 'Scrapes whose catalog figures (timestore_jobs, timestore_dataset_*) could not be read; those series are absent from that scrape.');
+    this.catalogErrors = counter('timestore_metrics_catalog_errors_total', 'Scrapes whose catalog figures (timestore_jobs, timestore_jobs_overdue, timestore_dataset_*) could not be read; those series are absent from that scrape.');
 
     // Lifecycle tasks.
     this.compactionRuns = counter('timestore_compaction_runs_total', 'Compaction runs (one per dataset and pass) by outcome.', ['outcome']);
@@ -224,21 +237,25 @@ export class Metrics {
     const db = this.sources.catalog;
     if (!db) return;
     let counts: Awaited<ReturnType<typeof countJobs>>;
+    let overdue: Awaited<ReturnType<typeof countOverdueJobs>>;
     let totals: Awaited<ReturnType<typeof datasetTotals>>;
     try {
-      [counts, totals] = await Promise.all([countJobs(db), datasetTotals(db)]);
+      [counts, overdue, totals] = await Promise.all([countJobs(db), countOverdueJobs(db, JOB_OVERDUE_AFTER_MS), datasetTotals(db)]);
     } catch (err) {
       this.catalogErrors.inc();
       this.log?.warn({ err }, 'metrics: the catalog figures could not be read');
-      for (const g of [this.jobs, this.datasetPartitions, this.datasetRows, this.datasetBytes]) g.reset();
+      for (const g of [this.jobs, this.overdueJobs, this.datasetPartitions, this.datasetRows, this.datasetBytes]) g.reset();
       return;
     }
     // Synchronously from here, so a concurrent scrape never renders a half-filled gauge.
     this.jobs.reset();
+    this.overdueJobs.reset();
     for (const { queue, kind } of [...(this.sources.jobKinds ?? []), ...counts]) {
       for (const state of JOB_STATES) this.jobs.set({ queue, kind, state }, 0);
+      this.overdueJobs.set({ queue, kind }, 0);
     }
     for (const c of counts) this.jobs.set({ queue: c.queue, kind: c.kind, state: c.state }, c.count);
+    for (const o of overdue) this.overdueJobs.set({ queue: o.queue, kind: o.kind }, o.count);
     for (const g of [this.datasetPartitions, this.datasetRows, this.datasetBytes]) g.reset();
     for (const t of totals) {
       this.datasetPartitions.set({ dataset: t.slug }, t.partitions);

@@ -7,11 +7,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findDataset, updateDataset } from '../../src/catalog/datasets.ts';
+import { enqueueJob } from '../../src/catalog/jobs.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 let ts: TestServer;
 let jobOfOpen = '';
 let jobOfGuarded = '';
+/** Failed jobs for the operator routes: each request takes its own, as one retried or deleted is no longer failed. */
+const failedJobs = { retry: [] as string[], delete: [] as string[] };
+const takeFailed = (action: keyof typeof failedJobs) => failedJobs[action].pop() ?? 'none-left';
 let made = 0;
 const scratch = mkdtempSync(join(tmpdir(), 'timestore-scopes-'));
 
@@ -36,6 +40,13 @@ beforeAll(async () => {
   await updateDataset(ts.sql, guarded!.id, {
     metadata: { iam: { readScopes: ['guarded:read'], writeScopes: ['guarded:write'] } },
   });
+  for (const action of ['retry', 'delete'] as const) {
+    for (let i = 0; i < 10; i++) {
+      const { job } = await enqueueJob(ts.server.catalog.sql, { queue: 'scopes-idle', kind: 'k', payload: {} }); // nobody runs it
+      await ts.server.catalog.sql`UPDATE jobs SET state = 'failed', finished_at = now() WHERE id = ${job.id}`;
+      failedJobs[action].push(job.id);
+    }
+  }
 });
 afterAll(async () => {
   await ts.stop();
@@ -84,7 +95,10 @@ const ROUTES: Record<string, RouteCase> = {
   },
   'GET /admin/datasets/:datasetId/audit': { rule: 'admin', request: (d) => ({ method: 'GET', path: `/admin/datasets/${d}/audit` }) },
   'POST /admin/datasets/:datasetId/lifecycle': { rule: 'admin', request: (d) => ({ method: 'POST', path: `/admin/datasets/${d}/lifecycle` }) },
+  'GET /admin/jobs': { rule: 'admin', request: () => ({ method: 'GET', path: '/admin/jobs?state=failed' }) },
   'GET /admin/jobs/:jobId': { rule: 'admin', request: () => ({ method: 'GET', path: `/admin/jobs/${jobOfOpen}` }) },
+  'POST /admin/jobs/:jobId/retry': { rule: 'admin', request: () => ({ method: 'POST', path: `/admin/jobs/${takeFailed('retry')}/retry` }) },
+  'DELETE /admin/jobs/:jobId': { rule: 'admin', request: () => ({ method: 'DELETE', path: `/admin/jobs/${takeFailed('delete')}` }) },
   'GET /admin/storage-targets': { rule: 'admin', request: () => ({ method: 'GET', path: '/admin/storage-targets' }) },
   'POST /admin/storage-targets': {
     rule: 'admin',

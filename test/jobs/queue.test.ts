@@ -3,8 +3,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset } from '../../src/catalog/datasets.ts';
 import {
-  claimJobs, completeJobs, countJobs, enqueueJob, failJob, getJob, heartbeatJobs, purgeFinishedJobs, releaseJobs,
+  claimJobs, completeJobs, countJobs, countOverdueJobs, deleteFailedJob, enqueueJob, failJob, getJob, heartbeatJobs, type Job, listJobs,
+  purgeFinishedJobs, releaseJobs, retryFailedJob, stagedBodyOf,
 } from '../../src/catalog/jobs.ts';
+import { referencedLocations } from '../../src/catalog/lifecycle.ts';
 import { openTestCatalog } from '../harness/catalog.ts';
 import { createTestDatabase } from '../harness/postgres.ts';
 
@@ -99,16 +101,162 @@ describe('job table', () => {
     expect(await getJob(a.sql, job.id)).toMatchObject({ state: 'succeeded', result: { ok: 1 }, lockedBy: null });
   });
 
-  test('failJob retries after the delay while attempts remain, then fails for good', async () => {
+  test('failJob retries while the retry falls due within the window from created_at, then fails for good', async () => {
     const queue = newQueue();
-    const { job } = await enqueueJob(a.sql, { queue, kind: 'k', payload: {}, maxAttempts: 2 });
+    const { job } = await enqueueJob(a.sql, { queue, kind: 'k', payload: {} });
+    expect(job.retryUntil).toBeNull();
+    const hour = 3_600_000;
     await claimJobs(a.sql, { queue, workerId: 'w', limit: 1, ...lease });
-    const retried = await failJob(a.sql, job.id, 'w', 'boom 1', 60_000);
-    expect(retried).toMatchObject({ state: 'queued', lastError: 'boom 1', lockedBy: null });
-    expect(retried!.runAt.getTime() - Date.now()).toBeGreaterThan(55_000);
+    const retried = await failJob(a.sql, job.id, 'w', 'boom 1', { delayMs: 60_000, windowMs: hour });
+    expect(retried).toMatchObject({ state: 'queued', lastError: 'boom 1', lockedBy: null, finishedAt: null });
+    // The deadline is fixed at the first failure, from created_at, in the database's clock.
+    expect(retried!.retryUntil!.getTime() - job.createdAt.getTime()).toBe(hour);
+    expect(retried!.runAt.getTime() - retried!.updatedAt.getTime()).toBe(60_000);
+
+    // Another process with a shorter window does not move the deadline.
     await a.sql`UPDATE jobs SET run_at = now() WHERE id = ${job.id}`; // skip the wait
     await claimJobs(a.sql, { queue, workerId: 'w', limit: 1, ...lease });
-    expect(await failJob(a.sql, job.id, 'w', 'boom 2', 1_000)).toMatchObject({ state: 'failed', attempts: 2, lastError: 'boom 2' });
+    expect(await failJob(a.sql, job.id, 'w', 'boom 2', { delayMs: 60_000, windowMs: 1 })).toMatchObject({ state: 'queued', retryUntil: retried!.retryUntil });
+
+    // The window is nearly spent: a retry that would fall due after it is not made.
+    await a.sql`UPDATE jobs SET run_at = now(), retry_until = now() + interval '30 seconds' WHERE id = ${job.id}`;
+    await claimJobs(a.sql, { queue, workerId: 'w', limit: 1, ...lease });
+    const failed = await failJob(a.sql, job.id, 'w', 'boom 3', { delayMs: 60_000, windowMs: hour });
+    expect(failed).toMatchObject({ state: 'failed', attempts: 3, lastError: 'boom 3', lockedBy: null });
+    expect(failed!.finishedAt).not.toBeNull();
+  });
+
+  test('a job may carry its own window; a permanent error fails it at once', async () => {
+    const queue = newQueue();
+    const { job } = await enqueueJob(a.sql, { queue, kind: 'k', payload: {}, retryWindowMs: 10_000 });
+    expect(job.retryUntil!.getTime() - job.createdAt.getTime()).toBe(10_000);
+    await claimJobs(a.sql, { queue, workerId: 'w', limit: 1, ...lease });
+    expect(await failJob(a.sql, job.id, 'w', 'later', { delayMs: 20_000, windowMs: 3_600_000 })).toMatchObject({ state: 'failed', retryUntil: job.retryUntil });
+
+    const other = (await enqueueJob(a.sql, { queue, kind: 'k', payload: {} })).job;
+    await claimJobs(a.sql, { queue, workerId: 'w', limit: 1, ...lease });
+    expect(await failJob(a.sql, other.id, 'w', 'bad payload', null)).toMatchObject({ state: 'failed', attempts: 1, retryUntil: null });
+  });
+
+  test('only a claim from an expired lease counts as a lease expiry; such a job is claimed alone', async () => {
+    const queue = newQueue();
+    const d = await createDataset(a.sql, { slug: `suspect-${queue}` });
+    const add = () => enqueueJob(a.sql, { queue, kind: 'ingest', datasetId: d.id, payload: {} }).then((r) => r.job);
+    const suspect = await add();
+    const innocent = [await add(), await add()];
+    await claimJobs(a.sql, { queue, workerId: 'dead', limit: 1, leaseMs: 100 }); // the oldest: suspect
+    await Bun.sleep(150);
+    const alone = await claimJobs(b.sql, { queue, workerId: 'alive', limit: 10, coalesce: true, ...lease });
+    expect(alone.map((j) => [j.id, j.leaseExpiries, j.attempts])).toEqual([[suspect.id, 1, 2]]);
+
+    // A failed attempt is no lease expiry, and the suspect stays out of others' batches.
+    await failJob(b.sql, suspect.id, 'alive', 'transient', { delayMs: 0, windowMs: 3_600_000 });
+    const together = await claimJobs(b.sql, { queue, workerId: 'alive', limit: 10, coalesce: true, ...lease });
+    expect(together.map((j) => j.id).sort()).toEqual(innocent.map((j) => j.id).sort());
+    expect(together.every((j) => j.leaseExpiries === 0)).toBe(true);
+    expect(await claimJobs(b.sql, { queue, workerId: 'alive', limit: 10, coalesce: true, ...lease })).toMatchObject([
+      { id: suspect.id, leaseExpiries: 1, attempts: 3 },
+    ]);
+  });
+
+  test('a failed job is retried by an operator with a new window, or deleted; nothing else is', async () => {
+    const queue = newQueue();
+    const { job } = await enqueueJob(a.sql, { queue, kind: 'k', payload: {}, maxAttempts: 1 });
+    await claimJobs(a.sql, { queue, workerId: 'dead', limit: 1, leaseMs: 1 });
+    await Bun.sleep(5);
+    await claimJobs(a.sql, { queue, workerId: 'w', limit: 1, ...lease });
+    expect(await retryFailedJob(a.sql, job.id, 60_000)).toBeNull(); // running
+    await failJob(a.sql, job.id, 'w', 'gave up', null);
+
+    const retried = await retryFailedJob(a.sql, job.id, 60_000);
+    expect(retried).toMatchObject({ state: 'queued', attempts: 0, leaseExpiries: 0, finishedAt: null, lastError: 'gave up' });
+    expect(retried!.retryUntil!.getTime() - retried!.updatedAt.getTime()).toBe(60_000);
+    expect(retried!.runAt.getTime()).toBe(retried!.updatedAt.getTime());
+    expect(await deleteFailedJob(a.sql, job.id)).toBeNull(); // queued again
+    expect(await retryFailedJob(a.sql, 'not-a-uuid', 60_000)).toBeNull();
+
+    await claimJobs(a.sql, { queue, workerId: 'w', limit: 1, ...lease });
+    await failJob(a.sql, job.id, 'w', 'again', null);
+    expect((await deleteFailedJob(a.sql, job.id))?.id).toBe(job.id);
+    expect(await getJob(a.sql, job.id)).toBeNull();
+  });
+
+  test('a failed job keeps its staged batch referenced; a succeeded one does not', async () => {
+    const queue = newQueue();
+    const staged = (n: string) => ({ storageTargetId: '00000000-0000-4000-8000-000000000001', staged: { location: `file:///staging/${queue}/${n}.json` } });
+    const failed = (await enqueueJob(a.sql, { queue, kind: 'k', payload: staged('failed') })).job;
+    const done = (await enqueueJob(a.sql, { queue, kind: 'k', payload: staged('done') })).job;
+    const waiting = (await enqueueJob(a.sql, { queue, kind: 'k', payload: staged('waiting'), runAt: new Date(Date.now() + 60_000) })).job;
+    await claimJobs(a.sql, { queue, workerId: 'w', limit: 2, ...lease });
+    await failJob(a.sql, failed.id, 'w', 'gave up', null);
+    await completeJobs(a.sql, [done.id], 'w');
+    const locations = [failed, done, waiting].map((j) => stagedBodyOf(j)!.location);
+    expect(await referencedLocations(a.sql, locations)).toEqual(new Set([locations[0]!, locations[2]!]));
+    expect(stagedBodyOf({ payload: {} })).toBeNull();
+  });
+
+  test('purge deletes old succeeded jobs and keeps failed ones, except those of the queues named', async () => {
+    const queue = newQueue();
+    const other = newQueue();
+    const finish = async (q: string, how: 'succeeded' | 'failed'): Promise<Job> => {
+      const { job } = await enqueueJob(a.sql, { queue: q, kind: 'k', payload: {} });
+      await claimJobs(a.sql, { queue: q, workerId: 'w', limit: 1, ...lease });
+      if (how === 'succeeded') await completeJobs(a.sql, [job.id], 'w');
+      else await failJob(a.sql, job.id, 'w', 'gave up', null);
+      await a.sql`UPDATE jobs SET finished_at = now() - interval '2 hours' WHERE id = ${job.id}`;
+      return job;
+    };
+    const succeeded = await finish(queue, 'succeeded');
+    const failed = await finish(queue, 'failed');
+    const disposable = await finish(other, 'failed');
+    await purgeFinishedJobs(a.sql, 3_600_000, { failedOfQueues: [other] });
+    expect(await getJob(a.sql, succeeded.id)).toBeNull();
+    expect(await getJob(a.sql, failed.id)).toMatchObject({ state: 'failed' });
+    expect(await getJob(a.sql, disposable.id)).toBeNull();
+  });
+
+  test('listJobs filters by state, dataset and kind and pages without gaps or repeats while jobs change', async () => {
+    const queue = newQueue();
+    const d1 = await createDataset(a.sql, { slug: `list-1-${queue}` });
+    const d2 = await createDataset(a.sql, { slug: `list-2-${queue}` });
+    const ids: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      const { job } = await enqueueJob(a.sql, { queue, kind: i % 3 === 0 ? 'other' : 'k', datasetId: i % 2 ? d2.id : d1.id, payload: { i } });
+      ids.push(job.id);
+    }
+    await a.sql`UPDATE jobs SET state = 'failed', finished_at = now() WHERE queue = ${queue}`;
+    const pages: string[][] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await listJobs(a.sql, { state: 'failed', datasetId: d1.id, cursor, limit: 2 });
+      pages.push(page.jobs.map((j) => j.id));
+      cursor = page.nextCursor;
+      // A job leaving the list between pages does not shift the next page.
+      if (pages.length === 1) await a.sql`UPDATE jobs SET state = 'queued' WHERE id = ${pages[0]![0]!}`;
+    } while (cursor);
+    expect(pages.map((p) => p.length)).toEqual([2, 2]);
+    expect(pages.flat()).toEqual(ids.filter((_, i) => i % 2 === 0));
+    const kinds = await listJobs(a.sql, { state: 'failed', kind: 'other', limit: 10 }); // the first is queued again (above)
+    expect(kinds.jobs.filter((j) => j.queue === queue).map((j) => j.id)).toEqual(ids.filter((_, i) => i % 3 === 0 && i !== 0));
+    expect(kinds.nextCursor).toBeNull();
+    await expect(listJobs(a.sql, { cursor: 'bm90IGEgY3Vyc29y', limit: 1 })).rejects.toMatchObject({ status: 400, code: 'invalid_cursor' });
+  });
+
+  test('overdue: queued and due, or running past the lease, for longer than the grace', async () => {
+    const queue = newQueue();
+    const late = (await enqueueJob(a.sql, { queue, kind: 'late', payload: {}, runAt: new Date(Date.now() - 600_000) })).job;
+    await enqueueJob(a.sql, { queue, kind: 'late', payload: {} }); // due now: not overdue yet
+    await enqueueJob(a.sql, { queue, kind: 'stuck', payload: {}, runAt: new Date(Date.now() - 700_000) });
+    await claimJobs(a.sql, { queue, kinds: ['stuck'], workerId: 'dead', limit: 1, leaseMs: 1 });
+    await a.sql`UPDATE jobs SET locked_until = now() - interval '10 minutes' WHERE queue = ${queue} AND kind = 'stuck'`;
+    const mine = async () => (await countOverdueJobs(a.sql, 300_000)).filter((c) => c.queue === queue);
+    expect(await mine()).toEqual([
+      { queue, kind: 'late', count: 1 },
+      { queue, kind: 'stuck', count: 1 },
+    ]);
+    await claimJobs(a.sql, { queue, kinds: ['late'], workerId: 'w', limit: 1, ...lease });
+    expect(await getJob(a.sql, late.id)).toMatchObject({ state: 'running' });
+    expect(await mine()).toEqual([{ queue, kind: 'stuck', count: 1 }]);
   });
 
   test('release hands a job back without counting the attempt; purge and counts', async () => {

@@ -1,10 +1,12 @@
 /** The job runner (src/jobs/runner.ts) on a real PostgreSQL. */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
+import { Writable } from 'node:stream';
 import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset } from '../../src/catalog/datasets.ts';
-import { type Job, claimJobs, completeJobs, enqueueJob, getJob } from '../../src/catalog/jobs.ts';
+import { type Job, claimJobs, completeJobs, enqueueJob, getJob, retryFailedJob } from '../../src/catalog/jobs.ts';
 import { wakeLocalRunners } from '../../src/jobs/local.ts';
 import { type JobRunnerOptions, JobRunner, LeaseLostError, PermanentJobError } from '../../src/jobs/runner.ts';
+import { createLogger } from '../../src/log.ts';
 import { openTestCatalog, silentLog } from '../harness/catalog.ts';
 import { createTestDatabase } from '../harness/postgres.ts';
 
@@ -131,10 +133,12 @@ describe('job runner', () => {
     expect(await getJob(a.sql, job.id)).toMatchObject({ state: 'running', lockedBy: 'thief' }); // untouched by the loser
   });
 
-  test('a failing job retries with growing jittered backoff, then fails with last_error', async () => {
+  test('a failing job retries with growing jittered backoff until its window is spent, then fails with last_error, logged at error level', async () => {
     const queue = newQueue();
     const startedAt: number[] = [];
-    const r = runner(a, { retryBaseMs: 100, pollIntervalMs: 20 }).register(
+    const lines: Record<string, any>[] = [];
+    const log = createLogger('info', new Writable({ write: (chunk, _enc, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
+    const r = runner(a, { retryBaseMs: 100, retryWindowMs: 3_000, pollIntervalMs: 20, log }).register(
       'k',
       async () => {
         startedAt.push(Date.now());
@@ -143,15 +147,45 @@ describe('job runner', () => {
       { queue },
     );
     await r.start();
-    const { job } = await r.enqueue({ queue, kind: 'k', payload: {}, maxAttempts: 4 });
-    const done = await r.waitForJob(job.id, 10_000);
-    expect(done).toMatchObject({ state: 'failed', attempts: 4, lastError: 'boom 4' });
+    const { job } = await r.enqueue({ queue, kind: 'k', payload: {}, maxAttempts: 1 });
+    const done = (await r.waitForJob(job.id, 10_000))!;
+    // max_attempts bounds lost leases only: failed attempts went on while the window lasted.
+    expect(done).toMatchObject({ state: 'failed', lastError: `boom ${startedAt.length}`, attempts: startedAt.length, leaseExpiries: 0 });
+    expect(startedAt.length).toBeGreaterThanOrEqual(4);
+    expect(done.retryUntil!.getTime() - done.createdAt.getTime()).toBe(3_000);
     const gaps = startedAt.slice(1).map((t, i) => t - startedAt[i]!);
-    // Delays are 50–100, 100–200, 200–400 ms (plus a poll of at most 25 ms).
+    // Delays are 50–100, 100–200, 200–400 ms, … (the poll adds at most 25 ms).
     expect(gaps[0]).toBeGreaterThanOrEqual(45);
     expect(gaps[1]).toBeGreaterThanOrEqual(95);
     expect(gaps[2]).toBeGreaterThanOrEqual(195);
-    expect(gaps[2]).toBeLessThan(700);
+
+    const retried = lines.filter((l) => l.msg === 'jobs: attempt failed; retrying');
+    expect(retried.length).toBe(startedAt.length - 1);
+    expect(retried.every((l) => l.level === 'warn' && l.jobId === job.id)).toBe(true);
+    const final = lines.filter((l) => l.level === 'error');
+    expect(final).toEqual([
+      expect.objectContaining({ jobId: job.id, kind: 'k', datasetId: null, attempts: startedAt.length, error: done.lastError, state: 'failed' }),
+    ]);
+    expect(final[0]!.msg).toContain(`POST /admin/jobs/${job.id}/retry`);
+  });
+
+  test('an operator retry runs a failed job again, in a new window', async () => {
+    const queue = newQueue();
+    let broken = true;
+    const r = runner(a, { retryBaseMs: 10, retryWindowMs: 200, pollIntervalMs: 20 }).register(
+      'k',
+      async () => {
+        if (broken) throw new Error('storage unavailable');
+      },
+      { queue },
+    );
+    await r.start();
+    const { job } = await r.enqueue({ queue, kind: 'k', payload: {} });
+    expect(await r.waitForJob(job.id, 5_000)).toMatchObject({ state: 'failed', lastError: 'storage unavailable' });
+    broken = false;
+    expect(await retryFailedJob(a.sql, job.id, 60_000)).toMatchObject({ state: 'queued', attempts: 0 });
+    wakeLocalRunners(queue);
+    expect(await r.waitForJob(job.id, 5_000)).toMatchObject({ state: 'succeeded', attempts: 1 });
   });
 
   test('per-job errors fail only their job; a PermanentJobError is not retried', async () => {
@@ -181,15 +215,19 @@ describe('job runner', () => {
     expect(runs).toEqual([job.id]);
   });
 
-  test('a job whose workers keep dying is failed unrun once its attempts are spent', async () => {
+  test('a job whose workers keep dying is failed unrun once its lost leases reach max_attempts', async () => {
     const queue = newQueue();
     let ran = false;
-    const { job } = await enqueueJob(a.sql, { queue, kind: 'k', payload: {}, maxAttempts: 1 });
-    await claimJobs(a.sql, { queue, workerId: 'dead', limit: 1, leaseMs: 100 });
-    await Bun.sleep(150);
+    const { job } = await enqueueJob(a.sql, { queue, kind: 'k', payload: {}, maxAttempts: 2 });
+    for (const worker of ['dead-1', 'dead-2']) {
+      await claimJobs(a.sql, { queue, workerId: worker, limit: 1, leaseMs: 100 });
+      await Bun.sleep(150);
+    }
     const r = runner(b).register('k', async () => void (ran = true), { queue });
     await r.start();
-    expect(await r.waitForJob(job.id, 5_000)).toMatchObject({ state: 'failed', lastError: 'lease of dead expired; no attempts left' });
+    const done = await r.waitForJob(job.id, 5_000);
+    expect(done).toMatchObject({ state: 'failed', leaseExpiries: 2, attempts: 3 });
+    expect(done!.lastError).toStartWith('lease of dead-2 expired; its lease was lost 2 times');
     expect(ran).toBe(false);
   });
 

@@ -10,7 +10,7 @@ import { utimesSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findDataset } from '../../src/catalog/datasets.ts';
-import { purgeFinishedJobs } from '../../src/catalog/jobs.ts';
+import { enqueueJob, purgeFinishedJobs } from '../../src/catalog/jobs.ts';
 import { listActivePartitions } from '../../src/catalog/manifests.ts';
 import { getStorageTarget } from '../../src/catalog/storage-targets.ts';
 import type { Partition } from '../../src/catalog/types.ts';
@@ -256,13 +256,21 @@ for (const kind of ['local', 's3'] as const) {
       expect(parts.reduce((n, p) => n + p.rowCount, 0)).toBe(8 * perClient + 1);
     }, 180_000);
 
-    test('an orphaned file is swept; referenced files never are', async () => {
+    test('an orphaned file is swept; referenced files never are, nor the batch of a job that failed for good', async () => {
       const dataset = (await findDataset(sql(), 'bounded'))!;
       const [referenced] = await active('bounded');
       const target = await getStorageTarget(sql(), referenced!.storageTargetId);
       const driver = await driverOf(referenced!);
       const orphan = await driver.putBytes(`datasets/${dataset.slug}/_/1970-01-01T000000Z/orphan.parquet`, new TextEncoder().encode('not referenced'));
       const staged = await driver.putBytes(`staging/${dataset.slug}/crashed.json`, new TextEncoder().encode('{}'));
+      const kept = await driver.putBytes(`staging/${dataset.slug}/failed-for-good.json`, new TextEncoder().encode('{}'));
+      const { job: failed } = await enqueueJob(sql(), {
+        queue: 'nobody-runs-this',
+        kind: 'ingest',
+        datasetId: dataset.id,
+        payload: { storageTargetId: target.id, staged: { location: kept.location } },
+      });
+      await sql()`UPDATE jobs SET state = 'failed', finished_at = now() WHERE id = ${failed.id}`;
 
       const drivers = new StorageDrivers(ts.config.s3);
       const swept = await sweepOrphans({ sql: sql(), drivers, log: silentLog }, target, new Date(Date.now() + 60_000), new AbortController().signal);
@@ -270,6 +278,8 @@ for (const kind of ['local', 's3'] as const) {
       expect(swept.files).toBeGreaterThanOrEqual(2);
       expect(await driver.exists(orphan.location)).toBe(false);
       expect(await driver.exists(staged.location)).toBe(false);
+      expect(await driver.exists(kept.location)).toBe(true);
+      await sql()`DELETE FROM jobs WHERE id = ${failed.id}`;
       for (const p of await active('bounded')) expect(await driver.exists(p.location)).toBe(true);
       expect((await query('bounded')).rows.length).toBeGreaterThan(0);
       driver.close();

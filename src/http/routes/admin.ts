@@ -1,6 +1,7 @@
 /**
- * The administrative API under /admin: datasets, manifests, retention policies, storage targets and
- * audit events. Every route needs the admin scope; the handlers only translate HTTP to AdminService.
+ * The administrative API under /admin: datasets, manifests, retention policies, storage targets,
+ * audit events, and jobs (failed ones retried or deleted). Every route needs the admin scope; the
+ * handlers only translate HTTP to AdminService.
  */
 import { Elysia, t } from 'elysia';
 import type { AdminService, DatasetDetail, ManifestView, RetentionView } from '../../admin/service.ts';
@@ -23,6 +24,8 @@ const Metadata = t.Record(t.String(), t.Unknown(), {
   description: 'Free-form metadata (`allowUnknownFields: true` makes ingestion ignore fields the schema lacks); `iam` is set with the `iam` field.',
 });
 const DatasetParams = t.Object({ datasetId: t.String({ description: 'Dataset id or slug.' }) });
+const JobParams = t.Object({ jobId: t.String() });
+const JobState = t.Union([t.Literal('queued'), t.Literal('running'), t.Literal('succeeded'), t.Literal('failed')]);
 const Limit = (max: number, fallback: number) => t.Optional(t.Integer({ minimum: 1, maximum: max, default: fallback }));
 const Cursor = t.Optional(t.String({ description: '`nextCursor` of the previous page.' }));
 const Timestamp = t.String({ format: 'date-time' });
@@ -433,12 +436,65 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
         ),
       },
     )
+    .get(
+      '/jobs',
+      async ({ query }) => {
+        const page = await service.listJobs({ state: query.state, dataset: query.dataset, kind: query.kind, cursor: query.cursor, limit: query.limit ?? 50 });
+        return { jobs: page.jobs.map(jobView), nextCursor: page.nextCursor };
+      },
+      {
+        scope: 'admin',
+        query: t.Object({
+          state: t.Optional(JobState),
+          dataset: t.Optional(t.String({ description: 'Dataset id or slug (404 when there is none).' })),
+          kind: t.Optional(t.String({ maxLength: 200, description: 'e.g. `ingest`, `lifecycle`, `maintenance`.' })),
+          cursor: Cursor,
+          limit: Limit(500, 50),
+        }),
+        response: { 200: t.Object({ jobs: t.Array(JobView), nextCursor: t.Nullable(t.String()) }), ...errorsOf(400, 401, 403, 404) },
+        detail: detail(
+          'List jobs',
+          'Oldest first, a page at a time, filtered by state, dataset and kind. `?state=failed` lists the jobs that failed for good: each keeps its staged batch until it is retried or deleted.',
+        ),
+      },
+    )
     .get('/jobs/:jobId', async ({ params }) => jobView(await service.job(params.jobId)), {
       scope: 'admin',
-      params: t.Object({ jobId: t.String() }),
+      params: JobParams,
       response: { 200: JobView, ...errorsOf(401, 403, 404) },
       detail: detail('A job', 'Any job of the job table (ingest, lifecycle, maintenance): state, attempts, last error and result.'),
     })
+    .post('/jobs/:jobId/retry', async ({ params, headers }) => jobView(await service.retryJob(params.jobId, actorOf(headers))), {
+      scope: 'admin',
+      params: JobParams,
+      response: { 200: JobView, ...errorsOf(401, 403, 404, 409) },
+      detail: detail(
+        'Retry a failed job',
+        'Queues a failed job again: due now, attempts reset, retried for another TIMESTORE_JOB_RETRY_WINDOW_HOURS. Writes a `job.retried` audit event. 409 `job_not_failed` for a job that is not failed, `staged_body_missing` when its staged batch is gone, `job_key_busy` when another job with its key is queued or running.',
+      ),
+    })
+    .delete(
+      '/jobs/:jobId',
+      async ({ params, headers }) => {
+        const deleted = await service.deleteJob(params.jobId, actorOf(headers));
+        return { job: jobView(deleted.job), stagedBody: deleted.stagedBody };
+      },
+      {
+        scope: 'admin',
+        params: JobParams,
+        response: {
+          200: t.Object({
+            job: JobView,
+            stagedBody: t.Nullable(t.Object({ storageTargetId: t.String(), location: t.String() }, { description: 'The staged batch deleted with the job.' })),
+          }),
+          ...errorsOf(401, 403, 404, 409, 503),
+        },
+        detail: detail(
+          'Delete a failed job',
+          'Deletes a failed job and its staged batch (its rows are then never written). Writes a `job.deleted` audit event. 409 `job_not_failed` for a queued, running or succeeded job; 503 `storage_unavailable` when the batch could not be deleted (then nothing was).',
+        ),
+      },
+    )
     .get('/storage-targets', async ({ query }) => ({ storageTargets: (await service.listStorageTargets(query.kind)).map(storageTargetView) }), {
       scope: 'admin',
       query: t.Object({ kind: t.Optional(t.Union([t.Literal('local'), t.Literal('s3')])) }),
