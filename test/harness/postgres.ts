@@ -37,8 +37,10 @@ function pgBin(name: string): string {
 /**
  * A cluster of its own, for tests that stop and start PostgreSQL under a running timestore
  * (the shared one serves every other test file). Stopped when the test process exits.
+ * `crashSafe` keeps synchronous_commit on: `halt` is a crash, and without it a commit already
+ * acknowledged to timestore (and so a batch acknowledged to its client) could be lost with it.
  */
-export function startCluster(): Cluster {
+export function startCluster(options: { crashSafe?: boolean } = {}): Cluster {
   const asRoot = userInfo().uid === 0;
   const dir = mkdtempSync(join(tmpdir(), 'timestore-pg-'));
   chmodSync(dir, 0o755);
@@ -58,7 +60,7 @@ export function startCluster(): Cluster {
   const resume = () =>
     run('pg_ctl', [
       '-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '60',
-      '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`,
+      '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=${options.crashSafe ? 'on' : 'off'} -c full_page_writes=off -c max_connections=300`,
       'start',
     ]);
   const halt = () => run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
