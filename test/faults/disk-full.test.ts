@@ -5,7 +5,7 @@
  */
 import { afterAll, describe, expect, test } from 'bun:test';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { countRows, runLoad, settle } from '../harness/ingest-load.ts';
@@ -55,8 +55,10 @@ describe.skipIf(!asRoot)('the storage root\'s file system full during ingest', (
       onAcknowledged: (count) => {
         if (count !== 30 || full) return;
         full = (async () => {
-          // dd stops with "No space left on device": every block is taken.
-          spawnSync('dd', ['if=/dev/zero', `of=${filler}`, 'bs=1M'], { encoding: 'utf8' });
+          // At once (batches acknowledged a moment ago are still being written), then every block left.
+          const free = statfsSync(mountPoint!);
+          spawnSync('fallocate', ['-l', String(free.bavail * free.bsize), filler]);
+          spawnSync('dd', ['if=/dev/zero', `of=${filler}-rest`, 'bs=64k'], { encoding: 'utf8' });
           const until = Date.now() + FULL_MS;
           while (Date.now() < until) {
             const ready = await fetch(`${running.url}/ready`).catch(() => null);
@@ -64,6 +66,7 @@ describe.skipIf(!asRoot)('the storage root\'s file system full during ingest', (
             await Bun.sleep(500);
           }
           rmSync(filler);
+          rmSync(`${filler}-rest`);
         })();
       },
     });
