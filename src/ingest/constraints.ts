@@ -44,8 +44,8 @@ export const INGEST_CONSTRAINTS = {
     protects: 'memory of the process that validates the batch',
   },
   media_type: {
-    code: 'unsupported_media_type', status: 415, scopes: ROWS,
-    rule: 'Content-Type is one of the accepted formats (NDJSON and CSV in UTF-8)',
+    code: 'unsupported_media_type', status: 415, scopes: ['ndjson', 'csv'],
+    rule: 'Content-Type is one of the accepted formats; NDJSON and CSV in UTF-8',
     protects: 'the batch is read the way it was meant',
   },
   body_shape: {
@@ -131,7 +131,7 @@ export const INGEST_CONSTRAINTS = {
     protects: 'files of one dataset are read together (union by name) with one type per column',
   },
   nullable_addition: {
-    code: 'non_nullable_addition', status: 409, scopes: ['json', 'arrow'],
+    code: 'non_nullable_addition', status: 409, scopes: ['json'],
     rule: 'a field added to an existing dataset is nullable',
     protects: 'rows already stored have no value for it',
   },
@@ -240,7 +240,7 @@ export const INGEST_CONSTRAINTS = {
     protects: 'they survive JSON and JavaScript exactly (BIGINT holds them)',
   },
   unknown_field: {
-    code: 'unknown_field', status: 400, scopes: ROWS,
+    code: 'unknown_field', status: 400, scopes: ['json', 'ndjson', 'csv'],
     rule: 'a row key or CSV column is a field of the schema (unless the dataset sets metadata.allowUnknownFields)',
     protects: 'no value is dropped silently',
   },
