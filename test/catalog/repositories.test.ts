@@ -135,6 +135,14 @@ describe('schema versions', () => {
 });
 
 describe('manifests', () => {
+  test('one publish may add more files than one statement takes parameters for (12 per row, 65,534 at most)', async () => {
+    const { dataset, schema } = await datasetWithSchema('many-files');
+    const add = Array.from({ length: 6000 }, () => partition(schema.version));
+    const published = await catalog.sql.begin((tx) => publishManifestVersion(tx, { datasetId: dataset.id, reason: 'ingest', add }));
+    expect(published.manifest).toMatchObject({ version: 1, partitionsAdded: 6000, partitionCount: 6000, rowCount: 60_000 });
+    expect(new Set(published.partitions.map((p) => p.location))).toEqual(new Set(add.map((p) => p.location)));
+  });
+
   test('publishing adds and removes partitions in one version, and earlier versions stay readable', async () => {
     const { dataset, schema } = await datasetWithSchema('published');
     const v1 = await catalog.sql.begin((tx) =>
