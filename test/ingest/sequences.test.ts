@@ -335,6 +335,13 @@ test('batches queued while no runner writes them are written together: every ack
     // They were written together.
     const coalesced = await sql<{ n: number }[]>`SELECT max((result->>'coalescedJobs')::int) AS n FROM jobs WHERE id IN ${sql(jobs)}`;
     expect(coalesced[0]!.n).toBeGreaterThan(1);
+    // Each job's result lists the files its rows went to (its partition key), not every file written.
+    const results = await sql<{ key: Record<string, string>; parts: { partitionKey: Record<string, string> }[] }[]>`
+      SELECT payload->'partitionKey' AS key, result->'partitions' AS parts FROM jobs WHERE id IN ${sql(jobs)}`;
+    for (const { key, parts } of results) {
+      expect(parts.length).toBeGreaterThan(0);
+      for (const part of parts) expect(part.partitionKey).toEqual(key);
+    }
 
     for (const [slug, rows] of expected) expect({ slug, rows: await rowCount(slug) }).toEqual({ slug, rows });
     const answer = await postJson(`${ts.url}/datasets/queued-loose/query`, { timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' } });
