@@ -36,7 +36,7 @@ import type {
   StoredRetentionPolicy,
 } from '../catalog/types.ts';
 import { AppError, errors } from '../errors.ts';
-import { chooseTimestampColumn, checkDeclaredFields, DEFAULT_TIMESTAMP_COLUMN, mergeSchema } from '../ingest/schema.ts';
+import { chooseTimestampColumn, checkDeclaredFields, checkTimestampColumnName, DEFAULT_TIMESTAMP_COLUMN, mergeSchema } from '../ingest/schema.ts';
 import { wakeLocalRunners } from '../jobs/local.ts';
 import { describeProbeStep, probeRoundTrip, type StorageDriver, type StorageDrivers } from '../storage/index.ts';
 import { effectiveRetention, type EffectiveRetention, type RetentionDefaults } from './retention.ts';
@@ -131,6 +131,7 @@ export class AdminService {
   async createDataset(input: NewDatasetRequest, actor: string | null): Promise<DatasetDetail> {
     const fields = input.schema?.fields;
     if (fields) checkDeclaredFields(fields);
+    if (input.timestampColumn !== undefined) checkTimestampColumnName(input.timestampColumn);
     const timestampColumn = input.timestampColumn ?? (fields ? chooseTimestampColumn(fields) : DEFAULT_TIMESTAMP_COLUMN);
     // The same rules as a first ingest: the timestamp field declared, others nullable unless said.
     const normalized = fields ? mergeSchema(null, fields, timestampColumn).fields : null;

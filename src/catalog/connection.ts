@@ -8,6 +8,7 @@ import postgres, { type Sql } from 'postgres';
 import type { Logger } from '../log.ts';
 import { startEmbeddedCatalog } from './embedded.ts';
 import { applyMigrations, pendingMigrations } from './migrate.ts';
+import { TIMESTAMPTZ_TYPE } from './timestamptz.ts';
 
 export type CatalogMode = 'external' | 'embedded';
 
@@ -44,7 +45,11 @@ export async function openCatalog(options: CatalogOptions): Promise<Catalog> {
     // postgres.camel would also rename the top-level keys of every json/jsonb value (user data).
     // int8 (counts, bytes, versions) arrives as a number, exact below 2^53.
     transform: { column: { from: postgres.toCamel, to: postgres.fromCamel }, undefined: null },
-    types: { int8: { to: 20, from: [20], serialize: (n: number) => String(n), parse: (s: string) => Number(s) } },
+    // timestamptz is read without `new Date(text)`'s legacy parsing of years 0001–0099 (timestamptz.ts).
+    types: {
+      int8: { to: 20, from: [20], serialize: (n: number) => String(n), parse: (s: string) => Number(s) },
+      timestamptz: TIMESTAMPTZ_TYPE,
+    },
   });
 
   try {

@@ -24,6 +24,9 @@ export interface DatasetChanges {
   metadata?: DatasetMetadata;
 }
 
+/** Window of a partition file when the dataset's creator names none: one UTC day. */
+export const DEFAULT_PARTITION_WINDOW_SECONDS = 86_400;
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export async function createDataset(sql: Db, input: NewDataset): Promise<Dataset> {
@@ -32,7 +35,7 @@ export async function createDataset(sql: Db, input: NewDataset): Promise<Dataset
       INSERT INTO datasets (slug, name, description, status, timestamp_column, partition_window_seconds,
                             sort_columns, default_storage_target_id, metadata)
       VALUES (${input.slug}, ${input.name ?? input.slug}, ${input.description ?? null}, ${input.status ?? 'active'},
-              ${input.timestampColumn ?? 'timestamp'}, ${input.partitionWindowSeconds ?? 86400},
+              ${input.timestampColumn ?? 'timestamp'}, ${input.partitionWindowSeconds ?? DEFAULT_PARTITION_WINDOW_SECONDS},
               ${sql.array(input.sortColumns ?? [])}::text[], ${input.defaultStorageTargetId ?? null},
               ${sql.json((input.metadata ?? {}) as never)})
       RETURNING *`;
@@ -50,7 +53,7 @@ export async function createDatasetIfMissing(sql: Db, input: NewDataset): Promis
   const [row] = await sql<Dataset[]>`
     INSERT INTO datasets (slug, name, timestamp_column, partition_window_seconds, default_storage_target_id, metadata)
     VALUES (${input.slug}, ${input.name ?? input.slug}, ${input.timestampColumn ?? 'timestamp'},
-            ${input.partitionWindowSeconds ?? 86400}, ${input.defaultStorageTargetId ?? null},
+            ${input.partitionWindowSeconds ?? DEFAULT_PARTITION_WINDOW_SECONDS}, ${input.defaultStorageTargetId ?? null},
             ${sql.json((input.metadata ?? {}) as never)})
     ON CONFLICT (slug) DO NOTHING
     RETURNING *`;

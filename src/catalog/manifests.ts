@@ -21,6 +21,8 @@ export type NewPartition = Pick<
   columnStatistics?: Partition['columnStatistics'];
 };
 
+const PARTITION_ROWS_PER_INSERT = 1000;
+
 export interface PublishInput {
   datasetId: string;
   reason: string;
@@ -93,7 +95,10 @@ export async function publishManifestVersion(tx: Db, input: PublishInput): Promi
       addedVersion: version,
     }));
     try {
-      partitions = await tx<Partition[]>`INSERT INTO partitions ${tx(rows)} RETURNING *`;
+      // One statement takes at most 65,534 parameters (postgres.js, the protocol): 12 per row.
+      for (let i = 0; i < rows.length; i += PARTITION_ROWS_PER_INSERT) {
+        partitions.push(...(await tx<Partition[]>`INSERT INTO partitions ${tx(rows.slice(i, i + PARTITION_ROWS_PER_INSERT))} RETURNING *`));
+      }
     } catch (err) {
       if ((err as { code?: string }).code === '23505') {
         throw errors.conflict('duplicate_partition', 'a partition with this location is already recorded', {

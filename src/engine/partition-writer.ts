@@ -47,6 +47,13 @@ export interface StagedInput {
   format: StagedInputFormat;
   /** The partition key of every row in this input, e.g. `{ instrument: 'A' }`. */
   partitionKey: Record<string, string>;
+  /**
+   * Names of the fields this input was validated against (its batch's schema version; they include
+   * the timestamp column). The others of `fields`, added by later batches, are NULL for its rows:
+   * a key the batch carried as an unknown field is not read into a field of the same name added
+   * since. Default: all of `fields`.
+   */
+  fields?: string[];
 }
 
 export interface WritePartitionsInput {
@@ -174,26 +181,29 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
     );
 
     for (const [index, staged] of input.inputs.entries()) {
+      const own = staged.fields ? fields.filter((f) => staged.fields!.includes(f.name)) : fields;
+      const read = new Set(own.map((f) => f.name));
       const us = `epoch_us(s.${ts})`;
       const insert = async (reader: ReaderSql) =>
         db.run(
           `INSERT INTO ${table}
-           SELECT $key::INTEGER, ${us} - ((${us} % $window::BIGINT) + $window::BIGINT) % $window::BIGINT, ${columns
-             .map((c) => `s.${c}`)
+           SELECT $key::INTEGER, ${us} - ((${us} % $window::BIGINT) + $window::BIGINT) % $window::BIGINT, ${fields
+             .map((f) => (read.has(f.name) ? `s.${quoteIdent(f.name)}` : `NULL::${SQL_TYPES[f.type]}`))
              .join(', ')}
            FROM (${reader.sql}) AS s`,
           { ...reader.params, key: inputKeyIds[index]!, window: windowMicros },
         );
       try {
-        await insertStaged(staged, fields, insert, db);
+        await insertStaged(staged, own, insert, db);
       } catch (error) {
-        if (!isDuplicateKeyError(error) || staged.format === 'csv' || staged.format === 'parquet') throw readError(staged, error);
+        if (staged.format === 'csv' || staged.format === 'parquet') throw readError(staged, error);
         // JSON allows an object to repeat a key, and validation (JSON.parse) kept the last value;
-        // DuckDB's JSON reader refuses such objects. Read those rows as validation did.
+        // DuckDB's JSON reader refuses such objects ("duplicate key"), or first fails to cast the
+        // earlier value. Read the rows as validation did; if that fails too, the input is bad.
         try {
-          await insertLastKeyWins(staged, fields, insert);
+          await insertLastKeyWins(staged, own, insert);
         } catch (retryError) {
-          throw readError(staged, retryError);
+          throw readError(staged, isDuplicateKeyError(error) ? retryError : error);
         }
       }
     }
@@ -547,6 +557,9 @@ function validate(input: WritePartitionsInput): ValidInput {
     const key = staged.partitionKey;
     if (typeof key !== 'object' || key === null || Array.isArray(key) || Object.values(key).some((v) => typeof v !== 'string')) {
       throw new Error(`input ${staged.path} needs a partitionKey of string values`);
+    }
+    if (staged.fields !== undefined && (!Array.isArray(staged.fields) || !staged.fields.includes(input.timestampColumn))) {
+      throw new Error(`input ${staged.path}: fields must be an array of field names that includes the timestamp column`);
     }
   }
   let isDirectory = false;

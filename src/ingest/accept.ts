@@ -13,23 +13,24 @@
  * and what is staged (JSON and NDJSON/CSV bodies as they arrived, Arrow as
  * NDJSON); the rules are the same.
  */
-import { randomUUID } from 'node:crypto';
 import type { Sql } from 'postgres';
 import { recordAuditEvent } from '../catalog/audit.ts';
-import { createDatasetIfMissing, findDataset, lockDataset } from '../catalog/datasets.ts';
+import { createDatasetIfMissing, DEFAULT_PARTITION_WINDOW_SECONDS, findDataset, lockDataset } from '../catalog/datasets.ts';
 import { claimIdempotencyKey, findIdempotencyKey, type IdempotencyRecord } from '../catalog/idempotency.ts';
 import { enqueueJob, getJob, type Job } from '../catalog/jobs.ts';
 import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-versions.ts';
 import type { CatalogCache } from '../catalog/cache.ts';
 import type { Db } from '../catalog/db.ts';
-import type { Dataset, SchemaField, SchemaVersion } from '../catalog/types.ts';
+import type { Dataset, SchemaField, SchemaVersion, StorageTarget } from '../catalog/types.ts';
 import type { StagedInputFormat } from '../engine/partition-writer.ts';
 import { AppError } from '../errors.ts';
 import type { StorageDrivers } from '../storage/index.ts';
+import { MAX_BATCH_WINDOWS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from './constraints.ts';
 import { chooseTimestampColumn, checkDeclaredFields, mergeSchema } from './schema.ts';
 import type { BatchParams, DecodedBatch } from './formats/batch.ts';
 import { jsonBatch } from './formats/json.ts';
-import { parseTimestamp } from './timestamps.ts';
+import { checkObjectKeys, stagingObjectKey } from './object-keys.ts';
+import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from './timestamps.ts';
 
 export const INGEST_JOB_KIND = 'ingest';
 
@@ -92,6 +93,7 @@ class KeyHeld extends Error {
 
 export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Promise<Accepted> {
   const batch = isDecoded(request.batch) ? request.batch : jsonBatch(request.batch, request.rawBody);
+  checkRequestText(request.idempotencyKey, batch);
   const named = batch.declare(null);
   if (named) checkDeclaredFields(named);
   const existing = await findDataset(deps.sql, request.datasetSlug);
@@ -107,6 +109,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     timeRange: parseTimeRange(batch.partition.timeRange),
   });
   checkPartitionKey(batch.partition.key);
+  checkWindowSpan(summary, existing?.partitionWindowSeconds ?? DEFAULT_PARTITION_WINDOW_SECONDS);
 
   // Hashing a 3 MB body costs as much as validating it: only done when there is a key to hold it.
   const requestHash = request.idempotencyKey ? batch.requestHash() : '';
@@ -115,10 +118,11 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     if (held) return replay(deps.sql, held, requestHash);
   }
 
-  const target = await deps.catalogCache.storageTarget(batch.storageTargetId ?? existing?.defaultStorageTargetId ?? deps.defaultTargetName);
+  const target = await storageTarget(deps, batch.storageTargetId ?? existing?.defaultStorageTargetId ?? deps.defaultTargetName);
   const driver = deps.drivers.forTarget(target);
   const body = batch.staged();
-  const staged = await driver.putBytes(`staging/${request.datasetSlug}/${randomUUID()}.${body.extension}`, body.bytes);
+  checkObjectKeys(driver, request.datasetSlug, batch.partition.key, body.extension);
+  const staged = await driver.putBytes(stagingObjectKey(request.datasetSlug, body.extension), body.bytes);
 
   try {
     const job = await deps.sql.begin(async (tx) => {
@@ -174,18 +178,16 @@ function isDecoded(batch: IngestBatch | DecodedBatch): batch is DecodedBatch {
 /** The schema of a batch whose format carries none (NDJSON, CSV): the dataset's latest version. */
 function datasetFields(slug: string, existing: Dataset | null, latest: SchemaVersion | null): SchemaField[] {
   if (!existing) {
-    throw new AppError(
-      404,
-      'dataset_not_found',
+    throw refuse(
+      'dataset_missing',
       `dataset "${slug}" does not exist, and NDJSON and CSV batches take their schema from the dataset: ` +
         'create it with a JSON batch (which declares schema.fields) or an Arrow stream (whose schema declares the fields) first',
       { dataset: slug },
     );
   }
   if (!latest) {
-    throw new AppError(
-      409,
-      'dataset_has_no_schema',
+    throw refuse(
+      'dataset_without_schema',
       `dataset "${slug}" has no schema yet, and NDJSON and CSV batches take their schema from the dataset: send a JSON batch or an Arrow stream first`,
       { dataset: slug },
     );
@@ -195,32 +197,79 @@ function datasetFields(slug: string, existing: Dataset | null, latest: SchemaVer
 
 function assertAcceptsIngest(dataset: Dataset): void {
   if (dataset.status !== 'active') {
-    throw new AppError(409, `dataset_${dataset.status}`, `dataset "${dataset.slug}" is ${dataset.status} and accepts no new rows`);
+    throw refuse(dataset.status === 'archived' ? 'dataset_archived' : 'dataset_inactive', `dataset "${dataset.slug}" is ${dataset.status} and accepts no new rows`);
+  }
+}
+
+/** The batch's storage target; 404 `storage_target_not_found` when it names none that is registered. */
+async function storageTarget(deps: AcceptDeps, idOrName: string): Promise<StorageTarget> {
+  try {
+    return await deps.catalogCache.storageTarget(idOrName);
+  } catch (err) {
+    if (err instanceof AppError && err.status === 404) {
+      throw refuse('storage_target', `storage target "${idOrName}" is not registered; GET /admin/storage-targets lists them`, { storageTarget: idOrName });
+    }
+    throw err;
+  }
+}
+
+/** Text that the catalog stores or looks up: PostgreSQL text holds no U+0000, and the idempotency key is indexed. */
+function checkRequestText(idempotencyKey: string | null, batch: DecodedBatch): void {
+  // An empty key is no key (as before): the batch is not deduplicated.
+  if (idempotencyKey && (idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH || idempotencyKey.includes('\0'))) {
+    throw refuse(
+      'idempotency_key',
+      `the idempotency key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters without U+0000 (got ${idempotencyKey.length})`,
+      { length: idempotencyKey.length },
+    );
+  }
+  for (const [name, value] of [['datasetName', batch.datasetName], ['storageTargetId', batch.storageTargetId]] as const) {
+    if (value?.includes('\0')) throw refuse('nul_character', `${name} contains U+0000, which the catalog cannot store; remove it`, { parameter: name });
+  }
+}
+
+/** A batch spans at most MAX_BATCH_WINDOWS partition windows, counted from its first row's window to its last's. */
+function checkWindowSpan(summary: { minTime: number; maxTime: number }, windowSeconds: number): void {
+  const windowMs = windowSeconds * 1000;
+  const windows = Math.floor(summary.maxTime / windowMs) - Math.floor(summary.minTime / windowMs) + 1;
+  if (windows > MAX_BATCH_WINDOWS) {
+    throw refuse(
+      'window_span',
+      `the batch's rows span ${windows} partition windows of ${windowSeconds} s (${new Date(summary.minTime).toISOString()} to ` +
+        `${new Date(summary.maxTime).toISOString()}); a batch may span at most ${MAX_BATCH_WINDOWS}: split it by time`,
+      { windows, windowSeconds, limit: MAX_BATCH_WINDOWS },
+    );
   }
 }
 
 async function replay(sql: Sql, held: IdempotencyRecord, requestHash: string): Promise<Accepted> {
   if (held.requestHash !== requestHash) {
-    throw new AppError(
-      409,
-      'idempotency_key_reused',
+    throw refuse(
+      'idempotency_reused',
       `idempotency key "${held.key}" was used for a different request body; use a new key for a new batch`,
       { key: held.key, firstSeenAt: held.createdAt.toISOString() },
     );
   }
   const job = held.jobId ? await getJob(sql, held.jobId) : null;
-  if (!job) throw new AppError(409, 'idempotency_key_expired', `the job of idempotency key "${held.key}" is gone; use a new key`);
+  if (!job) throw refuse('idempotency_expired', `the job of idempotency key "${held.key}" is gone; use a new key`, { key: held.key });
   return { job, replayed: true };
 }
 
 function parseTimeRange(range: BatchParams['partition']['timeRange']): { start: number; end: number } | undefined {
   if (!range) return undefined;
-  const start = parseTimestamp(range.start);
-  const end = parseTimestamp(range.end);
+  const start = parseIngestTimestamp(range.start);
+  const end = parseIngestTimestamp(range.end);
   if (Number.isNaN(start) || Number.isNaN(end)) {
-    throw new AppError(400, 'invalid_time_range', 'partition.timeRange.start and end must be ISO-8601 timestamps');
+    throw refuse('time_range', 'partition.timeRange.start and end must be ISO-8601 timestamps (an offset needs the seconds)', { timeRange: range });
   }
-  if (start >= end) throw new AppError(400, 'invalid_time_range', 'partition.timeRange.start must be before end');
+  if (!isStorableTime(start) || !isStorableTime(end)) {
+    throw refuse(
+      'time_range',
+      `partition.timeRange must lie within ${STORABLE_TIME_RANGE.min} to ${STORABLE_TIME_RANGE.max} (after applying offsets)`,
+      { timeRange: range, min: STORABLE_TIME_RANGE.min, max: STORABLE_TIME_RANGE.max },
+    );
+  }
+  if (start >= end) throw refuse('time_range', 'partition.timeRange.start must be before end', { timeRange: range });
   return { start, end };
 }
 
@@ -228,12 +277,11 @@ const KEY_PART = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 function checkPartitionKey(key: Record<string, string>): void {
   const entries = Object.entries(key);
-  if (entries.length > 8) throw new AppError(400, 'invalid_partition_key', 'partition.key has more than 8 fields');
+  if (entries.length > 8) throw refuse('partition_key', 'partition.key has more than 8 fields', { fields: entries.length });
   for (const [name, value] of entries) {
     if (!KEY_PART.test(name) || !KEY_PART.test(value)) {
-      throw new AppError(
-        400,
-        'invalid_partition_key',
+      throw refuse(
+        'partition_key',
         `partition.key "${name}": "${value}" is not allowed: names and values use letters, digits and _ . : - (at most 128)`,
         { field: name },
       );
@@ -252,7 +300,9 @@ async function ensureDataset(tx: Db, slug: string, batch: DecodedBatch, timestam
   assertAcceptsIngest(dataset);
   if (dataset.timestampColumn !== timestampColumn) {
     // A concurrent first batch created the dataset with another timestamp column.
-    throw new AppError(409, 'schema_changed', `dataset "${dataset.slug}" was just created by another request; retry this batch`);
+    throw refuse('concurrent_creation', `dataset "${dataset.slug}" was just created by another request; retry this batch`, {
+      timestampColumn: dataset.timestampColumn,
+    });
   }
   return dataset;
 }

@@ -7,10 +7,10 @@
 import type { Sql } from 'postgres';
 import type { CatalogCache } from '../catalog/cache.ts';
 import { getJob, type Job } from '../catalog/jobs.ts';
-import { errors } from '../errors.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { type AcceptRequest, acceptBatch, type IngestJobPayload } from './accept.ts';
+import { refuse } from './constraints.ts';
 import { type BodyFormat, bodyFormatOf } from './formats/index.ts';
 
 export interface IngestServiceOptions {
@@ -42,6 +42,10 @@ export interface ReceivedBody {
   bytes: Uint8Array;
 }
 
+function tooLarge(limit: number) {
+  return refuse('body_size', `request body is larger than the limit of ${limit} bytes`, { limitBytes: limit });
+}
+
 export class IngestService {
   constructor(private readonly options: IngestServiceOptions) {}
 
@@ -56,10 +60,10 @@ export class IngestService {
   async readBody(request: Request): Promise<ReceivedBody> {
     const limit = this.options.maxBodyBytes;
     const declared = Number(request.headers.get('content-length') ?? Number.NaN);
-    if (declared > limit) throw errors.payloadTooLarge(limit);
+    if (declared > limit) throw tooLarge(limit);
     const format = bodyFormatOf(request.headers.get('content-type'));
     const bytes = new Uint8Array(await request.arrayBuffer());
-    if (bytes.byteLength > limit) throw errors.payloadTooLarge(limit);
+    if (bytes.byteLength > limit) throw tooLarge(limit);
     return { format, bytes };
   }
 

@@ -1,26 +1,67 @@
 /**
- * The timestamp grammar ingestion accepts, checked strictly (Date.parse would
- * take `2026-02-30` and read a string without an offset as local time):
+ * The timestamp grammar, checked strictly (Date.parse would take `2026-02-30` and read a string
+ * without an offset as local time):
  *
  *   YYYY-MM-DD[(T| )hh:mm[:ss[.fraction up to 9 digits]]][Z|±hh[:mm]]
  *
- * A value without an offset is UTC. DuckDB's TIMESTAMPTZ cast reads every
- * string this accepts, so what passes here is what gets stored.
+ * A value without an offset is UTC. Queries read every string of this grammar (their times are
+ * handed on normalized). Ingestion stages rows as they arrived, for DuckDB's TIMESTAMPTZ cast to
+ * read, so it takes less (`parseIngestTimestamp`): an offset only after the seconds (DuckDB
+ * refuses `2026-01-01T00:00Z` and `2026-01-01+01:00`), and only instants the catalog can record.
  */
 const ISO_TIMESTAMP =
   /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?(?:(Z)|([+-])(\d{2})(?::?(\d{2}))?)?$/;
 
+/** The same, with ISO 8601's expanded years (`+010000`, `-000001`: what toISOString gives beyond 0000–9999). */
+const EXPANDED_TIMESTAMP =
+  /^([+-]\d{6}|\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?(?:(Z)|([+-])(\d{2})(?::?(\d{2}))?)?$/;
+
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * The instants every part of timestore can hold, in milliseconds since the epoch: PostgreSQL takes
+ * a partition's time range as written by JavaScript's toISOString, which names year 0 `0000` and
+ * later years `+010000`, and PostgreSQL refuses both. (DuckDB, Parquet and JavaScript dates reach
+ * much further.)
+ */
+export const STORABLE_TIME_RANGE = {
+  min: '0001-01-01T00:00:00Z',
+  max: '9999-12-31T23:59:59.999999Z',
+  minMillis: -62_135_596_800_000,
+  maxMillis: 253_402_300_799_999,
+} as const;
 
 function daysIn(year: number, month: number): number {
   if (month === 2 && (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0))) return 29;
   return DAYS_IN_MONTH[month - 1] as number;
 }
 
-/** Milliseconds since the epoch (UTC), or NaN when the string is not an accepted timestamp. */
+/** Milliseconds since the epoch (UTC), or NaN when the string is not in the grammar. */
 export function parseTimestamp(value: string): number {
   const m = ISO_TIMESTAMP.exec(value);
+  if (!m || Number(m[1]) < 1) return Number.NaN;
+  return instant(m);
+}
+
+/**
+ * A timestamp of an ingested row: milliseconds since the epoch, NaN when DuckDB could not read
+ * the string (not in the grammar, or an offset without seconds). Years 0 and beyond 9999 (also
+ * ISO 8601's expanded `+010000`) parse, so that `isStorableTime` can say what is wrong with them.
+ */
+export function parseIngestTimestamp(value: string): number {
+  const m = EXPANDED_TIMESTAMP.exec(value);
   if (!m) return Number.NaN;
+  if ((m[8] !== undefined || m[9] !== undefined) && m[6] === undefined) return Number.NaN;
+  if (m[1] === '-000000') return Number.NaN; // ISO 8601 has no negative zero year
+  return instant(m);
+}
+
+/** Whether an instant is in STORABLE_TIME_RANGE. */
+export function isStorableTime(millis: number): boolean {
+  return millis >= STORABLE_TIME_RANGE.minMillis && millis <= STORABLE_TIME_RANGE.maxMillis;
+}
+
+function instant(m: RegExpExecArray): number {
   const year = Number(m[1]);
   const month = Number(m[2]);
   const day = Number(m[3]);
@@ -28,7 +69,7 @@ export function parseTimestamp(value: string): number {
   const minute = m[5] ? Number(m[5]) : 0;
   const second = m[6] ? Number(m[6]) : 0;
   const millis = m[7] ? Number(m[7].slice(0, 3).padEnd(3, '0')) : 0;
-  if (year < 1 || month < 1 || month > 12 || day < 1 || day > daysIn(year, month)) return Number.NaN;
+  if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month)) return Number.NaN;
   if (hour > 23 || minute > 59 || second > 59) return Number.NaN;
   let offsetMinutes = 0;
   if (m[9]) {

@@ -2,11 +2,13 @@
  * Checks every row of a batch against the dataset's schema before anything is
  * stored. The first bad row stops the check with a 400 that names the row's
  * index, the field and what was expected, so a client can fix its data; a
- * refused batch is never staged.
+ * refused batch is never staged. The rules are those of constraints.ts: what
+ * passes here, the partition writer and the catalog can store.
  */
 import type { FieldType, SchemaField } from '../catalog/types.ts';
-import { AppError } from '../errors.ts';
-import { parseTimestamp } from './timestamps.ts';
+import type { AppError } from '../errors.ts';
+import { type ConstraintId, refuse } from './constraints.ts';
+import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from './timestamps.ts';
 
 export const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
@@ -27,16 +29,54 @@ export interface BatchSummary {
   maxTime: number;
 }
 
-export function rowError(code: string, message: string, index: number, field?: string, value?: unknown): AppError {
+export function rowError(
+  constraint: ConstraintId,
+  message: string,
+  index: number,
+  field?: string,
+  value?: unknown,
+  extra?: Record<string, unknown>,
+): AppError {
   const details: Record<string, unknown> = { index };
   if (field !== undefined) details.field = field;
   if (value !== undefined) details.value = describe(value);
-  return new AppError(400, code, `row ${index}: ${message}`, details);
+  return refuse(constraint, `row ${index}: ${message}`, extra ? { ...details, ...extra } : details);
 }
 
 function describe(value: unknown): string {
   const text = typeof value === 'string' ? JSON.stringify(value) : String(JSON.stringify(value) ?? value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+export const TIMESTAMP_GRAMMAR = 'YYYY-MM-DD, YYYY-MM-DDThh:mm or YYYY-MM-DDThh:mm:ss[.fff][Z|±hh:mm]; an offset needs the seconds';
+
+/** A timestamp that parsed but cannot be stored: the refusal naming the range. */
+export function unstorableTime(index: number, field: string, value: string): AppError {
+  return rowError(
+    'timestamp_out_of_storable_range',
+    `"${field}" is ${value}, outside the range timestore stores (${STORABLE_TIME_RANGE.min} to ${STORABLE_TIME_RANGE.max}, after applying its offset)`,
+    index,
+    field,
+    value,
+    { min: STORABLE_TIME_RANGE.min, max: STORABLE_TIME_RANGE.max },
+  );
+}
+
+/** The field a name differs from only in case, among `folded` (lower-case name → name); undefined when none. */
+export function caseVariantOf(name: string, folded: ReadonlyMap<string, string>): string | undefined {
+  const field = folded.get(name.toLowerCase());
+  return field !== undefined && field !== name ? field : undefined;
+}
+
+export function keyCaseConflict(index: number, key: string, field: string): AppError {
+  return rowError(
+    'key_case_conflict',
+    `"${key}" differs only in case from the field "${field}": field names are case-insensitive, so send the value as "${field}"`,
+    index,
+    key,
+    undefined,
+    { conflictsWith: field },
+  );
 }
 
 type Check = (value: unknown) => boolean;
@@ -57,9 +97,10 @@ const TYPE_NAMES: Record<FieldType, string> = {
 };
 
 export function validateRows(rows: unknown[], rules: RowRules): BatchSummary {
-  if (rows.length === 0) throw new AppError(400, 'empty_batch', 'the batch has no rows; send at least one');
+  if (rows.length === 0) throw refuse('empty_batch', 'the batch has no rows; send at least one');
   const fields = rules.fields.filter((f) => f.name !== rules.timestampColumn);
   const known = new Set(rules.fields.map((f) => f.name));
+  const folded = new Map(rules.fields.map((f) => [f.name.toLowerCase(), f.name]));
   const ts = rules.timestampColumn;
   let minTime = Number.POSITIVE_INFINITY;
   let maxTime = Number.NEGATIVE_INFINITY;
@@ -77,14 +118,13 @@ export function validateRows(rows: unknown[], rules: RowRules): BatchSummary {
     const raw = record[ts];
     if (raw === undefined || raw === null) throw rowError('missing_timestamp', `has no "${ts}" timestamp`, index, ts);
     if (typeof raw !== 'string') throw rowError('invalid_timestamp', `"${ts}" must be ${TYPE_NAMES.timestamp}`, index, ts, raw);
-    const time = raw === lastRaw ? lastTime : parseTimestamp(raw);
+    const time = raw === lastRaw ? lastTime : parseIngestTimestamp(raw);
     lastRaw = raw;
     lastTime = time;
-    if (Number.isNaN(time)) {
-      throw rowError('invalid_timestamp', `"${ts}" is not a valid timestamp (use YYYY-MM-DDThh:mm:ss[.fff][Z|±hh:mm])`, index, ts, raw);
-    }
+    if (Number.isNaN(time)) throw rowError('invalid_timestamp', `"${ts}" is not a valid timestamp (use ${TIMESTAMP_GRAMMAR})`, index, ts, raw);
+    if (!isStorableTime(time)) throw unstorableTime(index, ts, raw);
     if (rules.timeRange && (time < rules.timeRange.start || time >= rules.timeRange.end)) {
-      throw rowError('timestamp_out_of_range', `"${ts}" is outside partition.timeRange [start, end)`, index, ts, raw);
+      throw rowError('timestamp_outside_time_range', `"${ts}" is outside partition.timeRange [start, end)`, index, ts, raw);
     }
     if (time < minTime) minTime = time;
     if (time > maxTime) maxTime = time;
@@ -96,22 +136,28 @@ export function validateRows(rows: unknown[], rules: RowRules): BatchSummary {
         continue;
       }
       if (field.type === 'timestamp') {
-        if (typeof value !== 'string' || Number.isNaN(parseTimestamp(value))) {
-          throw rowError('invalid_type', `"${field.name}" must be ${TYPE_NAMES.timestamp}`, index, field.name, value);
-        }
+        const at = typeof value === 'string' ? parseIngestTimestamp(value) : Number.NaN;
+        if (Number.isNaN(at)) throw rowError('invalid_type', `"${field.name}" must be ${TYPE_NAMES.timestamp} (${TIMESTAMP_GRAMMAR})`, index, field.name, value);
+        if (!isStorableTime(at)) throw unstorableTime(index, field.name, value as string);
       } else if (!TYPE_CHECKS[field.type](value)) {
         throw rowError('invalid_type', `"${field.name}" must be ${TYPE_NAMES[field.type]}`, index, field.name, value);
-      } else if (typeof value === 'number' && !Number.isFinite(value)) {
-        throw rowError('non_finite_number', `"${field.name}" must be finite (NaN and Infinity cannot be stored)`, index, field.name, value);
-      } else if (field.type === 'integer' && !Number.isSafeInteger(value)) {
-        throw rowError('integer_out_of_range', `"${field.name}" must be within ±(2^53-1) to survive JSON`, index, field.name, value);
+      } else if (typeof value === 'number') {
+        if (!Number.isFinite(value)) {
+          throw rowError('non_finite_number', `"${field.name}" must be finite (NaN and Infinity cannot be stored)`, index, field.name, value);
+        }
+        if (field.type === 'integer' && !Number.isSafeInteger(value)) {
+          throw rowError('integer_out_of_range', `"${field.name}" must be within ±(2^53-1) to survive JSON`, index, field.name, value);
+        }
+      } else if (field.type === 'string' && (value as string).includes('\0')) {
+        throw rowError('nul_character', `"${field.name}" contains U+0000, which the catalog cannot store; remove it`, index, field.name, value);
       }
     }
 
-    if (rules.strict) {
-      for (const key in record) {
-        if (!known.has(key)) throw rowError('unknown_field', `"${key}" is not a field of the dataset schema`, index, key);
-      }
+    for (const key in record) {
+      if (known.has(key)) continue;
+      const field = caseVariantOf(key, folded);
+      if (field !== undefined) throw keyCaseConflict(index, key, field);
+      if (rules.strict) throw rowError('unknown_field', `"${key}" is not a field of the dataset schema`, index, key);
     }
   }
   return { rowCount: rows.length, minTime, maxTime };

@@ -26,6 +26,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import { type Context, inSpan, NOOP_TRACER, type Span, type Tracer, traceFields } from '../observability/tracing.ts';
 import type { StorageDriver, StorageDrivers } from '../storage/index.ts';
 import type { IngestJobPayload } from './accept.ts';
+import { partitionObjectKey } from './object-keys.ts';
 
 export interface WriteDeps {
   sql: Sql;
@@ -41,15 +42,6 @@ export interface WriteDeps {
   metrics?: Metrics;
 }
 
-/** Where a partition file lives on its target: by dataset, partition key and window. */
-export function partitionKeyPath(dataset: Dataset, key: Record<string, string>, windowStart: string): string {
-  const keyPart = Object.keys(key)
-    .sort()
-    .map((name) => `${name}=${key[name]}`)
-    .join(',');
-  return `datasets/${dataset.slug}/${keyPart || '_'}/${windowStart.slice(0, 19).replace(/:/g, '')}Z/${randomUUID()}.parquet`;
-}
-
 /**
  * Stores the partition writer's files on the target (each moved under its partition path) and
  * describes them for the publish. A file stored here and never published is the collector's.
@@ -63,7 +55,7 @@ export async function storePartitionFiles(
 ): Promise<NewPartition[]> {
   const stored: NewPartition[] = [];
   for (const file of written) {
-    const object = await driver.putFile(partitionKeyPath(dataset, file.partitionKey, file.windowStart), file.path, { move: true });
+    const object = await driver.putFile(partitionObjectKey(dataset.slug, file.partitionKey, file.windowStart), file.path, { move: true });
     stored.push({
       storageTargetId: target.id,
       location: object.location,
@@ -121,7 +113,7 @@ async function writeBatch(
       const inputs = await Promise.all(
         group.map(async (job) => {
           const path = await stagedOn.materialize(job.payload.staged.location, join(work, `${job.id}.json`));
-          return { path, format: job.payload.staged.format, partitionKey: job.payload.partitionKey };
+          return { path, format: job.payload.staged.format, partitionKey: job.payload.partitionKey, fields: await validatedFields(deps, dataset, job, schemaVersion) };
         }),
       );
       ctx.signal.throwIfAborted();
@@ -167,9 +159,11 @@ async function writeBatch(
           manifestVersion: published.manifest.version,
           schemaVersion,
           rowCount: job.payload.rowCount,
-          // Coalesced batches share their files: these are the partitions of the whole publish.
           coalescedJobs: jobs.length,
-          partitions,
+          // The files that hold the batch's rows (coalesced batches share files, so they may hold
+          // others' rows too). Not every file of the publish: with many batches written together,
+          // that list repeated in every job's result would outgrow what one catalog write takes.
+          partitions: partitions.filter((p) => holdsRowsOf(job.payload, p)),
         };
       }
       await ctx.complete(tx, results);
@@ -191,6 +185,25 @@ async function writeBatch(
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * The fields a batch was validated against, when a batch written with it brought a later schema
+ * version (else undefined: all of them). A key the batch carried as an unknown field must not be
+ * read into a field of that name added since.
+ */
+async function validatedFields(deps: WriteDeps, dataset: Dataset, job: Job<IngestJobPayload>, writtenVersion: number): Promise<string[] | undefined> {
+  if (job.payload.schemaVersion === writtenVersion) return undefined;
+  const own = await deps.catalogCache.schemaVersion(dataset.id, job.payload.schemaVersion);
+  if (!own) throw new Error(`schema version ${job.payload.schemaVersion} of dataset ${dataset.slug} is missing`);
+  return own.fields.map((f) => f.name);
+}
+
+/** Whether partition `p` is one the batch's rows went to: its partition key, a window overlapping the batch's time range. */
+function holdsRowsOf(batch: IngestJobPayload, p: { partitionKey: Record<string, string>; startTime: string; endTime: string }): boolean {
+  const key = Object.entries(batch.partitionKey);
+  if (key.length !== Object.keys(p.partitionKey).length || key.some(([name, value]) => p.partitionKey[name] !== value)) return false;
+  return Date.parse(p.endTime) >= Date.parse(batch.minTime) && Date.parse(p.startTime) <= Date.parse(batch.maxTime);
 }
 
 function groupBy<T, K>(items: T[], key: (item: T) => K): Map<K, T[]> {

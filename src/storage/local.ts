@@ -25,6 +25,12 @@ import {
 } from './driver.ts';
 
 type Errno = Error & { code?: string };
+
+/** The longest file name (NAME_MAX) and path (PATH_MAX less its terminating NUL) of Linux file systems, in bytes. */
+const MAX_NAME_BYTES = 255;
+const MAX_PATH_BYTES = 4095;
+/** A write goes through a temporary name beside the final one: `.<name>.tmp-<12 hex digits>`. */
+const TEMP_NAME_EXTRA_BYTES = '.'.length + '.tmp-'.length + 12;
 const errno = (err: unknown): string | undefined => (err as Errno | undefined)?.code;
 
 export class LocalStorageDriver implements StorageDriver {
@@ -183,11 +189,28 @@ export class LocalStorageDriver implements StorageDriver {
 
   close(): void {}
 
-  /** The absolute path for a key, refusing keys that are not plain relative paths inside the root. */
+  /**
+   * The absolute path for a key, refusing keys that are not plain relative paths inside the root,
+   * and keys whose file (or its temporary name) the file system would refuse as too long.
+   */
   private pathOfKey(key: string, operation: string): string {
-    const problem = keyProblem(key);
+    const problem = keyProblem(key) ?? this.lengthProblem(key);
     if (problem) throw new StorageError(operation, this.name, `${this.rootUri()}${key}`, 'invalid_key', problem);
     return join(this.root, key);
+  }
+
+  private lengthProblem(key: string): string | null {
+    const segments = key.split('/');
+    for (const [i, segment] of segments.entries()) {
+      const bytes = Buffer.byteLength(segment) + (i === segments.length - 1 ? TEMP_NAME_EXTRA_BYTES : 0);
+      if (bytes > MAX_NAME_BYTES) {
+        return `the path component "${segment.slice(0, 40)}…" is ${Buffer.byteLength(segment)} bytes; the file system takes at most ${MAX_NAME_BYTES}` +
+          (i === segments.length - 1 ? ` (${MAX_NAME_BYTES - TEMP_NAME_EXTRA_BYTES} for a file name, which is written under a longer temporary name first)` : '');
+      }
+    }
+    const pathBytes = Buffer.byteLength(join(this.root, key)) + TEMP_NAME_EXTRA_BYTES;
+    if (pathBytes > MAX_PATH_BYTES) return `the path under ${this.root} would be ${pathBytes} bytes; the file system takes at most ${MAX_PATH_BYTES}`;
+    return null;
   }
 
   /** The absolute path for a `file://` location of this target. */

@@ -48,6 +48,7 @@ import {
 const MiB = 1024 * 1024;
 const MIN_PART_BYTES = 5 * MiB; // S3's minimum for every part but the last
 const MAX_PARTS = 10_000;
+const MAX_OBJECT_KEY_BYTES = 1024;
 
 export type S3Credentials = Config['s3'];
 
@@ -303,9 +304,14 @@ export class S3StorageDriver implements StorageDriver {
   }
 
   private objectKey(key: string, operation: string): string {
-    const problem = keyProblem(key);
+    const problem = keyProblem(key) ?? this.lengthProblem(key);
     if (problem) throw new StorageError(operation, this.name, this.uri(`${this.prefix}${key}`), 'invalid_key', problem);
     return `${this.prefix}${key}`;
+  }
+
+  private lengthProblem(key: string): string | null {
+    const bytes = Buffer.byteLength(this.prefix) + Buffer.byteLength(key);
+    return bytes > MAX_OBJECT_KEY_BYTES ? `the object key (the target's prefix and the key) would be ${bytes} bytes; S3 takes at most ${MAX_OBJECT_KEY_BYTES}` : null;
   }
 
   /** The object key for an `s3://` location of this target's bucket and prefix. */

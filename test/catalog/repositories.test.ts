@@ -135,6 +135,31 @@ describe('schema versions', () => {
 });
 
 describe('manifests', () => {
+  test('partition times of any storable year read back as written (years 0001–0099 too)', async () => {
+    const { dataset, schema } = await datasetWithSchema('old-times');
+    const times = [
+      ['0001-01-01T00:00:00.000001Z', '0001-06-30T12:34:56.789Z'],
+      ['0099-12-31T23:00:00Z', '0100-01-01T00:00:00Z'],
+      ['1969-12-31T23:59:59.999Z', '9999-12-31T23:59:59.999999Z'],
+    ];
+    const add = times.map(([startTime, endTime]) => partition(schema.version, { startTime: startTime!, endTime: endTime! }));
+    await catalog.sql.begin((tx) => publishManifestVersion(tx, { datasetId: dataset.id, reason: 'ingest', add }));
+    const read = await listActivePartitions(catalog.sql, { datasetId: dataset.id, version: 1 });
+    expect(read.map((p) => [p.startTime.toISOString(), p.endTime.toISOString()])).toEqual([
+      ['0001-01-01T00:00:00.000Z', '0001-06-30T12:34:56.789Z'],
+      ['0099-12-31T23:00:00.000Z', '0100-01-01T00:00:00.000Z'],
+      ['1969-12-31T23:59:59.999Z', '9999-12-31T23:59:59.999Z'],
+    ]);
+  });
+
+  test('one publish may add more files than one statement takes parameters for (12 per row, 65,534 at most)', async () => {
+    const { dataset, schema } = await datasetWithSchema('many-files');
+    const add = Array.from({ length: 6000 }, () => partition(schema.version));
+    const published = await catalog.sql.begin((tx) => publishManifestVersion(tx, { datasetId: dataset.id, reason: 'ingest', add }));
+    expect(published.manifest).toMatchObject({ version: 1, partitionsAdded: 6000, partitionCount: 6000, rowCount: 60_000 });
+    expect(new Set(published.partitions.map((p) => p.location))).toEqual(new Set(add.map((p) => p.location)));
+  });
+
   test('publishing adds and removes partitions in one version, and earlier versions stay readable', async () => {
     const { dataset, schema } = await datasetWithSchema('published');
     const v1 = await catalog.sql.begin((tx) =>

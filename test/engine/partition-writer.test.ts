@@ -261,6 +261,34 @@ describe('writePartitions through the worker pool', () => {
     expect(file!.columnStatistics.added_later).toEqual({ min: 1.25, max: 1.25, nulls: 3 });
   });
 
+  test("an input's own fields: a key it carried as an unknown field is not read into a field of that name added since", async () => {
+    const fields: PartitionField[] = [...FIELDS.slice(0, 2), { name: 'x', type: 'double', nullable: true }];
+    const { paths, outputDir } = stage({
+      'old.json': document([{ time: '2026-01-01T00:00:00Z', host: 'old', x: 'not a number' }]),
+      'old.ndjson': ndjson([{ time: '2026-01-01T00:00:01Z', host: 'old-nd', x: { nested: true } }]),
+      'old.csv': 'time,host,x\n2026-01-01T00:00:02Z,old-csv,text\n',
+      'new.json': document([{ time: '2026-01-01T00:00:03Z', host: 'new', x: 1.25 }]),
+    });
+    const own = ['time', 'host'];
+    const inputs: StagedInput[] = [
+      { path: paths['old.json']!, format: 'json-document', partitionKey: { k: 'v' }, fields: own },
+      { path: paths['old.ndjson']!, format: 'ndjson', partitionKey: { k: 'v' }, fields: own },
+      { path: paths['old.csv']!, format: 'csv', partitionKey: { k: 'v' }, fields: own },
+      { path: paths['new.json']!, format: 'json-document', partitionKey: { k: 'v' } },
+    ];
+    const [file, ...rest] = await pool.writePartitions({ inputs, fields, timestampColumn: 'time', windowSeconds: 86400, outputDir });
+    expect(rest).toEqual([]);
+    expect((await readParquet(file!.path, fields)).map((r) => [r.host, r.x])).toEqual([
+      ['old', null],
+      ['old-nd', null],
+      ['old-csv', null],
+      ['new', 1.25],
+    ]);
+    await expect(
+      pool.writePartitions({ inputs: [{ ...inputs[0]!, fields: ['host'] }], fields, timestampColumn: 'time', windowSeconds: 86400, outputDir }),
+    ).rejects.toThrow(/includes the timestamp column/);
+  });
+
   test('an unreadable input fails with an error naming the file, and leaves no file behind', async () => {
     const { paths, outputDir } = stage({
       'good.json': document([{ time: '2026-01-01T00:00:00Z', host: 'a' }]),
@@ -519,5 +547,27 @@ describe('repeated keys', () => {
     expect(written).toHaveLength(1);
     expect(written[0]?.columnStatistics.v).toMatchObject({ min: 2, max: 4, nulls: 0 });
     expect(readdirSync(dir).filter((f) => f.includes('last-key-wins'))).toEqual([]);
+  });
+
+  test('also when the first value does not convert (DuckDB fails on it before it sees the repeat)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ts-dupkey-'));
+    const doc = join(dir, 'doc.json');
+    const nd = join(dir, 'rows.ndjson');
+    await Bun.write(doc, '{"rows":[{"timestamp":"2026-01-01T00:00:00Z","v":"text","v":2}]}');
+    await Bun.write(nd, '{"timestamp":"2026-01-01T00:00:01Z","v":{"a":1},"v":4}\n');
+    const written = await pool.writePartitions({
+      inputs: [
+        { path: doc, format: 'json-document', partitionKey: {} },
+        { path: nd, format: 'ndjson', partitionKey: {} },
+      ],
+      fields: [
+        { name: 'timestamp', type: 'timestamp' },
+        { name: 'v', type: 'double' },
+      ],
+      timestampColumn: 'timestamp',
+      windowSeconds: 86400,
+      outputDir: dir,
+    });
+    expect(written[0]?.columnStatistics.v).toMatchObject({ min: 2, max: 4, nulls: 0 });
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import type { SchemaField, SchemaVersion } from '../../src/catalog/types.ts';
 import { checkDeclaredFields, chooseTimestampColumn, mergeSchema } from '../../src/ingest/schema.ts';
-import { parseTimestamp } from '../../src/ingest/timestamps.ts';
+import { isStorableTime, parseIngestTimestamp, parseTimestamp, STORABLE_TIME_RANGE } from '../../src/ingest/timestamps.ts';
 import { type RowRules, validateRows } from '../../src/ingest/validation.ts';
 import { refusal } from '../harness/refusal.ts';
 
@@ -27,6 +27,33 @@ describe('timestamps', () => {
       expect(parseTimestamp(text)).toBeNaN();
     },
   );
+});
+
+describe('timestamps of ingested rows', () => {
+  test('an offset needs the seconds (DuckDB refuses it after hh:mm or a bare date); queries still take those forms', () => {
+    for (const text of ['2026-01-01T00:00Z', '2026-01-01 00:00+01:00', '2026-01-01Z', '2026-01-01+01', '2026-01-01-0130']) {
+      expect(parseIngestTimestamp(text)).toBeNaN();
+      expect(parseTimestamp(text)).not.toBeNaN();
+    }
+    for (const text of ['2026-01-01', '2026-01-01T00:00', '2026-01-01 00:00:00', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00.5+0130']) {
+      expect(parseIngestTimestamp(text)).toBe(parseTimestamp(text));
+    }
+  });
+
+  test('the storable range is 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z, offsets applied', () => {
+    expect(parseIngestTimestamp(STORABLE_TIME_RANGE.min)).toBe(STORABLE_TIME_RANGE.minMillis);
+    expect(parseIngestTimestamp(STORABLE_TIME_RANGE.max)).toBe(STORABLE_TIME_RANGE.maxMillis);
+    expect<number>(STORABLE_TIME_RANGE.minMillis).toBe(Date.parse('0001-01-01T00:00:00Z'));
+    expect<number>(STORABLE_TIME_RANGE.maxMillis).toBe(Date.parse('9999-12-31T23:59:59.999Z'));
+    const inside = ['0001-01-01T00:00:00Z', '0001-01-01T00:30:00+00:30', '9999-12-31T23:59:59.9999999Z', '9999-12-31T22:59:59+01:00'];
+    const outside = ['0001-01-01T00:30:00+01:00', '9999-12-31T23:30:00-01:00', '0000-12-31T23:59:59Z', '+010000-01-01T00:00:00.000Z', '-000001-06-01T00:00:00.000Z'];
+    for (const text of inside) expect(isStorableTime(parseIngestTimestamp(text))).toBe(true);
+    for (const text of outside) {
+      expect(parseIngestTimestamp(text)).not.toBeNaN();
+      expect(isStorableTime(parseIngestTimestamp(text))).toBe(false);
+    }
+    expect(parseIngestTimestamp('-000000-01-01T00:00:00Z')).toBeNaN();
+  });
 });
 
 const fields: SchemaField[] = [
@@ -60,6 +87,10 @@ describe('row validation', () => {
     ['non_finite_number', [{ ...good, temperature: Number.POSITIVE_INFINITY }], 0, 'temperature'],
     ['integer_out_of_range', [{ ...good, count: 2 ** 60 }], 0, 'count'],
     ['unknown_field', [{ ...good, extra: 1 }], 0, 'extra'],
+    ['field_name_conflict', [good, { ...good, Temperature: 2 }], 1, 'Temperature'],
+    ['nul_character', [{ ...good, label: 'a\u0000' }], 0, 'label'],
+    ['timestamp_out_of_range', [good, { ...good, timestamp: '0001-01-01T00:30:00+01:00' }], 1, 'timestamp'],
+    ['invalid_timestamp', [{ ...good, timestamp: '2026-01-01T00:00Z' }], 0, 'timestamp'],
   ])('%s: the first bad row and field are named', (code, rows, index, field) => {
     const error = refusal(() => validateRows(rows as unknown[], rules));
     expect(error.status).toBe(400);
@@ -71,8 +102,17 @@ describe('row validation', () => {
     if (field !== undefined) expect(error.details).toMatchObject({ field });
   });
 
-  test('unknown fields are ignored when the dataset is not strict', () => {
+  test('unknown fields are ignored when the dataset is not strict, except keys that differ only in case from a field', () => {
     expect(validateRows([{ ...good, extra: 1 }], { ...rules, strict: false }).rowCount).toBe(1);
+    const error = refusal(() => validateRows([{ ...good, LABEL: 'b' }], { ...rules, strict: false }));
+    expect(error).toMatchObject({ status: 400, code: 'field_name_conflict', details: { index: 0, field: 'LABEL', conflictsWith: 'label' } });
+  });
+
+  test('every timestamp field is held to the storable range', () => {
+    const withAt: RowRules = { ...rules, fields: [...fields, { name: 'at', type: 'timestamp', nullable: true }] };
+    const error = refusal(() => validateRows([{ ...good, at: '9999-12-31T23:30:00-01:00' }], withAt));
+    expect(error).toMatchObject({ status: 400, code: 'timestamp_out_of_range', details: { index: 0, field: 'at', min: STORABLE_TIME_RANGE.min } });
+    expect(refusal(() => validateRows([{ ...good, at: '2026-01-01T00:00+01:00' }], withAt)).code).toBe('invalid_type');
   });
 
   test('rows outside partition.timeRange are refused', () => {
@@ -89,6 +129,24 @@ describe('schema rules', () => {
     expect(refusal(() => checkDeclaredFields([{ name: 'bad name', type: 'string' }])).code).toBe('invalid_field_name');
     expect(refusal(() => checkDeclaredFields([{ name: 'x"; DROP', type: 'string' }])).code).toBe('invalid_field_name');
     expect(refusal(() => checkDeclaredFields([{ name: 'a', type: 'string' }, { name: 'a', type: 'double' }])).code).toBe('duplicate_field');
+  });
+
+  test('names that differ only in case are refused in one declaration (400) and against the dataset (409)', () => {
+    const inOne = refusal(() => checkDeclaredFields([{ name: 'temp', type: 'double' }, { name: 'Temp', type: 'double' }]));
+    expect(inOne).toMatchObject({ status: 400, code: 'field_name_conflict', details: { index: 1, field: 'Temp', conflictsWith: 'temp' } });
+    const against = refusal(() => mergeSchema(v1, [{ name: 'TEMPERATURE', type: 'double' }], 'timestamp'));
+    expect(against).toMatchObject({ status: 409, code: 'field_name_conflict', details: { field: 'TEMPERATURE', conflictsWith: 'temperature', schemaVersion: 3 } });
+    expect(refusal(() => mergeSchema(v1, [{ name: 'Timestamp', type: 'timestamp' }], 'timestamp')).status).toBe(409);
+  });
+
+  test('a dataset holds at most 1,024 fields', () => {
+    const many = (n: number, prefix = 'f'): SchemaField[] => Array.from({ length: n }, (_, i) => ({ name: `${prefix}${i}`, type: 'double' }));
+    expect(refusal(() => checkDeclaredFields(many(1025))).code).toBe('too_many_fields');
+    checkDeclaredFields(many(1024));
+    const wide: SchemaVersion = { ...v1, fields: [...v1.fields, ...many(1022)] };
+    expect(mergeSchema(wide, [{ name: 'f1', type: 'double' }], 'timestamp').added).toEqual([]);
+    const error = refusal(() => mergeSchema(wide, [{ name: 'more', type: 'double' }], 'timestamp'));
+    expect(error).toMatchObject({ status: 409, code: 'too_many_fields', details: { fields: 1024, added: 1, limit: 1024 } });
   });
 
   test('the timestamp column: "timestamp" when declared, else the first timestamp field', () => {

@@ -163,7 +163,7 @@ const NewStorageTarget = t.Union(
 
 const AuditEventView = t.Object({
   id: t.Integer(),
-  action: t.String({ description: 'e.g. dataset.created, dataset.updated, schema.evolved, retention.updated, dataset.storage_target_changed.' }),
+  action: t.String({ description: 'e.g. dataset.created, dataset.updated, schema.evolved, schema.repaired, retention.updated, dataset.storage_target_changed.' }),
   actor: t.Nullable(t.String({ description: 'From x-iam-user / x-user-id.' })),
   details: t.Record(t.String(), t.Unknown()),
   createdAt: Timestamp,

@@ -18,7 +18,7 @@
  */
 import { DataType as Types, type Field, makeVector, Precision, type Table, tableFromIPC, TimeUnit, type Vector } from 'apache-arrow';
 import type { FieldType, SchemaVersion } from '../../catalog/types.ts';
-import { AppError } from '../../errors.ts';
+import { refuse } from '../constraints.ts';
 import { FIELD_NAME, validateRows } from '../validation.ts';
 import { type BatchParams, type DecodedBatch, hashRequest } from './batch.ts';
 
@@ -37,9 +37,9 @@ export function arrowBatch(raw: Uint8Array, params: BatchParams): DecodedBatch {
   try {
     table = tableFromIPC(raw);
   } catch (err) {
-    throw new AppError(400, 'invalid_arrow', `the body is not an Arrow IPC stream: ${(err as Error).message}`);
+    throw refuse('arrow_stream', `the body is not an Arrow IPC stream: ${(err as Error).message}`);
   }
-  if (table.schema.fields.length === 0) throw new AppError(400, 'invalid_arrow', 'the Arrow stream has no schema (no columns)');
+  if (table.schema.fields.length === 0) throw refuse('arrow_stream', 'the Arrow stream has no schema (no columns)');
   const columns = table.schema.fields.map((field, i) => column(field, table.getChildAt(i)!));
   let lines: string[] | undefined;
 
@@ -71,9 +71,8 @@ function declaredType(column: Column, latest: SchemaVersion | null): FieldType {
 
 function column(field: Field, vector: Vector): Column {
   if (!FIELD_NAME.test(field.name)) {
-    throw new AppError(
-      400,
-      'invalid_field_name',
+    throw refuse(
+      'field_name',
       `column "${field.name}" of the Arrow schema is not a safe identifier: use letters, digits and _, starting with a letter or _ (at most 63)`,
       { field: field.name },
     );
@@ -89,9 +88,8 @@ function column(field: Field, vector: Vector): Column {
   }
   if (Types.isInt(type)) return { ...base, type: 'integer', materialize: numbers };
   if (Types.isBool(type)) return { ...base, type: 'boolean', materialize: each((chunk, i) => chunk.get(i)) };
-  throw new AppError(
-    400,
-    'unsupported_arrow_type',
+  throw refuse(
+    'arrow_type',
     `column "${field.name}" has Arrow type ${String(field.type)}, which timestore does not store; ` +
       'send timestamps (Timestamp or Date), strings (Utf8), doubles (Float), integers (Int) or booleans (Bool)',
     { field: field.name, arrowType: String(field.type) },

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { SchemaField, SchemaVersion } from '../../catalog/types.ts';
 import type { StagedInputFormat } from '../../engine/partition-writer.ts';
 import { AppError } from '../../errors.ts';
+import { refuse } from '../constraints.ts';
 import type { BatchSummary, RowRules } from '../validation.ts';
 
 /** How the request body was sent (chosen by Content-Type). */
@@ -78,6 +79,55 @@ export function decodeUtf8(bytes: Uint8Array, what: string): string {
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    throw new AppError(400, 'invalid_encoding', `the ${what} body is not valid UTF-8`);
+    throw refuse('encoding', `the ${what} body is not valid UTF-8`);
   }
+}
+
+/**
+ * Whether JSON text has a `\uD800`–`\uDFFF` escape: text without one holds no lone surrogate (UTF-8
+ * cannot encode one). A scan for `\u` (fast, and most bodies have none) rather than a regular expression.
+ */
+export function hasSurrogateEscape(text: string): boolean {
+  for (let at = text.indexOf('\\u'); at >= 0; at = text.indexOf('\\u', at + 2)) {
+    const d = text.charCodeAt(at + 2) | 0x20; // lower case
+    const next = text.charCodeAt(at + 3) | 0x20;
+    if (d === 0x64 && (next === 0x38 || next === 0x39 || (next >= 0x61 && next <= 0x66))) return true; // d, 8 9 a–f
+  }
+  return false;
+}
+
+/**
+ * Refuses (400 `invalid_unicode`) parsed JSON that holds a string or key with a lone UTF-16
+ * surrogate: JSON.parse takes `"\ud800"`, DuckDB's JSON reader refuses the whole file. `text` is
+ * the JSON it was parsed from; the walk only happens when it has a surrogate escape at all.
+ * `where` names the value in the message, e.g. `row 3` or `the request body`.
+ */
+export function refuseLoneSurrogates(text: string, value: unknown, where: (path: (string | number)[]) => { message: string; details: Record<string, unknown> }): void {
+  if (!hasSurrogateEscape(text)) return;
+  const path = loneSurrogatePath(value);
+  if (path === null) return;
+  const at = where(path);
+  throw refuse('unicode', `${at.message}: a string holds an unpaired UTF-16 surrogate (a \\uD800–\\uDFFF escape without its pair), which cannot be stored`, {
+    ...at.details,
+    path: path.join('.'),
+  });
+}
+
+/** The path to the first string or key of `value` that is not well-formed UTF-16, or null. Iterative: JSON may nest deeply. */
+function loneSurrogatePath(value: unknown): (string | number)[] | null {
+  const stack: { value: unknown; path: (string | number)[] }[] = [{ value, path: [] }];
+  while (stack.length > 0) {
+    const { value: v, path } = stack.pop()!;
+    if (typeof v === 'string') {
+      if (!v.isWellFormed()) return path;
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push({ value: v[i], path: [...path, i] });
+    } else if (v !== null && typeof v === 'object') {
+      for (const key of Object.keys(v)) {
+        if (!key.isWellFormed()) return [...path, key];
+        stack.push({ value: (v as Record<string, unknown>)[key], path: [...path, key] });
+      }
+    }
+  }
+  return null;
 }

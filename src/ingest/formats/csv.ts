@@ -1,7 +1,7 @@
 /**
  * text/csv: RFC 4180 with a header line naming the columns (any order), `,` between fields, `"`
  * quoting (`""` inside quotes is a quote; quoted fields may hold commas and line breaks), records
- * ended by `\r\n`, `\n` or `\r`, a UTF-8 BOM allowed. An empty unquoted field is null; `""` is the
+ * ended by `\r\n`, `\n` or `\r` (one of them throughout: DuckDB's reader refuses a mix), a UTF-8 BOM allowed. An empty unquoted field is null; `""` is the
  * empty string. Blank lines are skipped when the header has more than one column (as DuckDB's
  * reader does). Stricter than DuckDB where it would guess: a quote inside an unquoted field, text
  * after a closing quote, or a record with another number of fields than the header is a 400.
@@ -14,9 +14,12 @@
  * parsed field array; no row object is built. The body is staged as it arrived.
  */
 import type { FieldType } from '../../catalog/types.ts';
-import { AppError } from '../../errors.ts';
-import { parseTimestamp } from '../timestamps.ts';
-import { type BatchSummary, type RowRules, rowError } from '../validation.ts';
+import type { AppError } from '../../errors.ts';
+import { type ConstraintId, refuse } from '../constraints.ts';
+import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../timestamps.ts';
+import {
+  type BatchSummary, caseVariantOf, type RowRules, rowError, TIMESTAMP_GRAMMAR, unstorableTime,
+} from '../validation.ts';
 import { atLine, type BatchParams, type DecodedBatch, decodeUtf8, hashRequest } from './batch.ts';
 
 const COMMA = 0x2c;
@@ -33,6 +36,16 @@ export function parseCsv(text: string, onRecord: CsvRecordHandler): void {
   const values: (string | null)[] = [];
   let pos = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   let line = 1;
+  let lineEnd: string | undefined;
+  const endRecord = (end: string, recordLine: number) => {
+    if (lineEnd === undefined) lineEnd = end;
+    else if (end !== lineEnd) {
+      throw csvError(
+        `line ${recordLine} ends with ${LINE_END_NAMES[end]} but the lines before it with ${LINE_END_NAMES[lineEnd]}: use one kind of line end throughout`,
+        recordLine,
+      );
+    }
+  };
   while (pos < length) {
     const recordLine = line;
     let count = 0;
@@ -76,9 +89,12 @@ export function parseCsv(text: string, onRecord: CsvRecordHandler): void {
         continue;
       }
       if (code === CR) {
-        pos += text.charCodeAt(pos + 1) === LF ? 2 : 1;
+        const crlf = text.charCodeAt(pos + 1) === LF;
+        endRecord(crlf ? '\r\n' : '\r', line);
+        pos += crlf ? 2 : 1;
         line++;
       } else if (code === LF) {
+        endRecord('\n', line);
         pos++;
         line++;
       }
@@ -87,6 +103,8 @@ export function parseCsv(text: string, onRecord: CsvRecordHandler): void {
     onRecord(values, count, recordLine);
   }
 }
+
+const LINE_END_NAMES: Record<string, string> = { '\n': '\\n', '\r\n': '\\r\\n', '\r': '\\r' };
 
 /** Line breaks (`\r\n`, `\n` or `\r`) in text[from, to). */
 function lineBreaks(text: string, from: number, to: number): number {
@@ -100,7 +118,7 @@ function lineBreaks(text: string, from: number, to: number): number {
 }
 
 function csvError(message: string, line: number, extra: Record<string, unknown> = {}): AppError {
-  return new AppError(400, 'invalid_csv', message, { line, ...extra });
+  return refuse('csv_syntax', message, { line, ...extra });
 }
 
 const NON_FINITE = /^[+-]?(?:nan|inf|infinity)$/i;
@@ -123,14 +141,24 @@ function decimal(text: string): number {
 }
 
 /** Outcome of converting one text value: `undefined` when it is acceptable, else why not. */
-type Conversion = (text: string) => { code: string; expected: string } | undefined;
+type Conversion = (text: string) => { code: ConstraintId; expected: string; details?: Record<string, unknown> } | undefined;
 
-const INVALID = (expected: string) => ({ code: 'invalid_type', expected });
-const NOT_FINITE = { code: 'non_finite_number', expected: 'finite (NaN and Infinity cannot be stored)' };
+const INVALID = (expected: string) => ({ code: 'invalid_type' as const, expected });
+const NOT_FINITE = { code: 'non_finite_number' as const, expected: 'finite (NaN and Infinity cannot be stored)' };
+const UNSTORABLE = {
+  code: 'timestamp_out_of_storable_range' as const,
+  expected: `within the range timestore stores (${STORABLE_TIME_RANGE.min} to ${STORABLE_TIME_RANGE.max}, after applying its offset)`,
+  details: { min: STORABLE_TIME_RANGE.min, max: STORABLE_TIME_RANGE.max },
+};
+const NUL = { code: 'nul_character' as const, expected: 'without U+0000, which the catalog cannot store' };
 
 const CONVERSIONS: Record<FieldType, Conversion> = {
-  string: () => undefined,
-  timestamp: (text) => (Number.isNaN(parseTimestamp(text)) ? INVALID('an ISO-8601 timestamp') : undefined),
+  string: (text) => (text.includes('\0') ? NUL : undefined),
+  timestamp: (text) => {
+    const time = parseIngestTimestamp(text);
+    if (Number.isNaN(time)) return INVALID(`an ISO-8601 timestamp (${TIMESTAMP_GRAMMAR})`);
+    return isStorableTime(time) ? undefined : UNSTORABLE;
+  },
   boolean: (text) => {
     const lower = text.length <= 5 ? text.toLowerCase() : '';
     return lower === 'true' || lower === 'false' ? undefined : INVALID('true or false');
@@ -144,7 +172,7 @@ const CONVERSIONS: Record<FieldType, Conversion> = {
   integer: (text) => {
     const value = decimal(text);
     if (!Number.isInteger(value)) return INVALID('an integer');
-    return Number.isSafeInteger(value) ? undefined : { code: 'integer_out_of_range', expected: 'within ±(2^53-1) to survive JSON' };
+    return Number.isSafeInteger(value) ? undefined : { code: 'integer_out_of_range' as const, expected: 'within ±(2^53-1) to survive JSON' };
   },
 };
 
@@ -180,6 +208,17 @@ export function validateCsv(text: string, rules: RowRules): BatchSummary {
         .filter((f) => f.name !== ts)
         .map((f) => ({ name: f.name, position: positions.get(f.name) ?? -1, nullable: f.nullable !== false, convert: CONVERSIONS[f.type] }));
       const known = new Set(rules.fields.map((f) => f.name));
+      const folded = new Map(rules.fields.map((f) => [f.name.toLowerCase(), f.name]));
+      for (const name of header) {
+        const field = known.has(name) ? undefined : caseVariantOf(name, folded);
+        if (field !== undefined) {
+          throw refuse(
+            'key_case_conflict',
+            `column "${name}" of the header differs only in case from the field "${field}": field names are case-insensitive, so name the column "${field}"`,
+            { field: name, conflictsWith: field, line },
+          );
+        }
+      }
       if (rules.strict) unknown = header.find((name) => !known.has(name));
       return;
     }
@@ -192,12 +231,13 @@ export function validateCsv(text: string, rules: RowRules): BatchSummary {
     if (tsPosition < 0) throw atLine(rowError('missing_timestamp', `has no "${ts}" timestamp: the header names no "${ts}" column`, index, ts), line);
     const raw = values[tsPosition]!;
     if (raw === null) throw atLine(rowError('missing_timestamp', `has no "${ts}" timestamp`, index, ts), line);
-    const time = parseTimestamp(raw);
+    const time = parseIngestTimestamp(raw);
     if (Number.isNaN(time)) {
-      throw atLine(rowError('invalid_timestamp', `"${ts}" is not a valid timestamp (use YYYY-MM-DDThh:mm:ss[.fff][Z|±hh:mm])`, index, ts, raw), line);
+      throw atLine(rowError('invalid_timestamp', `"${ts}" is not a valid timestamp (use ${TIMESTAMP_GRAMMAR})`, index, ts, raw), line);
     }
+    if (!isStorableTime(time)) throw atLine(unstorableTime(index, ts, raw), line);
     if (range && (time < range.start || time >= range.end)) {
-      throw atLine(rowError('timestamp_out_of_range', `"${ts}" is outside partition.timeRange [start, end)`, index, ts, raw), line);
+      throw atLine(rowError('timestamp_outside_time_range', `"${ts}" is outside partition.timeRange [start, end)`, index, ts, raw), line);
     }
     if (time < minTime) minTime = time;
     if (time > maxTime) maxTime = time;
@@ -210,7 +250,7 @@ export function validateCsv(text: string, rules: RowRules): BatchSummary {
         continue;
       }
       const problem = check.convert(value);
-      if (problem) throw atLine(rowError(problem.code, `"${check.name}" must be ${problem.expected}`, index, check.name, value), line);
+      if (problem) throw atLine(rowError(problem.code, `"${check.name}" must be ${problem.expected}`, index, check.name, value, problem.details), line);
     }
     if (unknown !== undefined) {
       throw atLine(rowError('unknown_field', `column "${unknown}" is not a field of the dataset schema`, index, unknown), line);
@@ -219,7 +259,7 @@ export function validateCsv(text: string, rules: RowRules): BatchSummary {
   });
 
   if (header === undefined) throw csvError('the body has no header line (the first line names the columns)', 1);
-  if (rowCount === 0) throw new AppError(400, 'empty_batch', 'the batch has no rows; send at least one');
+  if (rowCount === 0) throw refuse('empty_batch', 'the batch has no rows; send at least one');
   return { rowCount, minTime, maxTime };
 }
 

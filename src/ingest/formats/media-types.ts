@@ -1,5 +1,5 @@
 /** Which body format a request's Content-Type selects. */
-import { AppError } from '../../errors.ts';
+import { refuse } from '../constraints.ts';
 import type { BodyFormat } from './batch.ts';
 
 export const MEDIA_TYPES: Readonly<Record<string, BodyFormat>> = {
@@ -18,9 +18,8 @@ export function bodyFormatOf(contentType: string | null): BodyFormat {
   const type = essence.trim().toLowerCase();
   const format = Object.hasOwn(MEDIA_TYPES, type) ? MEDIA_TYPES[type] : undefined;
   if (!format) {
-    throw new AppError(
-      415,
-      'unsupported_media_type',
+    throw refuse(
+      'media_type',
       `send the batch as ${ACCEPTED_MEDIA_TYPES.join(', ')} (got "${type || 'no content type'}")`,
       { accepted: ACCEPTED_MEDIA_TYPES },
     );
@@ -30,7 +29,7 @@ export function bodyFormatOf(contentType: string | null): BodyFormat {
       const [name, value = ''] = parameter.split('=');
       const charset = value.trim().replace(/^"|"$/g, '').toLowerCase();
       if (name?.trim().toLowerCase() === 'charset' && charset !== 'utf-8' && charset !== 'utf8' && charset !== 'us-ascii') {
-        throw new AppError(415, 'unsupported_media_type', `${type} bodies must be UTF-8 (got charset=${charset})`, { accepted: ACCEPTED_MEDIA_TYPES });
+        throw refuse('media_type', `${type} bodies must be UTF-8 (got charset=${charset})`, { accepted: ACCEPTED_MEDIA_TYPES });
       }
     }
   }

@@ -6,7 +6,7 @@
  */
 import { AppError } from '../../errors.ts';
 import { rowError, validateRows } from '../validation.ts';
-import { atLine, type BatchParams, type DecodedBatch, decodeUtf8, hashRequest } from './batch.ts';
+import { atLine, type BatchParams, type DecodedBatch, decodeUtf8, hashRequest, hasSurrogateEscape, refuseLoneSurrogates } from './batch.ts';
 
 const NOT_BLANK = /[^ \t\r]/;
 
@@ -19,6 +19,7 @@ export function ndjsonBatch(raw: Uint8Array, params: BatchParams): DecodedBatch 
     validate(rules) {
       const rows: unknown[] = [];
       const lines: number[] = [];
+      const surrogates = hasSurrogateEscape(text);
       let start = 0;
       for (let line = 1; start < text.length; line++) {
         let end = text.indexOf('\n', start);
@@ -30,7 +31,11 @@ export function ndjsonBatch(raw: Uint8Array, params: BatchParams): DecodedBatch 
         try {
           row = JSON.parse(content);
         } catch (err) {
-          throw atLine(rowError('invalid_json', `line ${line} is not valid JSON: ${(err as Error).message}`, rows.length), line);
+          throw atLine(rowError('json_syntax', `line ${line} is not valid JSON: ${(err as Error).message}`, rows.length), line);
+        }
+        if (surrogates) {
+          const index = rows.length;
+          refuseLoneSurrogates(content, row, () => ({ message: `row ${index} (line ${line})`, details: { index, line } }));
         }
         rows.push(row);
         lines.push(line);

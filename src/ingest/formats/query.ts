@@ -10,7 +10,8 @@
  * JSON bodies carry these in the body, so there the query parameters are refused rather than
  * silently ignored. `wait` is the route's own and allowed with every format.
  */
-import { AppError } from '../../errors.ts';
+import type { AppError } from '../../errors.ts';
+import { refuse } from '../constraints.ts';
 import type { BatchParams } from './batch.ts';
 
 const KEY_PREFIX = 'key.';
@@ -44,7 +45,7 @@ export function batchParamsFromQuery(query: URLSearchParams): BatchParams {
   const start = scalars['timeRange.start'];
   const end = scalars['timeRange.end'];
   if ((start === undefined) !== (end === undefined)) {
-    throw new AppError(400, 'invalid_time_range', 'send both timeRange.start and timeRange.end, or neither', {
+    throw refuse('time_range', 'send both timeRange.start and timeRange.end, or neither', {
       parameter: start === undefined ? 'timeRange.start' : 'timeRange.end',
     });
   }
@@ -68,5 +69,5 @@ export function refuseBatchQueryForJson(query: URLSearchParams): void {
 }
 
 function queryError(message: string, parameter: string): AppError {
-  return new AppError(400, 'invalid_query_parameter', message, { parameter });
+  return refuse('query_parameter', message, { parameter });
 }

@@ -1,0 +1,52 @@
+/**
+ * The keys ingestion stores objects under, relative to a storage target (see storage/driver.ts):
+ *
+ *   staging/<slug>/<uuid>.<ext>                                    a batch's body, until it is written
+ *   datasets/<slug>/<name=value,…|_>/<YYYY-MM-DDThhmmss>Z/<uuid>.parquet   a partition file
+ *
+ * Their lengths are checked before a batch is acknowledged (`checkObjectKeys`): the storage driver
+ * refuses a key its file system or S3 would refuse, and that refusal must come before the 202.
+ */
+import { randomUUID } from 'node:crypto';
+import { StorageError, type StorageDriver } from '../storage/index.ts';
+import { refuse } from './constraints.ts';
+
+export function stagingObjectKey(slug: string, extension: string, id: string = randomUUID()): string {
+  return `staging/${slug}/${id}.${extension}`;
+}
+
+/** Where a partition file lives on its target: by dataset, partition key and window. */
+export function partitionObjectKey(slug: string, key: Record<string, string>, windowStart: string, id: string = randomUUID()): string {
+  const keyPart = Object.keys(key)
+    .sort()
+    .map((name) => `${name}=${key[name]}`)
+    .join(',');
+  return `datasets/${slug}/${keyPart || '_'}/${windowStart.slice(0, 19).replace(/:/g, '')}Z/${id}.parquet`;
+}
+
+/** Every window start of a storable time (years 0000–9999, as window starts may precede year 1) has this length. */
+const SAMPLE_WINDOW_START = '2000-01-01T00:00:00.000000Z';
+
+/**
+ * Refuses (400 `object_key_too_long`) a batch whose staged body or partition files would get a key
+ * the target cannot store: the longest such keys are tried on the driver, which knows its limits.
+ */
+export function checkObjectKeys(driver: StorageDriver, slug: string, partitionKey: Record<string, string>, extension: string): void {
+  const keys = [
+    ['partition file', partitionObjectKey(slug, partitionKey, SAMPLE_WINDOW_START)],
+    ['staged batch', stagingObjectKey(slug, extension)],
+  ] as const;
+  for (const [what, key] of keys) {
+    try {
+      driver.locationOf(key);
+    } catch (err) {
+      if (!(err instanceof StorageError) || err.code !== 'invalid_key') throw err;
+      throw refuse(
+        'object_key_length',
+        `the ${what} of this batch would be stored under a key that storage target "${driver.name}" cannot take: ${err.detail}; ` +
+          'use shorter partition key names and values (or a shorter dataset slug)',
+        { key, bytes: Buffer.byteLength(key), storageTarget: driver.name, partitionKey },
+      );
+    }
+  }
+}

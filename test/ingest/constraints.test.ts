@@ -1,0 +1,520 @@
+/**
+ * Every rule of src/ingest/constraints.ts, broken on purpose, in every body format it applies to,
+ * against a real server: the answer is the rule's 4xx and code, nothing is staged or queued, and the
+ * dataset then still takes a batch and answers queries. A rule added to the list without a case here
+ * fails the first test; a refusal whose code is not in the list fails its case, and ingestion may
+ * build refusals only through the list (last test).
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  Bool,
+  DateMillisecond,
+  Field,
+  Float64,
+  Int64,
+  makeData,
+  RecordBatch,
+  Schema,
+  Struct,
+  Table,
+  tableToIPC,
+  Utf8,
+  type Vector,
+  vectorFromArray,
+} from 'apache-arrow';
+import { CatalogCache } from '../../src/catalog/cache.ts';
+import { createDatasetIfMissing, findDataset, updateDataset } from '../../src/catalog/datasets.ts';
+import type { SchemaField } from '../../src/catalog/types.ts';
+import { AppError } from '../../src/errors.ts';
+import { acceptBatch } from '../../src/ingest/accept.ts';
+import { type ConstraintId, type ConstraintScope, INGEST_CONSTRAINTS, INGEST_REFUSAL_CODES } from '../../src/ingest/constraints.ts';
+import { arrowBatch } from '../../src/ingest/formats/arrow.ts';
+import { jsonBatch } from '../../src/ingest/formats/json.ts';
+import { checkObjectKeys } from '../../src/ingest/object-keys.ts';
+import { type StorageDriver, StorageDrivers, S3StorageDriver } from '../../src/storage/index.ts';
+import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
+
+const MAX_BODY = 1024 * 1024;
+let ts: TestServer;
+beforeAll(async () => {
+  ts = await startTestServer({ TIMESTORE_INGEST_MAX_BODY_BYTES: String(MAX_BODY) });
+});
+afterAll(() => ts.stop());
+
+const NDJSON = 'application/x-ndjson';
+const CSV = 'text/csv';
+const ARROW = 'application/vnd.apache.arrow.stream';
+const TYPES: Record<Exclude<ConstraintScope, 'admin'>, string> = { json: 'application/json', ndjson: NDJSON, csv: CSV, arrow: ARROW };
+
+const FIELDS: SchemaField[] = [
+  { name: 'timestamp', type: 'timestamp' },
+  { name: 'temp', type: 'double' },
+  { name: 'n', type: 'integer' },
+  { name: 's', type: 'string' },
+  { name: 'ok', type: 'boolean' },
+  { name: 'at', type: 'timestamp' },
+  { name: 'site', type: 'string', nullable: false },
+];
+const UNTIMED = FIELDS.filter((f) => f.type !== 'timestamp');
+const T = '2026-01-01T00:00:00Z';
+const row = (over: Record<string, unknown> = {}) => ({ timestamp: T, temp: 1.5, n: 1, s: 'x', ok: true, at: T, site: 'a', ...over });
+const jsonBody = (rows: unknown[], over: Record<string, unknown> = {}) => ({ schema: { fields: FIELDS }, partition: { key: { k: 'v' } }, rows, ...over });
+const ndjson = (...rows: unknown[]) => rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n';
+const CSV_HEADER = 'timestamp,temp,n,s,ok,at,site';
+const csv = (...records: string[]) => [CSV_HEADER, ...records].join('\n') + '\n';
+const CSV_ROW = `${T},1.5,1,x,true,${T},a`;
+
+interface Answer {
+  status: number;
+  body: any;
+}
+
+async function send(slug: string, contentType: string, body: string | Uint8Array, query = '', headers: Record<string, string> = {}): Promise<Answer> {
+  const res = await fetch(`${ts.url}/datasets/${slug}/ingest${query ? `?${query}` : ''}`, {
+    method: 'POST',
+    headers: { 'content-type': contentType, ...headers },
+    body,
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+const sendJson = (slug: string, body: unknown, query = '', headers: Record<string, string> = {}) =>
+  send(slug, TYPES.json, typeof body === 'string' ? body : JSON.stringify(body), query, headers);
+
+function arrow(columns: Record<string, Vector>): Uint8Array {
+  return tableToIPC(new Table(columns), 'stream');
+}
+const dates = (...values: (number | null)[]) => vectorFromArray(values.map((v) => (v === null ? null : new Date(v))), new DateMillisecond());
+const arrowRow = (over: Record<string, Vector> = {}) =>
+  arrow({ timestamp: dates(Date.parse(T)), temp: vectorFromArray([1.5], new Float64()), site: vectorFromArray(['a'], new Utf8()), ...over });
+
+/** An Arrow stream whose schema names `names` (repeats allowed), each a Float64 column, after a timestamp column. */
+function arrowWithNames(names: string[]): Uint8Array {
+  const columns = [dates(Date.parse(T)), ...names.map(() => vectorFromArray([1], new Float64()))];
+  const fields = [new Field('timestamp', new DateMillisecond()), ...names.map((name) => new Field(name, new Float64()))];
+  const data = makeData({ type: new Struct(fields), length: 1, nullCount: 0, children: columns.map((c) => c.data[0]!) });
+  return tableToIPC(new Table(new RecordBatch(new Schema(fields), data)), 'stream');
+}
+
+/** A dataset with FIELDS and one row, made by a JSON batch. */
+async function seed(slug: string): Promise<void> {
+  const res = await sendJson(slug, jsonBody([row({ timestamp: '2026-01-01T12:00:00Z' })]), 'wait=true');
+  expect(res.status).toBe(201);
+}
+
+async function adminCreate(body: Record<string, unknown>): Promise<void> {
+  const res = await postJson(`${ts.url}/admin/datasets`, body);
+  expect(res.status).toBe(201);
+}
+
+async function queryRows(slug: string): Promise<Answer> {
+  return postJson(`${ts.url}/datasets/${slug}/query`, { timeRange: { start: '2000-01-01T00:00:00Z', end: '2100-01-01T00:00:00Z' } });
+}
+
+const setStatus = (status: 'active' | 'inactive' | 'archived') => async (slug: string) => {
+  const dataset = await findDataset(ts.server.catalog.sql, slug);
+  await updateDataset(ts.server.catalog.sql, dataset!.id, { status });
+};
+
+/** A dataset of `count` fields: the timestamp and f1… doubles. */
+const wideFields = (count: number): SchemaField[] => [
+  { name: 'timestamp', type: 'timestamp' },
+  ...Array.from({ length: count - 1 }, (_, i) => ({ name: `f${i + 1}`, type: 'double' as const })),
+];
+
+/**
+ * A first batch that loses the race to create its dataset: another request creates it (with another
+ * timestamp column) while this one stages its body, as two first batches sent at once do.
+ */
+async function raceToCreate(slug: string, format: 'json' | 'arrow'): Promise<Answer> {
+  const sql = ts.server.catalog.sql;
+  const real = new StorageDrivers(null);
+  const drivers = {
+    forTarget(target: Parameters<StorageDrivers['forTarget']>[0]): StorageDriver {
+      const driver = real.forTarget(target);
+      return new Proxy(driver, {
+        get(d, name, receiver) {
+          if (name !== 'putBytes') return Reflect.get(d, name, receiver);
+          return async (key: string, bytes: Uint8Array) => {
+            await createDatasetIfMissing(sql, { slug, timestampColumn: 'ts' });
+            return d.putBytes(key, bytes);
+          };
+        },
+      });
+    },
+  } as unknown as StorageDrivers;
+  const raw = format === 'json' ? new TextEncoder().encode(JSON.stringify(jsonBody([row()]))) : arrowRow();
+  const batch = format === 'json' ? jsonBatch(jsonBody([row()]) as never, raw) : arrowBatch(raw, { partition: { key: {} } });
+  try {
+    await acceptBatch(
+      {
+        sql,
+        drivers,
+        queue: ts.config.ingest.queueName,
+        defaultTargetName: ts.config.storageDriver,
+        idempotencyTtlSeconds: 3600,
+        wake() {},
+        catalogCache: new CatalogCache(sql),
+      },
+      { datasetSlug: slug, batch, rawBody: raw, idempotencyKey: null, actor: null, traceParent: null },
+    );
+  } catch (err) {
+    if (err instanceof AppError) return { status: err.status, body: { error: { code: err.code, message: err.message, details: err.details } } };
+    throw err;
+  } finally {
+    real.close();
+  }
+  return { status: 202, body: {} };
+}
+
+interface Case {
+  constraint: ConstraintId;
+  format: ConstraintScope;
+  title: string;
+  /** Makes the dataset (default: `seed`). */
+  setup?: (slug: string) => Promise<void>;
+  /** Requests that must succeed before the refused one (an idempotency key's first use). */
+  prepare?: (slug: string) => Promise<void>;
+  /** The refused request. */
+  send: (slug: string) => Promise<Answer>;
+  /** Lets the dataset take batches again (e.g. makes it active). */
+  restore?: (slug: string) => Promise<void>;
+  /** The batch sent afterwards (default: FIELDS and one good row) and the rows queried before it (default 1). */
+  followUp?: { fields: SchemaField[]; row: Record<string, unknown>; rowsBefore: number };
+}
+
+const c = (constraint: ConstraintId, format: ConstraintScope, title: string, rest: Omit<Case, 'constraint' | 'format' | 'title'>): Case => ({
+  constraint,
+  format,
+  title,
+  ...rest,
+});
+const fresh = { setup: async () => {}, followUp: { fields: FIELDS, row: row(), rowsBefore: 0 } };
+const tooBig = (format: Exclude<ConstraintScope, 'admin'>) => c('body_size', format, 'a body over the limit', { send: (slug) => send(slug, TYPES[format], new Uint8Array(MAX_BODY + 1)) });
+const longKey = '0123456789'.repeat(21); // 210 bytes: 255 less the temporary name is 237 for a file, 255 for a directory
+
+const CASES: Case[] = [
+  ...(['json', 'ndjson', 'csv', 'arrow'] as const).map(tooBig),
+  c('media_type', 'ndjson', 'NDJSON in UTF-16', { send: (slug) => send(slug, `${NDJSON}; charset=utf-16`, ndjson(row())) }),
+  c('media_type', 'csv', 'CSV in Latin-1', { send: (slug) => send(slug, `${CSV}; charset=latin1`, csv(CSV_ROW)) }),
+  c('body_shape', 'json', 'rows is not an array', { send: (slug) => sendJson(slug, { ...jsonBody([]), rows: 'no' }) }),
+  c('body_shape', 'admin', 'a schema of 1,025 fields', { ...fresh, send: (slug) => postJson(`${ts.url}/admin/datasets`, { slug, schema: { fields: wideFields(1025) } }) }),
+  c('json_syntax', 'json', 'a body that is not JSON', { send: (slug) => sendJson(slug, '{"schema":') }),
+  c('json_syntax', 'ndjson', 'a line that is not JSON', { send: (slug) => send(slug, NDJSON, ndjson(row(), '{"timestamp":')) }),
+  c('encoding', 'json', 'a JSON body that is not UTF-8', {
+    send: (slug) => {
+      const bytes = new TextEncoder().encode(JSON.stringify(jsonBody([row({ s: 'XY' })])));
+      bytes[bytes.indexOf(0x58)] = 0xff;
+      return send(slug, TYPES.json, bytes);
+    },
+  }),
+  c('encoding', 'ndjson', 'an NDJSON body that is not UTF-8', { send: (slug) => send(slug, NDJSON, new Uint8Array([0x7b, 0xff, 0x7d, 0x0a])) }),
+  c('encoding', 'csv', 'a CSV body that is not UTF-8', { send: (slug) => send(slug, CSV, new Uint8Array([...new TextEncoder().encode(`${CSV_HEADER}\n`), 0xc3, 0x28, 0x0a])) }),
+  c('unicode', 'json', 'a lone surrogate in datasetName', { send: (slug) => sendJson(slug, JSON.stringify(jsonBody([row()], { datasetName: 'x\ud800' }))) }),
+  c('unicode', 'json', 'a lone surrogate in a string value', { send: (slug) => sendJson(slug, JSON.stringify(jsonBody([row(), row({ s: '\udc00' })]))) }),
+  c('unicode', 'ndjson', 'a lone surrogate in a key that is not a field', { setup: looseDataset, send: (slug) => send(slug, NDJSON, ndjson(row(), '{"timestamp":"2026-01-01T00:00:00Z","site":"a","x\\ud83d":1}')) }),
+  c('csv_syntax', 'csv', 'records ending in \\r\\n and \\n', { send: (slug) => send(slug, CSV, `${CSV_HEADER}\r\n${CSV_ROW}\r\n${CSV_ROW}\n`) }),
+  c('csv_syntax', 'csv', 'a record with too few fields', { send: (slug) => send(slug, CSV, csv(`${T},1.5`)) }),
+  c('arrow_stream', 'arrow', 'a body that is not Arrow', { send: (slug) => send(slug, ARROW, 'timestamp\n2026-01-01\n') }),
+  c('arrow_type', 'arrow', 'a list column', { send: (slug) => send(slug, ARROW, arrowRow({ tags: vectorFromArray([[1, 2]]) })) }),
+  c('query_parameter', 'json', 'a partition key as a query parameter with a JSON body', { send: (slug) => sendJson(slug, jsonBody([row()]), 'key.k=v') }),
+  c('query_parameter', 'ndjson', 'an unknown query parameter', { send: (slug) => send(slug, NDJSON, ndjson(row()), 'colour=red') }),
+  c('query_parameter', 'csv', 'a key given twice', { send: (slug) => send(slug, CSV, csv(CSV_ROW), 'key.k=a&key.k=b') }),
+  c('query_parameter', 'arrow', 'an unknown query parameter', { send: (slug) => send(slug, ARROW, arrowRow(), 'format=parquet') }),
+  ...(['json', 'ndjson', 'csv', 'arrow'] as const).map((format) =>
+    c('idempotency_key', format, 'an Idempotency-Key of 201 characters', {
+      send: (slug) => send(slug, TYPES[format], goodBody(format), '', { 'idempotency-key': 'k'.repeat(201) }),
+    }),
+  ),
+  c('nul_character', 'json', 'U+0000 in a string value', { send: (slug) => sendJson(slug, jsonBody([row({ s: 'a\u0000b' })])) }),
+  c('nul_character', 'ndjson', 'U+0000 in a string value', { send: (slug) => send(slug, NDJSON, ndjson(row({ s: '\u0000' }))) }),
+  c('nul_character', 'csv', 'U+0000 in a string value', { send: (slug) => send(slug, CSV, csv(`${T},1.5,1,a\u0000b,true,${T},a`)) }),
+  c('nul_character', 'arrow', 'U+0000 in a string value', { send: (slug) => send(slug, ARROW, arrowRow({ s: vectorFromArray(['a\u0000'], new Utf8()) })) }),
+  c('nul_character', 'ndjson', 'U+0000 in datasetName', { send: (slug) => send(slug, NDJSON, ndjson(row()), 'datasetName=a%00b') }),
+
+  c('field_name', 'json', 'a name with a space', { send: (slug) => sendJson(slug, jsonBody([row()], { schema: { fields: [...FIELDS, { name: 'a b', type: 'double' }] } })) }),
+  c('field_name', 'arrow', 'a column name with a dash', { send: (slug) => send(slug, ARROW, arrowRow({ 'a-b': vectorFromArray([1], new Float64()) })) }),
+  c('field_name', 'admin', 'a timestampColumn that is no field name', { ...fresh, send: (slug) => postJson(`${ts.url}/admin/datasets`, { slug, timestampColumn: 'time of day' }) }),
+  c('duplicate_field', 'json', 'a field declared twice', { send: (slug) => sendJson(slug, jsonBody([row()], { schema: { fields: [...FIELDS, FIELDS[1]] } })) }),
+  c('duplicate_field', 'arrow', 'a column named twice', { send: (slug) => send(slug, ARROW, arrowWithNames(['temp', 'temp'])) }),
+  c('duplicate_field', 'admin', 'a field declared twice', { ...fresh, send: (slug) => postJson(`${ts.url}/admin/datasets`, { slug, schema: { fields: [...FIELDS, FIELDS[2]] } }) }),
+  c('field_case_in_declaration', 'json', 'Temp beside temp in a first batch', {
+    ...fresh,
+    send: (slug) => sendJson(slug, jsonBody([row()], { schema: { fields: [...FIELDS, { name: 'Temp', type: 'double' }] } })),
+  }),
+  c('field_case_in_declaration', 'arrow', 'columns Temp and temp', { send: (slug) => send(slug, ARROW, arrowWithNames(['temp', 'Temp'])) }),
+  c('field_case_in_declaration', 'admin', 'Temp beside temp', { ...fresh, send: (slug) => postJson(`${ts.url}/admin/datasets`, { slug, schema: { fields: [...FIELDS, { name: 'TEMP', type: 'double' }] } }) }),
+  c('field_case_with_dataset', 'json', 'Temp added to a dataset with temp', {
+    send: (slug) => sendJson(slug, jsonBody([row()], { schema: { fields: [FIELDS[0], FIELDS[6], { name: 'Temp', type: 'double' }] } })),
+  }),
+  c('field_case_with_dataset', 'arrow', 'a column Temp in a dataset with temp', {
+    send: (slug) => send(slug, ARROW, arrow({ timestamp: dates(Date.parse(T)), site: vectorFromArray(['a'], new Utf8()), Temp: vectorFromArray([2], new Float64()) })),
+  }),
+  c('field_case_with_dataset', 'json', 'Timestamp added to a dataset timed by timestamp', {
+    send: (slug) => sendJson(slug, jsonBody([row({ Timestamp: T })], { schema: { fields: [FIELDS[6], { name: 'Timestamp', type: 'timestamp' }] } })),
+  }),
+  c('timestamp_field', 'json', 'a first batch without a timestamp field', { ...fresh, send: (slug) => sendJson(slug, jsonBody([row()], { schema: { fields: UNTIMED } })) }),
+  c('timestamp_field', 'arrow', 'a first stream without a timestamp column', { ...fresh, send: (slug) => send(slug, ARROW, arrow({ temp: vectorFromArray([1], new Float64()) })) }),
+  c('timestamp_field', 'admin', 'a schema without a timestamp field', { ...fresh, send: (slug) => postJson(`${ts.url}/admin/datasets`, { slug, schema: { fields: UNTIMED } }) }),
+  c('field_type', 'json', 'temp declared as a string', { send: (slug) => sendJson(slug, jsonBody([row({ temp: 'warm' })], { schema: { fields: FIELDS.map((f) => (f.name === 'temp' ? { ...f, type: 'string' } : f)) } })) }),
+  c('field_type', 'arrow', 'temp sent as Utf8', { send: (slug) => send(slug, ARROW, arrowRow({ temp: vectorFromArray(['warm'], new Utf8()) })) }),
+  c('nullable_addition', 'json', 'a new field declared nullable: false', {
+    send: (slug) => sendJson(slug, jsonBody([row({ extra: 1 })], { schema: { fields: [...FIELDS, { name: 'extra', type: 'double', nullable: false }] } })),
+  }),
+  c('field_count_in_declaration', 'arrow', 'a stream of 1,025 columns', {
+    ...fresh,
+    send: (slug) => send(slug, ARROW, arrowWithNames(wideFields(1025).slice(1).map((f) => f.name))),
+  }),
+  ...(['json', 'arrow'] as const).map((format) =>
+    c('field_count_with_dataset', format, 'a field added to a dataset of 1,024', {
+      setup: (slug) => adminCreate({ slug, schema: { fields: wideFields(1024) } }),
+      send: (slug) =>
+        format === 'json'
+          ? sendJson(slug, { schema: { fields: [FIELDS[0], { name: 'extra', type: 'double' }] }, partition: { key: {} }, rows: [{ timestamp: T }] })
+          : send(slug, ARROW, arrow({ timestamp: dates(Date.parse(T)), extra: vectorFromArray([1], new Float64()) })),
+      followUp: { fields: [FIELDS[0]!], row: { timestamp: T }, rowsBefore: 0 },
+    }),
+  ),
+
+  ...(['ndjson', 'csv'] as const).map((format) =>
+    c('dataset_missing', format, 'a batch for a dataset that does not exist', { ...fresh, send: (slug) => send(slug, TYPES[format], goodBody(format)) }),
+  ),
+  ...(['ndjson', 'csv'] as const).map((format) =>
+    c('dataset_without_schema', format, 'a batch for a dataset created without a schema', {
+      setup: (slug) => adminCreate({ slug }),
+      send: (slug) => send(slug, TYPES[format], goodBody(format)),
+      followUp: { fields: FIELDS, row: row(), rowsBefore: 0 },
+    }),
+  ),
+  ...(['json', 'ndjson', 'csv', 'arrow'] as const).flatMap((format) => [
+    c('dataset_inactive', format, 'a batch for an inactive dataset', {
+      setup: async (slug) => {
+        await seed(slug);
+        await setStatus('inactive')(slug);
+      },
+      send: (slug) => send(slug, TYPES[format], goodBody(format)),
+      restore: setStatus('active'),
+    }),
+    c('dataset_archived', format, 'a batch for an archived dataset', {
+      setup: async (slug) => {
+        await seed(slug);
+        await setStatus('archived')(slug);
+      },
+      send: (slug) => send(slug, TYPES[format], goodBody(format)),
+      restore: setStatus('active'),
+    }),
+  ]),
+  ...(['json', 'arrow'] as const).map((format) =>
+    c('concurrent_creation', format, 'a first batch whose dataset another request creates meanwhile', {
+      setup: async () => {},
+      send: (slug) => raceToCreate(slug, format),
+      followUp: { fields: [{ name: 'ts', type: 'timestamp' }, { name: 'temp', type: 'double' }], row: { ts: T, temp: 1 }, rowsBefore: 0 },
+    }),
+  ),
+  c('storage_target', 'json', 'storageTargetId of no target', { send: (slug) => sendJson(slug, jsonBody([row()], { storageTargetId: 'nowhere' })) }),
+  ...(['ndjson', 'csv', 'arrow'] as const).map((format) =>
+    c('storage_target', format, 'storageTargetId of no target', { send: (slug) => send(slug, TYPES[format], goodBody(format), 'storageTargetId=nowhere') }),
+  ),
+  ...(['json', 'ndjson', 'csv', 'arrow'] as const).flatMap((format) => [
+    c('idempotency_reused', format, 'a key sent again with another body', {
+      prepare: async (slug) => expect((await send(slug, TYPES[format], goodBody(format), 'wait=true', { 'idempotency-key': 'once' })).status).toBe(201),
+      send: (slug) => send(slug, TYPES[format], goodBody(format, '2026-01-01T00:09:00Z'), '', { 'idempotency-key': 'once' }),
+      followUp: { fields: FIELDS, row: row({ timestamp: '2026-01-01T00:05:00Z' }), rowsBefore: 2 },
+    }),
+    c('idempotency_expired', format, 'a key whose job is gone', {
+      prepare: async (slug) => {
+        const first = await send(slug, TYPES[format], goodBody(format), 'wait=true', { 'idempotency-key': 'gone' });
+        expect(first.status).toBe(201);
+        await ts.server.catalog.sql`DELETE FROM jobs WHERE id = ${first.body.id}`;
+      },
+      send: (slug) => send(slug, TYPES[format], goodBody(format), '', { 'idempotency-key': 'gone' }),
+      followUp: { fields: FIELDS, row: row({ timestamp: '2026-01-01T00:05:00Z' }), rowsBefore: 2 },
+    }),
+  ]),
+
+  c('empty_batch', 'json', 'rows: []', { send: (slug) => sendJson(slug, jsonBody([])) }),
+  c('empty_batch', 'ndjson', 'blank lines only', { send: (slug) => send(slug, NDJSON, '\n \n') }),
+  c('empty_batch', 'csv', 'a header only', { send: (slug) => send(slug, CSV, csv()) }),
+  c('empty_batch', 'arrow', 'a stream without rows', { send: (slug) => send(slug, ARROW, arrow({ timestamp: dates(), site: vectorFromArray([], new Utf8()) })) }),
+  c('invalid_row', 'json', 'a row that is an array', { send: (slug) => sendJson(slug, jsonBody([row(), [1, 2]])) }),
+  c('invalid_row', 'ndjson', 'a line that is a number', { send: (slug) => send(slug, NDJSON, ndjson(row(), '42')) }),
+  c('missing_timestamp', 'json', 'a row without its timestamp', { send: (slug) => sendJson(slug, jsonBody([row({ timestamp: null })])) }),
+  c('missing_timestamp', 'ndjson', 'a row without its timestamp', { send: (slug) => send(slug, NDJSON, ndjson({ temp: 1, site: 'a' })) }),
+  c('missing_timestamp', 'csv', 'an empty timestamp', { send: (slug) => send(slug, CSV, csv(`,1.5,1,x,true,${T},a`)) }),
+  c('missing_timestamp', 'arrow', 'a null timestamp', { send: (slug) => send(slug, ARROW, arrowRow({ timestamp: dates(null) })) }),
+  c('invalid_timestamp', 'json', 'an offset after hh:mm (DuckDB refuses it)', { send: (slug) => sendJson(slug, jsonBody([row({ timestamp: '2026-01-01T00:00Z' })])) }),
+  c('invalid_timestamp', 'ndjson', 'a date with an offset', { send: (slug) => send(slug, NDJSON, ndjson(row({ timestamp: '2026-01-01+01:00' }))) }),
+  c('invalid_timestamp', 'csv', 'February 30th', { send: (slug) => send(slug, CSV, csv(`2026-02-30T00:00:00Z,1.5,1,x,true,${T},a`)) }),
+  c('invalid_timestamp', 'arrow', 'a Utf8 timestamp without seconds but with Z', { send: (slug) => send(slug, ARROW, arrowRow({ timestamp: vectorFromArray(['2026-01-01T10:00Z'], new Utf8()) })) }),
+  c('timestamp_out_of_storable_range', 'json', 'year 0 once the offset is applied', { send: (slug) => sendJson(slug, jsonBody([row({ timestamp: '0001-01-01T00:30:00+01:00' })])) }),
+  c('timestamp_out_of_storable_range', 'json', 'year 10000 in a timestamp field that is not the timestamp column', {
+    send: (slug) => sendJson(slug, jsonBody([row({ at: '9999-12-31T23:30:00-01:00' })])),
+  }),
+  c('timestamp_out_of_storable_range', 'ndjson', 'year 0 once the offset is applied', { send: (slug) => send(slug, NDJSON, ndjson(row({ timestamp: '0001-01-01T00:00:00+00:01' }))) }),
+  c('timestamp_out_of_storable_range', 'csv', 'year 10000 once the offset is applied', { send: (slug) => send(slug, CSV, csv(`9999-12-31T23:59:59-00:01,1.5,1,x,true,${T},a`)) }),
+  c('timestamp_out_of_storable_range', 'csv', 'year 0 in a timestamp field that is not the timestamp column', { send: (slug) => send(slug, CSV, csv(`${T},1.5,1,x,true,0001-01-01T00:00:00+01,a`)) }),
+  c('timestamp_out_of_storable_range', 'arrow', 'a date in year 10000', { send: (slug) => send(slug, ARROW, arrowRow({ timestamp: dates(253_402_300_800_000) })) }),
+  ...(['json', 'ndjson', 'csv', 'arrow'] as const).map((format) =>
+    c('timestamp_outside_time_range', format, 'a row after partition.timeRange', {
+      send: (slug) =>
+        format === 'json'
+          ? sendJson(slug, jsonBody([row()], { partition: { key: {}, timeRange: { start: '2025-01-01T00:00:00Z', end: '2025-01-02T00:00:00Z' } } }))
+          : send(slug, TYPES[format], goodBody(format), 'timeRange.start=2025-01-01T00:00:00Z&timeRange.end=2025-01-02T00:00:00Z'),
+    }),
+  ),
+  c('invalid_type', 'json', 'a string for a double', { send: (slug) => sendJson(slug, jsonBody([row({ temp: '1.5' })])) }),
+  c('invalid_type', 'ndjson', 'a fraction for an integer', { send: (slug) => send(slug, NDJSON, ndjson(row({ n: 1.5 }))) }),
+  c('invalid_type', 'csv', 'yes for a boolean', { send: (slug) => send(slug, CSV, csv(`${T},1.5,1,x,yes,${T},a`)) }),
+  c('invalid_type', 'arrow', 'text in a timestamp field', { send: (slug) => send(slug, ARROW, arrowRow({ at: vectorFromArray(['soon'], new Utf8()) })) }),
+  c('missing_field', 'json', 'no site', { send: (slug) => sendJson(slug, jsonBody([row({ site: null })])) }),
+  c('missing_field', 'ndjson', 'no site', { send: (slug) => send(slug, NDJSON, ndjson({ timestamp: T })) }),
+  c('missing_field', 'csv', 'an empty site', { send: (slug) => send(slug, CSV, csv(`${T},1.5,1,x,true,${T},`)) }),
+  c('missing_field', 'arrow', 'a null site', { send: (slug) => send(slug, ARROW, arrowRow({ site: vectorFromArray([null], new Utf8()) })) }),
+  c('non_finite_number', 'json', '1e400', { send: (slug) => sendJson(slug, JSON.stringify(jsonBody([row()])).replace('"temp":1.5', '"temp":1e400')) }),
+  c('non_finite_number', 'ndjson', '-1e999', { send: (slug) => send(slug, NDJSON, ndjson(row()).replace('"temp":1.5', '"temp":-1e999')) }),
+  c('non_finite_number', 'csv', 'NaN', { send: (slug) => send(slug, CSV, csv(`${T},NaN,1,x,true,${T},a`)) }),
+  c('non_finite_number', 'arrow', 'Infinity', { send: (slug) => send(slug, ARROW, arrowRow({ temp: vectorFromArray([Number.POSITIVE_INFINITY], new Float64()) })) }),
+  c('integer_out_of_range', 'json', '2^53', { send: (slug) => sendJson(slug, jsonBody([row({ n: 2 ** 53 })])) }),
+  c('integer_out_of_range', 'ndjson', '-2^60', { send: (slug) => send(slug, NDJSON, ndjson(row({ n: -(2 ** 60) }))) }),
+  c('integer_out_of_range', 'csv', '12345678901234567890', { send: (slug) => send(slug, CSV, csv(`${T},1.5,12345678901234567890,x,true,${T},a`)) }),
+  c('integer_out_of_range', 'arrow', 'an Int64 of 2^60', { send: (slug) => send(slug, ARROW, arrowRow({ n: vectorFromArray([2n ** 60n], new Int64()) })) }),
+  c('unknown_field', 'json', 'a key that is no field', { send: (slug) => sendJson(slug, jsonBody([row({ colour: 'red' })])) }),
+  c('unknown_field', 'ndjson', 'a key that is no field', { send: (slug) => send(slug, NDJSON, ndjson(row({ colour: 'red' }))) }),
+  c('unknown_field', 'csv', 'a column that is no field', { send: (slug) => send(slug, CSV, `${CSV_HEADER},colour\n${CSV_ROW},red\n`) }),
+  c('key_case_conflict', 'json', 'a row key Temp, with allowUnknownFields', { setup: looseDataset, send: (slug) => sendJson(slug, jsonBody([row({ Temp: 'warm' })])) }),
+  c('key_case_conflict', 'ndjson', 'a row key SITE, with allowUnknownFields', { setup: looseDataset, send: (slug) => send(slug, NDJSON, ndjson(row({ SITE: 'b' }))) }),
+  c('key_case_conflict', 'csv', 'a column Temp, with allowUnknownFields', { setup: looseDataset, send: (slug) => send(slug, CSV, `${CSV_HEADER},Temp\n${CSV_ROW},2\n`) }),
+  c('key_case_conflict', 'json', 'a row key Temp in a strict dataset', { send: (slug) => sendJson(slug, jsonBody([row({ Temp: 2 })])) }),
+
+  c('partition_key', 'json', 'a value with a slash', { send: (slug) => sendJson(slug, jsonBody([row()], { partition: { key: { k: 'a/b' } } })) }),
+  c('partition_key', 'ndjson', 'nine key fields', { send: (slug) => send(slug, NDJSON, ndjson(row()), Array.from({ length: 9 }, (_, i) => `key.k${i}=v`).join('&')) }),
+  c('partition_key', 'csv', 'an empty value', { send: (slug) => send(slug, CSV, csv(CSV_ROW), 'key.k=') }),
+  c('partition_key', 'arrow', 'a value of 129 characters', { send: (slug) => send(slug, ARROW, arrowRow(), `key.k=${'v'.repeat(129)}`) }),
+  c('time_range', 'json', 'start after end', { send: (slug) => sendJson(slug, jsonBody([row()], { partition: { key: {}, timeRange: { start: '2026-01-02T00:00:00Z', end: '2026-01-01T00:00:00Z' } } })) }),
+  c('time_range', 'ndjson', 'start without end', { send: (slug) => send(slug, NDJSON, ndjson(row()), 'timeRange.start=2026-01-01T00:00:00Z') }),
+  c('time_range', 'csv', 'an end in year 10000', { send: (slug) => send(slug, CSV, csv(CSV_ROW), 'timeRange.start=2026-01-01T00:00:00Z&timeRange.end=9999-12-31T23:59:59-01:00') }),
+  c('time_range', 'arrow', 'a start that is no timestamp', { send: (slug) => send(slug, ARROW, arrowRow(), 'timeRange.start=soon&timeRange.end=2027-01-01T00:00:00Z') }),
+  c('object_key_length', 'json', 'eight key fields of 128 + 128 characters: a key over 1,024 bytes', {
+    send: (slug) =>
+      sendJson(slug, jsonBody([row()], { partition: { key: Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`${i}`.padEnd(128, 'k'), 'v'.repeat(128)])) } })),
+  }),
+  c('object_key_length', 'ndjson', 'a directory name over 255 bytes', { send: (slug) => send(slug, NDJSON, ndjson(row()), `key.${longKey.slice(0, 128)}=${longKey.slice(0, 128)}&key.b=${'v'.repeat(20)}`) }),
+  c('object_key_length', 'csv', 'a directory name over 255 bytes', { send: (slug) => send(slug, CSV, csv(CSV_ROW), `key.a=${'v'.repeat(128)}&key.b=${'w'.repeat(128)}`) }),
+  c('object_key_length', 'arrow', 'a directory name over 255 bytes', { send: (slug) => send(slug, ARROW, arrowRow(), `key.a=${'v'.repeat(128)}&key.b=${'w'.repeat(128)}`) }),
+  ...(['json', 'ndjson', 'csv', 'arrow'] as const).map((format) =>
+    c('window_span', format, 'rows 1,001 days apart (daily windows)', {
+      send: (slug) => {
+        const late = new Date(Date.parse(T) + 1000 * 86_400_000).toISOString();
+        if (format === 'json') return sendJson(slug, jsonBody([row(), row({ timestamp: late })]));
+        if (format === 'ndjson') return send(slug, NDJSON, ndjson(row(), row({ timestamp: late })));
+        if (format === 'csv') return send(slug, CSV, csv(CSV_ROW, `${late},1.5,1,x,true,${T},a`));
+        return send(slug, ARROW, arrowRow({ timestamp: dates(Date.parse(T), Date.parse(late)), temp: vectorFromArray([1, 2], new Float64()), site: vectorFromArray(['a', 'b'], new Utf8()) }));
+      },
+    }),
+  ),
+];
+
+/** A good batch of one row, in a format. */
+function goodBody(format: Exclude<ConstraintScope, 'admin'>, timestamp = T): string | Uint8Array {
+  switch (format) {
+    case 'json':
+      return JSON.stringify(jsonBody([row({ timestamp })]));
+    case 'ndjson':
+      return ndjson(row({ timestamp }));
+    case 'csv':
+      return csv(`${timestamp},1.5,1,x,true,${T},a`);
+    case 'arrow':
+      return arrowRow({ timestamp: dates(Date.parse(timestamp)), ok: vectorFromArray([true], new Bool()) });
+  }
+}
+
+/** A dataset with FIELDS that ignores unknown fields, and one row. */
+async function looseDataset(slug: string): Promise<void> {
+  await adminCreate({ slug, schema: { fields: FIELDS }, metadata: { allowUnknownFields: true } });
+  await seed(slug);
+}
+
+const stagedFiles = (slug: string): number => {
+  try {
+    return readdirSync(join(ts.config.storageRoot, 'partitions/staging', slug)).length;
+  } catch {
+    return 0;
+  }
+};
+const jobsOf = async (slug: string) =>
+  Number((await ts.server.catalog.sql`SELECT count(*)::int AS n FROM jobs j JOIN datasets d ON d.id = j.dataset_id WHERE d.slug = ${slug}`)[0]?.n ?? 0);
+
+test('every constraint has a case in each format it applies to, and every case breaks a listed constraint in a format it names', () => {
+  const missing: string[] = [];
+  for (const [id, constraint] of Object.entries(INGEST_CONSTRAINTS)) {
+    for (const scope of constraint.scopes) {
+      if (!CASES.some((k) => k.constraint === id && k.format === scope)) missing.push(`${id} (${scope})`);
+    }
+  }
+  expect(missing).toEqual([]);
+  for (const k of CASES) expect(INGEST_CONSTRAINTS[k.constraint].scopes as readonly string[]).toContain(k.format);
+});
+
+describe('each constraint, broken: its 4xx and code, nothing stored, and the dataset still ingests and answers queries', () => {
+  test.each(CASES.map((k, i) => [`${k.constraint} (${k.format}): ${k.title}`, k, i] as const))('%s', async (_title, k, i) => {
+    const slug = `c${i}-${k.format}`;
+    await (k.setup ?? seed)(slug);
+    await k.prepare?.(slug);
+    const [jobs, staged] = [await jobsOf(slug), stagedFiles(slug)];
+
+    const answer = await k.send(slug);
+    const expected = INGEST_CONSTRAINTS[k.constraint];
+    expect(INGEST_REFUSAL_CODES.has(answer.body?.error?.code)).toBe(true);
+    expect({ status: answer.status, code: answer.body.error.code }).toEqual({ status: expected.status, code: expected.code });
+    expect(typeof answer.body.error.message).toBe('string');
+    expect([await jobsOf(slug), stagedFiles(slug)]).toEqual([jobs, staged]);
+
+    await k.restore?.(slug);
+    const followUp = k.followUp ?? { fields: FIELDS, row: row({ timestamp: '2026-01-01T00:05:00Z' }), rowsBefore: 1 };
+    expect((await queryRows(slug)).body.rows?.length ?? 0).toBe(followUp.rowsBefore);
+    const good = await sendJson(slug, { schema: { fields: followUp.fields }, partition: { key: { k: 'v' } }, rows: [followUp.row] }, 'wait=true');
+    expect(good.status).toBe(201);
+    const answered = await queryRows(slug);
+    expect(answered.status).toBe(200);
+    expect(answered.body.rows).toHaveLength(followUp.rowsBefore + 1);
+  });
+});
+
+test('S3: a prefix and key over 1,024 bytes is refused before anything is stored', () => {
+  const driver = new S3StorageDriver('long', { bucket: 'b', prefix: 'p'.repeat(900) }, { accessKeyId: 'x', secretAccessKey: 'y', region: 'us-east-1' });
+  try {
+    const error = (() => {
+      try {
+        checkObjectKeys(driver, 'weather', { instrument: 'A'.repeat(100) }, 'json');
+      } catch (err) {
+        return err;
+      }
+    })();
+    expect(error).toBeInstanceOf(AppError);
+    expect(error).toMatchObject({ status: 400, code: 'object_key_too_long', details: { storageTarget: 'long' } });
+    expect(() => checkObjectKeys(driver, 'weather', { instrument: 'A' }, 'json')).not.toThrow();
+  } finally {
+    driver.close();
+  }
+});
+
+test('ingestion builds refusals only through the list (no other AppError under src/ingest/)', () => {
+  const root = join(import.meta.dir, '../../src/ingest');
+  const offenders: string[] = [];
+  for (const file of readdirSync(root, { recursive: true }).map(String).filter((f) => f.endsWith('.ts') && f !== 'constraints.ts')) {
+    const text = readFileSync(join(root, file), 'utf8');
+    if (/new AppError\(|\berrors\.[a-zA-Z]+\(/.test(text)) offenders.push(file);
+  }
+  expect(offenders).toEqual([]);
+});
+
+test('docs/api.md lists every constraint code under "What a batch must satisfy"', () => {
+  const api = readFileSync(join(import.meta.dir, '../../docs/api.md'), 'utf8');
+  const start = api.indexOf('### What a batch must satisfy');
+  expect(start).toBeGreaterThan(0);
+  const section = api.slice(start, api.indexOf('\n### ', start + 1));
+  const missing = [...INGEST_REFUSAL_CODES].filter((code) => !section.includes(`\`${code}\``));
+  expect(missing).toEqual([]);
+});
