@@ -22,6 +22,8 @@ import credentials0002 from '../../migrations/0002_storage_target_credentials.ts
 import lifecycle0003 from '../../migrations/0003_lifecycle.ts' with { type: 'text' };
 // @ts-expect-error: as above
 import sortColumns0004 from '../../migrations/0004_sort_columns.ts' with { type: 'text' };
+// @ts-expect-error: as above
+import readerPins0006 from '../../migrations/0006_reader_pins.ts' with { type: 'text' };
 
 /** Every migration, in order. A test checks this list against `migrations/`. */
 export const MIGRATIONS: ReadonlyArray<{ name: string; text: string }> = [
@@ -29,6 +31,7 @@ export const MIGRATIONS: ReadonlyArray<{ name: string; text: string }> = [
   { name: '0002_storage_target_credentials.ts', text: credentials0002 as string },
   { name: '0003_lifecycle.ts', text: lifecycle0003 as string },
   { name: '0004_sort_columns.ts', text: sortColumns0004 as string },
+  { name: '0006_reader_pins.ts', text: readerPins0006 as string },
 ];
 
 const MIGRATION_LOCK_KEY = 0x7473_6d69; // "tsmi": one key for every timestore schema in a database

@@ -13,7 +13,7 @@
  *   `timestore lifecycle`.
  */
 import type { Sql } from 'postgres';
-import { type EffectiveRetention, effectiveRetention, type RetentionDefaults } from '../admin/retention.ts';
+import { effectiveRetention, type RetentionDefaults } from '../admin/retention.ts';
 import { getDataset } from '../catalog/datasets.ts';
 import { enqueueJob, type Job, type NewJob } from '../catalog/jobs.ts';
 import { claimScheduledRound, listLifecycleDatasetIds } from '../catalog/lifecycle.ts';
@@ -43,8 +43,6 @@ export interface LifecycleOptions {
   log: Logger;
   settings: Config['lifecycle'];
   retentionDefaults: RetentionDefaults;
-  /** Files of removed partitions outlive their removal by at least this (no query runs longer). */
-  queryTimeoutMs: number;
   metrics?: Metrics;
   /** The clock retention measures ages against (tests move it). */
   now?: () => Date;
@@ -132,7 +130,8 @@ export class Lifecycle {
       () => compactDataset(this.o, dataset, this.o.settings.compaction, ctx.signal),
       (c) => this.o.metrics?.compaction('succeeded', c),
     );
-    const removedBefore = new Date(this.now().getTime() - this.graceMs(policy));
+    // Files a running query or stream reads are kept whatever the grace: the collector skips pinned versions.
+    const removedBefore = new Date(this.now().getTime() - policy.deleteGraceMinutes.value * 60_000);
     const filesDeleted = await this.measured('garbageCollection', () => deleteRemovedFiles(this.o, dataset, removedBefore, ctx.signal), (d) =>
       this.o.metrics?.garbageCollection('succeeded', { filesDeleted: d.files, bytesDeleted: d.bytes }),
     );
@@ -159,10 +158,6 @@ export class Lifecycle {
     const purged = await purgeBookkeeping(this.o.sql, this.o.settings.jobRetentionMs);
     this.o.log.info({ orphans, purged }, 'lifecycle: maintenance done');
     return { [job.id]: { orphans, purged } };
-  }
-
-  private graceMs(policy: EffectiveRetention): number {
-    return Math.max(policy.deleteGraceMinutes.value * 60_000, this.o.queryTimeoutMs);
   }
 
   /** Runs a task, reporting a failure to the metrics before it propagates. */

@@ -140,6 +140,7 @@ export function queryRoutes(service: QueryService, scoped: Scoped) {
         },
         async cancel() {
           await chunks.return(undefined);
+          await batches.return(undefined); // when cancelled before the first row was asked for
         },
       });
       return new Response(stream, {
