@@ -125,6 +125,8 @@ interface Call {
   /** Jobs claimed together in this call. */
   claimed: number;
   results: JobResults;
+  /** Partitions and bytes published by the call. */
+  written: { partitions: number; bytes: number };
 }
 
 async function writeBatch(
@@ -145,7 +147,7 @@ async function writeBatch(
   const work = join(deps.scratchDir, `ingest-${randomUUID()}`);
   await mkdir(work, { recursive: true });
   try {
-    const call: Call = { deps, tracer, ctx, trace, span, dataset, schema, inputs: new Map(), work, claimed: jobs.length, results: {} };
+    const call: Call = { deps, tracer, ctx, trace, span, dataset, schema, inputs: new Map(), work, claimed: jobs.length, results: {}, written: { partitions: 0, bytes: 0 } };
     // Fetched once for the whole call, however often the batches are written apart.
     const readable = await fetchStagedBodies(call, jobs);
     ctx.signal.throwIfAborted();
@@ -153,7 +155,12 @@ async function writeBatch(
 
     const written = jobs.filter((j) => !(call.results[j.id] instanceof Error));
     const failed = jobs.length - written.length;
-    span.setAttributes({ 'timestore.jobs.written': written.length, 'timestore.jobs.failed': failed });
+    span.setAttributes({
+      'timestore.partitions': call.written.partitions,
+      'timestore.bytes': call.written.bytes,
+      'timestore.jobs.written': written.length,
+      'timestore.jobs.failed': failed,
+    });
     // The staged bodies of published batches are no longer needed; what a crash leaves here, the
     // collector removes. Those of failed batches stay with their jobs.
     await Promise.all(
@@ -308,6 +315,8 @@ async function writeAndPublish(call: Call, jobs: Job<IngestJobPayload>[]): Promi
   }
   const rows = jobs.reduce((n, j) => n + j.payload.rowCount, 0);
   const bytes = added.reduce((n, p) => n + p.sizeBytes, 0);
+  call.written.partitions += added.length;
+  call.written.bytes += bytes;
   deps.metrics?.ingestWritten(dataset.slug, { rows, partitions: added.length, bytes });
   deps.log.info({ dataset: dataset.slug, jobs: jobs.length, rows, partitions: added.length, ...traceFields(call.span) }, 'ingest: published');
 }
