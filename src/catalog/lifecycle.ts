@@ -22,6 +22,17 @@ export async function claimScheduledRound(db: Db, name: string, intervalMs: numb
   return rows.length === 1;
 }
 
+/**
+ * Whether any process has done lifecycle work since `since`: started a round of a schedule, or
+ * held, heartbeated or finished a job of `queue`.
+ */
+export async function lifecycleActiveSince(db: Db, queue: string, since: Date): Promise<boolean> {
+  const [row] = await db<{ active: boolean }[]>`
+    SELECT EXISTS (SELECT 1 FROM lifecycle_schedule WHERE last_run_at >= ${since})
+        OR EXISTS (SELECT 1 FROM jobs WHERE queue = ${queue} AND state <> 'queued' AND updated_at >= ${since}) AS active`;
+  return row?.active ?? false;
+}
+
 /** Ids of every dataset that is not archived (archived ones keep their data as it is). */
 export async function listLifecycleDatasetIds(db: Db): Promise<string[]> {
   const rows = await db<{ id: string }[]>`SELECT id FROM datasets WHERE status <> 'archived' ORDER BY created_at, id`;

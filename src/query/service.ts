@@ -77,6 +77,11 @@ export class QueryService {
     this.snapshots = new ManifestSnapshots(o.sql, o.snapshotPartitions);
   }
 
+  /** How long a query may run before it is stopped (TIMESTORE_QUERY_TIMEOUT_MS). */
+  get timeoutMs(): number {
+    return this.o.timeoutMs;
+  }
+
   /** How the per-process snapshots of active partitions are serving (for /metrics). */
   snapshotStats(): SnapshotStats {
     return this.snapshots.stats();

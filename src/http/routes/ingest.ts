@@ -6,6 +6,7 @@ import { errors } from '../../errors.ts';
 import type { IngestBatch } from '../../ingest/accept.ts';
 import { type DecodedBatch, decodeRowsBody, parseJsonBody, refuseBatchQueryForJson } from '../../ingest/formats/index.ts';
 import type { IngestService } from '../../ingest/service.ts';
+import { accepted, acceptedBody, keepOpenFor, requestedWaitMs } from '../accepted.ts';
 import { actorOf, type Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
 import { requestTraceparent } from '../request-log.ts';
@@ -123,12 +124,10 @@ export const JobView = t.Object({
   finishedAt: t.Nullable(t.String({ format: 'date-time' })),
 });
 
-const Accepted = t.Object({
-  jobId: t.String(),
-  state: t.String(),
-  statusUrl: t.String(),
-  replayed: t.Boolean({ description: 'True when an earlier request with this idempotency key was answered instead.' }),
-});
+const Accepted = acceptedBody(
+  { replayed: t.Boolean({ description: 'True when an earlier request with this idempotency key was answered instead.' }) },
+  'The batch is durable and queued (or still being written when the wait ran out).',
+);
 
 export function jobView(job: Job) {
   return {
@@ -145,22 +144,14 @@ export function jobView(job: Job) {
   };
 }
 
-/** `Prefer: wait=N` (seconds) or `?wait=true`: how long the client will wait for the batch to be published. */
-function requestedWaitMs(prefer: string | null, wait: string | undefined, inline: boolean, cap: number): number {
-  const match = prefer ? /(?:^|[\s,;])wait=(\d+)/i.exec(prefer) : null;
-  if (match) return Math.min(Number(match[1]) * 1000, cap);
-  if (wait === 'true' || wait === '1' || inline) return cap;
-  return 0;
-}
-
-const MAX_WAIT_MS = 60_000;
-
 export function ingestRoutes(service: IngestService, scoped: Scoped) {
   return new Elysia({ name: 'timestore/ingest' })
     .use(scoped)
     .post(
       '/datasets/:datasetSlug/ingest',
-      async ({ params, headers, query, request, set }) => {
+      async ({ params, headers, query, request, set, server }) => {
+        const waitMs = requestedWaitMs(headers.prefer, query.wait, service.inline);
+        keepOpenFor(server, request, waitMs);
         const body = await service.readBody(request);
         const search = new URL(request.url).searchParams;
         let batch: IngestBatch | DecodedBatch;
@@ -182,7 +173,7 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
           actor: actorOf(headers),
           // The request's own span (a child of the caller's `traceparent`): the job's span is its child.
           traceParent: requestTraceparent(request),
-          waitMs: requestedWaitMs(headers.prefer ?? null, query.wait, service.inline, MAX_WAIT_MS),
+          waitMs,
         });
         if (outcome.job.state === 'succeeded') {
           set.status = 201;
@@ -194,9 +185,8 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
             error: { code: 'ingest_failed', message: `the batch was accepted but could not be written: ${outcome.job.lastError}`, details: jobView(outcome.job) },
           };
         }
-        set.status = 202;
-        set.headers.location = `/ingestion/jobs/${outcome.job.id}`;
-        return { jobId: outcome.job.id, state: outcome.job.state, statusUrl: `/ingestion/jobs/${outcome.job.id}`, replayed: outcome.replayed };
+        const statusUrl = accepted(set, `/ingestion/jobs/${outcome.job.id}`);
+        return { jobId: outcome.job.id, state: outcome.job.state, statusUrl, replayed: outcome.replayed };
       },
       {
         scope: 'write',
