@@ -155,7 +155,7 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
   },
   {
     name: 'TIMESTORE_RETENTION_DELETE_GRACE_MINUTES',
-    description: 'Default `deleteGraceMinutes`: how long files removed from the manifest stay readable for queries that started before.',
+    description: 'Default `deleteGraceMinutes`: how long the files of partitions removed from the manifest are kept after their removal (files a running query or stream reads are kept until it ends anyway).',
     default: '`5`',
   },
   {

@@ -105,7 +105,7 @@ const RetentionBody = t.Object(
   {
     rules: RetentionRules,
     deleteGraceMinutes: t.Optional(
-      t.Integer({ minimum: 0, maximum: 10_080, description: 'How long removed files stay readable for queries already running (default: the server\'s).' }),
+      t.Integer({ minimum: 0, maximum: 10_080, description: 'How long the files of removed partitions are kept after their removal (default: the server\'s); files a running query or stream reads are kept until it ends anyway.' }),
     ),
   },
   { additionalProperties: false, example: { rules: { maxAgeHours: 8760 }, deleteGraceMinutes: 5 } },
