@@ -147,24 +147,29 @@ async function writeBatch(
   const work = join(deps.scratchDir, `ingest-${randomUUID()}`);
   await mkdir(work, { recursive: true });
   try {
-    const call: Call = { deps, tracer, ctx, trace, span, dataset, schema, inputs: new Map(), work, claimed: jobs.length, results: {}, written: { partitions: 0, bytes: 0 } };
+    const call: Call = {
+      ...{ deps, tracer, ctx, trace, span, dataset, schema, work },
+      inputs: new Map(),
+      claimed: jobs.length,
+      results: {},
+      written: { partitions: 0, bytes: 0 },
+    };
     // Fetched once for the whole call, however often the batches are written apart.
     const readable = await fetchStagedBodies(call, jobs);
     ctx.signal.throwIfAborted();
     await writeApart(call, readable);
 
-    const written = jobs.filter((j) => !(call.results[j.id] instanceof Error));
-    const failed = jobs.length - written.length;
+    const published = jobs.filter((j) => !(call.results[j.id] instanceof Error));
     span.setAttributes({
       'timestore.partitions': call.written.partitions,
       'timestore.bytes': call.written.bytes,
-      'timestore.jobs.written': written.length,
-      'timestore.jobs.failed': failed,
+      'timestore.jobs.written': published.length,
+      'timestore.jobs.failed': jobs.length - published.length,
     });
     // The staged bodies of published batches are no longer needed; what a crash leaves here, the
     // collector removes. Those of failed batches stay with their jobs.
     await Promise.all(
-      written.map(async (job) => {
+      published.map(async (job) => {
         const stagedOn = deps.drivers.forTarget(await deps.catalogCache.storageTarget(job.payload.storageTargetId));
         await stagedOn.delete(job.payload.staged.location).catch((err) => deps.log.warn({ err, job: job.id }, 'ingest: staged batch not deleted'));
       }),
