@@ -16,6 +16,8 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' |
 export interface Config {
   host: string;
   port: number;
+  /** Seconds a connection may carry no bytes before the server closes it (Bun's idle timeout). */
+  httpIdleTimeoutSeconds: number;
   /** Null selects the embedded catalog kept under the storage root. */
   databaseUrl: string | null;
   pgSchema: string;
@@ -77,6 +79,12 @@ export interface ConfigVariable {
 export const CONFIG_VARIABLES: ConfigVariable[] = [
   { name: 'TIMESTORE_HOST', description: 'Bind address for the HTTP server.', default: '`127.0.0.1`' },
   { name: 'TIMESTORE_PORT', description: 'Port for HTTP traffic (1–65535).', default: '`4100`' },
+  {
+    name: 'TIMESTORE_HTTP_IDLE_TIMEOUT_SECONDS',
+    description:
+      'A connection that carries no bytes for this long is closed (1–255). A request that waits for a job (`?wait=true`, `Prefer: wait`) or a query keeps its own connection open while it waits.',
+    default: '`30`',
+  },
   {
     name: 'TIMESTORE_DATABASE_URL',
     description:
@@ -149,7 +157,7 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
   },
   {
     name: 'TIMESTORE_RETENTION_DELETE_GRACE_MINUTES',
-    description: 'Default `deleteGraceMinutes`: how long files removed from the manifest stay readable for queries that started before.',
+    description: 'Default `deleteGraceMinutes`: how long the files of partitions removed from the manifest are kept after their removal (files a running query or stream reads are kept until it ends anyway).',
     default: '`5`',
   },
   {
@@ -291,6 +299,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   const config: Config = {
     host: r.string('TIMESTORE_HOST', '127.0.0.1'),
     port: r.integer('TIMESTORE_PORT', 4100, 1, 65535),
+    httpIdleTimeoutSeconds: r.integer('TIMESTORE_HTTP_IDLE_TIMEOUT_SECONDS', 30, 1, 255),
     databaseUrl,
     pgSchema: r.matching('TIMESTORE_PG_SCHEMA', 'timestore', /^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _)'),
     storageDriver: r.oneOf('TIMESTORE_STORAGE_DRIVER', 'local', ['local', 's3'] as const),

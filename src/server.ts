@@ -17,6 +17,7 @@ import { WorkerPool } from './engine/pool.ts';
 import { createApp } from './http/app.ts';
 import { INGEST_JOB_KIND } from './ingest/accept.ts';
 import { IngestService } from './ingest/service.ts';
+import { ReaderPins } from './query/reader-pins.ts';
 import { QueryService } from './query/service.ts';
 import { ingestJobHandler } from './ingest/write.ts';
 import { wakeLocalRunners } from './jobs/local.ts';
@@ -89,7 +90,6 @@ function lifecycleOf(core: Core, config: Config, log: Logger, metrics: Metrics |
     log,
     settings: config.lifecycle,
     retentionDefaults: config.retention,
-    queryTimeoutMs: config.query.timeoutMs,
     metrics,
   });
   const runner = run ? lifecycle.register(new JobRunner({ catalog: core.catalog, log, concurrency: 1, metrics, ...retries(config) })) : null;
@@ -132,6 +132,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   const cache = new PartitionCache({ ...config.queryCache, log });
   await cache.init();
+  const pins = new ReaderPins(catalog.sql, log);
+  pins.start();
   const query = new QueryService({
     sql: catalog.sql,
     drivers,
@@ -142,6 +144,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     memoryLimitBytes: config.query.memoryLimitBytes,
     snapshotPartitions: config.query.manifestCachePartitions,
     catalogCache,
+    pins,
     tracer,
     metrics,
   });
@@ -157,11 +160,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       sql: catalog.sql,
       drivers,
       retentionDefaults: config.retention,
-      startLifecycle: (datasetId, actor) => lifecycle.runNow(datasetId, actor),
+      startLifecycle: (datasetId, actor) => lifecycle.requestRun(datasetId, actor),
       waitForJob: (id, ms) => runner.waitForJob(id, ms),
       jobRetryWindowMs: config.jobs.retryWindowMs,
     }),
     maxBodyBytes: config.ingest.maxBodyBytes,
+    idleTimeoutSeconds: config.httpIdleTimeoutSeconds,
     metrics,
     tracer,
     scopes: config.scopes,
@@ -192,6 +196,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         // Running jobs finish (or are handed back to the queue) before their pool and catalog go.
         await lifecycle.stopScheduler();
         await Promise.all([runner, lifecycleRunner].map((r) => r?.stop(Math.max(1_000, config.shutdownTimeoutMs - 2_000))));
+        await pins.stop();
         // The last spans (requests, jobs) go out before the process does.
         await tracing.shutdown().catch((err) => log.warn({ err }, 'tracing: the last spans could not be exported'));
         await workers.close();

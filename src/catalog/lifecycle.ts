@@ -1,8 +1,11 @@
 /**
  * Catalog queries of the lifecycle tasks: the shared schedule, retention and compaction candidates,
- * files due for deletion, what the orphan sweep must keep, and purging old bookkeeping.
+ * files due for deletion (those no reader pins), what the orphan sweep must keep, and purging old
+ * bookkeeping.
  */
+import type { Sql } from 'postgres';
 import type { Db } from './db.ts';
+import { lockDatasetFiles } from './reader-pins.ts';
 import type { Partition } from './types.ts';
 
 /**
@@ -17,6 +20,17 @@ export async function claimScheduledRound(db: Db, name: string, intervalMs: numb
     WHERE name = ${name} AND next_run_at <= now()
     RETURNING name`;
   return rows.length === 1;
+}
+
+/**
+ * Whether any process has done lifecycle work since `since`: started a round of a schedule, or
+ * held, heartbeated or finished a job of `queue`.
+ */
+export async function lifecycleActiveSince(db: Db, queue: string, since: Date): Promise<boolean> {
+  const [row] = await db<{ active: boolean }[]>`
+    SELECT EXISTS (SELECT 1 FROM lifecycle_schedule WHERE last_run_at >= ${since})
+        OR EXISTS (SELECT 1 FROM jobs WHERE queue = ${queue} AND state <> 'queued' AND updated_at >= ${since}) AS active`;
+  return row?.active ?? false;
 }
 
 /** Ids of every dataset that is not archived (archived ones keep their data as it is). */
@@ -43,22 +57,30 @@ export async function listSmallPartitions(db: Db, datasetId: string, maxBytes: n
 }
 
 /**
- * Removed partitions whose files may go: removed by a manifest version published before `removedBefore`
- * and not deleted yet.
+ * Chooses removed partitions whose files may go and marks them deleted (`file_deleted_at`), in one
+ * transaction under the dataset's exclusive files lock (see reader-pins.ts): removed by a manifest
+ * version published before `removedBefore`, not deleted yet, and not active at any version an
+ * unexpired reader pin names. The caller deletes the files after the commit; a file whose delete
+ * never happens is unreferenced from then on, and the orphan sweep removes it.
  */
-export async function listFilesToDelete(db: Db, datasetId: string, removedBefore: Date, limit: number): Promise<Partition[]> {
-  return db<Partition[]>`
-    SELECT p.* FROM partitions p
-    JOIN manifest_versions m ON m.dataset_id = p.dataset_id AND m.version = p.removed_version
-    WHERE p.dataset_id = ${datasetId} AND p.removed_version IS NOT NULL AND p.file_deleted_at IS NULL
-      AND m.created_at < ${removedBefore}
-    ORDER BY p.removed_version, p.id
-    LIMIT ${limit}`;
-}
-
-export async function markFilesDeleted(db: Db, ids: string[]): Promise<void> {
-  if (ids.length === 0) return;
-  await db`UPDATE partitions SET file_deleted_at = now() WHERE id IN ${db(ids)}`;
+export async function claimFilesToDelete(sql: Sql, datasetId: string, removedBefore: Date, limit: number): Promise<Partition[]> {
+  return (await sql.begin(async (tx) => {
+    await lockDatasetFiles(tx, datasetId, 'exclusive');
+    return tx<Partition[]>`
+      UPDATE partitions SET file_deleted_at = now()
+      WHERE id IN (
+        SELECT p.id FROM partitions p
+        JOIN manifest_versions m ON m.dataset_id = p.dataset_id AND m.version = p.removed_version
+        WHERE p.dataset_id = ${datasetId} AND p.removed_version IS NOT NULL AND p.file_deleted_at IS NULL
+          AND m.created_at < ${removedBefore}
+          AND NOT EXISTS (
+            SELECT 1 FROM reader_pins r
+            WHERE r.dataset_id = p.dataset_id AND r.expires_at > now()
+              AND r.manifest_version >= p.added_version AND r.manifest_version < p.removed_version)
+        ORDER BY p.removed_version, p.id
+        LIMIT ${limit})
+      RETURNING *`;
+  })) as Partition[];
 }
 
 /**

@@ -26,6 +26,8 @@ import sortColumns0004 from '../../migrations/0004_sort_columns.ts' with { type:
 import jobRetryWindow0005 from '../../migrations/0005_job_retry_window.ts' with { type: 'text' };
 // @ts-expect-error: as above
 import caseConflicts0006 from '../../migrations/0006_case_conflicting_fields.ts' with { type: 'text' };
+// @ts-expect-error: as above
+import readerPins0007 from '../../migrations/0007_reader_pins.ts' with { type: 'text' };
 
 /** Every migration, in order. A test checks this list against `migrations/`. */
 export const MIGRATIONS: ReadonlyArray<{ name: string; text: string }> = [
@@ -35,6 +37,7 @@ export const MIGRATIONS: ReadonlyArray<{ name: string; text: string }> = [
   { name: '0004_sort_columns.ts', text: sortColumns0004 as string },
   { name: '0005_job_retry_window.ts', text: jobRetryWindow0005 as string },
   { name: '0006_case_conflicting_fields.ts', text: caseConflicts0006 as string },
+  { name: '0007_reader_pins.ts', text: readerPins0007 as string },
 ];
 
 const MIGRATION_LOCK_KEY = 0x7473_6d69; // "tsmi": one key for every timestore schema in a database

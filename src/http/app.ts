@@ -31,6 +31,8 @@ export interface AppDependencies {
   admin: AdminService;
   /** The largest request body the server reads (Bun refuses larger ones before a handler runs). */
   maxBodyBytes: number;
+  /** Seconds a silent connection stays open (see accepted.ts for requests that wait longer). */
+  idleTimeoutSeconds: number;
   /** GET /metrics, and the HTTP requests counted into it. */
   metrics: Metrics;
   /** A span per request (default: none recorded). */
@@ -48,7 +50,7 @@ export function createApp(deps: AppDependencies) {
   const scoped = auth({ scopes: deps.scopes, datasetIam: deps.datasetIam });
   // normalize: false makes a property the schema does not name a 400 instead of silently dropping
   // it, so a misspelt option (`maxAge` for `maxAgeHours`) is reported rather than ignored.
-  return new Elysia({ normalize: false, serve: { maxRequestBodySize: deps.maxBodyBytes + 1024 * 1024 } })
+  return new Elysia({ normalize: false, serve: { maxRequestBodySize: deps.maxBodyBytes + 1024 * 1024, idleTimeout: deps.idleTimeoutSeconds } })
     .use(errorHandler(deps.log))
     .use(requestLog(deps.log, { tracer: deps.tracer, metrics: deps.metrics }))
     .use(

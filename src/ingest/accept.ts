@@ -21,6 +21,7 @@ import { enqueueJob, getJob, type Job } from '../catalog/jobs.ts';
 import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-versions.ts';
 import type { CatalogCache } from '../catalog/cache.ts';
 import type { Db } from '../catalog/db.ts';
+import { CommitOutcomeUnknownError, inTransaction } from '../catalog/transaction.ts';
 import type { Dataset, SchemaField, SchemaVersion, StorageTarget } from '../catalog/types.ts';
 import type { StagedInputFormat } from '../engine/partition-writer.ts';
 import { AppError } from '../errors.ts';
@@ -125,7 +126,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   const staged = await driver.putBytes(stagingObjectKey(request.datasetSlug, body.extension), body.bytes);
 
   try {
-    const job = await deps.sql.begin(async (tx) => {
+    const job = await inTransaction(deps.sql, async (tx) => {
       // The common case, a batch of an existing dataset that adds no field, takes no lock: its
       // fields are in the latest version, and versions only grow, so concurrent batches of one
       // dataset do not queue behind each other here.
@@ -165,7 +166,8 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     deps.wake();
     return { job, replayed: false };
   } catch (err) {
-    await driver.delete(staged.location).catch(() => {});
+    // After a commit of unknown outcome the job may exist and need its body: the collector decides.
+    if (!(err instanceof CommitOutcomeUnknownError)) await driver.delete(staged.location).catch(() => {});
     if (err instanceof KeyHeld) return replay(deps.sql, err.record, requestHash);
     throw err;
   }

@@ -6,8 +6,18 @@
  * are read by DuckDB in a worker thread, written as sorted Parquet per
  * partition key and time window, stored on the target, and published in one
  * catalog transaction that also completes the jobs: either all of it is
- * visible or none of it is. Files stored by an attempt that then fails are
- * left for the garbage collector; the jobs retry.
+ * visible or none of it is.
+ *
+ * One batch that cannot be written must not hold back the others: when a
+ * write of several batches fails because of the data (write-failures.ts), the
+ * set is split in halves, each written and published on its own, down to the
+ * single batch that fails, which fails alone and for good with its reason.
+ * A failure of the moment (storage or catalog unreachable) fails the whole
+ * call instead, and its jobs retry later.
+ *
+ * Files stored by an attempt whose publish certainly did not commit are
+ * deleted; when the commit's outcome is unknown they are left for the
+ * collector, which decides from the catalog.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
@@ -17,16 +27,18 @@ import { getDataset } from '../catalog/datasets.ts';
 import type { Job } from '../catalog/jobs.ts';
 import { type NewPartition, publishManifestVersion } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/cache.ts';
-import type { Dataset, StorageTarget } from '../catalog/types.ts';
-import type { WrittenPartition } from '../engine/partition-writer.ts';
+import { CommitOutcomeUnknownError, inTransaction } from '../catalog/transaction.ts';
+import type { Dataset, SchemaVersion, StorageTarget } from '../catalog/types.ts';
+import type { StagedInput, WrittenPartition } from '../engine/partition-writer.ts';
 import type { WorkerPool } from '../engine/pool.ts';
-import type { JobContext, JobResults } from '../jobs/runner.ts';
+import { type JobContext, type JobResults, PermanentJobError } from '../jobs/runner.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { type Context, inSpan, NOOP_TRACER, type Span, type Tracer, traceFields } from '../observability/tracing.ts';
 import type { StorageDriver, StorageDrivers } from '../storage/index.ts';
 import type { IngestJobPayload } from './accept.ts';
 import { partitionObjectKey } from './object-keys.ts';
+import { step, WriteStepError } from './write-failures.ts';
 
 export interface WriteDeps {
   sql: Sql;
@@ -52,6 +64,8 @@ export async function storePartitionFiles(
   dataset: Dataset,
   schemaVersion: number,
   written: WrittenPartition[],
+  /** Called for each file once it is stored (so a caller knows what a failure part-way left behind). */
+  onStored?: (partition: NewPartition) => void,
 ): Promise<NewPartition[]> {
   const stored: NewPartition[] = [];
   for (const file of written) {
@@ -68,6 +82,7 @@ export async function storePartitionFiles(
       checksum: file.checksum,
       columnStatistics: file.columnStatistics,
     });
+    onStored?.(stored.at(-1)!);
   }
   return stored;
 }
@@ -83,6 +98,27 @@ export function ingestJobHandler(deps: WriteDeps) {
         'timestore.dataset.slug': jobs[0]?.payload.datasetSlug ?? '',
       },
     });
+}
+
+/** What every part of one handler call shares. */
+interface Call {
+  deps: WriteDeps;
+  tracer: Tracer;
+  ctx: JobContext;
+  trace: Context;
+  /** The call's span (`ingest.write`). */
+  span: Span;
+  dataset: Dataset;
+  schema: SchemaVersion;
+  /** Each job's staged body as a local file. */
+  inputs: Map<string, StagedInput>;
+  /** Scratch directory of the call: inputs and DuckDB's output. */
+  work: string;
+  /** Jobs claimed together in this call. */
+  claimed: number;
+  results: JobResults;
+  /** Partitions and bytes published by the call. */
+  written: { partitions: number; bytes: number };
 }
 
 async function writeBatch(
@@ -103,85 +139,34 @@ async function writeBatch(
   const work = join(deps.scratchDir, `ingest-${randomUUID()}`);
   await mkdir(work, { recursive: true });
   try {
-
-    // Batches for different storage targets are written separately: each file lives on the
-    // target its batch asked for.
-    const added: NewPartition[] = [];
-    for (const [targetId, group] of groupBy(jobs, (j) => j.payload.storageTargetId)) {
-      const target = await deps.catalogCache.storageTarget(targetId);
-      const stagedOn = deps.drivers.forTarget(target); // a batch is staged on the target it asked for
-      const inputs = await Promise.all(
-        group.map(async (job) => {
-          const path = await stagedOn.materialize(job.payload.staged.location, join(work, `${job.id}.json`));
-          return { path, format: job.payload.staged.format, partitionKey: job.payload.partitionKey, fields: await validatedFields(deps, dataset, job, schemaVersion) };
-        }),
-      );
-      ctx.signal.throwIfAborted();
-      const written = await inSpan(tracer, 'engine.write_partitions', trace, async (step) => {
-        const files = await deps.pool.writePartitions({
-          inputs,
-          fields: schema.fields,
-          timestampColumn: schema.timestampColumn,
-          windowSeconds: dataset.partitionWindowSeconds,
-          outputDir: work,
-          sortColumns: dataset.sortColumns,
-          // As compaction writes them (src/lifecycle/compaction.ts): smaller and faster to scan.
-          parquetVersion: 'v2',
-        });
-        step.setAttribute('timestore.files', files.length);
-        return files;
-      });
-      ctx.signal.throwIfAborted();
-      added.push(...(await storePartitionFiles(deps.drivers.forTarget(target), target, dataset, schemaVersion, written)));
-    }
-
+    const call: Call = {
+      ...{ deps, tracer, ctx, trace, span, dataset, schema, work },
+      inputs: new Map(),
+      claimed: jobs.length,
+      results: {},
+      written: { partitions: 0, bytes: 0 },
+    };
+    // Fetched once for the whole call, however often the batches are written apart.
+    const readable = await fetchStagedBodies(call, jobs);
     ctx.signal.throwIfAborted();
-    const results: JobResults = {};
-    await inSpan(tracer, 'catalog.publish', trace, () => deps.sql.begin(async (tx) => {
-      const published = await publishManifestVersion(tx, {
-        datasetId: dataset.id,
-        reason: 'ingest',
-        add: added,
-        summary: { jobs: jobs.map((j) => j.id), rows: jobs.reduce((n, j) => n + j.payload.rowCount, 0) },
-      });
-      const partitions = published.partitions.map((p) => ({
-        id: p.id,
-        location: p.location,
-        partitionKey: p.partitionKey,
-        startTime: p.startTime.toISOString(),
-        endTime: p.endTime.toISOString(),
-        rowCount: p.rowCount,
-        sizeBytes: p.sizeBytes,
-      }));
-      for (const job of jobs) {
-        results[job.id] = {
-          dataset: { id: dataset.id, slug: dataset.slug },
-          manifestVersion: published.manifest.version,
-          schemaVersion,
-          rowCount: job.payload.rowCount,
-          coalescedJobs: jobs.length,
-          // The files that hold the batch's rows (coalesced batches share files, so they may hold
-          // others' rows too). Not every file of the publish: with many batches written together,
-          // that list repeated in every job's result would outgrow what one catalog write takes.
-          partitions: partitions.filter((p) => holdsRowsOf(job.payload, p)),
-        };
-      }
-      await ctx.complete(tx, results);
-    }));
-    const rows = jobs.reduce((n, j) => n + j.payload.rowCount, 0);
-    const bytes = added.reduce((n, p) => n + p.sizeBytes, 0);
-    span.setAttributes({ 'timestore.partitions': added.length, 'timestore.bytes': bytes });
-    deps.metrics?.ingestWritten(dataset.slug, { rows, partitions: added.length, bytes });
-    deps.log.info({ dataset: dataset.slug, jobs: jobs.length, rows, partitions: added.length, ...traceFields(span) }, 'ingest: published');
+    await writeApart(call, readable);
 
-    // The staged bodies are no longer needed; what a crash leaves here, the collector removes.
+    const published = jobs.filter((j) => !(call.results[j.id] instanceof Error));
+    span.setAttributes({
+      'timestore.partitions': call.written.partitions,
+      'timestore.bytes': call.written.bytes,
+      'timestore.jobs.written': published.length,
+      'timestore.jobs.failed': jobs.length - published.length,
+    });
+    // The staged bodies of published batches are no longer needed; what a crash leaves here, the
+    // collector removes. Those of failed batches stay with their jobs.
     await Promise.all(
-      jobs.map(async (job) => {
+      published.map(async (job) => {
         const stagedOn = deps.drivers.forTarget(await deps.catalogCache.storageTarget(job.payload.storageTargetId));
         await stagedOn.delete(job.payload.staged.location).catch((err) => deps.log.warn({ err, job: job.id }, 'ingest: staged batch not deleted'));
       }),
     );
-    return results;
+    return call.results;
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -204,6 +189,155 @@ function holdsRowsOf(batch: IngestJobPayload, p: { partitionKey: Record<string, 
   const key = Object.entries(batch.partitionKey);
   if (key.length !== Object.keys(p.partitionKey).length || key.some(([name, value]) => p.partitionKey[name] !== value)) return false;
   return Date.parse(p.endTime) >= Date.parse(batch.minTime) && Date.parse(p.startTime) <= Date.parse(batch.maxTime);
+}
+
+/**
+ * Makes each job's staged body a local file. A body that is gone (or whose location this target
+ * cannot hold) fails its own job for good; any other failure fails the call.
+ */
+async function fetchStagedBodies(call: Call, jobs: Job<IngestJobPayload>[]): Promise<Job<IngestJobPayload>[]> {
+  const { deps } = call;
+  const fetched = await Promise.allSettled(
+    jobs.map((job) =>
+      step('read', async () => {
+        const stagedOn = deps.drivers.forTarget(await deps.catalogCache.storageTarget(job.payload.storageTargetId));
+        const path = await stagedOn.materialize(job.payload.staged.location, join(call.work, `${job.id}.json`));
+        const fields = await validatedFields(deps, call.dataset, job, call.schema.version);
+        call.inputs.set(job.id, { path, format: job.payload.staged.format, partitionKey: job.payload.partitionKey, fields });
+      }),
+    ),
+  );
+  const readable: Job<IngestJobPayload>[] = [];
+  for (const [i, outcome] of fetched.entries()) {
+    const job = jobs[i]!;
+    if (outcome.status === 'fulfilled') readable.push(job);
+    else if (outcome.reason instanceof WriteStepError && outcome.reason.dataFailure) call.results[job.id] = unwritable(call, job, outcome.reason);
+    else throw outcome.reason;
+  }
+  return readable;
+}
+
+/**
+ * Writes and publishes `jobs` together; when that fails because of the data, writes each half
+ * apart, down to the single batch that cannot be written, which gets its own error.
+ */
+async function writeApart(call: Call, jobs: Job<IngestJobPayload>[]): Promise<void> {
+  if (jobs.length === 0) return;
+  try {
+    await writeAndPublish(call, jobs);
+  } catch (err) {
+    if (!(err instanceof WriteStepError && err.dataFailure)) throw err;
+    if (jobs.length === 1) {
+      call.results[jobs[0]!.id] = unwritable(call, jobs[0]!, err);
+      return;
+    }
+    call.deps.log.warn(
+      { dataset: call.dataset.slug, jobs: jobs.length, step: err.step, error: err.message },
+      'ingest: a set of batches cannot be written together; writing its halves apart',
+    );
+    const half = Math.ceil(jobs.length / 2);
+    await writeApart(call, jobs.slice(0, half));
+    await writeApart(call, jobs.slice(half));
+  }
+}
+
+/** The error of a batch that cannot be written: final (retrying cannot help), with the reason. */
+function unwritable(call: Call, job: Job<IngestJobPayload>, err: WriteStepError): PermanentJobError {
+  call.deps.log.error({ dataset: call.dataset.slug, job: job.id, rows: job.payload.rowCount, step: err.step, error: err.message }, 'ingest: a batch cannot be written');
+  return new PermanentJobError(`the batch cannot be written: ${err.message}`, { cause: err });
+}
+
+/** Writes the jobs' batches as partition files, stores them and publishes them with the jobs' completion. */
+async function writeAndPublish(call: Call, jobs: Job<IngestJobPayload>[]): Promise<void> {
+  const { deps, tracer, ctx, trace, dataset, schema } = call;
+  const added: NewPartition[] = [];
+  const storedOn = new Map<string, StorageDriver>(); // location → driver, to delete what was not published
+  try {
+    // Batches for different storage targets are written separately: each file lives on the
+    // target its batch asked for.
+    for (const [targetId, group] of groupBy(jobs, (j) => j.payload.storageTargetId)) {
+      const target = await deps.catalogCache.storageTarget(targetId);
+      const written = await step('write', () =>
+        inSpan(tracer, 'engine.write_partitions', trace, async (span) => {
+          const files = await deps.pool.writePartitions({
+            inputs: group.map((job) => call.inputs.get(job.id)!),
+            fields: schema.fields,
+            timestampColumn: schema.timestampColumn,
+            windowSeconds: dataset.partitionWindowSeconds,
+            outputDir: call.work,
+            sortColumns: dataset.sortColumns,
+            // As compaction writes them (src/lifecycle/compaction.ts): smaller and faster to scan.
+            parquetVersion: 'v2',
+          });
+          span.setAttribute('timestore.files', files.length);
+          return files;
+        }),
+      );
+      ctx.signal.throwIfAborted();
+      const driver = deps.drivers.forTarget(target);
+      try {
+        await step('store', () => storePartitionFiles(driver, target, dataset, schema.version, written, (p) => {
+          added.push(p);
+          storedOn.set(p.location, driver);
+        }));
+      } finally {
+        await Promise.all(written.map((file) => rm(file.path, { force: true }))); // not moved when storing failed
+      }
+    }
+
+    ctx.signal.throwIfAborted();
+    const ids = jobs.map((j) => j.id);
+    await step('publish', () =>
+      inSpan(tracer, 'catalog.publish', trace, () =>
+        inTransaction(deps.sql, async (tx) => {
+          const published = await publishManifestVersion(tx, {
+            datasetId: dataset.id,
+            reason: 'ingest',
+            add: added,
+            summary: { jobs: ids, rows: jobs.reduce((n, j) => n + j.payload.rowCount, 0) },
+          });
+          const partitions = published.partitions.map((p) => ({
+            id: p.id,
+            location: p.location,
+            partitionKey: p.partitionKey,
+            startTime: p.startTime.toISOString(),
+            endTime: p.endTime.toISOString(),
+            rowCount: p.rowCount,
+            sizeBytes: p.sizeBytes,
+          }));
+          const results: JobResults = {};
+          for (const job of jobs) {
+            results[job.id] = {
+              dataset: { id: dataset.id, slug: dataset.slug },
+              manifestVersion: published.manifest.version,
+              schemaVersion: schema.version,
+              rowCount: job.payload.rowCount,
+              coalescedJobs: jobs.length,
+              claimedJobs: call.claimed,
+              // The files that hold the batch's rows (coalesced batches share files, so they may hold
+              // others' rows too). Not every file of the publish: with many batches written together,
+              // that list repeated in every job's result would outgrow what one catalog write takes.
+              partitions: partitions.filter((p) => holdsRowsOf(job.payload, p)),
+            };
+          }
+          await ctx.complete(tx, results, ids);
+          Object.assign(call.results, results);
+        }),
+      ),
+    );
+  } catch (err) {
+    // Unpublished for certain: nothing references these files. Unknown: the collector decides.
+    if (!(err instanceof WriteStepError && err.cause instanceof CommitOutcomeUnknownError)) {
+      await Promise.all([...storedOn].map(([location, driver]) => driver.delete(location).catch(() => {})));
+    }
+    throw err;
+  }
+  const rows = jobs.reduce((n, j) => n + j.payload.rowCount, 0);
+  const bytes = added.reduce((n, p) => n + p.sizeBytes, 0);
+  call.written.partitions += added.length;
+  call.written.bytes += bytes;
+  deps.metrics?.ingestWritten(dataset.slug, { rows, partitions: added.length, bytes });
+  deps.log.info({ dataset: dataset.slug, jobs: jobs.length, rows, partitions: added.length, ...traceFields(call.span) }, 'ingest: published');
 }
 
 function groupBy<T, K>(items: T[], key: (item: T) => K): Map<K, T[]> {

@@ -11,7 +11,8 @@
  *   own transaction, so its work (a manifest publish) and the completion
  *   commit together. It throws LeaseLostError when another worker has taken a
  *   job over; letting that propagate rolls the work back, so work is
- *   published once even when two workers ran it.
+ *   published once even when two workers ran it. With `jobIds` it completes
+ *   only those jobs of the batch: a handler may publish a batch in parts.
  * - Returning normally means the work is committed: jobs not yet completed are
  *   completed by the runner. The return value and `complete`'s `results` map
  *   job id → result (stored as JSON); an Error value fails that job alone.
@@ -50,8 +51,8 @@ export interface JobContext {
   signal: AbortSignal;
   /** Extends the lease now; false when a job of the batch is no longer ours. */
   heartbeat(): Promise<boolean>;
-  /** Completes the batch's jobs (except those `results` maps to an Error) in `tx`. */
-  complete(tx: Db, results?: JobResults): Promise<void>;
+  /** Completes the batch's jobs (or only `jobIds` of them), except those `results` maps to an Error, in `tx`. */
+  complete(tx: Db, results?: JobResults, jobIds?: readonly string[]): Promise<void>;
   /**
    * The batch's trace: `context` holds the first job's span (a child of the request that created
    * the job), the parent for the spans of the batch's work; `links` point at the other jobs' spans.
@@ -306,23 +307,27 @@ export class JobRunner {
       links: jobs.slice(1).map((j) => ({ context: spans.get(j.id)!.spanContext() })),
     };
 
-    // After complete() the rows are ours in the handler's transaction; a heartbeat then
-    // waits for it and finds them succeeded, which is not a lost lease.
-    let completing = false;
+    // Jobs passed to complete() are the handler's transaction's; the heartbeat leaves them out, so
+    // it neither waits for that transaction nor takes their completion for a lost lease.
+    const completing = new Set<string>();
     let leaseEnd = Date.now() + this.o.leaseMs;
     let beating: Promise<boolean> | null = null;
     const heartbeat = () =>
       (beating ??= (async () => {
         const sentAt = Date.now();
+        const held = () => ids.filter((id) => !completing.has(id));
         try {
-          const owned = await heartbeatJobs(this.sql, ids, this.workerId, this.o.leaseMs);
+          const beat = held();
+          let owned = await heartbeatJobs(this.sql, beat, this.workerId, this.o.leaseMs);
+          // A job completed while this heartbeat waited for its row is finished, not lost.
+          if (!owned && beat.some((id) => completing.has(id))) owned = await heartbeatJobs(this.sql, held(), this.workerId, this.o.leaseMs);
           if (owned) leaseEnd = sentAt + this.o.leaseMs;
-          else if (!completing) batch.abort.abort(new LeaseLostError('the lease was taken over'));
+          else batch.abort.abort(new LeaseLostError('the lease was taken over'));
           return owned;
         } catch (err) {
           this.log.warn({ err }, 'jobs: heartbeat failed');
           // Unable to renew in time, so another worker may be running the job: stop.
-          if (Date.now() > leaseEnd && !completing) batch.abort.abort(new LeaseLostError('the lease could not be renewed'));
+          if (Date.now() > leaseEnd && held().length > 0) batch.abort.abort(new LeaseLostError('the lease could not be renewed'));
           return false;
         } finally {
           beating = null;
@@ -336,9 +341,9 @@ export class JobRunner {
       signal: batch.abort.signal,
       trace,
       heartbeat,
-      complete: async (tx, results = {}) => {
-        completing = true;
-        const want = succeeding(results);
+      complete: async (tx, results = {}, jobIds) => {
+        const want = succeeding(results).filter((id) => !jobIds || jobIds.includes(id));
+        for (const id of want) completing.add(id);
         const done = await completeJobs(tx, want, this.workerId, results);
         if (done.length !== want.length) throw new LeaseLostError('a job of the batch is no longer held by this worker');
       },

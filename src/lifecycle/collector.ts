@@ -2,19 +2,21 @@
  * Garbage collection.
  *
  * - Files of removed partitions (retention, compaction) are deleted once the manifest version that
- *   removed them is older than the grace period, and never sooner than the query timeout: a query
- *   reads the version it started on, and no query outlives its timeout.
+ *   removed them is older than the grace period and no reader still pins a version at which they
+ *   were active: a query or stream reads the version it started on for as long as it lives, which
+ *   may be longer than any timeout (catalog/reader-pins.ts; query/reader-pins.ts).
  * - The orphan sweep lists a storage target's `datasets/`, `staging/` and `.timestore-probe/`
  *   objects and deletes those that nothing references (no partition whose file is kept, no staged
  *   batch of a job that has not succeeded) once they are older than the orphan age: the files of
  *   failed writes, of attempts that lost a race, of jobs an operator deleted, and temporary files
  *   a crash left behind. A failed job's staged batch is kept: only an operator drops it.
- * - Succeeded jobs and expired idempotency keys are purged after their retention; failed jobs
- *   stay (except those of the queues named, whose work is redone anyway).
+ * - Succeeded jobs, expired idempotency keys and long-expired reader pins are purged after their
+ *   retention; failed jobs stay (except those of the queues named, whose work is redone anyway).
  */
 import type { Sql } from 'postgres';
 import { purgeFinishedJobs } from '../catalog/jobs.ts';
-import { listFilesToDelete, markFilesDeleted, purgeExpiredIdempotencyKeys, referencedLocations } from '../catalog/lifecycle.ts';
+import { claimFilesToDelete, purgeExpiredIdempotencyKeys, referencedLocations } from '../catalog/lifecycle.ts';
+import { purgeExpiredReaderPins } from '../catalog/reader-pins.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';
 import type { Dataset, StorageTarget } from '../catalog/types.ts';
 import type { Logger } from '../log.ts';
@@ -33,25 +35,21 @@ export interface Deleted {
 
 const PAGE = 500;
 
-/** Deletes the files of this dataset's partitions removed before `removedBefore`. */
+/** Deletes the files of this dataset's partitions removed before `removedBefore` that no reader pins. */
 export async function deleteRemovedFiles(deps: CollectorDeps, dataset: Dataset, removedBefore: Date, signal: AbortSignal): Promise<Deleted> {
   const deleted: Deleted = { files: 0, bytes: 0 };
   const targets = new Map<string, StorageTarget>();
   for (;;) {
     signal.throwIfAborted();
-    const due = await listFilesToDelete(deps.sql, dataset.id, removedBefore, PAGE);
-    if (due.length === 0) return deleted;
-    const done: string[] = [];
+    // Marked deleted first: if a delete below fails, the file is an orphan for the sweep.
+    const due = await claimFilesToDelete(deps.sql, dataset.id, removedBefore, PAGE);
     for (const p of due) {
       const target = targets.get(p.storageTargetId) ?? (await getStorageTarget(deps.sql, p.storageTargetId));
       targets.set(target.id, target);
-      // A missing object is not an error: a crash between this delete and the mark left it so.
       await deps.drivers.forTarget(target).delete(p.location);
-      done.push(p.id);
       deleted.files += 1;
       deleted.bytes += p.sizeBytes;
     }
-    await markFilesDeleted(deps.sql, done);
     if (due.length < PAGE) return deleted;
   }
 }
@@ -93,11 +91,16 @@ async function deleteUnreferenced(deps: CollectorDeps, driver: StorageDriver, ob
 export interface Purged {
   jobs: number;
   idempotencyKeys: number;
+  readerPins: number;
 }
+
+/** Expired reader pins are kept an hour, so that a process cut off from the catalog for a while revives its own by refreshing them. */
+const EXPIRED_PIN_RETENTION_MS = 3_600_000;
 
 export async function purgeBookkeeping(sql: Sql, jobRetentionMs: number, failedJobsOfQueues: readonly string[] = []): Promise<Purged> {
   return {
     jobs: await purgeFinishedJobs(sql, jobRetentionMs, { failedOfQueues: failedJobsOfQueues }),
     idempotencyKeys: await purgeExpiredIdempotencyKeys(sql),
+    readerPins: await purgeExpiredReaderPins(sql, EXPIRED_PIN_RETENTION_MS),
   };
 }

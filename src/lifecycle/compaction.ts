@@ -7,7 +7,9 @@
  * Inputs are immutable files, so merging them cannot lose or duplicate a row; the only race is
  * another publish removing an input first (retention, or a compaction in another process), which
  * the publish refuses with 409 `partition_not_active`: the output is deleted and the group is left
- * for the next run. Ingestion only adds partitions, so it never conflicts. Each run is bounded in
+ * for the next run. When the publish's commit outcome is unknown (the connection was lost during
+ * COMMIT) the output is left in place: the catalog may reference it, and the orphan sweep deletes
+ * it later if it does not. Ingestion only adds partitions, so it never conflicts. Each run is bounded in
  * input files and bytes; what is left is picked up by the next run, which starts from the
  * manifest as it is then.
  */
@@ -18,6 +20,7 @@ import { listSmallPartitions } from '../catalog/lifecycle.ts';
 import { type NewPartition, publishManifestVersion } from '../catalog/manifests.ts';
 import { getSchemaVersion } from '../catalog/schema-versions.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';
+import { CommitOutcomeUnknownError, inTransaction } from '../catalog/transaction.ts';
 import type { Dataset, Partition } from '../catalog/types.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { AppError } from '../errors.ts';
@@ -140,7 +143,7 @@ async function mergeGroup(deps: CompactionDeps, dataset: Dataset, group: Partiti
 
   const work = join(deps.scratchDir, `compact-${crypto.randomUUID()}`);
   await mkdir(join(work, 'out'), { recursive: true });
-  let stored: NewPartition[] = [];
+  const stored: NewPartition[] = [];
   try {
     const inputs = await Promise.all(
       group.map(async (p) => ({ path: await driver.materialize(p.location, join(work, `${p.id}.parquet`)), format: 'parquet' as const, partitionKey: p.partitionKey })),
@@ -157,9 +160,9 @@ async function mergeGroup(deps: CompactionDeps, dataset: Dataset, group: Partiti
       // five of the six TSBS query shapes 0.59–0.83× as slow in bench/query (docs/performance.md).
       parquetVersion: 'v2',
     });
-    stored = await storePartitionFiles(driver, target, dataset, schemaVersion, written);
+    await storePartitionFiles(driver, target, dataset, schemaVersion, written, (p) => stored.push(p));
     signal.throwIfAborted();
-    await deps.sql.begin((tx) =>
+    await inTransaction(deps.sql, (tx) =>
       publishManifestVersion(tx, {
         datasetId: dataset.id,
         reason: 'compaction',
@@ -170,7 +173,9 @@ async function mergeGroup(deps: CompactionDeps, dataset: Dataset, group: Partiti
     );
     return stored;
   } catch (err) {
-    await Promise.all(stored.map((p) => driver.delete(p.location).catch(() => {})));
+    // If the commit's outcome is unknown, the manifest may reference the output: the collector's
+    // orphan sweep deletes it later if it does not. Any other failure certainly published nothing.
+    if (!(err instanceof CommitOutcomeUnknownError)) await Promise.all(stored.map((p) => driver.delete(p.location).catch(() => {})));
     if (err instanceof AppError && err.code === 'partition_not_active') {
       deps.log.info({ dataset: dataset.slug, partitions: group.length }, 'compaction: an input was removed by another publish; left for the next run');
       return null;

@@ -16,13 +16,14 @@
  *   no acknowledged data. So failed lifecycle jobs are also purged with the succeeded ones.
  */
 import type { Sql } from 'postgres';
-import { type EffectiveRetention, effectiveRetention, type RetentionDefaults } from '../admin/retention.ts';
+import { effectiveRetention, type RetentionDefaults } from '../admin/retention.ts';
 import { getDataset } from '../catalog/datasets.ts';
 import { enqueueJob, type Job, type NewJob } from '../catalog/jobs.ts';
-import { claimScheduledRound, listLifecycleDatasetIds } from '../catalog/lifecycle.ts';
+import { claimScheduledRound, lifecycleActiveSince, listLifecycleDatasetIds } from '../catalog/lifecycle.ts';
 import { getRetentionPolicy } from '../catalog/retention.ts';
 import { listStorageTargets } from '../catalog/storage-targets.ts';
 import type { Config } from '../config.ts';
+import { errors } from '../errors.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { wakeLocalRunners } from '../jobs/local.ts';
 import type { JobContext, JobRunner } from '../jobs/runner.ts';
@@ -46,8 +47,6 @@ export interface LifecycleOptions {
   log: Logger;
   settings: Config['lifecycle'];
   retentionDefaults: RetentionDefaults;
-  /** Files of removed partitions outlive their removal by at least this (no query runs longer). */
-  queryTimeoutMs: number;
   metrics?: Metrics;
   /** The clock retention measures ages against (tests move it). */
   now?: () => Date;
@@ -55,6 +54,8 @@ export interface LifecycleOptions {
 
 export class Lifecycle {
   private timer: ReturnType<typeof setTimeout> | null = null;
+  /** This process has a lifecycle runner (register() was called). */
+  private runsHere = false;
   private ticking: Promise<void> = Promise.resolve();
   private readonly now: () => Date;
 
@@ -64,9 +65,31 @@ export class Lifecycle {
 
   /** Registers the job handlers on a runner (its queue: LIFECYCLE_QUEUE). */
   register(runner: JobRunner): JobRunner {
+    this.runsHere = true;
     return runner
       .register<{ datasetId: string }>(DATASET_JOB_KIND, (jobs, ctx) => this.runDataset(jobs[0]!, ctx), { queue: LIFECYCLE_QUEUE })
       .register(MAINTENANCE_JOB_KIND, (jobs, ctx) => this.runMaintenance(jobs[0]!, ctx), { queue: LIFECYCLE_QUEUE });
+  }
+
+  /**
+   * The lifecycle job of one dataset, on request (POST …/lifecycle): queued as by {@link runNow}
+   * when some process runs lifecycle jobs, this one or another that has done lifecycle work within
+   * the last two intervals; otherwise 503 `lifecycle_not_running`, and nothing is queued (a job
+   * nobody runs would wait forever).
+   */
+  async requestRun(datasetId: string, actor: string | null): Promise<Job> {
+    if (!this.runsHere) {
+      const windowMs = 2 * this.o.settings.intervalMs + 60_000;
+      if (!(await lifecycleActiveSince(this.o.sql, LIFECYCLE_QUEUE, new Date(Date.now() - windowMs)))) {
+        throw errors.unavailable(
+          'lifecycle_not_running',
+          `no process runs lifecycle jobs: this server runs with TIMESTORE_LIFECYCLE_ENABLED=false and no process sharing its catalog has done lifecycle work in the last ${Math.round(windowMs / 1000)} s; ` +
+            'start `timestore lifecycle` (or `timestore lifecycle --once`) against the same catalog, or enable the lifecycle in `serve`',
+          { lifecycleEnabled: false, windowSeconds: Math.round(windowMs / 1000) },
+        );
+      }
+    }
+    return this.runNow(datasetId, actor);
   }
 
   /**
@@ -140,7 +163,8 @@ export class Lifecycle {
       () => compactDataset(this.o, dataset, this.o.settings.compaction, ctx.signal),
       (c) => this.o.metrics?.compaction('succeeded', c),
     );
-    const removedBefore = new Date(this.now().getTime() - this.graceMs(policy));
+    // Files a running query or stream reads are kept whatever the grace: the collector skips pinned versions.
+    const removedBefore = new Date(this.now().getTime() - policy.deleteGraceMinutes.value * 60_000);
     const filesDeleted = await this.measured('garbageCollection', () => deleteRemovedFiles(this.o, dataset, removedBefore, ctx.signal), (d) =>
       this.o.metrics?.garbageCollection('succeeded', { filesDeleted: d.files, bytesDeleted: d.bytes }),
     );
@@ -167,10 +191,6 @@ export class Lifecycle {
     const purged = await purgeBookkeeping(this.o.sql, this.o.settings.jobRetentionMs, [LIFECYCLE_QUEUE]);
     this.o.log.info({ orphans, purged }, 'lifecycle: maintenance done');
     return { [job.id]: { orphans, purged } };
-  }
-
-  private graceMs(policy: EffectiveRetention): number {
-    return Math.max(policy.deleteGraceMinutes.value * 60_000, this.o.queryTimeoutMs);
   }
 
   /** Runs a task, reporting a failure to the metrics before it propagates. */

@@ -18,6 +18,7 @@ import type { PartitionCache } from '../storage/cache.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { columnsWithoutNulls, fieldsInFiles, prunePartitions } from './prune.ts';
 import { planQuery, type QueryLimits, type QueryPlan, type QueryRequest } from './request.ts';
+import type { ReaderPins } from './reader-pins.ts';
 import { ManifestSnapshots, selectPartitions, type SnapshotStats } from './snapshots.ts';
 
 
@@ -37,6 +38,8 @@ export interface QueryServiceOptions {
   snapshotPartitions: number;
   /** Schema versions and storage targets, kept across queries (shared with ingestion). */
   catalogCache: CatalogCache;
+  /** Pins the manifest version each query reads until it ends, so the collector keeps its files. */
+  pins: ReaderPins;
 }
 
 /** The span and clock of one query, ended once with its outcome. */
@@ -72,6 +75,11 @@ export class QueryService {
   constructor(private readonly o: QueryServiceOptions) {
     this.tracer = o.tracer ?? NOOP_TRACER;
     this.snapshots = new ManifestSnapshots(o.sql, o.snapshotPartitions);
+  }
+
+  /** How long a query may run before it is stopped (TIMESTORE_QUERY_TIMEOUT_MS). */
+  get timeoutMs(): number {
+    return this.o.timeoutMs;
   }
 
   /** How the per-process snapshots of active partitions are serving (for /metrics). */
@@ -111,13 +119,14 @@ export class QueryService {
 
   /**
    * The same query as batches of rows, for CSV and NDJSON answers that are never built in memory.
-   * Its span and metrics end with the last batch (or when the client goes away).
+   * Its span and metrics end, and its files and manifest version are released, with the last
+   * batch, or when the caller calls `batches.return()` (the client went away), started or not.
    */
   async stream(
     slug: string,
     request: QueryRequest,
     trace?: Context,
-  ): Promise<{ columns: { name: string; type: string }[]; batches: AsyncIterable<Record<string, unknown>[]> }> {
+  ): Promise<{ columns: { name: string; type: string }[]; batches: AsyncGenerator<Record<string, unknown>[], void, undefined> }> {
     const m = this.measure(slug, request, trace);
     let prepared: Prepared;
     try {
@@ -133,28 +142,39 @@ export class QueryService {
       return { columns, batches: (async function* () {})() };
     }
     const input = prepared.input;
-    const release = prepared.release;
     const pool = this.o.pool;
-    const finish = (err: unknown) => this.finish(m, err);
-    return {
-      columns,
-      batches: (async function* () {
-        let failure: unknown = null;
-        try {
-          try {
-            yield* pool.queryStream(input, 4096);
-          } catch (err) {
-            rethrowQueryError(err);
-          }
-        } catch (err) {
-          failure = err;
-          throw err;
-        } finally {
-          release();
-          finish(failure);
-        }
-      })(),
+    let ended = false;
+    const end = (failure: unknown) => {
+      if (ended) return;
+      ended = true;
+      prepared.release();
+      this.finish(m, failure);
     };
+    const batches = (async function* () {
+      let failure: unknown = null;
+      try {
+        try {
+          yield* pool.queryStream(input, 4096);
+        } catch (err) {
+          rethrowQueryError(err);
+        }
+      } catch (err) {
+        failure = err;
+        throw err;
+      } finally {
+        end(failure);
+      }
+    })();
+    // A generator returned before its first next() skips its finally: release here as well.
+    const returnBatches = batches.return.bind(batches);
+    batches.return = async (value) => {
+      try {
+        return await returnBatches(value);
+      } finally {
+        end(null);
+      }
+    };
+    return { columns, batches };
   }
 
   private measure(slug: string, request: QueryRequest, trace: Context | undefined): Measured {
@@ -184,42 +204,55 @@ export class QueryService {
   }
 
   private async prepare(slug: string, request: QueryRequest): Promise<Prepared> {
-    const dataset = await findDataset(this.o.sql, slug);
-    if (!dataset) throw errors.notFound('dataset', slug);
-    if (dataset.status === 'archived') throw new AppError(409, 'dataset_archived', `dataset "${slug}" is archived and answers no queries`);
-    const schema = dataset.schemaVersion > 0 ? await this.o.catalogCache.schemaVersion(dataset.id, dataset.schemaVersion) : null;
-    const fields: SchemaField[] = schema?.fields ?? [{ name: dataset.timestampColumn, type: 'timestamp', nullable: false }];
-    const plan = planQuery(request, fields, dataset.timestampColumn, this.o.limits);
+    const found = await findDataset(this.o.sql, slug);
+    if (!found) throw errors.notFound('dataset', slug);
+    if (found.status === 'archived') throw new AppError(409, 'dataset_archived', `dataset "${slug}" is archived and answers no queries`);
+    const schema = found.schemaVersion > 0 ? await this.o.catalogCache.schemaVersion(found.id, found.schemaVersion) : null;
+    const fields: SchemaField[] = schema?.fields ?? [{ name: found.timestampColumn, type: 'timestamp', nullable: false }];
+    const plan = planQuery(request, fields, found.timestampColumn, this.o.limits);
 
-    // One manifest version for the whole query: files of this version stay on disk for the
-    // retention grace period even if a newer version removes them meanwhile.
-    const version = dataset.manifestVersion;
-    const selection = { datasetId: dataset.id, version, from: plan.from, to: plan.to, partitionKey: plan.partitionKey };
-    const snapshot = await this.snapshots.active(dataset.id, version);
-    const [overlapping, active] = snapshot
-      ? [selectPartitions(snapshot, selection), snapshot.length]
-      : await Promise.all([listActivePartitions(this.o.sql, selection), this.activeCount(dataset.id, version)]);
-    const selected = prunePartitions(overlapping, plan.filters, fields);
-    const base = { dataset, fields, plan, scanned: selected.length, pruned: active - selected.length };
-    if (selected.length === 0) return { ...base, input: null, release() {} };
+    // One manifest version for the whole query, pinned until the query (or stream) ends: the
+    // collector keeps the files of a pinned version even after a newer version removed them.
+    const pin = await this.o.pins.pin(found.id, found.manifestVersion);
+    try {
+      const dataset = { ...found, manifestVersion: pin.version };
+      const version = pin.version;
+      const selection = { datasetId: dataset.id, version, from: plan.from, to: plan.to, partitionKey: plan.partitionKey };
+      const snapshot = await this.snapshots.active(dataset.id, version);
+      const [overlapping, active] = snapshot
+        ? [selectPartitions(snapshot, selection), snapshot.length]
+        : await Promise.all([listActivePartitions(this.o.sql, selection), this.activeCount(dataset.id, version)]);
+      const selected = prunePartitions(overlapping, plan.filters, fields);
+      const base = { dataset, fields, plan, scanned: selected.length, pruned: active - selected.length };
+      if (selected.length === 0) {
+        pin.release();
+        return { ...base, input: null, release() {} };
+      }
 
-    const held = await this.acquire(selected);
-    return {
-      ...base,
-      input: {
-        files: held.paths,
-        fields,
-        timestampColumn: plan.timestampColumn,
-        timeRange: { start: plan.from.toISOString(), end: plan.to.toISOString() },
-        filters: plan.filters,
-        mode: plan.mode,
-        timeoutMs: this.o.timeoutMs,
-        memoryLimitBytes: this.o.memoryLimitBytes,
-        nonNullColumns: plan.mode.kind === 'downsample' ? columnsWithoutNulls(selected, fields) : undefined,
-        fieldsInFiles: fieldsInFiles(selected, fields),
-      },
-      release: held.release,
-    };
+      const held = await this.acquire(selected);
+      return {
+        ...base,
+        input: {
+          files: held.paths,
+          fields,
+          timestampColumn: plan.timestampColumn,
+          timeRange: { start: plan.from.toISOString(), end: plan.to.toISOString() },
+          filters: plan.filters,
+          mode: plan.mode,
+          timeoutMs: this.o.timeoutMs,
+          memoryLimitBytes: this.o.memoryLimitBytes,
+          nonNullColumns: plan.mode.kind === 'downsample' ? columnsWithoutNulls(selected, fields) : undefined,
+          fieldsInFiles: fieldsInFiles(selected, fields),
+        },
+        release() {
+          held.release();
+          pin.release();
+        },
+      };
+    } catch (err) {
+      pin.release();
+      throw err;
+    }
   }
 
   private async activeCount(datasetId: string, version: number): Promise<number> {

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { findDataset } from '../../src/catalog/datasets.ts';
 import { enqueueJob, purgeFinishedJobs } from '../../src/catalog/jobs.ts';
 import { listActivePartitions } from '../../src/catalog/manifests.ts';
+import { listReaderPins } from '../../src/catalog/reader-pins.ts';
 import { getStorageTarget } from '../../src/catalog/storage-targets.ts';
 import type { Partition } from '../../src/catalog/types.ts';
 import { sweepOrphans } from '../../src/lifecycle/collector.ts';
@@ -211,8 +212,10 @@ for (const kind of ['local', 's3'] as const) {
       expect(withoutAvg(downsampledAfter)).toEqual(withoutAvg(downsampled.rows));
       downsampledAfter.forEach((row, i) => expect(row.avg_value as number).toBeCloseTo(downsampled.rows[i]!.avg_value as number, 9));
 
-      // The inputs' files go after the grace period (the server default here: 5 minutes).
+      // The inputs' files go after the grace period (the server default here: 5 minutes), once
+      // the queries above, which read the older version, no longer pin it.
       await age('tiny', 10 * 60_000);
+      await pinsReleased(ts, 'tiny');
       expect((await runLifecycle('tiny')).filesDeleted.files).toBe(before.length);
       expect(await exists(before[0]!)).toBe(false);
       expect(await exists(after[0]!)).toBe(true);
@@ -324,6 +327,17 @@ describe.skipIf(againstBinary)('the maintenance job on a local target', () => {
     expect(await purgeFinishedJobs(ts.sql, HOUR)).toBe(0);
   });
 });
+
+/** Waits until no reader pins a version of the dataset older than its current one. */
+async function pinsReleased(ts: TestServer, slug: string): Promise<void> {
+  const dataset = (await findDataset(ts.server.catalog.sql, slug))!;
+  for (let i = 0; i < 300; i++) {
+    const pins = await listReaderPins(ts.server.catalog.sql, dataset.id);
+    if (pins.every((p) => p.manifestVersion >= dataset.manifestVersion)) return;
+    await Bun.sleep(100);
+  }
+  throw new Error(`${slug}: older versions stayed pinned`);
+}
 
 /** Waits until no job of the dataset is queued or running. */
 async function waitForJobs(ts: TestServer, slug: string): Promise<void> {

@@ -6,6 +6,7 @@
 import { Elysia, t } from 'elysia';
 import type { AdminService, DatasetDetail, ManifestView, RetentionView } from '../../admin/service.ts';
 import type { AuditEvent, Dataset, Partition, StorageTarget } from '../../catalog/types.ts';
+import { accepted, acceptedBody, keepOpenFor, requestedWaitMs } from '../accepted.ts';
 import { actorOf, type Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
 import { JobView, jobView } from './ingest.ts';
@@ -107,7 +108,7 @@ const RetentionBody = t.Object(
   {
     rules: RetentionRules,
     deleteGraceMinutes: t.Optional(
-      t.Integer({ minimum: 0, maximum: 10_080, description: 'How long removed files stay readable for queries already running (default: the server\'s).' }),
+      t.Integer({ minimum: 0, maximum: 10_080, description: 'How long the files of removed partitions are kept after their removal (default: the server\'s); files a running query or stream reads are kept until it ends anyway.' }),
     ),
   },
   { additionalProperties: false, example: { rules: { maxAgeHours: 8760 }, deleteGraceMinutes: 5 } },
@@ -420,19 +421,32 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
     )
     .post(
       '/datasets/:datasetId/lifecycle',
-      async ({ params, query, headers, set }) => {
-        const job = await service.runLifecycle(params.datasetId, actorOf(headers), query.wait === 'true' ? 60_000 : 0);
-        set.status = job.state === 'succeeded' || job.state === 'failed' ? 200 : 202;
-        return jobView(job);
+      async ({ params, query, headers, request, set, server }) => {
+        const waitMs = requestedWaitMs(headers.prefer, query.wait);
+        keepOpenFor(server, request, waitMs);
+        const job = await service.runLifecycle(params.datasetId, actorOf(headers), waitMs);
+        if (job.state === 'succeeded' || job.state === 'failed') return jobView(job);
+        const statusUrl = accepted(set, `/admin/jobs/${job.id}`);
+        return { ...jobView(job), jobId: job.id, statusUrl };
       },
       {
         scope: 'admin',
         params: DatasetParams,
-        query: t.Object({ wait: t.Optional(t.String({ description: '`true`: wait (up to 60 s) for the job to finish, then answer 200.' })) }),
-        response: { 200: JobView, 202: JobView, ...errorsOf(400, 401, 403, 404) },
+        query: t.Object({
+          wait: t.Optional(t.String({ description: '`true`: wait (up to 60 s) for the job to finish, then answer 200; also `Prefer: wait=<seconds>`.' })),
+        }),
+        response: {
+          200: JobView,
+          202: acceptedBody(JobView.properties, 'The job is queued or running (or still running when the wait ran out).'),
+          ...errorsOf(400, 401, 403, 404, 503),
+        },
         detail: detail(
           'Run the lifecycle of a dataset now',
-          'Queues the dataset\'s lifecycle job (or returns the one already queued or running): retention, then compaction, then deleting the files earlier versions removed once their grace period is over. 202 with the job; with `?wait=true`, 200 once it has finished. Its `result` says what was done. Follow it at `GET /admin/jobs/{jobId}`.',
+          [
+            "Queues the dataset's lifecycle job (or returns the one already queued or running): retention, then compaction, then deleting the files earlier versions removed once their grace period is over and no running query reads them.",
+            '**202** with the job, a `Location` header and `statusUrl` (`/admin/jobs/{jobId}`); with `?wait=true` or `Prefer: wait=<seconds>` (at most 60 s), **200** once it has finished, or 202 as usual when the wait runs out first. Its `result` says what was done.',
+            'On a server started with `TIMESTORE_LIFECYCLE_ENABLED=false` the job is queued only when another process (`timestore lifecycle`, or a `serve` with the lifecycle on) has run lifecycle work within the last two lifecycle intervals; otherwise **503** `lifecycle_not_running` and nothing is queued.',
+          ].join('\n\n'),
         ),
       },
     )

@@ -6,6 +6,7 @@ import { errors } from '../../errors.ts';
 import type { IngestBatch } from '../../ingest/accept.ts';
 import { type DecodedBatch, decodeRowsBody, parseJsonBody, refuseBatchQueryForJson } from '../../ingest/formats/index.ts';
 import type { IngestService } from '../../ingest/service.ts';
+import { accepted, acceptedBody, keepOpenFor, requestedWaitMs } from '../accepted.ts';
 import { actorOf, type Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
 import { requestTraceparent } from '../request-log.ts';
@@ -126,12 +127,10 @@ export const JobView = t.Object({
   finishedAt: t.Nullable(t.String({ format: 'date-time' })),
 });
 
-const Accepted = t.Object({
-  jobId: t.String(),
-  state: t.String(),
-  statusUrl: t.String(),
-  replayed: t.Boolean({ description: 'True when an earlier request with this idempotency key was answered instead.' }),
-});
+const Accepted = acceptedBody(
+  { replayed: t.Boolean({ description: 'True when an earlier request with this idempotency key was answered instead.' }) },
+  'The batch is durable and queued (or still being written when the wait ran out).',
+);
 
 export function jobView(job: Job) {
   return {
@@ -151,22 +150,14 @@ export function jobView(job: Job) {
   };
 }
 
-/** `Prefer: wait=N` (seconds) or `?wait=true`: how long the client will wait for the batch to be published. */
-function requestedWaitMs(prefer: string | null, wait: string | undefined, inline: boolean, cap: number): number {
-  const match = prefer ? /(?:^|[\s,;])wait=(\d+)/i.exec(prefer) : null;
-  if (match) return Math.min(Number(match[1]) * 1000, cap);
-  if (wait === 'true' || wait === '1' || inline) return cap;
-  return 0;
-}
-
-const MAX_WAIT_MS = 60_000;
-
 export function ingestRoutes(service: IngestService, scoped: Scoped) {
   return new Elysia({ name: 'timestore/ingest' })
     .use(scoped)
     .post(
       '/datasets/:datasetSlug/ingest',
-      async ({ params, headers, query, request, set }) => {
+      async ({ params, headers, query, request, set, server }) => {
+        const waitMs = requestedWaitMs(headers.prefer, query.wait, service.inline);
+        keepOpenFor(server, request, waitMs);
         const body = await service.readBody(request);
         const search = new URL(request.url).searchParams;
         let batch: IngestBatch | DecodedBatch;
@@ -188,7 +179,7 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
           actor: actorOf(headers),
           // The request's own span (a child of the caller's `traceparent`): the job's span is its child.
           traceParent: requestTraceparent(request),
-          waitMs: requestedWaitMs(headers.prefer ?? null, query.wait, service.inline, MAX_WAIT_MS),
+          waitMs,
         });
         if (outcome.job.state === 'succeeded') {
           set.status = 201;
@@ -200,9 +191,8 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
             error: { code: 'ingest_failed', message: `the batch was accepted but could not be written: ${outcome.job.lastError}`, details: jobView(outcome.job) },
           };
         }
-        set.status = 202;
-        set.headers.location = `/ingestion/jobs/${outcome.job.id}`;
-        return { jobId: outcome.job.id, state: outcome.job.state, statusUrl: `/ingestion/jobs/${outcome.job.id}`, replayed: outcome.replayed };
+        const statusUrl = accepted(set, `/ingestion/jobs/${outcome.job.id}`);
+        return { jobId: outcome.job.id, state: outcome.job.state, statusUrl, replayed: outcome.replayed };
       },
       {
         scope: 'write',
@@ -229,7 +219,7 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
           summary: 'Ingest a batch of rows',
           description: [
             'Validates every row against the dataset schema (creating the dataset and schema version 1 on the first batch, and the next schema version when new nullable fields appear), stages the batch durably and queues it.',
-            'Answers **202** with the job once the batch is durable, or **201** with the manifest version and partitions once it is published when the server runs with `TIMESTORE_INGEST_MODE=inline`, or the client sends `?wait=true` or `Prefer: wait=<seconds>`.',
+            'Answers **202** with the job, a `Location` header and `statusUrl` once the batch is durable, or **201** with the manifest version and partitions once it is published when the server runs with `TIMESTORE_INGEST_MODE=inline`, or the client sends `?wait=true` or `Prefer: wait=<seconds>` (at most 60 s; a batch not yet published by then is answered 202).',
             'Headers: `Idempotency-Key` (same key and body → the first answer; same key, other body → 409), `x-iam-user`/`x-user-id` (the actor recorded on the job and audit events).',
             '**Body formats**, chosen by `Content-Type` (any other is a 415 listing these):',
             [

@@ -3,6 +3,7 @@ import { Elysia, type Static, t } from 'elysia';
 import type { QueryRequest } from '../../query/request.ts';
 import type { QueryService } from '../../query/service.ts';
 import type { Scoped } from '../auth.ts';
+import { keepOpenFor } from '../accepted.ts';
 import { ErrorBody } from '../errors.ts';
 import { requestTraceContext } from '../request-log.ts';
 
@@ -108,7 +109,9 @@ function csvField(value: unknown): string {
 export function queryRoutes(service: QueryService, scoped: Scoped) {
   return new Elysia({ name: 'timestore/query' }).use(scoped).post(
     '/datasets/:datasetSlug/query',
-    async ({ params, body, headers, request: http }) => {
+    async ({ params, body, headers, request: http, server }) => {
+      // Nothing is sent until the answer (or its first rows) is ready, which may take up to the query timeout.
+      keepOpenFor(server, http, service.timeoutMs);
       const request: QueryRequest = body;
       const format = streamFormat(headers.accept);
       const trace = requestTraceContext(http);
@@ -140,6 +143,7 @@ export function queryRoutes(service: QueryService, scoped: Scoped) {
         },
         async cancel() {
           await chunks.return(undefined);
+          await batches.return(undefined); // when cancelled before the first row was asked for
         },
       });
       return new Response(stream, {
