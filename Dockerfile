@@ -8,6 +8,8 @@ WORKDIR /src
 # swagger-ui-dist's @scarf/scarf postinstall would otherwise try to send install analytics.
 ENV SCARF_ANALYTICS=false
 COPY package.json package-lock.json ./
+# patches/: fixes to dependencies that npm's postinstall (patch-package) applies.
+COPY patches ./patches
 # `npm install` (not `npm ci`): the lockfile comes from a linux-x64 machine and lacks the other
 # platforms' optional DuckDB bindings, which `npm ci` insists on; the locked versions still apply.
 RUN npm install --no-audit --no-fund
