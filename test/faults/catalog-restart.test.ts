@@ -81,6 +81,7 @@ describe('PostgreSQL restarts during ingest and queries', () => {
         `rows ${counted.rows}/${BATCHES * ROWS}, duplicates ${counted.rows - counted.distinct}`,
     );
     expect(outages.length).toBe(OUTAGES);
+    expect(running.current().proc.exitCode).toBeNull(); // the same process served throughout
     expect(readyDuringOutage.length).toBeGreaterThan(0);
     expect(new Set(readyDuringOutage)).toEqual(new Set([503]));
     expect(report.refusals.get('503 catalog_unavailable') ?? 0).toBeGreaterThan(0);
