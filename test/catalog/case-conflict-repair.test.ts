@@ -36,7 +36,7 @@ test('datasets holding fields that differ only in case ingest and answer queries
   const ts = await startTestServer();
   storageRoot = ts.config.storageRoot;
   const { url } = ts;
-  const sql = ts.server.catalog.sql;
+  const sql = ts.sql;
 
   // "evolved": v1 {timestamp, temp} with rows; the old code then accepted a batch adding Temp (v2),
   // and one adding humidity on top of it (v3).

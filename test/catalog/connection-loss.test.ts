@@ -33,6 +33,6 @@ test('a transaction whose backend is terminated fails cleanly, and the pool answ
     }
     expect(isCatalogUnavailable(failure)).toBe(true);
     await Bun.sleep(50); // the deferred write that crashed the process runs on the next turns
-    expect(await sql`SELECT ${round}::int AS round`).toEqual([{ round }]);
+    expect([...(await sql`SELECT ${round}::int AS round`)]).toEqual([{ round }]);
   }
 });

@@ -43,7 +43,7 @@ describe('waiting longer than the idle timeout', () => {
   afterAll(() => ts?.stop());
 
   test('ingest and lifecycle waits answer 202 with Location and statusUrl when the wait runs out', async () => {
-    const sql = ts.server.catalog.sql;
+    const sql = ts.sql;
     for (const seq of [1, 2]) expect((await postJson(`${ts.url}/datasets/waited/ingest?wait=true`, batch(seq))).status).toBe(201);
     const dataset = (await findDataset(sql, 'waited'))!;
 
@@ -115,7 +115,7 @@ describe('POST …/lifecycle on a server whose lifecycle is off', () => {
   afterAll(() => ts?.stop());
 
   test('answers 503 lifecycle_not_running while no process runs lifecycle jobs, and runs the job once one does', async () => {
-    const sql = ts.server.catalog.sql;
+    const sql = ts.sql;
     expect((await postJson(`${ts.url}/datasets/unattended/ingest?wait=true`, batch(1))).status).toBe(201);
 
     const refused = await postJson(`${ts.url}/admin/datasets/unattended/lifecycle?wait=true`, {});

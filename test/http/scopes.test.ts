@@ -42,8 +42,8 @@ beforeAll(async () => {
   });
   for (const action of ['retry', 'delete'] as const) {
     for (let i = 0; i < 10; i++) {
-      const { job } = await enqueueJob(ts.server.catalog.sql, { queue: 'scopes-idle', kind: 'k', payload: {} }); // nobody runs it
-      await ts.server.catalog.sql`UPDATE jobs SET state = 'failed', finished_at = now() WHERE id = ${job.id}`;
+      const { job } = await enqueueJob(ts.sql, { queue: 'scopes-idle', kind: 'k', payload: {} }); // nobody runs it
+      await ts.sql`UPDATE jobs SET state = 'failed', finished_at = now() WHERE id = ${job.id}`;
       failedJobs[action].push(job.id);
     }
   }

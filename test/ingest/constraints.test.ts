@@ -114,8 +114,8 @@ async function queryRows(slug: string): Promise<Answer> {
 }
 
 const setStatus = (status: 'active' | 'inactive' | 'archived') => async (slug: string) => {
-  const dataset = await findDataset(ts.server.catalog.sql, slug);
-  await updateDataset(ts.server.catalog.sql, dataset!.id, { status });
+  const dataset = await findDataset(ts.sql, slug);
+  await updateDataset(ts.sql, dataset!.id, { status });
 };
 
 /** A dataset of `count` fields: the timestamp and f1… doubles. */
@@ -129,7 +129,7 @@ const wideFields = (count: number): SchemaField[] => [
  * timestamp column) while this one stages its body, as two first batches sent at once do.
  */
 async function raceToCreate(slug: string, format: 'json' | 'arrow'): Promise<Answer> {
-  const sql = ts.server.catalog.sql;
+  const sql = ts.sql;
   const real = new StorageDrivers(null);
   const drivers = {
     forTarget(target: Parameters<StorageDrivers['forTarget']>[0]): StorageDriver {
@@ -327,7 +327,7 @@ const CASES: Case[] = [
       prepare: async (slug) => {
         const first = await send(slug, TYPES[format], goodBody(format), 'wait=true', { 'idempotency-key': 'gone' });
         expect(first.status).toBe(201);
-        await ts.server.catalog.sql`DELETE FROM jobs WHERE id = ${first.body.id}`;
+        await ts.sql`DELETE FROM jobs WHERE id = ${first.body.id}`;
       },
       send: (slug) => send(slug, TYPES[format], goodBody(format), '', { 'idempotency-key': 'gone' }),
       followUp: { fields: FIELDS, row: row({ timestamp: '2026-01-01T00:05:00Z' }), rowsBefore: 2 },
@@ -444,7 +444,7 @@ const stagedFiles = (slug: string): number => {
   }
 };
 const jobsOf = async (slug: string) =>
-  Number((await ts.server.catalog.sql`SELECT count(*)::int AS n FROM jobs j JOIN datasets d ON d.id = j.dataset_id WHERE d.slug = ${slug}`)[0]?.n ?? 0);
+  Number((await ts.sql`SELECT count(*)::int AS n FROM jobs j JOIN datasets d ON d.id = j.dataset_id WHERE d.slug = ${slug}`)[0]?.n ?? 0);
 
 test('every constraint has a case in each format it applies to, and every case breaks a listed constraint in a format it names', () => {
   const missing: string[] = [];

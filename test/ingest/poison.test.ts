@@ -27,7 +27,7 @@ const RANGE = { start: '2000-01-01T00:00:00Z', end: '2100-01-01T00:00:00Z' };
 
 let ts: TestServer;
 let driver: StorageDriver;
-const sql = () => ts.server.catalog.sql;
+const sql = () => ts.sql;
 
 beforeAll(async () => {
   // One ingest slot: a job held in its publish keeps the next ones queued, to be claimed together.

@@ -29,7 +29,7 @@ const INGEST_PUBLISH = /INSERT INTO manifest_versions/i;
 
 let proxy: PgProxy;
 let ts: TestServer;
-const sql = () => ts.server.catalog.sql;
+const sql = () => ts.sql;
 
 beforeAll(async () => {
   proxy = await startPgProxy(await createTestDatabase('ambiguous'));

@@ -330,9 +330,9 @@ describe.skipIf(againstBinary)('the maintenance job on a local target', () => {
 
 /** Waits until no reader pins a version of the dataset older than its current one. */
 async function pinsReleased(ts: TestServer, slug: string): Promise<void> {
-  const dataset = (await findDataset(ts.server.catalog.sql, slug))!;
+  const dataset = (await findDataset(ts.sql, slug))!;
   for (let i = 0; i < 300; i++) {
-    const pins = await listReaderPins(ts.server.catalog.sql, dataset.id);
+    const pins = await listReaderPins(ts.sql, dataset.id);
     if (pins.every((p) => p.manifestVersion >= dataset.manifestVersion)) return;
     await Bun.sleep(100);
   }

@@ -23,7 +23,7 @@ const FIELDS = [
 const NOTE = 'x'.repeat(300);
 
 let ts: TestServer;
-const sql = () => ts.server.catalog.sql;
+const sql = () => ts.sql;
 
 beforeAll(async () => {
   // Two worker threads: the paused stream holds one, compaction needs the other.

@@ -106,8 +106,8 @@ describe('timestore lifecycle --once', () => {
         expect(output).toContain('lifecycle: dataset done');
       };
       await once();
-      const dataset = (await findDataset(ts.server.catalog.sql, 'once'))!;
-      const [round] = await ts.server.catalog.sql<{ result: { retention: { partitionsRemoved: number } } }[]>`
+      const dataset = (await findDataset(ts.sql, 'once'))!;
+      const [round] = await ts.sql<{ result: { retention: { partitionsRemoved: number } } }[]>`
         SELECT result FROM jobs WHERE kind = 'lifecycle' AND dataset_id = ${dataset.id}`;
       expect(round!.result.retention.partitionsRemoved).toBe(1);
 
