@@ -5,11 +5,11 @@
  */
 import { Elysia, t } from 'elysia';
 import type { AdminService, DatasetDetail, ManifestView, RetentionView } from '../../admin/service.ts';
-import type { AuditEvent, Dataset, Partition, StorageTarget } from '../../catalog/types.ts';
+import type { AuditEvent, Dataset, Partition, StorageTarget } from '../../model/records.ts';
 import { accepted, acceptedBody, keepOpenFor, requestedWaitMs } from '../accepted.ts';
 import { actorOf, type Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
-import { JobView, jobView } from './ingest.ts';
+import { JobView, jobView } from '../job-view.ts';
 
 const SLUG = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$';
 const Scopes = t.Array(t.String({ minLength: 1, maxLength: 200 }), { maxItems: 50 });
