@@ -5,7 +5,8 @@
  * refused batch is never staged. The rules are those of constraints.ts: what
  * passes here, the partition writer and the catalog can store.
  */
-import type { FieldType, SchemaField } from '../model/records.ts';
+import type { FieldType } from '../model/field-types.ts';
+import type { SchemaField } from '../model/records.ts';
 import type { AppError } from '../errors.ts';
 import { type ConstraintId, refuse } from '../model/constraints.ts';
 import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../model/timestamps.ts';

@@ -1,7 +1,7 @@
 /** The records of the domain (datasets, schema versions, partitions, storage targets, retention), as the catalog stores them and every layer passes them (camelCase). */
+import type { FieldType } from './field-types.ts';
 
 export type DatasetStatus = 'active' | 'inactive' | 'archived';
-export type FieldType = 'timestamp' | 'string' | 'double' | 'integer' | 'boolean';
 
 export interface SchemaField {
   name: string;

@@ -4,7 +4,8 @@
  * its column's type, so nothing a client sends can change the shape of the
  * SQL; anything that does not fit is a 400 that says what to change.
  */
-import type { FieldType, SchemaField } from '../model/records.ts';
+import type { FieldType } from '../model/field-types.ts';
+import type { SchemaField } from '../model/records.ts';
 import { AppError } from '../errors.ts';
 import { parseTimestamp } from '../model/timestamps.ts';
 

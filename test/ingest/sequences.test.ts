@@ -12,7 +12,8 @@ import { Bool, DateMillisecond, Float64, Int64, Table, tableToIPC, Utf8, type Ve
 import { CatalogCache } from '../../src/catalog/cache.ts';
 import { findDataset } from '../../src/catalog/datasets.ts';
 import { getSchemaVersion } from '../../src/catalog/schema-versions.ts';
-import type { FieldType, SchemaField } from '../../src/model/records.ts';
+import type { FieldType } from '../../src/model/field-types.ts';
+import type { SchemaField } from '../../src/model/records.ts';
 import { INGEST_JOB_KIND } from '../../src/ingest/accept.ts';
 import { INGEST_REFUSAL_CODES } from '../../src/model/constraints.ts';
 import { ingestJobHandler } from '../../src/ingest/write.ts';

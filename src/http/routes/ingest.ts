@@ -8,10 +8,10 @@ import type { IngestService } from '../../ingest/service.ts';
 import { accepted, acceptedBody, keepOpenFor, requestedWaitMs } from '../accepted.ts';
 import { actorOf, type Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
+import { FieldTypeSchema } from '../../model/field-types.ts';
 import { JobView, jobView } from '../job-view.ts';
 import { requestTraceparent } from '../request-log.ts';
 
-const FieldType = t.Union([t.Literal('timestamp'), t.Literal('string'), t.Literal('double'), t.Literal('integer'), t.Literal('boolean')]);
 
 const EXAMPLE = {
   schema: {
@@ -34,7 +34,7 @@ export const IngestBody = t.Object(
       fields: t.Array(
         t.Object({
           name: t.String({ description: 'Letters, digits and _, starting with a letter or _.' }),
-          type: FieldType,
+          type: FieldTypeSchema,
           nullable: t.Optional(t.Boolean({ description: 'Default true (the timestamp column is never null).' })),
         }),
         { minItems: 1, maxItems: 1024 },

@@ -17,7 +17,8 @@
  * with microseconds.
  */
 import { DataType as Types, type Field, makeVector, Precision, type Table, tableFromIPC, TimeUnit, type Vector } from 'apache-arrow';
-import type { FieldType, SchemaVersion } from '../../model/records.ts';
+import type { FieldType } from '../../model/field-types.ts';
+import type { SchemaVersion } from '../../model/records.ts';
 import { refuse } from '../../model/constraints.ts';
 import { FIELD_NAME } from '../../model/schema.ts';
 import { validateRows } from '../validation.ts';
