@@ -2,7 +2,7 @@
 import type { Sql } from 'postgres';
 import { findDataset } from './catalog/datasets.ts';
 import { getJob } from './catalog/jobs.ts';
-import type { DatasetIam } from './catalog/types.ts';
+import type { DatasetIam } from './model/records.ts';
 
 export interface DatasetRef {
   datasetSlug?: string;

@@ -8,6 +8,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import type { RetentionDefaults } from './model/retention.ts';
 
 export type StorageDriver = 'local' | 's3';
 export type IngestMode = 'queued' | 'inline';
@@ -44,7 +45,7 @@ export interface Config {
   };
   scopes: { read: string | null; admin: string | null; write: string | null };
   /** The server-wide retention policy; a dataset's own policy overrides it rule by rule. Null: no limit. */
-  retention: { maxAgeHours: number | null; maxTotalBytes: number | null; deleteGraceMinutes: number };
+  retention: RetentionDefaults;
   lifecycle: {
     /** Run the lifecycle scheduler and jobs inside `serve`. */
     enabled: boolean;

@@ -22,7 +22,7 @@ type QuerySql = typeof import('../../src/engine/query-sql.ts');
 type Snapshots = typeof import('../../src/query/snapshots.ts');
 type CatalogCacheModule = typeof import('../../src/catalog/cache.ts');
 type QueryInput = import('../../src/engine/query-sql.ts').QueryInput;
-type Partition = import('../../src/catalog/types.ts').Partition;
+type Partition = import('../../src/model/records.ts').Partition;
 
 /** A bound parameter as JSON (bigints as decimal strings), for the DuckDB-alone process. */
 export type JsonParam = { type: string; value: unknown };

@@ -34,12 +34,12 @@ import type {
   StorageTarget,
   StorageTargetKind,
   StoredRetentionPolicy,
-} from '../catalog/types.ts';
+} from '../model/records.ts';
 import { AppError, errors } from '../errors.ts';
-import { chooseTimestampColumn, checkDeclaredFields, checkTimestampColumnName, DEFAULT_TIMESTAMP_COLUMN, mergeSchema } from '../ingest/schema.ts';
+import { chooseTimestampColumn, checkDeclaredFields, checkTimestampColumnName, DEFAULT_TIMESTAMP_COLUMN, mergeSchema } from '../model/schema.ts';
 import { wakeLocalRunners } from '../jobs/local.ts';
 import { describeProbeStep, probeRoundTrip, type StorageDriver, type StorageDrivers } from '../storage/index.ts';
-import { effectiveRetention, type EffectiveRetention, type RetentionDefaults } from './retention.ts';
+import { effectiveRetention, type EffectiveRetention, type RetentionDefaults } from '../model/retention.ts';
 
 export interface AdminServiceOptions {
   sql: Sql;

@@ -1,6 +1,6 @@
 /** Audit events: who changed what, newest first. */
 import type { Db } from './db.ts';
-import type { AuditEvent } from './types.ts';
+import type { AuditEvent } from '../model/records.ts';
 
 export interface NewAuditEvent {
   datasetId: string | null;

@@ -7,7 +7,7 @@
 import type { Db } from './db.ts';
 import { getSchemaVersion } from './schema-versions.ts';
 import { getStorageTarget } from './storage-targets.ts';
-import type { SchemaVersion, StorageTarget } from './types.ts';
+import type { SchemaVersion, StorageTarget } from '../model/records.ts';
 
 export class CatalogCache {
   private readonly schemas = new Map<string, Promise<SchemaVersion | null>>();

@@ -1,7 +1,7 @@
 /** Datasets: create, read (by id or slug), update, list with keyset pagination, lock for publish. */
 import type { Db } from './db.ts';
 import { errors } from '../errors.ts';
-import type { Dataset, DatasetMetadata, DatasetStatus } from './types.ts';
+import type { Dataset, DatasetMetadata, DatasetStatus } from '../model/records.ts';
 
 export interface NewDataset {
   slug: string;

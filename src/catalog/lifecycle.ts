@@ -6,7 +6,7 @@
 import type { Sql } from 'postgres';
 import type { Db } from './db.ts';
 import { lockDatasetFiles } from './reader-pins.ts';
-import type { Partition } from './types.ts';
+import type { Partition } from '../model/records.ts';
 
 /**
  * Starts a round of the named schedule when it is due: moves `next_run_at` forward in one UPDATE,

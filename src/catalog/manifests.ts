@@ -8,18 +8,7 @@
 import type { Db } from './db.ts';
 import { errors } from '../errors.ts';
 import { lockDataset } from './datasets.ts';
-import type { ManifestVersion, Partition } from './types.ts';
-
-/** What a writer knows about a file before it is published. */
-export type NewPartition = Pick<
-  Partition,
-  'storageTargetId' | 'location' | 'partitionKey' | 'schemaVersion' | 'rowCount' | 'sizeBytes' | 'checksum'
-> & {
-  /** ISO strings keep DuckDB's microseconds, which a Date would round away. */
-  startTime: Date | string;
-  endTime: Date | string;
-  columnStatistics?: Partition['columnStatistics'];
-};
+import type { ManifestVersion, NewPartition, Partition } from '../model/records.ts';
 
 const PARTITION_ROWS_PER_INSERT = 1000;
 

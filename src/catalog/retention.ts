@@ -2,7 +2,7 @@
 import type { Sql } from 'postgres';
 import type { Db } from './db.ts';
 import { recordAuditEvent } from './audit.ts';
-import type { RetentionPolicy, StoredRetentionPolicy } from './types.ts';
+import type { RetentionPolicy, StoredRetentionPolicy } from '../model/records.ts';
 
 export async function getRetentionPolicy(sql: Db, datasetId: string): Promise<StoredRetentionPolicy | null> {
   const [row] = await sql<StoredRetentionPolicy[]>`SELECT * FROM retention_policies WHERE dataset_id = ${datasetId}`;

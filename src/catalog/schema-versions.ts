@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import type { Db } from './db.ts';
 import { lockDataset } from './datasets.ts';
-import type { SchemaField, SchemaVersion } from './types.ts';
+import type { SchemaField, SchemaVersion } from '../model/records.ts';
 
 export function schemaChecksum(fields: SchemaField[], timestampColumn: string): string {
   const canonical = JSON.stringify([timestampColumn, fields.map((f) => [f.name, f.type, f.nullable ?? true])]);

@@ -1,7 +1,7 @@
 /** Storage targets: where partition files live (a local root or an S3 bucket and prefix). */
 import type { Db } from './db.ts';
 import { errors } from '../errors.ts';
-import type { LocalTargetConfig, S3TargetConfig, S3TargetCredentials, StorageTarget, StorageTargetKind } from './types.ts';
+import type { LocalTargetConfig, S3TargetConfig, S3TargetCredentials, StorageTarget, StorageTargetKind } from '../model/records.ts';
 
 export interface StorageTargetInput {
   name: string;

@@ -15,16 +15,14 @@ import { randomUUID } from 'node:crypto';
 import { statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
+import { type FieldType, SQL_TYPES } from '../model/field-types.ts';
+import { isoFromMicrosFixed } from '../model/timestamps.ts';
+import type { SchemaField } from '../model/records.ts';
 import { assertIdentifier, quoteIdent, sqlString } from './sql.ts';
 import { useMemoryLimit } from './memory-limit.ts';
 
-export type PartitionFieldType = 'timestamp' | 'string' | 'double' | 'integer' | 'boolean';
-
-export interface PartitionField {
-  name: string;
-  type: PartitionFieldType;
-  nullable?: boolean;
-}
+/** A field of the schema version a partition is written with. */
+export type PartitionField = SchemaField;
 
 /**
  * How a staged file is laid out.
@@ -118,14 +116,6 @@ export type WritePartitionsResult = WrittenPartition[];
 
 /** Longest string kept verbatim in column statistics. */
 export const MAX_STRING_STATISTIC = 256;
-
-const SQL_TYPES: Record<PartitionFieldType, string> = {
-  timestamp: 'TIMESTAMPTZ',
-  string: 'VARCHAR',
-  double: 'DOUBLE',
-  integer: 'BIGINT',
-  boolean: 'BOOLEAN',
-};
 
 const FORMATS: ReadonlySet<string> = new Set<StagedInputFormat>(['json-document', 'ndjson', 'csv', 'parquet']);
 
@@ -249,9 +239,9 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
       results.push({
         path,
         partitionKey: keys[keyId]!,
-        windowStart: isoFromMicros(BigInt(window)),
-        startTime: isoFromMicros(BigInt(row[3] as string)),
-        endTime: isoFromMicros(BigInt(row[4] as string)),
+        windowStart: isoFromMicrosFixed(BigInt(window)),
+        startTime: isoFromMicrosFixed(BigInt(row[3] as string)),
+        endTime: isoFromMicrosFixed(BigInt(row[4] as string)),
         rowCount,
         ...(await describeFile(path)),
         columnStatistics,
@@ -471,10 +461,10 @@ async function currentTimeZone(db: DuckDBConnection): Promise<string> {
   return String(reader.getRows()[0]?.[0] ?? 'UTC');
 }
 
-function statistic(type: PartitionFieldType, min: unknown, max: unknown, nulls: number): PartitionColumnStatistics {
+function statistic(type: FieldType, min: unknown, max: unknown, nulls: number): PartitionColumnStatistics {
   switch (type) {
     case 'timestamp':
-      return { min: min === null ? null : isoFromMicros(BigInt(min as string)), max: max === null ? null : isoFromMicros(BigInt(max as string)), nulls };
+      return { min: min === null ? null : isoFromMicrosFixed(BigInt(min as string)), max: max === null ? null : isoFromMicrosFixed(BigInt(max as string)), nulls };
     case 'integer':
       return { min: min === null ? null : Number(min as bigint), max: max === null ? null : Number(max as bigint), nulls };
     case 'string': {
@@ -493,18 +483,6 @@ function truncate(value: string): string {
   const end = MAX_STRING_STATISTIC;
   const code = value.charCodeAt(end - 1);
   return value.slice(0, code >= 0xd800 && code <= 0xdbff ? end - 1 : end);
-}
-
-/** ISO-8601 UTC with microseconds, e.g. `2026-01-01T00:00:00.123456Z`. */
-export function isoFromMicros(micros: bigint): string {
-  let ms = micros / 1000n;
-  let rest = micros % 1000n;
-  if (rest < 0n) {
-    ms -= 1n;
-    rest += 1000n;
-  }
-  const iso = new Date(Number(ms)).toISOString();
-  return `${iso.slice(0, -1)}${rest.toString().padStart(3, '0')}Z`;
 }
 
 async function describeFile(path: string): Promise<{ sizeBytes: number; checksum: string }> {

@@ -26,14 +26,12 @@
  * this ~0.45 s; `us - ((us % w) + w) % w` ~0.9 s; `time_bucket` on a plain TIMESTAMP ~1.2 s; on
  * TIMESTAMPTZ (ICU calendars) 2.7 s for minutes and over 200 s for days.
  */
+import { type FieldType, SQL_TYPES } from '../model/field-types.ts';
+import type { SchemaField } from '../model/records.ts';
 import { assertIdentifier, quoteIdent } from './sql.ts';
 
-export type QueryFieldType = 'timestamp' | 'string' | 'double' | 'integer' | 'boolean';
-
-export interface QueryField {
-  name: string;
-  type: QueryFieldType;
-}
+/** A field as a query reads it (nullability does not matter there). */
+export type QueryField = Pick<SchemaField, 'name' | 'type'>;
 
 export type FilterOp = 'eq' | 'neq' | 'in' | 'gt' | 'gte' | 'lt' | 'lte';
 export type FilterValue = string | number | boolean;
@@ -127,14 +125,6 @@ export class InvalidQueryError extends Error {
   override name = 'InvalidQueryError';
 }
 
-const SQL_TYPES: Record<QueryFieldType, string> = {
-  timestamp: 'TIMESTAMPTZ',
-  string: 'VARCHAR',
-  double: 'DOUBLE',
-  integer: 'BIGINT',
-  boolean: 'BOOLEAN',
-};
-
 const OPS: Record<Exclude<FilterOp, 'in' | 'eq' | 'neq'>, string> = { gt: '>', gte: '>=', lt: '<', lte: '<=' };
 
 /** Widths in microseconds of the fixed-width units (UTC has no leap seconds or DST). */
@@ -147,7 +137,7 @@ const UNIT_MICROS: Record<Exclude<IntervalUnit, 'month'>, bigint> = {
 };
 
 /** Which column types an aggregation accepts; `null` means any. */
-const AGGREGATION_TYPES: Record<AggregationFn, ReadonlySet<QueryFieldType> | null> = {
+const AGGREGATION_TYPES: Record<AggregationFn, ReadonlySet<FieldType> | null> = {
   avg: new Set(['double', 'integer', 'timestamp']),
   sum: new Set(['double', 'integer']),
   median: new Set(['double', 'integer', 'timestamp']),

@@ -42,7 +42,9 @@
  */
 import type { DuckDBConnection, DuckDBDataChunk, DuckDBPreparedStatement, DuckDBResult, DuckDBType } from '@duckdb/node-api';
 import type { MessagePort } from 'node:worker_threads';
-import { type BuiltQuery, buildQuery, InvalidQueryError, MAX_TIMER_MS, type QueryFieldType, type QueryInput, type SqlParam } from './query-sql.ts';
+import type { FieldType } from '../model/field-types.ts';
+import { isoFromMicrosTrimmed } from '../model/timestamps.ts';
+import { type BuiltQuery, buildQuery, InvalidQueryError, MAX_TIMER_MS, type QueryInput, type SqlParam } from './query-sql.ts';
 import { useMemoryLimit } from './memory-limit.ts';
 
 export type {
@@ -53,7 +55,6 @@ export type {
   FilterValue,
   IntervalUnit,
   QueryField,
-  QueryFieldType,
   QueryFilter,
   QueryInput,
   RawMode,
@@ -433,7 +434,7 @@ function bind(prepared: DuckDBPreparedStatement, params: SqlParam[]): void {
 }
 
 interface Converter {
-  type: QueryFieldType;
+  type: FieldType;
   convert(value: unknown): QueryValue;
 }
 
@@ -447,7 +448,7 @@ const integer = (value: unknown): QueryValue => {
   return big >= MIN_SAFE && big <= MAX_SAFE ? Number(big) : big.toString();
 };
 
-const timestamp = (value: unknown): QueryValue => (value === null ? null : isoFromMicros((value as { micros: bigint }).micros));
+const timestamp = (value: unknown): QueryValue => (value === null ? null : isoFromMicrosTrimmed((value as { micros: bigint }).micros));
 
 const passThrough = (value: unknown): QueryValue => value as QueryValue;
 
@@ -481,32 +482,4 @@ function converterFor(type: DuckDBType): Converter {
       }
       return { type: 'string', convert: (v) => (v === null ? null : String(v)) };
   }
-}
-
-/**
- * ISO-8601 UTC: milliseconds always (`2026-01-01T00:00:00.000Z`), microseconds when the value has
- * a sub-millisecond part (`2026-01-01T00:00:00.000001Z`); `infinity`/`-infinity` for DuckDB's
- * infinite timestamps.
- */
-export function isoFromMicros(micros: bigint): string {
-  const n = Number(micros);
-  let ms: number;
-  let sub: number;
-  if (Number.isSafeInteger(n)) {
-    ms = Math.floor(n / 1000);
-    sub = n - ms * 1000;
-  } else {
-    let big = micros / 1000n;
-    let rest = micros % 1000n;
-    if (rest < 0n) {
-      big -= 1n;
-      rest += 1000n;
-    }
-    ms = Number(big);
-    sub = Number(rest);
-  }
-  const date = new Date(ms);
-  if (Number.isNaN(date.getTime())) return micros > 0n ? 'infinity' : '-infinity';
-  const iso = date.toISOString();
-  return sub === 0 ? iso : `${iso.slice(0, -1)}${sub.toString().padStart(3, '0')}Z`;
 }

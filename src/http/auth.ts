@@ -18,7 +18,7 @@
  */
 import { Elysia } from 'elysia';
 import type { DatasetRef } from '../access.ts';
-import type { DatasetIam } from '../catalog/types.ts';
+import type { DatasetIam } from '../model/records.ts';
 import type { Config } from '../config.ts';
 import { errors } from '../errors.ts';
 

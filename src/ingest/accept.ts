@@ -22,16 +22,17 @@ import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-version
 import type { CatalogCache } from '../catalog/cache.ts';
 import type { Db } from '../catalog/db.ts';
 import { CommitOutcomeUnknownError, inTransaction } from '../catalog/transaction.ts';
-import type { Dataset, SchemaField, SchemaVersion, StorageTarget } from '../catalog/types.ts';
+import type { Dataset, SchemaField, SchemaVersion, StorageTarget } from '../model/records.ts';
 import type { StagedInputFormat } from '../engine/partition-writer.ts';
 import { AppError } from '../errors.ts';
 import type { StorageDrivers } from '../storage/index.ts';
-import { MAX_BATCH_WINDOWS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from './constraints.ts';
-import { chooseTimestampColumn, checkDeclaredFields, mergeSchema } from './schema.ts';
+import { MAX_BATCH_WINDOWS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from '../model/constraints.ts';
+import { chooseTimestampColumn, checkDeclaredFields, mergeSchema } from '../model/schema.ts';
 import type { BatchParams, DecodedBatch } from './formats/batch.ts';
 import { jsonBatch } from './formats/json.ts';
-import { checkObjectKeys, stagingObjectKey } from './object-keys.ts';
-import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from './timestamps.ts';
+import { stagingObjectKey } from '../model/object-keys.ts';
+import { checkObjectKeys } from './object-key-limits.ts';
+import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../model/timestamps.ts';
 
 export const INGEST_JOB_KIND = 'ingest';
 

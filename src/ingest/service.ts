@@ -10,8 +10,9 @@ import { getJob, type Job } from '../catalog/jobs.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { type AcceptRequest, acceptBatch, type IngestJobPayload } from './accept.ts';
-import { refuse } from './constraints.ts';
-import { type BodyFormat, bodyFormatOf } from './formats/index.ts';
+import { refuse } from '../model/constraints.ts';
+import type { BodyFormat } from '../model/constraints.ts';
+import { bodyFormatOf } from './formats/index.ts';
 
 export interface IngestServiceOptions {
   sql: Sql;

@@ -5,12 +5,11 @@
  * refused batch is never staged. The rules are those of constraints.ts: what
  * passes here, the partition writer and the catalog can store.
  */
-import type { FieldType, SchemaField } from '../catalog/types.ts';
+import type { FieldType } from '../model/field-types.ts';
+import type { SchemaField } from '../model/records.ts';
 import type { AppError } from '../errors.ts';
-import { type ConstraintId, refuse } from './constraints.ts';
-import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from './timestamps.ts';
-
-export const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+import { type ConstraintId, refuse } from '../model/constraints.ts';
+import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../model/timestamps.ts';
 
 export interface RowRules {
   /** The schema rows must match (the dataset's, merged with the batch's additions). */

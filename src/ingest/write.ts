@@ -25,19 +25,19 @@ import { join } from 'node:path';
 import type { Sql } from 'postgres';
 import { getDataset } from '../catalog/datasets.ts';
 import type { Job } from '../catalog/jobs.ts';
-import { type NewPartition, publishManifestVersion } from '../catalog/manifests.ts';
+import { publishManifestVersion } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/cache.ts';
 import { CommitOutcomeUnknownError, inTransaction } from '../catalog/transaction.ts';
-import type { Dataset, SchemaVersion, StorageTarget } from '../catalog/types.ts';
-import type { StagedInput, WrittenPartition } from '../engine/partition-writer.ts';
+import type { Dataset, NewPartition, SchemaVersion } from '../model/records.ts';
+import type { StagedInput } from '../engine/partition-writer.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { type JobContext, type JobResults, PermanentJobError } from '../jobs/runner.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { type Context, inSpan, NOOP_TRACER, type Span, type Tracer, traceFields } from '../observability/tracing.ts';
 import type { StorageDriver, StorageDrivers } from '../storage/index.ts';
+import { storePartitionFiles } from '../storage/partition-files.ts';
 import type { IngestJobPayload } from './accept.ts';
-import { partitionObjectKey } from './object-keys.ts';
 import { step, WriteStepError } from './write-failures.ts';
 
 export interface WriteDeps {
@@ -52,39 +52,6 @@ export interface WriteDeps {
   /** Spans `ingest.write` (child of the batch's first job span) and its steps. */
   tracer?: Tracer;
   metrics?: Metrics;
-}
-
-/**
- * Stores the partition writer's files on the target (each moved under its partition path) and
- * describes them for the publish. A file stored here and never published is the collector's.
- */
-export async function storePartitionFiles(
-  driver: StorageDriver,
-  target: StorageTarget,
-  dataset: Dataset,
-  schemaVersion: number,
-  written: WrittenPartition[],
-  /** Called for each file once it is stored (so a caller knows what a failure part-way left behind). */
-  onStored?: (partition: NewPartition) => void,
-): Promise<NewPartition[]> {
-  const stored: NewPartition[] = [];
-  for (const file of written) {
-    const object = await driver.putFile(partitionObjectKey(dataset.slug, file.partitionKey, file.windowStart), file.path, { move: true });
-    stored.push({
-      storageTargetId: target.id,
-      location: object.location,
-      partitionKey: file.partitionKey,
-      schemaVersion,
-      startTime: file.startTime,
-      endTime: file.endTime,
-      rowCount: file.rowCount,
-      sizeBytes: object.sizeBytes,
-      checksum: file.checksum,
-      columnStatistics: file.columnStatistics,
-    });
-    onStored?.(stored.at(-1)!);
-  }
-  return stored;
 }
 
 export function ingestJobHandler(deps: WriteDeps) {

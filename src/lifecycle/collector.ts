@@ -18,7 +18,7 @@ import { purgeFinishedJobs } from '../catalog/jobs.ts';
 import { claimFilesToDelete, purgeExpiredIdempotencyKeys, referencedLocations } from '../catalog/lifecycle.ts';
 import { purgeExpiredReaderPins } from '../catalog/reader-pins.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';
-import type { Dataset, StorageTarget } from '../catalog/types.ts';
+import type { Dataset, StorageTarget } from '../model/records.ts';
 import type { Logger } from '../log.ts';
 import type { ListedObject, StorageDriver, StorageDrivers } from '../storage/index.ts';
 

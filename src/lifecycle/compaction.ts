@@ -17,16 +17,16 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Sql } from 'postgres';
 import { listSmallPartitions } from '../catalog/lifecycle.ts';
-import { type NewPartition, publishManifestVersion } from '../catalog/manifests.ts';
+import { publishManifestVersion } from '../catalog/manifests.ts';
 import { getSchemaVersion } from '../catalog/schema-versions.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';
 import { CommitOutcomeUnknownError, inTransaction } from '../catalog/transaction.ts';
-import type { Dataset, Partition } from '../catalog/types.ts';
+import type { Dataset, NewPartition, Partition } from '../model/records.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { AppError } from '../errors.ts';
-import { storePartitionFiles } from '../ingest/write.ts';
 import type { Logger } from '../log.ts';
 import type { StorageDrivers } from '../storage/index.ts';
+import { storePartitionFiles } from '../storage/partition-files.ts';
 
 export interface CompactionLimits {
   /** Partitions smaller than both targets are candidates; a merged file stays within them. */

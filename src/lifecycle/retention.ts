@@ -9,11 +9,11 @@
  * - `maxTotalBytes` then removes the oldest partitions (by newest row) until the rest fit.
  */
 import type { Sql } from 'postgres';
-import type { EffectiveRetention } from '../admin/retention.ts';
+import type { EffectiveRetention } from '../model/retention.ts';
 import { recordAuditEvent } from '../catalog/audit.ts';
 import { listActiveByAge } from '../catalog/lifecycle.ts';
 import { publishManifestVersion } from '../catalog/manifests.ts';
-import type { Dataset } from '../catalog/types.ts';
+import type { Dataset } from '../model/records.ts';
 
 export interface RetentionOutcome {
   partitionsRemoved: number;

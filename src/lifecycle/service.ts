@@ -16,7 +16,7 @@
  *   no acknowledged data. So failed lifecycle jobs are also purged with the succeeded ones.
  */
 import type { Sql } from 'postgres';
-import { effectiveRetention, type RetentionDefaults } from '../admin/retention.ts';
+import { effectiveRetention, type RetentionDefaults } from '../model/retention.ts';
 import { getDataset } from '../catalog/datasets.ts';
 import { enqueueJob, type Job, type NewJob } from '../catalog/jobs.ts';
 import { claimScheduledRound, lifecycleActiveSince, listLifecycleDatasetIds } from '../catalog/lifecycle.ts';

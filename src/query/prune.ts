@@ -4,8 +4,9 @@
  * Every rule errs towards keeping a partition: missing or truncated
  * statistics keep it.
  */
-import type { ColumnStatistics, FieldType, Partition, SchemaField } from '../catalog/types.ts';
-import { parseTimestamp } from '../ingest/timestamps.ts';
+import type { FieldType } from '../model/field-types.ts';
+import type { ColumnStatistics, Partition, SchemaField } from '../model/records.ts';
+import { parseTimestamp } from '../model/timestamps.ts';
 import type { ColumnFilter, FilterValue } from './request.ts';
 
 type Comparable = number | Buffer;

@@ -4,9 +4,10 @@
  * its column's type, so nothing a client sends can change the shape of the
  * SQL; anything that does not fit is a 400 that says what to change.
  */
-import type { FieldType, SchemaField } from '../catalog/types.ts';
+import type { FieldType } from '../model/field-types.ts';
+import type { SchemaField } from '../model/records.ts';
 import { AppError } from '../errors.ts';
-import { parseTimestamp } from '../ingest/timestamps.ts';
+import { parseTimestamp } from '../model/timestamps.ts';
 
 export type AggregationFn = 'avg' | 'min' | 'max' | 'sum' | 'median' | 'count' | 'count_distinct' | 'percentile' | 'first' | 'last';
 export type IntervalUnit = 'second' | 'minute' | 'hour' | 'day' | 'week' | 'month';

@@ -8,7 +8,7 @@ import type { Sql } from 'postgres';
 import { findDataset } from '../catalog/datasets.ts';
 import { listActivePartitions } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/cache.ts';
-import type { Dataset, Partition, SchemaField } from '../catalog/types.ts';
+import type { Dataset, Partition, SchemaField } from '../model/records.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { QueryError, type QueryInput, type QueryOutput } from '../engine/query.ts';
 import { AppError, errors } from '../errors.ts';

@@ -13,7 +13,7 @@
  */
 import type { Db } from '../catalog/db.ts';
 import { getManifestVersion, listActivePartitions, listPartitionChanges } from '../catalog/manifests.ts';
-import type { Partition } from '../catalog/types.ts';
+import type { Partition } from '../model/records.ts';
 
 interface Snapshot {
   version: number;

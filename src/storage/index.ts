@@ -1,5 +1,5 @@
 /** Storage drivers for catalog storage targets: `createStorageDriver` and a per-target cache. */
-import type { LocalTargetConfig, S3TargetConfig, StorageTarget } from '../catalog/types.ts';
+import type { LocalTargetConfig, S3TargetConfig, StorageTarget } from '../model/records.ts';
 import { StorageError, type StorageDriver } from './driver.ts';
 import { LocalStorageDriver } from './local.ts';
 import { S3StorageDriver, type S3Credentials, type S3DriverOptions } from './s3.ts';

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { LocalTargetConfig } from '../catalog/types.ts';
+import type { LocalTargetConfig } from '../model/records.ts';
 import {
   describeCause,
   describeProbeStep,

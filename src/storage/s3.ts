@@ -30,7 +30,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
-import type { S3TargetConfig } from '../catalog/types.ts';
+import type { S3TargetConfig } from '../model/records.ts';
 import type { Config } from '../config.ts';
 import {
   describeCause,

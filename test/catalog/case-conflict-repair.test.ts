@@ -9,7 +9,7 @@ import postgres from 'postgres';
 import { recordAuditEvent } from '../../src/catalog/audit.ts';
 import { createDataset, findDataset } from '../../src/catalog/datasets.ts';
 import { listSchemaVersions, recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
-import type { SchemaField } from '../../src/catalog/types.ts';
+import type { SchemaField } from '../../src/model/records.ts';
 import { type RunningServer, startServer } from '../../src/server.ts';
 import { silentLog } from '../harness/catalog.ts';
 import { postJson, startTestServer } from '../harness/server.ts';

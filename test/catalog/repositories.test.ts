@@ -2,11 +2,12 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { listAuditEvents } from '../../src/catalog/audit.ts';
 import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset, findDataset, getDataset, listDatasets, updateDataset } from '../../src/catalog/datasets.ts';
-import { getManifestVersion, listActivePartitions, type NewPartition, publishManifestVersion } from '../../src/catalog/manifests.ts';
+import { getManifestVersion, listActivePartitions, publishManifestVersion } from '../../src/catalog/manifests.ts';
+import type { NewPartition } from '../../src/model/records.ts';
 import { getRetentionPolicy, putRetentionPolicy } from '../../src/catalog/retention.ts';
 import { listSchemaVersions, recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
 import { listStorageTargets, upsertStorageTarget } from '../../src/catalog/storage-targets.ts';
-import type { StorageTarget } from '../../src/catalog/types.ts';
+import type { StorageTarget } from '../../src/model/records.ts';
 import { AppError } from '../../src/errors.ts';
 import { openTestCatalog } from '../harness/catalog.ts';
 

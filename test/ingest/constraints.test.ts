@@ -1,5 +1,5 @@
 /**
- * Every rule of src/ingest/constraints.ts, broken on purpose, in every body format it applies to,
+ * Every rule of src/model/constraints.ts, broken on purpose, in every body format it applies to,
  * against a real server: the answer is the rule's 4xx and code, nothing is staged or queued, and the
  * dataset then still takes a batch and answers queries. A rule added to the list without a case here
  * fails the first test; a refusal whose code is not in the list fails its case, and ingestion may
@@ -26,13 +26,13 @@ import {
 } from 'apache-arrow';
 import { CatalogCache } from '../../src/catalog/cache.ts';
 import { createDatasetIfMissing, findDataset, updateDataset } from '../../src/catalog/datasets.ts';
-import type { SchemaField } from '../../src/catalog/types.ts';
+import type { SchemaField } from '../../src/model/records.ts';
 import { AppError } from '../../src/errors.ts';
 import { acceptBatch } from '../../src/ingest/accept.ts';
-import { type ConstraintId, type ConstraintScope, INGEST_CONSTRAINTS, INGEST_REFUSAL_CODES } from '../../src/ingest/constraints.ts';
+import { type ConstraintId, type ConstraintScope, INGEST_CONSTRAINTS, INGEST_REFUSAL_CODES } from '../../src/model/constraints.ts';
 import { arrowBatch } from '../../src/ingest/formats/arrow.ts';
 import { jsonBatch } from '../../src/ingest/formats/json.ts';
-import { checkObjectKeys } from '../../src/ingest/object-keys.ts';
+import { checkObjectKeys } from '../../src/ingest/object-key-limits.ts';
 import { type StorageDriver, StorageDrivers, S3StorageDriver } from '../../src/storage/index.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 

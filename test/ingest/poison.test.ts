@@ -12,7 +12,7 @@ import { findDataset } from '../../src/catalog/datasets.ts';
 import { enqueueJob, getJob } from '../../src/catalog/jobs.ts';
 import { findStorageTarget } from '../../src/catalog/storage-targets.ts';
 import type { Db } from '../../src/catalog/db.ts';
-import type { Dataset } from '../../src/catalog/types.ts';
+import type { Dataset } from '../../src/model/records.ts';
 import { INGEST_JOB_KIND, type IngestJobPayload } from '../../src/ingest/accept.ts';
 import { createStorageDriver, type StorageDriver } from '../../src/storage/index.ts';
 import { createLogger } from '../../src/log.ts';

@@ -12,9 +12,10 @@ import { Bool, DateMillisecond, Float64, Int64, Table, tableToIPC, Utf8, type Ve
 import { CatalogCache } from '../../src/catalog/cache.ts';
 import { findDataset } from '../../src/catalog/datasets.ts';
 import { getSchemaVersion } from '../../src/catalog/schema-versions.ts';
-import type { FieldType, SchemaField } from '../../src/catalog/types.ts';
+import type { FieldType } from '../../src/model/field-types.ts';
+import type { SchemaField } from '../../src/model/records.ts';
 import { INGEST_JOB_KIND } from '../../src/ingest/accept.ts';
-import { INGEST_REFUSAL_CODES } from '../../src/ingest/constraints.ts';
+import { INGEST_REFUSAL_CODES } from '../../src/model/constraints.ts';
 import { ingestJobHandler } from '../../src/ingest/write.ts';
 import { JobRunner } from '../../src/jobs/runner.ts';
 import { StorageDrivers } from '../../src/storage/index.ts';

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
-import type { SchemaField, SchemaVersion } from '../../src/catalog/types.ts';
-import { checkDeclaredFields, chooseTimestampColumn, mergeSchema } from '../../src/ingest/schema.ts';
-import { isStorableTime, parseIngestTimestamp, parseTimestamp, STORABLE_TIME_RANGE } from '../../src/ingest/timestamps.ts';
+import type { SchemaField, SchemaVersion } from '../../src/model/records.ts';
+import { checkDeclaredFields, chooseTimestampColumn, mergeSchema } from '../../src/model/schema.ts';
+import { isStorableTime, parseIngestTimestamp, parseTimestamp, STORABLE_TIME_RANGE } from '../../src/model/timestamps.ts';
 import { type RowRules, validateRows } from '../../src/ingest/validation.ts';
 import { refusal } from '../harness/refusal.ts';
 

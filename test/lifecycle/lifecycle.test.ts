@@ -14,7 +14,7 @@ import { enqueueJob, purgeFinishedJobs } from '../../src/catalog/jobs.ts';
 import { listActivePartitions } from '../../src/catalog/manifests.ts';
 import { listReaderPins } from '../../src/catalog/reader-pins.ts';
 import { getStorageTarget } from '../../src/catalog/storage-targets.ts';
-import type { Partition } from '../../src/catalog/types.ts';
+import type { Partition } from '../../src/model/records.ts';
 import { sweepOrphans } from '../../src/lifecycle/collector.ts';
 import { createStorageDriver, StorageDrivers } from '../../src/storage/index.ts';
 import { silentLog } from '../harness/catalog.ts';

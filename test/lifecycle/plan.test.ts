@@ -1,7 +1,7 @@
 /** The pure rules of retention and compaction planning. */
 import { describe, expect, test } from 'bun:test';
-import { effectiveRetention } from '../../src/admin/retention.ts';
-import type { Partition } from '../../src/catalog/types.ts';
+import { effectiveRetention } from '../../src/model/retention.ts';
+import type { Partition } from '../../src/model/records.ts';
 import { planCompaction } from '../../src/lifecycle/compaction.ts';
 import { expiredPartitions } from '../../src/lifecycle/retention.ts';
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { findDataset } from '../../src/catalog/datasets.ts';
 import { listActivePartitions } from '../../src/catalog/manifests.ts';
 import { listReaderPins } from '../../src/catalog/reader-pins.ts';
-import type { Partition } from '../../src/catalog/types.ts';
+import type { Partition } from '../../src/model/records.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 const BATCHES = 12;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import type { Partition, SchemaField } from '../../src/catalog/types.ts';
+import type { Partition, SchemaField } from '../../src/model/records.ts';
 import { mayMatch, prunePartitions } from '../../src/query/prune.ts';
 import { planQuery, type QueryRequest } from '../../src/query/request.ts';
 import { refusal } from '../harness/refusal.ts';

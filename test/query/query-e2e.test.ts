@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import postgres from 'postgres';
 import { findDataset } from '../../src/catalog/datasets.ts';
 import { listActivePartitions } from '../../src/catalog/manifests.ts';
-import type { Partition } from '../../src/catalog/types.ts';
+import type { Partition } from '../../src/model/records.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 let ts: TestServer;

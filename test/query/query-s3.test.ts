@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { findDataset } from '../../src/catalog/datasets.ts';
 import { listActivePartitions } from '../../src/catalog/manifests.ts';
-import type { Partition } from '../../src/catalog/types.ts';
+import type { Partition } from '../../src/model/records.ts';
 import { createBucket, s3AdminClient, s3Available, s3ServerEnv, startS3Server, type S3Server } from '../harness/s3.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset as createBareDataset } from '../../src/catalog/datasets.ts';
-import { listActivePartitions, type NewPartition, publishManifestVersion } from '../../src/catalog/manifests.ts';
+import { listActivePartitions, publishManifestVersion } from '../../src/catalog/manifests.ts';
+import type { NewPartition } from '../../src/model/records.ts';
 import { recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
 import { upsertStorageTarget } from '../../src/catalog/storage-targets.ts';
-import type { Partition, StorageTarget } from '../../src/catalog/types.ts';
+import type { Partition, StorageTarget } from '../../src/model/records.ts';
 import { ManifestSnapshots, selectPartitions } from '../../src/query/snapshots.ts';
 import { openTestCatalog } from '../harness/catalog.ts';
 import { prng } from '../harness/prng.ts';

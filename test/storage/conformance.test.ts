@@ -17,7 +17,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createStorageDriver, StorageDrivers, StorageError, type ListedObject, type StorageDriver } from '../../src/storage/index.ts';
-import type { StorageTarget } from '../../src/catalog/types.ts';
+import type { StorageTarget } from '../../src/model/records.ts';
 import { s3Available, startS3Server, type S3Server } from '../harness/s3.ts';
 
 const MiB = 1024 * 1024;

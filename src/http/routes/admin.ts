@@ -5,11 +5,12 @@
  */
 import { Elysia, t } from 'elysia';
 import type { AdminService, DatasetDetail, ManifestView, RetentionView } from '../../admin/service.ts';
-import type { AuditEvent, Dataset, Partition, StorageTarget } from '../../catalog/types.ts';
+import type { AuditEvent, Dataset, Partition, StorageTarget } from '../../model/records.ts';
 import { accepted, acceptedBody, keepOpenFor, requestedWaitMs } from '../accepted.ts';
 import { actorOf, type Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
-import { JobView, jobView } from './ingest.ts';
+import { FieldTypeSchema } from '../../model/field-types.ts';
+import { JobView, jobView } from '../job-view.ts';
 
 const SLUG = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$';
 const Scopes = t.Array(t.String({ minLength: 1, maxLength: 200 }), { maxItems: 50 });
@@ -20,7 +21,6 @@ const Iam = t.Object(
 const Status = t.Union([t.Literal('active'), t.Literal('inactive'), t.Literal('archived')], {
   description: '`inactive`: refuses ingest, still answers queries; `archived`: refuses both.',
 });
-const FieldType = t.Union([t.Literal('timestamp'), t.Literal('string'), t.Literal('double'), t.Literal('integer'), t.Literal('boolean')]);
 const Metadata = t.Record(t.String(), t.Unknown(), {
   description: 'Free-form metadata (`allowUnknownFields: true` makes ingestion ignore fields the schema lacks); `iam` is set with the `iam` field.',
 });
@@ -60,7 +60,7 @@ const DatasetDetailView = t.Object({
     t.Object({
       version: t.Integer(),
       timestampColumn: t.String(),
-      fields: t.Array(t.Object({ name: t.String(), type: FieldType, nullable: t.Optional(t.Boolean()) })),
+      fields: t.Array(t.Object({ name: t.String(), type: FieldTypeSchema, nullable: t.Optional(t.Boolean()) })),
     }),
   ),
 });
@@ -178,7 +178,7 @@ const NewDataset = t.Object(
     status: t.Optional(t.Union([t.Literal('active'), t.Literal('inactive')])),
     schema: t.Optional(
       t.Object({
-        fields: t.Array(t.Object({ name: t.String(), type: FieldType, nullable: t.Optional(t.Boolean()) }), { minItems: 1, maxItems: 1024 }),
+        fields: t.Array(t.Object({ name: t.String(), type: FieldTypeSchema, nullable: t.Optional(t.Boolean()) }), { minItems: 1, maxItems: 1024 }),
       }),
     ),
     timestampColumn: t.Optional(t.String({ description: 'Default: `timestamp`, or the first timestamp field of `schema`.' })),

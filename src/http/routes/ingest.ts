@@ -1,7 +1,6 @@
 /** POST /datasets/:datasetSlug/ingest and GET /ingestion/jobs/:jobId. */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Elysia, t, ValidationError } from 'elysia';
-import type { Job } from '../../catalog/jobs.ts';
 import { errors } from '../../errors.ts';
 import type { IngestBatch } from '../../ingest/accept.ts';
 import { type DecodedBatch, decodeRowsBody, parseJsonBody, refuseBatchQueryForJson } from '../../ingest/formats/index.ts';
@@ -9,9 +8,10 @@ import type { IngestService } from '../../ingest/service.ts';
 import { accepted, acceptedBody, keepOpenFor, requestedWaitMs } from '../accepted.ts';
 import { actorOf, type Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
+import { FieldTypeSchema } from '../../model/field-types.ts';
+import { JobView, jobView } from '../job-view.ts';
 import { requestTraceparent } from '../request-log.ts';
 
-const FieldType = t.Union([t.Literal('timestamp'), t.Literal('string'), t.Literal('double'), t.Literal('integer'), t.Literal('boolean')]);
 
 const EXAMPLE = {
   schema: {
@@ -34,7 +34,7 @@ export const IngestBody = t.Object(
       fields: t.Array(
         t.Object({
           name: t.String({ description: 'Letters, digits and _, starting with a letter or _.' }),
-          type: FieldType,
+          type: FieldTypeSchema,
           nullable: t.Optional(t.Boolean({ description: 'Default true (the timestamp column is never null).' })),
         }),
         { minItems: 1, maxItems: 1024 },
@@ -111,44 +111,10 @@ const REQUEST_BODY = {
   },
 };
 
-export const JobView = t.Object({
-  id: t.String(),
-  kind: t.String(),
-  state: t.Union([t.Literal('queued'), t.Literal('running'), t.Literal('succeeded'), t.Literal('failed')]),
-  attempts: t.Integer({ description: 'Runs so far, the current one included.' }),
-  maxAttempts: t.Integer({ description: 'The most runs that may end with the lease lost (the process running it died, or lost the catalog) before the job fails unrun.' }),
-  leaseExpiries: t.Integer({ description: 'Runs that ended with the lease lost.' }),
-  runAt: t.String({ format: 'date-time', description: 'When queued: when the next attempt is due.' }),
-  retryUntil: t.Nullable(t.String({ format: 'date-time', description: 'Failed attempts are retried while the retry falls due by then (set at the first failure).' })),
-  datasetId: t.Nullable(t.String()),
-  lastError: t.Nullable(t.String()),
-  result: t.Unknown({ description: 'When succeeded: the manifest version and partitions written.' }),
-  createdAt: t.String({ format: 'date-time' }),
-  finishedAt: t.Nullable(t.String({ format: 'date-time' })),
-});
-
 const Accepted = acceptedBody(
   { replayed: t.Boolean({ description: 'True when an earlier request with this idempotency key was answered instead.' }) },
   'The batch is durable and queued (or still being written when the wait ran out).',
 );
-
-export function jobView(job: Job) {
-  return {
-    id: job.id,
-    kind: job.kind,
-    state: job.state,
-    attempts: job.attempts,
-    maxAttempts: job.maxAttempts,
-    leaseExpiries: job.leaseExpiries,
-    runAt: job.runAt.toISOString(),
-    retryUntil: job.retryUntil?.toISOString() ?? null,
-    datasetId: job.datasetId,
-    lastError: job.lastError,
-    result: job.result ?? null,
-    createdAt: job.createdAt.toISOString(),
-    finishedAt: job.finishedAt?.toISOString() ?? null,
-  };
-}
 
 export function ingestRoutes(service: IngestService, scoped: Scoped) {
   return new Elysia({ name: 'timestore/ingest' })

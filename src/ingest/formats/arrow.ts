@@ -17,9 +17,11 @@
  * with microseconds.
  */
 import { DataType as Types, type Field, makeVector, Precision, type Table, tableFromIPC, TimeUnit, type Vector } from 'apache-arrow';
-import type { FieldType, SchemaVersion } from '../../catalog/types.ts';
-import { refuse } from '../constraints.ts';
-import { FIELD_NAME, validateRows } from '../validation.ts';
+import type { FieldType } from '../../model/field-types.ts';
+import type { SchemaVersion } from '../../model/records.ts';
+import { refuse } from '../../model/constraints.ts';
+import { FIELD_NAME } from '../../model/schema.ts';
+import { validateRows } from '../validation.ts';
 import { type BatchParams, type DecodedBatch, hashRequest } from './batch.ts';
 
 /** One chunk's values as JavaScript values (null where the value is null), appended to `out` from `at`. */

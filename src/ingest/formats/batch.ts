@@ -4,14 +4,11 @@
  * partition writer. One module per format (json, ndjson, csv, arrow) builds it.
  */
 import { createHash } from 'node:crypto';
-import type { SchemaField, SchemaVersion } from '../../catalog/types.ts';
+import type { SchemaField, SchemaVersion } from '../../model/records.ts';
 import type { StagedInputFormat } from '../../engine/partition-writer.ts';
 import { AppError } from '../../errors.ts';
-import { refuse } from '../constraints.ts';
+import { type BodyFormat, refuse } from '../../model/constraints.ts';
 import type { BatchSummary, RowRules } from '../validation.ts';
-
-/** How the request body was sent (chosen by Content-Type). */
-export type BodyFormat = 'json' | 'ndjson' | 'csv' | 'arrow';
 
 /** What a batch says about itself besides its rows: in the JSON body, or in query parameters for the other formats. */
 export interface BatchParams {

@@ -13,10 +13,10 @@
  * index (0 = first record after the header), the field and the line. Rows are checked from the
  * parsed field array; no row object is built. The body is staged as it arrived.
  */
-import type { FieldType } from '../../catalog/types.ts';
+import type { FieldType } from '../../model/field-types.ts';
 import type { AppError } from '../../errors.ts';
-import { type ConstraintId, refuse } from '../constraints.ts';
-import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../timestamps.ts';
+import { type ConstraintId, refuse } from '../../model/constraints.ts';
+import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../../model/timestamps.ts';
 import {
   type BatchSummary, caseVariantOf, type RowRules, rowError, TIMESTAMP_GRAMMAR, unstorableTime,
 } from '../validation.ts';

@@ -1,11 +1,12 @@
 /** Request body formats of POST /datasets/:slug/ingest; see each module for its rules. */
 import { arrowBatch } from './arrow.ts';
-import type { BodyFormat, DecodedBatch } from './batch.ts';
+import type { BodyFormat } from '../../model/constraints.ts';
+import type { DecodedBatch } from './batch.ts';
 import { csvBatch } from './csv.ts';
 import { ndjsonBatch } from './ndjson.ts';
 import { batchParamsFromQuery } from './query.ts';
 
-export type { BatchParams, BodyFormat, DecodedBatch } from './batch.ts';
+export type { BatchParams, DecodedBatch } from './batch.ts';
 export { ACCEPTED_MEDIA_TYPES, bodyFormatOf } from './media-types.ts';
 export { jsonBatch, parseJsonBody } from './json.ts';
 export { BATCH_QUERY_PARAMETERS, refuseBatchQueryForJson } from './query.ts';

@@ -1,6 +1,6 @@
 /** application/json: the `{schema, partition, rows, ...}` document, staged as it arrived. */
 import type { IngestBatch } from '../accept.ts';
-import { refuse } from '../constraints.ts';
+import { refuse } from '../../model/constraints.ts';
 import { validateRows } from '../validation.ts';
 import { type DecodedBatch, decodeUtf8, hashRequest, refuseLoneSurrogates } from './batch.ts';
 

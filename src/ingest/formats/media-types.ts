@@ -1,6 +1,6 @@
 /** Which body format a request's Content-Type selects. */
-import { refuse } from '../constraints.ts';
-import type { BodyFormat } from './batch.ts';
+import { refuse } from '../../model/constraints.ts';
+import type { BodyFormat } from '../../model/constraints.ts';
 
 export const MEDIA_TYPES: Readonly<Record<string, BodyFormat>> = {
   'application/json': 'json',

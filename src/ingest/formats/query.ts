@@ -11,7 +11,7 @@
  * silently ignored. `wait` is the route's own and allowed with every format.
  */
 import type { AppError } from '../../errors.ts';
-import { refuse } from '../constraints.ts';
+import { refuse } from '../../model/constraints.ts';
 import type { BatchParams } from './batch.ts';
 
 const KEY_PREFIX = 'key.';

@@ -1,7 +1,7 @@
-/** Row shapes of the catalog, as the repositories return them (camelCase). */
+/** The records of the domain (datasets, schema versions, partitions, storage targets, retention), as the catalog stores them and every layer passes them (camelCase). */
+import type { FieldType } from './field-types.ts';
 
 export type DatasetStatus = 'active' | 'inactive' | 'archived';
-export type FieldType = 'timestamp' | 'string' | 'double' | 'integer' | 'boolean';
 
 export interface SchemaField {
   name: string;
@@ -72,6 +72,17 @@ export interface Partition {
   fileDeletedAt: Date | null;
   createdAt: Date;
 }
+
+/** What a writer knows about a file before it is published. */
+export type NewPartition = Pick<
+  Partition,
+  'storageTargetId' | 'location' | 'partitionKey' | 'schemaVersion' | 'rowCount' | 'sizeBytes' | 'checksum'
+> & {
+  /** ISO strings keep DuckDB's microseconds, which a Date would round away. */
+  startTime: Date | string;
+  endTime: Date | string;
+  columnStatistics?: Partition['columnStatistics'];
+};
 
 export interface ManifestVersion {
   datasetId: string;

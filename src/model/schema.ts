@@ -1,5 +1,5 @@
 /**
- * Schema rules for ingestion: which field is the timestamp, and how a batch's
+ * Schema rules of a dataset (ingestion and POST /admin/datasets): which field is the timestamp, and how a batch's
  * declared fields combine with the dataset's latest schema version. Evolution
  * is additive: new fields (nullable) make a new version; changing the type of
  * a field that a version defines is refused with 409. Names are compared
@@ -7,9 +7,11 @@
  * declaration (400) or against the dataset (409). Versions only grow, so the
  * latest version holds every name any version of the dataset holds.
  */
-import type { SchemaField, SchemaVersion } from '../catalog/types.ts';
+import type { SchemaField, SchemaVersion } from './records.ts';
 import { MAX_FIELDS, refuse } from './constraints.ts';
-import { FIELD_NAME } from './validation.ts';
+
+/** A field name: a safe identifier (letters, digits and _, starting with a letter or _, at most 63). */
+export const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
 export const DEFAULT_TIMESTAMP_COLUMN = 'timestamp';
 

@@ -8,6 +8,8 @@
  * handed on normalized). Ingestion stages rows as they arrived, for DuckDB's TIMESTAMPTZ cast to
  * read, so it takes less (`parseIngestTimestamp`): an offset only after the seconds (DuckDB
  * refuses `2026-01-01T00:00Z` and `2026-01-01+01:00`), and only instants the catalog can record.
+ *
+ * DuckDB's instants (microseconds since the epoch) are written back in two ways, at the end.
  */
 const ISO_TIMESTAMP =
   /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?(?:(Z)|([+-])(\d{2})(?::?(\d{2}))?)?$/;
@@ -82,4 +84,48 @@ function instant(m: RegExpExecArray): number {
   utc.setUTCFullYear(year, month - 1, day); // Date.UTC maps years 0–99 to 1900–1999
   utc.setUTCHours(hour, minute, second, millis);
   return utc.getTime() - offsetMinutes * 60_000;
+}
+
+/**
+ * Microseconds since the epoch as ISO-8601 UTC with all six fraction digits, e.g.
+ * `2026-01-01T00:00:00.123456Z`: what the partition writer reports (window starts, time ranges,
+ * statistics) keeps DuckDB's precision.
+ */
+export function isoFromMicrosFixed(micros: bigint): string {
+  let ms = micros / 1000n;
+  let rest = micros % 1000n;
+  if (rest < 0n) {
+    ms -= 1n;
+    rest += 1000n;
+  }
+  const iso = new Date(Number(ms)).toISOString();
+  return `${iso.slice(0, -1)}${rest.toString().padStart(3, '0')}Z`;
+}
+
+/**
+ * Microseconds since the epoch as ISO-8601 UTC as query answers show it: milliseconds always
+ * (`2026-01-01T00:00:00.000Z`), microseconds when the value has a sub-millisecond part
+ * (`2026-01-01T00:00:00.000001Z`); `infinity`/`-infinity` for DuckDB's infinite timestamps.
+ */
+export function isoFromMicrosTrimmed(micros: bigint): string {
+  const n = Number(micros);
+  let ms: number;
+  let sub: number;
+  if (Number.isSafeInteger(n)) {
+    ms = Math.floor(n / 1000);
+    sub = n - ms * 1000;
+  } else {
+    let big = micros / 1000n;
+    let rest = micros % 1000n;
+    if (rest < 0n) {
+      big -= 1n;
+      rest += 1000n;
+    }
+    ms = Number(big);
+    sub = Number(rest);
+  }
+  const date = new Date(ms);
+  if (Number.isNaN(date.getTime())) return micros > 0n ? 'infinity' : '-infinity';
+  const iso = date.toISOString();
+  return sub === 0 ? iso : `${iso.slice(0, -1)}${sub.toString().padStart(3, '0')}Z`;
 }

@@ -3,10 +3,14 @@
  * A rule the dataset sets to null means "no limit" and overrides a server default; a rule it leaves
  * out inherits the default.
  */
-import type { RetentionPolicy } from '../catalog/types.ts';
-import type { Config } from '../config.ts';
+import type { RetentionPolicy } from './records.ts';
 
-export type RetentionDefaults = Config['retention'];
+/** The server-wide retention policy (TIMESTORE_RETENTION_*); a dataset's own policy overrides it rule by rule. Null: no limit. */
+export interface RetentionDefaults {
+  maxAgeHours: number | null;
+  maxTotalBytes: number | null;
+  deleteGraceMinutes: number;
+}
 export type RuleSource = 'dataset' | 'server' | 'none';
 
 export interface EffectiveRetention {

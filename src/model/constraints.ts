@@ -9,7 +9,9 @@
  * sends a violating batch for each entry. docs/api.md, "What a batch must satisfy", lists them.
  */
 import { AppError } from '../errors.ts';
-import type { BodyFormat } from './formats/batch.ts';
+
+/** How the request body was sent (chosen by Content-Type). */
+export type BodyFormat = 'json' | 'ndjson' | 'csv' | 'arrow';
 
 export type ConstraintScope = BodyFormat | 'admin';
 

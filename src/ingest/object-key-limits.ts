@@ -1,28 +1,11 @@
 /**
- * The keys ingestion stores objects under, relative to a storage target (see storage/driver.ts):
- *
- *   staging/<slug>/<uuid>.<ext>                                    a batch's body, until it is written
- *   datasets/<slug>/<name=value,…|_>/<YYYY-MM-DDThhmmss>Z/<uuid>.parquet   a partition file
- *
- * Their lengths are checked before a batch is acknowledged (`checkObjectKeys`): the storage driver
- * refuses a key its file system or S3 would refuse, and that refusal must come before the 202.
+ * The lengths of a batch's object keys (model/object-keys.ts) are checked before it is acknowledged
+ * (`checkObjectKeys`): the storage driver refuses a key its file system or S3 would refuse, and that
+ * refusal must come before the 202.
  */
-import { randomUUID } from 'node:crypto';
+import { refuse } from '../model/constraints.ts';
+import { partitionObjectKey, stagingObjectKey } from '../model/object-keys.ts';
 import { StorageError, type StorageDriver } from '../storage/index.ts';
-import { refuse } from './constraints.ts';
-
-export function stagingObjectKey(slug: string, extension: string, id: string = randomUUID()): string {
-  return `staging/${slug}/${id}.${extension}`;
-}
-
-/** Where a partition file lives on its target: by dataset, partition key and window. */
-export function partitionObjectKey(slug: string, key: Record<string, string>, windowStart: string, id: string = randomUUID()): string {
-  const keyPart = Object.keys(key)
-    .sort()
-    .map((name) => `${name}=${key[name]}`)
-    .join(',');
-  return `datasets/${slug}/${keyPart || '_'}/${windowStart.slice(0, 19).replace(/:/g, '')}Z/${id}.parquet`;
-}
 
 /** Every window start of a storable time (years 0000–9999, as window starts may precede year 1) has this length. */
 const SAMPLE_WINDOW_START = '2000-01-01T00:00:00.000000Z';
