@@ -10,8 +10,8 @@ ENV SCARF_ANALYTICS=false
 COPY package.json package-lock.json ./
 # patches/: fixes to dependencies that npm's postinstall (patch-package) applies.
 COPY patches ./patches
-# `npm install` (not `npm ci`): the lockfile comes from a linux-x64 machine and lacks the other
-# platforms' optional DuckDB bindings, which `npm ci` insists on; the locked versions still apply.
+# `npm install` with the committed lockfile, as .ci/run does: the locked versions apply, and its
+# postinstall applies patches/.
 RUN npm install --no-audit --no-fund
 COPY . .
 RUN npm run build && ./dist/timestore version
