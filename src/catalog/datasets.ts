@@ -1,5 +1,6 @@
 /** Datasets: create, read (by id or slug), update, list with keyset pagination, lock for publish. */
 import type { Db } from './db.ts';
+import { afterPosition, decodeCreatedCursor, pageOf, UUID } from './keyset.ts';
 import { errors } from '../errors.ts';
 import type { Dataset, DatasetMetadata, DatasetStatus } from '../model/records.ts';
 
@@ -26,8 +27,6 @@ export interface DatasetChanges {
 
 /** Window of a partition file when the dataset's creator names none: one UTC day. */
 export const DEFAULT_PARTITION_WINDOW_SECONDS = 86_400;
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export async function createDataset(sql: Db, input: NewDataset): Promise<Dataset> {
   try {
@@ -114,36 +113,17 @@ export interface DatasetPage {
   nextCursor: string | null;
 }
 
-/**
- * Keyset pagination in (created_at, id) order: stable while rows are added between pages.
- * created_at is compared at millisecond precision, the precision the cursor carries.
- */
+/** Datasets oldest first, a page at a time (keyset.ts: stable while datasets are added). */
 export async function listDatasets(sql: Db, query: DatasetListQuery): Promise<DatasetPage> {
-  const after = query.cursor ? decodeCursor(query.cursor) : null;
+  const after = afterPosition(sql, query.cursor ? decodeCreatedCursor('dataset', query.cursor) : null);
   const pattern = query.search ? `%${query.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
   const rows = await sql<Dataset[]>`
     SELECT * FROM datasets
     WHERE (${query.status ?? null}::text IS NULL OR status = ${query.status ?? null})
       AND (${pattern}::text IS NULL OR slug ILIKE ${pattern} OR name ILIKE ${pattern})
-      AND (${after?.createdAt ?? null}::timestamptz IS NULL
-           OR (date_trunc('milliseconds', created_at), id) > (${after?.createdAt ?? null}::timestamptz, ${after?.id ?? null}::uuid))
-    ORDER BY date_trunc('milliseconds', created_at), id
+      AND ${after.where}
+    ${after.orderBy}
     LIMIT ${query.limit + 1}`;
-  const page = rows.slice(0, query.limit);
-  const last = page.at(-1);
-  return { datasets: page, nextCursor: rows.length > query.limit && last ? encodeCursor(last) : null };
-}
-
-function encodeCursor(row: Dataset): string {
-  return Buffer.from(JSON.stringify([row.createdAt.toISOString(), row.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: string; id: string } {
-  try {
-    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
-    if (typeof createdAt !== 'string' || Number.isNaN(Date.parse(createdAt)) || !UUID.test(id)) throw new Error('bad cursor');
-    return { createdAt, id };
-  } catch {
-    throw errors.badRequest('invalid_cursor', 'cursor is not one this server returned; start again without it');
-  }
+  const page = pageOf('dataset', rows, query.limit);
+  return { datasets: page.rows, nextCursor: page.nextCursor };
 }

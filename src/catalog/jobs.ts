@@ -19,6 +19,7 @@
  * processes with skewed clocks agree on what is due and what has expired.
  */
 import type { Db } from './db.ts';
+import { afterPosition, decodeCreatedCursor, pageOf, UUID } from './keyset.ts';
 import { errors } from '../errors.ts';
 
 /** NOTIFY channel whose payload is the queue name; a wake-up hint only, polling is the floor. */
@@ -70,7 +71,6 @@ export interface NewJob {
   traceParent?: string | null;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ms = (n: number) => `${Math.max(0, Math.round(n))} milliseconds`;
 
 /**
@@ -328,38 +328,19 @@ export interface JobPage {
   nextCursor: string | null;
 }
 
-/**
- * Jobs oldest first, a page at a time: keyset pagination in (created_at, id) order, stable while
- * jobs are added or change state between pages (created_at at millisecond precision, the cursor's).
- */
+/** Jobs oldest first, a page at a time (keyset.ts: stable while jobs are added or change state). */
 export async function listJobs(db: Db, query: JobListQuery): Promise<JobPage> {
-  const after = query.cursor ? decodeCursor(query.cursor) : null;
+  const after = afterPosition(db, query.cursor ? decodeCreatedCursor('job', query.cursor) : null);
   const rows = await db<Job[]>`
     SELECT * FROM jobs
     WHERE (${query.state ?? null}::text IS NULL OR state = ${query.state ?? null})
       AND (${query.datasetId ?? null}::uuid IS NULL OR dataset_id = ${query.datasetId ?? null})
       AND (${query.kind ?? null}::text IS NULL OR kind = ${query.kind ?? null})
-      AND (${after?.createdAt ?? null}::timestamptz IS NULL
-           OR (date_trunc('milliseconds', created_at), id) > (${after?.createdAt ?? null}::timestamptz, ${after?.id ?? null}::uuid))
-    ORDER BY date_trunc('milliseconds', created_at), id
+      AND ${after.where}
+    ${after.orderBy}
     LIMIT ${query.limit + 1}`;
-  const jobs = rows.slice(0, query.limit);
-  const last = jobs.at(-1);
-  return { jobs, nextCursor: rows.length > query.limit && last ? encodeCursor(last) : null };
-}
-
-function encodeCursor(job: Job): string {
-  return Buffer.from(JSON.stringify(['job', job.createdAt.toISOString(), job.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: string; id: string } {
-  try {
-    const [tag, createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string, string];
-    if (tag !== 'job' || typeof createdAt !== 'string' || Number.isNaN(Date.parse(createdAt)) || !UUID.test(id)) throw new Error('bad cursor');
-    return { createdAt, id };
-  } catch {
-    throw errors.badRequest('invalid_cursor', 'cursor is not one this server returned; start again without it');
-  }
+  const page = pageOf('job', rows, query.limit);
+  return { jobs: page.rows, nextCursor: page.nextCursor };
 }
 
 export interface JobCount {
