@@ -338,19 +338,9 @@ export class AdminService {
     const failed = await this.failedJob(id, 'deleted');
     const body = stagedBodyOf(failed);
     if (body) {
-      try {
-        const target = await getStorageTarget(this.o.sql, body.storageTargetId);
-        await this.o.drivers.forTarget(target).delete(body.location);
-      } catch (err) {
-        if (err instanceof AppError) throw err;
-        throw new AppError(
-          503,
-          'storage_unavailable',
-          `the staged batch of job "${id}" could not be deleted from its storage target (${(err as Error).message}); nothing was deleted, try again`,
-          { jobId: id, location: body.location },
-          { cause: err },
-        );
-      }
+      // A failed delete is a StorageError: 503 storage_unavailable (http/errors.ts), nothing deleted.
+      const target = await getStorageTarget(this.o.sql, body.storageTargetId);
+      await this.o.drivers.forTarget(target).delete(body.location);
     }
     const job = (await this.o.sql.begin(async (tx) => {
       const row = await deleteFailedJob(tx, id);

@@ -43,13 +43,13 @@ export function toAppError(code: string | number, error: unknown, request: Reque
     });
   }
   if (error instanceof StorageError && error.code === 'no_space') {
-    return errors.storageFull(`${error.message}; nothing was acknowledged: retry once space is freed`, { target: error.target }, { cause: error });
+    return errors.storageFull(`${error.message}; the request did not take effect: retry it once space is freed`, { target: error.target }, { cause: error });
   }
   if (error instanceof StorageError && error.code === 'failed') {
-    return errors.unavailable('storage_unavailable', `${error.message}; nothing was acknowledged: retry later`, { target: error.target }, { cause: error });
+    return errors.unavailable('storage_unavailable', `${error.message}; the request did not take effect: retry it later`, { target: error.target }, { cause: error });
   }
   if (isCatalogUnavailable(error)) {
-    return errors.unavailable('catalog_unavailable', 'the catalog (PostgreSQL) cannot be reached; nothing was changed: retry later', undefined, { cause: error });
+    return errors.unavailable('catalog_unavailable', 'the catalog (PostgreSQL) cannot be reached; the request did not take effect: retry it later', undefined, { cause: error });
   }
   if (code === 'NOT_FOUND') return errors.routeNotFound(request.method, new URL(request.url).pathname);
   if (code === 'PARSE') return errors.badRequest('invalid_body', `request body could not be parsed: ${(error as Error).message}`);
