@@ -102,3 +102,26 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : null, headers: res.headers };
 }
+
+export interface Answer {
+  status: number;
+  body: any;
+}
+
+/** POSTs an ingest body of any content type to a dataset; `query` is the query string without `?`. */
+export async function postIngest(
+  url: string,
+  slug: string,
+  contentType: string,
+  body: string | Uint8Array,
+  query = '',
+  headers: Record<string, string> = {},
+): Promise<Answer> {
+  const res = await fetch(`${url}/datasets/${slug}/ingest${query ? `?${query}` : ''}`, {
+    method: 'POST',
+    headers: { 'content-type': contentType, ...headers },
+    body,
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}

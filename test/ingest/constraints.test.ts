@@ -34,7 +34,7 @@ import { arrowBatch } from '../../src/ingest/formats/arrow.ts';
 import { jsonBatch } from '../../src/ingest/formats/json.ts';
 import { checkObjectKeys } from '../../src/ingest/object-key-limits.ts';
 import { type StorageDriver, StorageDrivers, S3StorageDriver } from '../../src/storage/index.ts';
-import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
+import { type Answer, postIngest, postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 const MAX_BODY = 1024 * 1024;
 let ts: TestServer;
@@ -66,20 +66,8 @@ const CSV_HEADER = 'timestamp,temp,n,s,ok,at,site';
 const csv = (...records: string[]) => [CSV_HEADER, ...records].join('\n') + '\n';
 const CSV_ROW = `${T},1.5,1,x,true,${T},a`;
 
-interface Answer {
-  status: number;
-  body: any;
-}
-
-async function send(slug: string, contentType: string, body: string | Uint8Array, query = '', headers: Record<string, string> = {}): Promise<Answer> {
-  const res = await fetch(`${ts.url}/datasets/${slug}/ingest${query ? `?${query}` : ''}`, {
-    method: 'POST',
-    headers: { 'content-type': contentType, ...headers },
-    body,
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
+const send = (slug: string, contentType: string, body: string | Uint8Array, query = '', headers: Record<string, string> = {}) =>
+  postIngest(ts.url, slug, contentType, body, query, headers);
 const sendJson = (slug: string, body: unknown, query = '', headers: Record<string, string> = {}) =>
   send(slug, TYPES.json, typeof body === 'string' ? body : JSON.stringify(body), query, headers);
 

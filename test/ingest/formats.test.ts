@@ -26,7 +26,7 @@ import {
 import { findDataset } from '../../src/catalog/datasets.ts';
 import { listSchemaVersions } from '../../src/catalog/schema-versions.ts';
 import { readBack } from '../harness/read-back.ts';
-import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
+import { postIngest, postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 let ts: TestServer;
 beforeAll(async () => {
@@ -46,21 +46,8 @@ const fields = [
   { name: 'ok', type: 'boolean' },
 ];
 
-interface Answer {
-  status: number;
-  body: any;
-}
-
-/** POSTs a body of any content type; `query` is the query string without `?`. */
-async function send(slug: string, contentType: string, body: string | Uint8Array, query = '', headers: Record<string, string> = {}): Promise<Answer> {
-  const res = await fetch(`${ts.url}/datasets/${slug}/ingest${query ? `?${query}` : ''}`, {
-    method: 'POST',
-    headers: { 'content-type': contentType, ...headers },
-    body,
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
+const send = (slug: string, contentType: string, body: string | Uint8Array, query = '', headers: Record<string, string> = {}) =>
+  postIngest(ts.url, slug, contentType, body, query, headers);
 
 /** A dataset with the fields above, created (and left empty of rows in range) by a JSON batch. */
 async function createDataset(slug: string): Promise<void> {
