@@ -1,12 +1,11 @@
 /**
  * The partition writer, run inside a worker thread (task `writePartitions` in worker.ts).
  *
- * Staged inputs (already validated in JS) are read with DuckDB's typed readers into one temporary
- * table, each row tagged with its input's partition key and its time window; every
- * (partition key, window) group becomes ONE Parquet file (ZSTD, sorted by the sort columns if any,
- * then the timestamp column) named `<outputDir>/<uuid>.parquet`. Row counts, time range and per-column min/max/null counts are
- * computed in SQL from the data; size and sha256 come from the written file. No row passes
- * through JavaScript.
+ * Staged inputs (already validated in JS) are read with DuckDB's typed readers (staged-readers.ts);
+ * every (partition key, window) group becomes ONE Parquet file (ZSTD, sorted by the sort columns if
+ * any, then the timestamp column) named `<outputDir>/<uuid>.parquet`. Row counts, time range and
+ * per-column min/max/null counts come from the data (DuckDB's own accounting of what it wrote, or
+ * SQL); size and sha256 from the written file. No row passes through JavaScript.
  *
  * The main thread imports this module's types only (`import type`): at run time it is loaded by the
  * worker, after DuckDB's native library, and it never imports `@duckdb/node-api` at run time.
@@ -16,43 +15,17 @@ import { statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { type FieldType, SQL_TYPES } from '../model/field-types.ts';
-import { isoFromMicrosFixed } from '../model/timestamps.ts';
+import { isoFromMicrosFixed, parseTimestamp } from '../model/timestamps.ts';
 import type { SchemaField } from '../model/records.ts';
 import { assertIdentifier, quoteIdent, sqlString } from './sql.ts';
 import { useMemoryLimit } from './memory-limit.ts';
+import { type ReadGroup, readerSql, readGroups, type StagedInput, type StagedInputFormat } from './staged-readers.ts';
 
 /** A field of the schema version a partition is written with. */
 export type PartitionField = SchemaField;
 
-/**
- * How a staged file is laid out.
- * - `json-document`: one JSON object (an ingest request body) whose `rows` key is an array of row
- *   objects; every other key is ignored.
- * - `ndjson`: one row object per line.
- * - `csv`: RFC 4180 (`,` delimiter, `"` quote, `""` escape), a header line naming the columns in any
- *   order; an empty unquoted field is NULL, a quoted empty field (`""`) is the empty string.
- * - `parquet`: a partition file this writer wrote (compaction merges them); columns are matched by
- *   name, so a file written with an older schema version reads its missing columns as NULL.
- *
- * In every format, keys/columns not in `fields` are ignored and fields missing from a row (or from
- * the whole file) are NULL. A timestamp without offset is UTC.
- */
-export type StagedInputFormat = 'json-document' | 'ndjson' | 'csv' | 'parquet';
-
-export interface StagedInput {
-  /** A local file. */
-  path: string;
-  format: StagedInputFormat;
-  /** The partition key of every row in this input, e.g. `{ instrument: 'A' }`. */
-  partitionKey: Record<string, string>;
-  /**
-   * Names of the fields this input was validated against (its batch's schema version; they include
-   * the timestamp column). The others of `fields`, added by later batches, are NULL for its rows:
-   * a key the batch carried as an unknown field is not read into a field of the same name added
-   * since. Default: all of `fields`.
-   */
-  fields?: string[];
-}
+export type { StagedInput, StagedInputFormat } from './staged-readers.ts';
+export { readCsvHeader } from './staged-readers.ts';
 
 export interface WritePartitionsInput {
   inputs: StagedInput[];
@@ -123,92 +96,247 @@ const FORMATS: ReadonlySet<string> = new Set<StagedInputFormat>(['json-document'
 const KEY_COLUMN = quoteIdent('$key');
 const WINDOW_COLUMN = quoteIdent('$window');
 
-/** DuckDB's own per-object limit (16 MiB); json-document inputs raise it to their file size. */
-const MIN_MAX_OBJECT_SIZE = 16 * 1024 * 1024;
-
 let taskCounter = 0;
 
-/** Runs the partition writer on `db`; see the module comment. */
+/** What both ways of writing share. */
+interface Plan extends ValidInput {
+  db: DuckDBConnection;
+  outputDir: string;
+  parquetOptions: string;
+  /** Distinct partition keys, in order of first appearance. */
+  keys: Record<string, string>[];
+}
+
+/**
+ * Runs the partition writer on `db`; see the module comment.
+ *
+ * The inputs of one partition key whose rows fall in one window (what ingest writes nearly always)
+ * go straight from the readers into one sorted COPY, whose statistics DuckDB returns: no staging
+ * table, no statistics query. The others (several windows, or a single-file attempt that failed)
+ * take the staging table, which splits rows by window and names the input that cannot be read.
+ */
 export async function writePartitions(db: DuckDBConnection, input: WritePartitionsInput): Promise<WritePartitionsResult> {
-  const { fields, timestampColumn, windowMicros, rowGroupSize, sortColumns } = validate(input);
+  const valid = validate(input);
   if (input.inputs.length === 0) return [];
   const parquetOptions = [
     'FORMAT parquet',
     'COMPRESSION zstd',
-    ...(rowGroupSize === undefined ? [] : [`ROW_GROUP_SIZE ${rowGroupSize}`]),
+    ...(valid.rowGroupSize === undefined ? [] : [`ROW_GROUP_SIZE ${valid.rowGroupSize}`]),
     ...(input.parquetVersion === 'v2' ? ['PARQUET_VERSION v2'] : []),
   ].join(', ');
 
-  // Inputs with equal partition keys share groups; keys are compared with sorted entries.
+  // Inputs with equal partition keys share files; keys are compared with sorted entries.
   const keys: Record<string, string>[] = [];
-  const keyIds = new Map<string, number>();
-  const inputKeyIds = input.inputs.map((staged) => {
+  const byKey = new Map<string, StagedInput[]>();
+  for (const staged of input.inputs) {
     const canonical = JSON.stringify(Object.entries(staged.partitionKey).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-    let id = keyIds.get(canonical);
-    if (id === undefined) {
-      id = keys.length;
+    const group = byKey.get(canonical);
+    if (group) group.push(staged);
+    else {
+      byKey.set(canonical, [staged]);
       keys.push({ ...staged.partitionKey });
-      keyIds.set(canonical, id);
     }
-    return id;
-  });
+  }
+  const plan: Plan = { ...valid, db, outputDir: input.outputDir, parquetOptions, keys };
 
-  const table = quoteIdent(`partition_writer_${process.pid}_${++taskCounter}`);
-  const ts = quoteIdent(timestampColumn);
-  const order = [...sortColumns.map(quoteIdent), ts].join(', ');
-  const columns = fields.map((f) => quoteIdent(f.name));
-  const written: string[] = [];
+  const results: WrittenPartition[] = [];
   const previousTimeZone = await currentTimeZone(db);
   await useMemoryLimit(db, null); // a query before may have left its own
   try {
     // Strings without an offset are UTC: the CSV reader and casts interpret them in the session's
     // TimeZone (the JSON reader already reads them as UTC).
     await db.run(`SET TimeZone = 'UTC'`);
+    const rest: StagedInput[][] = [];
+    for (const [keyId, inputs] of [...byKey.values()].entries()) {
+      const file = mayShareWindow(inputs, valid.windowMicros) ? await writeOneFile(plan, keyId, inputs, results) : false;
+      if (!file) rest.push(inputs);
+    }
+    if (rest.length > 0) await writeByWindow(plan, rest.flat(), results);
+    return results.sort((a, b) => keys.indexOf(a.partitionKey) - keys.indexOf(b.partitionKey) || a.windowStart.localeCompare(b.windowStart));
+  } catch (error) {
+    for (const file of results) removeFile(file.path);
+    throw error;
+  } finally {
+    await db.run(`SET TimeZone = ${sqlString(previousTimeZone)}`);
+  }
+}
+
+/** False when the inputs' time spans say their rows are in different windows; true when they may not be. */
+function mayShareWindow(inputs: StagedInput[], windowMicros: bigint): boolean {
+  const windows = new Set<bigint>();
+  for (const { timeSpan } of inputs) {
+    if (!timeSpan) continue;
+    for (const at of [timeSpan.min, timeSpan.max]) {
+      const millis = Date.parse(at);
+      if (Number.isNaN(millis)) return true;
+      windows.add(windowOf(BigInt(millis) * 1000n, windowMicros));
+    }
+  }
+  return windows.size <= 1;
+}
+
+function windowOf(micros: bigint, windowMicros: bigint): bigint {
+  return micros - (((micros % windowMicros) + windowMicros) % windowMicros);
+}
+
+/**
+ * Writes one partition key's inputs as one file in one statement. False (nothing left behind) when
+ * the rows turn out to span several windows or any input cannot be read this way: the staging
+ * table then writes them, and reports what is wrong.
+ */
+async function writeOneFile(plan: Plan, keyId: number, inputs: StagedInput[], results: WrittenPartition[]): Promise<boolean> {
+  const { db, fields, timestampColumn } = plan;
+  const path = join(plan.outputDir, `${randomUUID()}.parquet`);
+  let returned: Record<string, unknown>;
+  try {
+    const readers = await Promise.all(readGroups(inputs, fields).map((group) => readerSql(db, group, fields)));
+    const reader = await db.runAndReadAll(
+      `COPY (SELECT * FROM (${readers.join(' UNION ALL ')}) ORDER BY ${plan.order})
+       TO ${sqlString(path)} (${plan.parquetOptions}, RETURN_STATS)`,
+    );
+    returned = reader.getRowObjectsJS()[0] as Record<string, unknown>;
+  } catch {
+    removeFile(path);
+    return false;
+  }
+  const rowCount = Number(returned.count as bigint);
+  const stats = returnedStatistics(returned.column_statistics);
+  const time = stats.get(timestampColumn);
+  const nullTimes = Number(time?.null_count ?? 0);
+  if (nullTimes > 0) {
+    removeFile(path);
+    throw new Error(`${nullTimes} row(s) with partition key ${JSON.stringify(plan.keys[keyId])} have no value for the timestamp column ${timestampColumn}`);
+  }
+  const start = time?.min === undefined ? null : microsFromStatistic(time.min);
+  const end = time?.max === undefined ? null : microsFromStatistic(time.max);
+  const window = start === null ? null : windowOf(start, plan.windowMicros);
+  if (rowCount === 0 || start === null || end === null || window !== windowOf(end, plan.windowMicros)) {
+    removeFile(path);
+    return rowCount === 0; // no rows, no file; several windows: the staging table splits them
+  }
+
+  const columnStatistics: Record<string, PartitionColumnStatistics> = {};
+  const recount: PartitionField[] = [];
+  for (const f of fields) {
+    const column = stats.get(f.name);
+    const statistic = column ? fromReturnedStatistic(f.type, column, rowCount) : null;
+    if (statistic) columnStatistics[f.name] = statistic;
+    else recount.push(f);
+  }
+  if (recount.length > 0) Object.assign(columnStatistics, await statisticsOfFile(db, path, recount));
+  results.push({
+    path,
+    partitionKey: plan.keys[keyId]!,
+    windowStart: isoFromMicrosFixed(window),
+    startTime: isoFromMicrosFixed(start),
+    endTime: isoFromMicrosFixed(end),
+    rowCount,
+    ...(await describeFile(path)),
+    columnStatistics,
+  });
+  return true;
+}
+
+/** The `column_statistics` of COPY … RETURN_STATS: column name (unquoted) → statistic name → value. */
+function returnedStatistics(value: unknown): Map<string, Record<string, string>> {
+  const columns = new Map<string, Record<string, string>>();
+  for (const { key, value: entries } of value as { key: string; value: { key: string; value: string }[] }[]) {
+    const name = key.startsWith('"') && key.endsWith('"') ? key.slice(1, -1).replaceAll('""', '"') : key;
+    columns.set(name, Object.fromEntries(entries.map((e) => [e.key, e.value])));
+  }
+  return columns;
+}
+
+/**
+ * A column's statistic from what the Parquet writer recorded; null when it must be computed from
+ * the data instead: long strings (the writer cuts them near 256 bytes, at a character, and
+ * raises the max's last character, so neither is the value itself) or none recorded, and anything
+ * in a form not recognised.
+ */
+function fromReturnedStatistic(type: FieldType, s: Record<string, string>, rowCount: number): PartitionColumnStatistics | null {
+  const nulls = Number(s.null_count);
+  if (!Number.isSafeInteger(nulls)) return null;
+  if (nulls === rowCount) return statistic(type, null, null, nulls);
+  if (s.min === undefined || s.max === undefined) return null;
+  switch (type) {
+    case 'timestamp': {
+      const [min, max] = [microsFromStatistic(s.min), microsFromStatistic(s.max)];
+      return min === null || max === null ? null : statistic(type, String(min), String(max), nulls);
+    }
+    case 'string':
+      return Buffer.byteLength(s.min) >= EXACT_STRING_STATISTIC_BYTES || Buffer.byteLength(s.max) >= EXACT_STRING_STATISTIC_BYTES
+        ? null
+        : statistic(type, s.min, s.max, nulls);
+    case 'integer':
+      return /^-?\d+$/.test(s.min) && /^-?\d+$/.test(s.max) ? statistic(type, BigInt(s.min), BigInt(s.max), nulls) : null;
+    case 'double': {
+      const [min, max] = [Number(s.min), Number(s.max)];
+      return Number.isNaN(min) || Number.isNaN(max) || s.has_nan === 'true' ? null : statistic(type, min, max, nulls);
+    }
+    case 'boolean':
+      return statistic(type, s.min === '1' || s.min === 'true', s.max === '1' || s.max === 'true', nulls);
+  }
+}
+
+/** Strings shorter than this are recorded whole by DuckDB's Parquet writer (it cuts them near 256 bytes). */
+const EXACT_STRING_STATISTIC_BYTES = 240;
+
+const RETURNED_TIMESTAMP = /^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?\+00$/;
+
+/** Microseconds since the epoch of a TIMESTAMPTZ statistic as DuckDB prints it in UTC; null for another form. */
+function microsFromStatistic(text: string): bigint | null {
+  const m = RETURNED_TIMESTAMP.exec(text);
+  const millis = m ? parseTimestamp(`${m[1]}Z`) : Number.NaN;
+  if (!m || Number.isNaN(millis)) return null;
+  return BigInt(millis) * 1000n + BigInt((m[2] ?? '').padEnd(6, '0'));
+}
+
+/** Statistics of some columns computed from a written file. */
+async function statisticsOfFile(db: DuckDBConnection, path: string, fields: PartitionField[]): Promise<Record<string, PartitionColumnStatistics>> {
+  const row = (await db.runAndReadAll(`SELECT count(*)::BIGINT, ${fields.map(statisticSql).join(', ')} FROM read_parquet(${sqlString(path)})`)).getRows()[0]!;
+  return Object.fromEntries(fields.map((f, i) => [f.name, statistic(f.type, row[1 + i * 3], row[2 + i * 3], Number(row[3 + i * 3] as bigint))]));
+}
+
+/** min, max and null count of a field, timestamps as epoch microseconds in text. */
+function statisticSql(f: PartitionField): string {
+  const c = quoteIdent(f.name);
+  const [min, max] = f.type === 'timestamp' ? [`epoch_us(min(${c}))::VARCHAR`, `epoch_us(max(${c}))::VARCHAR`] : [`min(${c})`, `max(${c})`];
+  return `${min}, ${max}, (count(*) - count(${c}))::BIGINT`;
+}
+
+/**
+ * Writes inputs through a staging table: each row tagged with its input's partition key and its
+ * window, one file per (key, window) group, statistics from one query over the table. Inputs are
+ * read one by one, so an error names the input that cannot be read.
+ */
+async function writeByWindow(plan: Plan, inputs: StagedInput[], results: WrittenPartition[]): Promise<void> {
+  const { db, fields, timestampColumn, keys } = plan;
+  const table = quoteIdent(`partition_writer_${process.pid}_${++taskCounter}`);
+  const ts = quoteIdent(timestampColumn);
+  const keyIds = new Map(keys.map((key, id) => [canonicalKey(key), id]));
+  try {
     await db.run(
       `CREATE TEMPORARY TABLE ${table} (${KEY_COLUMN} INTEGER, ${WINDOW_COLUMN} BIGINT, ${fields
         .map((f) => `${quoteIdent(f.name)} ${SQL_TYPES[f.type]}`)
         .join(', ')})`,
     );
-
-    for (const [index, staged] of input.inputs.entries()) {
-      const own = staged.fields ? fields.filter((f) => staged.fields!.includes(f.name)) : fields;
-      const read = new Set(own.map((f) => f.name));
+    for (const staged of inputs) {
       const us = `epoch_us(s.${ts})`;
-      const insert = async (reader: ReaderSql) =>
+      const insert = (reader: string) =>
         db.run(
           `INSERT INTO ${table}
-           SELECT $key::INTEGER, ${us} - ((${us} % $window::BIGINT) + $window::BIGINT) % $window::BIGINT, ${fields
-             .map((f) => (read.has(f.name) ? `s.${quoteIdent(f.name)}` : `NULL::${SQL_TYPES[f.type]}`))
-             .join(', ')}
-           FROM (${reader.sql}) AS s`,
-          { ...reader.params, key: inputKeyIds[index]!, window: windowMicros },
+           SELECT $key::INTEGER, ${us} - ((${us} % $window::BIGINT) + $window::BIGINT) % $window::BIGINT, s.*
+           FROM (${reader}) AS s`,
+          { key: keyIds.get(canonicalKey(staged.partitionKey))!, window: plan.windowMicros.toString() },
         );
-      try {
-        await insertStaged(staged, own, insert, db);
-      } catch (error) {
-        if (staged.format === 'csv' || staged.format === 'parquet') throw readError(staged, error);
-        // JSON allows an object to repeat a key, and validation (JSON.parse) kept the last value;
-        // DuckDB's JSON reader refuses such objects ("duplicate key"), or first fails to cast the
-        // earlier value. Read the rows as validation did; if that fails too, the input is bad.
-        try {
-          await insertLastKeyWins(staged, own, insert);
-        } catch (retryError) {
-          throw readError(staged, isDuplicateKeyError(error) ? retryError : error);
-        }
-      }
+      await insertStaged(db, staged, fields, insert);
     }
 
     const stats = await db.runAndReadAll(
-      `SELECT ${KEY_COLUMN}, ${WINDOW_COLUMN}::VARCHAR, count(*)::BIGINT, epoch_us(min(${ts}))::VARCHAR, epoch_us(max(${ts}))::VARCHAR, ${fields
-        .map((f) => {
-          const c = quoteIdent(f.name);
-          const [min, max] = f.type === 'timestamp' ? [`epoch_us(min(${c}))::VARCHAR`, `epoch_us(max(${c}))::VARCHAR`] : [`min(${c})`, `max(${c})`];
-          return `${min}, ${max}, (count(*) - count(${c}))::BIGINT`;
-        })
-        .join(', ')}
+      `SELECT ${KEY_COLUMN}, ${WINDOW_COLUMN}::VARCHAR, count(*)::BIGINT, epoch_us(min(${ts}))::VARCHAR, epoch_us(max(${ts}))::VARCHAR,
+              ${fields.map(statisticSql).join(', ')}
       FROM ${table} GROUP BY ${KEY_COLUMN}, ${WINDOW_COLUMN} ORDER BY ${KEY_COLUMN}, ${WINDOW_COLUMN} NULLS FIRST`,
     );
-
     const groups = stats.getRows();
     for (const row of groups) {
       if (row[1] === null) {
@@ -218,19 +346,21 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
       }
     }
 
-    const results: WrittenPartition[] = [];
     for (const row of groups) {
       const keyId = Number(row[0]);
       const window = row[1] as string;
-      const rowCount = Number(row[2] as bigint);
-      const path = join(input.outputDir, `${randomUUID()}.parquet`);
-      written.push(path);
-      await db.run(
-        `COPY (SELECT ${columns.join(', ')} FROM ${table}
-               WHERE ${KEY_COLUMN} = $key::INTEGER AND ${WINDOW_COLUMN} = $window::BIGINT ORDER BY ${order})
-         TO $path (${parquetOptions})`,
-        { key: keyId, window, path },
-      );
+      const path = join(plan.outputDir, `${randomUUID()}.parquet`);
+      try {
+        await db.run(
+          `COPY (SELECT ${fields.map((f) => quoteIdent(f.name)).join(', ')} FROM ${table}
+                 WHERE ${KEY_COLUMN} = $key::INTEGER AND ${WINDOW_COLUMN} = $window::BIGINT ORDER BY ${plan.order})
+           TO $path (${plan.parquetOptions})`,
+          { key: keyId, window, path },
+        );
+      } catch (error) {
+        removeFile(path);
+        throw error;
+      }
       const columnStatistics: Record<string, PartitionColumnStatistics> = {};
       fields.forEach((f, i) => {
         const [min, max, nulls] = row.slice(5 + i * 3, 8 + i * 3);
@@ -242,48 +372,47 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
         windowStart: isoFromMicrosFixed(BigInt(window)),
         startTime: isoFromMicrosFixed(BigInt(row[3] as string)),
         endTime: isoFromMicrosFixed(BigInt(row[4] as string)),
-        rowCount,
+        rowCount: Number(row[2] as bigint),
         ...(await describeFile(path)),
         columnStatistics,
       });
     }
-    return results;
-  } catch (error) {
-    for (const path of written) {
-      try {
-        unlinkSync(path);
-      } catch {
-        // never created
-      }
-    }
-    throw error;
   } finally {
     await db.run(`DROP TABLE IF EXISTS ${table}`);
-    await db.run(`SET TimeZone = ${sqlString(previousTimeZone)}`);
   }
 }
 
-interface ReaderSql {
-  /** A SELECT producing exactly the fields, in order, with their SQL types. */
-  sql: string;
-  params: Record<string, string | number>;
+function canonicalKey(key: Record<string, string>): string {
+  return JSON.stringify(Object.entries(key).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-type Insert = (reader: ReaderSql) => Promise<unknown>;
+type Insert = (reader: string) => Promise<unknown>;
 
-async function insertStaged(staged: StagedInput, fields: PartitionField[], insert: Insert, db: DuckDBConnection): Promise<void> {
-  if (staged.format === 'json-document') {
-    // A document on one line (as JSON.stringify and most clients send it) reads about twice as
-    // fast with format 'newline_delimited' as with 'unstructured'. A document spread over
-    // several lines fails that way at its first line (which cannot be a complete value) and is
-    // read again as 'unstructured'. A failed INSERT leaves nothing behind.
-    try {
-      await insert(jsonDocumentReader(staged, fields, 'newline_delimited'));
-    } catch {
-      await insert(jsonDocumentReader(staged, fields, 'unstructured'));
+/** Reads one input into the staging table; errors name the input. */
+async function insertStaged(db: DuckDBConnection, staged: StagedInput, fields: PartitionField[], insert: Insert): Promise<void> {
+  const [group] = readGroups([staged], fields);
+  try {
+    if (staged.format !== 'json-document') {
+      await insert(await readerSql(db, group!, fields));
+      return;
     }
-  } else {
-    await insert(await readerSql(staged, fields, db));
+    // A document spread over several lines fails as one line at its first line. A failed INSERT
+    // leaves nothing behind.
+    try {
+      await insert(await readerSql(db, group!, fields));
+    } catch {
+      await insert(await readerSql(db, group!, fields, true));
+    }
+  } catch (error) {
+    if (staged.format === 'csv' || staged.format === 'parquet') throw readError(staged, error);
+    // JSON allows an object to repeat a key, and validation (JSON.parse) kept the last value;
+    // DuckDB's JSON reader refuses such objects ("duplicate key"), or first fails to cast the
+    // earlier value. Read the rows as validation did; if that fails too, the input is bad.
+    try {
+      await insertLastKeyWins(db, staged, group!, fields, insert);
+    } catch (retryError) {
+      throw readError(staged, isDuplicateKeyError(error) ? retryError : error);
+    }
   }
 }
 
@@ -292,7 +421,7 @@ function isDuplicateKeyError(error: unknown): boolean {
 }
 
 /** Rewrites a JSON input as NDJSON through JSON.parse (the last of repeated keys wins) and reads that. */
-async function insertLastKeyWins(staged: StagedInput, fields: PartitionField[], insert: Insert): Promise<void> {
+async function insertLastKeyWins(db: DuckDBConnection, staged: StagedInput, group: ReadGroup, fields: PartitionField[], insert: Insert): Promise<void> {
   const text = await Bun.file(staged.path).text();
   const rows: unknown[] =
     staged.format === 'json-document'
@@ -301,154 +430,18 @@ async function insertLastKeyWins(staged: StagedInput, fields: PartitionField[], 
   const rewritten = `${staged.path}.last-key-wins.ndjson`;
   await Bun.write(rewritten, rows.map((row) => JSON.stringify(row)).join('\n'));
   try {
-    await insert(await readerSql({ ...staged, path: rewritten, format: 'ndjson' }, fields));
+    await insert(await readerSql(db, { ...group, format: 'ndjson', paths: [rewritten] }, fields));
   } finally {
-    try {
-      unlinkSync(rewritten);
-    } catch {
-      // already gone
-    }
+    removeFile(rewritten);
   }
 }
 
-/** Reads a json-document input: the array under its `rows` key, every other key ignored. */
-function jsonDocumentReader(staged: StagedInput, fields: PartitionField[], format: 'newline_delimited' | 'unstructured'): ReaderSql {
-  // The whole document is one JSON value, so the reader's object size limit must cover the file.
-  const rowType = `STRUCT(${fields.map((f) => `${quoteIdent(f.name)} ${SQL_TYPES[f.type]}`).join(', ')})[]`;
-  return {
-    sql: `SELECT ${fields.map((f) => `r.${quoteIdent(f.name)}`).join(', ')}
-          FROM (SELECT unnest("rows") AS r
-                FROM read_json($path, columns = {'rows': ${sqlString(rowType)}}, format = $format,
-                               records = true, maximum_object_size = $maxObject::UINTEGER))`,
-    params: { path: staged.path, format, maxObject: maxObjectSize(staged) },
-  };
-}
-
-/** Reads an ndjson, csv or parquet input as exactly the fields, in order. */
-async function readerSql(staged: StagedInput, fields: PartitionField[], db?: DuckDBConnection): Promise<ReaderSql> {
-  const typed = (f: PartitionField) => `${sqlString(f.name)}: ${sqlString(SQL_TYPES[f.type])}`;
-  switch (staged.format) {
-    case 'json-document':
-      return jsonDocumentReader(staged, fields, 'unstructured');
-    case 'ndjson':
-      return {
-        sql: `SELECT ${fields.map((f) => quoteIdent(f.name)).join(', ')}
-              FROM read_json($path, columns = {${fields.map(typed).join(', ')}}, format = 'newline_delimited',
-                             records = true, maximum_object_size = $maxObject::UINTEGER)`,
-        params: { path: staged.path, maxObject: maxObjectSize(staged) },
-      };
-    case 'parquet': {
-      if (!db) throw new Error('a parquet input needs the connection to read its schema');
-      const present = new Set(
-        (await db.runAndReadAll(`SELECT name FROM parquet_schema($path)`, { path: staged.path })).getRows().map((r) => String(r[0])),
-      );
-      const select = (f: PartitionField) =>
-        present.has(f.name) ? `CAST(${quoteIdent(f.name)} AS ${SQL_TYPES[f.type]}) AS ${quoteIdent(f.name)}` : `NULL::${SQL_TYPES[f.type]} AS ${quoteIdent(f.name)}`;
-      return { sql: `SELECT ${fields.map(select).join(', ')} FROM read_parquet($path)`, params: { path: staged.path } };
-    }
-    case 'csv': {
-      // Columns are typed by name, so the header is read first; unknown columns are read as text
-      // and dropped, absent fields become NULL. With explicit columns DuckDB only skips the header
-      // line, so the names read here are the names it uses.
-      let header: string[];
-      try {
-        header = await readCsvHeader(staged.path);
-      } catch (error) {
-        throw readError(staged, error);
-      }
-      // Timestamps are read as text and cast: the CSV reader turns an unparseable TIMESTAMPTZ value
-      // into NULL without an error (it does raise one for the other types).
-      const types = new Map(fields.map((f) => [f.name, f.type === 'timestamp' ? 'VARCHAR' : SQL_TYPES[f.type]]));
-      const present = new Set(header);
-      const select = (f: PartitionField) => {
-        const name = quoteIdent(f.name);
-        if (!present.has(f.name)) return `NULL::${SQL_TYPES[f.type]} AS ${name}`;
-        return f.type === 'timestamp' ? `CAST(${name} AS TIMESTAMPTZ) AS ${name}` : name;
-      };
-      return {
-        sql: `SELECT ${fields.map(select).join(', ')}
-              FROM read_csv($path, header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
-                            allow_quoted_nulls = false,
-                            columns = {${header.map((h, i) => `${sqlString(types.has(h) ? h : `$unused${i}`)}: ${sqlString(types.get(h) ?? 'VARCHAR')}`).join(', ')}})`,
-        params: { path: staged.path },
-      };
-    }
-  }
-}
-
-/** Longest CSV header line read. */
-const MAX_CSV_HEADER_BYTES = 1024 * 1024;
-
-/** The column names in the first record of an RFC 4180 CSV file (a UTF-8 BOM is skipped). */
-export async function readCsvHeader(path: string): Promise<string[]> {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
-  let text = '';
-  let bytes = 0;
-  for await (const chunk of Bun.file(path).stream()) {
-    bytes += chunk.byteLength;
-    text += decoder.decode(chunk, { stream: true });
-    const names = parseCsvRecord(text);
-    if (names) return names;
-    if (bytes > MAX_CSV_HEADER_BYTES) throw new Error(`no header line within the first ${MAX_CSV_HEADER_BYTES} bytes`);
-  }
-  text += decoder.decode();
-  const names = parseCsvRecord(text, true);
-  if (!names || (names.length === 1 && names[0] === '')) throw new Error('the file has no header line');
-  return names;
-}
-
-/** The first record of `text`, or undefined when it may continue past the end (unless `atEnd`). */
-function parseCsvRecord(text: string, atEnd = false): string[] | undefined {
-  const names: string[] = [];
-  let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
-  let value = '';
-  let quoted = false;
-  while (i < text.length) {
-    const ch = text[i]!;
-    if (quoted) {
-      if (ch === '"') {
-        if (i + 1 >= text.length && !atEnd) return undefined;
-        if (text[i + 1] === '"') {
-          value += '"';
-          i += 2;
-          continue;
-        }
-        quoted = false;
-      } else {
-        value += ch;
-      }
-      i += 1;
-    } else if (ch === '"') {
-      quoted = true;
-      i += 1;
-    } else if (ch === ',') {
-      names.push(value);
-      value = '';
-      i += 1;
-    } else if (ch === '\n' || ch === '\r') {
-      names.push(value);
-      return names;
-    } else {
-      value += ch;
-      i += 1;
-    }
-  }
-  if (!atEnd || quoted) {
-    if (quoted && atEnd) throw new Error('unterminated quoted name in the header line');
-    return undefined;
-  }
-  names.push(value);
-  return names;
-}
-
-function maxObjectSize(staged: StagedInput): number {
-  let size: number;
+function removeFile(path: string): void {
   try {
-    size = statSync(staged.path).size;
-  } catch (error) {
-    throw readError(staged, error);
+    unlinkSync(path);
+  } catch {
+    // never created, or already gone
   }
-  return Math.min(Math.max(MIN_MAX_OBJECT_SIZE, size + 1), 0xffffffff);
 }
 
 function readError(staged: StagedInput, error: unknown): Error {
@@ -497,9 +490,10 @@ const SORTED_ROW_GROUP_ROWS = 16_384;
 interface ValidInput {
   fields: PartitionField[];
   timestampColumn: string;
-  windowMicros: string;
+  windowMicros: bigint;
   rowGroupSize: number | undefined;
-  sortColumns: string[];
+  /** ORDER BY of a file's rows: the sort columns, then the timestamp. */
+  order: string;
 }
 
 function validate(input: WritePartitionsInput): ValidInput {
@@ -550,8 +544,8 @@ function validate(input: WritePartitionsInput): ValidInput {
   return {
     fields: input.fields,
     timestampColumn: input.timestampColumn,
-    windowMicros: (BigInt(input.windowSeconds) * 1_000_000n).toString(),
+    windowMicros: BigInt(input.windowSeconds) * 1_000_000n,
     rowGroupSize: rowGroupSize ?? (sortColumns.length > 0 ? SORTED_ROW_GROUP_ROWS : undefined),
-    sortColumns,
+    order: [...sortColumns, input.timestampColumn].map(quoteIdent).join(', '),
   };
 }

@@ -170,7 +170,13 @@ async function fetchStagedBodies(call: Call, jobs: Job<IngestJobPayload>[]): Pro
         const stagedOn = deps.drivers.forTarget(await deps.catalogCache.storageTarget(job.payload.storageTargetId));
         const path = await stagedOn.materialize(job.payload.staged.location, join(call.work, `${job.id}.json`));
         const fields = await validatedFields(deps, call.dataset, job, call.schema.version);
-        call.inputs.set(job.id, { path, format: job.payload.staged.format, partitionKey: job.payload.partitionKey, fields });
+        call.inputs.set(job.id, {
+          path,
+          format: job.payload.staged.format,
+          partitionKey: job.payload.partitionKey,
+          fields,
+          timeSpan: { min: job.payload.minTime, max: job.payload.maxTime },
+        });
       }),
     ),
   );

@@ -146,7 +146,12 @@ async function mergeGroup(deps: CompactionDeps, dataset: Dataset, group: Partiti
   const stored: NewPartition[] = [];
   try {
     const inputs = await Promise.all(
-      group.map(async (p) => ({ path: await driver.materialize(p.location, join(work, `${p.id}.parquet`)), format: 'parquet' as const, partitionKey: p.partitionKey })),
+      group.map(async (p) => ({
+        path: await driver.materialize(p.location, join(work, `${p.id}.parquet`)),
+        format: 'parquet' as const,
+        partitionKey: p.partitionKey,
+        timeSpan: { min: p.startTime.toISOString(), max: p.endTime.toISOString() },
+      })),
     );
     signal.throwIfAborted();
     const written = await deps.pool.writePartitions({

@@ -518,6 +518,78 @@ describe('writePartitions on a connection (cleanup, time zones, edges)', () => {
     expect((await readParquet(file!.path, fields))[0]!.s).toBe(long);
   });
 
+  test('the single-file path and the staging table write the same rows and statistics', async () => {
+    // Without a time span the writer tries one COPY per partition key; a span naming two windows
+    // sends the same inputs through the staging table. Both must give the same file and numbers.
+    const fields: PartitionField[] = [...FIELDS, { name: 'seen', type: 'timestamp', nullable: true }, { name: 'empty', type: 'double', nullable: true }];
+    const rows = [
+      { time: '1969-12-31T23:59:59.999999Z', host: 'b', value: -0.5, count: -9007199254740991, ok: true, note: 'x'.repeat(300), seen: '0001-01-01T00:00:00Z' },
+      { time: '1969-12-31T00:00:00.000001Z', host: 'a', value: 1e300, count: 7, ok: false, note: 'ü€😀', seen: '9999-12-31T23:59:59.999999Z' },
+      { time: '1969-12-31T12:00:00+05:00', host: 'é', value: null, count: null, ok: null, note: null, seen: null },
+    ];
+    const { paths, outputDir } = stage({
+      'a.ndjson': ndjson(rows.slice(0, 2)),
+      'b.json': document(rows.slice(2)),
+      'c.csv': 'host,time,note\nz,1969-12-31T06:00:00Z,"q,""r"""\n',
+    });
+    const inputs: StagedInput[] = [
+      { path: paths['a.ndjson']!, format: 'ndjson', partitionKey: { k: '1' } },
+      { path: paths['b.json']!, format: 'json-document', partitionKey: { k: '1' } },
+      { path: paths['c.csv']!, format: 'csv', partitionKey: { k: '1' } },
+    ];
+    const statements: string[] = [];
+    const recording = new Proxy(db, {
+      get: (target, name) =>
+        name === 'run' || name === 'runAndReadAll'
+          ? (sql: string, ...rest: unknown[]) => (statements.push(sql), (target[name] as (...a: unknown[]) => unknown).call(target, sql, ...rest))
+          : Reflect.get(target, name),
+    });
+    const write = (spans: boolean) =>
+      writePartitions(recording, {
+        inputs: inputs.map((i) => (spans ? { ...i, timeSpan: { min: '1969-12-30T00:00:00Z', max: '1970-01-01T00:00:00Z' } } : i)),
+        fields,
+        timestampColumn: 'time',
+        windowSeconds: 86400,
+        outputDir,
+        sortColumns: ['host'],
+      });
+    const described = async (files: WrittenPartition[]) =>
+      Promise.all(files.map(async ({ path, checksum, ...rest }) => ({ ...rest, rows: await readParquet(path, fields), checksum: checksum === sha256(path) })));
+    const direct = await described(await write(false));
+    expect(statements.some((sql) => sql.includes('CREATE TEMPORARY TABLE'))).toBe(false);
+    const staged = await described(await write(true));
+    expect(statements.some((sql) => sql.includes('CREATE TEMPORARY TABLE'))).toBe(true);
+    expect(direct).toEqual(staged);
+    expect(direct).toHaveLength(1);
+    expect(direct[0]!.rows.map((r) => r.host)).toEqual(['a', 'b', 'z', 'é']);
+    expect(direct[0]!.columnStatistics).toEqual({
+      time: { min: '1969-12-31T00:00:00.000001Z', max: '1969-12-31T23:59:59.999999Z', nulls: 0 },
+      host: { min: 'a', max: 'é', nulls: 0 },
+      value: { min: -0.5, max: 1e300, nulls: 2 },
+      count: { min: -9007199254740991, max: 7, nulls: 2 },
+      ok: { min: false, max: true, nulls: 2 },
+      note: { min: 'q,"r"', max: 'ü€😀', nulls: 1 },
+      seen: { min: '0001-01-01T00:00:00.000000Z', max: '9999-12-31T23:59:59.999999Z', nulls: 2 },
+      empty: { min: null, max: null, nulls: 4 },
+    });
+  });
+
+  test('rows of one key that span two windows, with no time span given, are split all the same', async () => {
+    const { paths, outputDir } = stage({ 'a.ndjson': ndjson([{ time: '2026-01-01T23:00:00Z', host: 'a' }, { time: '2026-01-02T01:00:00Z', host: 'a' }]) });
+    const files = await writePartitions(db, {
+      inputs: [{ path: paths['a.ndjson']!, format: 'ndjson', partitionKey: {} }],
+      fields: FIELDS,
+      timestampColumn: 'time',
+      windowSeconds: 86400,
+      outputDir,
+    });
+    expect(files.map((f) => [f.windowStart, f.rowCount])).toEqual([
+      ['2026-01-01T00:00:00.000000Z', 1],
+      ['2026-01-02T00:00:00.000000Z', 1],
+    ]);
+    expect(readdirSync(outputDir).sort()).toEqual(files.map((f) => f.path.slice(outputDir.length + 1)).sort());
+  });
+
   test('the csv header reader handles quotes, a BOM and CRLF', async () => {
     const { paths } = stage({ 'h.csv': '\uFEFF"a ""b""",c,"d,\ne"\r\n1,2,3\r\n' });
     expect(await readCsvHeader(paths['h.csv']!)).toEqual(['a "b"', 'c', 'd,\ne']);
