@@ -74,25 +74,25 @@ export interface NewJob {
 const ms = (n: number) => `${Math.max(0, Math.round(n))} milliseconds`;
 
 /**
- * Inserts a job and NOTIFYs its queue. Works inside the caller's transaction
- * (the row and the notification then appear together at commit). When jobKey
+ * Inserts a job and NOTIFYs its queue, in one statement: alone it needs no transaction, and inside
+ * the caller's the row and the notification appear together at commit. When jobKey
  * names a queued or running job, that job is returned with `created: false`.
  */
 export async function enqueueJob(db: Db, input: NewJob): Promise<{ job: Job; created: boolean }> {
   // Retried because the conflicting job can finish between the INSERT and the SELECT.
   for (let attempt = 0; attempt < 5; attempt++) {
+    // One statement (the NOTIFY only when a row was inserted), so that on its own it commits atomically.
     const [created] = await db<Job[]>`
-      INSERT INTO jobs (queue, kind, dataset_id, job_key, payload, max_attempts, retry_until, run_at, actor, trace_parent)
-      VALUES (${input.queue}, ${input.kind}, ${input.datasetId ?? null}, ${input.jobKey ?? null},
-              ${db.json((input.payload ?? {}) as never)}, ${input.maxAttempts ?? 5},
-              now() + ${input.retryWindowMs == null ? null : ms(input.retryWindowMs)}::interval,
-              COALESCE(${input.runAt ?? null}::timestamptz, now()), ${input.actor ?? null}, ${input.traceParent ?? null})
-      ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
-      RETURNING *`;
-    if (created) {
-      await db`SELECT pg_notify(${JOBS_CHANNEL}, ${input.queue})`;
-      return { job: created, created: true };
-    }
+      WITH created AS (
+        INSERT INTO jobs (queue, kind, dataset_id, job_key, payload, max_attempts, retry_until, run_at, actor, trace_parent)
+        VALUES (${input.queue}, ${input.kind}, ${input.datasetId ?? null}, ${input.jobKey ?? null},
+                ${db.json((input.payload ?? {}) as never)}, ${input.maxAttempts ?? 5},
+                now() + ${input.retryWindowMs == null ? null : ms(input.retryWindowMs)}::interval,
+                COALESCE(${input.runAt ?? null}::timestamptz, now()), ${input.actor ?? null}, ${input.traceParent ?? null})
+        ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
+        RETURNING *)
+      SELECT created.* FROM created CROSS JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, ${input.queue})) notified`;
+    if (created) return { job: created, created: true };
     const [existing] = await db<Job[]>`
       SELECT * FROM jobs WHERE queue = ${input.queue} AND job_key = ${input.jobKey ?? null} AND state IN ('queued', 'running')`;
     if (existing) return { job: existing, created: false };

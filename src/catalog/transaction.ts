@@ -36,6 +36,22 @@ export async function inTransaction<T>(sql: Sql, body: (tx: TransactionSql) => P
   }
 }
 
+/**
+ * Runs one statement on its own (autocommit), with the same distinction: a failure the server did
+ * not answer (the connection broke while it ran) may have committed, and throws
+ * {@link CommitOutcomeUnknownError}. Saves a transaction's BEGIN and COMMIT round trips.
+ */
+export async function inStatement<T>(statement: () => Promise<T>): Promise<T> {
+  try {
+    return await statement();
+  } catch (err) {
+    if (!answeredRollback(err)) {
+      throw new CommitOutcomeUnknownError(`the catalog write's outcome is unknown: ${(err as Error)?.message ?? err}`, { cause: err });
+    }
+    throw err;
+  }
+}
+
 /** An ERROR the server sent in answer to COMMIT (a serialization failure, a deferred constraint): nothing was committed. */
 function answeredRollback(err: unknown): boolean {
   const e = err as { name?: string; severity?: string } | undefined;

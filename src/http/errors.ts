@@ -6,6 +6,7 @@
 import type { ValueError } from '@sinclair/typebox/errors';
 import { Elysia, t, ValidationError } from 'elysia';
 import { isCatalogUnavailable } from '../catalog/db.ts';
+import { CommitOutcomeUnknownError } from '../catalog/transaction.ts';
 import { AppError, errors } from '../errors.ts';
 import { StorageError } from '../storage/driver.ts';
 import type { Logger } from '../log.ts';
@@ -47,6 +48,15 @@ export function toAppError(code: string | number, error: unknown, request: Reque
   }
   if (error instanceof StorageError && error.code === 'failed') {
     return errors.unavailable('storage_unavailable', `${error.message}; the request did not take effect: retry it later`, { target: error.target }, { cause: error });
+  }
+  if (error instanceof CommitOutcomeUnknownError) {
+    return errors.unavailable(
+      'outcome_unknown',
+      'the connection to the catalog was lost before it confirmed the change, which may or may not have taken effect: ' +
+        'retry with the same Idempotency-Key to be sure (a retry without one may apply it twice)',
+      undefined,
+      { cause: error },
+    );
   }
   if (isCatalogUnavailable(error)) {
     return errors.unavailable('catalog_unavailable', 'the catalog (PostgreSQL) cannot be reached; the request did not take effect: retry it later', undefined, { cause: error });

@@ -17,11 +17,11 @@ import type { Sql } from 'postgres';
 import { recordAuditEvent } from '../catalog/audit.ts';
 import { createDatasetIfMissing, DEFAULT_PARTITION_WINDOW_SECONDS, findDataset, lockDataset } from '../catalog/datasets.ts';
 import { claimIdempotencyKey, findIdempotencyKey, type IdempotencyRecord } from '../catalog/idempotency.ts';
-import { enqueueJob, getJob, type Job } from '../catalog/jobs.ts';
+import { enqueueJob, getJob, type Job, type NewJob } from '../catalog/jobs.ts';
 import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-versions.ts';
 import type { CatalogCache } from '../catalog/cache.ts';
 import type { Db } from '../catalog/db.ts';
-import { CommitOutcomeUnknownError, inTransaction } from '../catalog/transaction.ts';
+import { CommitOutcomeUnknownError, inStatement, inTransaction } from '../catalog/transaction.ts';
 import type { Dataset, SchemaField, SchemaVersion, StorageTarget } from '../model/records.ts';
 import type { StagedInputFormat } from '../engine/partition-writer.ts';
 import { AppError } from '../errors.ts';
@@ -127,14 +127,16 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   const staged = await driver.putBytes(stagingObjectKey(request.datasetSlug, body.extension), body.bytes);
 
   try {
-    const job = await inTransaction(deps.sql, async (tx) => {
-      // The common case, a batch of an existing dataset that adds no field, takes no lock: its
-      // fields are in the latest version, and versions only grow, so concurrent batches of one
-      // dataset do not queue behind each other here.
-      const unchanged = existing !== null && latest !== null && merged.added.length === 0;
-      const dataset = unchanged ? existing : await ensureDataset(tx, request.datasetSlug, batch, timestampColumn, request.actor);
-      const schema = unchanged ? latest : await recordSchema(tx, dataset, declared, timestampColumn, request.actor);
-      const payload: IngestJobPayload = {
+    // The common case, a batch of an existing dataset that adds no field, takes no lock: its
+    // fields are in the latest version, and versions only grow, so concurrent batches of one
+    // dataset do not queue behind each other here. Without an idempotency key to claim, its one
+    // statement needs no transaction.
+    const unchanged = existing !== null && latest !== null && merged.added.length === 0;
+    const newJob = (dataset: Dataset, schema: SchemaVersion): NewJob => ({
+      queue: deps.queue,
+      kind: INGEST_JOB_KIND,
+      datasetId: dataset.id,
+      payload: {
         datasetSlug: dataset.slug,
         schemaVersion: schema.version,
         partitionKey: batch.partition.key,
@@ -143,27 +145,29 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
         rowCount: summary.rowCount,
         minTime: new Date(summary.minTime).toISOString(),
         maxTime: new Date(summary.maxTime).toISOString(),
-      };
-      const { job } = await enqueueJob(tx, {
-        queue: deps.queue,
-        kind: INGEST_JOB_KIND,
-        datasetId: dataset.id,
-        payload,
-        actor: request.actor,
-        traceParent: request.traceParent,
-      });
-      if (request.idempotencyKey) {
-        const held = await claimIdempotencyKey(tx, {
-          datasetId: dataset.id,
-          key: request.idempotencyKey,
-          requestHash,
-          jobId: job.id,
-          ttlSeconds: deps.idempotencyTtlSeconds,
-        });
-        if (held) throw new KeyHeld(held);
-      }
-      return job;
+      } satisfies IngestJobPayload,
+      actor: request.actor,
+      traceParent: request.traceParent,
     });
+    const job =
+      unchanged && !request.idempotencyKey
+        ? (await inStatement(() => enqueueJob(deps.sql, newJob(existing, latest)))).job
+        : await inTransaction(deps.sql, async (tx) => {
+            const dataset = unchanged ? existing : await ensureDataset(tx, request.datasetSlug, batch, timestampColumn, request.actor);
+            const schema = unchanged ? latest : await recordSchema(tx, dataset, declared, timestampColumn, request.actor);
+            const { job } = await enqueueJob(tx, newJob(dataset, schema));
+            if (request.idempotencyKey) {
+              const held = await claimIdempotencyKey(tx, {
+                datasetId: dataset.id,
+                key: request.idempotencyKey,
+                requestHash,
+                jobId: job.id,
+                ttlSeconds: deps.idempotencyTtlSeconds,
+              });
+              if (held) throw new KeyHeld(held);
+            }
+            return job;
+          });
     deps.wake();
     return { job, replayed: false };
   } catch (err) {

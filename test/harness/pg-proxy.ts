@@ -9,6 +9,9 @@
  *
  * It reads the frontend protocol (Parse/Bind/Query messages) to recognise the COMMIT of a
  * transaction that ran a statement matching `after`, named prepared statements included.
+ *
+ * `loseAnswer` does the same to a statement run on its own (autocommit): it runs and commits, its
+ * answer is dropped and the connection cut.
  */
 import { createServer, connect, type Socket } from 'node:net';
 
@@ -19,6 +22,8 @@ export interface PgProxy {
   url: string;
   /** Arms the proxy: the next COMMIT of a transaction that ran a statement matching `after`. Resolves once it happened. */
   loseCommit(after: RegExp, loss: CommitLoss): Promise<void>;
+  /** Arms the proxy: the answer to the next statement matching `statement` that commits on its own. Resolves once it happened. */
+  loseAnswer(statement: RegExp): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -32,10 +37,13 @@ const COMMIT = /^\s*commit\s*;?\s*$/i;
 const TRANSACTION_END = /^\s*(commit|rollback|end|abort)\b/i;
 /** The backend's CommandComplete for a COMMIT: 'C', int32 length 11, "COMMIT\0". */
 const COMMIT_COMPLETE = Buffer.from([0x43, 0, 0, 0, 11, ...Buffer.from('COMMIT\0')]);
+/** The backend's ReadyForQuery outside a transaction: 'Z', int32 length 5, 'I' (idle). */
+const READY_IDLE = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
 
 export async function startPgProxy(databaseUrl: string): Promise<PgProxy> {
   const target = new URL(databaseUrl);
   let armed: Armed | null = null;
+  let armedAnswer: { statement: RegExp; done(): void } | null = null;
   const sockets = new Set<Socket>();
 
   const server = createServer((client) => {
@@ -53,8 +61,20 @@ export async function startPgProxy(databaseUrl: string): Promise<PgProxy> {
     let startupDone = false;
     let matched = false; // this transaction ran a statement matching the armed pattern
     let losingReply: Armed | null = null;
+    let inTransaction = false;
+    let losingAnswer: { done(): void } | null = null;
 
     backend.on('data', (chunk: Buffer) => {
+      if (losingAnswer) {
+        // The statement ran and committed once the backend is idle again; the client never hears it.
+        if (chunk.includes(READY_IDLE)) {
+          const { done } = losingAnswer;
+          losingAnswer = null;
+          cut();
+          done();
+        }
+        return;
+      }
       if (!losingReply) {
         client.write(chunk);
         return;
@@ -99,7 +119,15 @@ export async function startPgProxy(databaseUrl: string): Promise<PgProxy> {
             losingReply = hit;
           }
         }
-        if (text !== null && TRANSACTION_END.test(text)) matched = false;
+        if (text !== null && armedAnswer && !inTransaction && armedAnswer.statement.test(text)) {
+          losingAnswer = armedAnswer;
+          armedAnswer = null;
+        }
+        if (text !== null && /^\s*begin\b/i.test(text)) inTransaction = true;
+        if (text !== null && TRANSACTION_END.test(text)) {
+          matched = false;
+          inTransaction = false;
+        }
         if (!backend.destroyed) backend.write(message);
       }
     });
@@ -115,6 +143,11 @@ export async function startPgProxy(databaseUrl: string): Promise<PgProxy> {
     loseCommit(after, loss) {
       return new Promise<void>((done) => {
         armed = { after, loss, done };
+      });
+    },
+    loseAnswer(statement) {
+      return new Promise<void>((done) => {
+        armedAnswer = { statement, done };
       });
     },
     async close() {

@@ -135,3 +135,18 @@ describe('an ingest publish whose commit answer is lost', () => {
     expect(await seqsOf('lost-ingest')).toEqual([...range(0, 5), ...range(100, 7)]);
   }, 60_000);
 });
+
+describe('an acknowledgement whose catalog answer is lost', () => {
+  test('is a 503 that says the batch may have been queued; the body stays for the job that did commit', async () => {
+    expect((await ingest('lost-ack', 0, 5)).status).toBe(201);
+    const lost = proxy.loseAnswer(/INSERT INTO jobs/i);
+    const rows = range(100, 3).map((seq) => JSON.stringify({ timestamp: new Date(Date.UTC(2026, 0, 2, 0, 0, seq)).toISOString(), seq })).join('\n');
+    const res = await fetch(`${ts.url}/datasets/lost-ack/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: rows });
+    await lost;
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: unknown }).error).toMatchObject({ code: 'outcome_unknown', message: expect.stringContaining('Idempotency-Key') });
+    // The statement did commit: its job runs and finds the staged body it was promised.
+    for (let i = 0; i < 200 && (await seqsOf('lost-ack')).length < 8; i++) await Bun.sleep(50);
+    expect(await seqsOf('lost-ack')).toEqual([...range(0, 5), ...range(100, 3)]);
+  }, 60_000);
+});
