@@ -108,7 +108,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const runner = new JobRunner({ catalog, log, concurrency: config.ingest.concurrency, tracer, metrics, ...retries(config) }).register(
     INGEST_JOB_KIND,
     ingestJobHandler({ sql: catalog.sql, drivers, pool: workers, scratchDir: join(config.storageRoot, 'tmp'), log, catalogCache, tracer, metrics }),
-    { queue, coalesce: { maxJobs: 256, weightField: 'rowCount', maxWeight: 1_000_000 } },
+    {
+      queue,
+      coalesce: { maxJobs: 256, weightField: 'rowCount', maxWeight: 1_000_000, minWeight: config.ingest.coalesceRows, maxWaitMs: config.ingest.coalesceWaitMs },
+    },
   );
   await runner.start();
   const { lifecycle, runner: lifecycleRunner } = lifecycleOf(core, config, log, metrics, config.lifecycle.enabled);

@@ -19,6 +19,8 @@ describe('configuration', () => {
       mode: 'queued',
       maxBodyBytes: 64 * 1024 ** 2,
       idempotencyTtlSeconds: 24 * 3600,
+      coalesceRows: 250_000,
+      coalesceWaitMs: 250,
     });
     expect(config.scopes).toEqual({ read: null, admin: null, write: null });
   });
@@ -44,6 +46,8 @@ describe('configuration', () => {
     ['TIMESTORE_QUERY_CACHE_MAX_BYTES', '-1', 'TIMESTORE_QUERY_CACHE_MAX_BYTES must be an integer'],
     ['TIMESTORE_LOG_LEVEL', 'loud', 'TIMESTORE_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent'],
     ['TIMESTORE_INGEST_CONCURRENCY', '0', 'TIMESTORE_INGEST_CONCURRENCY must be an integer from 1 to 256'],
+    ['TIMESTORE_INGEST_COALESCE_ROWS', '2000000', 'TIMESTORE_INGEST_COALESCE_ROWS must be an integer from 1 to 1000000'],
+    ['TIMESTORE_INGEST_COALESCE_WAIT_MS', '-1', 'TIMESTORE_INGEST_COALESCE_WAIT_MS must be an integer from 0 to 60000'],
     ['TIMESTORE_PG_SCHEMA', 'Bad-Schema', 'TIMESTORE_PG_SCHEMA must be a lower-case SQL identifier'],
     ['TIMESTORE_DATABASE_URL', 'mysql://x', 'TIMESTORE_DATABASE_URL must be a URL starting with postgres:// or postgresql://'],
     ['TIMESTORE_S3_ENDPOINT', 'not a url', 'TIMESTORE_S3_ENDPOINT must be a URL'],

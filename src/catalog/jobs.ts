@@ -123,35 +123,65 @@ export interface ClaimOptions {
    * lease: if one of them kills its process again, it takes no innocent
    * batch down with it, and only its own lease_expiries grows.
    */
-  coalesce?: boolean | { weightField: string; maxWeight: number };
+  coalesce?: boolean | CoalesceOptions;
+}
+
+export interface CoalesceOptions {
+  weightField?: string;
+  /** Most weight per claim, the leader's included (unbounded when absent). */
+  maxWeight?: number;
+  /**
+   * The coalescing budget: with `maxWaitMs` > 0, the queued jobs of a dataset (and kind) wait
+   * until their weight sum reaches `minWeight` or the oldest of them was created `maxWaitMs` ago,
+   * so that one claim takes many. Jobs that must not wait more are claimable at once as without
+   * a budget: a job whose lease expired, one being retried (attempts > 0), one without a dataset.
+   */
+  minWeight?: number;
+  maxWaitMs?: number;
 }
 
 /**
- * Claims jobs in one statement. Claimable: queued and due, or running with an
+ * Claims jobs in one statement. Claimable: queued and due (and, under a
+ * coalescing budget, of a dataset whose batch is ready), or running with an
  * expired lease (its worker died). Reclaiming counts as a new attempt and a
  * lease expiry, and records the lost lease in last_error; a job whose lease
  * expiries reach max_attempts is returned so, and the runner fails it unrun.
  */
 export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
   if (o.limit <= 0) return [];
-  const kinds = o.kinds ? db`AND kind IN ${db(o.kinds as string[])}` : db``;
+  const coalesce = o.coalesce === true ? {} : o.coalesce || null;
+  const budget = coalesce && (coalesce.maxWaitMs ?? 0) > 0 ? coalesce : null;
+  // Computed once per claim: the (dataset, kind) groups whose queued jobs are due as a batch.
+  const ready = budget
+    ? db`
+      ready AS MATERIALIZED (
+        SELECT dataset_id, kind FROM jobs
+        WHERE ${waitingForBudget(db, o.queue, o.kinds)}
+        GROUP BY dataset_id, kind
+        HAVING sum(${weight(db, budget)}) >= ${budget.minWeight ?? null}::numeric
+            OR min(created_at) <= now() - ${ms(budget.maxWaitMs ?? 0)}::interval),`
+    : db``;
+  const withinBudget = budget
+    ? db`AND (attempts > 0 OR dataset_id IS NULL OR (dataset_id, kind) IN (SELECT dataset_id, kind FROM ready))`
+    : db``;
   const claimable = db`
-    queue = ${o.queue} ${kinds}
-    AND ((state = 'queued' AND run_at <= now()) OR (state = 'running' AND locked_until < now()))`;
+    queue = ${o.queue} ${kindsOf(db, o.kinds)}
+    AND ((state = 'queued' AND run_at <= now() ${withinBudget}) OR (state = 'running' AND locked_until < now()))`;
 
-  const picked = !o.coalesce
+  const picked = !coalesce
     ? db`
       picked AS (
         SELECT id FROM jobs WHERE ${claimable}
         ORDER BY run_at, created_at LIMIT ${o.limit}
         FOR UPDATE SKIP LOCKED)`
     : db`
+      ${ready}
       leader AS MATERIALIZED (
-        SELECT id, kind, dataset_id, state, run_at, created_at, lease_expiries, ${weight(db, o.coalesce)} AS weight FROM jobs WHERE ${claimable}
+        SELECT id, kind, dataset_id, state, run_at, created_at, lease_expiries, ${weight(db, coalesce)} AS weight FROM jobs WHERE ${claimable}
         ORDER BY run_at, created_at LIMIT 1
         FOR UPDATE SKIP LOCKED),
       candidates AS MATERIALIZED (
-        SELECT j.id, j.run_at, j.created_at, ${weight(db, o.coalesce, db`j.`)} AS weight
+        SELECT j.id, j.run_at, j.created_at, ${weight(db, coalesce, db`j.`)} AS weight
         FROM jobs j JOIN leader l ON j.kind = l.kind AND j.dataset_id = l.dataset_id AND j.id <> l.id
         WHERE j.queue = ${o.queue} AND j.state = 'queued' AND j.run_at <= now()
           AND l.state = 'queued' AND l.lease_expiries = 0 AND j.lease_expiries = 0
@@ -161,7 +191,7 @@ export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
         SELECT id FROM (
           SELECT c.id, l.weight + sum(c.weight) OVER (ORDER BY c.run_at, c.created_at, c.id) AS total
           FROM candidates c CROSS JOIN leader l) f
-        WHERE total <= ${o.coalesce === true ? null : o.coalesce.maxWeight}::numeric OR ${o.coalesce === true}),
+        WHERE total <= ${coalesce.maxWeight ?? null}::numeric OR ${coalesce.maxWeight == null}),
       picked AS (SELECT id FROM leader UNION ALL SELECT id FROM followers)`;
 
   return db<Job[]>`
@@ -175,10 +205,28 @@ export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
     RETURNING j.*`;
 }
 
+/**
+ * Milliseconds until the oldest job waiting for its coalescing budget (see `CoalesceOptions`)
+ * has waited `maxWaitMs`, by the database's clock; null when none waits. Zero or less: due now
+ * (another claimer holds it, or it became due since the last claim).
+ */
+export async function msUntilBudgetDue(db: Db, o: { queue: string; kinds?: readonly string[]; maxWaitMs: number }): Promise<number | null> {
+  const [row] = await db<{ dueInMs: number | null }[]>`
+    SELECT extract(epoch FROM min(created_at) + ${ms(o.maxWaitMs)}::interval - now()) * 1000 AS due_in_ms
+    FROM jobs WHERE ${waitingForBudget(db, o.queue, o.kinds)}`;
+  return row?.dueInMs == null ? null : Number(row.dueInMs);
+}
+
+const kindsOf = (db: Db, kinds: readonly string[] | undefined) => (kinds ? db`AND kind IN ${db(kinds as string[])}` : db``);
+
+/** Queued jobs that a coalescing budget may hold back: due, first attempt, of a dataset. */
+const waitingForBudget = (db: Db, queue: string, kinds: readonly string[] | undefined) => db`
+  queue = ${queue} ${kindsOf(db, kinds)} AND state = 'queued' AND run_at <= now() AND attempts = 0 AND dataset_id IS NOT NULL`;
+
 /** A payload field as a number (0 when absent or not a number), so a bad payload cannot break the claim. */
-function weight(db: Db, coalesce: ClaimOptions['coalesce'], prefix = db``) {
-  if (typeof coalesce !== 'object') return db`0::numeric`;
+function weight(db: Db, coalesce: CoalesceOptions, prefix = db``) {
   const field = coalesce.weightField;
+  if (field === undefined) return db`0::numeric`;
   return db`CASE WHEN jsonb_typeof(${prefix}payload -> ${field}) = 'number' THEN (${prefix}payload ->> ${field})::numeric ELSE 0 END`;
 }
 

@@ -27,15 +27,16 @@
  *   process cannot do so forever. Only lost leases count: retried errors do not.
  *
  * Wake-ups: NOTIFY on a real PostgreSQL, in-process signals always (see
- * local.ts), a jittered poll as the floor, and a finished batch (its slot is
- * free and more jobs may wait).
+ * local.ts), a jittered poll as the floor, a finished batch (its slot is
+ * free and more jobs may wait), and the moment the oldest job held back by a
+ * coalescing budget falls due.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Catalog } from '../catalog/connection.ts';
 import type { Db } from '../catalog/db.ts';
 import {
-  JOBS_CHANNEL, type Job, type NewJob, claimJobs, completeJobs, enqueueJob, failJob, getJob, heartbeatJobs, releaseJobs,
+  JOBS_CHANNEL, type Job, type NewJob, claimJobs, completeJobs, enqueueJob, failJob, getJob, heartbeatJobs, msUntilBudgetDue, releaseJobs,
 } from '../catalog/jobs.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -64,8 +65,13 @@ export type JobHandler<P = unknown> = (jobs: Job<P>[], ctx: JobContext) => Promi
 
 export interface HandlerOptions {
   queue: string;
-  /** Claim up to maxJobs jobs of one dataset and kind per call; optionally bounded by a payload field's sum. */
-  coalesce?: { maxJobs: number; weightField?: string; maxWeight?: number };
+  /**
+   * Claim up to maxJobs jobs of one dataset and kind per call; optionally bounded by a payload
+   * field's sum (maxWeight). With maxWaitMs > 0, a coalescing budget: a dataset's queued jobs are
+   * claimed once their weight reaches minWeight or the oldest has waited maxWaitMs (see
+   * CoalesceOptions in catalog/jobs.ts); retried and reclaimed jobs do not wait.
+   */
+  coalesce?: { maxJobs: number; weightField?: string; maxWeight?: number; minWeight?: number; maxWaitMs?: number };
 }
 
 export interface JobRunnerOptions {
@@ -115,6 +121,8 @@ interface Batch {
 }
 
 const jitter = (ms: number) => ms * (0.75 + Math.random() * 0.5);
+/** How soon to look again when jobs are past their budget's wait yet were not claimable (another claimer holds them). */
+const BUDGET_RECHECK_MS = 25;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class JobRunner {
@@ -128,6 +136,8 @@ export class JobRunner {
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   private wakePending = false;
   private wakeUp: (() => void) | null = null;
+  /** When (process clock) the oldest job held back by a coalescing budget falls due; null: none known. */
+  private budgetDueAt: number | null = null;
   private loopDone: Promise<void> = Promise.resolve();
   private cleanups: Array<() => unknown> = [];
 
@@ -149,6 +159,9 @@ export class JobRunner {
   }
 
   register<P>(kind: string, handler: JobHandler<P>, options: HandlerOptions): this {
+    if (options.coalesce?.minWeight !== undefined && options.coalesce.weightField === undefined) {
+      throw new Error(`handler ${kind}: coalesce.minWeight needs a weightField to weigh jobs by`);
+    }
     this.handlers.push({ ...options, kind, handler: handler as JobHandler });
     return this;
   }
@@ -229,15 +242,17 @@ export class JobRunner {
   private async loop(): Promise<void> {
     while (this.state === 'running') {
       this.wakePending = false;
+      let budgetDueAt: number | null = null;
       try {
-        await this.claimAndStart();
+        budgetDueAt = await this.claimAndStart();
       } catch (err) {
         this.log.error({ err }, 'jobs: claim failed');
         this.wakePending = false; // wait for the poll rather than spin on a broken catalog
       }
       if (this.state !== 'running' || this.wakePending) continue;
+      const sleepMs = Math.min(jitter(this.o.pollIntervalMs), budgetDueAt === null ? Infinity : budgetDueAt - Date.now());
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => this.wakeUp?.(), jitter(this.o.pollIntervalMs));
+        const timer = setTimeout(() => this.wakeUp?.(), Math.max(0, sleepMs));
         this.wakeUp = () => {
           clearTimeout(timer);
           this.wakeUp = null;
@@ -247,22 +262,25 @@ export class JobRunner {
     }
   }
 
-  /** Claims until every slot is busy or no handler finds work. */
-  private async claimAndStart(): Promise<void> {
-    for (let claimed = true; claimed; ) {
-      claimed = false;
+  /**
+   * Claims until every slot is busy or no handler finds work. Returns when (process clock) to
+   * look again for jobs that a coalescing budget holds back, or null when no claim came back
+   * empty with such jobs waiting.
+   */
+  private async claimAndStart(): Promise<number | null> {
+    for (;;) {
+      let claimed = false;
       for (const h of [...this.handlers]) {
         const free = this.o.concurrency - this.batches.size;
-        if (free <= 0 || this.state !== 'running') return;
+        if (free <= 0 || this.state !== 'running') return null;
+        const { maxJobs, ...coalesce } = h.coalesce ?? { maxJobs: 0 };
         const jobs = await claimJobs(this.sql, {
           queue: h.queue,
           kinds: [h.kind],
           workerId: this.workerId,
           leaseMs: this.o.leaseMs,
-          limit: h.coalesce ? h.coalesce.maxJobs : free,
-          coalesce: !h.coalesce ? false : h.coalesce.weightField
-            ? { weightField: h.coalesce.weightField, maxWeight: h.coalesce.maxWeight ?? Number.MAX_SAFE_INTEGER }
-            : true,
+          limit: h.coalesce ? maxJobs : free,
+          coalesce: h.coalesce ? coalesce : false,
         });
         if (jobs.length === 0) continue;
         claimed = true;
@@ -270,7 +288,27 @@ export class JobRunner {
         this.handlers = [...this.handlers.filter((x) => x !== h), h];
         for (const batch of h.coalesce ? [jobs] : jobs.map((j) => [j])) this.startBatch(h, batch);
       }
+      if (!claimed) return this.nextBudgetDue();
     }
+  }
+
+  /**
+   * When the oldest job held back by a budget falls due. A due time still ahead is kept rather
+   * than asked for again at every empty claim: jobs enqueued since fall due after it.
+   */
+  private async nextBudgetDue(): Promise<number | null> {
+    if (this.budgetDueAt !== null && this.budgetDueAt > Date.now()) return this.budgetDueAt;
+    this.budgetDueAt = null;
+    for (const h of this.handlers) {
+      const maxWaitMs = h.coalesce?.maxWaitMs ?? 0;
+      if (maxWaitMs <= 0) continue;
+      const dueInMs = await msUntilBudgetDue(this.sql, { queue: h.queue, kinds: [h.kind], maxWaitMs });
+      if (dueInMs === null) continue;
+      // +1 ms: a timer may fire a little early, and a claim before the due moment finds nothing.
+      const dueAt = Date.now() + (dueInMs > 0 ? Math.ceil(dueInMs) + 1 : BUDGET_RECHECK_MS);
+      this.budgetDueAt = Math.min(this.budgetDueAt ?? Infinity, dueAt);
+    }
+    return this.budgetDueAt;
   }
 
   private startBatch(h: Registered, jobs: Job[]): void {

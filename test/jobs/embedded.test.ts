@@ -11,7 +11,7 @@ import { silentLog } from '../harness/catalog.ts';
 const root = mkdtempSync(join(tmpdir(), 'timestore-jobs-embedded-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-test('enqueue → run (coalesced, completed in the handler transaction) → succeeded, on the embedded catalog', async () => {
+test('enqueue → run (coalesced under a budget, completed in the handler transaction) → succeeded, on the embedded catalog', async () => {
   const catalog = await openCatalog({ databaseUrl: null, schema: 'timestore', storageRoot: root, log: silentLog });
   try {
     await catalog.migrate();
@@ -28,7 +28,8 @@ test('enqueue → run (coalesced, completed in the handler transaction) → succ
           await ctx.complete(tx, Object.fromEntries(jobs.map((j) => [j.id, { rows: (j.payload as { rowCount: number }).rowCount }])));
         });
       },
-      { queue: 'ingest', coalesce: { maxJobs: 10 } },
+      // With a coalescing budget, as a server runs it: its claim and due-time statements run on PGlite too.
+      { queue: 'ingest', coalesce: { maxJobs: 10, weightField: 'rowCount', minWeight: 1_000, maxWaitMs: 100 } },
     );
     const enqueue = (rowCount: number) => runner.enqueue({ queue: 'ingest', kind: 'ingest', datasetId: dataset.id, payload: { rowCount } });
     const first = (await enqueue(1)).job;

@@ -4,7 +4,7 @@ import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset } from '../../src/catalog/datasets.ts';
 import {
   claimJobs, completeJobs, countJobs, countOverdueJobs, deleteFailedJob, enqueueJob, failJob, getJob, heartbeatJobs, type Job, listJobs,
-  purgeFinishedJobs, releaseJobs, retryFailedJob, stagedBodyOf,
+  msUntilBudgetDue, purgeFinishedJobs, releaseJobs, retryFailedJob, stagedBodyOf,
 } from '../../src/catalog/jobs.ts';
 import { referencedLocations } from '../../src/catalog/lifecycle.ts';
 import { openTestCatalog } from '../harness/catalog.ts';
@@ -15,6 +15,14 @@ let b: Catalog;
 let queueSeq = 0;
 const newQueue = () => `q${++queueSeq}`;
 const lease = { leaseMs: 30_000 };
+
+async function until(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await Bun.sleep(10);
+  }
+}
 
 beforeAll(async () => {
   const url = await createTestDatabase('jobs');
@@ -81,6 +89,60 @@ describe('job table', () => {
     expect(byCount.map((j) => j.datasetId)).toEqual([d2.id]); // the oldest left is d2's, alone
     const rest = await claimJobs(a.sql, { queue, kinds: ['ingest'], workerId: 'w', limit: 5, coalesce: true, ...lease });
     expect(rest.map((j) => j.id).sort()).toEqual([j5.id, j6.id].sort());
+  });
+
+  test('a coalescing budget holds a dataset\'s jobs until their rows reach minWeight or the oldest has waited maxWaitMs', async () => {
+    const queue = newQueue();
+    const d1 = await createDataset(a.sql, { slug: `budget-1-${queue}` });
+    const d2 = await createDataset(a.sql, { slug: `budget-2-${queue}` });
+    const add = (datasetId: string, rowCount: number, kind = 'ingest') =>
+      enqueueJob(a.sql, { queue, kind, datasetId, payload: { rowCount } }).then((r) => r.job);
+    const claim = (maxWaitMs: number) =>
+      claimJobs(b.sql, { queue, kinds: ['ingest'], workerId: 'w', limit: 10, coalesce: { weightField: 'rowCount', maxWeight: 1_000, minWeight: 50, maxWaitMs }, ...lease });
+    const j1 = await add(d1.id, 10);
+    const j2 = await add(d1.id, 10);
+    const j3 = await add(d2.id, 10);
+    await add(d1.id, 100, 'other'); // another kind weighs nothing here
+
+    expect(await claim(60_000)).toEqual([]);
+    const dueInMs = await msUntilBudgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 60_000 });
+    expect(dueInMs).toBeGreaterThan(0);
+    expect(dueInMs).toBeLessThanOrEqual(60_000);
+
+    // d1 reaches 50 rows: its jobs are claimed at once, as one batch; d2's 10 still wait.
+    const j4 = await add(d1.id, 30);
+    const batch = await claim(60_000);
+    expect(batch.map((j) => j.id).sort()).toEqual([j1.id, j2.id, j4.id].sort());
+    expect(await claim(60_000)).toEqual([]);
+
+    // d2's job has waited 200 ms (by the database's clock): due, and claimed alone.
+    await until(async () => (await msUntilBudgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 200 }))! <= 0);
+    expect((await claim(200)).map((j) => j.id)).toEqual([j3.id]);
+    expect(await msUntilBudgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 200 })).toBeNull();
+  });
+
+  test('under a coalescing budget, a job whose lease expired, a retried job and a job without a dataset are claimable at once', async () => {
+    const queue = newQueue();
+    const d1 = await createDataset(a.sql, { slug: `budget-expired-${queue}` });
+    const d2 = await createDataset(a.sql, { slug: `budget-retried-${queue}` });
+    const budget = { weightField: 'rowCount', maxWeight: 1_000_000, minWeight: 1_000_000, maxWaitMs: 3_600_000 };
+    const claim = () => claimJobs(b.sql, { queue, workerId: 'alive', limit: 10, coalesce: budget, ...lease });
+    const add = (datasetId: string | null) => enqueueJob(a.sql, { queue, kind: 'ingest', datasetId, payload: { rowCount: 1 } }).then((r) => r.job);
+
+    const expired = await add(d1.id);
+    const retried = await add(d2.id);
+    await claimJobs(a.sql, { queue, workerId: 'dead', limit: 1, ...lease }); // the oldest: expired
+    await claimJobs(a.sql, { queue, workerId: 'w', limit: 1, ...lease }); // the next: retried
+    await failJob(a.sql, retried.id, 'w', 'transient', { delayMs: 0, windowMs: 3_600_000 });
+    await a.sql`UPDATE jobs SET locked_until = now() - interval '1 second' WHERE id = ${expired.id}`;
+    const waiting = await add(d1.id);
+    const unowned = await add(null);
+
+    expect(await claim()).toMatchObject([{ id: expired.id, leaseExpiries: 1, attempts: 2 }]);
+    expect(await claim()).toMatchObject([{ id: retried.id, attempts: 2 }]);
+    expect(await claim()).toMatchObject([{ id: unowned.id, attempts: 1 }]);
+    expect(await claim()).toEqual([]);
+    expect(await getJob(a.sql, waiting.id)).toMatchObject({ state: 'queued', attempts: 0 });
   });
 
   test('an expired lease makes the job claimable again and it completes exactly once', async () => {

@@ -269,6 +269,33 @@ describe('job runner', () => {
     expect(Math.max(viaEnqueue, ranAt - sentAt)).toBeLessThan(250);
   });
 
+  test('a coalescing budget: the runner wakes itself when a held-back dataset falls due, without NOTIFY or poll', async () => {
+    const queue = newQueue();
+    const d = await createDataset(a.sql, { slug: `budget-${queue}` });
+    const batches: string[][] = [];
+    const r = runner(a, { pollIntervalMs: 600_000, notifications: false }).register(
+      'ingest',
+      async (jobs) => void batches.push(jobs.map((j) => j.id)),
+      { queue, coalesce: { maxJobs: 10, weightField: 'rowCount', minWeight: 1_000, maxWaitMs: 300 } },
+    );
+    await r.start();
+    await Bun.sleep(100); // the first claim found nothing; the next poll is minutes away
+    // Both visible at once, below the budget: the wake-up from the enqueue finds nothing to claim.
+    const ids = await a.sql.begin(async (tx) => [
+      (await enqueueJob(tx, { queue, kind: 'ingest', datasetId: d.id, payload: { rowCount: 10 } })).job.id,
+      (await enqueueJob(tx, { queue, kind: 'ingest', datasetId: d.id, payload: { rowCount: 10 } })).job.id,
+    ]);
+    wakeLocalRunners(queue);
+    for (const id of ids) expect(await r.waitForJob(id, 5_000)).toMatchObject({ state: 'succeeded', attempts: 1 });
+    expect(batches.map((b) => b.sort())).toEqual([ids.sort()]);
+  });
+
+  test('a coalescing budget needs a weight to count minWeight in', () => {
+    expect(() => runner(a).register('k', async () => {}, { queue: newQueue(), coalesce: { maxJobs: 10, minWeight: 5, maxWaitMs: 100 } })).toThrow(
+      'coalesce.minWeight needs a weightField',
+    );
+  });
+
   test('stop lets running handlers finish and claims nothing more', async () => {
     const queue = newQueue();
     const r = runner(a, { concurrency: 1 }).register('k', async () => void (await Bun.sleep(300)), { queue });
