@@ -110,7 +110,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     ingestJobHandler({ sql: catalog.sql, drivers, pool: workers, scratchDir: join(config.storageRoot, 'tmp'), log, catalogCache, tracer, metrics }),
     {
       queue,
-      coalesce: { maxJobs: 256, weightField: 'rowCount', maxWeight: 1_000_000, minWeight: config.ingest.coalesceRows, maxWaitMs: config.ingest.coalesceWaitMs },
+      coalesce: { maxJobs: 256, weightField: 'rowCount', maxWeight: 1_000_000, minWeight: config.ingest.coalesceRows, maxWaitMs: config.ingest.coalesceWaitMs, promptField: 'awaited' },
     },
   );
   await runner.start();

@@ -138,6 +138,8 @@ export interface CoalesceOptions {
    */
   minWeight?: number;
   maxWaitMs?: number;
+  /** A boolean payload field: a job where it is true makes its dataset's batch ready at once (a client waits for it). */
+  promptField?: string;
 }
 
 /**
@@ -159,7 +161,8 @@ export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
         WHERE ${waitingForBudget(db, o.queue, o.kinds)}
         GROUP BY dataset_id, kind
         HAVING sum(${weight(db, budget)}) >= ${budget.minWeight ?? null}::numeric
-            OR min(created_at) <= now() - ${ms(budget.maxWaitMs ?? 0)}::interval),`
+            OR min(created_at) <= now() - ${ms(budget.maxWaitMs ?? 0)}::interval
+            OR bool_or(${budget.promptField ? db`payload -> ${budget.promptField} = 'true'::jsonb` : db`false`})),`
     : db``;
   const withinBudget = budget
     ? db`AND (attempts > 0 OR dataset_id IS NULL OR (dataset_id, kind) IN (SELECT dataset_id, kind FROM ready))`

@@ -46,6 +46,8 @@ export interface IngestJobPayload {
   rowCount: number;
   minTime: string;
   maxTime: string;
+  /** A client waits for this batch to be written: it does not wait for the coalescing budget. */
+  awaited?: boolean;
 }
 
 export interface IngestBatch {
@@ -65,6 +67,8 @@ export interface AcceptRequest {
   idempotencyKey: string | null;
   actor: string | null;
   traceParent: string | null;
+  /** The client waits until the batch is written (`Prefer: wait`, inline mode). */
+  awaited?: boolean;
 }
 
 export interface Accepted {
@@ -145,6 +149,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
         rowCount: summary.rowCount,
         minTime: new Date(summary.minTime).toISOString(),
         maxTime: new Date(summary.maxTime).toISOString(),
+        ...(request.awaited ? { awaited: true } : {}),
       } satisfies IngestJobPayload,
       actor: request.actor,
       traceParent: request.traceParent,

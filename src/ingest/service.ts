@@ -69,7 +69,7 @@ export class IngestService {
   }
 
   async ingest(request: IngestRequest): Promise<{ job: Job; replayed: boolean }> {
-    const accepted = await acceptBatch(this.options, request);
+    const accepted = await acceptBatch(this.options, { ...request, awaited: request.waitMs > 0 });
     const payload = accepted.job.payload as Partial<IngestJobPayload>;
     this.options.metrics?.ingestAccepted(payload.datasetSlug ?? request.datasetSlug, {
       rows: payload.rowCount ?? 0,

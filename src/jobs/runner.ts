@@ -36,7 +36,7 @@ import { hostname } from 'node:os';
 import type { Catalog } from '../catalog/connection.ts';
 import type { Db } from '../catalog/db.ts';
 import {
-  JOBS_CHANNEL, type Job, type NewJob, claimJobs, completeJobs, enqueueJob, failJob, getJob, heartbeatJobs, msUntilBudgetDue, releaseJobs,
+  type CoalesceOptions, JOBS_CHANNEL, type Job, type NewJob, claimJobs, completeJobs, enqueueJob, failJob, getJob, heartbeatJobs, msUntilBudgetDue, releaseJobs,
 } from '../catalog/jobs.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -71,7 +71,7 @@ export interface HandlerOptions {
    * claimed once their weight reaches minWeight or the oldest has waited maxWaitMs (see
    * CoalesceOptions in catalog/jobs.ts); retried and reclaimed jobs do not wait.
    */
-  coalesce?: { maxJobs: number; weightField?: string; maxWeight?: number; minWeight?: number; maxWaitMs?: number };
+  coalesce?: { maxJobs: number } & CoalesceOptions;
 }
 
 export interface JobRunnerOptions {

@@ -121,6 +121,23 @@ describe('job table', () => {
     expect(await msUntilBudgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 200 })).toBeNull();
   });
 
+  test('under a coalescing budget, a job whose client waits for it makes its dataset ready at once', async () => {
+    const queue = newQueue();
+    const d1 = await createDataset(a.sql, { slug: `budget-awaited-${queue}` });
+    const d2 = await createDataset(a.sql, { slug: `budget-unawaited-${queue}` });
+    const budget = { weightField: 'rowCount', maxWeight: 1_000, minWeight: 1_000, maxWaitMs: 3_600_000, promptField: 'awaited' };
+    const claim = () => claimJobs(b.sql, { queue, workerId: 'w', limit: 10, coalesce: budget, ...lease });
+    const add = (datasetId: string, payload: object) => enqueueJob(a.sql, { queue, kind: 'ingest', datasetId, payload: { rowCount: 1, ...payload } }).then((r) => r.job);
+
+    const earlier = await add(d1.id, {});
+    await add(d2.id, { awaited: false });
+    expect(await claim()).toEqual([]);
+    const awaited = await add(d1.id, { awaited: true });
+    // The waiting client's batch goes now, with what its dataset had queued before it.
+    expect((await claim()).map((j) => j.id).sort()).toEqual([earlier.id, awaited.id].sort());
+    expect(await claim()).toEqual([]);
+  });
+
   test('under a coalescing budget, a job whose lease expired, a retried job and a job without a dataset are claimable at once', async () => {
     const queue = newQueue();
     const d1 = await createDataset(a.sql, { slug: `budget-expired-${queue}` });
