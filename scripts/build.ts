@@ -2,8 +2,8 @@
  * `bun run build`: compiles timestore into one self-contained executable,
  * dist/timestore (see docs: platform-notes "One self-contained binary").
  *
- * Entry points: the CLI, the DuckDB worker and the row-check worker (Piscina
- * loads them by URL at run time) and Piscina's own worker bootstrap. Native and data assets
+ * Entry points: the CLI, the DuckDB worker (Piscina loads it by URL at run
+ * time) and Piscina's own worker bootstrap. Native and data assets
  * (libduckdb.so, PGlite's wasm/data, Swagger UI, migrations) are embedded by
  * the `with { type: 'file' | 'text' }` imports in src/.
  */
@@ -17,7 +17,6 @@ const OUTFILE = resolve(ROOT, 'dist/timestore');
 const ENTRY = {
   main: 'src/main.ts',
   worker: 'src/engine/worker.ts',
-  rowCheckWorker: 'src/ingest/row-check-worker.ts',
   piscinaWorker: 'scripts/piscina-worker.ts',
 };
 // Entry points land at /$bunfs/root/<path relative to the entries' common root>.js;
@@ -70,10 +69,7 @@ try {
     external: OTHER_PLATFORMS.map((p) => `@duckdb/node-bindings-${p}/duckdb.node`),
     plugins: [piscinaEmbedded],
     // src/engine/pool.ts starts Piscina on this path when compiled (see the comment there).
-    define: {
-      TIMESTORE_COMPILED_WORKER: JSON.stringify(bunfsPath(ENTRY.worker)),
-      TIMESTORE_COMPILED_ROW_CHECK_WORKER: JSON.stringify(bunfsPath(ENTRY.rowCheckWorker)),
-    },
+    define: { TIMESTORE_COMPILED_WORKER: JSON.stringify(bunfsPath(ENTRY.worker)) },
     compile: {
       outfile: OUTFILE,
       // Configuration comes from the environment only: a .env or bunfig.toml in whatever

@@ -46,8 +46,6 @@ export interface Config {
     coalesceRows: number;
     /** …or the longest a queued batch waits for more; 0 claims every batch at once. */
     coalesceWaitMs: number;
-    /** Threads that check the rows of NDJSON and CSV bodies; 0: the HTTP thread does. */
-    checkThreads: number;
   };
   scopes: { read: string | null; admin: string | null; write: string | null };
   /** The server-wide retention policy; a dataset's own policy overrides it rule by rule. Null: no limit. */
@@ -150,11 +148,6 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
     description:
       'The longest a queued batch waits for more of its dataset before it is written (0–60000): bigger files and less CPU per row, against up to this much more time from acknowledgement to queryable (and in `inline` mode or with `Prefer: wait`, to the answer). `0` writes every batch as soon as a writer is free.',
     default: '`250`',
-  },
-  {
-    name: 'TIMESTORE_INGEST_CHECK_THREADS',
-    description: 'Threads that parse and check the rows of NDJSON and CSV bodies, so that the HTTP thread serves other requests meanwhile. `0`: the HTTP thread checks them.',
-    default: 'number of cores',
   },
   { name: 'TIMESTORE_INGEST_MAX_BODY_BYTES', description: 'Largest ingest request body accepted (larger is a 413).', default: '`67108864` (64 MiB)' },
   { name: 'TIMESTORE_IDEMPOTENCY_TTL_HOURS', description: 'How long an idempotency key is remembered.', default: '`24`' },
@@ -359,7 +352,6 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       idempotencyTtlSeconds: r.integer('TIMESTORE_IDEMPOTENCY_TTL_HOURS', 24, 1, 24 * 365) * 3600,
       coalesceRows: r.integer('TIMESTORE_INGEST_COALESCE_ROWS', 250_000, 1, 1_000_000),
       coalesceWaitMs: r.integer('TIMESTORE_INGEST_COALESCE_WAIT_MS', 250, 0, 60_000),
-      checkThreads: r.integer('TIMESTORE_INGEST_CHECK_THREADS', availableParallelism(), 0, 256),
     },
     scopes: {
       read: readScope,

@@ -17,22 +17,6 @@ export class AppError extends Error {
   }
 }
 
-/** An AppError as plain data, to cross to another thread; {@link fromErrorData} makes it an AppError again. */
-export interface AppErrorData {
-  status: number;
-  code: string;
-  message: string;
-  details?: unknown;
-}
-
-export function errorData(err: AppError): AppErrorData {
-  return { status: err.status, code: err.code, message: err.message, details: err.details };
-}
-
-export function fromErrorData(data: AppErrorData): AppError {
-  return new AppError(data.status, data.code, data.message, data.details);
-}
-
 export const errors = {
   badRequest: (code: string, message: string, details?: unknown) => new AppError(400, code, message, details),
   validation: (message: string, details?: unknown) => new AppError(400, 'validation_failed', message, details),

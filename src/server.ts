@@ -14,7 +14,6 @@ import { CatalogCache } from './catalog/cache.ts';
 import { upsertStorageTarget } from './catalog/storage-targets.ts';
 import { type Config, describeConfig } from './config.ts';
 import { WorkerPool } from './engine/pool.ts';
-import { RowChecks } from './ingest/row-checks.ts';
 import { createApp } from './http/app.ts';
 import { INGEST_JOB_KIND } from './ingest/accept.ts';
 import { IngestService } from './ingest/service.ts';
@@ -120,7 +119,6 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     await lifecycleRunner.start();
     lifecycle.startScheduler(lifecycleRunner.workerId);
   }
-  const rowChecks = new RowChecks(config.ingest.checkThreads);
   const ingest = new IngestService({
     sql: catalog.sql,
     drivers,
@@ -132,7 +130,6 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     wake: () => wakeLocalRunners(queue),
     waitForJob: (id, ms) => runner.waitForJob(id, ms),
     catalogCache,
-    rowChecks,
     metrics,
   });
 
@@ -205,7 +202,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         await pins.stop();
         // The last spans (requests, jobs) go out before the process does.
         await tracing.shutdown().catch((err) => log.warn({ err }, 'tracing: the last spans could not be exported'));
-        await Promise.all([workers.close(), rowChecks.close()]);
+        await workers.close();
         drivers.close();
         await catalog.close();
         log.info('shutdown complete');

@@ -1,7 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { availableParallelism } from 'node:os';
 import { CONFIG_VARIABLES, ConfigError, describeConfig, loadConfig } from '../src/config.ts';
 
 describe('configuration', () => {
@@ -22,7 +21,6 @@ describe('configuration', () => {
       idempotencyTtlSeconds: 24 * 3600,
       coalesceRows: 250_000,
       coalesceWaitMs: 250,
-      checkThreads: availableParallelism(),
     });
     expect(config.scopes).toEqual({ read: null, admin: null, write: null });
   });

@@ -13,7 +13,6 @@ import { type AcceptRequest, acceptBatch, type IngestJobPayload } from './accept
 import { refuse } from '../model/constraints.ts';
 import type { BodyFormat } from '../model/constraints.ts';
 import { bodyFormatOf } from './formats/index.ts';
-import type { RowChecks } from './row-checks.ts';
 
 export interface IngestServiceOptions {
   sql: Sql;
@@ -27,8 +26,6 @@ export interface IngestServiceOptions {
   wake(): void;
   /** Schema versions and storage targets, kept across batches. */
   catalogCache: CatalogCache;
-  /** Where rows are checked (worker threads for NDJSON and CSV). */
-  rowChecks?: RowChecks;
   /** The job once finished, or as it is when the time is up; null when there is no such job. */
   waitForJob(jobId: string, timeoutMs: number): Promise<Job | null>;
   /** Accepted batches, rows and bytes per dataset. */

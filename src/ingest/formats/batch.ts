@@ -33,10 +33,8 @@ export interface DecodedBatch extends BatchParams {
   declare(latest: SchemaVersion | null): SchemaField[] | null;
   /** Checks every row (the first bad one is a 400 naming its index and field); throws, stores nothing. */
   validate(rules: RowRules): BatchSummary;
-  /** The bytes to stage: after validate() passed, or at any time when `stagesBodyAsReceived`. */
+  /** The bytes to stage, after validate() passed. */
   staged(): StagedBody;
-  /** The staged bytes are the request body itself, known before the rows are checked. */
-  stagesBodyAsReceived: boolean;
   /** sha256 (hex) identifying the request for idempotency: same key and same hash → the same job. */
   requestHash(): string;
 }

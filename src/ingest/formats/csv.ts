@@ -264,13 +264,12 @@ export function validateCsv(text: string, rules: RowRules): BatchSummary {
 }
 
 export function csvBatch(raw: Uint8Array, params: BatchParams): DecodedBatch {
+  const text = decodeUtf8(raw, 'CSV');
   return {
     format: 'csv',
     ...params,
     declare: () => null,
-    // Decoded here, not before: the rows may be checked on another thread (row-checks.ts).
-    validate: (rules) => validateCsv(decodeUtf8(raw, 'CSV'), rules),
-    stagesBodyAsReceived: true,
+    validate: (rules) => validateCsv(text, rules),
     staged: () => ({ bytes: raw, format: 'csv', extension: 'csv' }),
     requestHash: () => hashRequest(raw, 'csv', params),
   };

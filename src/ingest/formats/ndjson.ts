@@ -11,13 +11,12 @@ import { atLine, type BatchParams, type DecodedBatch, decodeUtf8, hashRequest, h
 const NOT_BLANK = /[^ \t\r]/;
 
 export function ndjsonBatch(raw: Uint8Array, params: BatchParams): DecodedBatch {
+  const text = decodeUtf8(raw, 'NDJSON');
   return {
     format: 'ndjson',
     ...params,
     declare: () => null,
     validate(rules) {
-      // Decoded here, not before: the rows may be checked on another thread (row-checks.ts).
-      const text = decodeUtf8(raw, 'NDJSON');
       const rows: unknown[] = [];
       const lines: number[] = [];
       const surrogates = hasSurrogateEscape(text);
@@ -48,7 +47,6 @@ export function ndjsonBatch(raw: Uint8Array, params: BatchParams): DecodedBatch 
         throw atLine(err, index === undefined ? undefined : lines[index]);
       }
     },
-    stagesBodyAsReceived: true,
     staged: () => ({ bytes: raw, format: 'ndjson', extension: 'ndjson' }),
     requestHash: () => hashRequest(raw, 'ndjson', params),
   };
