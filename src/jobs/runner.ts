@@ -240,11 +240,18 @@ export class JobRunner {
   }
 
   private async loop(): Promise<void> {
+    let lastEmptyClaimAt = 0;
     while (this.state === 'running') {
+      // Every enqueue wakes the runner. While batches wait for their budget, a claim that finds
+      // nothing ready is repeated at most every BUDGET_RECHECK_MS: many small batches a second
+      // would otherwise each cost a scan of the queue.
+      const recheckIn = lastEmptyClaimAt + BUDGET_RECHECK_MS - Date.now();
+      if (this.budgetDueAt !== null && recheckIn > 0) await sleep(recheckIn);
       this.wakePending = false;
       let budgetDueAt: number | null = null;
       try {
         budgetDueAt = await this.claimAndStart();
+        if (budgetDueAt !== null) lastEmptyClaimAt = Date.now();
       } catch (err) {
         this.log.error({ err }, 'jobs: claim failed');
         this.wakePending = false; // wait for the poll rather than spin on a broken catalog
