@@ -3,8 +3,9 @@
  * locations are `s3://bucket/<prefix>/<key>` URIs (keys are not percent-encoded).
  *
  * - Endpoint, region and path style come from the target's config, falling back to the process
- *   configuration (TIMESTORE_S3_*), then to AWS (`us-east-1`). Credentials come only from the
- *   process configuration; without an access key the SDK's default provider chain is used.
+ *   configuration (TIMESTORE_S3_*), then to AWS (`us-east-1`). Credentials are the target's own
+ *   registered keys over the process configuration's (storage/index.ts merges them); without an
+ *   access key the SDK's default provider chain is used.
  * - Uploads are one PutObject up to `multipartThresholdBytes`, else a multipart upload of
  *   `partSizeBytes` parts, a few in flight, aborted when any step fails. Each part is read into a
  *   buffer, so memory stays bounded by part size × concurrency and the SDK can checksum it in a
