@@ -129,11 +129,10 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
   const keys: Record<string, string>[] = [];
   const byKey = new Map<string, StagedInput[]>();
   for (const staged of input.inputs) {
-    const canonical = JSON.stringify(Object.entries(staged.partitionKey).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-    const group = byKey.get(canonical);
+    const group = byKey.get(canonicalKey(staged.partitionKey));
     if (group) group.push(staged);
     else {
-      byKey.set(canonical, [staged]);
+      byKey.set(canonicalKey(staged.partitionKey), [staged]);
       keys.push({ ...staged.partitionKey });
     }
   }
@@ -148,8 +147,8 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
     await db.run(`SET TimeZone = 'UTC'`);
     const rest: StagedInput[][] = [];
     for (const [keyId, inputs] of [...byKey.values()].entries()) {
-      const file = mayShareWindow(inputs, valid.windowMicros) ? await writeOneFile(plan, keyId, inputs, results) : false;
-      if (!file) rest.push(inputs);
+      const written = mayShareWindow(inputs, valid.windowMicros) && (await writeOneFile(plan, keyId, inputs, results));
+      if (!written) rest.push(inputs);
     }
     if (rest.length > 0) await writeByWindow(plan, rest.flat(), results);
     return results.sort((a, b) => keys.indexOf(a.partitionKey) - keys.indexOf(b.partitionKey) || a.windowStart.localeCompare(b.windowStart));
@@ -382,6 +381,7 @@ async function writeByWindow(plan: Plan, inputs: StagedInput[], results: Written
   }
 }
 
+/** A partition key with its entries sorted: equal keys, equal strings. */
 function canonicalKey(key: Record<string, string>): string {
   return JSON.stringify(Object.entries(key).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
