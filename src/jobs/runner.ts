@@ -121,7 +121,10 @@ interface Batch {
 }
 
 const jitter = (ms: number) => ms * (0.75 + Math.random() * 0.5);
-/** How soon to look again when jobs are past their budget's wait yet were not claimable (another claimer holds them). */
+/**
+ * How soon to look again when jobs are past their budget's wait yet were not claimable (another
+ * claimer holds them); also the least time between two claims that find nothing ready.
+ */
 const BUDGET_RECHECK_MS = 25;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
