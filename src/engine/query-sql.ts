@@ -27,52 +27,12 @@
  * TIMESTAMPTZ (ICU calendars) 2.7 s for minutes and over 200 s for days.
  */
 import { type FieldType, SQL_TYPES } from '../model/field-types.ts';
+import { type Aggregation, type AggregationFn, type FilterOp, INTERVAL_UNITS, type IntervalUnit, type PlannedMode, type QueryFilter } from '../model/query.ts';
 import type { SchemaField } from '../model/records.ts';
 import { assertIdentifier, quoteIdent } from './sql.ts';
 
 /** A field as a query reads it (nullability does not matter there). */
 export type QueryField = Pick<SchemaField, 'name' | 'type'>;
-
-export type FilterOp = 'eq' | 'neq' | 'in' | 'gt' | 'gte' | 'lt' | 'lte';
-export type FilterValue = string | number | boolean;
-
-export interface QueryFilter {
-  column: string;
-  op: FilterOp;
-  /** For every op but `in`. `null` only with `eq` (IS NULL) and `neq` (IS NOT NULL). */
-  value?: FilterValue | null;
-  /** For `in`. An empty list matches nothing. */
-  values?: FilterValue[];
-}
-
-export type IntervalUnit = 'second' | 'minute' | 'hour' | 'day' | 'week' | 'month';
-export type AggregationFn = 'avg' | 'min' | 'max' | 'sum' | 'median' | 'count' | 'count_distinct' | 'percentile' | 'first' | 'last';
-
-export interface Aggregation {
-  fn: AggregationFn;
-  /** A field name; `count` also takes `*` (rows in the bucket). */
-  column: string;
-  alias: string;
-  /** For `percentile`: 0 … 1. */
-  percentile?: number;
-}
-
-export interface RawMode {
-  kind: 'raw';
-  columns: string[];
-  order: 'asc' | 'desc';
-  limit: number;
-}
-
-export interface DownsampleMode {
-  kind: 'downsample';
-  intervalUnit: IntervalUnit;
-  intervalSize: number;
-  aggregations: Aggregation[];
-  groupBy: string[];
-  order: 'asc' | 'desc';
-  limit: number;
-}
 
 export interface QueryInput {
   /**
@@ -87,7 +47,7 @@ export interface QueryInput {
   timeRange: { start: string; end: string };
   /** ANDed. */
   filters: QueryFilter[];
-  mode: RawMode | DownsampleMode;
+  mode: PlannedMode;
   /** The query is interrupted after this long (streaming: time spent waiting for the consumer excluded). */
   timeoutMs: number;
   /** DuckDB `memory_limit` while this query runs. */
@@ -307,7 +267,7 @@ ${limitSql()}`;
     bucket = floorDiv(us, afterEpoch, w);
     bucketLabel = `make_timestamptz(b."$bucket" * ${w})`;
   } else {
-    invalid(`intervalUnit must be one of second, minute, hour, day, week, month; got ${JSON.stringify(mode.intervalUnit)}`);
+    invalid(`intervalUnit must be one of ${INTERVAL_UNITS.join(', ')}; got ${JSON.stringify(mode.intervalUnit)}`);
   }
 
   if (!Array.isArray(mode.groupBy)) invalid('groupBy must be an array');

@@ -47,18 +47,7 @@ import { isoFromMicrosTrimmed } from '../model/timestamps.ts';
 import { type BuiltQuery, buildQuery, InvalidQueryError, MAX_TIMER_MS, type QueryInput, type SqlParam } from './query-sql.ts';
 import { useMemoryLimit } from './memory-limit.ts';
 
-export type {
-  Aggregation,
-  AggregationFn,
-  DownsampleMode,
-  FilterOp,
-  FilterValue,
-  IntervalUnit,
-  QueryField,
-  QueryFilter,
-  QueryInput,
-  RawMode,
-} from './query-sql.ts';
+export type { QueryField, QueryInput } from './query-sql.ts';
 
 export type QueryValue = string | number | boolean | null;
 export type QueryRow = Record<string, QueryValue>;
