@@ -27,7 +27,15 @@
  * TIMESTAMPTZ (ICU calendars) 2.7 s for minutes and over 200 s for days.
  */
 import { type FieldType, SQL_TYPES } from '../model/field-types.ts';
-import { type Aggregation, type AggregationFn, type FilterOp, INTERVAL_UNITS, type IntervalUnit, type PlannedMode, type QueryFilter } from '../model/query.ts';
+import {
+  type Aggregation,
+  type AggregationFn,
+  type FilterOp,
+  INTERVAL_UNITS,
+  type IntervalUnit,
+  type PlannedMode,
+  type QueryFilter,
+} from '../model/query.ts';
 import type { SchemaField } from '../model/records.ts';
 import { assertIdentifier, quoteIdent } from './sql.ts';
 
