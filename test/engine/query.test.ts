@@ -16,12 +16,10 @@ import {
   type QueryInput,
   type QueryOutput,
   type QueryRow,
-  type QueryStreamControl,
-  type QueryStreamMessage,
   type QueryValue,
   runQueryStream,
-  STREAM_WINDOW,
 } from '../../src/engine/query.ts';
+import { type QueryStreamControl, type QueryStreamMessage, STREAM_WINDOW } from '../../src/engine/query-stream-protocol.ts';
 import { buildQuery } from '../../src/engine/query-sql.ts';
 import { testDuckDB } from '../harness/duckdb.ts';
 import { prng } from '../harness/prng.ts';
