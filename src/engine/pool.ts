@@ -8,17 +8,8 @@ import { join } from 'node:path';
 import Piscina from 'piscina';
 import { extractDuckDBLibrary } from './duckdb-runtime.ts';
 import type { WritePartitionsInput, WritePartitionsResult } from './partition-writer.ts';
-import {
-  type QueryColumn,
-  type QueryInput,
-  type QueryOutput,
-  type QueryRow,
-  type QueryStreamControl,
-  type QueryStreamInput,
-  type QueryStreamMessage,
-  type QueryStreamSummary,
-  toQueryError,
-} from './query.ts';
+import { type QueryColumn, type QueryInput, type QueryOutput, type QueryRow, toQueryError } from './query.ts';
+import type { QueryStreamControl, QueryStreamInput, QueryStreamMessage, QueryStreamSummary } from './query-stream-protocol.ts';
 import type { PingResult, WorkerData } from './worker.ts';
 
 /**

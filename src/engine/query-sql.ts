@@ -1,7 +1,7 @@
 /**
- * SQL for the query task (query.ts): checks a {@link QueryInput} and turns it into ONE DuckDB
- * statement plus its bound parameters. Pure: no DuckDB here, so it is testable on its own and safe
- * to load on any thread.
+ * SQL for the query task (query.ts): checks a {@link QueryInput} (`checkQuery`: every refusal) and
+ * turns the checked input into ONE DuckDB statement plus its bound parameters (`compileQuery`).
+ * Pure: no DuckDB here, so it is testable on its own and safe to load on any thread.
  *
  * What keeps input from changing the statement's shape:
  * - identifiers (columns, aliases, the timestamp column) are re-checked against the identifier
@@ -27,52 +27,23 @@
  * TIMESTAMPTZ (ICU calendars) 2.7 s for minutes and over 200 s for days.
  */
 import { type FieldType, SQL_TYPES } from '../model/field-types.ts';
+import {
+  type Aggregation,
+  type AggregationFn,
+  type DownsampleMode,
+  type FilterOp,
+  type FilterValue,
+  INTERVAL_UNITS,
+  type IntervalUnit,
+  type PlannedMode,
+  type QueryFilter,
+  type RawMode,
+} from '../model/query.ts';
 import type { SchemaField } from '../model/records.ts';
 import { assertIdentifier, quoteIdent } from './sql.ts';
 
 /** A field as a query reads it (nullability does not matter there). */
 export type QueryField = Pick<SchemaField, 'name' | 'type'>;
-
-export type FilterOp = 'eq' | 'neq' | 'in' | 'gt' | 'gte' | 'lt' | 'lte';
-export type FilterValue = string | number | boolean;
-
-export interface QueryFilter {
-  column: string;
-  op: FilterOp;
-  /** For every op but `in`. `null` only with `eq` (IS NULL) and `neq` (IS NOT NULL). */
-  value?: FilterValue | null;
-  /** For `in`. An empty list matches nothing. */
-  values?: FilterValue[];
-}
-
-export type IntervalUnit = 'second' | 'minute' | 'hour' | 'day' | 'week' | 'month';
-export type AggregationFn = 'avg' | 'min' | 'max' | 'sum' | 'median' | 'count' | 'count_distinct' | 'percentile' | 'first' | 'last';
-
-export interface Aggregation {
-  fn: AggregationFn;
-  /** A field name; `count` also takes `*` (rows in the bucket). */
-  column: string;
-  alias: string;
-  /** For `percentile`: 0 … 1. */
-  percentile?: number;
-}
-
-export interface RawMode {
-  kind: 'raw';
-  columns: string[];
-  order: 'asc' | 'desc';
-  limit: number;
-}
-
-export interface DownsampleMode {
-  kind: 'downsample';
-  intervalUnit: IntervalUnit;
-  intervalSize: number;
-  aggregations: Aggregation[];
-  groupBy: string[];
-  order: 'asc' | 'desc';
-  limit: number;
-}
 
 export interface QueryInput {
   /**
@@ -87,7 +58,7 @@ export interface QueryInput {
   timeRange: { start: string; end: string };
   /** ANDed. */
   filters: QueryFilter[];
-  mode: RawMode | DownsampleMode;
+  mode: PlannedMode;
   /** The query is interrupted after this long (streaming: time spent waiting for the consumer excluded). */
   timeoutMs: number;
   /** DuckDB `memory_limit` while this query runs. */
@@ -174,23 +145,42 @@ function identifier(name: unknown, what: string): string {
 
 /** Checks `input` and builds the statement; throws {@link InvalidQueryError}. */
 export function buildQuery(input: QueryInput): BuiltQuery {
-  if (typeof input !== 'object' || input === null) invalid('the query input must be an object');
-  const params: SqlParam[] = [];
-  const param = (p: SqlParam): string => {
-    params.push(p);
-    return `$${params.length}`;
-  };
+  return compileQuery(checkQuery(input));
+}
 
-  // Files.
+/** A filter whose column is a field and whose values have that field's type. */
+interface CheckedFilter {
+  field: QueryField;
+  op: FilterOp;
+  value?: FilterValue | null;
+  values?: FilterValue[];
+}
+
+/**
+ * An input that passed every check of {@link checkQuery}: names are fields (in their declared
+ * spelling), values have their field's type, output names are distinct, numbers are in range.
+ */
+interface CheckedQuery {
+  /** In the order given. */
+  files: string[];
+  fields: QueryField[];
+  ts: QueryField;
+  timeRange: { start: string; end: string };
+  filters: CheckedFilter[];
+  /** Raw `columns` hold the timestamp column first, and each column once. */
+  mode: RawMode | DownsampleMode;
+  fieldsInFiles: ReadonlySet<string> | null;
+  nonNullColumns: ReadonlySet<string>;
+}
+
+/** Every check of the input, before any SQL; throws {@link InvalidQueryError}. */
+function checkQuery(input: QueryInput): CheckedQuery {
+  if (typeof input !== 'object' || input === null) invalid('the query input must be an object');
+
   if (!Array.isArray(input.files) || input.files.length === 0) invalid('files must be a non-empty array of paths');
   for (const file of input.files) {
     if (typeof file !== 'string' || file === '' || file.includes('\0')) invalid(`file ${JSON.stringify(file)} is not a path`);
   }
-  // With one DuckDB thread files are scanned in list order. For raw queries, ORDER BY … LIMIT
-  // pushes a moving bound on the timestamp into the scan, which then skips whole row groups once
-  // the first files have filled the limit, so files in time order (as the caller is asked to pass
-  // them) are read newest first for `desc`: measured 2.8 s → 0.1 s for the latest 1000 of 10 M rows.
-  const files = input.mode?.kind === 'raw' && input.mode.order === 'desc' ? [...input.files].reverse() : [...input.files];
 
   // Fields: names are case-insensitive in DuckDB, so they are matched case-insensitively here too,
   // but the query must use each field's declared spelling.
@@ -212,7 +202,6 @@ export function buildQuery(input: QueryInput): BuiltQuery {
 
   const ts = field(input.timestampColumn, 'timestamp column');
   if (ts.type !== 'timestamp') invalid(`timestamp column ${ts.name} must be a field of type timestamp`);
-  const tsSql = quoteIdent(ts.name);
 
   if (!Number.isFinite(input.timeoutMs) || input.timeoutMs <= 0 || input.timeoutMs > MAX_TIMER_MS) {
     invalid(`timeoutMs must be a positive number up to ${MAX_TIMER_MS}, got ${input.timeoutMs}`);
@@ -221,38 +210,27 @@ export function buildQuery(input: QueryInput): BuiltQuery {
     invalid(`memoryLimitBytes must be a positive integer, got ${input.memoryLimitBytes}`);
   }
 
-  // Source: the files combined by name (a column some files lack is NULL in their rows), behind
-  // typed NULLs for the fields that no file has, when the caller does not know that every field is
-  // in some file. The typed-NULL union costs the row-picking plan below 4x (0.56 s → 2.3 s).
-  const inFiles = input.fieldsInFiles === undefined ? null : new Set(input.fieldsInFiles);
-  const absent = [...fields.values()].filter((f) => !inFiles?.has(f.name));
-  const scan = `read_parquet(${param({ type: 'varchar[]', value: files })}, union_by_name = true, hive_partitioning = false)`;
-  const source =
-    absent.length === 0
-      ? scan
-      : `(SELECT ${absent.map((f) => `CAST(NULL AS ${SQL_TYPES[f.type]}) AS ${quoteIdent(f.name)}`).join(', ')} WHERE false
-    UNION ALL BY NAME
-    SELECT * FROM ${scan})`;
-
-  // WHERE: the time range, then the filters, all on bare columns.
   const range = input.timeRange;
   if (typeof range?.start !== 'string' || typeof range.end !== 'string') invalid('timeRange needs start and end as ISO-8601 strings');
-  const where = [
-    `${tsSql} >= CAST(${param({ type: 'varchar', value: range.start })} AS TIMESTAMPTZ)`,
-    `${tsSql} < CAST(${param({ type: 'varchar', value: range.end })} AS TIMESTAMPTZ)`,
-  ];
   if (!Array.isArray(input.filters)) invalid('filters must be an array');
-  for (const [index, filter] of input.filters.entries()) {
-    where.push(filterSql(filter, index, field, param));
-  }
+  const filters = input.filters.map((filter, index) => checkFilter(filter, index, field));
+
+  const checked = {
+    files: [...input.files],
+    fields: [...fields.values()],
+    ts,
+    timeRange: { start: range.start, end: range.end },
+    filters,
+    fieldsInFiles: input.fieldsInFiles === undefined ? null : new Set(input.fieldsInFiles),
+    nonNullColumns: new Set(input.nonNullColumns ?? []),
+  };
 
   const mode = input.mode;
   if (mode?.order !== 'asc' && mode?.order !== 'desc') invalid(`order must be asc or desc, got ${JSON.stringify(mode?.order)}`);
-  const direction = mode.order === 'asc' ? 'ASC' : 'DESC';
   if (!Number.isSafeInteger(mode.limit) || mode.limit < 0 || mode.limit >= MAX_LIMIT) {
     invalid(`limit must be an integer from 0 to ${MAX_LIMIT - 1}, got ${mode.limit}`);
   }
-  const limitSql = () => `LIMIT ${param({ type: 'bigint', value: BigInt(mode.limit) + 1n })}`;
+  const { order, limit } = mode;
 
   if (mode.kind === 'raw') {
     if (!Array.isArray(mode.columns)) invalid('columns must be an array');
@@ -261,54 +239,25 @@ export function buildQuery(input: QueryInput): BuiltQuery {
       const f = field(column, 'column');
       if (!columns.includes(f.name)) columns.push(f.name);
     }
-    const sql = `SELECT ${columns.map(quoteIdent).join(', ')}
-FROM ${source} AS s
-WHERE ${where.join('\n  AND ')}
-ORDER BY ${tsSql} ${direction}
-${limitSql()}`;
-    return { sql, params, columns, limit: mode.limit };
+    return { ...checked, mode: { kind: 'raw', order, limit, columns } };
   }
 
   if (mode.kind !== 'downsample') invalid(`mode.kind must be raw or downsample, got ${JSON.stringify((mode as { kind?: unknown })?.kind)}`);
-  if (!Number.isSafeInteger(mode.intervalSize) || mode.intervalSize <= 0) {
-    invalid(`intervalSize must be a positive integer, got ${mode.intervalSize}`);
+  const { intervalUnit, intervalSize } = mode;
+  if (!Number.isSafeInteger(intervalSize) || intervalSize <= 0) invalid(`intervalSize must be a positive integer, got ${intervalSize}`);
+  if (intervalUnit === 'month') {
+    if (intervalSize > MAX_MONTHS) invalid(`intervalSize must be at most ${MAX_MONTHS} months, got ${intervalSize}`);
+  } else if (Object.hasOwn(UNIT_MICROS, intervalUnit)) {
+    if (UNIT_MICROS[intervalUnit] * BigInt(intervalSize) > 2n ** 62n) invalid(`an interval of ${intervalSize} ${intervalUnit}s is too long`);
+  } else {
+    invalid(`intervalUnit must be one of ${INTERVAL_UNITS.join(', ')}; got ${JSON.stringify(intervalUnit)}`);
   }
+
   const outputNames = new Set<string>([ts.name.toLowerCase()]);
   const claim = (name: string, what: string) => {
     if (outputNames.has(name.toLowerCase())) invalid(`${what} ${name} clashes with another output column (names are case-insensitive)`);
     outputNames.add(name.toLowerCase());
   };
-
-  // The bucket as an integer (its number since the epoch), labelled with its start by an outer
-  // SELECT, per group rather than per row. `//` truncates towards zero, so times before 1970 take
-  // the other branch to round down; a CASE evaluates each branch only on the rows it selects.
-  const floorDiv = (x: string, nonNegative: string, d: string) => `CASE WHEN ${nonNegative} THEN ${x} // ${d} ELSE (${x} + 1) // ${d} - 1 END`;
-  const us = `epoch_us(${tsSql})`;
-  const afterEpoch = `${tsSql} >= TIMESTAMPTZ '1970-01-01 00:00:00+00'`;
-  let bucket: string;
-  let bucketLabel: string;
-  if (mode.intervalUnit === 'month') {
-    if (mode.intervalSize > MAX_MONTHS) invalid(`intervalSize must be at most ${MAX_MONTHS} months, got ${mode.intervalSize}`);
-    // UTC wall clock without ICU: make_timestamp(us) is a plain TIMESTAMP.
-    const utc = `make_timestamp(${us})`;
-    const month = `((year(${utc}) - 1970) * 12 + month(${utc}) - 1)`;
-    let firstMonth = 'b."$bucket"';
-    bucket = month;
-    if (mode.intervalSize !== 1) {
-      const size = param({ type: 'bigint', value: BigInt(mode.intervalSize) });
-      bucket = floorDiv(month, afterEpoch, size);
-      firstMonth = `b."$bucket" * ${size}`;
-    }
-    bucketLabel = `make_timestamptz(epoch_us(TIMESTAMP '1970-01-01 00:00:00' + to_months(CAST(${firstMonth} AS INTEGER))))`;
-  } else if (Object.hasOwn(UNIT_MICROS, mode.intervalUnit)) {
-    const width = UNIT_MICROS[mode.intervalUnit] * BigInt(mode.intervalSize);
-    if (width > 2n ** 62n) invalid(`an interval of ${mode.intervalSize} ${mode.intervalUnit}s is too long`);
-    const w = param({ type: 'bigint', value: width });
-    bucket = floorDiv(us, afterEpoch, w);
-    bucketLabel = `make_timestamptz(b."$bucket" * ${w})`;
-  } else {
-    invalid(`intervalUnit must be one of second, minute, hour, day, week, month; got ${JSON.stringify(mode.intervalUnit)}`);
-  }
 
   if (!Array.isArray(mode.groupBy)) invalid('groupBy must be an array');
   const groupBy: string[] = [];
@@ -320,15 +269,91 @@ ${limitSql()}`;
   }
 
   if (!Array.isArray(mode.aggregations)) invalid('aggregations must be an array');
-  const aggregates: string[] = [];
-  const aliases: string[] = [];
+  const aggregations: Aggregation[] = [];
   for (const aggregation of mode.aggregations) {
     const alias = identifier(aggregation?.alias, 'aggregation alias');
     claim(alias, 'aggregation alias');
-    aliases.push(alias);
-    aggregates.push(`${aggregationSql(aggregation, ts, field, param)} AS ${quoteIdent(alias)}`);
+    aggregations.push(checkAggregation(aggregation, field));
   }
 
+  return { ...checked, mode: { kind: 'downsample', intervalUnit, intervalSize, aggregations, groupBy, order, limit } };
+}
+
+/** The statement of a checked input; every value is a bound parameter. */
+function compileQuery(query: CheckedQuery): BuiltQuery {
+  const params: SqlParam[] = [];
+  const param = (p: SqlParam): string => {
+    params.push(p);
+    return `$${params.length}`;
+  };
+  const { ts, mode, timeRange: range } = query;
+  const tsSql = quoteIdent(ts.name);
+  const direction = mode.order === 'asc' ? 'ASC' : 'DESC';
+
+  // With one DuckDB thread files are scanned in list order. For raw queries, ORDER BY … LIMIT
+  // pushes a moving bound on the timestamp into the scan, which then skips whole row groups once
+  // the first files have filled the limit, so files in time order (as the caller is asked to pass
+  // them) are read newest first for `desc`: measured 2.8 s → 0.1 s for the latest 1000 of 10 M rows.
+  const files = mode.kind === 'raw' && mode.order === 'desc' ? [...query.files].reverse() : query.files;
+
+  // Source: the files combined by name (a column some files lack is NULL in their rows), behind
+  // typed NULLs for the fields that no file has, when the caller does not know that every field is
+  // in some file. The typed-NULL union costs the row-picking plan below 4x (0.56 s → 2.3 s).
+  const absent = query.fields.filter((f) => !query.fieldsInFiles?.has(f.name));
+  const scan = `read_parquet(${param({ type: 'varchar[]', value: files })}, union_by_name = true, hive_partitioning = false)`;
+  const source =
+    absent.length === 0
+      ? scan
+      : `(SELECT ${absent.map((f) => `CAST(NULL AS ${SQL_TYPES[f.type]}) AS ${quoteIdent(f.name)}`).join(', ')} WHERE false
+    UNION ALL BY NAME
+    SELECT * FROM ${scan})`;
+
+  // WHERE: the time range, then the filters, all on bare columns.
+  const where = [
+    `${tsSql} >= CAST(${param({ type: 'varchar', value: range.start })} AS TIMESTAMPTZ)`,
+    `${tsSql} < CAST(${param({ type: 'varchar', value: range.end })} AS TIMESTAMPTZ)`,
+    ...query.filters.map((filter) => filterSql(filter, param)),
+  ];
+  const limitSql = () => `LIMIT ${param({ type: 'bigint', value: BigInt(mode.limit) + 1n })}`;
+
+  if (mode.kind === 'raw') {
+    const sql = `SELECT ${mode.columns.map(quoteIdent).join(', ')}
+FROM ${source} AS s
+WHERE ${where.join('\n  AND ')}
+ORDER BY ${tsSql} ${direction}
+${limitSql()}`;
+    return { sql, params, columns: mode.columns, limit: mode.limit };
+  }
+
+  // The bucket as an integer (its number since the epoch), labelled with its start by an outer
+  // SELECT, per group rather than per row. `//` truncates towards zero, so times before 1970 take
+  // the other branch to round down; a CASE evaluates each branch only on the rows it selects.
+  const floorDiv = (x: string, nonNegative: string, d: string) => `CASE WHEN ${nonNegative} THEN ${x} // ${d} ELSE (${x} + 1) // ${d} - 1 END`;
+  const us = `epoch_us(${tsSql})`;
+  const afterEpoch = `${tsSql} >= TIMESTAMPTZ '1970-01-01 00:00:00+00'`;
+  let bucket: string;
+  let bucketLabel: string;
+  if (mode.intervalUnit === 'month') {
+    // UTC wall clock without ICU: make_timestamp(us) is a plain TIMESTAMP.
+    const utc = `make_timestamp(${us})`;
+    const month = `((year(${utc}) - 1970) * 12 + month(${utc}) - 1)`;
+    let firstMonth = 'b."$bucket"';
+    bucket = month;
+    if (mode.intervalSize !== 1) {
+      const size = param({ type: 'bigint', value: BigInt(mode.intervalSize) });
+      bucket = floorDiv(month, afterEpoch, size);
+      firstMonth = `b."$bucket" * ${size}`;
+    }
+    bucketLabel = `make_timestamptz(epoch_us(TIMESTAMP '1970-01-01 00:00:00' + to_months(CAST(${firstMonth} AS INTEGER))))`;
+  } else {
+    const w = param({ type: 'bigint', value: UNIT_MICROS[mode.intervalUnit] * BigInt(mode.intervalSize) });
+    bucket = floorDiv(us, afterEpoch, w);
+    bucketLabel = `make_timestamptz(b."$bucket" * ${w})`;
+  }
+
+  const { groupBy, aggregations } = mode;
+  const aliases = aggregations.map((a) => a.alias);
+  const aggregates = aggregations.map((a) => `${aggregationSql(a, ts, param)} AS ${quoteIdent(a.alias)}`);
   const outer = [`${bucketLabel} AS ${tsSql}`, ...[...groupBy, ...aliases].map((c) => `b.${quoteIdent(c)}`)];
   const order = [`b."$bucket" ${direction}`, ...groupBy.map((c) => `b.${quoteIdent(c)} ASC NULLS LAST`)];
   // Picking one row per group: `arg_max` per column updates one aggregate state per column for
@@ -336,12 +361,11 @@ ${limitSql()}`;
   // per group (lastpoint, 10 columns of 8.64 M rows: 3.3 s → 0.5 s). Only when the whole range is
   // one bucket (a bucket in the window's partitioning makes it a full sort, 10 s) and only without
   // NULLs, which `arg_max` skips.
-  // (`aggregates` above still checked every aggregation against its column's type.)
-  const pick = rowPick(mode.aggregations, ts, new Set(input.nonNullColumns ?? []));
+  const pick = rowPick(aggregations, ts, query.nonNullColumns);
   const onlyBucket = pick && mode.intervalUnit !== 'month' ? singleBucket(range, UNIT_MICROS[mode.intervalUnit] * BigInt(mode.intervalSize)) : null;
   const grouped =
     pick && onlyBucket !== null
-      ? `SELECT ${[`${param({ type: 'bigint', value: onlyBucket })} AS "$bucket"`, ...groupBy.map(quoteIdent), ...mode.aggregations.map((a) => `${quoteIdent(a.column)} AS ${quoteIdent(a.alias)}`)].join(',\n    ')}
+      ? `SELECT ${[`${param({ type: 'bigint', value: onlyBucket })} AS "$bucket"`, ...groupBy.map(quoteIdent), ...aggregations.map((a) => `${quoteIdent(a.column)} AS ${quoteIdent(a.alias)}`)].join(',\n    ')}
   FROM ${source} AS s
   WHERE ${where.join('\n    AND ')}
   QUALIFY row_number() OVER (${groupBy.length ? `PARTITION BY ${groupBy.map(quoteIdent).join(', ')} ` : ''}ORDER BY ${tsSql} ${pick}) = 1`
@@ -394,79 +418,110 @@ function singleBucket(range: { start: string; end: string }, width: bigint): big
   return first === floorDivide(end - 1n, width) ? first : null;
 }
 
-function filterSql(
-  filter: QueryFilter,
-  index: number,
-  field: (name: unknown, what: string) => QueryField,
-  param: (p: SqlParam) => string,
-): string {
+function checkFilter(filter: QueryFilter, index: number, field: (name: unknown, what: string) => QueryField): CheckedFilter {
   if (typeof filter !== 'object' || filter === null) invalid(`filter ${index} must be an object`);
   const f = field(filter.column, `filter ${index} column`);
-  const column = quoteIdent(f.name);
-  const bound = (value: unknown) => typedParam(f, value, `filter ${index} (${f.name})`, param);
+  const typed = (value: unknown) => checkValue(f, value, `filter ${index} (${f.name})`);
   switch (filter.op) {
     case 'eq':
-    case 'neq': {
-      if (filter.value === null) return `${column} IS ${filter.op === 'eq' ? '' : 'NOT '}NULL`;
-      // neq matches rows where the column is NULL too (NULL is not equal to the value).
-      return filter.op === 'eq' ? `${column} = ${bound(filter.value)}` : `${column} IS DISTINCT FROM ${bound(filter.value)}`;
-    }
-    case 'in': {
+    case 'neq':
+      return { field: f, op: filter.op, value: filter.value === null ? null : typed(filter.value) };
+    case 'in':
       if (!Array.isArray(filter.values)) invalid(`filter ${index} (${f.name}): in needs a values array`);
-      if (filter.values.length === 0) return 'false';
-      return `${column} IN (${filter.values.map(bound).join(', ')})`;
-    }
+      return { field: f, op: filter.op, values: filter.values.map(typed) };
     case 'gt':
     case 'gte':
     case 'lt':
     case 'lte':
-      return `${column} ${OPS[filter.op]} ${bound(filter.value)}`;
+      return { field: f, op: filter.op, value: typed(filter.value) };
     default:
       invalid(`filter ${index} has unknown op ${JSON.stringify((filter as { op?: unknown }).op)}`);
   }
 }
 
-/** `CAST($n AS <type of f>)` with `value` bound as its JS type; refuses a value of the wrong type. */
-function typedParam(f: QueryField, value: unknown, what: string, param: (p: SqlParam) => string): string {
-  let p: SqlParam;
+function filterSql(filter: CheckedFilter, param: (p: SqlParam) => string): string {
+  const column = quoteIdent(filter.field.name);
+  const bound = (value: FilterValue) => typedParam(filter.field, value, param);
+  switch (filter.op) {
+    case 'eq':
+    case 'neq': {
+      if (filter.value === null) return `${column} IS ${filter.op === 'eq' ? '' : 'NOT '}NULL`;
+      // neq matches rows where the column is NULL too (NULL is not equal to the value).
+      return filter.op === 'eq' ? `${column} = ${bound(filter.value!)}` : `${column} IS DISTINCT FROM ${bound(filter.value!)}`;
+    }
+    case 'in':
+      if (filter.values!.length === 0) return 'false';
+      return `${column} IN (${filter.values!.map(bound).join(', ')})`;
+    case 'gt':
+    case 'gte':
+    case 'lt':
+    case 'lte':
+      return `${column} ${OPS[filter.op]} ${bound(filter.value!)}`;
+  }
+}
+
+/** `value` when it has the type of field `f`; refuses it otherwise. */
+function checkValue(f: QueryField, value: unknown, what: string): FilterValue {
   switch (f.type) {
     case 'string':
       if (typeof value !== 'string') invalid(`${what}: expected a string, got ${JSON.stringify(value)}`);
-      p = { type: 'varchar', value };
-      break;
+      return value;
     case 'timestamp':
       if (typeof value !== 'string') invalid(`${what}: expected an ISO-8601 timestamp string, got ${JSON.stringify(value)}`);
-      p = { type: 'varchar', value };
-      break;
+      return value;
     case 'double':
       if (typeof value !== 'number' || !Number.isFinite(value)) invalid(`${what}: expected a finite number, got ${JSON.stringify(value)}`);
-      p = { type: 'double', value };
-      break;
+      return value;
     case 'integer':
       if (typeof value !== 'number' || !Number.isSafeInteger(value)) invalid(`${what}: expected an integer, got ${JSON.stringify(value)}`);
-      p = { type: 'bigint', value: BigInt(value) };
-      break;
+      return value;
     case 'boolean':
       if (typeof value !== 'boolean') invalid(`${what}: expected a boolean, got ${JSON.stringify(value)}`);
-      p = { type: 'boolean', value };
+      return value;
+  }
+}
+
+/** `CAST($n AS <type of f>)` with a checked `value` bound as its JS type. */
+function typedParam(f: QueryField, value: FilterValue, param: (p: SqlParam) => string): string {
+  let p: SqlParam;
+  switch (f.type) {
+    case 'string':
+    case 'timestamp':
+      p = { type: 'varchar', value: value as string };
+      break;
+    case 'double':
+      p = { type: 'double', value: value as number };
+      break;
+    case 'integer':
+      p = { type: 'bigint', value: BigInt(value as number) };
+      break;
+    case 'boolean':
+      p = { type: 'boolean', value: value as boolean };
       break;
   }
   return `CAST(${param(p)} AS ${SQL_TYPES[f.type]})`;
 }
 
-function aggregationSql(
-  aggregation: Aggregation,
-  ts: QueryField,
-  field: (name: unknown, what: string) => QueryField,
-  param: (p: SqlParam) => string,
-): string {
-  const fn = aggregation.fn;
-  if (!Object.hasOwn(AGGREGATION_TYPES, fn)) invalid(`aggregation ${aggregation.alias}: unknown fn ${JSON.stringify(fn)}`);
-  if (fn === 'count' && aggregation.column === '*') return 'count(*)';
-  const f = field(aggregation.column, `aggregation ${aggregation.alias} column`);
+/** The aggregation when its fn applies to its column (`count` also to `*`); refuses it otherwise. */
+function checkAggregation(aggregation: Aggregation, field: (name: unknown, what: string) => QueryField): Aggregation {
+  const { fn, alias } = aggregation;
+  if (!Object.hasOwn(AGGREGATION_TYPES, fn)) invalid(`aggregation ${alias}: unknown fn ${JSON.stringify(fn)}`);
+  if (fn === 'count' && aggregation.column === '*') return { fn, column: '*', alias };
+  const f = field(aggregation.column, `aggregation ${alias} column`);
   const accepted = AGGREGATION_TYPES[fn];
-  if (accepted && !accepted.has(f.type)) invalid(`aggregation ${aggregation.alias}: ${fn} does not apply to ${f.type} column ${f.name}`);
-  const c = quoteIdent(f.name);
+  if (accepted && !accepted.has(f.type)) invalid(`aggregation ${alias}: ${fn} does not apply to ${f.type} column ${f.name}`);
+  if (fn !== 'percentile') return { fn, column: f.name, alias };
+  const p = aggregation.percentile;
+  if (typeof p !== 'number' || !(p >= 0 && p <= 1)) {
+    invalid(`aggregation ${alias}: percentile needs a percentile between 0 and 1, got ${JSON.stringify(p)}`);
+  }
+  return { fn, column: f.name, alias, percentile: p };
+}
+
+function aggregationSql(aggregation: Aggregation, ts: QueryField, param: (p: SqlParam) => string): string {
+  const { fn } = aggregation;
+  if (fn === 'count' && aggregation.column === '*') return 'count(*)';
+  const c = quoteIdent(aggregation.column);
   switch (fn) {
     case 'avg':
     case 'min':
@@ -478,17 +533,11 @@ function aggregationSql(
       return `count(${c})`;
     case 'count_distinct':
       return `count(DISTINCT ${c})`;
-    case 'percentile': {
-      const p = aggregation.percentile;
-      if (typeof p !== 'number' || !(p >= 0 && p <= 1)) {
-        invalid(`aggregation ${aggregation.alias}: percentile needs a percentile between 0 and 1, got ${JSON.stringify(p)}`);
-      }
-      return `quantile_cont(${c}, ${param({ type: 'double', value: p })})`;
-    }
+    case 'percentile':
+      return `quantile_cont(${c}, ${param({ type: 'double', value: aggregation.percentile! })})`;
     case 'first':
       return `arg_min(${c}, ${quoteIdent(ts.name)})`;
     case 'last':
       return `arg_max(${c}, ${quoteIdent(ts.name)})`;
   }
 }
-

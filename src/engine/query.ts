@@ -41,24 +41,20 @@
  * {@link QueryError} and the types); it never touches DuckDB there.
  */
 import type { DuckDBConnection, DuckDBDataChunk, DuckDBPreparedStatement, DuckDBResult, DuckDBType } from '@duckdb/node-api';
-import type { MessagePort } from 'node:worker_threads';
 import type { FieldType } from '../model/field-types.ts';
 import { isoFromMicrosTrimmed } from '../model/timestamps.ts';
 import { type BuiltQuery, buildQuery, InvalidQueryError, MAX_TIMER_MS, type QueryInput, type SqlParam } from './query-sql.ts';
 import { useMemoryLimit } from './memory-limit.ts';
+import {
+  MAX_BATCH_ROWS,
+  type QueryStreamControl,
+  type QueryStreamInput,
+  type QueryStreamMessage,
+  type QueryStreamSummary,
+  STREAM_WINDOW,
+} from './query-stream-protocol.ts';
 
-export type {
-  Aggregation,
-  AggregationFn,
-  DownsampleMode,
-  FilterOp,
-  FilterValue,
-  IntervalUnit,
-  QueryField,
-  QueryFilter,
-  QueryInput,
-  RawMode,
-} from './query-sql.ts';
+export type { QueryField, QueryInput } from './query-sql.ts';
 
 export type QueryValue = string | number | boolean | null;
 export type QueryRow = Record<string, QueryValue>;
@@ -76,45 +72,6 @@ export interface QueryOutput {
   truncated: boolean;
 }
 
-export interface QueryStreamInput extends QueryInput {
-  /** Receives the messages of {@link QueryStreamMessage}; answers with {@link QueryStreamControl}. */
-  port: MessagePort;
-  /** Rows per posted batch (the last may be short). */
-  batchRows: number;
-  /**
-   * How long the worker waits for the consumer to take a batch before it gives up
-   * (`query_stream_abandoned`), so a consumer that goes away without cancelling does not hold the
-   * worker forever. Default 120000.
-   */
-  idleTimeoutMs?: number;
-}
-
-/**
- * Worker → consumer, in order: one `columns`, any number of `rows` (UTF-8 JSON of a
- * {@link QueryRow} array, its buffer transferred), then `end`. On failure the task's promise
- * rejects instead of an `end`.
- */
-export type QueryStreamMessage =
-  | { type: 'columns'; columns: QueryColumn[] }
-  | { type: 'rows'; json: Uint8Array; count: number }
-  | { type: 'end'; truncated: boolean; rowCount: number };
-
-/**
- * Consumer → worker. Every `rows` message must be acknowledged with `ack` once consumed: the worker
- * keeps at most {@link STREAM_WINDOW} batches unacknowledged, which bounds memory on both sides.
- * `cancel` stops the query (the task then resolves with what was sent).
- */
-export type QueryStreamControl = { type: 'ack' } | { type: 'cancel' };
-
-export interface QueryStreamSummary {
-  rowCount: number;
-  truncated: boolean;
-  cancelled: boolean;
-}
-
-/** Batches in flight (posted, not yet acknowledged) per stream. */
-export const STREAM_WINDOW = 2;
-export const MAX_BATCH_ROWS = 100_000;
 
 export type QueryErrorCode = 'query_timeout' | 'query_memory_limit' | 'invalid_query' | 'query_stream_abandoned';
 

@@ -9,7 +9,8 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { move } from 'piscina';
 import { loadDuckDB } from './duckdb-runtime.ts';
 import { writePartitions as writePartitionsWith, type WritePartitionsInput, type WritePartitionsResult } from './partition-writer.ts';
-import { type QueryInput, type QueryStreamInput, type QueryStreamSummary, runQuery, runQueryStream } from './query.ts';
+import { type QueryInput, runQuery, runQueryStream } from './query.ts';
+import type { QueryStreamInput, QueryStreamSummary } from './query-stream-protocol.ts';
 
 export interface WorkerData {
   duckdbLibraryPath: string;

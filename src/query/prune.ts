@@ -7,7 +7,7 @@
 import type { FieldType } from '../model/field-types.ts';
 import type { ColumnStatistics, Partition, SchemaField } from '../model/records.ts';
 import { parseTimestamp } from '../model/timestamps.ts';
-import type { ColumnFilter, FilterValue } from './request.ts';
+import type { FilterValue, QueryFilter } from '../model/query.ts';
 
 type Comparable = number | Buffer;
 
@@ -31,7 +31,7 @@ function compare(a: Comparable, b: Comparable): number {
 }
 
 /** False when the statistics prove that no row of the partition passes the filter. */
-export function mayMatch(filter: ColumnFilter, stats: ColumnStatistics | undefined, type: FieldType): boolean {
+export function mayMatch(filter: QueryFilter, stats: ColumnStatistics | undefined, type: FieldType): boolean {
   if (!stats) return true;
   const allNull = stats.min === null && (stats.max === null || stats.max === undefined);
   if (filter.value === null) {
@@ -64,7 +64,7 @@ export function mayMatch(filter: ColumnFilter, stats: ColumnStatistics | undefin
 }
 
 /** The partitions that may hold rows passing every filter. */
-export function prunePartitions(partitions: Partition[], filters: ColumnFilter[], fields: SchemaField[]): Partition[] {
+export function prunePartitions(partitions: Partition[], filters: QueryFilter[], fields: SchemaField[]): Partition[] {
   if (filters.length === 0) return partitions;
   const types = new Map(fields.map((f) => [f.name, f.type]));
   return partitions.filter((p) =>

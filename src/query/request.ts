@@ -7,37 +7,17 @@
 import type { FieldType } from '../model/field-types.ts';
 import type { SchemaField } from '../model/records.ts';
 import { AppError } from '../errors.ts';
+import type {
+  AggregationFn,
+  ColumnComparisons,
+  FilterOp,
+  FilterValue,
+  IntervalUnit,
+  PlannedMode,
+  QueryFilter,
+  QueryRequest,
+} from '../model/query.ts';
 import { parseTimestamp } from '../model/timestamps.ts';
-
-export type AggregationFn = 'avg' | 'min' | 'max' | 'sum' | 'median' | 'count' | 'count_distinct' | 'percentile' | 'first' | 'last';
-export type IntervalUnit = 'second' | 'minute' | 'hour' | 'day' | 'week' | 'month';
-export type FilterOp = 'eq' | 'neq' | 'in' | 'gt' | 'gte' | 'lt' | 'lte';
-export type FilterValue = string | number | boolean;
-
-export interface QueryRequest {
-  timeRange: { start: string; end: string };
-  timestampColumn?: string;
-  columns?: string[];
-  filters?: {
-    partitionKey?: Record<string, string[]>;
-    columns?: Record<string, Partial<Record<FilterOp, FilterValue | FilterValue[] | null>>>;
-  };
-  downsample?: {
-    intervalUnit: IntervalUnit;
-    intervalSize?: number;
-    aggregations: { fn: AggregationFn; column: string; alias?: string; percentile?: number }[];
-    groupBy?: string[];
-  };
-  limit?: number;
-  order?: 'asc' | 'desc';
-}
-
-export interface ColumnFilter {
-  column: string;
-  op: FilterOp;
-  value?: FilterValue | null;
-  values?: FilterValue[];
-}
 
 export interface QueryLimits {
   maxRows: number;
@@ -45,25 +25,13 @@ export interface QueryLimits {
   maxBuckets: number;
 }
 
-export type QueryMode =
-  | { kind: 'raw'; columns: string[]; order: 'asc' | 'desc'; limit: number }
-  | {
-      kind: 'downsample';
-      intervalUnit: IntervalUnit;
-      intervalSize: number;
-      aggregations: { fn: AggregationFn; column: string; alias: string; percentile?: number }[];
-      groupBy: string[];
-      order: 'asc' | 'desc';
-      limit: number;
-    };
-
 export interface QueryPlan {
   from: Date;
   to: Date;
   timestampColumn: string;
   partitionKey: Record<string, string[]>;
-  filters: ColumnFilter[];
-  mode: QueryMode;
+  filters: QueryFilter[];
+  mode: PlannedMode;
 }
 
 const NUMERIC: FieldType[] = ['double', 'integer'];
@@ -119,7 +87,7 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
   const filters = columnFilters(request.filters?.columns ?? {}, column);
   const partitionKey = request.filters?.partitionKey ?? {};
 
-  let mode: QueryMode;
+  let mode: PlannedMode;
   if (!request.downsample) {
     const columns = request.columns ?? fields.map((f) => f.name).filter((n) => n !== ts);
     for (const name of columns) column(name, 'columns');
@@ -172,11 +140,8 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
   return { from: new Date(from), to: new Date(to), timestampColumn: ts, partitionKey, filters, mode };
 }
 
-function columnFilters(
-  spec: NonNullable<NonNullable<QueryRequest['filters']>['columns']>,
-  column: (name: string, where: string) => SchemaField,
-): ColumnFilter[] {
-  const filters: ColumnFilter[] = [];
+function columnFilters(spec: Record<string, ColumnComparisons>, column: (name: string, where: string) => SchemaField): QueryFilter[] {
+  const filters: QueryFilter[] = [];
   for (const [name, ops] of Object.entries(spec)) {
     const field = column(name, 'filters.columns');
     for (const [op, raw] of Object.entries(ops) as [FilterOp, FilterValue | FilterValue[] | null][]) {

@@ -8,6 +8,7 @@ import type { Sql } from 'postgres';
 import { findDataset } from '../catalog/datasets.ts';
 import { listActivePartitions } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/cache.ts';
+import type { QueryRequest } from '../model/query.ts';
 import type { Dataset, Partition, SchemaField } from '../model/records.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { QueryError, type QueryInput, type QueryOutput } from '../engine/query.ts';
@@ -17,7 +18,7 @@ import { type Context, contextWith, failSpan, inSpan, NOOP_TRACER, type Span, ty
 import type { PartitionCache } from '../storage/cache.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { columnsWithoutNulls, fieldsInFiles, prunePartitions } from './prune.ts';
-import { planQuery, type QueryLimits, type QueryPlan, type QueryRequest } from './request.ts';
+import { planQuery, type QueryLimits, type QueryPlan } from './request.ts';
 import type { ReaderPins } from './reader-pins.ts';
 import { ManifestSnapshots, selectPartitions, type SnapshotStats } from './snapshots.ts';
 

@@ -10,22 +10,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PartitionField } from '../../src/engine/partition-writer.ts';
 import { WorkerPool } from '../../src/engine/pool.ts';
+import type { Aggregation, DownsampleMode, IntervalUnit, QueryFilter, RawMode } from '../../src/model/query.ts';
 import {
-  type Aggregation,
-  type DownsampleMode,
-  type IntervalUnit,
   QueryError,
-  type QueryFilter,
   type QueryInput,
   type QueryOutput,
   type QueryRow,
-  type QueryStreamControl,
-  type QueryStreamMessage,
   type QueryValue,
-  type RawMode,
   runQueryStream,
-  STREAM_WINDOW,
 } from '../../src/engine/query.ts';
+import { type QueryStreamControl, type QueryStreamMessage, STREAM_WINDOW } from '../../src/engine/query-stream-protocol.ts';
 import { buildQuery } from '../../src/engine/query-sql.ts';
 import { testDuckDB } from '../harness/duckdb.ts';
 import { prng } from '../harness/prng.ts';

@@ -1,7 +1,8 @@
 import { describe, expect, test } from 'bun:test';
 import type { Partition, SchemaField } from '../../src/model/records.ts';
 import { mayMatch, prunePartitions } from '../../src/query/prune.ts';
-import { planQuery, type QueryRequest } from '../../src/query/request.ts';
+import type { QueryRequest } from '../../src/model/query.ts';
+import { planQuery } from '../../src/query/request.ts';
 import { refusal } from '../harness/refusal.ts';
 
 const fields: SchemaField[] = [

@@ -1,85 +1,14 @@
 /** POST /datasets/:datasetSlug/query: time-range reads and downsampling. */
 import { Elysia, type Static, t } from 'elysia';
-import type { QueryRequest } from '../../query/request.ts';
+import { type QueryRequest, queryRequestSchema } from '../../model/query.ts';
 import type { QueryService } from '../../query/service.ts';
 import type { Scoped } from '../auth.ts';
 import { keepOpenFor } from '../accepted.ts';
 import { ErrorBody } from '../errors.ts';
 import { requestTraceContext } from '../request-log.ts';
 
-const Value = t.Union([t.String(), t.Number(), t.Boolean()]);
-const ColumnFilter = t.Object(
-  {
-    eq: t.Optional(t.Union([Value, t.Null()])),
-    neq: t.Optional(t.Union([Value, t.Null()])),
-    in: t.Optional(t.Array(Value, { minItems: 1, maxItems: 1000 })),
-    gt: t.Optional(Value),
-    gte: t.Optional(Value),
-    lt: t.Optional(Value),
-    lte: t.Optional(Value),
-  },
-  { additionalProperties: false, description: 'Comparisons on one column, all of which must hold.' },
-);
-
-const EXAMPLE = {
-  timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' },
-  downsample: {
-    intervalUnit: 'hour',
-    intervalSize: 1,
-    aggregations: [
-      { fn: 'avg', column: 'temperature_c', alias: 'avg_temp' },
-      { fn: 'max', column: 'temperature_c' },
-      { fn: 'percentile', column: 'temperature_c', percentile: 0.95, alias: 'p95_temp' },
-    ],
-  },
-  limit: 1000,
-};
-
-export const QueryBody = t.Object(
-  {
-    timeRange: t.Object({ start: t.String({ format: 'date-time' }), end: t.String({ format: 'date-time', description: 'Exclusive.' }) }),
-    timestampColumn: t.Optional(t.String({ description: "The dataset's timestamp column (default: the dataset's)." })),
-    columns: t.Optional(t.Array(t.String(), { description: 'Raw mode: the columns to return besides the timestamp (default: all).' })),
-    filters: t.Optional(
-      t.Object({
-        partitionKey: t.Optional(
-          t.Record(t.String(), t.Array(t.String(), { minItems: 1 }), { description: 'Partition-key values to keep, e.g. {"instrument":["A","B"]}: prunes whole partitions.' }),
-        ),
-        columns: t.Optional(t.Record(t.String(), ColumnFilter, { description: 'Per-column comparisons, ANDed: {"host":{"in":["a","b"]},"usage":{"gte":0.9}}.' })),
-      }),
-    ),
-    downsample: t.Optional(
-      t.Object({
-        intervalUnit: t.Union([t.Literal('second'), t.Literal('minute'), t.Literal('hour'), t.Literal('day'), t.Literal('week'), t.Literal('month')]),
-        intervalSize: t.Optional(t.Integer({ minimum: 1, maximum: 100_000, default: 1 })),
-        aggregations: t.Array(
-          t.Object({
-            fn: t.Union([
-              t.Literal('avg'),
-              t.Literal('min'),
-              t.Literal('max'),
-              t.Literal('sum'),
-              t.Literal('median'),
-              t.Literal('count'),
-              t.Literal('count_distinct'),
-              t.Literal('percentile'),
-              t.Literal('first'),
-              t.Literal('last'),
-            ]),
-            column: t.String(),
-            alias: t.Optional(t.String()),
-            percentile: t.Optional(t.Number({ description: 'For fn "percentile": between 0 and 1.' })),
-          }),
-          { maxItems: 100 },
-        ),
-        groupBy: t.Optional(t.Array(t.String(), { maxItems: 10, description: 'String columns: one series per distinct combination.' })),
-      }),
-    ),
-    limit: t.Optional(t.Integer({ minimum: 1, description: 'Most rows to return (server maximum: TIMESTORE_QUERY_MAX_ROWS).' })),
-    order: t.Optional(t.Union([t.Literal('asc'), t.Literal('desc')], { description: 'By time; default asc.' })),
-  },
-  { example: EXAMPLE },
-);
+// Elysia's integer also takes an integer written as a string, as the other routes' bodies do.
+const QueryBody = queryRequestSchema(t.Integer);
 
 const QueryAnswer = t.Object({
   mode: t.Union([t.Literal('raw'), t.Literal('downsampled')]),

@@ -1,0 +1,163 @@
+/**
+ * The query vocabulary, declared once: what a client may ask for (the request body of
+ * POST /datasets/:slug/query, as TypeBox schemas that the route validates and documents) and the
+ * checked plan the query service hands to the engine. The TypeScript types and value lists that the
+ * route, the planner (query/request.ts) and the SQL builder (engine/query-sql.ts) use are derived
+ * from these schemas.
+ */
+import { type IntegerOptions, type Static, type TSchema, Type } from '@sinclair/typebox';
+
+export const AggregationFnSchema = Type.Union([
+  Type.Literal('avg'),
+  Type.Literal('min'),
+  Type.Literal('max'),
+  Type.Literal('sum'),
+  Type.Literal('median'),
+  Type.Literal('count'),
+  Type.Literal('count_distinct'),
+  Type.Literal('percentile'),
+  Type.Literal('first'),
+  Type.Literal('last'),
+]);
+export type AggregationFn = Static<typeof AggregationFnSchema>;
+
+export const IntervalUnitSchema = Type.Union([
+  Type.Literal('second'),
+  Type.Literal('minute'),
+  Type.Literal('hour'),
+  Type.Literal('day'),
+  Type.Literal('week'),
+  Type.Literal('month'),
+]);
+export type IntervalUnit = Static<typeof IntervalUnitSchema>;
+export const INTERVAL_UNITS: readonly IntervalUnit[] = IntervalUnitSchema.anyOf.map((s) => s.const);
+
+export const FilterValueSchema = Type.Union([Type.String(), Type.Number(), Type.Boolean()]);
+export type FilterValue = Static<typeof FilterValueSchema>;
+
+/** The comparisons a request may make on one column (`filters.columns.<name>`). */
+export const ColumnComparisonsSchema = Type.Object(
+  {
+    eq: Type.Optional(Type.Union([FilterValueSchema, Type.Null()])),
+    neq: Type.Optional(Type.Union([FilterValueSchema, Type.Null()])),
+    in: Type.Optional(Type.Array(FilterValueSchema, { minItems: 1, maxItems: 1000 })),
+    gt: Type.Optional(FilterValueSchema),
+    gte: Type.Optional(FilterValueSchema),
+    lt: Type.Optional(FilterValueSchema),
+    lte: Type.Optional(FilterValueSchema),
+  },
+  { additionalProperties: false, description: 'Comparisons on one column, all of which must hold.' },
+);
+export type ColumnComparisons = Static<typeof ColumnComparisonsSchema>;
+export type FilterOp = keyof ColumnComparisons;
+
+export const SortOrderSchema = Type.Union([Type.Literal('asc'), Type.Literal('desc')]);
+export type SortOrder = Static<typeof SortOrderSchema>;
+
+const EXAMPLE = {
+  timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' },
+  downsample: {
+    intervalUnit: 'hour',
+    intervalSize: 1,
+    aggregations: [
+      { fn: 'avg', column: 'temperature_c', alias: 'avg_temp' },
+      { fn: 'max', column: 'temperature_c' },
+      { fn: 'percentile', column: 'temperature_c', percentile: 0.95, alias: 'p95_temp' },
+    ],
+  },
+  limit: 1000,
+};
+
+/**
+ * The request body. `integer` builds its integer properties: the HTTP layer passes its framework's
+ * integer, which also takes an integer written as a string, so the transport keeps that leniency
+ * without this module depending on the framework.
+ */
+export function queryRequestSchema<Integer extends TSchema>(integer: (options: IntegerOptions) => Integer) {
+  return Type.Object(
+    {
+      timeRange: Type.Object({
+        start: Type.String({ format: 'date-time' }),
+        end: Type.String({ format: 'date-time', description: 'Exclusive.' }),
+      }),
+      timestampColumn: Type.Optional(Type.String({ description: "The dataset's timestamp column (default: the dataset's)." })),
+      columns: Type.Optional(Type.Array(Type.String(), { description: 'Raw mode: the columns to return besides the timestamp (default: all).' })),
+      filters: Type.Optional(
+        Type.Object({
+          partitionKey: Type.Optional(
+            Type.Record(Type.String(), Type.Array(Type.String(), { minItems: 1 }), {
+              description: 'Partition-key values to keep, e.g. {"instrument":["A","B"]}: prunes whole partitions.',
+            }),
+          ),
+          columns: Type.Optional(
+            Type.Record(Type.String(), ColumnComparisonsSchema, {
+              description: 'Per-column comparisons, ANDed: {"host":{"in":["a","b"]},"usage":{"gte":0.9}}.',
+            }),
+          ),
+        }),
+      ),
+      downsample: Type.Optional(
+        Type.Object({
+          intervalUnit: IntervalUnitSchema,
+          intervalSize: Type.Optional(integer({ minimum: 1, maximum: 100_000, default: 1 })),
+          aggregations: Type.Array(
+            Type.Object({
+              fn: AggregationFnSchema,
+              column: Type.String(),
+              alias: Type.Optional(Type.String()),
+              percentile: Type.Optional(Type.Number({ description: 'For fn "percentile": between 0 and 1.' })),
+            }),
+            { maxItems: 100 },
+          ),
+          groupBy: Type.Optional(Type.Array(Type.String(), { maxItems: 10, description: 'String columns: one series per distinct combination.' })),
+        }),
+      ),
+      limit: Type.Optional(integer({ minimum: 1, description: 'Most rows to return (server maximum: TIMESTORE_QUERY_MAX_ROWS).' })),
+      order: Type.Optional(Type.Union(SortOrderSchema.anyOf, { description: 'By time; default asc.' })),
+    },
+    { example: EXAMPLE },
+  );
+}
+
+export const QueryRequestSchema = queryRequestSchema(Type.Integer);
+/** A query as the client sent it, validated for shape only (the planner checks it against the dataset). */
+export type QueryRequest = Static<typeof QueryRequestSchema>;
+
+/** A checked comparison on one column, ready for the SQL builder. */
+export interface QueryFilter {
+  column: string;
+  op: FilterOp;
+  /** For every op but `in`. `null` only with `eq` (IS NULL) and `neq` (IS NOT NULL). */
+  value?: FilterValue | null;
+  /** For `in`. An empty list matches nothing. */
+  values?: FilterValue[];
+}
+
+export interface Aggregation {
+  fn: AggregationFn;
+  /** A field name; `count` also takes `*` (rows in the bucket). */
+  column: string;
+  alias: string;
+  /** For `percentile`: 0 … 1. */
+  percentile?: number;
+}
+
+export interface RawMode {
+  kind: 'raw';
+  columns: string[];
+  order: SortOrder;
+  limit: number;
+}
+
+export interface DownsampleMode {
+  kind: 'downsample';
+  intervalUnit: IntervalUnit;
+  intervalSize: number;
+  aggregations: Aggregation[];
+  groupBy: string[];
+  order: SortOrder;
+  limit: number;
+}
+
+/** What a planned query reads: raw rows or buckets. */
+export type PlannedMode = RawMode | DownsampleMode;
