@@ -29,6 +29,7 @@ import type { StorageDrivers } from '../storage/index.ts';
 import { MAX_BATCH_WINDOWS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from '../model/constraints.ts';
 import { chooseTimestampColumn, checkDeclaredFields, mergeSchema } from '../model/schema.ts';
 import type { BatchParams, DecodedBatch } from './formats/batch.ts';
+import type { BatchSummary } from './validation.ts';
 import { jsonBatch } from './formats/json.ts';
 import { stagingObjectKey } from '../model/object-keys.ts';
 import { checkObjectKeys } from './object-key-limits.ts';
@@ -108,27 +109,37 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   const declared = batch.declare(latest) ?? datasetFields(request.datasetSlug, existing, latest);
   const timestampColumn = existing?.timestampColumn ?? chooseTimestampColumn(declared);
   const merged = mergeSchema(latest, declared, timestampColumn);
-  const summary = batch.validate({
-    fields: merged.fields,
-    timestampColumn,
-    strict: existing?.metadata.allowUnknownFields !== true,
-    timeRange: parseTimeRange(batch.partition.timeRange),
-  });
-  checkPartitionKey(batch.partition.key);
-  checkWindowSpan(summary, existing?.partitionWindowSeconds ?? DEFAULT_PARTITION_WINDOW_SECONDS);
-
-  // Hashing a 3 MB body costs as much as validating it: only done when there is a key to hold it.
-  const requestHash = request.idempotencyKey ? batch.requestHash() : '';
-  if (existing && request.idempotencyKey) {
-    const held = await findIdempotencyKey(deps.sql, existing.id, request.idempotencyKey);
-    if (held) return replay(deps.sql, held, requestHash);
+  // Staging is I/O and checking the rows is work for this thread: when the staged bytes are the
+  // body itself, staging starts first and moves on while the check yields (NDJSON does, between
+  // chunks of lines). Refusals of the rows still come first, as if staging had waited for them; a
+  // refused batch's staged body is deleted before the answer.
+  const staging = batch.stagesBodyAsReceived ? stageBody(deps, request.datasetSlug, batch, existing) : null;
+  staging?.catch(() => {}); // observed below
+  let summary: BatchSummary;
+  let requestHash: string;
+  try {
+    summary = await batch.validate({
+      fields: merged.fields,
+      timestampColumn,
+      strict: existing?.metadata.allowUnknownFields !== true,
+      timeRange: parseTimeRange(batch.partition.timeRange),
+    });
+    checkPartitionKey(batch.partition.key);
+    checkWindowSpan(summary, existing?.partitionWindowSeconds ?? DEFAULT_PARTITION_WINDOW_SECONDS);
+    // Hashing a 3 MB body costs as much as validating it: only done when there is a key to hold it.
+    requestHash = request.idempotencyKey ? batch.requestHash() : '';
+    if (existing && request.idempotencyKey) {
+      const held = await findIdempotencyKey(deps.sql, existing.id, request.idempotencyKey);
+      if (held) {
+        await discard(staging);
+        return replay(deps.sql, held, requestHash);
+      }
+    }
+  } catch (err) {
+    await discard(staging);
+    throw err;
   }
-
-  const target = await storageTarget(deps, batch.storageTargetId ?? existing?.defaultStorageTargetId ?? deps.defaultTargetName);
-  const driver = deps.drivers.forTarget(target);
-  const body = batch.staged();
-  checkObjectKeys(driver, request.datasetSlug, batch.partition.key, body.extension);
-  const staged = await driver.putBytes(stagingObjectKey(request.datasetSlug, body.extension), body.bytes);
+  const { target, driver, staged, format } = await (staging ?? stageBody(deps, request.datasetSlug, batch, existing));
 
   try {
     // The common case, a batch of an existing dataset that adds no field, takes no lock: its
@@ -145,7 +156,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
         schemaVersion: schema.version,
         partitionKey: batch.partition.key,
         storageTargetId: target.id,
-        staged: { location: staged.location, format: body.format, sizeBytes: staged.sizeBytes },
+        staged: { location: staged.location, format, sizeBytes: staged.sizeBytes },
         rowCount: summary.rowCount,
         minTime: new Date(summary.minTime).toISOString(),
         maxTime: new Date(summary.maxTime).toISOString(),
@@ -180,6 +191,27 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     if (!(err instanceof CommitOutcomeUnknownError)) await driver.delete(staged.location).catch(() => {});
     if (err instanceof KeyHeld) return replay(deps.sql, err.record, requestHash);
     throw err;
+  }
+}
+
+/** Stages the batch's body on its storage target: durable once this resolves. */
+async function stageBody(deps: AcceptDeps, slug: string, batch: DecodedBatch, existing: Dataset | null) {
+  const target = await storageTarget(deps, batch.storageTargetId ?? existing?.defaultStorageTargetId ?? deps.defaultTargetName);
+  const driver = deps.drivers.forTarget(target);
+  const body = batch.staged();
+  checkObjectKeys(driver, slug, batch.partition.key, body.extension);
+  const staged = await driver.putBytes(stagingObjectKey(slug, body.extension), body.bytes);
+  return { target, driver, staged, format: body.format };
+}
+
+/** Deletes a body staged for a batch that is not queued after all; whatever went wrong staging it no longer matters. */
+async function discard(staging: ReturnType<typeof stageBody> | null): Promise<void> {
+  if (!staging) return;
+  try {
+    const { driver, staged } = await staging;
+    await driver.delete(staged.location);
+  } catch {
+    // not stored, or left for the collector
   }
 }
 

@@ -55,6 +55,7 @@ export function arrowBatch(raw: Uint8Array, params: BatchParams): DecodedBatch {
       lines = rows.map((row) => JSON.stringify(row));
       return summary;
     },
+    stagesBodyAsReceived: false,
     staged() {
       if (!lines) throw new Error('staged() before validate()');
       return { bytes: new TextEncoder().encode(`${lines.join('\n')}\n`), format: 'ndjson', extension: 'ndjson' };

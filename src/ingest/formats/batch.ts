@@ -31,10 +31,15 @@ export interface DecodedBatch extends BatchParams {
    * dataset has none yet); null when the format carries no schema and the dataset's is used.
    */
   declare(latest: SchemaVersion | null): SchemaField[] | null;
-  /** Checks every row (the first bad one is a 400 naming its index and field); throws, stores nothing. */
-  validate(rules: RowRules): BatchSummary;
-  /** The bytes to stage, after validate() passed. */
+  /**
+   * Checks every row (the first bad one is a 400 naming its index and field); throws, stores
+   * nothing. A format whose parse is long yields to the event loop as it goes (a promise).
+   */
+  validate(rules: RowRules): BatchSummary | Promise<BatchSummary>;
+  /** The bytes to stage: after validate() passed, or at any time when `stagesBodyAsReceived`. */
   staged(): StagedBody;
+  /** The staged bytes are the request body itself, known before the rows are checked. */
+  stagesBodyAsReceived: boolean;
   /** sha256 (hex) identifying the request for idempotency: same key and same hash → the same job. */
   requestHash(): string;
 }

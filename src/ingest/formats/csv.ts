@@ -270,6 +270,7 @@ export function csvBatch(raw: Uint8Array, params: BatchParams): DecodedBatch {
     ...params,
     declare: () => null,
     validate: (rules) => validateCsv(text, rules),
+    stagesBodyAsReceived: true,
     staged: () => ({ bytes: raw, format: 'csv', extension: 'csv' }),
     requestHash: () => hashRequest(raw, 'csv', params),
   };

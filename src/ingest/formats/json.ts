@@ -33,6 +33,7 @@ export function jsonBatch(batch: IngestBatch, raw: Uint8Array): DecodedBatch {
     ...(batch.storageTargetId === undefined ? {} : { storageTargetId: batch.storageTargetId }),
     declare: () => batch.schema.fields,
     validate: (rules) => validateRows(batch.rows, rules),
+    stagesBodyAsReceived: true,
     staged: () => ({ bytes: raw, format: 'json-document', extension: 'json' }),
     requestHash: () => hashRequest(raw, 'json'),
   };

@@ -9,6 +9,7 @@ import { rowError, validateRows } from '../validation.ts';
 import { atLine, type BatchParams, type DecodedBatch, decodeUtf8, hashRequest, hasSurrogateEscape, refuseLoneSurrogates } from './batch.ts';
 
 const NOT_BLANK = /[^ \t\r]/;
+const YIELD_EVERY_LINES = 1000;
 
 export function ndjsonBatch(raw: Uint8Array, params: BatchParams): DecodedBatch {
   const text = decodeUtf8(raw, 'NDJSON');
@@ -16,12 +17,14 @@ export function ndjsonBatch(raw: Uint8Array, params: BatchParams): DecodedBatch 
     format: 'ndjson',
     ...params,
     declare: () => null,
-    validate(rules) {
+    async validate(rules) {
       const rows: unknown[] = [];
       const lines: number[] = [];
       const surrogates = hasSurrogateEscape(text);
       let start = 0;
       for (let line = 1; start < text.length; line++) {
+        // A 5,000-row body takes about 10 ms to parse: let other requests' I/O move meanwhile.
+        if (line % YIELD_EVERY_LINES === 0) await new Promise<void>((resolve) => setImmediate(resolve));
         let end = text.indexOf('\n', start);
         if (end < 0) end = text.length;
         const content = text.slice(start, end);
@@ -47,6 +50,7 @@ export function ndjsonBatch(raw: Uint8Array, params: BatchParams): DecodedBatch 
         throw atLine(err, index === undefined ? undefined : lines[index]);
       }
     },
+    stagesBodyAsReceived: true,
     staged: () => ({ bytes: raw, format: 'ndjson', extension: 'ndjson' }),
     requestHash: () => hashRequest(raw, 'ndjson', params),
   };
