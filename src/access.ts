@@ -1,7 +1,7 @@
 /** Looks up the IAM rules of the dataset a request touches, for the scope checks in src/http/auth.ts. */
 import type { Sql } from 'postgres';
 import { findDataset } from './catalog/datasets.ts';
-import { getJob } from './catalog/jobs.ts';
+import { getJob } from './catalog/job-table.ts';
 import type { DatasetIam } from './model/records.ts';
 
 export interface DatasetRef {

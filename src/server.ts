@@ -10,7 +10,7 @@ import { datasetIamResolver } from './access.ts';
 import { AdminService } from './admin/service.ts';
 import { Lifecycle } from './lifecycle/service.ts';
 import { openCatalog, type Catalog } from './catalog/connection.ts';
-import { CatalogCache } from './catalog/cache.ts';
+import { CatalogCache } from './catalog/lookup-cache.ts';
 import { upsertStorageTarget } from './catalog/storage-targets.ts';
 import { type Config, describeConfig } from './config.ts';
 import { WorkerPool } from './engine/pool.ts';
@@ -26,7 +26,7 @@ import type { Logger } from './log.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Tracing } from './observability/tracing.ts';
 import { Readiness } from './readiness.ts';
-import { PartitionCache } from './storage/cache.ts';
+import { PartitionCache } from './storage/partition-cache.ts';
 import { StorageDrivers } from './storage/index.ts';
 import { VERSION } from './version.ts';
 

@@ -108,7 +108,10 @@ const catalog = await openCatalog({
 await catalog.migrate();
 await upsertStorageTarget(catalog.sql, { name: 'local', kind: 'local', description: 'bench', config: { root: join(work, 'partitions') } });
 // Revisions since the catalog cache keep schema versions and storage targets across batches.
-const { CatalogCache } = await src('catalog/cache.ts').catch(() => ({ CatalogCache: null }));
+// (catalog/cache.ts until 2026-12-03.)
+const { CatalogCache } = await src('catalog/lookup-cache.ts')
+  .catch(() => src('catalog/cache.ts'))
+  .catch(() => ({ CatalogCache: null }));
 const acceptDeps = {
   sql: catalog.sql, drivers: new StorageDrivers({} as never), queue: 'timestore_ingest_queue', defaultTargetName: 'local',
   idempotencyTtlSeconds: 3600, wake() {}, catalogCache: CatalogCache ? new CatalogCache(catalog.sql) : undefined,

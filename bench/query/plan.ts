@@ -19,8 +19,8 @@ type StorageTargets = typeof import('../../src/catalog/storage-targets.ts');
 type Request = typeof import('../../src/query/request.ts');
 type Prune = typeof import('../../src/query/prune.ts');
 type QuerySql = typeof import('../../src/engine/query-sql.ts');
-type Snapshots = typeof import('../../src/query/snapshots.ts');
-type CatalogCacheModule = typeof import('../../src/catalog/cache.ts');
+type Snapshots = typeof import('../../src/query/manifest-snapshots.ts');
+type CatalogCacheModule = typeof import('../../src/catalog/lookup-cache.ts');
 type QueryInput = import('../../src/engine/query-sql.ts').QueryInput;
 type Partition = import('../../src/model/records.ts').Partition;
 
@@ -61,8 +61,13 @@ export async function createPlanner(sourceRoot: string, databaseUrl: string): Pr
   const { buildQuery } = await load<QuerySql>('src/engine/query-sql.ts');
   // Revisions before the per-process manifest snapshots and catalog cache read everything from the
   // catalog for every query; the planner does what the revision's service does.
-  const snapshotsModule = await load<Snapshots>('src/query/snapshots.ts').catch(() => null);
-  const cacheModule = await load<CatalogCacheModule>('src/catalog/cache.ts').catch(() => null);
+  // (The modules had shorter names until 2026-12-03: query/snapshots.ts, catalog/cache.ts.)
+  const snapshotsModule = await load<Snapshots>('src/query/manifest-snapshots.ts')
+    .catch(() => load<Snapshots>('src/query/snapshots.ts'))
+    .catch(() => null);
+  const cacheModule = await load<CatalogCacheModule>('src/catalog/lookup-cache.ts')
+    .catch(() => load<CatalogCacheModule>('src/catalog/cache.ts'))
+    .catch(() => null);
 
   const quiet = { info() {}, warn() {}, error() {}, debug() {}, trace() {}, fatal() {}, child() { return quiet; } };
   const catalog = await openCatalog({

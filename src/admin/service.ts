@@ -15,9 +15,9 @@ import {
   lockDataset,
   updateDataset,
 } from '../catalog/datasets.ts';
-import { deleteFailedJob, getJob, type Job, type JobPage, type JobState, listJobs, retryFailedJob, stagedBodyOf } from '../catalog/jobs.ts';
+import { deleteFailedJob, getJob, type Job, type JobPage, type JobState, listJobs, retryFailedJob, stagedBodyOf } from '../catalog/job-table.ts';
 import { getManifestVersion, listActivePartitions, manifestTotalsByTarget, type TargetTotals } from '../catalog/manifests.ts';
-import { getRetentionPolicy, putRetentionPolicy } from '../catalog/retention.ts';
+import { getRetentionPolicy, putRetentionPolicy } from '../catalog/retention-policies.ts';
 import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-versions.ts';
 import { createStorageTarget, findStorageTarget, getStorageTarget, listStorageTargets, type StorageTargetInput } from '../catalog/storage-targets.ts';
 import type {

@@ -1,5 +1,5 @@
 /**
- * Catalog figures read at scrape time by GET /metrics (job counts are `countJobs` in jobs.ts).
+ * Catalog figures read at scrape time by GET /metrics (job counts are `countJobs` in job-table.ts).
  */
 import type { Db } from './db.ts';
 

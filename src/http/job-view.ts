@@ -1,6 +1,6 @@
 /** How a job is shown to clients, by the ingest routes (a batch's job) and the admin routes (every job). */
 import { t } from 'elysia';
-import type { Job } from '../catalog/jobs.ts';
+import type { Job } from '../catalog/job-table.ts';
 
 export const JobView = t.Object({
   id: t.String(),

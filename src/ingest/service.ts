@@ -5,8 +5,8 @@
  * that writes it has finished.
  */
 import type { Sql } from 'postgres';
-import type { CatalogCache } from '../catalog/cache.ts';
-import { getJob, type Job } from '../catalog/jobs.ts';
+import type { CatalogCache } from '../catalog/lookup-cache.ts';
+import { getJob, type Job } from '../catalog/job-table.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { type AcceptRequest, acceptBatch, type IngestJobPayload } from './accept.ts';

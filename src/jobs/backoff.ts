@@ -2,7 +2,7 @@
  * How long a job waits before its next attempt: exponential in the attempt, capped, with "equal
  * jitter" (half fixed, half random), so jobs that failed together (a storage outage) do not all
  * come back at the same instant. Whether the retry happens at all is the job table's decision
- * (catalog/jobs.ts `failJob`): only while it falls due by the job's retry deadline.
+ * (catalog/job-table.ts `failJob`): only while it falls due by the job's retry deadline.
  */
 export interface Backoff {
   /** The first retry's delay, before jitter. */

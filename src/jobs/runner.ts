@@ -37,7 +37,7 @@ import type { Catalog } from '../catalog/connection.ts';
 import type { Db } from '../catalog/db.ts';
 import {
   type CoalesceOptions, JOBS_CHANNEL, type Job, type NewJob, claimJobs, completeJobs, enqueueJob, failJob, getJob, heartbeatJobs, msUntilBudgetDue, releaseJobs,
-} from '../catalog/jobs.ts';
+} from '../catalog/job-table.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import {
@@ -69,7 +69,7 @@ export interface HandlerOptions {
    * Claim up to maxJobs jobs of one dataset and kind per call; optionally bounded by a payload
    * field's sum (maxWeight). With maxWaitMs > 0, a coalescing budget: a dataset's queued jobs are
    * claimed once their weight reaches minWeight or the oldest has waited maxWaitMs (see
-   * CoalesceOptions in catalog/jobs.ts); retried and reclaimed jobs do not wait.
+   * CoalesceOptions in catalog/job-table.ts); retried and reclaimed jobs do not wait.
    */
   coalesce?: { maxJobs: number } & CoalesceOptions;
 }

@@ -14,7 +14,7 @@
  *   retention; failed jobs stay (except those of the queues named, whose work is redone anyway).
  */
 import type { Sql } from 'postgres';
-import { purgeFinishedJobs } from '../catalog/jobs.ts';
+import { purgeFinishedJobs } from '../catalog/job-table.ts';
 import { claimFilesToDelete, purgeExpiredIdempotencyKeys, referencedLocations } from '../catalog/lifecycle.ts';
 import { purgeExpiredReaderPins } from '../catalog/reader-pins.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';

@@ -18,9 +18,9 @@
 import type { Sql } from 'postgres';
 import { effectiveRetention, type RetentionDefaults } from '../model/retention.ts';
 import { getDataset } from '../catalog/datasets.ts';
-import { enqueueJob, type Job, type NewJob } from '../catalog/jobs.ts';
+import { enqueueJob, type Job, type NewJob } from '../catalog/job-table.ts';
 import { claimScheduledRound, lifecycleActiveSince, listLifecycleDatasetIds } from '../catalog/lifecycle.ts';
-import { getRetentionPolicy } from '../catalog/retention.ts';
+import { getRetentionPolicy } from '../catalog/retention-policies.ts';
 import { listStorageTargets } from '../catalog/storage-targets.ts';
 import type { Config } from '../config.ts';
 import { errors } from '../errors.ts';
@@ -32,7 +32,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { deleteRemovedFiles, type Deleted, purgeBookkeeping, sweepOrphans } from './collector.ts';
 import { compactDataset } from './compaction.ts';
-import { applyRetention } from './retention.ts';
+import { applyRetention } from './expiry.ts';
 
 export const LIFECYCLE_QUEUE = 'timestore_lifecycle';
 export const DATASET_JOB_KIND = 'lifecycle';

@@ -16,11 +16,11 @@
  * docs/api.md lists every metric with its labels.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { countJobs, countOverdueJobs, type JobState } from '../catalog/jobs.ts';
+import { countJobs, countOverdueJobs, type JobState } from '../catalog/job-table.ts';
 import type { Db } from '../catalog/db.ts';
 import { datasetTotals } from '../catalog/stats.ts';
 import type { Logger } from '../log.ts';
-import type { PartitionCacheStats } from '../storage/cache.ts';
+import type { PartitionCacheStats } from '../storage/partition-cache.ts';
 import { VERSION } from '../version.ts';
 
 export type QueryMode = 'raw' | 'downsampled';
@@ -48,7 +48,7 @@ export interface MetricsSources {
   /** Job (queue, kind) pairs reported (with zeros) even before the table holds any. */
   jobKinds?: { queue: string; kind: string }[];
   cache?: { stats(): PartitionCacheStats };
-  /** The query service's manifest snapshots (src/query/snapshots.ts `SnapshotStats`). */
+  /** The query service's manifest snapshots (src/query/manifest-snapshots.ts `SnapshotStats`). */
   snapshots?: { snapshotStats(): SnapshotFigures };
   pool?: { stats(): { threads: number; queueSize: number; utilization: number } };
 }

@@ -7,7 +7,7 @@
 import type { Sql } from 'postgres';
 import { findDataset } from '../catalog/datasets.ts';
 import { listActivePartitions } from '../catalog/manifests.ts';
-import type { CatalogCache } from '../catalog/cache.ts';
+import type { CatalogCache } from '../catalog/lookup-cache.ts';
 import type { QueryRequest } from '../model/query.ts';
 import type { Dataset, Partition, SchemaField } from '../model/records.ts';
 import type { WorkerPool } from '../engine/pool.ts';
@@ -15,12 +15,12 @@ import { QueryError, type QueryInput, type QueryOutput } from '../engine/query.t
 import { AppError, errors } from '../errors.ts';
 import type { Metrics, QueryMode } from '../observability/metrics.ts';
 import { type Context, contextWith, failSpan, inSpan, NOOP_TRACER, type Span, type Tracer } from '../observability/tracing.ts';
-import type { PartitionCache } from '../storage/cache.ts';
+import type { PartitionCache } from '../storage/partition-cache.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { columnsWithoutNulls, fieldsInFiles, prunePartitions } from './prune.ts';
 import { planQuery, type QueryLimits, type QueryPlan } from './request.ts';
 import type { ReaderPins } from './reader-pins.ts';
-import { ManifestSnapshots, selectPartitions, type SnapshotStats } from './snapshots.ts';
+import { ManifestSnapshots, selectPartitions, type SnapshotStats } from './manifest-snapshots.ts';
 
 
 export interface QueryServiceOptions {
@@ -35,7 +35,7 @@ export interface QueryServiceOptions {
   tracer?: Tracer;
   /** Queries by mode and outcome, their time, and the partitions they scanned and pruned. */
   metrics?: Metrics;
-  /** Most active partitions kept in memory across datasets (see snapshots.ts); 0 lists every query's from the catalog. */
+  /** Most active partitions kept in memory across datasets (see manifest-snapshots.ts); 0 lists every query's from the catalog. */
   snapshotPartitions: number;
   /** Schema versions and storage targets, kept across queries (shared with ingestion). */
   catalogCache: CatalogCache;

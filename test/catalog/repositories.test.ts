@@ -4,7 +4,7 @@ import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset, findDataset, getDataset, listDatasets, updateDataset } from '../../src/catalog/datasets.ts';
 import { getManifestVersion, listActivePartitions, publishManifestVersion } from '../../src/catalog/manifests.ts';
 import type { NewPartition } from '../../src/model/records.ts';
-import { getRetentionPolicy, putRetentionPolicy } from '../../src/catalog/retention.ts';
+import { getRetentionPolicy, putRetentionPolicy } from '../../src/catalog/retention-policies.ts';
 import { listSchemaVersions, recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
 import { listStorageTargets, upsertStorageTarget } from '../../src/catalog/storage-targets.ts';
 import type { StorageTarget } from '../../src/model/records.ts';

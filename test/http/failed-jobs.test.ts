@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { enqueueJob, getJob, type Job, stagedBodyOf } from '../../src/catalog/jobs.ts';
+import { enqueueJob, getJob, type Job, stagedBodyOf } from '../../src/catalog/job-table.ts';
 import { findStorageTarget } from '../../src/catalog/storage-targets.ts';
 import { createLogger } from '../../src/log.ts';
 import { createStorageDriver } from '../../src/storage/index.ts';

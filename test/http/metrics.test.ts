@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { register as globalRegistry } from 'prom-client';
 import { Metrics } from '../../src/observability/metrics.ts';
-import type { PartitionCacheStats } from '../../src/storage/cache.ts';
+import type { PartitionCacheStats } from '../../src/storage/partition-cache.ts';
 import { VERSION } from '../../src/version.ts';
 import { type Exposition, parsePrometheusText } from '../harness/prometheus.ts';
 import { againstBinary, postJson, startTestServer, type TestServer } from '../harness/server.ts';

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findDataset, updateDataset } from '../../src/catalog/datasets.ts';
-import { enqueueJob } from '../../src/catalog/jobs.ts';
+import { enqueueJob } from '../../src/catalog/job-table.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 let ts: TestServer;

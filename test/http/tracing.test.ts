@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { Writable } from 'node:stream';
-import { getJob } from '../../src/catalog/jobs.ts';
+import { getJob } from '../../src/catalog/job-table.ts';
 import { createLogger } from '../../src/log.ts';
 import { freePortAsync } from '../harness/ports.ts';
 import { againstBinary, postJson, startTestServer, type TestServer } from '../harness/server.ts';

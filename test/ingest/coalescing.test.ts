@@ -5,7 +5,7 @@
  * dataset's queued batches with it.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test';
-import { getJob } from '../../src/catalog/jobs.ts';
+import { getJob } from '../../src/catalog/job-table.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 const FIELDS = [

@@ -24,7 +24,7 @@ import {
   type Vector,
   vectorFromArray,
 } from 'apache-arrow';
-import { CatalogCache } from '../../src/catalog/cache.ts';
+import { CatalogCache } from '../../src/catalog/lookup-cache.ts';
 import { createDatasetIfMissing, findDataset, updateDataset } from '../../src/catalog/datasets.ts';
 import type { SchemaField } from '../../src/model/records.ts';
 import { AppError } from '../../src/errors.ts';

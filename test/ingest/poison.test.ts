@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { findDataset } from '../../src/catalog/datasets.ts';
-import { enqueueJob, getJob } from '../../src/catalog/jobs.ts';
+import { enqueueJob, getJob } from '../../src/catalog/job-table.ts';
 import { findStorageTarget } from '../../src/catalog/storage-targets.ts';
 import type { Db } from '../../src/catalog/db.ts';
 import type { Dataset } from '../../src/model/records.ts';

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { join } from 'node:path';
 import { Bool, DateMillisecond, Float64, Int64, Table, tableToIPC, Utf8, type Vector, vectorFromArray } from 'apache-arrow';
-import { CatalogCache } from '../../src/catalog/cache.ts';
+import { CatalogCache } from '../../src/catalog/lookup-cache.ts';
 import { findDataset } from '../../src/catalog/datasets.ts';
 import { getSchemaVersion } from '../../src/catalog/schema-versions.ts';
 import type { FieldType } from '../../src/model/field-types.ts';

@@ -8,7 +8,7 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset } from '../../src/catalog/datasets.ts';
-import { enqueueJob, getJob } from '../../src/catalog/jobs.ts';
+import { enqueueJob, getJob } from '../../src/catalog/job-table.ts';
 import { JobRunner, PermanentJobError } from '../../src/jobs/runner.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { inSpan } from '../../src/observability/tracing.ts';

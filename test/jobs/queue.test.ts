@@ -1,11 +1,11 @@
-/** The job table's statements (src/catalog/jobs.ts) on a real PostgreSQL. */
+/** The job table's statements (src/catalog/job-table.ts) on a real PostgreSQL. */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset } from '../../src/catalog/datasets.ts';
 import {
   claimJobs, completeJobs, countJobs, countOverdueJobs, deleteFailedJob, enqueueJob, failJob, getJob, heartbeatJobs, type Job, listJobs,
   msUntilBudgetDue, purgeFinishedJobs, releaseJobs, retryFailedJob, stagedBodyOf,
-} from '../../src/catalog/jobs.ts';
+} from '../../src/catalog/job-table.ts';
 import { referencedLocations } from '../../src/catalog/lifecycle.ts';
 import { openTestCatalog } from '../harness/catalog.ts';
 import { createTestDatabase } from '../harness/postgres.ts';

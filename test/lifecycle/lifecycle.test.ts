@@ -10,7 +10,7 @@ import { utimesSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findDataset } from '../../src/catalog/datasets.ts';
-import { enqueueJob, purgeFinishedJobs } from '../../src/catalog/jobs.ts';
+import { enqueueJob, purgeFinishedJobs } from '../../src/catalog/job-table.ts';
 import { listActivePartitions } from '../../src/catalog/manifests.ts';
 import { listReaderPins } from '../../src/catalog/reader-pins.ts';
 import { getStorageTarget } from '../../src/catalog/storage-targets.ts';

@@ -3,7 +3,7 @@ import { describe, expect, test } from 'bun:test';
 import { effectiveRetention } from '../../src/model/retention.ts';
 import type { Partition } from '../../src/model/records.ts';
 import { planCompaction } from '../../src/lifecycle/compaction.ts';
-import { expiredPartitions } from '../../src/lifecycle/retention.ts';
+import { expiredPartitions } from '../../src/lifecycle/expiry.ts';
 
 const HOUR = 3_600_000;
 const NOW = new Date('2026-06-01T00:00:00Z');

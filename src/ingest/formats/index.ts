@@ -4,12 +4,12 @@ import type { BodyFormat } from '../../model/constraints.ts';
 import type { DecodedBatch } from './batch.ts';
 import { csvBatch } from './csv.ts';
 import { ndjsonBatch } from './ndjson.ts';
-import { batchParamsFromQuery } from './query.ts';
+import { batchParamsFromQuery } from './query-parameters.ts';
 
 export type { BatchParams, DecodedBatch } from './batch.ts';
 export { ACCEPTED_MEDIA_TYPES, bodyFormatOf } from './media-types.ts';
 export { jsonBatch, parseJsonBody } from './json.ts';
-export { BATCH_QUERY_PARAMETERS, refuseBatchQueryForJson } from './query.ts';
+export { BATCH_QUERY_PARAMETERS, refuseBatchQueryForJson } from './query-parameters.ts';
 
 /** Decodes an NDJSON, CSV or Arrow body, its partition key and other parameters taken from the query string. */
 export function decodeRowsBody(format: Exclude<BodyFormat, 'json'>, raw: Uint8Array, query: URLSearchParams): DecodedBatch {

@@ -6,7 +6,7 @@ import type { NewPartition } from '../../src/model/records.ts';
 import { recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
 import { upsertStorageTarget } from '../../src/catalog/storage-targets.ts';
 import type { Partition, StorageTarget } from '../../src/model/records.ts';
-import { ManifestSnapshots, selectPartitions } from '../../src/query/snapshots.ts';
+import { ManifestSnapshots, selectPartitions } from '../../src/query/manifest-snapshots.ts';
 import { openTestCatalog } from '../harness/catalog.ts';
 import { prng } from '../harness/prng.ts';
 

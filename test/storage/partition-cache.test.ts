@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StorageTarget } from '../../src/model/records.ts';
-import { PartitionCache, PartitionCacheError, type CachePartition } from '../../src/storage/cache.ts';
+import { PartitionCache, PartitionCacheError, type CachePartition } from '../../src/storage/partition-cache.ts';
 import { createStorageDriver, LocalStorageDriver, type StorageDriver } from '../../src/storage/index.ts';
 import { s3Available, startS3Server, type S3Server } from '../harness/s3.ts';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { CatalogCache } from '../../src/catalog/cache.ts';
+import { CatalogCache } from '../../src/catalog/lookup-cache.ts';
 import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset } from '../../src/catalog/datasets.ts';
 import { recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
