@@ -262,8 +262,13 @@ describe('operator actions that are refused', () => {
 
 describe('GET /admin/jobs', () => {
   test('pages through the failed jobs of a kind without gaps or repeats; bad input is a 4xx', async () => {
-    const made: string[] = [];
-    for (let i = 0; i < 5; i++) made.push((await idleJob('failed', { kind: 'paged' })).id);
+    const jobs: Job[] = [];
+    for (let i = 0; i < 5; i++) jobs.push(await idleJob('failed', { kind: 'paged' }));
+    // The listing's order: creation time to the millisecond, then id (jobs made within one
+    // millisecond come in id order).
+    const made = jobs
+      .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map((j) => j.id);
     await idleJob('queued', { kind: 'paged' });
     const seen: string[] = [];
     let cursor: string | null = null;
