@@ -98,9 +98,9 @@ export async function readerSql(db: DuckDBConnection, group: ReadGroup, fields: 
                              records = true, maximum_object_size = ${maxObjectSize(group.paths)})`;
     case 'parquet': {
       // Files of one schema version have the same columns: read together when they do.
-      const present = await parquetColumns(db, group.paths);
+      const { present, uniform } = await parquetColumns(db, group.paths);
       const column = (f: SchemaField) => (present.has(f.name) ? `CAST(${quoteIdent(f.name)} AS ${SQL_TYPES[f.type]})` : `NULL::${SQL_TYPES[f.type]}`);
-      return `SELECT ${project(column)} FROM read_parquet(${paths}${present.uniform ? '' : ', union_by_name = true'})`;
+      return `SELECT ${project(column)} FROM read_parquet(${paths}${uniform ? '' : ', union_by_name = true'})`;
     }
     case 'csv': {
       // Columns are typed by name, so the header is read first; unknown columns are read as text
@@ -124,7 +124,7 @@ export async function readerSql(db: DuckDBConnection, group: ReadGroup, fields: 
 }
 
 /** The columns of Parquet files, and whether every file has all of them. */
-async function parquetColumns(db: DuckDBConnection, paths: string[]): Promise<Set<string> & { uniform?: boolean }> {
+async function parquetColumns(db: DuckDBConnection, paths: string[]): Promise<{ present: Set<string>; uniform: boolean }> {
   const rows = (await db.runAndReadAll(`SELECT file_name, name FROM parquet_schema([${paths.map(sqlString).join(', ')}])`)).getRows();
   const perFile = new Map<string, Set<string>>();
   for (const [file, name] of rows) {
@@ -132,9 +132,8 @@ async function parquetColumns(db: DuckDBConnection, paths: string[]): Promise<Se
     names.add(String(name));
     perFile.set(String(file), names);
   }
-  const all: Set<string> & { uniform?: boolean } = new Set(rows.map((r) => String(r[1])));
-  all.uniform = [...perFile.values()].every((names) => names.size === all.size);
-  return all;
+  const present = new Set(rows.map((r) => String(r[1])));
+  return { present, uniform: [...perFile.values()].every((names) => names.size === present.size) };
 }
 
 /** Longest CSV header line read. */
