@@ -2,8 +2,8 @@
  * The partition writer, run inside a worker thread (task `writePartitions` in worker.ts).
  *
  * Staged inputs (already validated in JS) are read with DuckDB's typed readers (staged-readers.ts);
- * every (partition key, window) group becomes ONE Parquet file (ZSTD, sorted by the sort columns if
- * any, then the timestamp column) named `<outputDir>/<uuid>.parquet`. Row counts, time range and
+ * every (partition key, window) group becomes ONE Parquet file ({@link PARQUET_FORMAT}, sorted by the
+ * sort columns if any, then the timestamp column) named `<outputDir>/<uuid>.parquet`. Row counts, time range and
  * per-column min/max/null counts come from the data (DuckDB's own accounting of what it wrote, or
  * SQL); size and sha256 from the written file. No row passes through JavaScript.
  *
@@ -18,7 +18,7 @@ import { type FieldType, SQL_TYPES } from '../model/field-types.ts';
 import { isoFromMicrosFixed, parseTimestamp } from '../model/timestamps.ts';
 import type { SchemaField } from '../model/records.ts';
 import { assertIdentifier, quoteIdent, sqlString } from './sql.ts';
-import { useMemoryLimit } from './memory-limit.ts';
+import { useMemoryLimit, useTimeZone } from './session-settings.ts';
 import { type ReadGroup, readerSql, readGroups, type StagedInput, type StagedInputFormat } from './staged-readers.ts';
 
 /** A field of the schema version a partition is written with. */
@@ -49,12 +49,20 @@ export interface WritePartitionsInput {
    */
   sortColumns?: string[];
   /**
-   * `v1` (default): the encodings every Parquet reader knows. `v2`: DataPageV2 with delta and
-   * byte-stream-split encodings, about 15% smaller on metrics data and as fast to write, but older
-   * readers outside DuckDB may not read it.
+   * `v2` (default, {@link PARQUET_FORMAT}): DataPageV2 with delta and byte-stream-split encodings.
+   * `v1`: the encodings every Parquet reader knows, for a reader outside DuckDB that needs them.
    */
   parquetVersion?: 'v1' | 'v2';
 }
+
+/**
+ * How every partition file is encoded (ingest and compaction alike). Parquet v2 stores doubles
+ * byte-stream-split, which leaves LZ4 little to gain over ZSTD: on the TSBS cpu rows sorted by host
+ * in 16 Ki-row groups, LZ4_RAW wrote 39.3 MiB against ZSTD's 37.4 (v1: 67.6 against 42.8), in about
+ * 0.7× the time, and scans that read many values took 0.55–0.9× as long (decompressing ZSTD was
+ * most of them). docs/performance.md, "File format".
+ */
+export const PARQUET_FORMAT = { version: 'v2', compression: 'lz4_raw' } as const;
 
 export type ColumnStatisticValue = string | number | boolean | null;
 
@@ -120,9 +128,9 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
   if (input.inputs.length === 0) return [];
   const parquetOptions = [
     'FORMAT parquet',
-    'COMPRESSION zstd',
+    `COMPRESSION ${PARQUET_FORMAT.compression}`,
     ...(valid.rowGroupSize === undefined ? [] : [`ROW_GROUP_SIZE ${valid.rowGroupSize}`]),
-    ...(input.parquetVersion === 'v2' ? ['PARQUET_VERSION v2'] : []),
+    `PARQUET_VERSION ${input.parquetVersion ?? PARQUET_FORMAT.version}`,
   ].join(', ');
 
   // Inputs with equal partition keys share files; keys are compared with sorted entries.
@@ -139,12 +147,11 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
   const plan: Plan = { ...valid, db, outputDir: input.outputDir, parquetOptions, keys };
 
   const results: WrittenPartition[] = [];
-  const previousTimeZone = await currentTimeZone(db);
   await useMemoryLimit(db, null); // a query before may have left its own
+  // Strings without an offset are UTC: the CSV reader and casts interpret them in the session's
+  // TimeZone (the JSON reader already reads them as UTC).
+  const previousTimeZone = await useTimeZone(db, 'UTC', { known: false });
   try {
-    // Strings without an offset are UTC: the CSV reader and casts interpret them in the session's
-    // TimeZone (the JSON reader already reads them as UTC).
-    await db.run(`SET TimeZone = 'UTC'`);
     const rest: StagedInput[][] = [];
     for (const [keyId, inputs] of [...byKey.values()].entries()) {
       const written = mayShareWindow(inputs, valid.windowMicros) && (await writeOneFile(plan, keyId, inputs, results));
@@ -156,7 +163,7 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
     for (const file of results) removeFile(file.path);
     throw error;
   } finally {
-    await db.run(`SET TimeZone = ${sqlString(previousTimeZone)}`);
+    await useTimeZone(db, previousTimeZone);
   }
 }
 
@@ -447,11 +454,6 @@ function removeFile(path: string): void {
 function readError(staged: StagedInput, error: unknown): Error {
   const detail = error instanceof Error ? error.message : String(error);
   return new Error(`cannot read staged ${staged.format} input ${staged.path}: ${detail}`, { cause: error });
-}
-
-async function currentTimeZone(db: DuckDBConnection): Promise<string> {
-  const reader = await db.runAndReadAll(`SELECT current_setting('TimeZone')`);
-  return String(reader.getRows()[0]?.[0] ?? 'UTC');
 }
 
 function statistic(type: FieldType, min: unknown, max: unknown, nulls: number): PartitionColumnStatistics {

@@ -30,7 +30,7 @@
  *
  * The session's TimeZone is set to UTC for the query (and left so), and `memory_limit` to
  * `memoryLimitBytes` (the instance's own limit when not given), left so until a task needs another
- * (memory-limit.ts; the worker runs one task at a time; the limit is instance-wide). A query running longer than `timeoutMs` is interrupted (DuckDB
+ * (session-settings.ts; the worker runs one task at a time; the limit is instance-wide). A query running longer than `timeoutMs` is interrupted (DuckDB
  * connection interrupt) and fails with {@link QueryError} `query_timeout` (footers are read while
  * the statement is prepared, which DuckDB cannot interrupt; the timeout then strikes right after);
  * running out of memory fails with `query_memory_limit`; a value that does not convert to its
@@ -44,7 +44,7 @@ import type { DuckDBConnection, DuckDBDataChunk, DuckDBPreparedStatement, DuckDB
 import type { FieldType } from '../model/field-types.ts';
 import { isoFromMicrosTrimmed } from '../model/timestamps.ts';
 import { type BuiltQuery, buildQuery, InvalidQueryError, MAX_TIMER_MS, type QueryInput, type SqlParam } from './query-sql.ts';
-import { useMemoryLimit } from './memory-limit.ts';
+import { useMemoryLimit, useTimeZone } from './session-settings.ts';
 import {
   MAX_BATCH_ROWS,
   type QueryStreamControl,
@@ -304,7 +304,7 @@ class Execution {
 async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuery, sink: Sink): Promise<void> {
   // The session stays in UTC afterwards (nothing in the worker wants another zone; the partition
   // writer sets and restores its own), and under the query's memory limit until a task needs another.
-  await db.run(`SET TimeZone = 'UTC'`);
+  await useTimeZone(db, 'UTC');
   await useMemoryLimit(db, input.memoryLimitBytes ?? null);
 
   const execution = new Execution(db, input.timeoutMs);

@@ -239,8 +239,6 @@ async function writeAndPublish(call: Call, jobs: Job<IngestJobPayload>[]): Promi
             windowSeconds: dataset.partitionWindowSeconds,
             outputDir: call.work,
             sortColumns: dataset.sortColumns,
-            // As compaction writes them (src/lifecycle/compaction.ts): smaller and faster to scan.
-            parquetVersion: 'v2',
           });
           span.setAttribute('timestore.files', files.length);
           return files;

@@ -161,9 +161,6 @@ async function mergeGroup(deps: CompactionDeps, dataset: Dataset, group: Partiti
       windowSeconds: dataset.partitionWindowSeconds,
       sortColumns: dataset.sortColumns,
       outputDir: join(work, 'out'),
-      // Compacted files are the long-lived ones: Parquet v2 encodings made them 19 % smaller and
-      // five of the six TSBS query shapes 0.59–0.83× as slow in bench/query (docs/performance.md).
-      parquetVersion: 'v2',
     });
     await storePartitionFiles(driver, target, dataset, schemaVersion, written, (p) => stored.push(p));
     signal.throwIfAborted();

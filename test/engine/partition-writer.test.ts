@@ -1,5 +1,5 @@
 /**
- * The partition writer: staged inputs → one sorted ZSTD Parquet file per (partition key, window),
+ * The partition writer: staged inputs → one sorted LZ4_RAW Parquet v2 file per (partition key, window),
  * through the real worker pool; the files are read back with DuckDB in the test thread.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
@@ -126,7 +126,7 @@ describe('writePartitions through the worker pool', () => {
         note: 'VARCHAR',
       });
       const codecs = await db.runAndReadAll(`SELECT DISTINCT compression FROM parquet_metadata($path)`, { path: file.path });
-      expect(codecs.getRows()).toEqual([['ZSTD']]);
+      expect(codecs.getRows()).toEqual([['LZ4_RAW']]);
       expect(file).toEqual({
         path: file.path,
         partitionKey: { instrument: 'A' },
