@@ -55,6 +55,8 @@ export interface Config {
     enabled: boolean;
     intervalMs: number;
     compaction: { targetBytes: number; targetRows: number; maxBytesPerRun: number; maxFilesPerRun: number };
+    /** A dataset's lifecycle job runs this long after a write published to it; 0: only the rounds. */
+    compactionDelayMs: number;
     /** Unreferenced files younger than this are left alone (they may belong to a write in progress). */
     orphanMinAgeMs: number;
     /** Succeeded jobs (and failed lifecycle jobs) are purged after this; failed ingest jobs stay. */
@@ -189,6 +191,12 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
     default: '`134217728` (128 MiB)',
   },
   { name: 'TIMESTORE_COMPACTION_TARGET_ROWS', description: 'Row target of a compacted partition.', default: '`1000000`' },
+  {
+    name: 'TIMESTORE_COMPACTION_DELAY_SECONDS',
+    description:
+      "After a write publishes to a dataset, its lifecycle job (and so its compaction) runs this much later rather than at the next round; writes in between share that run. `0`: only the rounds. Needs the lifecycle in this process.",
+    default: '`60`',
+  },
   { name: 'TIMESTORE_COMPACTION_MAX_BYTES_PER_RUN', description: 'Most input bytes one compaction run merges; the next run continues.', default: '`1073741824` (1 GiB)' },
   { name: 'TIMESTORE_COMPACTION_MAX_FILES_PER_RUN', description: 'Most input files one compaction run merges.', default: '`2000`' },
   {
@@ -372,6 +380,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
         maxBytesPerRun: r.integer('TIMESTORE_COMPACTION_MAX_BYTES_PER_RUN', 1024 ** 3, 1024, 1024 ** 4),
         maxFilesPerRun: r.integer('TIMESTORE_COMPACTION_MAX_FILES_PER_RUN', 2000, 2, 100_000),
       },
+      compactionDelayMs: r.integer('TIMESTORE_COMPACTION_DELAY_SECONDS', 60, 0, 86_400) * 1000,
       orphanMinAgeMs: r.integer('TIMESTORE_GC_ORPHAN_MIN_AGE_MINUTES', 60, 0, 30 * 24 * 60) * 60_000,
       jobRetentionMs: r.integer('TIMESTORE_JOB_RETENTION_HOURS', 168, 1, 24 * 3650) * 3_600_000,
     },

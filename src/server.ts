@@ -105,16 +105,26 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const metrics = new Metrics(log);
   const tracing = Tracing.create(config.tracing, log);
   const { tracer } = tracing;
+  const { lifecycle, runner: lifecycleRunner } = lifecycleOf(core, config, log, metrics, config.lifecycle.enabled);
   const runner = new JobRunner({ catalog, log, concurrency: config.ingest.concurrency, tracer, metrics, ...retries(config) }).register(
     INGEST_JOB_KIND,
-    ingestJobHandler({ sql: catalog.sql, drivers, pool: workers, scratchDir: join(config.storageRoot, 'tmp'), log, catalogCache, tracer, metrics }),
+    ingestJobHandler({
+      sql: catalog.sql,
+      drivers,
+      pool: workers,
+      scratchDir: join(config.storageRoot, 'tmp'),
+      log,
+      catalogCache,
+      tracer,
+      metrics,
+      onPublished: (datasetId) => lifecycle.compactSoon(datasetId),
+    }),
     {
       queue,
       coalesce: { maxJobs: 256, weightField: 'rowCount', maxWeight: 1_000_000, minWeight: config.ingest.coalesceRows, maxWaitMs: config.ingest.coalesceWaitMs, promptField: 'awaited' },
     },
   );
   await runner.start();
-  const { lifecycle, runner: lifecycleRunner } = lifecycleOf(core, config, log, metrics, config.lifecycle.enabled);
   if (lifecycleRunner) {
     await lifecycleRunner.start();
     lifecycle.startScheduler(lifecycleRunner.workerId);

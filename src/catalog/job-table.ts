@@ -76,7 +76,8 @@ const ms = (n: number) => `${Math.max(0, Math.round(n))} milliseconds`;
 /**
  * Inserts a job and NOTIFYs its queue, in one statement: alone it needs no transaction, and inside
  * the caller's the row and the notification appear together at commit. When jobKey
- * names a queued or running job, that job is returned with `created: false`.
+ * names a queued or running job, that job is returned with `created: false` (a queued one due
+ * later than `runAt` is brought forward to it: the same work, asked for sooner).
  */
 export async function enqueueJob(db: Db, input: NewJob): Promise<{ job: Job; created: boolean }> {
   // Retried because the conflicting job can finish between the INSERT and the SELECT.
@@ -94,7 +95,13 @@ export async function enqueueJob(db: Db, input: NewJob): Promise<{ job: Job; cre
       SELECT created.* FROM created CROSS JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, ${input.queue})) notified`;
     if (created) return { job: created, created: true };
     const [existing] = await db<Job[]>`
-      SELECT * FROM jobs WHERE queue = ${input.queue} AND job_key = ${input.jobKey ?? null} AND state IN ('queued', 'running')`;
+      WITH brought_forward AS (
+        UPDATE jobs SET run_at = LEAST(run_at, COALESCE(${input.runAt ?? null}::timestamptz, now()))
+        WHERE queue = ${input.queue} AND job_key = ${input.jobKey ?? null} AND state = 'queued'
+        RETURNING *)
+      SELECT * FROM brought_forward
+      UNION ALL
+      SELECT * FROM jobs WHERE queue = ${input.queue} AND job_key = ${input.jobKey ?? null} AND state = 'running'`;
     if (existing) return { job: existing, created: false };
   }
   throw new Error(`could not enqueue job with key "${input.jobKey}": it kept conflicting`);

@@ -52,6 +52,8 @@ export interface WriteDeps {
   /** Spans `ingest.write` (child of the batch's first job span) and its steps. */
   tracer?: Tracer;
   metrics?: Metrics;
+  /** Told of each dataset that a write published to (the lifecycle schedules its compaction). */
+  onPublished?(datasetId: string): void;
 }
 
 export function ingestJobHandler(deps: WriteDeps) {
@@ -296,6 +298,7 @@ async function writeAndPublish(call: Call, jobs: Job<IngestJobPayload>[]): Promi
         }),
       ),
     );
+    deps.onPublished?.(dataset.id);
   } catch (err) {
     // Unpublished for certain: nothing references these files. Unknown: the collector decides.
     if (!(err instanceof WriteStepError && err.cause instanceof CommitOutcomeUnknownError)) {

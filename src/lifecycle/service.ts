@@ -97,7 +97,22 @@ export class Lifecycle {
    * runner takes it: this one's, or a `timestore lifecycle` process's.
    */
   runNow(datasetId: string, actor: string | null): Promise<Job> {
-    return this.enqueue({ kind: DATASET_JOB_KIND, datasetId, jobKey: `${DATASET_JOB_KIND}:${datasetId}`, payload: { datasetId }, actor });
+    return this.enqueueDataset(datasetId, actor, null);
+  }
+
+  /**
+   * After a write published to a dataset: its lifecycle job (retention, compaction, collection),
+   * TIMESTORE_COMPACTION_DELAY_SECONDS from now, so that a window compacts soon after its writes
+   * rather than at the next round; the writes until then find that job queued and share it. Only
+   * where this process runs lifecycle jobs (a job nobody runs would wait forever). A failure is
+   * logged: the next round does the same work.
+   */
+  compactSoon(datasetId: string): void {
+    const delayMs = this.o.settings.compactionDelayMs;
+    if (!this.runsHere || delayMs === 0) return;
+    this.enqueueDataset(datasetId, null, new Date(Date.now() + delayMs)).catch((err) =>
+      this.o.log.warn({ err, datasetId }, 'lifecycle: compaction after a write not scheduled; the next round does it'),
+    );
   }
 
   /** Enqueues a whole round: every dataset that is not archived, and the maintenance job. */
@@ -106,6 +121,11 @@ export class Lifecycle {
     for (const datasetId of await listLifecycleDatasetIds(this.o.sql)) jobs.push(await this.runNow(datasetId, null));
     jobs.push(await this.enqueue({ kind: MAINTENANCE_JOB_KIND, jobKey: MAINTENANCE_JOB_KIND, payload: {} }));
     return jobs;
+  }
+
+  /** A dataset's lifecycle job, at `runAt` (null: now); a queued one of a later time is brought forward. */
+  private enqueueDataset(datasetId: string, actor: string | null, runAt: Date | null): Promise<Job> {
+    return this.enqueue({ kind: DATASET_JOB_KIND, datasetId, jobKey: `${DATASET_JOB_KIND}:${datasetId}`, payload: { datasetId }, actor, runAt });
   }
 
   /** Enqueues a lifecycle job (or finds the queued or running one of its key) and wakes this process's runner. */

@@ -48,6 +48,21 @@ describe('job table', () => {
     expect(await getJob(a.sql, 'not-a-uuid')).toBeNull();
   });
 
+  test('enqueue of a queued key due later brings that job forward, never back', async () => {
+    const queue = newQueue();
+    const later = await enqueueJob(a.sql, { queue, kind: 'gc', jobKey: 'soon', payload: {}, runAt: new Date(Date.now() + 3_600_000) });
+    expect(await claimJobs(a.sql, { queue, workerId: 'w', limit: 1, ...lease })).toEqual([]);
+    const sooner = await enqueueJob(a.sql, { queue, kind: 'gc', jobKey: 'soon', payload: {}, runAt: new Date(Date.now() + 60_000) });
+    expect(sooner.created).toBe(false);
+    expect(sooner.job.id).toBe(later.job.id);
+    expect(sooner.job.runAt.getTime()).toBeLessThan(later.job.runAt.getTime());
+    const notLater = await enqueueJob(a.sql, { queue, kind: 'gc', jobKey: 'soon', payload: {}, runAt: new Date(Date.now() + 7_200_000) });
+    expect(notLater.job.runAt).toEqual(sooner.job.runAt);
+    const now = await enqueueJob(a.sql, { queue, kind: 'gc', jobKey: 'soon', payload: {} });
+    expect(now.job.id).toBe(later.job.id);
+    expect((await claimJobs(a.sql, { queue, workerId: 'w', limit: 1, ...lease })).map((j) => j.id)).toEqual([later.job.id]);
+  });
+
   test('concurrent claims from two processes never hand one job to both', async () => {
     const queue = newQueue();
     for (let i = 0; i < 200; i++) await enqueueJob(a.sql, { queue, kind: 'k', payload: { i } });

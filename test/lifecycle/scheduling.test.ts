@@ -1,7 +1,8 @@
 /**
  * Scheduling across processes: two servers sharing a catalog start one round per interval between
  * them and never run a lifecycle job twice; `timestore lifecycle --once` runs a round alone, for a
- * server started with TIMESTORE_LIFECYCLE_ENABLED=false.
+ * server started with TIMESTORE_LIFECYCLE_ENABLED=false; a write schedules its dataset's compaction
+ * TIMESTORE_COMPACTION_DELAY_SECONDS later, without waiting for a round.
  */
 import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -65,6 +66,49 @@ describe('two serve processes on one catalog', () => {
       }
     } finally {
       await catalog.close();
+    }
+  }, 60_000);
+});
+
+describe('compaction after writes', () => {
+  test('a dataset written to is compacted the delay after its first write, not at the next round; the writes share one job', async () => {
+    const databaseUrl = await createTestDatabase('soon');
+    const env = { TIMESTORE_DATABASE_URL: databaseUrl, TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '3600', TIMESTORE_COMPACTION_DELAY_SECONDS: '2' };
+    const server = await spawnServer({ env, storageRoot: sharedRoot() });
+    const catalog = await openTestCatalog({ databaseUrl });
+    try {
+      const activePartitions = async () => {
+        const dataset = (await findDataset(catalog.sql, 'soon'))!;
+        const [row] = await catalog.sql<{ partitionCount: number }[]>`
+          SELECT partition_count FROM manifest_versions WHERE dataset_id = ${dataset.id} AND version = ${dataset.manifestVersion}`;
+        return row!.partitionCount;
+      };
+      for (let i = 0; i < 4; i++) {
+        const res = await postJson(`${server.url}/datasets/soon/ingest?wait=true`, {
+          schema: { fields: FIELDS },
+          partition: { key: {} },
+          rows: [{ timestamp: new Date(Date.UTC(2026, 0, 1, i)).toISOString(), v: i }],
+        });
+        expect(res.status).toBe(201);
+      }
+      const dataset = (await findDataset(catalog.sql, 'soon'))!;
+      const jobs = await catalog.sql<{ runAt: Date; createdAt: Date }[]>`
+        SELECT run_at, created_at FROM jobs WHERE queue = 'timestore_lifecycle' AND kind = 'lifecycle' AND dataset_id = ${dataset.id}`;
+      expect(jobs).toHaveLength(1);
+      expect(jobs[0]!.runAt.getTime() - jobs[0]!.createdAt.getTime()).toBeGreaterThanOrEqual(1_900);
+
+      const deadline = Date.now() + 30_000;
+      while ((await activePartitions()) > 1 && Date.now() < deadline) await Bun.sleep(200);
+      expect(await activePartitions()).toBe(1);
+      const [done] = await catalog.sql<{ state: string; result: { compaction: { partitionsMerged: number } } }[]>`
+        SELECT state, result FROM jobs WHERE kind = 'lifecycle' AND dataset_id = ${dataset.id}`;
+      expect(done!.state).toBe('succeeded');
+      expect(done!.result.compaction.partitionsMerged).toBe(4);
+      const rows = await postJson(`${server.url}/datasets/soon/query`, { timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' } });
+      expect(rows.body.rows.map((r: { v: number }) => r.v)).toEqual([0, 1, 2, 3]);
+    } finally {
+      await catalog.close();
+      expect(await server.stop('SIGTERM')).toBe(0);
     }
   }, 60_000);
 });
