@@ -8,6 +8,7 @@
  * garbage collector to remove once it is old enough.
  */
 import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { copyFile, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -104,8 +105,10 @@ export class LocalStorageDriver implements StorageDriver {
 
   async materialize(location: string, _destPath: string): Promise<string> {
     const path = this.pathOfLocation(location, 'materialize');
+    // A synchronous stat: every query checks each file it reads, and the async one's trip through
+    // the thread pool cost more than the stat itself (about 0.1 ms a file against microseconds).
     return this.guard('materialize', location, async () => {
-      if (!(await stat(path)).isFile()) throw notAFile();
+      if (!statSync(path).isFile()) throw notAFile();
       return path;
     });
   }

@@ -31,7 +31,7 @@
  * `release()` must be called once the query no longer reads the file (calling it twice is harmless).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, rmSync, unlinkSync } from 'node:fs';
+import { createReadStream, rmSync, statSync, unlinkSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.ts';
@@ -242,7 +242,7 @@ export class PartitionCache {
     let size: number;
     try {
       path = await driver.materialize(partition.location, '');
-      size = (await stat(path)).size;
+      size = statSync(path).size; // synchronous, as the local driver's own check (local.ts)
     } catch (err) {
       throw fetchError(partition.location, driver, err);
     }
