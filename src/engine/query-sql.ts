@@ -12,7 +12,8 @@
  * - the statement is prepared with `prepare`, which refuses more than one statement.
  *
  * Reading: `read_parquet($1, union_by_name = true, hive_partitioning = false)`, so a column that
- * some files lack (they predate it) is NULL in their rows. A field that no file has is added by a
+ * some files lack (they predate it) is NULL in their rows (without `union_by_name` when every file
+ * has one schema version: `oneSchema`). A field that no file has is added by a
  * `UNION ALL BY NAME` with a zero-row SELECT of typed NULLs, so it is NULL of its schema type
  * rather than a binder error; without `fieldsInFiles` every field gets one. DuckDB removes the
  * zero-row side and pushes projections and filters through the union into the Parquet scan. The
@@ -73,6 +74,8 @@ export interface QueryInput {
   nonNullColumns?: string[];
   /** The fields that at least one of the files holds (the others are NULL throughout); default: any may be missing. */
   fieldsInFiles?: string[];
+  /** Every file was written with one schema version, so all have the same columns in the same order. */
+  oneSchema?: boolean;
 }
 
 /** A bound parameter, by position ($1 is index 0). */
@@ -173,6 +176,7 @@ interface CheckedQuery {
   mode: RawMode | DownsampleMode;
   fieldsInFiles: ReadonlySet<string> | null;
   nonNullColumns: ReadonlySet<string>;
+  oneSchema: boolean;
 }
 
 /** Every check of the input, before any SQL; throws {@link InvalidQueryError}. */
@@ -228,6 +232,7 @@ function checkQuery(input: QueryInput): CheckedQuery {
     filters,
     fieldsInFiles: input.fieldsInFiles === undefined ? null : new Set(input.fieldsInFiles),
     nonNullColumns: new Set(input.nonNullColumns ?? []),
+    oneSchema: input.oneSchema === true,
   };
 
   const mode = input.mode;
@@ -305,7 +310,10 @@ function compileQuery(query: CheckedQuery): BuiltQuery {
   // typed NULLs for the fields that no file has, when the caller does not know that every field is
   // in some file. The typed-NULL union costs the row-picking plan below 4x (0.56 s → 2.3 s).
   const absent = query.fields.filter((f) => !query.fieldsInFiles?.has(f.name));
-  const scan = `read_parquet(${param({ type: 'varchar[]', value: files })}, union_by_name = true, hive_partitioning = false)`;
+  // Combining by name is needed only across schema versions; files of one version are read as they
+  // are (0.3 ms less on a 5 ms one-host query: DuckDB skips unifying the files' schemas).
+  const byName = query.oneSchema ? '' : ', union_by_name = true';
+  const scan = `read_parquet(${param({ type: 'varchar[]', value: files })}${byName}, hive_partitioning = false)`;
   const source =
     absent.length === 0
       ? scan

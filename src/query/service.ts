@@ -244,6 +244,7 @@ export class QueryService {
           memoryLimitBytes: this.o.memoryLimitBytes,
           nonNullColumns: plan.mode.kind === 'downsample' ? columnsWithoutNulls(selected, fields) : undefined,
           fieldsInFiles: fieldsInFiles(selected, fields),
+          oneSchema: selected.every((p) => p.schemaVersion === selected[0]!.schemaVersion),
         },
         release() {
           held.release();

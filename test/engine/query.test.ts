@@ -912,3 +912,15 @@ describe('threads', () => {
     }
   });
 });
+
+describe('files of one schema version', () => {
+  test('oneSchema reads them without combining by name: the same rows, and the SQL says so', async () => {
+    const recent = files.filter((f) => !v1Files.includes(f));
+    const base = input(raw(), [], { files: recent });
+    expect(buildQuery(base).sql).toContain('union_by_name = true');
+    expect(buildQuery({ ...base, oneSchema: true }).sql).not.toContain('union_by_name');
+    const byName = await pool.query(base);
+    expect(byName.rows.length).toBeGreaterThan(0);
+    expect(await pool.query({ ...base, oneSchema: true })).toEqual(byName);
+  });
+});
