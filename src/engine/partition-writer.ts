@@ -18,7 +18,7 @@ import { type FieldType, SQL_TYPES } from '../model/field-types.ts';
 import { isoFromMicrosFixed, parseTimestamp } from '../model/timestamps.ts';
 import type { SchemaField } from '../model/records.ts';
 import { assertIdentifier, quoteIdent, sqlString } from './sql.ts';
-import { useMemoryLimit, useThreads, useTimeZone } from './session-settings.ts';
+import { useMemoryLimit, useTimeZone } from './session-settings.ts';
 import { type ReadGroup, readerSql, readGroups, type StagedInput, type StagedInputFormat } from './staged-readers.ts';
 
 /** A field of the schema version a partition is written with. */
@@ -148,7 +148,6 @@ export async function writePartitions(db: DuckDBConnection, input: WritePartitio
 
   const results: WrittenPartition[] = [];
   await useMemoryLimit(db, null); // a query before may have left its own
-  await useThreads(db, 1);
   // Strings without an offset are UTC: the CSV reader and casts interpret them in the session's
   // TimeZone (the JSON reader already reads them as UTC).
   const previousTimeZone = await useTimeZone(db, 'UTC', { known: false });

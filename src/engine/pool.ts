@@ -23,9 +23,6 @@ const WORKER_FILENAME =
   typeof TIMESTORE_COMPILED_WORKER === 'string' ? TIMESTORE_COMPILED_WORKER : new URL('./worker.ts', import.meta.url).href;
 
 export class WorkerPool {
-  /** Tasks started and not yet settled (streams until their last batch). */
-  private running = 0;
-
   private constructor(
     private readonly piscina: Piscina,
     readonly threads: number,
@@ -51,28 +48,24 @@ export class WorkerPool {
   }
 
   ping(): Promise<PingResult> {
-    return this.run(null, 'ping');
+    return this.piscina.run(null, { name: 'ping' });
   }
 
   /** Writes staged inputs as Parquet files, one per (partition key, time window), with their statistics. */
   writePartitions(input: WritePartitionsInput): Promise<WritePartitionsResult> {
-    return this.run(input, 'writePartitions');
+    return this.piscina.run(input, { name: 'writePartitions' });
   }
 
   /**
    * Runs a query over local Parquet files (see query.ts) and returns its rows, at most
    * `mode.limit`. Fails with a {@link QueryError} (`query_timeout`, `query_memory_limit`,
    * `invalid_query`) or DuckDB's own error.
-   *
-   * A query that starts while no other task runs gets as many DuckDB threads as the pool has
-   * worker threads (one per core by default), so a lone large scan uses every core; while other
-   * tasks run, each query keeps to one thread so that many run side by side.
    */
   async query(input: QueryInput): Promise<QueryOutput> {
     let json: Uint8Array;
     try {
       // The worker answers with the output as UTF-8 JSON in a transferred buffer.
-      json = await this.run<Uint8Array>({ ...input, threads: this.running === 0 ? this.threads : 1 }, 'query');
+      json = await this.piscina.run(input, { name: 'query' });
     } catch (error) {
       throw toQueryError(error);
     }
@@ -94,18 +87,10 @@ export class WorkerPool {
       batchRows,
       ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: options.idleTimeoutMs }),
     };
-    const done = this.run<QueryStreamSummary>(task, 'queryStream', [port2]);
-    return new QueryStream(port1, done);
-  }
-
-  private run<T>(input: unknown, name: string, transferList?: MessagePort[]): Promise<T> {
-    this.running += 1;
     // Piscina's TransferList type is inferred from MessagePort#postMessage, whose overloads differ
     // between Node's and Bun's typings; a MessagePort is transferable in both.
-    const task = this.piscina.run(input, transferList ? { name, transferList: transferList as never } : { name }) as Promise<T>;
-    return task.finally(() => {
-      this.running -= 1;
-    });
+    const done = this.piscina.run(task, { name: 'queryStream', transferList: [port2] as never }) as Promise<QueryStreamSummary>;
+    return new QueryStream(port1, done);
   }
 
   /** For metrics: threads, tasks waiting for one, and the share of thread time spent running tasks. */

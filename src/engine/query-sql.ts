@@ -64,8 +64,6 @@ export interface QueryInput {
   timeoutMs: number;
   /** DuckDB `memory_limit` while this query runs. */
   memoryLimitBytes?: number;
-  /** DuckDB threads for this query (default 1); the pool gives more when no other task runs. */
-  threads?: number;
   /**
    * Columns that hold no NULL in any of the files (the catalog's statistics say so). When every
    * aggregation is `last` of such a column or `max` of the timestamp (or all `first`/`min`), the
@@ -214,9 +212,6 @@ function checkQuery(input: QueryInput): CheckedQuery {
   }
   if (input.memoryLimitBytes !== undefined && (!Number.isSafeInteger(input.memoryLimitBytes) || input.memoryLimitBytes <= 0)) {
     invalid(`memoryLimitBytes must be a positive integer, got ${input.memoryLimitBytes}`);
-  }
-  if (input.threads !== undefined && (!Number.isSafeInteger(input.threads) || input.threads < 1 || input.threads > 256)) {
-    invalid(`threads must be an integer from 1 to 256, got ${input.threads}`);
   }
 
   const range = input.timeRange;

@@ -8,7 +8,6 @@
  *   is not used: it puts the setting back but leaves the buffer pool's limit where it was.)
  * - `TimeZone`: queries run in UTC. A `SET TimeZone` before every query cost about 0.5 ms of a
  *   6 ms one-host query.
- * - `threads`: one, except for a query the pool runs alone (pool.ts). A switch costs about 0.5 ms.
  *
  * Imports `@duckdb/node-api` for types only (see query.ts).
  */
@@ -19,7 +18,6 @@ interface Session {
   baselineMemoryLimit: string;
   memoryLimit: string;
   timeZone: string;
-  threads: number;
 }
 
 const sessions = new WeakMap<DuckDBConnection, Session>();
@@ -27,10 +25,8 @@ const sessions = new WeakMap<DuckDBConnection, Session>();
 async function sessionOf(db: DuckDBConnection): Promise<Session> {
   let session = sessions.get(db);
   if (!session) {
-    const [memoryLimit, timeZone, threads] = (
-      await db.runAndReadAll(`SELECT current_setting('memory_limit'), current_setting('TimeZone'), current_setting('threads')`)
-    ).getRows()[0]!;
-    session = { baselineMemoryLimit: String(memoryLimit), memoryLimit: String(memoryLimit), timeZone: String(timeZone), threads: Number(threads) };
+    const [memoryLimit, timeZone] = (await db.runAndReadAll(`SELECT current_setting('memory_limit'), current_setting('TimeZone')`)).getRows()[0]!;
+    session = { baselineMemoryLimit: String(memoryLimit), memoryLimit: String(memoryLimit), timeZone: String(timeZone) };
     sessions.set(db, session);
   }
   return session;
@@ -59,12 +55,4 @@ export async function useTimeZone(db: DuckDBConnection, zone: string, { known = 
   await db.run(`SET TimeZone = ${sqlString(zone)}`);
   session.timeZone = zone;
   return previous;
-}
-
-/** Makes `threads` the DuckDB instance's thread count (the worker's instance serves one connection). */
-export async function useThreads(db: DuckDBConnection, threads: number): Promise<void> {
-  const session = await sessionOf(db);
-  if (threads === session.threads) return;
-  await db.run(`SET threads = ${Math.trunc(threads)}`);
-  session.threads = threads;
 }

@@ -17,7 +17,6 @@ import {
   type QueryOutput,
   type QueryRow,
   type QueryValue,
-  runQuery,
   runQueryStream,
 } from '../../src/engine/query.ts';
 import { type QueryStreamControl, type QueryStreamMessage, STREAM_WINDOW } from '../../src/engine/query-stream-protocol.ts';
@@ -886,30 +885,6 @@ describe('streaming', () => {
       for await (const _ of stream) return 'a batch';
     })().catch((e: unknown) => e);
     expect((iterated as QueryError).code).toBe('invalid_query');
-  });
-});
-
-describe('threads', () => {
-  const threadsOf = async (db: Awaited<ReturnType<typeof testDuckDB>>) =>
-    Number((await db.runAndReadAll(`SELECT current_setting('threads')`)).getRows()[0]![0]);
-
-  test('a query runs on the threads it is given (default one), the same rows either way', async () => {
-    const db = await testDuckDB();
-    const one = await runQuery(db, input(raw()));
-    expect(await threadsOf(db)).toBe(1);
-    const two = await runQuery(db, input(raw(), [], { threads: 2 }));
-    expect(await threadsOf(db)).toBe(2);
-    expect(two).toEqual(one);
-    await runQuery(db, input(raw()));
-    expect(await threadsOf(db)).toBe(1);
-  });
-
-  test('a thread count outside 1–256 is invalid_query', async () => {
-    for (const threads of [0, 257, 1.5]) {
-      const error = await runQuery(await testDuckDB(), input(raw(), [], { threads })).catch((e: unknown) => e);
-      expect(error).toBeInstanceOf(QueryError);
-      expect((error as QueryError).code).toBe('invalid_query');
-    }
   });
 });
 
