@@ -21,13 +21,7 @@ const LOWER = ['catalog', 'jobs', 'engine', 'storage', 'model'];
 const HTTP_USERS = ['http', 'server.ts', 'main.ts'];
 
 /** `from → to` (paths under src/) that break a rule for a reason that is not ours to fix here. */
-const EXCEPTIONS: readonly { from: string; to: string; why: string }[] = [
-  {
-    from: 'model/constraints.ts',
-    to: 'errors.ts',
-    why: 'the refusal list builds AppErrors; where the one error catalogue lives is issue 15, item 3',
-  },
-];
+const EXCEPTIONS: readonly { from: string; to: string; why: string }[] = [];
 
 interface Edge {
   /** Importing file, relative to src/. */
@@ -111,4 +105,89 @@ test('imports run one way between the folders of src/', () => {
   for (const line of broken) console.error(line);
   expect(broken).toEqual([]);
   expect(unusedExceptions).toEqual([]);
+});
+
+/**
+ * Errors are made only by the error catalogue (src/model/errors.ts), and an HTTP status is chosen
+ * only there and in src/http/. A status is a number from 100 to 599 in a status position: the value
+ * of something named *status*, a side of a comparison with one, or an argument of an *Error
+ * constructor. Statuses that are not ours (another server's answer) are listed with their reason.
+ */
+const ERROR_CATALOGUE = 'model/errors.ts';
+const FOREIGN_STATUSES: readonly { file: string; text: string; why: string }[] = [
+  { file: 'storage/s3.ts', text: 'e?.$metadata?.httpStatusCode === 404', why: "the object store's answer to a missing object" },
+];
+
+function statusFindings(file: string, text: string): string[] {
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
+  const findings: string[] = [];
+  const where = (node: ts.Node) => `src/${file}:${source.getLineAndCharacterOfPosition(node.getStart()).line + 1}`;
+  const visit = (node: ts.Node): void => {
+    if (ts.isNewExpression(node) && node.expression.getText() === 'AppError' && file !== ERROR_CATALOGUE) {
+      findings.push(`${where(node)}: new AppError( outside the catalogue (raise errors.<code>(…))`);
+    }
+    if (ts.isNumericLiteral(node) && Number(node.text) >= 100 && Number(node.text) <= 599) {
+      const position = statusPosition(node);
+      if (position && !FOREIGN_STATUSES.some((f) => f.file === file && position.getText() === f.text)) {
+        findings.push(`${where(node)}: HTTP status ${node.text} in \`${position.getText().slice(0, 80)}\``);
+      }
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return findings;
+}
+
+const STATUS_NAME = /status/i;
+const COMPARISON = new Set([
+  ts.SyntaxKind.EqualsEqualsEqualsToken,
+  ts.SyntaxKind.ExclamationEqualsEqualsToken,
+  ts.SyntaxKind.EqualsEqualsToken,
+  ts.SyntaxKind.ExclamationEqualsToken,
+  ts.SyntaxKind.LessThanToken,
+  ts.SyntaxKind.LessThanEqualsToken,
+  ts.SyntaxKind.GreaterThanToken,
+  ts.SyntaxKind.GreaterThanEqualsToken,
+]);
+
+/** The enclosing node that makes a number a status (see above), or null. Stops at the statement or function. */
+function statusPosition(literal: ts.Node): ts.Node | null {
+  for (let node: ts.Node = literal; node.parent && !ts.isSourceFile(node.parent); node = node.parent) {
+    const parent = node.parent;
+    if (ts.isBlock(parent) || ts.isFunctionLike(parent)) return null;
+    const named = ts.isPropertyAssignment(parent) || ts.isPropertySignature(parent) || ts.isVariableDeclaration(parent) || ts.isParameter(parent);
+    if (named && STATUS_NAME.test(parent.name.getText())) return parent;
+    if (ts.isBinaryExpression(parent) && COMPARISON.has(parent.operatorToken.kind)) {
+      const other = parent.left === node ? parent.right : parent.left;
+      if (STATUS_NAME.test(other.getText())) return parent;
+    }
+    if ((ts.isNewExpression(parent) || ts.isCallExpression(parent)) && parent.arguments?.includes(node as ts.Expression) && /Error$/.test(parent.expression.getText())) {
+      return parent;
+    }
+  }
+  return null;
+}
+
+test('the status finder sees statuses in status positions, and not other numbers', () => {
+  const found = statusFindings(
+    'x/y.ts',
+    [
+      'const STATUS = { a: 500 };',
+      'type T = { status: 400 | 404 };',
+      'if (err.status === 404) {}',
+      'throw new AppError(409, "c", "m");',
+      'const PAGE = 500;',
+      'const leap = year % 400 === 0;',
+      'const limit = { maxRows: 404 };',
+    ].join('\n'),
+  );
+  expect(found.map((f) => f.split(': ')[0])).toEqual(['src/x/y.ts:1', 'src/x/y.ts:2', 'src/x/y.ts:2', 'src/x/y.ts:3', 'src/x/y.ts:4', 'src/x/y.ts:4']);
+});
+
+test('errors are made by the catalogue, and HTTP statuses are chosen only there and in http/', () => {
+  const findings = sourceFiles()
+    .filter((file) => file !== ERROR_CATALOGUE && !file.startsWith('http/'))
+    .flatMap((file) => statusFindings(file, readFileSync(join(SRC, file), 'utf8')));
+  for (const line of findings) console.error(line);
+  expect(findings).toEqual([]);
 });

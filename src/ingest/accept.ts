@@ -24,7 +24,7 @@ import type { Db } from '../catalog/db.ts';
 import { CommitOutcomeUnknownError, inStatement, inTransaction } from '../catalog/transaction.ts';
 import type { Dataset, SchemaField, SchemaVersion, StorageTarget } from '../model/records.ts';
 import type { StagedInputFormat } from '../engine/partition-writer.ts';
-import { AppError } from '../errors.ts';
+import { AppError } from '../model/errors.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { MAX_BATCH_WINDOWS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from '../model/constraints.ts';
 import { chooseTimestampColumn, checkDeclaredFields, mergeSchema } from '../model/schema.ts';
@@ -250,9 +250,7 @@ async function storageTarget(deps: AcceptDeps, idOrName: string): Promise<Storag
   try {
     return await deps.catalogCache.storageTarget(idOrName);
   } catch (err) {
-    if (err instanceof AppError && err.status === 404) {
-      throw refuse('storage_target', `storage target "${idOrName}" is not registered; GET /admin/storage-targets lists them`, { storageTarget: idOrName });
-    }
+    if (err instanceof AppError && err.code === 'not_found') throw refuse('storage_target', idOrName);
     throw err;
   }
 }

@@ -44,7 +44,7 @@ export interface ReceivedBody {
 }
 
 function tooLarge(limit: number) {
-  return refuse('body_size', `request body is larger than the limit of ${limit} bytes`, { limitBytes: limit });
+  return refuse('body_size', limit);
 }
 
 export class IngestService {

@@ -1,13 +1,13 @@
 /** POST /datasets/:datasetSlug/ingest and GET /ingestion/jobs/:jobId. */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Elysia, t, ValidationError } from 'elysia';
-import { errors } from '../../errors.ts';
+import { errors } from '../../model/errors.ts';
 import type { IngestBatch } from '../../ingest/accept.ts';
 import { type DecodedBatch, decodeRowsBody, parseJsonBody, refuseBatchQueryForJson } from '../../ingest/formats/index.ts';
 import type { IngestService } from '../../ingest/service.ts';
 import { accepted, acceptedBody, keepOpenFor, requestedWaitMs } from '../accepted.ts';
 import { actorOf, type Scoped } from '../auth.ts';
-import { ErrorBody } from '../errors.ts';
+import { ErrorBody, errorBody } from '../errors.ts';
 import { FieldTypeSchema } from '../../model/field-types.ts';
 import { JobView, jobView } from '../job-view.ts';
 import { requestTraceparent } from '../request-log.ts';
@@ -152,10 +152,9 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
           return { ...jobView(outcome.job), replayed: outcome.replayed };
         }
         if (outcome.job.state === 'failed') {
-          set.status = 500;
-          return {
-            error: { code: 'ingest_failed', message: `the batch was accepted but could not be written: ${outcome.job.lastError}`, details: jobView(outcome.job) },
-          };
+          const error = errors.ingest_failed(outcome.job.lastError, jobView(outcome.job));
+          set.status = error.status;
+          return errorBody(error);
         }
         const statusUrl = accepted(set, `/ingestion/jobs/${outcome.job.id}`);
         return { jobId: outcome.job.id, state: outcome.job.state, statusUrl, replayed: outcome.replayed };
@@ -205,7 +204,7 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
       '/ingestion/jobs/:jobId',
       async ({ params }) => {
         const job = await service.job(params.jobId);
-        if (!job) throw errors.notFound('job', params.jobId);
+        if (!job) throw errors.not_found('job', params.jobId);
         return jobView(job);
       },
       {

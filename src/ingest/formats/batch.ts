@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { SchemaField, SchemaVersion } from '../../model/records.ts';
 import type { StagedInputFormat } from '../../engine/partition-writer.ts';
-import { AppError } from '../../errors.ts';
+import { AppError } from '../../model/errors.ts';
 import { type BodyFormat, refuse } from '../../model/constraints.ts';
 import type { BatchSummary, RowRules } from '../validation.ts';
 

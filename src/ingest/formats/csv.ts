@@ -14,7 +14,7 @@
  * parsed field array; no row object is built. The body is staged as it arrived.
  */
 import type { FieldType } from '../../model/field-types.ts';
-import type { AppError } from '../../errors.ts';
+import type { AppError } from '../../model/errors.ts';
 import { type ConstraintId, refuse } from '../../model/constraints.ts';
 import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../../model/timestamps.ts';
 import {
