@@ -5,7 +5,6 @@
  * errors, the engine's QueryError, the storage's StorageError and PartitionCacheError and the
  * catalog's lost connections with theirs; anything else is a logged 500 `internal_error`.
  */
-import type { ValueError } from '@sinclair/typebox/errors';
 import { Elysia, type Static, t, ValidationError } from 'elysia';
 import { isCatalogUnavailable } from '../catalog/db.ts';
 import { CommitOutcomeUnknownError } from '../catalog/transaction.ts';
@@ -43,15 +42,7 @@ export function toAppError(code: string | number, error: unknown, request: Reque
   if (error instanceof AppError) return error;
   // Elysia wraps what a parse hook throws in a ParseError.
   if (code === 'PARSE' && (error as Error).cause instanceof AppError) return (error as Error).cause as AppError;
-  if (error instanceof ValidationError) {
-    const first = error.valueError && specific(error.valueError);
-    const where = first?.path ? first.path : '(body)';
-    return errors.validation_failed(`${error.type} is invalid at ${where}: ${first?.message ?? 'does not match the schema'}`, {
-      location: error.type,
-      path: first?.path,
-      summary: first?.message,
-    });
-  }
+  if (error instanceof ValidationError) return errors.validation_failed(error.type, error.valueError);
   if (error instanceof QueryError) return errors[error.code](error.message, error);
   if (error instanceof PartitionCacheError) return errors[error.code](error.message, error.location, error);
   // Whatever a storage target refused (an I/O error, a missing object, a location outside it): the
@@ -65,16 +56,6 @@ export function toAppError(code: string | number, error: unknown, request: Reque
   if (code === 'PARSE') return errors.invalid_body((error as Error).message);
   if (code === 'INVALID_COOKIE_SIGNATURE') return errors.invalid_cookie();
   return errors.internal_error(error);
-}
-
-/**
- * A union's own error says only "Expected union value"; the error of the alternative the value came
- * closest to (not the null of a nullable field) says what to change.
- */
-function specific(error: ValueError): ValueError {
-  const nested = (error.errors ?? []).map((alternative) => alternative.First()).filter((e): e is ValueError => e !== undefined);
-  const chosen = nested.find((e) => e.schema.type !== 'null') ?? nested[0];
-  return chosen ? specific(chosen) : error;
 }
 
 export function errorHandler(log: Logger) {

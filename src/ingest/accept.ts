@@ -30,7 +30,6 @@ import { MAX_BATCH_WINDOWS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from '../model/
 import { chooseTimestampColumn, checkDeclaredFields, mergeSchema } from '../model/schema.ts';
 import type { BatchParams, DecodedBatch } from './formats/batch.ts';
 import type { BatchSummary } from './validation.ts';
-import { jsonBatch } from './formats/json.ts';
 import { stagingObjectKey } from '../model/object-keys.ts';
 import { checkObjectKeys } from './object-key-limits.ts';
 import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../model/timestamps.ts';
@@ -51,20 +50,10 @@ export interface IngestJobPayload {
   awaited?: boolean;
 }
 
-export interface IngestBatch {
-  schema: { fields: SchemaField[] };
-  partition: { key: Record<string, string>; timeRange?: { start: string; end: string } };
-  rows: unknown[];
-  datasetName?: string;
-  storageTargetId?: string;
-}
-
 export interface AcceptRequest {
   datasetSlug: string;
-  /** A JSON batch, or a batch decoded from another body format (formats/). */
-  batch: IngestBatch | DecodedBatch;
-  /** The request body exactly as received: a JSON body is staged as is and hashed for idempotency. */
-  rawBody: Uint8Array;
+  /** The request body, decoded in its format (formats/decodeBody); its rows not checked yet. */
+  batch: DecodedBatch;
   idempotencyKey: string | null;
   actor: string | null;
   traceParent: string | null;
@@ -99,7 +88,7 @@ class KeyHeld extends Error {
 }
 
 export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Promise<Accepted> {
-  const batch = isDecoded(request.batch) ? request.batch : jsonBatch(request.batch, request.rawBody);
+  const { batch } = request;
   checkRequestText(request.idempotencyKey, batch);
   const named = batch.declare(null);
   if (named) checkDeclaredFields(named);
@@ -213,10 +202,6 @@ async function discard(staging: ReturnType<typeof stageBody> | null): Promise<vo
   } catch {
     // not stored, or left for the collector
   }
-}
-
-function isDecoded(batch: IngestBatch | DecodedBatch): batch is DecodedBatch {
-  return typeof (batch as DecodedBatch).validate === 'function';
 }
 
 /** The schema of a batch whose format carries none (NDJSON, CSV): the dataset's latest version. */

@@ -9,6 +9,7 @@
  * catalog's lost connections) carry no status: http/errors.ts turns them into catalogue errors, at
  * that one boundary. Anything else is logged and answered 500 `internal_error`.
  */
+import type { ValueError } from '@sinclair/typebox/errors';
 
 export type HttpStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 422 | 500 | 503 | 507;
 
@@ -38,9 +39,29 @@ const partition = (message: string, location: string, cause?: unknown): Said => 
 /** Readiness: the message and every check's outcome. */
 const readiness = (message: string, checks: Record<string, string>): Said => ({ message, details: { checks } });
 
+/** A value that does not match its TypeBox schema: where (`body`, `query`, …) and what its first error says. */
+function schemaMismatch(location: string, error: ValueError | undefined): Said {
+  const first = error && closest(error);
+  const where = first?.path ? first.path : '(body)';
+  return {
+    message: `${location} is invalid at ${where}: ${first?.message ?? 'does not match the schema'}`,
+    details: { location, path: first?.path, summary: first?.message },
+  };
+}
+
+/**
+ * A union's own error says only "Expected union value"; the error of the alternative the value came
+ * closest to (not the null of a nullable field) says what to change.
+ */
+function closest(error: ValueError): ValueError {
+  const nested = (error.errors ?? []).map((alternative) => alternative.First()).filter((e): e is ValueError => e !== undefined);
+  const chosen = nested.find((e) => e.schema.type !== 'null') ?? nested[0];
+  return chosen ? closest(chosen) : error;
+}
+
 const CATALOGUE = {
   // Any route: the request itself.
-  validation_failed: { status: 400, message: said },
+  validation_failed: { status: 400, message: schemaMismatch },
   invalid_body: { status: 400, message: (why: string) => `request body could not be parsed: ${why}` },
   invalid_cookie: { status: 400, message: () => 'invalid cookie signature' },
   invalid_cursor: { status: 400, message: () => 'cursor is not one this server returned; start again without it' },
