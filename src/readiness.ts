@@ -8,12 +8,13 @@ import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Catalog } from './catalog/connection.ts';
 import type { WorkerPool } from './engine/pool.ts';
+import type { ErrorCode } from './model/errors.ts';
 
 export type CheckOutcome = 'ok' | string;
 
 export interface ReadinessReport {
   ok: boolean;
-  code: string;
+  code: 'ready' | Extract<ErrorCode, 'not_ready' | 'shutting_down'>;
   message: string;
   checks: Record<string, CheckOutcome>;
 }

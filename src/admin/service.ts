@@ -35,7 +35,7 @@ import type {
   StorageTargetKind,
   StoredRetentionPolicy,
 } from '../model/records.ts';
-import { AppError, errors } from '../errors.ts';
+import { type AppError, errors } from '../model/errors.ts';
 import { chooseTimestampColumn, checkDeclaredFields, checkTimestampColumnName, DEFAULT_TIMESTAMP_COLUMN, mergeSchema } from '../model/schema.ts';
 import { wakeLocalRunners } from '../jobs/local.ts';
 import { describeProbeStep, probeRoundTrip, type StorageDriver, type StorageDrivers } from '../storage/index.ts';
@@ -194,18 +194,12 @@ export class AdminService {
     const dataset = await getDataset(this.o.sql, idOrSlug);
     const version = options.version ?? dataset.manifestVersion;
     if (version > dataset.manifestVersion) {
-      throw errors.badRequest(
-        'unknown_manifest_version',
-        `dataset "${dataset.slug}" has published manifest versions 1 to ${dataset.manifestVersion}; version ${version} does not exist yet`,
-        { latest: dataset.manifestVersion },
-      );
+      throw errors.unknown_manifest_version(dataset.slug, dataset.manifestVersion, version);
     }
     const manifest = await getManifestVersion(this.o.sql, dataset.id, version);
     if (!manifest) {
       if (version === 0) return { dataset, manifest: null, partitions: [], byStorageTarget: [], nextCursor: null };
-      throw new AppError(404, 'manifest_version_gone', `manifest version ${version} of dataset "${dataset.slug}" is no longer kept`, {
-        latest: dataset.manifestVersion,
-      });
+      throw errors.manifest_version_gone(dataset.slug, version, dataset.manifestVersion);
     }
     const afterId = options.cursor ? decodeCursor(options.cursor, 'partition') : undefined;
     const rows = await listActivePartitions(this.o.sql, { datasetId: dataset.id, version, afterId: afterId as string | undefined, limit: options.limit + 1 });
@@ -234,7 +228,7 @@ export class AdminService {
   /** Registers a target after a write probe shows this process can write to and read from it. */
   async registerStorageTarget(input: StorageTargetInput, actor: string | null): Promise<StorageTarget> {
     if (await findStorageTarget(this.o.sql, input.name)) {
-      throw errors.conflict('storage_target_exists', `a storage target named "${input.name}" already exists; choose another name`);
+      throw errors.storage_target_exists(input.name);
     }
     await this.probe(input.name, () => this.o.drivers.uncached(input), true);
     return this.o.sql.begin(async (tx) => {
@@ -285,7 +279,7 @@ export class AdminService {
 
   async job(id: string): Promise<Job> {
     const job = await getJob(this.o.sql, id);
-    if (!job) throw errors.notFound('job', id);
+    if (!job) throw errors.not_found('job', id);
     return job;
   }
 
@@ -302,11 +296,7 @@ export class AdminService {
     const failed = await this.failedJob(id, 'retried');
     const body = stagedBodyOf(failed);
     if (body && !(await this.stagedBodyExists(body))) {
-      throw errors.conflict(
-        'staged_body_missing',
-        `job "${id}" cannot be retried: its staged batch ${body.location} no longer exists; delete the job (DELETE /admin/jobs/${id}) and send the batch again`,
-        { jobId: id, location: body.location },
-      );
+      throw errors.staged_body_missing(id, body.location);
     }
     let retried: Job;
     try {
@@ -318,11 +308,7 @@ export class AdminService {
       })) as Job;
     } catch (err) {
       if ((err as { code?: string }).code === '23505') {
-        throw errors.conflict(
-          'job_key_busy',
-          `job "${id}" cannot be retried while another job with its key "${failed.jobKey}" is queued or running; try again once that one has finished`,
-          { jobId: id, jobKey: failed.jobKey },
-        );
+        throw errors.job_key_busy(id, failed.jobKey);
       }
       throw err;
     }
@@ -369,9 +355,7 @@ export class AdminService {
 
   private async writableTarget(idOrName: string): Promise<StorageTarget> {
     const target = await findStorageTarget(this.o.sql, idOrName);
-    if (!target) {
-      throw new AppError(404, 'storage_target_not_found', `storage target "${idOrName}" is not registered; GET /admin/storage-targets lists them`);
-    }
+    if (!target) throw errors.storage_target_not_found(idOrName);
     await this.probe(target.name, () => this.o.drivers.forTarget(target), false);
     return target;
   }
@@ -383,13 +367,7 @@ export class AdminService {
       driver = open();
       await probeRoundTrip(driver);
     } catch (err) {
-      throw new AppError(
-        422,
-        'storage_target_unwritable',
-        `storage target "${name}" failed a write probe from this server: ${describeProbeStep(err)}`,
-        { storageTarget: name },
-        { cause: err },
-      );
+      throw errors.storage_target_unwritable(name, describeProbeStep(err), err);
     } finally {
       if (closeAfter) driver?.close();
     }
@@ -398,7 +376,7 @@ export class AdminService {
 
 function notFailed(job: Job, what: 'retried' | 'deleted'): AppError {
   const now = job.state === 'succeeded' ? 'succeeded' : job.state === 'queued' ? `is queued (next attempt at ${job.runAt.toISOString()})` : 'is running';
-  return errors.conflict('job_not_failed', `job "${job.id}" ${now}; only a failed job can be ${what}`, { jobId: job.id, state: job.state });
+  return errors.job_not_failed(job.id, job.state, now, what);
 }
 
 /** What an audit event records of a job that an operator retried or deleted. */
@@ -436,7 +414,7 @@ function auditedFields(d: Dataset): Record<string, unknown> {
 /** Sort columns must be distinct fields of the schema other than the timestamp. */
 function checkSortColumns(columns: string[], fields: SchemaField[] | null, timestampColumn: string): void {
   const refuse = (message: string) => {
-    throw errors.badRequest('invalid_sort_columns', message, { sortColumns: columns });
+    throw errors.invalid_sort_columns(message, { sortColumns: columns });
   };
   if (!fields) refuse('sortColumns name fields of the schema: give the dataset a schema first (or in the same request)');
   const names = new Set(fields!.map((f) => f.name));
@@ -468,6 +446,6 @@ function decodeCursor(cursor: string, kind: 'partition' | 'audit'): string {
   const decoded = Buffer.from(cursor, 'base64url').toString('utf8');
   const value = decoded.startsWith(`${kind}:`) ? decoded.slice(kind.length + 1) : '';
   const valid = kind === 'audit' ? /^\d{1,18}$/.test(value) : /^[0-9a-f-]{36}$/i.test(value);
-  if (!valid) throw errors.badRequest('invalid_cursor', 'cursor is not one this server returned; start again without it');
+  if (!valid) throw errors.invalid_cursor();
   return value;
 }

@@ -1,7 +1,7 @@
 /** Datasets: create, read (by id or slug), update, list with keyset pagination, lock for publish. */
 import type { Db } from './db.ts';
 import { afterPosition, decodeCreatedCursor, pageOf, UUID } from './keyset.ts';
-import { errors } from '../errors.ts';
+import { errors } from '../model/errors.ts';
 import type { Dataset, DatasetMetadata, DatasetStatus } from '../model/records.ts';
 
 export interface NewDataset {
@@ -41,7 +41,7 @@ export async function createDataset(sql: Db, input: NewDataset): Promise<Dataset
     return row as Dataset;
   } catch (err) {
     if ((err as { code?: string }).code === '23505') {
-      throw errors.conflict('dataset_exists', `a dataset with slug "${input.slug}" already exists`);
+      throw errors.dataset_exists(input.slug);
     }
     throw err;
   }
@@ -69,7 +69,7 @@ export async function findDataset(sql: Db, idOrSlug: string): Promise<Dataset | 
 
 export async function getDataset(sql: Db, idOrSlug: string): Promise<Dataset> {
   const dataset = await findDataset(sql, idOrSlug);
-  if (!dataset) throw errors.notFound('dataset', idOrSlug);
+  if (!dataset) throw errors.not_found('dataset', idOrSlug);
   return dataset;
 }
 
@@ -80,7 +80,7 @@ export async function getDataset(sql: Db, idOrSlug: string): Promise<Dataset> {
  */
 export async function lockDataset(tx: Db, id: string): Promise<Dataset> {
   const [row] = await tx<Dataset[]>`SELECT * FROM datasets WHERE id = ${id} FOR UPDATE`;
-  if (!row) throw errors.notFound('dataset', id);
+  if (!row) throw errors.not_found('dataset', id);
   return row;
 }
 
@@ -95,7 +95,7 @@ export async function updateDataset(sql: Db, id: string, changes: DatasetChanges
   if (Object.keys(set).length === 0) return getDataset(sql, id);
   const [row] = await sql<Dataset[]>`
     UPDATE datasets SET ${sql(set)}, updated_at = now() WHERE id = ${id} RETURNING *`;
-  if (!row) throw errors.notFound('dataset', id);
+  if (!row) throw errors.not_found('dataset', id);
   return row;
 }
 

@@ -13,7 +13,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
-import { AppError } from '../errors.ts';
+import { errors } from '../model/errors.ts';
 import { acquireLockFile, type LockFile } from './lock-file.ts';
 import { pgliteAssets } from './pglite-assets.ts';
 
@@ -26,14 +26,7 @@ export interface EmbeddedCatalogServer {
 export async function startEmbeddedCatalog(storageRoot: string): Promise<EmbeddedCatalogServer> {
   const dataDir = join(storageRoot, 'catalog');
   mkdirSync(dataDir, { recursive: true });
-  const lock: LockFile = acquireLockFile(join(storageRoot, 'timestore.lock'), (holder) =>
-    new AppError(
-      500,
-      'storage_root_in_use',
-      `the storage root ${storageRoot} is in use by another timestore process (pid ${holder}); ` +
-        'stop it, or give this process its own TIMESTORE_STORAGE_ROOT, or point several processes at one PostgreSQL with TIMESTORE_DATABASE_URL',
-    ),
-  );
+  const lock: LockFile = acquireLockFile(join(storageRoot, 'timestore.lock'), (holder) => errors.storage_root_in_use(storageRoot, holder));
   let db: PGlite | undefined;
   let server: PGLiteSocketServer | undefined;
   try {

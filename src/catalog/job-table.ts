@@ -20,7 +20,6 @@
  */
 import type { Db } from './db.ts';
 import { afterPosition, decodeCreatedCursor, pageOf, UUID } from './keyset.ts';
-import { errors } from '../errors.ts';
 
 /** NOTIFY channel whose payload is the queue name; a wake-up hint only, polling is the floor. */
 export const JOBS_CHANNEL = 'timestore_jobs';

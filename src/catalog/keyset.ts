@@ -4,7 +4,7 @@
  * opaque cursor carries.
  */
 import type { Db } from './db.ts';
-import { errors } from '../errors.ts';
+import { errors } from '../model/errors.ts';
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -25,7 +25,7 @@ export function decodeCreatedCursor(tag: string, cursor: string): Position {
     if (got !== tag || typeof createdAt !== 'string' || Number.isNaN(Date.parse(createdAt)) || !UUID.test(id)) throw new Error('bad cursor');
     return { createdAt, id };
   } catch {
-    throw errors.badRequest('invalid_cursor', 'cursor is not one this server returned; start again without it');
+    throw errors.invalid_cursor();
   }
 }
 

@@ -6,7 +6,7 @@
  * at v" is a range test and publishing costs O(partitions changed).
  */
 import type { Db } from './db.ts';
-import { errors } from '../errors.ts';
+import { errors } from '../model/errors.ts';
 import { lockDataset } from './datasets.ts';
 import type { ManifestVersion, NewPartition, Partition } from '../model/records.ts';
 
@@ -46,7 +46,7 @@ export async function publishManifestVersion(tx: Db, input: PublishInput): Promi
       WHERE dataset_id = ${input.datasetId} AND id IN ${tx(remove)} AND removed_version IS NULL
       RETURNING row_count, size_bytes`;
     if (removed.length !== new Set(remove).size) {
-      throw errors.conflict('partition_not_active', 'a partition to remove is no longer active (another publish removed it); retry from the current manifest');
+      throw errors.partition_not_active();
     }
     for (const r of removed) {
       removedRows += r.rowCount;
@@ -90,9 +90,7 @@ export async function publishManifestVersion(tx: Db, input: PublishInput): Promi
       }
     } catch (err) {
       if ((err as { code?: string }).code === '23505') {
-        throw errors.conflict('duplicate_partition', 'a partition with this location is already recorded', {
-          detail: (err as { detail?: string }).detail,
-        });
+        throw errors.duplicate_partition((err as { detail?: string }).detail);
       }
       throw err;
     }

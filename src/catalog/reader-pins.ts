@@ -10,7 +10,7 @@
  * every pin committed before. Readers never wait for publishes, nor publishes for readers.
  */
 import type { Sql } from 'postgres';
-import { errors } from '../errors.ts';
+import { errors } from '../model/errors.ts';
 import type { Db } from './db.ts';
 
 /** First key of the two-key advisory lock on a dataset's files ("tsfl"); the second is the dataset id's hash. */
@@ -39,7 +39,7 @@ export async function pinCurrentManifestVersion(sql: Sql, pin: NewReaderPin): Pr
       SELECT ${pin.id}, id, manifest_version, ${pin.owner}, now() + ${`${Math.round(pin.ttlMs)} milliseconds`}::interval
       FROM datasets WHERE id = ${pin.datasetId}
       RETURNING manifest_version`;
-    if (!row) throw errors.notFound('dataset', pin.datasetId);
+    if (!row) throw errors.not_found('dataset', pin.datasetId);
     return row.manifestVersion;
   })) as number;
 }

@@ -1,6 +1,6 @@
 /** Storage targets: where partition files live (a local root or an S3 bucket and prefix). */
 import type { Db } from './db.ts';
-import { errors } from '../errors.ts';
+import { errors } from '../model/errors.ts';
 import type { LocalTargetConfig, S3TargetConfig, S3TargetCredentials, StorageTarget, StorageTargetKind } from '../model/records.ts';
 
 export interface StorageTargetInput {
@@ -19,7 +19,7 @@ export async function createStorageTarget(sql: Db, input: StorageTargetInput): P
             ${input.credentials ? sql.json(input.credentials as never) : null})
     ON CONFLICT (name) DO NOTHING
     RETURNING *`;
-  if (!row) throw errors.conflict('storage_target_exists', `a storage target named "${input.name}" already exists; choose another name`);
+  if (!row) throw errors.storage_target_exists(input.name);
   return row;
 }
 
@@ -44,7 +44,7 @@ export async function findStorageTarget(sql: Db, idOrName: string): Promise<Stor
 
 export async function getStorageTarget(sql: Db, idOrName: string): Promise<StorageTarget> {
   const target = await findStorageTarget(sql, idOrName);
-  if (!target) throw errors.notFound('storage target', idOrName);
+  if (!target) throw errors.not_found('storage target', idOrName);
   return target;
 }
 

@@ -7,6 +7,7 @@
  */
 import { statSync } from 'node:fs';
 import type { DuckDBConnection } from '@duckdb/node-api';
+import { parseCsv } from '../model/csv.ts';
 import { SQL_TYPES } from '../model/field-types.ts';
 import type { SchemaField } from '../model/records.ts';
 import { quoteIdent, sqlString } from './sql.ts';
@@ -139,7 +140,7 @@ async function parquetColumns(db: DuckDBConnection, paths: string[]): Promise<{ 
 /** Longest CSV header line read. */
 const MAX_CSV_HEADER_BYTES = 1024 * 1024;
 
-/** The column names in the first record of an RFC 4180 CSV file (a UTF-8 BOM is skipped). */
+/** The column names in the first record of an RFC 4180 CSV file (model/csv.ts; a UTF-8 BOM is skipped). */
 export async function readCsvHeader(path: string): Promise<string[]> {
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let text = '';
@@ -147,58 +148,31 @@ export async function readCsvHeader(path: string): Promise<string[]> {
   for await (const chunk of Bun.file(path).stream()) {
     bytes += chunk.byteLength;
     text += decoder.decode(chunk, { stream: true });
-    const names = parseCsvRecord(text);
+    const names = firstCsvRecord(text, false);
     if (names) return names;
     if (bytes > MAX_CSV_HEADER_BYTES) throw new Error(`no header line within the first ${MAX_CSV_HEADER_BYTES} bytes`);
   }
   text += decoder.decode();
-  const names = parseCsvRecord(text, true);
+  const names = firstCsvRecord(text, true);
   if (!names || (names.length === 1 && names[0] === '')) throw new Error('the file has no header line');
   return names;
 }
 
 /** The first record of `text`, or undefined when it may continue past the end (unless `atEnd`). */
-function parseCsvRecord(text: string, atEnd = false): string[] | undefined {
-  const names: string[] = [];
-  let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
-  let value = '';
-  let quoted = false;
-  while (i < text.length) {
-    const ch = text[i]!;
-    if (quoted) {
-      if (ch === '"') {
-        if (i + 1 >= text.length && !atEnd) return undefined;
-        if (text[i + 1] === '"') {
-          value += '"';
-          i += 2;
-          continue;
-        }
-        quoted = false;
-      } else {
-        value += ch;
-      }
-      i += 1;
-    } else if (ch === '"') {
-      quoted = true;
-      i += 1;
-    } else if (ch === ',') {
-      names.push(value);
-      value = '';
-      i += 1;
-    } else if (ch === '\n' || ch === '\r') {
-      names.push(value);
-      return names;
-    } else {
-      value += ch;
-      i += 1;
-    }
+function firstCsvRecord(text: string, atEnd: boolean): string[] | undefined {
+  let names: string[] | undefined;
+  let end: number;
+  try {
+    end = parseCsv(text, (values, count) => {
+      names = values.slice(0, count).map((name) => name ?? '');
+      return true;
+    });
+  } catch (err) {
+    if (!atEnd) return undefined; // e.g. a quoted name that goes on in the next chunk
+    throw err;
   }
-  if (!atEnd || quoted) {
-    if (quoted && atEnd) throw new Error('unterminated quoted name in the header line');
-    return undefined;
-  }
-  names.push(value);
-  return names;
+  // A record that ends at the end of the text may go on (or end "\r" of a "\r\n") in the next chunk.
+  return atEnd || end < text.length ? names : undefined;
 }
 
 function maxObjectSize(paths: string[]): number {

@@ -20,7 +20,7 @@ import { Elysia } from 'elysia';
 import type { DatasetRef } from '../access.ts';
 import type { DatasetIam } from '../model/records.ts';
 import type { Config } from '../config.ts';
-import { errors } from '../errors.ts';
+import { errors } from '../model/errors.ts';
 
 export type ScopeRule = 'open' | 'read' | 'write' | 'admin';
 
@@ -66,8 +66,8 @@ export function auth(options: AuthOptions) {
         if (needed.length === 0) return;
         const held = parseScopes(headers['x-iam-scopes']);
         // The messages name no scope: a dataset's own scopes would tell that it exists.
-        if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
-        if (!needed.some((scope) => held.includes(scope))) throw errors.forbidden('x-iam-scopes holds none of the scopes this route needs');
+        if (held.length === 0) throw errors.unauthorized();
+        if (!needed.some((scope) => held.includes(scope))) throw errors.forbidden();
       },
     }),
   });

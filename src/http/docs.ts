@@ -13,6 +13,8 @@ import faviconPath from '../../node_modules/swagger-ui-dist/favicon-32x32.png' w
 import swaggerUi from '../../node_modules/swagger-ui-dist/package.json' with { type: 'json' };
 import cssPath from '../../node_modules/swagger-ui-dist/swagger-ui.css' with { type: 'file' };
 import { VERSION } from '../version.ts';
+import { errors } from '../model/errors.ts';
+import { errorResponse } from './errors.ts';
 
 export const DOCS_PATH = '/docs';
 export const OPENAPI_PATH = '/openapi.json';
@@ -62,10 +64,7 @@ export function apiDocs(options: DocsOptions) {
       `${DOCS_PATH}/assets/:file`,
       ({ params, set }) => {
         const asset = assets[params.file];
-        if (!asset) {
-          set.status = 404;
-          return { error: { code: 'not_found', message: `no documentation asset "${params.file}"` } };
-        }
+        if (!asset) return errorResponse(errors.not_found('documentation asset', params.file), set.headers as Record<string, string>);
         return new Response(Bun.file(asset.path), {
           headers: { 'content-type': asset.type, 'cache-control': 'public, max-age=86400' },
         });

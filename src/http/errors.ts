@@ -1,14 +1,17 @@
 /**
- * Renders every failure in one shape, `{"error":{"code","message","details"?}}`:
- * AppErrors with their own status and code, Elysia's validation, parse and
- * not-found errors as 400/404, anything else as a logged 500.
+ * Renders every failure in one shape, `{"error":{"code","message","details"?}}`. This is the one
+ * boundary where what lower layers throw becomes an error of the catalogue (model/errors.ts):
+ * AppErrors answer with their own status and code; Elysia's validation, parse and not-found
+ * errors, the engine's QueryError, the storage's StorageError and PartitionCacheError and the
+ * catalog's lost connections with theirs; anything else is a logged 500 `internal_error`.
  */
-import type { ValueError } from '@sinclair/typebox/errors';
-import { Elysia, t, ValidationError } from 'elysia';
+import { Elysia, type Static, t, ValidationError } from 'elysia';
 import { isCatalogUnavailable } from '../catalog/db.ts';
 import { CommitOutcomeUnknownError } from '../catalog/transaction.ts';
-import { AppError, errors } from '../errors.ts';
+import { QueryError } from '../engine/query.ts';
+import { AppError, errors } from '../model/errors.ts';
 import { StorageError } from '../storage/driver.ts';
+import { PartitionCacheError } from '../storage/partition-cache.ts';
 import type { Logger } from '../log.ts';
 import { requestId } from './request-log.ts';
 
@@ -23,10 +26,15 @@ export const ErrorBody = t.Object(
   { $id: '#/components/schemas/Error', title: 'Error' },
 );
 
-export function errorResponse(error: AppError, headers: Record<string, string> = {}): Response {
-  const body: { code: string; message: string; details?: unknown } = { code: error.code, message: error.message };
+/** The answer's body for `error`, for a handler that sets the status itself. */
+export function errorBody(error: AppError): Static<typeof ErrorBody> {
+  const body: Static<typeof ErrorBody>['error'] = { code: error.code, message: error.message };
   if (error.details !== undefined) body.details = error.details;
-  return Response.json({ error: body }, { status: error.status, headers });
+  return { error: body };
+}
+
+export function errorResponse(error: AppError, headers: Record<string, string> = {}): Response {
+  return Response.json(errorBody(error), { status: error.status, headers });
 }
 
 /** Turns whatever a handler threw into an AppError. */
@@ -34,47 +42,20 @@ export function toAppError(code: string | number, error: unknown, request: Reque
   if (error instanceof AppError) return error;
   // Elysia wraps what a parse hook throws in a ParseError.
   if (code === 'PARSE' && (error as Error).cause instanceof AppError) return (error as Error).cause as AppError;
-  if (error instanceof ValidationError) {
-    const first = error.valueError && specific(error.valueError);
-    const where = first?.path ? first.path : '(body)';
-    return errors.validation(`${error.type} is invalid at ${where}: ${first?.message ?? 'does not match the schema'}`, {
-      location: error.type,
-      path: first?.path,
-      summary: first?.message,
-    });
+  if (error instanceof ValidationError) return errors.validation_failed(error.type, error.valueError);
+  if (error instanceof QueryError) return errors[error.code](error.message, error);
+  if (error instanceof PartitionCacheError) return errors[error.code](error.message, error.location, error);
+  // Whatever a storage target refused (an I/O error, a missing object, a location outside it): the
+  // request did not take effect, and the message names the operation, the object and the target.
+  if (error instanceof StorageError) {
+    return error.code === 'no_space' ? errors.storage_full(error.message, error.target, error) : errors.storage_unavailable(error.message, error.target, error);
   }
-  if (error instanceof StorageError && error.code === 'no_space') {
-    return errors.storageFull(`${error.message}; the request did not take effect: retry it once space is freed`, { target: error.target }, { cause: error });
-  }
-  if (error instanceof StorageError && error.code === 'failed') {
-    return errors.unavailable('storage_unavailable', `${error.message}; the request did not take effect: retry it later`, { target: error.target }, { cause: error });
-  }
-  if (error instanceof CommitOutcomeUnknownError) {
-    return errors.unavailable(
-      'outcome_unknown',
-      'the connection to the catalog was lost before it confirmed the change, which may or may not have taken effect: ' +
-        'retry with the same Idempotency-Key to be sure (a retry without one may apply it twice)',
-      undefined,
-      { cause: error },
-    );
-  }
-  if (isCatalogUnavailable(error)) {
-    return errors.unavailable('catalog_unavailable', 'the catalog (PostgreSQL) cannot be reached; the request did not take effect: retry it later', undefined, { cause: error });
-  }
-  if (code === 'NOT_FOUND') return errors.routeNotFound(request.method, new URL(request.url).pathname);
-  if (code === 'PARSE') return errors.badRequest('invalid_body', `request body could not be parsed: ${(error as Error).message}`);
-  if (code === 'INVALID_COOKIE_SIGNATURE') return errors.badRequest('invalid_cookie', 'invalid cookie signature');
-  return new AppError(500, 'internal_error', 'internal error; the server log has the details', undefined, { cause: error });
-}
-
-/**
- * A union's own error says only "Expected union value"; the error of the alternative the value came
- * closest to (not the null of a nullable field) says what to change.
- */
-function specific(error: ValueError): ValueError {
-  const nested = (error.errors ?? []).map((alternative) => alternative.First()).filter((e): e is ValueError => e !== undefined);
-  const chosen = nested.find((e) => e.schema.type !== 'null') ?? nested[0];
-  return chosen ? specific(chosen) : error;
+  if (error instanceof CommitOutcomeUnknownError) return errors.outcome_unknown(error);
+  if (isCatalogUnavailable(error)) return errors.catalog_unavailable(error);
+  if (code === 'NOT_FOUND') return errors.route_not_found(request.method, new URL(request.url).pathname);
+  if (code === 'PARSE') return errors.invalid_body((error as Error).message);
+  if (code === 'INVALID_COOKIE_SIGNATURE') return errors.invalid_cookie();
+  return errors.internal_error(error);
 }
 
 export function errorHandler(log: Logger) {

@@ -24,13 +24,12 @@ import type { Db } from '../catalog/db.ts';
 import { CommitOutcomeUnknownError, inStatement, inTransaction } from '../catalog/transaction.ts';
 import type { Dataset, SchemaField, SchemaVersion, StorageTarget } from '../model/records.ts';
 import type { StagedInputFormat } from '../engine/partition-writer.ts';
-import { AppError } from '../errors.ts';
+import { AppError } from '../model/errors.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { MAX_BATCH_WINDOWS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from '../model/constraints.ts';
 import { chooseTimestampColumn, checkDeclaredFields, mergeSchema } from '../model/schema.ts';
 import type { BatchParams, DecodedBatch } from './formats/batch.ts';
 import type { BatchSummary } from './validation.ts';
-import { jsonBatch } from './formats/json.ts';
 import { stagingObjectKey } from '../model/object-keys.ts';
 import { checkObjectKeys } from './object-key-limits.ts';
 import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../model/timestamps.ts';
@@ -51,20 +50,10 @@ export interface IngestJobPayload {
   awaited?: boolean;
 }
 
-export interface IngestBatch {
-  schema: { fields: SchemaField[] };
-  partition: { key: Record<string, string>; timeRange?: { start: string; end: string } };
-  rows: unknown[];
-  datasetName?: string;
-  storageTargetId?: string;
-}
-
 export interface AcceptRequest {
   datasetSlug: string;
-  /** A JSON batch, or a batch decoded from another body format (formats/). */
-  batch: IngestBatch | DecodedBatch;
-  /** The request body exactly as received: a JSON body is staged as is and hashed for idempotency. */
-  rawBody: Uint8Array;
+  /** The request body, decoded in its format (formats/decodeBody); its rows not checked yet. */
+  batch: DecodedBatch;
   idempotencyKey: string | null;
   actor: string | null;
   traceParent: string | null;
@@ -99,7 +88,7 @@ class KeyHeld extends Error {
 }
 
 export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Promise<Accepted> {
-  const batch = isDecoded(request.batch) ? request.batch : jsonBatch(request.batch, request.rawBody);
+  const { batch } = request;
   checkRequestText(request.idempotencyKey, batch);
   const named = batch.declare(null);
   if (named) checkDeclaredFields(named);
@@ -215,10 +204,6 @@ async function discard(staging: ReturnType<typeof stageBody> | null): Promise<vo
   }
 }
 
-function isDecoded(batch: IngestBatch | DecodedBatch): batch is DecodedBatch {
-  return typeof (batch as DecodedBatch).validate === 'function';
-}
-
 /** The schema of a batch whose format carries none (NDJSON, CSV): the dataset's latest version. */
 function datasetFields(slug: string, existing: Dataset | null, latest: SchemaVersion | null): SchemaField[] {
   if (!existing) {
@@ -250,9 +235,7 @@ async function storageTarget(deps: AcceptDeps, idOrName: string): Promise<Storag
   try {
     return await deps.catalogCache.storageTarget(idOrName);
   } catch (err) {
-    if (err instanceof AppError && err.status === 404) {
-      throw refuse('storage_target', `storage target "${idOrName}" is not registered; GET /admin/storage-targets lists them`, { storageTarget: idOrName });
-    }
+    if (err instanceof AppError && err.code === 'not_found') throw refuse('storage_target', idOrName);
     throw err;
   }
 }

@@ -1,7 +1,8 @@
 /**
- * The ingestion service the HTTP routes call: reads the request body within
- * the size limit in one of the accepted formats (chosen by Content-Type, see
- * formats/), accepts the batch (accept.ts), and when asked waits until the job
+ * The ingestion service the HTTP routes call: takes the request body as
+ * received within the size limit in one of the accepted formats (chosen by
+ * Content-Type), decodes it (formats/decodeBody, the same way for every
+ * format), accepts the batch (accept.ts), and when asked waits until the job
  * that writes it has finished.
  */
 import type { Sql } from 'postgres';
@@ -9,10 +10,9 @@ import type { CatalogCache } from '../catalog/lookup-cache.ts';
 import { getJob, type Job } from '../catalog/job-table.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { StorageDrivers } from '../storage/index.ts';
-import { type AcceptRequest, acceptBatch, type IngestJobPayload } from './accept.ts';
-import { refuse } from '../model/constraints.ts';
-import type { BodyFormat } from '../model/constraints.ts';
-import { bodyFormatOf } from './formats/index.ts';
+import { acceptBatch, type IngestJobPayload } from './accept.ts';
+import { type BodyFormat, refuse } from '../model/constraints.ts';
+import { bodyFormatOf, decodeBody } from './formats/index.ts';
 
 export interface IngestServiceOptions {
   sql: Sql;
@@ -32,19 +32,24 @@ export interface IngestServiceOptions {
   metrics?: Metrics;
 }
 
-export interface IngestRequest extends AcceptRequest {
+export interface IngestRequest {
+  datasetSlug: string;
+  /** The body's format, from {@link IngestService.bodyFormat}. */
+  format: BodyFormat;
+  /** The request body exactly as received: JSON, NDJSON and CSV bodies are staged as they are. */
+  body: Uint8Array;
+  /** The query string: NDJSON, CSV and Arrow batches take their partition key and other parameters from it. */
+  query: URLSearchParams;
+  /** The Idempotency-Key header (a JSON body may carry the key too; the header wins). */
+  idempotencyKey: string | null;
+  actor: string | null;
+  traceParent: string | null;
   /** How long to wait for the batch to be published (0: answer once it is queued). */
   waitMs: number;
 }
 
-/** A request body as read: its format and its bytes exactly as received. */
-export interface ReceivedBody {
-  format: BodyFormat;
-  bytes: Uint8Array;
-}
-
 function tooLarge(limit: number) {
-  return refuse('body_size', `request body is larger than the limit of ${limit} bytes`, { limitBytes: limit });
+  return refuse('body_size', limit);
 }
 
 export class IngestService {
@@ -55,25 +60,31 @@ export class IngestService {
   }
 
   /**
-   * Reads a request body in an accepted format (415 listing them otherwise), refusing one over
-   * the size limit before reading it all when its length is declared.
+   * The format of a body from the request's Content-Type (415 listing the accepted ones otherwise),
+   * asked before the body is read: a body whose declared length is over the limit is refused unread.
    */
-  async readBody(request: Request): Promise<ReceivedBody> {
+  bodyFormat(contentType: string | undefined, contentLength: string | undefined): BodyFormat {
     const limit = this.options.maxBodyBytes;
-    const declared = Number(request.headers.get('content-length') ?? Number.NaN);
-    if (declared > limit) throw tooLarge(limit);
-    const format = bodyFormatOf(request.headers.get('content-type'));
-    const bytes = new Uint8Array(await request.arrayBuffer());
-    if (bytes.byteLength > limit) throw tooLarge(limit);
-    return { format, bytes };
+    if (Number(contentLength ?? Number.NaN) > limit) throw tooLarge(limit);
+    return bodyFormatOf(contentType ?? null);
   }
 
   async ingest(request: IngestRequest): Promise<{ job: Job; replayed: boolean }> {
-    const accepted = await acceptBatch(this.options, { ...request, awaited: request.waitMs > 0 });
+    const limit = this.options.maxBodyBytes;
+    if (request.body.byteLength > limit) throw tooLarge(limit);
+    const batch = decodeBody(request.format, request.body, request.query);
+    const accepted = await acceptBatch(this.options, {
+      datasetSlug: request.datasetSlug,
+      batch,
+      idempotencyKey: request.idempotencyKey ?? batch.idempotencyKey ?? null,
+      actor: request.actor,
+      traceParent: request.traceParent,
+      awaited: request.waitMs > 0,
+    });
     const payload = accepted.job.payload as Partial<IngestJobPayload>;
     this.options.metrics?.ingestAccepted(payload.datasetSlug ?? request.datasetSlug, {
       rows: payload.rowCount ?? 0,
-      bytes: request.rawBody.byteLength,
+      bytes: request.body.byteLength,
       replayed: accepted.replayed,
     });
     if (request.waitMs <= 0 || accepted.job.state === 'succeeded' || accepted.job.state === 'failed') return accepted;

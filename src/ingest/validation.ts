@@ -7,7 +7,7 @@
  */
 import type { FieldType } from '../model/field-types.ts';
 import type { SchemaField } from '../model/records.ts';
-import type { AppError } from '../errors.ts';
+import type { AppError } from '../model/errors.ts';
 import { type ConstraintId, refuse } from '../model/constraints.ts';
 import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../model/timestamps.ts';
 

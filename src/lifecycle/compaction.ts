@@ -23,7 +23,7 @@ import { getStorageTarget } from '../catalog/storage-targets.ts';
 import { CommitOutcomeUnknownError, inTransaction } from '../catalog/transaction.ts';
 import type { Dataset, NewPartition, Partition } from '../model/records.ts';
 import type { WorkerPool } from '../engine/pool.ts';
-import { AppError } from '../errors.ts';
+import { AppError } from '../model/errors.ts';
 import type { Logger } from '../log.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { storePartitionFiles } from '../storage/partition-files.ts';

@@ -23,7 +23,7 @@ import { claimScheduledRound, lifecycleActiveSince, listLifecycleDatasetIds } fr
 import { getRetentionPolicy } from '../catalog/retention-policies.ts';
 import { listStorageTargets } from '../catalog/storage-targets.ts';
 import type { Config } from '../config.ts';
-import { errors } from '../errors.ts';
+import { errors } from '../model/errors.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { wakeLocalRunners } from '../jobs/local.ts';
 import type { JobContext, JobRunner } from '../jobs/runner.ts';
@@ -81,12 +81,7 @@ export class Lifecycle {
     if (!this.runsHere) {
       const windowMs = 2 * this.o.settings.intervalMs + 60_000;
       if (!(await lifecycleActiveSince(this.o.sql, LIFECYCLE_QUEUE, new Date(Date.now() - windowMs)))) {
-        throw errors.unavailable(
-          'lifecycle_not_running',
-          `no process runs lifecycle jobs: this server runs with TIMESTORE_LIFECYCLE_ENABLED=false and no process sharing its catalog has done lifecycle work in the last ${Math.round(windowMs / 1000)} s; ` +
-            'start `timestore lifecycle` (or `timestore lifecycle --once`) against the same catalog, or enable the lifecycle in `serve`',
-          { lifecycleEnabled: false, windowSeconds: Math.round(windowMs / 1000) },
-        );
+        throw errors.lifecycle_not_running(Math.round(windowMs / 1000));
       }
     }
     return this.runNow(datasetId, actor);

@@ -7,18 +7,23 @@
  * Ingestion builds its refusals only with `refuse` (a test checks that no other AppError is made
  * under src/ingest/), so every code a client can get is here, and test/ingest/constraints.test.ts
  * sends a violating batch for each entry. docs/api.md, "What a batch must satisfy", lists them.
+ * Codes, statuses and message factories are the error catalogue's (errors.ts); an entry only says
+ * whether its refusal is the code's conflict with what is stored.
  */
-import { AppError } from '../errors.ts';
+import { type AppError, appError, type ConflictCode, type ErrorCode, type HttpStatus, type MessageArgs, statusOf } from './errors.ts';
 
 /** How the request body was sent (chosen by Content-Type). */
 export type BodyFormat = 'json' | 'ndjson' | 'csv' | 'arrow';
 
 export type ConstraintScope = BodyFormat | 'admin';
 
-export interface IngestConstraint {
-  /** `error.code` of the refusal. */
-  code: string;
-  status: 400 | 404 | 409 | 413 | 415;
+/**
+ * A rule: `code`, the `error.code` of its refusal, and `conflict` when the refusal is answered with
+ * the code's conflict status (the batch conflicts with the dataset, not with itself).
+ */
+type ConstraintDeclaration = ConstraintText & ({ code: ErrorCode; conflict?: undefined } | { code: ConflictCode; conflict: true });
+
+interface ConstraintText {
   /** Where it applies: the body formats of the ingest route, and `admin` for POST /admin/datasets. */
   scopes: readonly ConstraintScope[];
   /** What a batch must satisfy. */
@@ -38,250 +43,259 @@ export const MAX_BATCH_WINDOWS = 1000;
 /** Longest idempotency key (as `idempotencyKey` in a JSON body). */
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 200;
 
-export const INGEST_CONSTRAINTS = {
+const DECLARED = {
   // The request and its body.
   body_size: {
-    code: 'payload_too_large', status: 413, scopes: ROWS,
+    code: 'payload_too_large', scopes: ROWS,
     rule: 'the body is at most TIMESTORE_INGEST_MAX_BODY_BYTES',
     protects: 'memory of the process that validates the batch',
   },
   media_type: {
-    code: 'unsupported_media_type', status: 415, scopes: ['ndjson', 'csv'],
+    code: 'unsupported_media_type', scopes: ['ndjson', 'csv'],
     rule: 'Content-Type is one of the accepted formats; NDJSON and CSV in UTF-8',
     protects: 'the batch is read the way it was meant',
   },
   body_shape: {
-    code: 'validation_failed', status: 400, scopes: ['json', 'admin'],
+    code: 'validation_failed', scopes: ['json', 'admin'],
     rule: 'a JSON body has the documented shape (schema.fields of 1 to 1,024 entries, partition, rows); the slug matches [A-Za-z0-9][A-Za-z0-9_.-]{0,127}',
     protects: 'the catalog (datasets.slug CHECK) and the object keys built from the slug',
   },
   json_syntax: {
-    code: 'invalid_json', status: 400, scopes: ['json', 'ndjson'],
+    code: 'invalid_json', scopes: ['json', 'ndjson'],
     rule: 'a JSON body, and each NDJSON line, is valid JSON',
     protects: "DuckDB's JSON reader",
   },
   encoding: {
-    code: 'invalid_encoding', status: 400, scopes: ['json', 'ndjson', 'csv'],
+    code: 'invalid_encoding', scopes: ['json', 'ndjson', 'csv'],
     rule: 'the body is valid UTF-8',
     protects: "DuckDB's JSON and CSV readers refuse invalid UTF-8 anywhere in the staged body",
   },
   unicode: {
-    code: 'invalid_unicode', status: 400, scopes: ['json', 'ndjson'],
+    code: 'invalid_unicode', scopes: ['json', 'ndjson'],
     rule: 'no string or key in the body holds an unpaired UTF-16 surrogate escape (e.g. "\\ud800" alone), not even in a key that is not a field',
     protects: "DuckDB's JSON reader refuses the whole staged body; PostgreSQL's jsonb refuses such a string",
   },
   csv_syntax: {
-    code: 'invalid_csv', status: 400, scopes: ['csv'],
+    code: 'invalid_csv', scopes: ['csv'],
     rule: 'RFC 4180 with a header line, one kind of line end (\\n, \\r\\n or \\r) for every record, as many fields in each record as in the header',
     protects: "DuckDB's CSV reader (strict mode) refuses a file that mixes line ends",
   },
   arrow_stream: {
-    code: 'invalid_arrow', status: 400, scopes: ['arrow'],
+    code: 'invalid_arrow', scopes: ['arrow'],
     rule: 'the body is an Arrow IPC stream (or file) with at least one column',
     protects: 'the batch can be decoded',
   },
   arrow_type: {
-    code: 'unsupported_arrow_type', status: 400, scopes: ['arrow'],
+    code: 'unsupported_arrow_type', scopes: ['arrow'],
     rule: 'every Arrow column has a type timestore stores (Timestamp, Date, Utf8, Float, Int, Bool)',
     protects: 'the five field types the writer and the catalog know',
   },
   query_parameter: {
-    code: 'invalid_query_parameter', status: 400, scopes: PARAMETERS,
+    code: 'invalid_query_parameter', scopes: PARAMETERS,
     rule: 'query parameters are key.<name>, timeRange.start/end, datasetName, storageTargetId and wait (NDJSON, CSV, Arrow), only wait with a JSON body',
     protects: 'a parameter is never silently ignored',
   },
   idempotency_key: {
-    code: 'invalid_idempotency_key', status: 400, scopes: PARAMETERS,
+    code: 'invalid_idempotency_key', scopes: PARAMETERS,
     rule: `the idempotency key (header or body) is 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters without U+0000`,
     protects: 'the catalog: the key is a PostgreSQL text in a b-tree index',
   },
   nul_character: {
-    code: 'nul_character', status: 400, scopes: PARAMETERS,
+    code: 'nul_character', scopes: PARAMETERS,
     rule: 'no string value of a string field, datasetName or storageTargetId contains U+0000',
     protects: 'PostgreSQL text and jsonb cannot hold U+0000: the column statistics of the written file would fail to publish',
   },
 
   // The schema a batch declares (schema.fields of a JSON body, the Arrow schema, POST /admin/datasets).
   field_name: {
-    code: 'invalid_field_name', status: 400, scopes: DECLARING,
+    code: 'invalid_field_name', scopes: DECLARING,
     rule: 'a field name is letters, digits and _, starting with a letter or _, at most 63 characters',
     protects: 'field names are SQL identifiers in DuckDB and PostgreSQL (63 bytes)',
   },
   duplicate_field: {
-    code: 'duplicate_field', status: 400, scopes: DECLARING,
+    code: 'duplicate_field', scopes: DECLARING,
     rule: 'a declaration names each field once',
     protects: 'one column per name in the written file',
   },
   field_case_in_declaration: {
-    code: 'field_name_conflict', status: 400, scopes: DECLARING,
+    code: 'field_name_conflict', scopes: DECLARING,
     rule: 'no two declared fields differ only in case (temp and Temp)',
     protects: 'DuckDB identifiers are case-insensitive: the writer and every query refuse such a schema',
   },
   field_case_with_dataset: {
-    code: 'field_name_conflict', status: 409, scopes: ['json', 'arrow'],
+    code: 'field_name_conflict', conflict: true, scopes: ['json', 'arrow'],
     rule: "a declared field does not differ only in case from a field of the dataset's schema (any version)",
     protects: 'the same: one such version would make every later batch and query of the dataset fail',
   },
   timestamp_field: {
-    code: 'missing_timestamp_field', status: 400, scopes: DECLARING,
+    code: 'missing_timestamp_field', scopes: DECLARING,
     rule: 'a first declaration has a timestamp field (the timestamp column)',
     protects: 'every row needs its time: files are split and sorted by it',
   },
   field_type: {
-    code: 'field_type_conflict', status: 409, scopes: ['json', 'arrow'],
+    code: 'field_type_conflict', scopes: ['json', 'arrow'],
     rule: 'a field keeps the type the dataset gave it',
     protects: 'files of one dataset are read together (union by name) with one type per column',
   },
   nullable_addition: {
-    code: 'non_nullable_addition', status: 409, scopes: ['json'],
+    code: 'non_nullable_addition', scopes: ['json'],
     rule: 'a field added to an existing dataset is nullable',
     protects: 'rows already stored have no value for it',
   },
   field_count_in_declaration: {
-    code: 'too_many_fields', status: 400, scopes: ['arrow'],
+    code: 'too_many_fields', scopes: ['arrow'],
     rule: `a declaration has at most ${MAX_FIELDS} fields`,
     protects: "the writer's time per batch (superlinear in the number of fields)",
   },
   field_count_with_dataset: {
-    code: 'too_many_fields', status: 409, scopes: ['json', 'arrow'],
+    code: 'too_many_fields', conflict: true, scopes: ['json', 'arrow'],
     rule: `a dataset's schema holds at most ${MAX_FIELDS} fields once the batch's new fields are added`,
     protects: 'the same, for every later batch of the dataset',
   },
 
   // The dataset and the request's standing.
   dataset_missing: {
-    code: 'dataset_not_found', status: 404, scopes: ['ndjson', 'csv'],
+    code: 'dataset_not_found', scopes: ['ndjson', 'csv'],
     rule: 'an NDJSON or CSV batch goes to an existing dataset (their schema is the dataset\'s)',
     protects: 'the rows can be typed',
   },
   dataset_without_schema: {
-    code: 'dataset_has_no_schema', status: 409, scopes: ['ndjson', 'csv'],
+    code: 'dataset_has_no_schema', scopes: ['ndjson', 'csv'],
     rule: 'an NDJSON or CSV batch goes to a dataset that has a schema',
     protects: 'the rows can be typed',
   },
   dataset_inactive: {
-    code: 'dataset_inactive', status: 409, scopes: ROWS,
+    code: 'dataset_inactive', scopes: ROWS,
     rule: 'the dataset is active',
     protects: "the operator's decision to stop ingestion",
   },
   dataset_archived: {
-    code: 'dataset_archived', status: 409, scopes: ROWS,
+    code: 'dataset_archived', scopes: ROWS,
     rule: 'the dataset is not archived',
     protects: "the operator's decision to stop ingestion",
   },
   concurrent_creation: {
-    code: 'schema_changed', status: 409, scopes: ['json', 'arrow'],
+    code: 'schema_changed', scopes: ['json', 'arrow'],
     rule: 'the dataset was not created meanwhile, by another batch, with another timestamp column',
     protects: "the batch was checked against the dataset's real schema (retry it)",
   },
   storage_target: {
-    code: 'storage_target_not_found', status: 404, scopes: PARAMETERS,
+    code: 'storage_target_not_found', scopes: PARAMETERS,
     rule: 'storageTargetId names a registered storage target',
     protects: 'the batch is staged and written where it asked',
   },
   idempotency_reused: {
-    code: 'idempotency_key_reused', status: 409, scopes: PARAMETERS,
+    code: 'idempotency_key_reused', scopes: PARAMETERS,
     rule: 'an idempotency key is sent again only with the same request',
     protects: 'a retry never writes a different batch twice, nor drops one',
   },
   idempotency_expired: {
-    code: 'idempotency_key_expired', status: 409, scopes: PARAMETERS,
+    code: 'idempotency_key_expired', scopes: PARAMETERS,
     rule: "an idempotency key whose job is gone is not reused",
     protects: 'the answer of the first request can no longer be given',
   },
 
   // The rows.
   empty_batch: {
-    code: 'empty_batch', status: 400, scopes: ROWS,
+    code: 'empty_batch', scopes: ROWS,
     rule: 'the batch has at least one row',
     protects: 'every job writes something',
   },
   invalid_row: {
-    code: 'invalid_row', status: 400, scopes: ['json', 'ndjson'],
+    code: 'invalid_row', scopes: ['json', 'ndjson'],
     rule: 'a row is a JSON object',
     protects: "DuckDB's JSON reader",
   },
   missing_timestamp: {
-    code: 'missing_timestamp', status: 400, scopes: ROWS,
+    code: 'missing_timestamp', scopes: ROWS,
     rule: 'every row has a value for the timestamp column',
     protects: 'the writer places every row in a time window',
   },
   invalid_timestamp: {
-    code: 'invalid_timestamp', status: 400, scopes: ROWS,
+    code: 'invalid_timestamp', scopes: ROWS,
     rule: 'the timestamp column is a string YYYY-MM-DD, YYYY-MM-DD(T| )hh:mm or YYYY-MM-DD(T| )hh:mm:ss[.fraction][Z|±hh[:mm]] naming a real date and time (an offset needs the seconds)',
     protects: "DuckDB's TIMESTAMPTZ cast refuses an offset after hh:mm, and dates that do not exist",
   },
   timestamp_out_of_storable_range: {
-    code: 'timestamp_out_of_range', status: 400, scopes: ROWS,
+    code: 'timestamp_out_of_range', scopes: ROWS,
     rule: 'every timestamp (of any timestamp field), with its offset applied, is from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z',
     protects: "PostgreSQL refuses year 0 and 5-digit years as written in the partition's time range, and JavaScript's ISO format changes beyond them",
   },
   timestamp_outside_time_range: {
-    code: 'timestamp_out_of_range', status: 400, scopes: ROWS,
+    code: 'timestamp_out_of_range', scopes: ROWS,
     rule: 'with partition.timeRange, every row\'s timestamp is in [start, end)',
     protects: 'the time range the client promised',
   },
   invalid_type: {
-    code: 'invalid_type', status: 400, scopes: ROWS,
+    code: 'invalid_type', scopes: ROWS,
     rule: "a value has its field's type: string; number (double); integer; true/false; timestamp string as above",
     protects: "the writer's typed readers (a value that does not convert fails the whole write)",
   },
   missing_field: {
-    code: 'missing_field', status: 400, scopes: ROWS,
+    code: 'missing_field', scopes: ROWS,
     rule: 'a field declared nullable: false has a value in every row',
     protects: 'the declared schema',
   },
   non_finite_number: {
-    code: 'non_finite_number', status: 400, scopes: ROWS,
+    code: 'non_finite_number', scopes: ROWS,
     rule: 'numbers are finite (no NaN, Infinity, or JSON literal beyond ±1.8e308)',
     protects: "JSON cannot carry them to the writer, and DuckDB's JSON reader refuses 1e400",
   },
   integer_out_of_range: {
-    code: 'integer_out_of_range', status: 400, scopes: ROWS,
+    code: 'integer_out_of_range', scopes: ROWS,
     rule: 'integers are within ±(2^53−1)',
     protects: 'they survive JSON and JavaScript exactly (BIGINT holds them)',
   },
   unknown_field: {
-    code: 'unknown_field', status: 400, scopes: ['json', 'ndjson', 'csv'],
+    code: 'unknown_field', scopes: ['json', 'ndjson', 'csv'],
     rule: 'a row key or CSV column is a field of the schema (unless the dataset sets metadata.allowUnknownFields)',
     protects: 'no value is dropped silently',
   },
   key_case_conflict: {
-    code: 'field_name_conflict', status: 400, scopes: ['json', 'ndjson', 'csv'],
+    code: 'field_name_conflict', scopes: ['json', 'ndjson', 'csv'],
     rule: 'a row key or CSV column that is not a field does not differ only in case from one (Temp when temp is a field), also with allowUnknownFields',
     protects: "the writer reads keys case-sensitively: the value would be dropped although it was meant for the field",
   },
 
   // The partition.
   partition_key: {
-    code: 'invalid_partition_key', status: 400, scopes: PARAMETERS,
+    code: 'invalid_partition_key', scopes: PARAMETERS,
     rule: 'partition.key has at most 8 entries; names and values are 1 to 128 of letters, digits and _ . : -',
     protects: 'the key is part of object keys and directory names',
   },
   time_range: {
-    code: 'invalid_time_range', status: 400, scopes: PARAMETERS,
+    code: 'invalid_time_range', scopes: PARAMETERS,
     rule: 'partition.timeRange has both bounds, as timestamps in the storable range, start before end',
     protects: 'the check of every row against it',
   },
   object_key_length: {
-    code: 'object_key_too_long', status: 400, scopes: PARAMETERS,
+    code: 'object_key_too_long', scopes: PARAMETERS,
     rule: 'the object keys the batch is written under fit the storage target: S3 prefix + key at most 1,024 bytes; local path components at most 255 bytes, the whole path under 4,096',
     protects: 'the file system (ENAMETOOLONG) and S3 (KeyTooLongError) would refuse the partition file after the acknowledgement',
   },
   window_span: {
-    code: 'too_many_partitions', status: 400, scopes: ROWS,
+    code: 'too_many_partitions', scopes: ROWS,
     rule: `a batch's rows span at most ${MAX_BATCH_WINDOWS} of the dataset's partition windows (first to last)`,
     protects: 'each window is a file and a catalog row; the write, its publish and its job result stay bounded when batches are written together',
   },
-} as const satisfies Record<string, IngestConstraint>;
+} as const satisfies Record<string, ConstraintDeclaration>;
 
-export type ConstraintId = keyof typeof INGEST_CONSTRAINTS;
+export type ConstraintId = keyof typeof DECLARED;
 
-/** The refusal of a batch that breaks `constraint`; `message` says what to change. */
-export function refuse(constraint: ConstraintId, message: string, details?: unknown): AppError {
-  const { status, code } = INGEST_CONSTRAINTS[constraint];
-  return new AppError(status, code, message, details);
+export type IngestConstraint<K extends ConstraintId = ConstraintId> = (typeof DECLARED)[K] & {
+  /** The status of the refusal, from the error catalogue. */
+  status: HttpStatus;
+};
+
+export const INGEST_CONSTRAINTS = Object.fromEntries(
+  Object.entries(DECLARED as Record<string, ConstraintDeclaration>).map(([id, declared]) => [id, { ...declared, status: statusOf(declared.code, { conflict: declared.conflict }) }]),
+) as { readonly [K in ConstraintId]: IngestConstraint<K> };
+
+/** The refusal of a batch that breaks `constraint`; the arguments are its code's message (mostly: what to change, and details). */
+export function refuse<K extends ConstraintId>(constraint: K, ...args: MessageArgs<(typeof DECLARED)[K]['code']>): AppError {
+  const declared: ConstraintDeclaration = DECLARED[constraint];
+  return appError(declared.code, args as never, { conflict: declared.conflict });
 }
 
 /** Every code an ingest refusal can carry. */
-export const INGEST_REFUSAL_CODES: ReadonlySet<string> = new Set(Object.values(INGEST_CONSTRAINTS).map((c) => c.code));
+export const INGEST_REFUSAL_CODES: ReadonlySet<string> = new Set(Object.values(DECLARED).map((c) => c.code));

@@ -6,7 +6,7 @@
  */
 import type { FieldType } from '../model/field-types.ts';
 import type { SchemaField } from '../model/records.ts';
-import { AppError } from '../errors.ts';
+import { errors } from '../model/errors.ts';
 import type {
   AggregationFn,
   ColumnComparisons,
@@ -57,14 +57,12 @@ const UNIT_MS: Record<IntervalUnit, number> = {
   month: 2_629_746_000, // an average month, for the bucket-count estimate only
 };
 
-const bad = (code: string, message: string, details?: unknown) => new AppError(400, code, message, details);
-
 export function planQuery(request: QueryRequest, fields: SchemaField[], datasetTimestampColumn: string, limits: QueryLimits): QueryPlan {
   const byName = new Map(fields.map((f) => [f.name, f]));
   const column = (name: string, where: string): SchemaField => {
     const field = byName.get(name);
     if (!field) {
-      throw bad('unknown_column', `${where}: "${name}" is not a column of this dataset (columns: ${fields.map((f) => f.name).join(', ')})`, {
+      throw errors.unknown_column(`${where}: "${name}" is not a column of this dataset (columns: ${fields.map((f) => f.name).join(', ')})`, {
         column: name,
       });
     }
@@ -73,16 +71,16 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
 
   const ts = request.timestampColumn ?? datasetTimestampColumn;
   if (ts !== datasetTimestampColumn) {
-    throw bad('invalid_timestamp_column', `timestampColumn "${ts}" is not this dataset's timestamp column "${datasetTimestampColumn}"`);
+    throw errors.invalid_timestamp_column(`timestampColumn "${ts}" is not this dataset's timestamp column "${datasetTimestampColumn}"`);
   }
   const from = parseTimestamp(request.timeRange.start);
   const to = parseTimestamp(request.timeRange.end);
-  if (Number.isNaN(from) || Number.isNaN(to)) throw bad('invalid_time_range', 'timeRange.start and timeRange.end must be ISO-8601 timestamps');
-  if (from >= to) throw bad('invalid_time_range', 'timeRange.start must be before timeRange.end (the end is exclusive)');
+  if (Number.isNaN(from) || Number.isNaN(to)) throw errors.invalid_time_range('timeRange.start and timeRange.end must be ISO-8601 timestamps');
+  if (from >= to) throw errors.invalid_time_range('timeRange.start must be before timeRange.end (the end is exclusive)');
 
   const order = request.order ?? 'asc';
   const limit = request.limit ?? limits.defaultRows;
-  if (limit > limits.maxRows) throw bad('limit_too_large', `limit ${limit} is over the server maximum of ${limits.maxRows}`, { maxRows: limits.maxRows });
+  if (limit > limits.maxRows) throw errors.limit_too_large(`limit ${limit} is over the server maximum of ${limits.maxRows}`, { maxRows: limits.maxRows });
 
   const filters = columnFilters(request.filters?.columns ?? {}, column);
   const partitionKey = request.filters?.partitionKey ?? {};
@@ -97,17 +95,16 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
     const size = d.intervalSize ?? 1;
     const buckets = Math.ceil((to - from) / (UNIT_MS[d.intervalUnit] * size));
     if (buckets > limits.maxBuckets) {
-      throw bad(
-        'too_many_buckets',
+      throw errors.too_many_buckets(
         `${buckets} buckets of ${size} ${d.intervalUnit}(s) over this time range is over the maximum of ${limits.maxBuckets}: use a larger interval or a shorter range`,
         { buckets, maxBuckets: limits.maxBuckets },
       );
     }
-    if (d.aggregations.length === 0) throw bad('no_aggregations', 'downsample.aggregations needs at least one aggregation');
+    if (d.aggregations.length === 0) throw errors.no_aggregations('downsample.aggregations needs at least one aggregation');
     const groupBy = d.groupBy ?? [];
     for (const name of groupBy) {
       if (column(name, 'downsample.groupBy').type !== 'string') {
-        throw bad('invalid_group_by', `downsample.groupBy: "${name}" is not a string column; group by string columns only`, { column: name });
+        throw errors.invalid_group_by(`downsample.groupBy: "${name}" is not a string column; group by string columns only`, { column: name });
       }
     }
     const aliases = new Set<string>([ts, ...groupBy]);
@@ -116,21 +113,21 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
       const field = column(a.column, where);
       const allowed = FN_TYPES[a.fn];
       if (allowed !== 'any' && !allowed.includes(field.type)) {
-        throw bad('invalid_aggregation', `${where}: ${a.fn} does not apply to ${field.type} column "${a.column}" (it needs ${allowed.join(' or ')})`, {
+        throw errors.invalid_aggregation(`${where}: ${a.fn} does not apply to ${field.type} column "${a.column}" (it needs ${allowed.join(' or ')})`, {
           index,
         });
       }
       if (a.fn === 'percentile' && (a.percentile === undefined || !(a.percentile >= 0 && a.percentile <= 1))) {
-        throw bad('invalid_percentile', `${where}: percentile needs a "percentile" value between 0 and 1`, { index });
+        throw errors.invalid_percentile(`${where}: percentile needs a "percentile" value between 0 and 1`, { index });
       }
       if (a.fn !== 'percentile' && a.percentile !== undefined) {
-        throw bad('invalid_percentile', `${where}: "percentile" only applies to fn "percentile"`, { index });
+        throw errors.invalid_percentile(`${where}: "percentile" only applies to fn "percentile"`, { index });
       }
       const alias = a.alias ?? `${a.fn}_${a.column}`;
       if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(alias)) {
-        throw bad('invalid_alias', `${where}: alias "${alias}" must be letters, digits and _, starting with a letter or _`, { index });
+        throw errors.invalid_alias(`${where}: alias "${alias}" must be letters, digits and _, starting with a letter or _`, { index });
       }
-      if (aliases.has(alias)) throw bad('duplicate_alias', `${where}: the output column "${alias}" is already taken; give an alias`, { index });
+      if (aliases.has(alias)) throw errors.duplicate_alias(`${where}: the output column "${alias}" is already taken; give an alias`, { index });
       aliases.add(alias);
       return { fn: a.fn, column: a.column, alias, ...(a.fn === 'percentile' ? { percentile: a.percentile } : {}) };
     });
@@ -147,13 +144,13 @@ function columnFilters(spec: Record<string, ColumnComparisons>, column: (name: s
     for (const [op, raw] of Object.entries(ops) as [FilterOp, FilterValue | FilterValue[] | null][]) {
       const where = `filters.columns.${name}.${op}`;
       if (op === 'in') {
-        if (!Array.isArray(raw) || raw.length === 0) throw bad('invalid_filter', `${where} needs a non-empty list of values`);
+        if (!Array.isArray(raw) || raw.length === 0) throw errors.invalid_filter(`${where} needs a non-empty list of values`);
         filters.push({ column: name, op, values: raw.map((v) => typedValue(v, field, where)) });
       } else if (raw === null && (op === 'eq' || op === 'neq')) {
         filters.push({ column: name, op, value: null });
       } else {
-        if (Array.isArray(raw) || raw === null) throw bad('invalid_filter', `${where} needs one value`);
-        if (field.type === 'boolean' && op !== 'eq' && op !== 'neq') throw bad('invalid_filter', `${where}: booleans compare with eq and neq only`);
+        if (Array.isArray(raw) || raw === null) throw errors.invalid_filter(`${where} needs one value`);
+        if (field.type === 'boolean' && op !== 'eq' && op !== 'neq') throw errors.invalid_filter(`${where}: booleans compare with eq and neq only`);
         filters.push({ column: name, op, value: typedValue(raw, field, where) });
       }
     }
@@ -168,6 +165,6 @@ function typedValue(value: FilterValue, field: SchemaField, where: string): Filt
     (field.type === 'integer' && typeof value === 'number' && Number.isSafeInteger(value)) ||
     (field.type === 'boolean' && typeof value === 'boolean') ||
     (field.type === 'timestamp' && typeof value === 'string' && !Number.isNaN(parseTimestamp(value)));
-  if (!ok) throw bad('invalid_filter', `${where}: ${JSON.stringify(value)} is not a ${field.type} value`, { column: field.name });
+  if (!ok) throw errors.invalid_filter(`${where}: ${JSON.stringify(value)} is not a ${field.type} value`, { column: field.name });
   return value;
 }

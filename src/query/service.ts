@@ -12,7 +12,7 @@ import type { QueryRequest } from '../model/query.ts';
 import type { Dataset, Partition, SchemaField } from '../model/records.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { QueryError, type QueryInput, type QueryOutput } from '../engine/query.ts';
-import { AppError, errors } from '../errors.ts';
+import { AppError, errors, isRequestFault } from '../model/errors.ts';
 import type { Metrics, QueryMode } from '../observability/metrics.ts';
 import { type Context, contextWith, failSpan, inSpan, NOOP_TRACER, type Span, type Tracer } from '../observability/tracing.ts';
 import type { PartitionCache } from '../storage/partition-cache.ts';
@@ -97,7 +97,7 @@ export class QueryService {
       try {
         const input = prepared.input;
         const output = input
-          ? await inSpan(this.tracer, 'query.scan', m.trace, () => this.o.pool.query(input).catch(rethrowQueryError))
+          ? await inSpan(this.tracer, 'query.scan', m.trace, () => this.o.pool.query(input))
           : emptyOutput(prepared);
         m.span.setAttribute('timestore.query.rows', output.rows.length);
         result = {
@@ -154,11 +154,7 @@ export class QueryService {
     const batches = (async function* () {
       let failure: unknown = null;
       try {
-        try {
-          yield* pool.queryStream(input, 4096);
-        } catch (err) {
-          rethrowQueryError(err);
-        }
+        yield* pool.queryStream(input, 4096);
       } catch (err) {
         failure = err;
         throw err;
@@ -195,9 +191,10 @@ export class QueryService {
     return prepared;
   }
 
-  /** Ends the query's span and records it: ok, rejected (a 4xx answer) or failed. */
+  /** Ends the query's span and records it: ok, rejected (the request was at fault: a 4xx answer) or failed. */
   private finish(m: Measured, error: unknown): void {
-    const outcome = error === null ? 'ok' : error instanceof AppError && error.status < 500 ? 'rejected' : 'failed';
+    const code = error instanceof AppError || error instanceof QueryError ? error.code : null;
+    const outcome = error === null ? 'ok' : code !== null && isRequestFault(code) ? 'rejected' : 'failed';
     if (error !== null) failSpan(m.span, error);
     m.span.setAttribute('timestore.query.outcome', outcome);
     m.span.end();
@@ -206,8 +203,8 @@ export class QueryService {
 
   private async prepare(slug: string, request: QueryRequest): Promise<Prepared> {
     const found = await findDataset(this.o.sql, slug);
-    if (!found) throw errors.notFound('dataset', slug);
-    if (found.status === 'archived') throw new AppError(409, 'dataset_archived', `dataset "${slug}" is archived and answers no queries`);
+    if (!found) throw errors.not_found('dataset', slug);
+    if (found.status === 'archived') throw errors.dataset_archived(`dataset "${slug}" is archived and answers no queries`);
     const schema = found.schemaVersion > 0 ? await this.o.catalogCache.schemaVersion(found.id, found.schemaVersion) : null;
     const fields: SchemaField[] = schema?.fields ?? [{ name: found.timestampColumn, type: 'timestamp', nullable: false }];
     const plan = planQuery(request, fields, found.timestampColumn, this.o.limits);
@@ -311,17 +308,4 @@ export function resultColumns(plan: QueryPlan, fields: SchemaField[]): { name: s
 
 function emptyOutput(prepared: Prepared): QueryOutput {
   return { columns: resultColumns(prepared.plan, prepared.fields), rows: [], truncated: false };
-}
-
-const QUERY_ERROR_STATUS: Record<QueryError['code'], number> = {
-  query_timeout: 503,
-  query_memory_limit: 503,
-  query_stream_abandoned: 503,
-  invalid_query: 400,
-};
-
-/** The engine's failures as the answers a client can act on. */
-function rethrowQueryError(err: unknown): never {
-  if (err instanceof QueryError) throw new AppError(QUERY_ERROR_STATUS[err.code], err.code, err.message, undefined, { cause: err });
-  throw err;
 }

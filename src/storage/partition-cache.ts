@@ -34,7 +34,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, rmSync, statSync, unlinkSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AppError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { describeCause, StorageError, type StorageDriver } from './driver.ts';
 
@@ -95,22 +94,17 @@ export type PartitionCacheErrorCode =
   /** The file could not be fetched or stored locally (network, object store, local disk). */
   | 'partition_unavailable';
 
-const STATUS: Record<PartitionCacheErrorCode, number> = {
-  partition_corrupt: 500,
-  partition_missing: 500,
-  partition_unavailable: 503,
-};
+/** A partition that cannot be made readable (the HTTP layer answers with the code, http/errors.ts). */
+export class PartitionCacheError extends Error {
+  override readonly name = 'PartitionCacheError';
 
-/** A partition that cannot be made readable; rendered by the HTTP layer like any `AppError`. */
-export class PartitionCacheError extends AppError {
   constructor(
-    code: PartitionCacheErrorCode,
+    readonly code: PartitionCacheErrorCode,
     readonly location: string,
     message: string,
     options?: { cause?: unknown },
   ) {
-    super(STATUS[code], code, message, { location }, options);
-    this.name = 'PartitionCacheError';
+    super(message, options);
   }
 }
 

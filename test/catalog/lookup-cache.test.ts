@@ -4,7 +4,7 @@ import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset } from '../../src/catalog/datasets.ts';
 import { recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
 import { upsertStorageTarget } from '../../src/catalog/storage-targets.ts';
-import { AppError } from '../../src/errors.ts';
+import { AppError } from '../../src/model/errors.ts';
 import { openTestCatalog } from '../harness/catalog.ts';
 
 let catalog: Catalog;

@@ -8,7 +8,7 @@ import { getRetentionPolicy, putRetentionPolicy } from '../../src/catalog/retent
 import { listSchemaVersions, recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
 import { listStorageTargets, upsertStorageTarget } from '../../src/catalog/storage-targets.ts';
 import type { StorageTarget } from '../../src/model/records.ts';
-import { AppError } from '../../src/errors.ts';
+import { AppError } from '../../src/model/errors.ts';
 import { openTestCatalog } from '../harness/catalog.ts';
 
 let catalog: Catalog;
@@ -54,8 +54,8 @@ async function expectAppError(promise: Promise<unknown>, status: number, code: s
     await promise;
   } catch (err) {
     expect(err).toBeInstanceOf(AppError);
-    expect((err as AppError).status).toBe(status);
-    expect((err as AppError).code).toBe(code);
+    expect((err as AppError).status as number).toBe(status);
+    expect((err as AppError).code as string).toBe(code);
     return;
   }
   throw new Error(`expected ${status} ${code}, but it succeeded`);

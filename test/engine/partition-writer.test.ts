@@ -594,6 +594,14 @@ describe('writePartitions on a connection (cleanup, time zones, edges)', () => {
     const { paths } = stage({ 'h.csv': '\uFEFF"a ""b""",c,"d,\ne"\r\n1,2,3\r\n' });
     expect(await readCsvHeader(paths['h.csv']!)).toEqual(['a "b"', 'c', 'd,\ne']);
   });
+
+  test('the csv header reader reads a header longer than one chunk of the file, and refuses a file without one', async () => {
+    const names = Array.from({ length: 3000 }, (_, i) => `column, "${i}" ${'x'.repeat(90)}`);
+    const header = names.map((name) => `"${name.replaceAll('"', '""')}"`).join(',');
+    const { paths } = stage({ 'long.csv': `${header}\r\n${names.map(() => '1').join(',')}\r\n`, 'empty.csv': '' });
+    expect(await readCsvHeader(paths['long.csv']!)).toEqual(names);
+    await expect(readCsvHeader(paths['empty.csv']!)).rejects.toThrow('no header line');
+  });
 });
 
 describe('repeated keys', () => {

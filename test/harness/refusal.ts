@@ -1,4 +1,4 @@
-import { AppError } from '../../src/errors.ts';
+import { AppError } from '../../src/model/errors.ts';
 
 /** The AppError a call throws; fails the test when it throws nothing or something else. */
 export function refusal(fn: () => unknown): AppError {

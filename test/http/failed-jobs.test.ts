@@ -252,6 +252,17 @@ describe('operator actions that are refused', () => {
     expect((await call('DELETE', `/admin/jobs/${job.id}`)).body).toMatchObject({ stagedBody: { location } });
   });
 
+  test('a job whose staged batch lies outside its storage target is not deleted (503 storage_unavailable naming the target)', async () => {
+    const target = (await findStorageTarget(sql(), 'local'))!;
+    const location = 'file:///elsewhere/staging/stray/batch.json';
+    const job = await idleJob('failed', { payload: { storageTargetId: target.id, staged: { location } } });
+    const res = await call('DELETE', `/admin/jobs/${job.id}`);
+    expectError(res, 503, 'storage_unavailable');
+    expect(res.body.error.message).toContain(`${location} on target "local"`);
+    expect(res.body.error.details).toEqual({ target: 'local' });
+    expect(await getJob(sql(), job.id)).toMatchObject({ state: 'failed' });
+  });
+
   test('a job whose key another queued job holds is not retried (409 job_key_busy)', async () => {
     const failed = await idleJob('failed', { jobKey: 'singleton' });
     await idleJob('queued', { jobKey: 'singleton' });

@@ -60,8 +60,9 @@ test('a job whose runner died is taken over after its lease and published exactl
   };
   const accepted = await service.ingest({
     datasetSlug: 'recovered',
-    batch,
-    rawBody: new TextEncoder().encode(JSON.stringify(batch)),
+    format: 'json',
+    body: new TextEncoder().encode(JSON.stringify(batch)),
+    query: new URLSearchParams(),
     idempotencyKey: null,
     actor: 'alice',
     traceParent: null,

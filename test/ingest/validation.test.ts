@@ -94,7 +94,7 @@ describe('row validation', () => {
   ])('%s: the first bad row and field are named', (code, rows, index, field) => {
     const error = refusal(() => validateRows(rows as unknown[], rules));
     expect(error.status).toBe(400);
-    expect(error.code).toBe(code);
+    expect(error.code as string).toBe(code);
     if (index !== undefined) {
       expect(error.details).toMatchObject({ index });
       expect(error.message).toStartWith(`row ${index}: `);

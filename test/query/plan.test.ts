@@ -91,7 +91,7 @@ describe('planning a query', () => {
   ] as [string, Partial<QueryRequest>][])('%s: a 400 that says what to change', (code, request) => {
     const error = refusal(() => plan(request));
     expect(error.status).toBe(400);
-    expect(error.code).toBe(code);
+    expect(error.code as string).toBe(code);
     expect(error.message.length).toBeGreaterThan(15);
   });
 });

@@ -2,7 +2,8 @@
 import { Elysia, t } from 'elysia';
 import type { Readiness } from '../../readiness.ts';
 import type { Scoped } from '../auth.ts';
-import { ErrorBody } from '../errors.ts';
+import { errors } from '../../model/errors.ts';
+import { ErrorBody, errorBody } from '../errors.ts';
 
 const ReadyBody = t.Object({
   status: t.Literal('ready'),
@@ -21,15 +22,10 @@ export function healthRoutes(readiness: Readiness, scoped: Scoped) {
       '/ready',
       async ({ set }) => {
         const report = await readiness.check();
-        if (report.ok) return { status: 'ready' as const, checks: report.checks as Record<string, 'ok'> };
-        set.status = 503;
-        return {
-          error: {
-            code: report.code,
-            message: report.message,
-            details: { checks: report.checks },
-          },
-        };
+        if (report.code === 'ready') return { status: 'ready' as const, checks: report.checks as Record<string, 'ok'> };
+        const error = errors[report.code](report.message, report.checks);
+        set.status = error.status;
+        return errorBody(error);
       },
       {
         scope: 'open',

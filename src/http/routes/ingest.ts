@@ -1,68 +1,16 @@
-/** POST /datasets/:datasetSlug/ingest and GET /ingestion/jobs/:jobId. */
-import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { Elysia, t, ValidationError } from 'elysia';
-import { errors } from '../../errors.ts';
-import type { IngestBatch } from '../../ingest/accept.ts';
-import { type DecodedBatch, decodeRowsBody, parseJsonBody, refuseBatchQueryForJson } from '../../ingest/formats/index.ts';
+/**
+ * POST /datasets/:datasetSlug/ingest and GET /ingestion/jobs/:jobId. The route reads the body's
+ * bytes and the headers; the service decodes every format (ingest/formats/decodeBody).
+ */
+import { Elysia, t } from 'elysia';
+import { errors } from '../../model/errors.ts';
+import { IngestBody } from '../../ingest/formats/json.ts';
 import type { IngestService } from '../../ingest/service.ts';
 import { accepted, acceptedBody, keepOpenFor, requestedWaitMs } from '../accepted.ts';
 import { actorOf, type Scoped } from '../auth.ts';
-import { ErrorBody } from '../errors.ts';
-import { FieldTypeSchema } from '../../model/field-types.ts';
+import { ErrorBody, errorBody } from '../errors.ts';
 import { JobView, jobView } from '../job-view.ts';
 import { requestTraceparent } from '../request-log.ts';
-
-
-const EXAMPLE = {
-  schema: {
-    fields: [
-      { name: 'timestamp', type: 'timestamp' },
-      { name: 'temperature_c', type: 'double' },
-      { name: 'status', type: 'string' },
-    ],
-  },
-  partition: { key: { instrument: 'A' } },
-  rows: [
-    { timestamp: '2026-01-01T00:00:00Z', temperature_c: 21.5, status: 'ok' },
-    { timestamp: '2026-01-01T00:01:00Z', temperature_c: 21.7, status: 'ok' },
-  ],
-};
-
-export const IngestBody = t.Object(
-  {
-    schema: t.Object({
-      fields: t.Array(
-        t.Object({
-          name: t.String({ description: 'Letters, digits and _, starting with a letter or _.' }),
-          type: FieldTypeSchema,
-          nullable: t.Optional(t.Boolean({ description: 'Default true (the timestamp column is never null).' })),
-        }),
-        { minItems: 1, maxItems: 1024 },
-      ),
-    }),
-    partition: t.Object({
-      key: t.Record(t.String(), t.String(), { description: 'Partition key, e.g. {"instrument":"A"}: rows with the same key share files.' }),
-      timeRange: t.Optional(
-        t.Object(
-          { start: t.String({ format: 'date-time' }), end: t.String({ format: 'date-time' }) },
-          { description: 'When given, every row must fall in [start, end).' },
-        ),
-      ),
-    }),
-    rows: t.Array(t.Record(t.String(), t.Unknown()), { description: 'Row objects; timestamps as ISO-8601 strings.' }),
-    datasetName: t.Optional(t.String({ description: 'Display name when this batch creates the dataset.' })),
-    storageTargetId: t.Optional(t.String({ description: 'Storage target (id or name) for this batch; default: the dataset\'s, else the server\'s.' })),
-    idempotencyKey: t.Optional(t.String({ minLength: 1, maxLength: 200, description: 'Same as the Idempotency-Key header (the header wins).' })),
-  },
-  { example: EXAMPLE },
-);
-
-/**
- * A JSON body is checked against IngestBody as Elysia would (same error), except that `rows` is only
- * checked to be an array here: validateRows checks every row against the dataset schema anyway, and
- * checking 5,000 rows twice cost more than parsing them.
- */
-const IngestBodyCheck = TypeCompiler.Compile(t.Object({ ...IngestBody.properties, rows: t.Array(t.Unknown()) }));
 
 const NDJSON_EXAMPLE = [
   '{"timestamp":"2026-01-01T00:02:00Z","temperature_c":21.9,"status":"ok"}',
@@ -124,24 +72,14 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
       async ({ params, headers, query, request, set, server }) => {
         const waitMs = requestedWaitMs(headers.prefer, query.wait, service.inline);
         keepOpenFor(server, request, waitMs);
-        const body = await service.readBody(request);
-        const search = new URL(request.url).searchParams;
-        let batch: IngestBatch | DecodedBatch;
-        let bodyKey: string | undefined;
-        if (body.format === 'json') {
-          refuseBatchQueryForJson(search);
-          const value = parseJsonBody(body.bytes);
-          if (!IngestBodyCheck.Check(value)) throw new ValidationError('body', IngestBodyCheck, value);
-          batch = value;
-          bodyKey = value.idempotencyKey;
-        } else {
-          batch = decodeRowsBody(body.format, body.bytes, search);
-        }
+        // Asked before the body is read: a declared length over the limit is refused unread.
+        const format = service.bodyFormat(headers['content-type'], headers['content-length']);
         const outcome = await service.ingest({
           datasetSlug: params.datasetSlug,
-          batch,
-          rawBody: body.bytes,
-          idempotencyKey: headers['idempotency-key'] ?? bodyKey ?? null,
+          format,
+          body: new Uint8Array(await request.arrayBuffer()),
+          query: new URL(request.url).searchParams,
+          idempotencyKey: headers['idempotency-key'] ?? null,
           actor: actorOf(headers),
           // The request's own span (a child of the caller's `traceparent`): the job's span is its child.
           traceParent: requestTraceparent(request),
@@ -152,10 +90,9 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
           return { ...jobView(outcome.job), replayed: outcome.replayed };
         }
         if (outcome.job.state === 'failed') {
-          set.status = 500;
-          return {
-            error: { code: 'ingest_failed', message: `the batch was accepted but could not be written: ${outcome.job.lastError}`, details: jobView(outcome.job) },
-          };
+          const error = errors.ingest_failed(outcome.job.lastError, jobView(outcome.job));
+          set.status = error.status;
+          return errorBody(error);
         }
         const statusUrl = accepted(set, `/ingestion/jobs/${outcome.job.id}`);
         return { jobId: outcome.job.id, state: outcome.job.state, statusUrl, replayed: outcome.replayed };
@@ -205,7 +142,7 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
       '/ingestion/jobs/:jobId',
       async ({ params }) => {
         const job = await service.job(params.jobId);
-        if (!job) throw errors.notFound('job', params.jobId);
+        if (!job) throw errors.not_found('job', params.jobId);
         return jobView(job);
       },
       {

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { SchemaField, SchemaVersion } from '../../model/records.ts';
 import type { StagedInputFormat } from '../../engine/partition-writer.ts';
-import { AppError } from '../../errors.ts';
+import { AppError } from '../../model/errors.ts';
 import { type BodyFormat, refuse } from '../../model/constraints.ts';
 import type { BatchSummary, RowRules } from '../validation.ts';
 
@@ -26,6 +26,8 @@ export interface StagedBody {
 
 export interface DecodedBatch extends BatchParams {
   format: BodyFormat;
+  /** The idempotency key the body carries (a JSON body's `idempotencyKey`); the header's wins. */
+  idempotencyKey?: string;
   /**
    * The fields the batch declares, given the dataset's latest schema version (null when the
    * dataset has none yet); null when the format carries no schema and the dataset's is used.

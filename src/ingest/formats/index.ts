@@ -1,18 +1,28 @@
-/** Request body formats of POST /datasets/:slug/ingest; see each module for its rules. */
+/**
+ * Request body formats of POST /datasets/:slug/ingest; see each module for its rules. Every body
+ * goes through decodeBody, whatever its format.
+ */
 import { arrowBatch } from './arrow.ts';
 import type { BodyFormat } from '../../model/constraints.ts';
 import type { DecodedBatch } from './batch.ts';
 import { csvBatch } from './csv.ts';
+import { jsonBatch } from './json.ts';
 import { ndjsonBatch } from './ndjson.ts';
-import { batchParamsFromQuery } from './query-parameters.ts';
+import { batchParamsFromQuery, refuseBatchQueryForJson } from './query-parameters.ts';
 
 export type { BatchParams, DecodedBatch } from './batch.ts';
-export { ACCEPTED_MEDIA_TYPES, bodyFormatOf } from './media-types.ts';
-export { jsonBatch, parseJsonBody } from './json.ts';
-export { BATCH_QUERY_PARAMETERS, refuseBatchQueryForJson } from './query-parameters.ts';
+export { bodyFormatOf } from './media-types.ts';
 
-/** Decodes an NDJSON, CSV or Arrow body, its partition key and other parameters taken from the query string. */
-export function decodeRowsBody(format: Exclude<BodyFormat, 'json'>, raw: Uint8Array, query: URLSearchParams): DecodedBatch {
+/**
+ * Decodes a request body as received: a JSON document carries its partition key and other
+ * parameters, NDJSON, CSV and Arrow bodies take them from the query string. Rows are checked
+ * later, by the batch's `validate`.
+ */
+export function decodeBody(format: BodyFormat, raw: Uint8Array, query: URLSearchParams): DecodedBatch {
+  if (format === 'json') {
+    refuseBatchQueryForJson(query);
+    return jsonBatch(raw);
+  }
   const params = batchParamsFromQuery(query);
   switch (format) {
     case 'ndjson':

@@ -1,15 +1,73 @@
 /** application/json: the `{schema, partition, rows, ...}` document, staged as it arrived. */
-import type { IngestBatch } from '../accept.ts';
-import { refuse } from '../../model/constraints.ts';
+import { type Static, Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { MAX_FIELDS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from '../../model/constraints.ts';
+import { FieldTypeSchema } from '../../model/field-types.ts';
 import { validateRows } from '../validation.ts';
 import { type DecodedBatch, decodeUtf8, hashRequest, refuseLoneSurrogates } from './batch.ts';
 
+const EXAMPLE = {
+  schema: {
+    fields: [
+      { name: 'timestamp', type: 'timestamp' },
+      { name: 'temperature_c', type: 'double' },
+      { name: 'status', type: 'string' },
+    ],
+  },
+  partition: { key: { instrument: 'A' } },
+  rows: [
+    { timestamp: '2026-01-01T00:00:00Z', temperature_c: 21.5, status: 'ok' },
+    { timestamp: '2026-01-01T00:01:00Z', temperature_c: 21.7, status: 'ok' },
+  ],
+};
+
+/** The JSON body (the route's OpenAPI document shows it). Its `date-time` format is the one Elysia registers. */
+export const IngestBody = Type.Object(
+  {
+    schema: Type.Object({
+      fields: Type.Array(
+        Type.Object({
+          name: Type.String({ description: 'Letters, digits and _, starting with a letter or _.' }),
+          type: FieldTypeSchema,
+          nullable: Type.Optional(Type.Boolean({ description: 'Default true (the timestamp column is never null).' })),
+        }),
+        { minItems: 1, maxItems: MAX_FIELDS },
+      ),
+    }),
+    partition: Type.Object({
+      key: Type.Record(Type.String(), Type.String(), { description: 'Partition key, e.g. {"instrument":"A"}: rows with the same key share files.' }),
+      timeRange: Type.Optional(
+        Type.Object(
+          { start: Type.String({ format: 'date-time' }), end: Type.String({ format: 'date-time' }) },
+          { description: 'When given, every row must fall in [start, end).' },
+        ),
+      ),
+    }),
+    rows: Type.Array(Type.Record(Type.String(), Type.Unknown()), { description: 'Row objects; timestamps as ISO-8601 strings.' }),
+    datasetName: Type.Optional(Type.String({ description: 'Display name when this batch creates the dataset.' })),
+    storageTargetId: Type.Optional(Type.String({ description: 'Storage target (id or name) for this batch; default: the dataset\'s, else the server\'s.' })),
+    idempotencyKey: Type.Optional(
+      Type.String({ minLength: 1, maxLength: MAX_IDEMPOTENCY_KEY_LENGTH, description: 'Same as the Idempotency-Key header (the header wins).' }),
+    ),
+  },
+  { example: EXAMPLE },
+);
+
+export type JsonBatchBody = Static<typeof IngestBody>;
+
 /**
- * Parses a JSON request body (the route then checks it against the IngestBody schema). The body is
- * staged as it arrived, so what DuckDB's reader refuses anywhere in it is refused here: bytes that
- * are not UTF-8, and lone surrogate escapes (also in keys that are not fields, or in datasetName).
+ * The body is checked against IngestBody except that `rows` is only checked to be an array here:
+ * validateRows checks every row against the dataset schema anyway, and checking 5,000 rows twice
+ * cost more than parsing them.
  */
-export function parseJsonBody(bytes: Uint8Array): unknown {
+const IngestBodyCheck = TypeCompiler.Compile(Type.Object({ ...IngestBody.properties, rows: Type.Array(Type.Unknown()) }));
+
+/**
+ * Parses a JSON request body and checks its shape. The body is staged as it arrived, so what
+ * DuckDB's reader refuses anywhere in it is refused here: bytes that are not UTF-8, and lone
+ * surrogate escapes (also in keys that are not fields, or in datasetName).
+ */
+function parseJsonBody(bytes: Uint8Array): JsonBatchBody {
   const text = decodeUtf8(bytes, 'JSON');
   let value: unknown;
   try {
@@ -22,15 +80,18 @@ export function parseJsonBody(bytes: Uint8Array): unknown {
       ? { message: `row ${path[1]}`, details: { index: path[1] } }
       : { message: 'the request body', details: {} },
   );
-  return value;
+  if (!IngestBodyCheck.Check(value)) throw refuse('body_shape', 'body', IngestBodyCheck.Errors(value).First());
+  return value as JsonBatchBody;
 }
 
-export function jsonBatch(batch: IngestBatch, raw: Uint8Array): DecodedBatch {
+export function jsonBatch(raw: Uint8Array): DecodedBatch {
+  const batch = parseJsonBody(raw);
   return {
     format: 'json',
     partition: batch.partition,
     ...(batch.datasetName === undefined ? {} : { datasetName: batch.datasetName }),
     ...(batch.storageTargetId === undefined ? {} : { storageTargetId: batch.storageTargetId }),
+    ...(batch.idempotencyKey === undefined ? {} : { idempotencyKey: batch.idempotencyKey }),
     declare: () => batch.schema.fields,
     validate: (rules) => validateRows(batch.rows, rules),
     stagesBodyAsReceived: true,

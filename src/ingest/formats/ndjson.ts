@@ -4,7 +4,7 @@
  * same rules as a JSON batch's, and errors name the row index (blank lines not counted) and the
  * line. The body is staged as it arrived (DuckDB reads it as newline-delimited JSON).
  */
-import { AppError } from '../../errors.ts';
+import { AppError } from '../../model/errors.ts';
 import { rowError, validateRows } from '../validation.ts';
 import { atLine, type BatchParams, type DecodedBatch, decodeUtf8, hashRequest, hasSurrogateEscape, refuseLoneSurrogates } from './batch.ts';
 

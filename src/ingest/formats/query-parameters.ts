@@ -10,7 +10,7 @@
  * JSON bodies carry these in the body, so there the query parameters are refused rather than
  * silently ignored. `wait` is the route's own and allowed with every format.
  */
-import type { AppError } from '../../errors.ts';
+import type { AppError } from '../../model/errors.ts';
 import { refuse } from '../../model/constraints.ts';
 import type { BatchParams } from './batch.ts';
 

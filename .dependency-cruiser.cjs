@@ -1,0 +1,73 @@
+/**
+ * The direction of imports between the folders of src/ (docs/architecture.md, "Layers"):
+ *
+ *   main.ts, server.ts → http/ → services (ingest/, query/, admin/, lifecycle/)
+ *     → catalog/, jobs/, engine/, storage/ → model/
+ *
+ * Every import counts, type-only and dynamic ones included. test/architecture.test.ts runs
+ * `depcruise src` with this file (so the suite fails on a violation) and checks that each rule
+ * still catches a violation planted in a scratch tree.
+ */
+const SERVICES = '(ingest|query|admin|lifecycle)';
+
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: 'nothing-imports-http',
+      comment: 'Only http/ itself, server.ts (the composition root) and main.ts import http/.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: ['^src/http/', '^src/server\\.ts$', '^src/main\\.ts$'] },
+      to: { path: '^src/http/' },
+    },
+    {
+      name: 'services-do-not-import-each-other',
+      comment: 'What two services share belongs in model/ or a lower layer.',
+      severity: 'error',
+      from: { path: `^src/${SERVICES}/` },
+      to: { path: `^src/${SERVICES}/`, pathNot: '^src/$1/' },
+    },
+    {
+      name: 'lower-layers-import-no-service',
+      comment: 'catalog/, jobs/, engine/, storage/ and model/ sit below the services and the composition root.',
+      severity: 'error',
+      from: { path: '^src/(catalog|jobs|engine|storage|model)/' },
+      to: { path: [`^src/${SERVICES}/`, '^src/(server|main)\\.ts$'] },
+    },
+    {
+      name: 'engine-imports-no-catalog',
+      comment: 'Worker threads never open PostgreSQL.',
+      severity: 'error',
+      from: { path: '^src/engine/' },
+      to: { path: '^src/catalog/' },
+    },
+    {
+      name: 'storage-imports-no-catalog',
+      comment: 'Storage moves bytes and knows no catalog.',
+      severity: 'error',
+      from: { path: '^src/storage/' },
+      to: { path: '^src/catalog/' },
+    },
+    {
+      name: 'model-imports-only-libraries',
+      comment: 'The words of the domain import nothing else from src/.',
+      severity: 'error',
+      from: { path: '^src/model/' },
+      to: { path: '^src/', pathNot: '^src/model/' },
+    },
+    {
+      name: 'no-runtime-cycles',
+      comment:
+        'No cycle of imports that exist at run time. Cycles through type-only imports are erased by the compiler ' +
+        'and not counted (engine/query.ts ⇄ engine/query-stream-protocol.ts is one).',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { circular: true, viaOnly: { dependencyTypesNot: ['type-only'] } },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    // Type-only imports count for the direction rules (a type is a dependency on its declaration).
+    tsPreCompilationDeps: true,
+  },
+};
