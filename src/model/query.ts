@@ -103,8 +103,8 @@ export function queryRequestSchema<Integer extends TSchema>(integer: (options: I
           aggregations: Type.Array(
             Type.Object({
               fn: AggregationFnSchema,
-              column: Type.String(),
-              alias: Type.Optional(Type.String()),
+              column: Type.Optional(Type.String({ description: 'The column to aggregate; every fn needs one but `count`, which without one counts rows.' })),
+              alias: Type.Optional(Type.String({ description: 'The output column (default `<fn>_<column>`, or `count` for a count of rows).' })),
               percentile: Type.Optional(Type.Number({ description: 'For fn "percentile": between 0 and 1.' })),
             }),
             { maxItems: 100 },
@@ -133,9 +133,12 @@ export interface QueryFilter {
   values?: FilterValue[];
 }
 
+/** The `column` of a checked `count` aggregation that counts rows (the request names no column). */
+export const ROWS = '*';
+
 export interface Aggregation {
   fn: AggregationFn;
-  /** A field name; `count` also takes `*` (rows in the bucket). */
+  /** A field name; `count` also takes {@link ROWS} (rows in the bucket). */
   column: string;
   alias: string;
   /** For `percentile`: 0 … 1. */

@@ -7,15 +7,16 @@
 import type { FieldType } from '../model/field-types.ts';
 import type { SchemaField } from '../model/records.ts';
 import { AppError } from '../errors.ts';
-import type {
-  AggregationFn,
-  ColumnComparisons,
-  FilterOp,
-  FilterValue,
-  IntervalUnit,
-  PlannedMode,
-  QueryFilter,
-  QueryRequest,
+import {
+  type AggregationFn,
+  type ColumnComparisons,
+  type FilterOp,
+  type FilterValue,
+  type IntervalUnit,
+  type PlannedMode,
+  type QueryFilter,
+  type QueryRequest,
+  ROWS,
 } from '../model/query.ts';
 import { parseTimestamp } from '../model/timestamps.ts';
 
@@ -113,12 +114,18 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
     const aliases = new Set<string>([ts, ...groupBy]);
     const aggregations = d.aggregations.map((a, index) => {
       const where = `downsample.aggregations[${index}]`;
-      const field = column(a.column, where);
-      const allowed = FN_TYPES[a.fn];
-      if (allowed !== 'any' && !allowed.includes(field.type)) {
-        throw bad('invalid_aggregation', `${where}: ${a.fn} does not apply to ${field.type} column "${a.column}" (it needs ${allowed.join(' or ')})`, {
-          index,
-        });
+      if (a.column === undefined) {
+        if (a.fn !== 'count') {
+          throw bad('invalid_aggregation', `${where}: ${a.fn} needs a "column" (only count, which then counts rows, goes without one)`, { index });
+        }
+      } else {
+        const field = column(a.column, where);
+        const allowed = FN_TYPES[a.fn];
+        if (allowed !== 'any' && !allowed.includes(field.type)) {
+          throw bad('invalid_aggregation', `${where}: ${a.fn} does not apply to ${field.type} column "${a.column}" (it needs ${allowed.join(' or ')})`, {
+            index,
+          });
+        }
       }
       if (a.fn === 'percentile' && (a.percentile === undefined || !(a.percentile >= 0 && a.percentile <= 1))) {
         throw bad('invalid_percentile', `${where}: percentile needs a "percentile" value between 0 and 1`, { index });
@@ -126,13 +133,13 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
       if (a.fn !== 'percentile' && a.percentile !== undefined) {
         throw bad('invalid_percentile', `${where}: "percentile" only applies to fn "percentile"`, { index });
       }
-      const alias = a.alias ?? `${a.fn}_${a.column}`;
+      const alias = a.alias ?? (a.column === undefined ? 'count' : `${a.fn}_${a.column}`);
       if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(alias)) {
         throw bad('invalid_alias', `${where}: alias "${alias}" must be letters, digits and _, starting with a letter or _`, { index });
       }
       if (aliases.has(alias)) throw bad('duplicate_alias', `${where}: the output column "${alias}" is already taken; give an alias`, { index });
       aliases.add(alias);
-      return { fn: a.fn, column: a.column, alias, ...(a.fn === 'percentile' ? { percentile: a.percentile } : {}) };
+      return { fn: a.fn, column: a.column ?? ROWS, alias, ...(a.fn === 'percentile' ? { percentile: a.percentile } : {}) };
     });
     mode = { kind: 'downsample', intervalUnit: d.intervalUnit, intervalSize: size, aggregations, groupBy, order, limit };
   }
