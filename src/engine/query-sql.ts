@@ -19,6 +19,10 @@
  * time range and the filters are written directly on the columns
  * (`"ts" >= CAST($2 AS TIMESTAMPTZ)`), so the scan skips row groups by their min/max statistics.
  *
+ * Latest (`mode.kind` `latest`): each `by` combination's latest row, picked by `row_number()`
+ * over the order of model/series.ts, so that the query service's latest-value cache, which keeps
+ * rows by the same order, and this statement give the same answer.
+ *
  * Buckets: fixed-width units (second … week) are the floor of epoch microseconds divided by the
  * width (one integer division per row; correct before 1970 too); months are the UTC calendar month
  * number since 1970-01 (divided likewise for sizes above 1). Rows are grouped by that number and
@@ -35,11 +39,13 @@ import {
   type FilterValue,
   INTERVAL_UNITS,
   type IntervalUnit,
+  type LatestMode,
   type PlannedMode,
   type QueryFilter,
   type RawMode,
 } from '../model/query.ts';
 import type { SchemaField } from '../model/records.ts';
+import { latestRowOrder } from '../model/series.ts';
 import { assertIdentifier, quoteIdent } from './sql.ts';
 
 /** A field as a query reads it (nullability does not matter there). */
@@ -168,7 +174,7 @@ interface CheckedQuery {
   timeRange: { start: string; end: string };
   filters: CheckedFilter[];
   /** Raw `columns` hold the timestamp column first, and each column once. */
-  mode: RawMode | DownsampleMode;
+  mode: RawMode | DownsampleMode | LatestMode;
   fieldsInFiles: ReadonlySet<string> | null;
   nonNullColumns: ReadonlySet<string>;
 }
@@ -242,7 +248,8 @@ function checkQuery(input: QueryInput): CheckedQuery {
     return { ...checked, mode: { kind: 'raw', order, limit, columns } };
   }
 
-  if (mode.kind !== 'downsample') invalid(`mode.kind must be raw or downsample, got ${JSON.stringify((mode as { kind?: unknown })?.kind)}`);
+  if (mode.kind === 'latest') return { ...checked, mode: checkLatest(mode, ts, field, order, limit) };
+  if (mode.kind !== 'downsample') invalid(`mode.kind must be raw, downsample or latest, got ${JSON.stringify((mode as { kind?: unknown })?.kind)}`);
   const { intervalUnit, intervalSize } = mode;
   if (!Number.isSafeInteger(intervalSize) || intervalSize <= 0) invalid(`intervalSize must be a positive integer, got ${intervalSize}`);
   if (intervalUnit === 'month') {
@@ -316,6 +323,7 @@ function compileQuery(query: CheckedQuery): BuiltQuery {
   ];
   const limitSql = () => `LIMIT ${param({ type: 'bigint', value: BigInt(mode.limit) + 1n })}`;
 
+  if (mode.kind === 'latest') return compileLatest(query, mode, source, where, limitSql, params);
   if (mode.kind === 'raw') {
     const sql = `SELECT ${mode.columns.map(quoteIdent).join(', ')}
 FROM ${source} AS s
@@ -380,6 +388,50 @@ FROM (
 ORDER BY ${order.join(', ')}
 ${limitSql()}`;
   return { sql, params, columns: [ts.name, ...groupBy, ...aliases], limit: mode.limit };
+}
+
+/** `by` and `columns` are fields other than the timestamp, each once; `columns` leaves out what `by` names. */
+function checkLatest(mode: LatestMode, ts: QueryField, field: (name: unknown, what: string) => QueryField, order: LatestMode['order'], limit: number): LatestMode {
+  if (!Array.isArray(mode.by)) invalid('by must be an array');
+  if (!Array.isArray(mode.columns)) invalid('columns must be an array');
+  const by: string[] = [];
+  for (const column of mode.by) {
+    const f = field(column, 'by column');
+    if (f.name === ts.name) invalid(`by cannot name the timestamp column ${ts.name}`);
+    if (by.includes(f.name)) invalid(`by names ${f.name} twice`);
+    by.push(f.name);
+  }
+  const columns: string[] = [];
+  for (const column of mode.columns) {
+    const f = field(column, 'column');
+    if (f.name !== ts.name && !by.includes(f.name) && !columns.includes(f.name)) columns.push(f.name);
+  }
+  return { kind: 'latest', by, columns, order, limit };
+}
+
+/**
+ * The latest row of each `by` combination: `row_number() … = 1` over the latest-row order of
+ * model/series.ts (the timestamp, then every field as a tie-break), which DuckDB plans as a top-1
+ * per group rather than a sort of the whole input.
+ */
+function compileLatest(
+  query: CheckedQuery,
+  mode: LatestMode,
+  source: string,
+  where: string[],
+  limitSql: () => string,
+  params: SqlParam[],
+): BuiltQuery {
+  const order = latestRowOrder(query.fields, query.ts.name).map((f, i) => `${quoteIdent(f.name)} DESC${i === 0 ? '' : ' NULLS LAST'}`);
+  const partition = mode.by.length > 0 ? `PARTITION BY ${mode.by.map(quoteIdent).join(', ')} ` : '';
+  const direction = mode.order === 'asc' ? 'ASC' : 'DESC';
+  const columns = [query.ts.name, ...mode.by, ...mode.columns];
+  const sql = `SELECT ${columns.map(quoteIdent).join(', ')}
+FROM ${source} AS s
+WHERE ${where.join('\n  AND ')}
+QUALIFY row_number() OVER (${partition}ORDER BY ${order.join(', ')}) = 1
+${mode.by.length > 0 ? `ORDER BY ${mode.by.map((c) => `${quoteIdent(c)} ${direction} NULLS LAST`).join(', ')}\n` : ''}${limitSql()}`;
+  return { sql, params, columns, limit: mode.limit };
 }
 
 /**

@@ -51,6 +51,25 @@ export const ColumnComparisonsSchema = Type.Object(
 export type ColumnComparisons = Static<typeof ColumnComparisonsSchema>;
 export type FilterOp = keyof ColumnComparisons;
 
+/** Which rows a request reads besides its time range (`filters`). */
+export const FiltersSchema = Type.Object({
+  partitionKey: Type.Optional(
+    Type.Record(Type.String(), Type.Array(Type.String(), { minItems: 1 }), {
+      description: 'Partition-key values to keep, e.g. {"instrument":["A","B"]}: prunes whole partitions.',
+    }),
+  ),
+  columns: Type.Optional(
+    Type.Record(Type.String(), ColumnComparisonsSchema, {
+      description: 'Per-column comparisons, ANDed: {"host":{"in":["a","b"]},"usage":{"gte":0.9}}.',
+    }),
+  ),
+});
+
+export const TimeRangeSchema = Type.Object({
+  start: Type.String({ format: 'date-time' }),
+  end: Type.String({ format: 'date-time', description: 'Exclusive.' }),
+});
+
 export const SortOrderSchema = Type.Union([Type.Literal('asc'), Type.Literal('desc')]);
 export type SortOrder = Static<typeof SortOrderSchema>;
 
@@ -76,26 +95,10 @@ const EXAMPLE = {
 export function queryRequestSchema<Integer extends TSchema>(integer: (options: IntegerOptions) => Integer) {
   return Type.Object(
     {
-      timeRange: Type.Object({
-        start: Type.String({ format: 'date-time' }),
-        end: Type.String({ format: 'date-time', description: 'Exclusive.' }),
-      }),
+      timeRange: TimeRangeSchema,
       timestampColumn: Type.Optional(Type.String({ description: "The dataset's timestamp column (default: the dataset's)." })),
       columns: Type.Optional(Type.Array(Type.String(), { description: 'Raw mode: the columns to return besides the timestamp (default: all).' })),
-      filters: Type.Optional(
-        Type.Object({
-          partitionKey: Type.Optional(
-            Type.Record(Type.String(), Type.Array(Type.String(), { minItems: 1 }), {
-              description: 'Partition-key values to keep, e.g. {"instrument":["A","B"]}: prunes whole partitions.',
-            }),
-          ),
-          columns: Type.Optional(
-            Type.Record(Type.String(), ColumnComparisonsSchema, {
-              description: 'Per-column comparisons, ANDed: {"host":{"in":["a","b"]},"usage":{"gte":0.9}}.',
-            }),
-          ),
-        }),
-      ),
+      filters: Type.Optional(FiltersSchema),
       downsample: Type.Optional(
         Type.Object({
           intervalUnit: IntervalUnitSchema,
@@ -122,6 +125,34 @@ export function queryRequestSchema<Integer extends TSchema>(integer: (options: I
 export const QueryRequestSchema = queryRequestSchema(Type.Integer);
 /** A query as the client sent it, validated for shape only (the planner checks it against the dataset). */
 export type QueryRequest = Static<typeof QueryRequestSchema>;
+
+/**
+ * The body of POST /datasets/:slug/latest: the latest row of every series (model/series.ts), or
+ * of every combination of `by`, optionally within a time range and filtered; `integer` as for
+ * {@link queryRequestSchema}.
+ */
+export function latestRequestSchema<Integer extends TSchema>(integer: (options: IntegerOptions) => Integer) {
+  return Type.Object(
+    {
+      by: Type.Optional(
+        Type.Array(Type.String(), {
+          maxItems: 10,
+          description: "Columns whose combinations are the series (default: the dataset's series key: its sortColumns, else its string fields).",
+        }),
+      ),
+      columns: Type.Optional(Type.Array(Type.String(), { description: 'The columns to return besides the timestamp and `by` (default: all).' })),
+      timeRange: Type.Optional(Type.Object(TimeRangeSchema.properties, { description: 'Only rows in [start, end) count (default: every row).' })),
+      filters: Type.Optional(FiltersSchema),
+      limit: Type.Optional(integer({ minimum: 1, description: 'Most rows (series) to return (server maximum: TIMESTORE_QUERY_MAX_ROWS).' })),
+      order: Type.Optional(Type.Union(SortOrderSchema.anyOf, { description: 'By the `by` columns (NULLs last); default asc.' })),
+    },
+    { example: { by: ['host'], columns: ['usage_user', 'usage_system'], filters: { columns: { region: { eq: 'eu-west-1' } } } } },
+  );
+}
+
+export const LatestRequestSchema = latestRequestSchema(Type.Integer);
+/** A latest-per-series request as the client sent it, validated for shape only. */
+export type LatestRequest = Static<typeof LatestRequestSchema>;
 
 /** A checked comparison on one column, ready for the SQL builder. */
 export interface QueryFilter {
@@ -162,5 +193,17 @@ export interface DownsampleMode {
   limit: number;
 }
 
-/** What a planned query reads: raw rows or buckets. */
-export type PlannedMode = RawMode | DownsampleMode;
+/**
+ * The latest row (model/series.ts `latestRowOrder`) of every combination of `by` among the rows
+ * in range that pass the filters: the timestamp, `by` and `columns`, ordered by `by` (NULLs last).
+ */
+export interface LatestMode {
+  kind: 'latest';
+  by: string[];
+  columns: string[];
+  order: SortOrder;
+  limit: number;
+}
+
+/** What a planned query reads: raw rows, buckets, or the latest row of each series. */
+export type PlannedMode = RawMode | DownsampleMode | LatestMode;

@@ -5,19 +5,23 @@
  * SQL; anything that does not fit is a 400 that says what to change.
  */
 import type { FieldType } from '../model/field-types.ts';
-import type { SchemaField } from '../model/records.ts';
+import type { Dataset, SchemaField } from '../model/records.ts';
 import { AppError } from '../errors.ts';
 import {
   type AggregationFn,
   type ColumnComparisons,
+  type DownsampleMode,
   type FilterOp,
   type FilterValue,
   type IntervalUnit,
-  type PlannedMode,
+  type LatestMode,
+  type LatestRequest,
   type QueryFilter,
   type QueryRequest,
+  type RawMode,
   ROWS,
 } from '../model/query.ts';
+import { seriesKey } from '../model/series.ts';
 import { parseTimestamp } from '../model/timestamps.ts';
 
 export interface QueryLimits {
@@ -32,8 +36,18 @@ export interface QueryPlan {
   timestampColumn: string;
   partitionKey: Record<string, string[]>;
   filters: QueryFilter[];
-  mode: PlannedMode;
+  mode: RawMode | DownsampleMode;
 }
+
+/** A planned latest-per-series request; `from` and `to` are null when it reads every row. */
+export interface LatestPlan extends Omit<QueryPlan, 'from' | 'to' | 'mode'> {
+  from: Date | null;
+  to: Date | null;
+  mode: LatestMode;
+}
+
+/** What the scan of either reads. */
+export type ScanPlan = QueryPlan | LatestPlan;
 
 const NUMERIC: FieldType[] = ['double', 'integer'];
 const ORDERED: FieldType[] = ['double', 'integer', 'timestamp', 'string'];
@@ -60,9 +74,10 @@ const UNIT_MS: Record<IntervalUnit, number> = {
 
 const bad = (code: string, message: string, details?: unknown) => new AppError(400, code, message, details);
 
-export function planQuery(request: QueryRequest, fields: SchemaField[], datasetTimestampColumn: string, limits: QueryLimits): QueryPlan {
+/** Looks a column up by name; an unknown one is a 400 that lists the dataset's columns. */
+function columnLookup(fields: SchemaField[]): (name: string, where: string) => SchemaField {
   const byName = new Map(fields.map((f) => [f.name, f]));
-  const column = (name: string, where: string): SchemaField => {
+  return (name, where) => {
     const field = byName.get(name);
     if (!field) {
       throw bad('unknown_column', `${where}: "${name}" is not a column of this dataset (columns: ${fields.map((f) => f.name).join(', ')})`, {
@@ -71,24 +86,36 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
     }
     return field;
   };
+}
 
+function timeRange(range: { start: string; end: string }): { from: number; to: number } {
+  const from = parseTimestamp(range.start);
+  const to = parseTimestamp(range.end);
+  if (Number.isNaN(from) || Number.isNaN(to)) throw bad('invalid_time_range', 'timeRange.start and timeRange.end must be ISO-8601 timestamps');
+  if (from >= to) throw bad('invalid_time_range', 'timeRange.start must be before timeRange.end (the end is exclusive)');
+  return { from, to };
+}
+
+function rowLimit(requested: number | undefined, limits: QueryLimits): number {
+  const limit = requested ?? limits.defaultRows;
+  if (limit > limits.maxRows) throw bad('limit_too_large', `limit ${limit} is over the server maximum of ${limits.maxRows}`, { maxRows: limits.maxRows });
+  return limit;
+}
+
+export function planQuery(request: QueryRequest, fields: SchemaField[], datasetTimestampColumn: string, limits: QueryLimits): QueryPlan {
+  const column = columnLookup(fields);
   const ts = request.timestampColumn ?? datasetTimestampColumn;
   if (ts !== datasetTimestampColumn) {
     throw bad('invalid_timestamp_column', `timestampColumn "${ts}" is not this dataset's timestamp column "${datasetTimestampColumn}"`);
   }
-  const from = parseTimestamp(request.timeRange.start);
-  const to = parseTimestamp(request.timeRange.end);
-  if (Number.isNaN(from) || Number.isNaN(to)) throw bad('invalid_time_range', 'timeRange.start and timeRange.end must be ISO-8601 timestamps');
-  if (from >= to) throw bad('invalid_time_range', 'timeRange.start must be before timeRange.end (the end is exclusive)');
-
+  const { from, to } = timeRange(request.timeRange);
   const order = request.order ?? 'asc';
-  const limit = request.limit ?? limits.defaultRows;
-  if (limit > limits.maxRows) throw bad('limit_too_large', `limit ${limit} is over the server maximum of ${limits.maxRows}`, { maxRows: limits.maxRows });
+  const limit = rowLimit(request.limit, limits);
 
   const filters = columnFilters(request.filters?.columns ?? {}, column);
   const partitionKey = request.filters?.partitionKey ?? {};
 
-  let mode: PlannedMode;
+  let mode: RawMode | DownsampleMode;
   if (!request.downsample) {
     const columns = request.columns ?? fields.map((f) => f.name).filter((n) => n !== ts);
     for (const name of columns) column(name, 'columns');
@@ -145,6 +172,39 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
   }
 
   return { from: new Date(from), to: new Date(to), timestampColumn: ts, partitionKey, filters, mode };
+}
+
+/**
+ * A latest-per-series request checked against the dataset: `by` defaults to the series key
+ * (model/series.ts), `columns` to every other field; without a time range every row counts.
+ */
+export function planLatest(
+  request: LatestRequest,
+  fields: SchemaField[],
+  dataset: Pick<Dataset, 'timestampColumn' | 'sortColumns'>,
+  limits: QueryLimits,
+): LatestPlan {
+  const column = columnLookup(fields);
+  const ts = dataset.timestampColumn;
+  const range = request.timeRange ? timeRange(request.timeRange) : null;
+  const limit = rowLimit(request.limit, limits);
+  const filters = columnFilters(request.filters?.columns ?? {}, column);
+  const by = request.by ?? seriesKey(dataset, fields);
+  for (const [index, name] of by.entries()) {
+    column(name, 'by');
+    if (name === ts) throw bad('invalid_by', `by: "${name}" is the timestamp column; name the columns that tell series apart`, { column: name });
+    if (by.indexOf(name) !== index) throw bad('invalid_by', `by names "${name}" twice`, { column: name });
+  }
+  const columns = request.columns ?? fields.map((f) => f.name);
+  for (const name of columns) column(name, 'columns');
+  return {
+    from: range ? new Date(range.from) : null,
+    to: range ? new Date(range.to) : null,
+    timestampColumn: ts,
+    partitionKey: request.filters?.partitionKey ?? {},
+    filters,
+    mode: { kind: 'latest', by, columns: columns.filter((n) => n !== ts && !by.includes(n)), order: request.order ?? 'asc', limit },
+  };
 }
 
 function columnFilters(spec: Record<string, ColumnComparisons>, column: (name: string, where: string) => SchemaField): QueryFilter[] {
