@@ -101,13 +101,25 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const { catalog, drivers, pool: workers } = core;
 
   const queue = config.ingest.queueName;
+  let query: QueryService | undefined;
   const catalogCache = new CatalogCache(catalog.sql);
   const metrics = new Metrics(log);
   const tracing = Tracing.create(config.tracing, log);
   const { tracer } = tracing;
   const runner = new JobRunner({ catalog, log, concurrency: config.ingest.concurrency, tracer, metrics, ...retries(config) }).register(
     INGEST_JOB_KIND,
-    ingestJobHandler({ sql: catalog.sql, drivers, pool: workers, scratchDir: join(config.storageRoot, 'tmp'), log, catalogCache, tracer, metrics }),
+    ingestJobHandler({
+      sql: catalog.sql,
+      drivers,
+      pool: workers,
+      scratchDir: join(config.storageRoot, 'tmp'),
+      log,
+      catalogCache,
+      tracer,
+      metrics,
+      // The query service exists once the runner is up; a publish before that has no cache to feed.
+      published: (datasetId, version) => query?.published(datasetId, version),
+    }),
     {
       queue,
       coalesce: { maxJobs: 256, weightField: 'rowCount', maxWeight: 1_000_000, minWeight: config.ingest.coalesceRows, maxWaitMs: config.ingest.coalesceWaitMs, promptField: 'awaited' },
@@ -137,7 +149,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   await cache.init();
   const pins = new ReaderPins(catalog.sql, log);
   pins.start();
-  const query = new QueryService({
+  query = new QueryService({
     sql: catalog.sql,
     drivers,
     cache,
@@ -146,12 +158,14 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     timeoutMs: config.query.timeoutMs,
     memoryLimitBytes: config.query.memoryLimitBytes,
     snapshotPartitions: config.query.manifestCachePartitions,
+    latestCacheSeries: config.query.latestCacheSeries,
     catalogCache,
     pins,
     tracer,
     metrics,
+    log,
   });
-  metrics.observe({ catalog: catalog.sql, jobKinds: [{ queue, kind: INGEST_JOB_KIND }], cache, snapshots: query, pool: workers });
+  metrics.observe({ catalog: catalog.sql, jobKinds: [{ queue, kind: INGEST_JOB_KIND }], cache, snapshots: query, latestCache: query, pool: workers });
 
   const readiness = new Readiness({ catalog, pool: workers, storageRoot: config.storageRoot });
   const app = createApp({

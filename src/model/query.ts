@@ -32,6 +32,18 @@ export const IntervalUnitSchema = Type.Union([
 export type IntervalUnit = Static<typeof IntervalUnitSchema>;
 export const INTERVAL_UNITS: readonly IntervalUnit[] = IntervalUnitSchema.anyOf.map((s) => s.const);
 
+/** Widths of the fixed-width units in microseconds (UTC has no leap seconds or DST); months vary. */
+export const FIXED_INTERVAL_MICROS: Readonly<Record<Exclude<IntervalUnit, 'month'>, bigint>> = {
+  second: 1_000_000n,
+  minute: 60_000_000n,
+  hour: 3_600_000_000n,
+  day: 86_400_000_000n,
+  week: 604_800_000_000n,
+};
+
+/** `[start, end)` around every instant a row may have (model/timestamps.ts STORABLE_TIME_RANGE), for reads of every row. */
+export const EVERY_INSTANT = { start: '0001-01-01T00:00:00Z', end: '10000-01-01T00:00:00Z' } as const;
+
 export const FilterValueSchema = Type.Union([Type.String(), Type.Number(), Type.Boolean()]);
 export type FilterValue = Static<typeof FilterValueSchema>;
 
