@@ -19,9 +19,9 @@
  * time range and the filters are written directly on the columns
  * (`"ts" >= CAST($2 AS TIMESTAMPTZ)`), so the scan skips row groups by their min/max statistics.
  *
- * Latest (`mode.kind` `latest`): each `by` combination's latest row, picked by `row_number()`
- * over the order of model/series.ts, so that the query service's latest-value cache, which keeps
- * rows by the same order, and this statement give the same answer.
+ * Latest (`mode.kind` `latest`): each `by` combination's latest row in the order of
+ * model/series.ts (time, then every field), so that the query service's latest-value cache, which
+ * keeps rows by the same order, and this statement give the same answer.
  *
  * Buckets: fixed-width units (second … week) are the floor of epoch microseconds divided by the
  * width (one integer division per row; correct before 1970 too); months are the UTC calendar month
@@ -410,9 +410,12 @@ function checkLatest(mode: LatestMode, ts: QueryField, field: (name: unknown, wh
 }
 
 /**
- * The latest row of each `by` combination: `row_number() … = 1` over the latest-row order of
- * model/series.ts (the timestamp, then every field as a tie-break), which DuckDB plans as a top-1
- * per group rather than a sort of the whole input.
+ * The latest row of each `by` combination in the order of model/series.ts: the rows at each
+ * group's greatest timestamp (a join with `max` per group), then `row_number() … = 1` over the
+ * other fields among those few. A window ordered by every field over all rows costs far more: on
+ * 3.6 M rows × 20 columns, 9.3 s against 0.16–0.7 s for this form, and 0.5–1.0 s for the window
+ * ordered by time alone. The filtered rows are a CTE that is NOT MATERIALIZED: referenced twice,
+ * DuckDB would otherwise buffer all of it (1.4–2.4 s). Group keys match NULL to NULL.
  */
 function compileLatest(
   query: CheckedQuery,
@@ -422,15 +425,26 @@ function compileLatest(
   limitSql: () => string,
   params: SqlParam[],
 ): BuiltQuery {
-  const order = latestRowOrder(query.fields, query.ts.name).map((f, i) => `${quoteIdent(f.name)} DESC${i === 0 ? '' : ' NULLS LAST'}`);
-  const partition = mode.by.length > 0 ? `PARTITION BY ${mode.by.map(quoteIdent).join(', ')} ` : '';
+  const ts = quoteIdent(query.ts.name);
+  const r = (column: string) => `r.${quoteIdent(column)}`;
+  const tieBreak = latestRowOrder(query.fields, query.ts.name)
+    .slice(1)
+    .map((f) => `${r(f.name)} DESC NULLS LAST`);
+  const joined = [...mode.by.map((c) => `${r(c)} IS NOT DISTINCT FROM l.${quoteIdent(c)}`), `r.${ts} = l."$latest"`];
+  const groupBy = mode.by.length > 0 ? ` GROUP BY ${mode.by.map(quoteIdent).join(', ')}` : '';
+  const partition = mode.by.length > 0 ? `PARTITION BY ${mode.by.map(r).join(', ')} ` : '';
   const direction = mode.order === 'asc' ? 'ASC' : 'DESC';
   const columns = [query.ts.name, ...mode.by, ...mode.columns];
-  const sql = `SELECT ${columns.map(quoteIdent).join(', ')}
-FROM ${source} AS s
-WHERE ${where.join('\n  AND ')}
-QUALIFY row_number() OVER (${partition}ORDER BY ${order.join(', ')}) = 1
-${mode.by.length > 0 ? `ORDER BY ${mode.by.map((c) => `${quoteIdent(c)} ${direction} NULLS LAST`).join(', ')}\n` : ''}${limitSql()}`;
+  const sql = `WITH r AS NOT MATERIALIZED (
+  SELECT * FROM ${source} AS s
+  WHERE ${where.join('\n    AND ')}
+), l AS (
+  SELECT ${[...mode.by.map(quoteIdent), `max(${ts}) AS "$latest"`].join(', ')} FROM r${groupBy}
+)
+SELECT ${columns.map(r).join(', ')}
+FROM r JOIN l ON ${joined.join(' AND ')}
+QUALIFY row_number() OVER (${partition}ORDER BY ${tieBreak.length > 0 ? tieBreak.join(', ') : `r.${ts}`}) = 1
+${mode.by.length > 0 ? `ORDER BY ${mode.by.map((c) => `${r(c)} ${direction} NULLS LAST`).join(', ')}\n` : ''}${limitSql()}`;
   return { sql, params, columns, limit: mode.limit };
 }
 
