@@ -19,7 +19,7 @@ import type { FieldType } from '../model/field-types.ts';
 import { FIXED_INTERVAL_MICROS, type QueryFilter, ROWS } from '../model/query.ts';
 import type { SchemaField } from '../model/records.ts';
 import { isoFromMicrosTrimmed } from '../model/timestamps.ts';
-import { compareValues, fixedMicros, type LatestTable } from './latest-cache.ts';
+import { compareValues, fixedMicros, keyComparator, type LatestTable } from './latest-cache.ts';
 import type { LatestPlan, QueryPlan } from './request.ts';
 
 export interface CachedAnswer {
@@ -46,12 +46,15 @@ export function latestFromCache(plan: LatestPlan, key: readonly string[], fields
 
 export function answerLatest(table: LatestTable, plan: LatestPlan, fields: readonly SchemaField[]): CachedAnswer | null {
   const { mode } = plan;
-  const rows = latestPerGroup(table, plan, mode.by, fields);
+  const rows = latestPerGroup(table, plan, mode.by, fields, mode.order);
   if (!rows) return null;
-  sortBy(rows, mode.by, fields, mode.order);
   const columns = [plan.timestampColumn, ...mode.by, ...mode.columns];
   return limited(
-    rows.map((row) => Object.fromEntries(columns.map((c) => [c, row[c] ?? null]))),
+    rows.map((row) => {
+      const out: QueryRow = {};
+      for (const c of columns) out[c] = row[c] ?? null;
+      return out;
+    }),
     mode.limit,
   );
 }
@@ -78,11 +81,10 @@ export function lastpointForm(plan: QueryPlan, key: readonly string[], fields: r
 export function answerLastpoint(table: LatestTable, plan: QueryPlan, form: LastpointForm, fields: readonly SchemaField[]): CachedAnswer | null {
   const { mode } = plan;
   if (mode.kind !== 'downsample') return null;
-  const rows = latestPerGroup(table, plan, mode.groupBy, fields);
+  const rows = latestPerGroup(table, plan, mode.groupBy, fields, 'asc');
   if (!rows) return null;
   const ts = plan.timestampColumn;
   if (rows.some((row) => mode.aggregations.some((a) => a.column !== ts && (row[a.column] ?? null) === null))) return null;
-  sortBy(rows, mode.groupBy, fields, 'asc');
   return limited(
     rows.map((row) => {
       const out: QueryRow = { [ts]: form.label };
@@ -96,28 +98,40 @@ export function answerLastpoint(table: LatestTable, plan: QueryPlan, form: Lastp
 
 /**
  * The latest row of each `groups` combination among the series that pass the filters and have
- * their latest row in the plan's range; null when a series' latest row is at or past its end.
+ * their latest row in the plan's range, ordered by `groups`; null when a series' latest row is at
+ * or past the range's end. Grouping by the whole key keeps every series as it is; by the key in
+ * its own order, ascending, the table's sorted rows need no sorting either (lastpoint).
  */
 function latestPerGroup(
   table: LatestTable,
   plan: { from: Date | null; to: Date | null; timestampColumn: string; filters: QueryFilter[] },
   groups: readonly string[],
   fields: readonly SchemaField[],
+  order: 'asc' | 'desc',
 ): QueryRow[] | null {
   const types = new Map(fields.map((f) => [f.name, f.type]));
   const from = plan.from ? fixedMicros(plan.from.toISOString()) : null;
   const to = plan.to ? fixedMicros(plan.to.toISOString()) : null;
+  const perSeries = groups.length === table.key.length && groups.every((c) => table.key.includes(c));
+  const sorted = perSeries && order === 'asc' && groups.every((c, i) => table.key[i] === c);
+  const kept: QueryRow[] = [];
   const latest = new Map<string, QueryRow>();
-  for (const row of table.rows.values()) {
+  for (const row of sorted ? table.sorted() : table.rows.values()) {
     if (!plan.filters.every((f) => matches(row[f.column] ?? null, f, types.get(f.column)!))) continue;
     const time = fixedMicros(row[plan.timestampColumn] as string);
     if (to !== null && time >= to) return null;
     if (from !== null && time < from) continue;
+    if (perSeries) {
+      kept.push(row);
+      continue;
+    }
     const id = JSON.stringify(groups.map((c) => row[c] ?? null));
-    const kept = latest.get(id);
-    if (!kept || table.compare.rows(row, kept) > 0) latest.set(id, row);
+    const current = latest.get(id);
+    if (!current || table.compare.rows(row, current) > 0) latest.set(id, row);
   }
-  return [...latest.values()];
+  const rows = perSeries ? kept : [...latest.values()];
+  if (!sorted) rows.sort(keyComparator(groups, fields, order));
+  return rows;
 }
 
 /** Whether a value passes a filter, as the statement's WHERE decides (NULL passes only `neq` and `eq null`). */
@@ -140,24 +154,6 @@ function matches(value: QueryRow[string], filter: QueryFilter, type: FieldType):
     case 'lte':
       return c <= 0;
   }
-}
-
-/** Sorts by the columns, NULLs last whatever the direction, as the statements do. */
-function sortBy(rows: QueryRow[], columns: readonly string[], fields: readonly SchemaField[], order: 'asc' | 'desc'): void {
-  const types = new Map(fields.map((f) => [f.name, f.type]));
-  const sign = order === 'asc' ? 1 : -1;
-  rows.sort((a, b) => {
-    for (const c of columns) {
-      const [x, y] = [a[c] ?? null, b[c] ?? null];
-      if (x === null || y === null) {
-        if (x === y) continue;
-        return x === null ? 1 : -1;
-      }
-      const d = compareValues(x, y, types.get(c)!);
-      if (d !== 0) return sign * d;
-    }
-    return 0;
-  });
 }
 
 function limited(rows: QueryRow[], limit: number): CachedAnswer {

@@ -63,8 +63,10 @@ export interface LatestTable {
   key: readonly string[];
   /** Series (see {@link seriesId}) → its latest row, with every field of the schema it was read with. */
   rows: ReadonlyMap<string, QueryRow>;
-  /** Compares two rows (or values of one field) in the latest-row order. */
+  /** Compares two rows in the latest-row order. */
   compare: RowComparator;
+  /** The rows ordered by the key's columns, ascending, NULLs last (computed once per version). */
+  sorted(): readonly QueryRow[];
 }
 
 export type LatestDecline = 'disabled' | 'over_limit';
@@ -102,6 +104,9 @@ interface Entry {
   /** Null: declined, the dataset has more series than the cache may hold. */
   rows: Map<string, QueryRow> | null;
   compare: RowComparator;
+  byKey: (a: QueryRow, b: QueryRow) => number;
+  /** `rows` sorted by `byKey`, until they change. */
+  sorted: QueryRow[] | null;
 }
 
 export class LatestCache {
@@ -132,8 +137,10 @@ export class LatestCache {
       const entry = this.entries.get(dataset.id);
       if (entry && fits(entry, dataset) && entry.version >= dataset.manifestVersion) {
         this.touch(entry);
-        if (!entry.rows) return { declined: 'over_limit' };
-        return { table: { version: entry.version, key: entry.key, rows: entry.rows, compare: entry.compare }, waited };
+        const rows = entry.rows;
+        if (!rows) return { declined: 'over_limit' };
+        const sorted = () => (entry.sorted ??= [...rows.values()].sort(entry.byKey));
+        return { table: { version: entry.version, key: entry.key, rows, compare: entry.compare, sorted }, waited };
       }
       waited = true;
       let update = this.updates.get(dataset.id);
@@ -199,6 +206,8 @@ export class LatestCache {
       version,
       rows: new Map(),
       compare: rowComparator(latestRowOrder(dataset.fields, dataset.timestampColumn)),
+      byKey: keyComparator(dataset.key, dataset.fields),
+      sorted: null,
     };
     this.entries.set(dataset.id, entry);
     this.counts.loads++;
@@ -213,7 +222,10 @@ export class LatestCache {
     for (const row of rows) {
       const id = seriesId(entry.key, row);
       const current = kept.get(id);
-      if (!current || entry.compare.rows(row, current) > 0) kept.set(id, row);
+      if (!current || entry.compare.rows(row, current) > 0) {
+        kept.set(id, row);
+        entry.sorted = null;
+      }
     }
     this.total += kept.size - before;
     if (kept.size > this.maxSeries) {
@@ -343,6 +355,28 @@ function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
 export interface RowComparator {
   /** > 0 when `a` comes later than `b` in the latest-row order. */
   rows(a: QueryRow, b: QueryRow): number;
+}
+
+/** Orders rows by these columns, NULLs last whatever the direction (as the statements order groups). */
+export function keyComparator(
+  columns: readonly string[],
+  fields: readonly Pick<SchemaField, 'name' | 'type'>[],
+  order: 'asc' | 'desc' = 'asc',
+): (a: QueryRow, b: QueryRow) => number {
+  const types = columns.map((c) => fields.find((f) => f.name === c)?.type ?? 'string');
+  const sign = order === 'asc' ? 1 : -1;
+  return (a, b) => {
+    for (let i = 0; i < columns.length; i++) {
+      const [x, y] = [a[columns[i]!] ?? null, b[columns[i]!] ?? null];
+      if (x === null || y === null) {
+        if (x === y) continue;
+        return x === null ? 1 : -1;
+      }
+      const d = compareValues(x, y, types[i]!);
+      if (d !== 0) return sign * d;
+    }
+    return 0;
+  };
 }
 
 function rowComparator(order: readonly Pick<SchemaField, 'name' | 'type'>[]): RowComparator {
