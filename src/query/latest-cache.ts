@@ -185,11 +185,12 @@ export class LatestCache {
         this.counts.rebuilds++;
         return this.seed(dataset, version);
       }
-      if (entry.rows && plan.read.length > 0) {
-        const { rows, truncated } = await this.source.latestRows(dataset, plan.read, this.maxSeries);
-        if (truncated) this.decline(entry);
-        else this.fold(entry, rows);
-      }
+      let found: { rows: QueryRow[]; truncated: boolean } | null = null;
+      if (entry.rows && plan.read.length > 0) found = await this.source.latestRows(dataset, plan.read, this.maxSeries);
+      // Dropped meanwhile to make room for another dataset: the next query seeds it again.
+      if (this.entries.get(dataset.id) !== entry) return;
+      if (found?.truncated) this.decline(entry);
+      else if (found) this.fold(entry, found.rows);
       entry.version = version;
       this.counts.advances++;
     });

@@ -209,6 +209,37 @@ describe('the bound', () => {
     expect(shared.stats()).toMatchObject({ datasets: 1, series: 2, loads: 3 });
   });
 
+  test('a dataset dropped while it is being brought forward is seeded again, and the count of rows stays true', async () => {
+    const x = new FakeDataset();
+    const y = new FakeDataset();
+    x.publish('ingest', [[row('2026-01-01T00:00:00.000Z', 'a', 1), row('2026-01-01T00:00:00.000Z', 'b', 1)]]);
+    y.publish('ingest', [[row('2026-01-01T00:00:00.000Z', 'c', 1), row('2026-01-01T00:00:00.000Z', 'd', 1)]]);
+    let gate: (() => void) | undefined;
+    const of = (id: string) => (id === 'x' ? x : y);
+    const cache = new LatestCache(
+      {
+        pinned: (id, v, read) => of(id).pinned(id, v, read),
+        active: (id, v) => of(id).active(id, v),
+        changes: (id, a, b) => of(id).changes(id, a, b),
+        latestRows: async (d, ps, limit) => {
+          if (d.id === 'x' && gate === undefined && x.version > 1) await new Promise<void>((resolve) => (gate = resolve));
+          return of(d.id).latestRows(d, ps, limit);
+        },
+      },
+      3,
+    );
+    const dataset = (id: string) => ({ ...of(id).dataset(), id });
+    await cache.table(dataset('x'));
+    x.publish('ingest', [[row('2026-01-02T00:00:00.000Z', 'e', 1)]]);
+    const advancing = cache.table(dataset('x'));
+    while (!gate) await Bun.sleep(1);
+    await cache.table(dataset('y')); // 2 + 2 > 3: x is dropped while its update waits
+    gate();
+    const answer = await advancing;
+    expect('table' in answer && [...answer.table.rows.keys()].sort()).toEqual(['["a"]', '["b"]', '["e"]']);
+    expect(cache.stats()).toMatchObject({ datasets: 1, series: 3 });
+  });
+
   test('0 turns the cache off', async () => {
     const data = new FakeDataset();
     data.publish('ingest', [[row('2026-01-01T00:00:00.000Z', 'a', 1)]]);
