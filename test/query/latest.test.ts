@@ -296,6 +296,14 @@ describe('the lastpoint downsample (one bucket, last of every column, by the ser
     const expected = (await reference({})).map((r) => ({ ts: '1970-01-01T00:00:00.000Z', host: r.host, last_ts: r.ts, region: r.region, reqs: r.reqs, ok: r.ok }));
     expect(res.body.rows).toEqual(expected);
     expect(res.body.columns).toEqual(['ts', 'host', 'last_ts', 'region', 'reqs', 'ok']);
+    // Streamed (NDJSON), the same rows.
+    const streamed = await fetch(`${ts.url}/datasets/${SLUG}/query`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/x-ndjson' },
+      body: JSON.stringify(lastpoint(whole)),
+    });
+    const lines = (await streamed.text()).trim().split('\n').map((line) => JSON.parse(line));
+    expect(lines).toEqual(expected);
   });
 
   test('a `last` of a column whose latest value is NULL is answered from the files (last skips NULLs)', async () => {
