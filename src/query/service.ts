@@ -91,7 +91,6 @@ interface Planner<P extends ScanPlan> {
 export class QueryService {
   private readonly tracer: Tracer;
   private readonly snapshots: ManifestSnapshots;
-
   private readonly latestCache: LatestCache;
 
   constructor(private readonly o: QueryServiceOptions) {
