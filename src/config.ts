@@ -34,7 +34,15 @@ export interface Config {
     forcePathStyle: boolean;
   };
   queryCache: { enabled: boolean; dir: string; maxBytes: number };
-  query: { maxRows: number; defaultRows: number; maxBuckets: number; timeoutMs: number; memoryLimitBytes: number; manifestCachePartitions: number };
+  query: {
+    maxRows: number;
+    defaultRows: number;
+    maxBuckets: number;
+    timeoutMs: number;
+    memoryLimitBytes: number;
+    manifestCachePartitions: number;
+    latestCacheSeries: number;
+  };
   logLevel: LogLevel;
   ingest: {
     queueName: string;
@@ -124,6 +132,12 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
     description:
       "Most active partitions (summed over datasets) whose catalog rows a process keeps in memory for planning queries (about 2.3 KiB each with 20 columns); a dataset with more is listed from the catalog per query. `0` turns the cache off.",
     default: '`20000`',
+  },
+  {
+    name: 'TIMESTORE_QUERY_LATEST_CACHE_SERIES',
+    description:
+      'Most series (summed over datasets) whose latest row a process keeps in memory to answer latest-per-series queries (about 0.4 KiB each with 20 columns); a dataset with more is answered from its files. `0` turns the cache off.',
+    default: '`100000`',
   },
   {
     name: 'TIMESTORE_QUERY_MEMORY_LIMIT_BYTES',
@@ -350,6 +364,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       timeoutMs: r.integer('TIMESTORE_QUERY_TIMEOUT_MS', 30_000, 100, 3_600_000),
       memoryLimitBytes: r.integer('TIMESTORE_QUERY_MEMORY_LIMIT_BYTES', 1024 ** 3, 64 * 1024 ** 2, 1024 ** 4),
       manifestCachePartitions: r.integer('TIMESTORE_QUERY_MANIFEST_CACHE_PARTITIONS', 20_000, 0, 10_000_000),
+      latestCacheSeries: r.integer('TIMESTORE_QUERY_LATEST_CACHE_SERIES', 100_000, 0, 10_000_000),
     },
     logLevel: r.oneOf('TIMESTORE_LOG_LEVEL', 'info', LOG_LEVELS),
     ingest: {

@@ -101,6 +101,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const { catalog, drivers, pool: workers } = core;
 
   const queue = config.ingest.queueName;
+  let query: QueryService | undefined;
   const catalogCache = new CatalogCache(catalog.sql);
   const metrics = new Metrics(log);
   const tracing = Tracing.create(config.tracing, log);
@@ -117,7 +118,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       catalogCache,
       tracer,
       metrics,
-      onPublished: (datasetId) => lifecycle.compactSoon(datasetId),
+      // The query service exists once the runner is up; a publish before that has no cache to feed.
+      published: (datasetId, version) => {
+        lifecycle.compactSoon(datasetId);
+        query?.published(datasetId, version);
+      },
     }),
     {
       queue,
@@ -147,7 +152,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   await cache.init();
   const pins = new ReaderPins(catalog.sql, log);
   pins.start();
-  const query = new QueryService({
+  query = new QueryService({
     sql: catalog.sql,
     drivers,
     cache,
@@ -156,12 +161,14 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     timeoutMs: config.query.timeoutMs,
     memoryLimitBytes: config.query.memoryLimitBytes,
     snapshotPartitions: config.query.manifestCachePartitions,
+    latestCacheSeries: config.query.latestCacheSeries,
     catalogCache,
     pins,
     tracer,
     metrics,
+    log,
   });
-  metrics.observe({ catalog: catalog.sql, jobKinds: [{ queue, kind: INGEST_JOB_KIND }], cache, snapshots: query, pool: workers });
+  metrics.observe({ catalog: catalog.sql, jobKinds: [{ queue, kind: INGEST_JOB_KIND }], cache, snapshots: query, latestCache: query, pool: workers });
 
   const readiness = new Readiness({ catalog, pool: workers, storageRoot: config.storageRoot });
   const app = createApp({

@@ -155,6 +155,14 @@ export async function listPartitionChanges(sql: Db, datasetId: string, after: nu
            OR (removed_version > ${after} AND removed_version <= ${upTo}))`;
 }
 
+/** The versions after `after` up to `upTo` that removed partitions, with the reason each was published for (ingest, compaction, retention). */
+export async function listRemovingVersions(sql: Db, datasetId: string, after: number, upTo: number): Promise<{ version: number; reason: string }[]> {
+  return sql<{ version: number; reason: string }[]>`
+    SELECT version, reason FROM manifest_versions
+    WHERE dataset_id = ${datasetId} AND version > ${after} AND version <= ${upTo} AND partitions_removed > 0
+    ORDER BY version`;
+}
+
 export interface TargetTotals {
   storageTargetId: string;
   partitions: number;

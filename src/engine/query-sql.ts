@@ -20,6 +20,10 @@
  * time range and the filters are written directly on the columns
  * (`"ts" >= CAST($2 AS TIMESTAMPTZ)`), so the scan skips row groups by their min/max statistics.
  *
+ * Latest (`mode.kind` `latest`): each `by` combination's latest row in the order of
+ * model/series.ts (time, then every field), so that the query service's latest-value cache, which
+ * keeps rows by the same order, and this statement give the same answer.
+ *
  * Buckets: fixed-width units (second … week) are the floor of epoch microseconds divided by the
  * width (one integer division per row; correct before 1970 too); months are the UTC calendar month
  * number since 1970-01 (divided likewise for sizes above 1). Rows are grouped by that number and
@@ -36,11 +40,13 @@ import {
   type FilterValue,
   INTERVAL_UNITS,
   type IntervalUnit,
+  type LatestMode,
   type PlannedMode,
   type QueryFilter,
   type RawMode,
 } from '../model/query.ts';
 import type { SchemaField } from '../model/records.ts';
+import { latestRowOrder } from '../model/series.ts';
 import { assertIdentifier, quoteIdent } from './sql.ts';
 
 /** A field as a query reads it (nullability does not matter there). */
@@ -171,7 +177,7 @@ interface CheckedQuery {
   timeRange: { start: string; end: string };
   filters: CheckedFilter[];
   /** Raw `columns` hold the timestamp column first, and each column once. */
-  mode: RawMode | DownsampleMode;
+  mode: RawMode | DownsampleMode | LatestMode;
   fieldsInFiles: ReadonlySet<string> | null;
   nonNullColumns: ReadonlySet<string>;
   oneSchema: boolean;
@@ -247,7 +253,8 @@ function checkQuery(input: QueryInput): CheckedQuery {
     return { ...checked, mode: { kind: 'raw', order, limit, columns } };
   }
 
-  if (mode.kind !== 'downsample') invalid(`mode.kind must be raw or downsample, got ${JSON.stringify((mode as { kind?: unknown })?.kind)}`);
+  if (mode.kind === 'latest') return { ...checked, mode: checkLatest(mode, ts, field, order, limit) };
+  if (mode.kind !== 'downsample') invalid(`mode.kind must be raw, downsample or latest, got ${JSON.stringify((mode as { kind?: unknown })?.kind)}`);
   const { intervalUnit, intervalSize } = mode;
   if (!Number.isSafeInteger(intervalSize) || intervalSize <= 0) invalid(`intervalSize must be a positive integer, got ${intervalSize}`);
   if (intervalUnit === 'month') {
@@ -324,6 +331,7 @@ function compileQuery(query: CheckedQuery): BuiltQuery {
   ];
   const limitSql = () => `LIMIT ${param({ type: 'bigint', value: BigInt(mode.limit) + 1n })}`;
 
+  if (mode.kind === 'latest') return compileLatest(query, mode, source, where, limitSql, params);
   if (mode.kind === 'raw') {
     const sql = `SELECT ${mode.columns.map(quoteIdent).join(', ')}
 FROM ${source} AS s
@@ -388,6 +396,64 @@ FROM (
 ORDER BY ${order.join(', ')}
 ${limitSql()}`;
   return { sql, params, columns: [ts.name, ...groupBy, ...aliases], limit: mode.limit };
+}
+
+/** `by` and `columns` are fields other than the timestamp, each once; `columns` leaves out what `by` names. */
+function checkLatest(mode: LatestMode, ts: QueryField, field: (name: unknown, what: string) => QueryField, order: LatestMode['order'], limit: number): LatestMode {
+  if (!Array.isArray(mode.by)) invalid('by must be an array');
+  if (!Array.isArray(mode.columns)) invalid('columns must be an array');
+  const by: string[] = [];
+  for (const column of mode.by) {
+    const f = field(column, 'by column');
+    if (f.name === ts.name) invalid(`by cannot name the timestamp column ${ts.name}`);
+    if (by.includes(f.name)) invalid(`by names ${f.name} twice`);
+    by.push(f.name);
+  }
+  const columns: string[] = [];
+  for (const column of mode.columns) {
+    const f = field(column, 'column');
+    if (f.name !== ts.name && !by.includes(f.name) && !columns.includes(f.name)) columns.push(f.name);
+  }
+  return { kind: 'latest', by, columns, order, limit };
+}
+
+/**
+ * The latest row of each `by` combination in the order of model/series.ts: the rows at each
+ * group's greatest timestamp (a join with `max` per group), then `row_number() … = 1` over the
+ * other fields among those few. A window ordered by every field over all rows costs far more: on
+ * 3.6 M rows × 20 columns, 9.3 s against 0.16–0.7 s for this form, and 0.5–1.0 s for the window
+ * ordered by time alone. The filtered rows are a CTE that is NOT MATERIALIZED: referenced twice,
+ * DuckDB would otherwise buffer all of it (1.4–2.4 s). Group keys match NULL to NULL.
+ */
+function compileLatest(
+  query: CheckedQuery,
+  mode: LatestMode,
+  source: string,
+  where: string[],
+  limitSql: () => string,
+  params: SqlParam[],
+): BuiltQuery {
+  const ts = quoteIdent(query.ts.name);
+  const r = (column: string) => `r.${quoteIdent(column)}`;
+  const tieBreak = latestRowOrder(query.fields, query.ts.name)
+    .slice(1)
+    .map((f) => `${r(f.name)} DESC NULLS LAST`);
+  const joined = [...mode.by.map((c) => `${r(c)} IS NOT DISTINCT FROM l.${quoteIdent(c)}`), `r.${ts} = l."$latest"`];
+  const groupBy = mode.by.length > 0 ? ` GROUP BY ${mode.by.map(quoteIdent).join(', ')}` : '';
+  const partition = mode.by.length > 0 ? `PARTITION BY ${mode.by.map(r).join(', ')} ` : '';
+  const direction = mode.order === 'asc' ? 'ASC' : 'DESC';
+  const columns = [query.ts.name, ...mode.by, ...mode.columns];
+  const sql = `WITH r AS NOT MATERIALIZED (
+  SELECT * FROM ${source} AS s
+  WHERE ${where.join('\n    AND ')}
+), l AS (
+  SELECT ${[...mode.by.map(quoteIdent), `max(${ts}) AS "$latest"`].join(', ')} FROM r${groupBy}
+)
+SELECT ${columns.map(r).join(', ')}
+FROM r JOIN l ON ${joined.join(' AND ')}
+QUALIFY row_number() OVER (${partition}ORDER BY ${tieBreak.length > 0 ? tieBreak.join(', ') : `r.${ts}`}) = 1
+${mode.by.length > 0 ? `ORDER BY ${mode.by.map((c) => `${r(c)} ${direction} NULLS LAST`).join(', ')}\n` : ''}${limitSql()}`;
+  return { sql, params, columns, limit: mode.limit };
 }
 
 /**

@@ -26,7 +26,9 @@
  * - filters never match NULL except `neq` (NULL is not equal to a value), `eq null` (IS NULL) and
  *   `neq null` (IS NOT NULL);
  * - raw rows are ordered by time only (rows with equal timestamps come in no defined order); groups
- *   within a bucket by the groupBy columns ascending, NULLs last.
+ *   within a bucket by the groupBy columns ascending, NULLs last;
+ * - `latest` answers one row per `by` combination, its latest by model/series.ts `latestRowOrder`
+ *   (time, then every field as a tie-break: one answer whatever the files), ordered by `by`.
  *
  * The session's TimeZone is set to UTC for the query (and left so), and `memory_limit` to
  * `memoryLimitBytes` (the instance's own limit when not given), left so until a task needs another

@@ -52,8 +52,11 @@ export interface WriteDeps {
   /** Spans `ingest.write` (child of the batch's first job span) and its steps. */
   tracer?: Tracer;
   metrics?: Metrics;
-  /** Told of each dataset that a write published to (the lifecycle schedules its compaction). */
-  onPublished?(datasetId: string): void;
+  /**
+   * Told of every manifest version this writer publishes, after its commit (the query service's
+   * latest-value cache; the lifecycle, which schedules the dataset's compaction).
+   */
+  published?: (datasetId: string, version: number) => void;
 }
 
 export function ingestJobHandler(deps: WriteDeps) {
@@ -227,6 +230,7 @@ async function writeAndPublish(call: Call, jobs: Job<IngestJobPayload>[]): Promi
   const { deps, tracer, ctx, trace, dataset, schema } = call;
   const added: NewPartition[] = [];
   const storedOn = new Map<string, StorageDriver>(); // location → driver, to delete what was not published
+  let publishedVersion = 0;
   try {
     // Batches for different storage targets are written separately: each file lives on the
     // target its batch asked for.
@@ -295,16 +299,21 @@ async function writeAndPublish(call: Call, jobs: Job<IngestJobPayload>[]): Promi
           }
           await ctx.complete(tx, results, ids);
           Object.assign(call.results, results);
+          publishedVersion = published.manifest.version;
         }),
       ),
     );
-    deps.onPublished?.(dataset.id);
   } catch (err) {
     // Unpublished for certain: nothing references these files. Unknown: the collector decides.
     if (!(err instanceof WriteStepError && err.cause instanceof CommitOutcomeUnknownError)) {
       await Promise.all([...storedOn].map(([location, driver]) => driver.delete(location).catch(() => {})));
     }
     throw err;
+  }
+  try {
+    deps.published?.(dataset.id, publishedVersion);
+  } catch (err) {
+    deps.log.warn({ err, dataset: dataset.slug }, 'ingest: a listener of published versions failed');
   }
   const rows = jobs.reduce((n, j) => n + j.payload.rowCount, 0);
   const bytes = added.reduce((n, p) => n + p.sizeBytes, 0);

@@ -133,6 +133,7 @@ const CATALOGUE = {
   invalid_aggregation: { status: 400, message: said },
   invalid_percentile: { status: 400, message: said },
   invalid_group_by: { status: 400, message: said },
+  invalid_by: { status: 400, message: said },
   invalid_alias: { status: 400, message: said },
   duplicate_alias: { status: 400, message: said },
   no_aggregations: { status: 400, message: said },

@@ -32,6 +32,18 @@ export const IntervalUnitSchema = Type.Union([
 export type IntervalUnit = Static<typeof IntervalUnitSchema>;
 export const INTERVAL_UNITS: readonly IntervalUnit[] = IntervalUnitSchema.anyOf.map((s) => s.const);
 
+/** Widths of the fixed-width units in microseconds (UTC has no leap seconds or DST); months vary. */
+export const FIXED_INTERVAL_MICROS: Readonly<Record<Exclude<IntervalUnit, 'month'>, bigint>> = {
+  second: 1_000_000n,
+  minute: 60_000_000n,
+  hour: 3_600_000_000n,
+  day: 86_400_000_000n,
+  week: 604_800_000_000n,
+};
+
+/** `[start, end)` around every instant a row may have (model/timestamps.ts STORABLE_TIME_RANGE), for reads of every row. */
+export const EVERY_INSTANT = { start: '0001-01-01T00:00:00Z', end: '10000-01-01T00:00:00Z' } as const;
+
 export const FilterValueSchema = Type.Union([Type.String(), Type.Number(), Type.Boolean()]);
 export type FilterValue = Static<typeof FilterValueSchema>;
 
@@ -50,6 +62,25 @@ export const ColumnComparisonsSchema = Type.Object(
 );
 export type ColumnComparisons = Static<typeof ColumnComparisonsSchema>;
 export type FilterOp = keyof ColumnComparisons;
+
+/** Which rows a request reads besides its time range (`filters`). */
+export const FiltersSchema = Type.Object({
+  partitionKey: Type.Optional(
+    Type.Record(Type.String(), Type.Array(Type.String(), { minItems: 1 }), {
+      description: 'Partition-key values to keep, e.g. {"instrument":["A","B"]}: prunes whole partitions.',
+    }),
+  ),
+  columns: Type.Optional(
+    Type.Record(Type.String(), ColumnComparisonsSchema, {
+      description: 'Per-column comparisons, ANDed: {"host":{"in":["a","b"]},"usage":{"gte":0.9}}.',
+    }),
+  ),
+});
+
+export const TimeRangeSchema = Type.Object({
+  start: Type.String({ format: 'date-time' }),
+  end: Type.String({ format: 'date-time', description: 'Exclusive.' }),
+});
 
 export const SortOrderSchema = Type.Union([Type.Literal('asc'), Type.Literal('desc')]);
 export type SortOrder = Static<typeof SortOrderSchema>;
@@ -76,26 +107,10 @@ const EXAMPLE = {
 export function queryRequestSchema<Integer extends TSchema>(integer: (options: IntegerOptions) => Integer) {
   return Type.Object(
     {
-      timeRange: Type.Object({
-        start: Type.String({ format: 'date-time' }),
-        end: Type.String({ format: 'date-time', description: 'Exclusive.' }),
-      }),
+      timeRange: TimeRangeSchema,
       timestampColumn: Type.Optional(Type.String({ description: "The dataset's timestamp column (default: the dataset's)." })),
       columns: Type.Optional(Type.Array(Type.String(), { description: 'Raw mode: the columns to return besides the timestamp (default: all).' })),
-      filters: Type.Optional(
-        Type.Object({
-          partitionKey: Type.Optional(
-            Type.Record(Type.String(), Type.Array(Type.String(), { minItems: 1 }), {
-              description: 'Partition-key values to keep, e.g. {"instrument":["A","B"]}: prunes whole partitions.',
-            }),
-          ),
-          columns: Type.Optional(
-            Type.Record(Type.String(), ColumnComparisonsSchema, {
-              description: 'Per-column comparisons, ANDed: {"host":{"in":["a","b"]},"usage":{"gte":0.9}}.',
-            }),
-          ),
-        }),
-      ),
+      filters: Type.Optional(FiltersSchema),
       downsample: Type.Optional(
         Type.Object({
           intervalUnit: IntervalUnitSchema,
@@ -103,8 +118,8 @@ export function queryRequestSchema<Integer extends TSchema>(integer: (options: I
           aggregations: Type.Array(
             Type.Object({
               fn: AggregationFnSchema,
-              column: Type.String(),
-              alias: Type.Optional(Type.String()),
+              column: Type.Optional(Type.String({ description: 'The column to aggregate; every fn needs one but `count`, which without one counts rows.' })),
+              alias: Type.Optional(Type.String({ description: 'The output column (default `<fn>_<column>`, or `count` for a count of rows).' })),
               percentile: Type.Optional(Type.Number({ description: 'For fn "percentile": between 0 and 1.' })),
             }),
             { maxItems: 100 },
@@ -123,6 +138,34 @@ export const QueryRequestSchema = queryRequestSchema(Type.Integer);
 /** A query as the client sent it, validated for shape only (the planner checks it against the dataset). */
 export type QueryRequest = Static<typeof QueryRequestSchema>;
 
+/**
+ * The body of POST /datasets/:slug/latest: the latest row of every series (model/series.ts), or
+ * of every combination of `by`, optionally within a time range and filtered; `integer` as for
+ * {@link queryRequestSchema}.
+ */
+export function latestRequestSchema<Integer extends TSchema>(integer: (options: IntegerOptions) => Integer) {
+  return Type.Object(
+    {
+      by: Type.Optional(
+        Type.Array(Type.String(), {
+          maxItems: 10,
+          description: "Columns whose combinations are the series (default: the dataset's series key: its sortColumns, else its string fields).",
+        }),
+      ),
+      columns: Type.Optional(Type.Array(Type.String(), { description: 'The columns to return besides the timestamp and `by` (default: all).' })),
+      timeRange: Type.Optional(Type.Object(TimeRangeSchema.properties, { description: 'Only rows in [start, end) count (default: every row).' })),
+      filters: Type.Optional(FiltersSchema),
+      limit: Type.Optional(integer({ minimum: 1, description: 'Most rows (series) to return (server maximum: TIMESTORE_QUERY_MAX_ROWS).' })),
+      order: Type.Optional(Type.Union(SortOrderSchema.anyOf, { description: 'By the `by` columns (NULLs last); default asc.' })),
+    },
+    { example: { by: ['host'], columns: ['usage_user', 'usage_system'], filters: { columns: { region: { eq: 'eu-west-1' } } } } },
+  );
+}
+
+export const LatestRequestSchema = latestRequestSchema(Type.Integer);
+/** A latest-per-series request as the client sent it, validated for shape only. */
+export type LatestRequest = Static<typeof LatestRequestSchema>;
+
 /** A checked comparison on one column, ready for the SQL builder. */
 export interface QueryFilter {
   column: string;
@@ -133,9 +176,12 @@ export interface QueryFilter {
   values?: FilterValue[];
 }
 
+/** The `column` of a checked `count` aggregation that counts rows (the request names no column). */
+export const ROWS = '*';
+
 export interface Aggregation {
   fn: AggregationFn;
-  /** A field name; `count` also takes `*` (rows in the bucket). */
+  /** A field name; `count` also takes {@link ROWS} (rows in the bucket). */
   column: string;
   alias: string;
   /** For `percentile`: 0 … 1. */
@@ -159,5 +205,17 @@ export interface DownsampleMode {
   limit: number;
 }
 
-/** What a planned query reads: raw rows or buckets. */
-export type PlannedMode = RawMode | DownsampleMode;
+/**
+ * The latest row (model/series.ts `latestRowOrder`) of every combination of `by` among the rows
+ * in range that pass the filters: the timestamp, `by` and `columns`, ordered by `by` (NULLs last).
+ */
+export interface LatestMode {
+  kind: 'latest';
+  by: string[];
+  columns: string[];
+  order: SortOrder;
+  limit: number;
+}
+
+/** What a planned query reads: raw rows, buckets, or the latest row of each series. */
+export type PlannedMode = RawMode | DownsampleMode | LatestMode;

@@ -23,7 +23,7 @@ import type { Logger } from '../log.ts';
 import type { PartitionCacheStats } from '../storage/partition-cache.ts';
 import { VERSION } from '../version.ts';
 
-export type QueryMode = 'raw' | 'downsampled';
+export type QueryMode = 'raw' | 'downsampled' | 'latest';
 /** `ok`; `rejected`: the request was refused (4xx: bad query, no such dataset); `failed`: 5xx (timeout, memory limit, storage). */
 export type QueryOutcome = 'ok' | 'rejected' | 'failed';
 export type JobOutcome = 'succeeded' | 'failed';
@@ -41,6 +41,12 @@ const JOB_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600
 
 /** What the snapshot metrics read, declared here so observability imports nothing from the services. */
 type SnapshotFigures = Record<'datasets' | 'partitions' | 'hits' | 'advances' | 'loads' | 'bypasses', number>;
+/** What the latest-value cache metrics read (src/query/latest-cache.ts `LatestCacheStats`). */
+type LatestCacheFigures = Record<'datasets' | 'series' | 'hits' | 'misses' | 'loads' | 'advances' | 'rebuilds', number> & {
+  fallbacks: Record<LatestFallbackReason, number>;
+};
+const LATEST_FALLBACK_REASONS = ['disabled', 'over_limit', 'request', 'error'] as const;
+type LatestFallbackReason = (typeof LATEST_FALLBACK_REASONS)[number];
 
 export interface MetricsSources {
   /** The catalog, read at each scrape for job counts and dataset totals. */
@@ -50,6 +56,8 @@ export interface MetricsSources {
   cache?: { stats(): PartitionCacheStats };
   /** The query service's manifest snapshots (src/query/manifest-snapshots.ts `SnapshotStats`). */
   snapshots?: { snapshotStats(): SnapshotFigures };
+  /** The query service's latest-value cache (src/query/latest-cache.ts). */
+  latestCache?: { latestCacheStats(): LatestCacheFigures };
   pool?: { stats(): { threads: number; queueSize: number; utilization: number } };
 }
 
@@ -150,6 +158,7 @@ export class Metrics {
 
     this.partitionCacheMetrics(registers);
     this.snapshotMetrics(registers);
+    this.latestCacheMetrics(registers);
     this.processMetrics(registers);
   }
 
@@ -294,6 +303,38 @@ export class Metrics {
     );
     gaugeOf('timestore_query_manifest_snapshot_datasets', 'Datasets with a kept snapshot.', (s) => s.datasets);
     gaugeOf('timestore_query_manifest_snapshot_partitions', 'Partitions held by the kept snapshots.', (s) => s.partitions);
+  }
+
+  /** The query service's latest-value cache, read at scrape time. */
+  private latestCacheMetrics(registers: Registry[]): void {
+    const stats = () => this.sources.latestCache?.latestCacheStats();
+    const { counterOf, gaugeOf } = scrapedFrom(registers, stats);
+    counterOf('timestore_query_latest_cache_hits_total', 'Latest-per-series answers from the latest-value cache, its rows current when the query came.', (s) => s.hits);
+    counterOf(
+      'timestore_query_latest_cache_misses_total',
+      'Latest-per-series answers from the latest-value cache after the query waited for it to be seeded or brought forward from newer files.',
+      (s) => s.misses,
+    );
+    new Counter({
+      name: 'timestore_query_latest_cache_fallbacks_total',
+      help: 'Latest-per-series queries answered from the files instead, by reason: disabled, over_limit (more series than TIMESTORE_QUERY_LATEST_CACHE_SERIES), request (needs rows the cache does not keep), error.',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        const s = stats();
+        this.reset();
+        for (const reason of LATEST_FALLBACK_REASONS) this.inc({ reason }, s?.fallbacks[reason] ?? 0);
+      },
+    });
+    counterOf('timestore_query_latest_cache_loads_total', 'Datasets whose latest rows were read from every active file (first use, or a rebuild).', (s) => s.loads);
+    counterOf('timestore_query_latest_cache_advances_total', 'Cache entries brought forward by newer manifest versions (reading only the files they added).', (s) => s.advances);
+    counterOf(
+      'timestore_query_latest_cache_rebuilds_total',
+      'Cache entries rebuilt because a removal may have taken rows they kept, or the schema or series key changed.',
+      (s) => s.rebuilds,
+    );
+    gaugeOf('timestore_query_latest_cache_datasets', 'Datasets the latest-value cache holds (declined ones included).', (s) => s.datasets);
+    gaugeOf('timestore_query_latest_cache_series', 'Series rows the latest-value cache holds.', (s) => s.series);
   }
 
   private processMetrics(registers: Registry[]): void {

@@ -131,13 +131,13 @@ export function applyChanges(active: readonly Partition[], changes: Partition[],
   return merged;
 }
 
-/** What the catalog's listing would return: the partitions overlapping [from, to) whose key matches. */
+/** What the catalog's listing would return: the partitions overlapping [from, to) (each bound optional) whose key matches. */
 export function selectPartitions(
   active: readonly Partition[],
-  q: { from: Date; to: Date; partitionKey?: Record<string, string[]> },
+  q: { from?: Date; to?: Date; partitionKey?: Record<string, string[]> },
 ): Partition[] {
-  const from = q.from.getTime();
-  const to = q.to.getTime();
+  const from = q.from?.getTime() ?? Number.NEGATIVE_INFINITY;
+  const to = q.to?.getTime() ?? Number.POSITIVE_INFINITY;
   const keyFilters = Object.entries(q.partitionKey ?? {});
   return active.filter(
     (p) =>

@@ -5,18 +5,23 @@
  * SQL; anything that does not fit is a 400 that says what to change.
  */
 import type { FieldType } from '../model/field-types.ts';
-import type { SchemaField } from '../model/records.ts';
+import type { Dataset, SchemaField } from '../model/records.ts';
 import { errors } from '../model/errors.ts';
-import type {
-  AggregationFn,
-  ColumnComparisons,
-  FilterOp,
-  FilterValue,
-  IntervalUnit,
-  PlannedMode,
-  QueryFilter,
-  QueryRequest,
+import {
+  type AggregationFn,
+  type ColumnComparisons,
+  type DownsampleMode,
+  type FilterOp,
+  type FilterValue,
+  type IntervalUnit,
+  type LatestMode,
+  type LatestRequest,
+  type QueryFilter,
+  type QueryRequest,
+  type RawMode,
+  ROWS,
 } from '../model/query.ts';
+import { seriesKey } from '../model/series.ts';
 import { parseTimestamp } from '../model/timestamps.ts';
 
 export interface QueryLimits {
@@ -31,8 +36,18 @@ export interface QueryPlan {
   timestampColumn: string;
   partitionKey: Record<string, string[]>;
   filters: QueryFilter[];
-  mode: PlannedMode;
+  mode: RawMode | DownsampleMode;
 }
+
+/** A planned latest-per-series request; `from` and `to` are null when it reads every row. */
+export interface LatestPlan extends Omit<QueryPlan, 'from' | 'to' | 'mode'> {
+  from: Date | null;
+  to: Date | null;
+  mode: LatestMode;
+}
+
+/** What the scan of either reads. */
+export type ScanPlan = QueryPlan | LatestPlan;
 
 const NUMERIC: FieldType[] = ['double', 'integer'];
 const ORDERED: FieldType[] = ['double', 'integer', 'timestamp', 'string'];
@@ -57,9 +72,10 @@ const UNIT_MS: Record<IntervalUnit, number> = {
   month: 2_629_746_000, // an average month, for the bucket-count estimate only
 };
 
-export function planQuery(request: QueryRequest, fields: SchemaField[], datasetTimestampColumn: string, limits: QueryLimits): QueryPlan {
+/** Looks a column up by name; an unknown one is a 400 that lists the dataset's columns. */
+function columnLookup(fields: SchemaField[]): (name: string, where: string) => SchemaField {
   const byName = new Map(fields.map((f) => [f.name, f]));
-  const column = (name: string, where: string): SchemaField => {
+  return (name, where) => {
     const field = byName.get(name);
     if (!field) {
       throw errors.unknown_column(`${where}: "${name}" is not a column of this dataset (columns: ${fields.map((f) => f.name).join(', ')})`, {
@@ -68,24 +84,36 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
     }
     return field;
   };
+}
 
+function timeRange(range: { start: string; end: string }): { from: number; to: number } {
+  const from = parseTimestamp(range.start);
+  const to = parseTimestamp(range.end);
+  if (Number.isNaN(from) || Number.isNaN(to)) throw errors.invalid_time_range('timeRange.start and timeRange.end must be ISO-8601 timestamps');
+  if (from >= to) throw errors.invalid_time_range('timeRange.start must be before timeRange.end (the end is exclusive)');
+  return { from, to };
+}
+
+function rowLimit(requested: number | undefined, limits: QueryLimits): number {
+  const limit = requested ?? limits.defaultRows;
+  if (limit > limits.maxRows) throw errors.limit_too_large(`limit ${limit} is over the server maximum of ${limits.maxRows}`, { maxRows: limits.maxRows });
+  return limit;
+}
+
+export function planQuery(request: QueryRequest, fields: SchemaField[], datasetTimestampColumn: string, limits: QueryLimits): QueryPlan {
+  const column = columnLookup(fields);
   const ts = request.timestampColumn ?? datasetTimestampColumn;
   if (ts !== datasetTimestampColumn) {
     throw errors.invalid_timestamp_column(`timestampColumn "${ts}" is not this dataset's timestamp column "${datasetTimestampColumn}"`);
   }
-  const from = parseTimestamp(request.timeRange.start);
-  const to = parseTimestamp(request.timeRange.end);
-  if (Number.isNaN(from) || Number.isNaN(to)) throw errors.invalid_time_range('timeRange.start and timeRange.end must be ISO-8601 timestamps');
-  if (from >= to) throw errors.invalid_time_range('timeRange.start must be before timeRange.end (the end is exclusive)');
-
+  const { from, to } = timeRange(request.timeRange);
   const order = request.order ?? 'asc';
-  const limit = request.limit ?? limits.defaultRows;
-  if (limit > limits.maxRows) throw errors.limit_too_large(`limit ${limit} is over the server maximum of ${limits.maxRows}`, { maxRows: limits.maxRows });
+  const limit = rowLimit(request.limit, limits);
 
   const filters = columnFilters(request.filters?.columns ?? {}, column);
   const partitionKey = request.filters?.partitionKey ?? {};
 
-  let mode: PlannedMode;
+  let mode: RawMode | DownsampleMode;
   if (!request.downsample) {
     const columns = request.columns ?? fields.map((f) => f.name).filter((n) => n !== ts);
     for (const name of columns) column(name, 'columns');
@@ -110,12 +138,18 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
     const aliases = new Set<string>([ts, ...groupBy]);
     const aggregations = d.aggregations.map((a, index) => {
       const where = `downsample.aggregations[${index}]`;
-      const field = column(a.column, where);
-      const allowed = FN_TYPES[a.fn];
-      if (allowed !== 'any' && !allowed.includes(field.type)) {
-        throw errors.invalid_aggregation(`${where}: ${a.fn} does not apply to ${field.type} column "${a.column}" (it needs ${allowed.join(' or ')})`, {
-          index,
-        });
+      if (a.column === undefined) {
+        if (a.fn !== 'count') {
+          throw errors.invalid_aggregation(`${where}: ${a.fn} needs a "column" (only count, which then counts rows, goes without one)`, { index });
+        }
+      } else {
+        const field = column(a.column, where);
+        const allowed = FN_TYPES[a.fn];
+        if (allowed !== 'any' && !allowed.includes(field.type)) {
+          throw errors.invalid_aggregation(`${where}: ${a.fn} does not apply to ${field.type} column "${a.column}" (it needs ${allowed.join(' or ')})`, {
+            index,
+          });
+        }
       }
       if (a.fn === 'percentile' && (a.percentile === undefined || !(a.percentile >= 0 && a.percentile <= 1))) {
         throw errors.invalid_percentile(`${where}: percentile needs a "percentile" value between 0 and 1`, { index });
@@ -123,18 +157,51 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
       if (a.fn !== 'percentile' && a.percentile !== undefined) {
         throw errors.invalid_percentile(`${where}: "percentile" only applies to fn "percentile"`, { index });
       }
-      const alias = a.alias ?? `${a.fn}_${a.column}`;
+      const alias = a.alias ?? (a.column === undefined ? 'count' : `${a.fn}_${a.column}`);
       if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(alias)) {
         throw errors.invalid_alias(`${where}: alias "${alias}" must be letters, digits and _, starting with a letter or _`, { index });
       }
       if (aliases.has(alias)) throw errors.duplicate_alias(`${where}: the output column "${alias}" is already taken; give an alias`, { index });
       aliases.add(alias);
-      return { fn: a.fn, column: a.column, alias, ...(a.fn === 'percentile' ? { percentile: a.percentile } : {}) };
+      return { fn: a.fn, column: a.column ?? ROWS, alias, ...(a.fn === 'percentile' ? { percentile: a.percentile } : {}) };
     });
     mode = { kind: 'downsample', intervalUnit: d.intervalUnit, intervalSize: size, aggregations, groupBy, order, limit };
   }
 
   return { from: new Date(from), to: new Date(to), timestampColumn: ts, partitionKey, filters, mode };
+}
+
+/**
+ * A latest-per-series request checked against the dataset: `by` defaults to the series key
+ * (model/series.ts), `columns` to every other field; without a time range every row counts.
+ */
+export function planLatest(
+  request: LatestRequest,
+  fields: SchemaField[],
+  dataset: Pick<Dataset, 'timestampColumn' | 'sortColumns'>,
+  limits: QueryLimits,
+): LatestPlan {
+  const column = columnLookup(fields);
+  const ts = dataset.timestampColumn;
+  const range = request.timeRange ? timeRange(request.timeRange) : null;
+  const limit = rowLimit(request.limit, limits);
+  const filters = columnFilters(request.filters?.columns ?? {}, column);
+  const by = request.by ?? seriesKey(dataset, fields);
+  for (const [index, name] of by.entries()) {
+    column(name, 'by');
+    if (name === ts) throw errors.invalid_by(`by: "${name}" is the timestamp column; name the columns that tell series apart`, { column: name });
+    if (by.indexOf(name) !== index) throw errors.invalid_by(`by names "${name}" twice`, { column: name });
+  }
+  const columns = request.columns ?? fields.map((f) => f.name);
+  for (const name of columns) column(name, 'columns');
+  return {
+    from: range ? new Date(range.from) : null,
+    to: range ? new Date(range.to) : null,
+    timestampColumn: ts,
+    partitionKey: request.filters?.partitionKey ?? {},
+    filters,
+    mode: { kind: 'latest', by, columns: columns.filter((n) => n !== ts && !by.includes(n)), order: request.order ?? 'asc', limit },
+  };
 }
 
 function columnFilters(spec: Record<string, ColumnComparisons>, column: (name: string, where: string) => SchemaField): QueryFilter[] {

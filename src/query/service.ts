@@ -6,22 +6,25 @@
  */
 import type { Sql } from 'postgres';
 import { findDataset } from '../catalog/datasets.ts';
-import { listActivePartitions } from '../catalog/manifests.ts';
+import { listActivePartitions, listPartitionChanges, listRemovingVersions } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
-import type { QueryRequest } from '../model/query.ts';
+import { EVERY_INSTANT, type LatestRequest, type QueryRequest } from '../model/query.ts';
 import type { Dataset, Partition, SchemaField } from '../model/records.ts';
+import { seriesKey } from '../model/series.ts';
 import type { WorkerPool } from '../engine/pool.ts';
-import { QueryError, type QueryInput, type QueryOutput } from '../engine/query.ts';
+import { QueryError, type QueryInput, type QueryOutput, type QueryRow } from '../engine/query.ts';
 import { AppError, errors, isRequestFault } from '../model/errors.ts';
+import type { Logger } from '../log.ts';
 import type { Metrics, QueryMode } from '../observability/metrics.ts';
 import { type Context, contextWith, failSpan, inSpan, NOOP_TRACER, type Span, type Tracer } from '../observability/tracing.ts';
 import type { PartitionCache } from '../storage/partition-cache.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { columnsWithoutNulls, fieldsInFiles, prunePartitions } from './prune.ts';
-import { planQuery, type QueryLimits, type QueryPlan } from './request.ts';
+import { type LatestPlan, planLatest, planQuery, type QueryLimits, type QueryPlan, type ScanPlan } from './request.ts';
 import type { ReaderPins } from './reader-pins.ts';
 import { ManifestSnapshots, selectPartitions, type SnapshotStats } from './manifest-snapshots.ts';
-
+import { type CachedAnswer, answerLastpoint, answerLatest, lastpointForm, latestFromCache } from './latest-answer.ts';
+import { LatestCache, type LatestCacheStats, type LatestDataset, type LatestTable } from './latest-cache.ts';
 
 export interface QueryServiceOptions {
   sql: Sql;
@@ -41,6 +44,10 @@ export interface QueryServiceOptions {
   catalogCache: CatalogCache;
   /** Pins the manifest version each query reads until it ends, so the collector keeps its files. */
   pins: ReaderPins;
+  /** Most series whose latest rows the process keeps across datasets (latest-cache.ts); 0 turns the cache off. */
+  latestCacheSeries: number;
+  /** Where failures of the latest-value cache's background work are reported. */
+  log?: Logger;
 }
 
 /** The span and clock of one query, ended once with its outcome. */
@@ -53,29 +60,64 @@ interface Measured {
 }
 
 export interface QueryResult extends QueryOutput {
-  mode: 'raw' | 'downsampled';
+  mode: QueryMode;
   manifestVersion: number;
   partitions: { scanned: number; pruned: number };
+  /** `cache`: answered from the latest-value cache, no file read for it; `files`: by a scan. */
+  source: 'cache' | 'files';
 }
 
-/** A prepared query: the files it reads are held until `release()`. */
+/**
+ * A prepared query: answered from the latest-value cache (`cached`; `dataset.manifestVersion` is
+ * the version the answer reflects), or with the files it reads held until `release()`.
+ */
 interface Prepared {
   dataset: Dataset;
   fields: SchemaField[];
-  plan: QueryPlan;
+  plan: ScanPlan;
+  cached: CachedAnswer | null;
   input: QueryInput | null;
   scanned: number;
   pruned: number;
   release(): void;
 }
 
+/** How one kind of request is planned, and answered from the latest-value cache when it can be. */
+interface Planner<P extends ScanPlan> {
+  plan(dataset: Dataset, fields: SchemaField[]): P;
+  fromCache(dataset: Dataset, fields: SchemaField[], plan: P): Promise<(CachedAnswer & { version: number }) | null>;
+}
+
 export class QueryService {
   private readonly tracer: Tracer;
   private readonly snapshots: ManifestSnapshots;
+  private readonly latestCache: LatestCache;
 
   constructor(private readonly o: QueryServiceOptions) {
     this.tracer = o.tracer ?? NOOP_TRACER;
     this.snapshots = new ManifestSnapshots(o.sql, o.snapshotPartitions);
+    this.latestCache = new LatestCache(
+      {
+        pinned: async (datasetId, atLeast, read) => {
+          const pin = await o.pins.pin(datasetId, atLeast);
+          try {
+            return await read(pin.version);
+          } finally {
+            pin.release();
+          }
+        },
+        active: async (datasetId, version) => (await this.snapshots.active(datasetId, version)) ?? listActivePartitions(o.sql, { datasetId, version }),
+        changes: async (datasetId, after, upTo) => {
+          const [partitions, removals] = await Promise.all([
+            listPartitionChanges(o.sql, datasetId, after, upTo),
+            listRemovingVersions(o.sql, datasetId, after, upTo),
+          ]);
+          return { partitions, removals };
+        },
+        latestRows: (dataset, partitions, limit) => this.latestRows(dataset, partitions, limit),
+      },
+      o.latestCacheSeries,
+    );
   }
 
   /** How long a query may run before it is stopped (TIMESTORE_QUERY_TIMEOUT_MS). */
@@ -88,24 +130,53 @@ export class QueryService {
     return this.snapshots.stats();
   }
 
+  /** How the latest-value cache is serving (for /metrics). */
+  latestCacheStats(): LatestCacheStats {
+    return this.latestCache.stats();
+  }
+
   /** `trace`: the request's trace context, the parent of the query's span. */
-  async query(slug: string, request: QueryRequest, trace?: Context): Promise<QueryResult> {
-    const m = this.measure(slug, request, trace);
+  query(slug: string, request: QueryRequest, trace?: Context): Promise<QueryResult> {
+    return this.answer(slug, request.downsample ? 'downsampled' : 'raw', this.queryPlanner(request), trace);
+  }
+
+  /** The latest row of every series (POST /datasets/:slug/latest): from the latest-value cache when it can answer, else from the files. */
+  latest(slug: string, request: LatestRequest, trace?: Context): Promise<QueryResult> {
+    return this.answer(slug, 'latest', this.latestPlanner(request), trace);
+  }
+
+  /**
+   * A manifest version this process has just published (the ingest writer calls this): a dataset
+   * whose latest rows the cache keeps has them brought forward now, not by the next query.
+   */
+  published(datasetId: string, version: number): void {
+    if (!this.latestCache.holds(datasetId)) return;
+    this.refreshLatest(datasetId, version).catch((err) =>
+      this.o.log?.warn({ err, datasetId, version }, 'latest-value cache: not brought forward after a publish; the next query does it'),
+    );
+  }
+
+  private async answer<P extends ScanPlan>(slug: string, mode: QueryMode, planner: Planner<P>, trace: Context | undefined): Promise<QueryResult> {
+    const m = this.measure(slug, mode, trace);
     let result: QueryResult;
     try {
-      const prepared = await this.prepareIn(m, slug, request);
+      const prepared = await this.prepareIn(m, slug, planner);
       try {
         const input = prepared.input;
-        const output = input
-          ? await inSpan(this.tracer, 'query.scan', m.trace, () => this.o.pool.query(input))
-          : emptyOutput(prepared);
+        const output: CachedAnswer = prepared.cached
+          ? prepared.cached
+          : input
+            ? await inSpan(this.tracer, 'query.scan', m.trace, () => this.o.pool.query(input))
+            : emptyOutput(prepared);
         m.span.setAttribute('timestore.query.rows', output.rows.length);
         result = {
           mode: m.mode,
-          ...output,
+          rows: output.rows,
+          truncated: output.truncated,
           columns: resultColumns(prepared.plan, prepared.fields),
           manifestVersion: prepared.dataset.manifestVersion,
           partitions: { scanned: prepared.scanned, pruned: prepared.pruned },
+          source: prepared.cached ? 'cache' : 'files',
         };
       } finally {
         prepared.release();
@@ -128,10 +199,10 @@ export class QueryService {
     request: QueryRequest,
     trace?: Context,
   ): Promise<{ columns: { name: string; type: string }[]; batches: AsyncGenerator<Record<string, unknown>[], void, undefined> }> {
-    const m = this.measure(slug, request, trace);
+    const m = this.measure(slug, request.downsample ? 'downsampled' : 'raw', trace);
     let prepared: Prepared;
     try {
-      prepared = await this.prepareIn(m, slug, request);
+      prepared = await this.prepareIn(m, slug, this.queryPlanner(request));
     } catch (err) {
       this.finish(m, err);
       throw err;
@@ -140,7 +211,13 @@ export class QueryService {
     if (!prepared.input) {
       prepared.release();
       this.finish(m, null);
-      return { columns, batches: (async function* () {})() };
+      const rows = prepared.cached?.rows ?? [];
+      return {
+        columns,
+        batches: (async function* () {
+          if (rows.length > 0) yield rows;
+        })(),
+      };
     }
     const input = prepared.input;
     const pool = this.o.pool;
@@ -174,19 +251,19 @@ export class QueryService {
     return { columns, batches };
   }
 
-  private measure(slug: string, request: QueryRequest, trace: Context | undefined): Measured {
-    const mode: QueryMode = request.downsample ? 'downsampled' : 'raw';
+  private measure(slug: string, mode: QueryMode, trace: Context | undefined): Measured {
     const span = this.tracer.startSpan('query', { attributes: { 'timestore.dataset.slug': slug, 'timestore.query.mode': mode } }, trace);
     return { mode, span, trace: contextWith(span, trace), started: performance.now() };
   }
 
-  private async prepareIn(m: Measured, slug: string, request: QueryRequest): Promise<Prepared> {
-    const prepared = await inSpan(this.tracer, 'query.prepare', m.trace, () => this.prepare(slug, request));
+  private async prepareIn<P extends ScanPlan>(m: Measured, slug: string, planner: Planner<P>): Promise<Prepared> {
+    const prepared = await inSpan(this.tracer, 'query.prepare', m.trace, () => this.prepare(slug, planner));
     m.partitions = { scanned: prepared.scanned, pruned: prepared.pruned };
     m.span.setAttributes({
       'timestore.query.partitions_scanned': prepared.scanned,
       'timestore.query.partitions_pruned': prepared.pruned,
       'timestore.manifest_version': prepared.dataset.manifestVersion,
+      'timestore.query.source': prepared.cached ? 'cache' : 'files',
     });
     return prepared;
   }
@@ -201,13 +278,23 @@ export class QueryService {
     this.o.metrics?.query(m.mode, outcome, (performance.now() - m.started) / 1000, m.partitions);
   }
 
-  private async prepare(slug: string, request: QueryRequest): Promise<Prepared> {
+  private async lookup(slug: string): Promise<{ found: Dataset; fields: SchemaField[] }> {
     const found = await findDataset(this.o.sql, slug);
     if (!found) throw errors.not_found('dataset', slug);
     if (found.status === 'archived') throw errors.dataset_archived(`dataset "${slug}" is archived and answers no queries`);
     const schema = found.schemaVersion > 0 ? await this.o.catalogCache.schemaVersion(found.id, found.schemaVersion) : null;
     const fields: SchemaField[] = schema?.fields ?? [{ name: found.timestampColumn, type: 'timestamp', nullable: false }];
-    const plan = planQuery(request, fields, found.timestampColumn, this.o.limits);
+    return { found, fields };
+  }
+
+  private async prepare<P extends ScanPlan>(slug: string, planner: Planner<P>): Promise<Prepared> {
+    const { found, fields } = await this.lookup(slug);
+    const plan = planner.plan(found, fields);
+    const cached = await planner.fromCache(found, fields, plan);
+    if (cached) {
+      const { version, ...answer } = cached;
+      return { dataset: { ...found, manifestVersion: version }, fields, plan, cached: answer, input: null, scanned: 0, pruned: 0, release() {} };
+    }
 
     // One manifest version for the whole query, pinned until the query (or stream) ends: the
     // collector keeps the files of a pinned version even after a newer version removed them.
@@ -215,13 +302,13 @@ export class QueryService {
     try {
       const dataset = { ...found, manifestVersion: pin.version };
       const version = pin.version;
-      const selection = { datasetId: dataset.id, version, from: plan.from, to: plan.to, partitionKey: plan.partitionKey };
+      const selection = { datasetId: dataset.id, version, from: plan.from ?? undefined, to: plan.to ?? undefined, partitionKey: plan.partitionKey };
       const snapshot = await this.snapshots.active(dataset.id, version);
       const [overlapping, active] = snapshot
         ? [selectPartitions(snapshot, selection), snapshot.length]
         : await Promise.all([listActivePartitions(this.o.sql, selection), this.activeCount(dataset.id, version)]);
       const selected = prunePartitions(overlapping, plan.filters, fields);
-      const base = { dataset, fields, plan, scanned: selected.length, pruned: active - selected.length };
+      const base = { dataset, fields, plan, cached: null, scanned: selected.length, pruned: active - selected.length };
       if (selected.length === 0) {
         pin.release();
         return { ...base, input: null, release() {} };
@@ -234,7 +321,7 @@ export class QueryService {
           files: held.paths,
           fields,
           timestampColumn: plan.timestampColumn,
-          timeRange: { start: plan.from.toISOString(), end: plan.to.toISOString() },
+          timeRange: { start: plan.from?.toISOString() ?? EVERY_INSTANT.start, end: plan.to?.toISOString() ?? EVERY_INSTANT.end },
           filters: plan.filters,
           mode: plan.mode,
           timeoutMs: this.o.timeoutMs,
@@ -251,6 +338,100 @@ export class QueryService {
     } catch (err) {
       pin.release();
       throw err;
+    }
+  }
+
+  private queryPlanner(request: QueryRequest): Planner<QueryPlan> {
+    return {
+      plan: (dataset, fields) => planQuery(request, fields, dataset.timestampColumn, this.o.limits),
+      fromCache: async (dataset, fields, plan) => {
+        // Only a downsample in the lastpoint form; other queries never ask the cache.
+        if (!this.latestCache.enabled) return null;
+        const key = seriesKey(dataset, fields);
+        const form = lastpointForm(plan, key, fields);
+        return form ? this.fromLatestCache(dataset, fields, key, (table) => answerLastpoint(table, plan, form, fields)) : null;
+      },
+    };
+  }
+
+  private latestPlanner(request: LatestRequest): Planner<LatestPlan> {
+    return {
+      plan: (dataset, fields) => planLatest(request, fields, dataset, this.o.limits),
+      fromCache: async (dataset, fields, plan) => {
+        const key = seriesKey(dataset, fields);
+        if (this.latestCache.enabled && !latestFromCache(plan, key, fields)) {
+          this.latestCache.fellBack('request');
+          return null;
+        }
+        return this.fromLatestCache(dataset, fields, key, (table) => answerLatest(table, plan, fields));
+      },
+    };
+  }
+
+  /** The answer from the latest-value cache, or null (counted with its reason) when the files must answer. */
+  private async fromLatestCache(
+    dataset: Dataset,
+    fields: SchemaField[],
+    key: string[],
+    answer: (table: LatestTable) => CachedAnswer | null,
+  ): Promise<(CachedAnswer & { version: number }) | null> {
+    const cache = this.latestCache;
+    let outcome: Awaited<ReturnType<LatestCache['table']>>;
+    try {
+      outcome = await cache.table(latestDataset(dataset, fields, key));
+    } catch (err) {
+      this.o.log?.warn({ err, dataset: dataset.slug }, 'latest-value cache: could not be brought up to date; answering from the files');
+      cache.fellBack('error');
+      return null;
+    }
+    if ('declined' in outcome) {
+      cache.fellBack(outcome.declined);
+      return null;
+    }
+    const answered = answer(outcome.table);
+    if (!answered) {
+      cache.fellBack('request');
+      return null;
+    }
+    cache.answered(outcome.waited);
+    return { ...answered, version: outcome.table.version };
+  }
+
+  private async refreshLatest(datasetId: string, version: number): Promise<void> {
+    const found = await findDataset(this.o.sql, datasetId);
+    if (!found || found.status === 'archived') return;
+    const schema = found.schemaVersion > 0 ? await this.o.catalogCache.schemaVersion(found.id, found.schemaVersion) : null;
+    if (!schema) return;
+    const dataset = { ...found, manifestVersion: Math.max(found.manifestVersion, version) };
+    await this.latestCache.table(latestDataset(dataset, schema.fields, seriesKey(found, schema.fields)));
+  }
+
+  /** The latest row of every series in these partitions, every field, for the latest-value cache. */
+  private async latestRows(dataset: LatestDataset, partitions: readonly Partition[], limit: number): Promise<{ rows: QueryRow[]; truncated: boolean }> {
+    const held = await this.acquire([...partitions]);
+    try {
+      const ts = dataset.timestampColumn;
+      const output = await this.o.pool
+        .query({
+          files: held.paths,
+          fields: dataset.fields,
+          timestampColumn: ts,
+          timeRange: EVERY_INSTANT,
+          filters: [],
+          mode: {
+            kind: 'latest',
+            by: dataset.key,
+            columns: dataset.fields.map((f) => f.name).filter((n) => n !== ts && !dataset.key.includes(n)),
+            order: 'asc',
+            limit,
+          },
+          timeoutMs: this.o.timeoutMs,
+          memoryLimitBytes: this.o.memoryLimitBytes,
+          fieldsInFiles: fieldsInFiles([...partitions], dataset.fields),
+        });
+      return { rows: output.rows, truncated: output.truncated };
+    } finally {
+      held.release();
     }
   }
 
@@ -286,10 +467,11 @@ export class QueryService {
  * The result's columns with their types in the dataset's vocabulary (timestamp, string, double,
  * integer, boolean), the same whether or not any partition was scanned.
  */
-export function resultColumns(plan: QueryPlan, fields: SchemaField[]): { name: string; type: string }[] {
+export function resultColumns(plan: ScanPlan, fields: SchemaField[]): { name: string; type: string }[] {
   const typeOf = new Map(fields.map((f) => [f.name, f.type as string]));
   const ts = { name: plan.timestampColumn, type: 'timestamp' };
   if (plan.mode.kind === 'raw') return [ts, ...plan.mode.columns.map((name) => ({ name, type: typeOf.get(name) ?? 'string' }))];
+  if (plan.mode.kind === 'latest') return [ts, ...[...plan.mode.by, ...plan.mode.columns].map((name) => ({ name, type: typeOf.get(name) ?? 'string' }))];
   return [
     ts,
     ...plan.mode.groupBy.map((name) => ({ name, type: 'string' })),
@@ -304,6 +486,17 @@ export function resultColumns(plan: QueryPlan, fields: SchemaField[]): { name: s
       return { name: a.alias, type };
     }),
   ];
+}
+
+function latestDataset(dataset: Dataset, fields: SchemaField[], key: string[]): LatestDataset {
+  return {
+    id: dataset.id,
+    manifestVersion: dataset.manifestVersion,
+    schemaVersion: dataset.schemaVersion,
+    timestampColumn: dataset.timestampColumn,
+    fields,
+    key,
+  };
 }
 
 function emptyOutput(prepared: Prepared): QueryOutput {

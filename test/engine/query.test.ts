@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PartitionField } from '../../src/engine/partition-writer.ts';
 import { WorkerPool } from '../../src/engine/pool.ts';
-import type { Aggregation, DownsampleMode, IntervalUnit, QueryFilter, RawMode } from '../../src/model/query.ts';
+import type { Aggregation, DownsampleMode, IntervalUnit, LatestMode, QueryFilter, RawMode } from '../../src/model/query.ts';
 import {
   QueryError,
   type QueryInput,
@@ -652,6 +652,114 @@ describe('first and last of columns without NULLs', () => {
     expect(picks('1969-12-31T23:30:00Z', '1970-01-01T00:30:00Z')).toBe(false);
     expect(picks('2026-01-01T00:00:00+01:00', '2026-01-01T00:30:00+01:00')).toBe(true);
     expect(picks('2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z', 'month', 1)).toBe(false); // months always aggregate
+  });
+});
+
+describe('latest row per series', () => {
+  /** The reference: rows in range passing `keep`, the latest (by time, then every field, NULL lowest) of each `by` combination. */
+  function latest(from: Row[], by: string[], order: 'asc' | 'desc', keep: (r: Row) => boolean = () => true): Row[] {
+    const best = new Map<string, Row>();
+    for (const r of from.filter(keep)) {
+      const id = JSON.stringify(by.map((c) => valueOf(r, c)));
+      const kept = best.get(id);
+      if (!kept || r.us > kept.us) best.set(id, r); // timestamps are unique here
+    }
+    return [...best.values()].sort((x, y) => {
+      for (const c of by) {
+        const [p, q] = [valueOf(x, c), valueOf(y, c)];
+        if (p === q) continue;
+        if (p === null) return 1;
+        if (q === null) return -1;
+        return order === 'asc' ? compare(p, q) : compare(q, p);
+      }
+      return 0;
+    });
+  }
+  const latestMode = (by: string[], columns: readonly string[], order: 'asc' | 'desc' = 'asc', limit = 100_000): LatestMode => ({
+    kind: 'latest',
+    by,
+    columns: [...columns],
+    order,
+    limit,
+  });
+  const expected = (list: Row[], by: string[], columns: readonly string[]) =>
+    list.map((r) => rawRow(r, [...by, ...columns.filter((c) => !by.includes(c))]));
+
+  test('per host, per host and note, and of the whole dataset', async () => {
+    for (const by of [['host'], ['host', 'note'], []]) {
+      const out = await pool.query(input(latestMode(by, COLUMNS)));
+      expect(out.columns.map((c) => c.name)).toEqual(['time', ...by, ...COLUMNS.filter((c) => !by.includes(c))]);
+      expectRows(out.rows, expected(latest(rows, by, 'asc'), by, COLUMNS));
+    }
+  });
+
+  test('within a time range, filtered, descending, limited', async () => {
+    const timeRange = { start: '2026-01-10T00:00:00Z', end: '2026-02-15T12:34:56.789Z' };
+    const [from, to] = [usOf(timeRange.start), usOf(timeRange.end)];
+    const filters: QueryFilter[] = [{ column: 'value', op: 'gte', value: 20 }];
+    const keep = (r: Row) => r.us >= from && r.us < to && r.value !== null && r.value >= 20;
+    const out = await pool.query(input(latestMode(['host'], ['value', 'note'], 'desc'), filters, { timeRange }));
+    expectRows(out.rows, expected(latest(rows, ['host'], 'desc', keep), ['host'], ['value', 'note']));
+    const limited = await pool.query(input(latestMode(['host'], ['value'], 'asc', 2), filters, { timeRange }));
+    expect(limited.truncated).toBe(true);
+    expectRows(limited.rows, expected(latest(rows, ['host'], 'asc', keep).slice(0, 2), ['host'], ['value']));
+  });
+
+  test('rows of equal time: the one whose fields, in schema order, are greatest (NULL lowest, strings by UTF-8 bytes), whichever file holds it', async () => {
+    const fields: PartitionField[] = [
+      { name: 'time', type: 'timestamp' },
+      { name: 'host', type: 'string' },
+      { name: 'value', type: 'double' },
+      { name: 'count', type: 'integer' },
+      { name: 'ok', type: 'boolean' },
+      { name: 'note', type: 'string' },
+    ];
+    const t = '2026-03-01T00:00:00.000001Z';
+    type TieRow = { time: string; host: string; value: number | null; count: number | null; ok: boolean | null; note: string | null };
+    const at = (host: string, value: number | null, count: number | null, ok: boolean | null, note: string | null, time = t): TieRow => ({ time, host, value, count, ok, note });
+    // Each host's candidates, spread over three files; the winner is named in the comment.
+    const sets: TieRow[][] = [
+      [at('a', 1, 5, true, 'x'), at('b', null, 1, true, 'x'), at('c', 2, 1, false, '\uff61'), at('d', 2, 1, true, null), at('e', 1, 1, true, 'x', '2026-03-01T00:00:00Z')],
+      [at('a', 2, 1, false, null), at('b', 0, null, null, null), at('c', 2, 1, false, '\u{1f600}'), at('d', 2, 1, true, 'z')],
+      [at('a', 2, 1, null, 'y'), at('b', -1, 7, true, 'zz'), at('c', 2, 1, false, 'zzz'), at('d', 2, 1, false, 'zz'), at('e', 0, 0, false, null, '2026-03-01T00:00:00.000002Z')],
+    ];
+    // a: value 2 beats 1; among value 2, count 1 = 1, ok false beats null.  b: value 0 beats -1 and null.
+    // c: '\u{1f600}' beats '\uff61' and 'zzz' by UTF-8 bytes (not by UTF-16 code units).  d: ok true beats false; note 'z' beats null.
+    // e: the later microsecond wins.
+    const winners = [sets[1]![0], sets[1]![1], sets[1]![2], sets[1]![3], sets[2]![4]];
+    const tieDir = join(dir, 'ties');
+    mkdirSync(tieDir, { recursive: true });
+    const tieFiles: string[] = [];
+    for (const [i, set] of sets.entries()) {
+      writeFileSync(join(tieDir, `${i}.ndjson`), set.map((r) => JSON.stringify(r)).join('\n'));
+      mkdirSync(join(tieDir, `out-${i}`));
+      const written = await pool.writePartitions({
+        inputs: [{ path: join(tieDir, `${i}.ndjson`), format: 'ndjson', partitionKey: {} }],
+        fields,
+        timestampColumn: 'time',
+        windowSeconds: 86400,
+        outputDir: join(tieDir, `out-${i}`),
+      });
+      tieFiles.push(...written.map((w) => w.path));
+    }
+    for (const files of [tieFiles, [...tieFiles].reverse()]) {
+      const out = await pool.query({
+        files,
+        fields,
+        timestampColumn: 'time',
+        timeRange: FULL_RANGE,
+        filters: [],
+        mode: latestMode(['host'], ['value', 'count', 'ok', 'note']),
+        timeoutMs: 30_000,
+      });
+      expect(out.rows).toEqual(winners.map((w) => ({ ...w!, time: w!.time.replace(/(\.\d{3})Z$/, '$1Z') })));
+    }
+  });
+
+  test('by and columns are checked like every identifier', () => {
+    expect(() => buildQuery(input(latestMode(['time'], [])))).toThrow(/by cannot name the timestamp column time/);
+    expect(() => buildQuery(input(latestMode(['host', 'host'], [])))).toThrow(/by names host twice/);
+    expect(() => buildQuery(input(latestMode(['nope'], [])))).toThrow(/by column nope is not a field/);
   });
 });
 

@@ -76,6 +76,10 @@ const ROUTES: Record<string, RouteCase> = {
       body: { timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' } },
     }),
   },
+  'POST /datasets/:datasetSlug/latest': {
+    rule: 'read',
+    request: (d) => ({ method: 'POST', path: `/datasets/${d}/latest`, body: {} }),
+  },
   'GET /admin/datasets': { rule: 'admin', request: () => ({ method: 'GET', path: '/admin/datasets' }) },
   'POST /admin/datasets': { rule: 'admin', request: () => ({ method: 'POST', path: '/admin/datasets', body: { slug: `made-${++made}` } }) },
   'GET /admin/datasets/:datasetId': { rule: 'admin', request: (d) => ({ method: 'GET', path: `/admin/datasets/${d}` }) },

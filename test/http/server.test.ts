@@ -63,6 +63,7 @@ describe('a running server', () => {
       '/admin/jobs/{jobId}/retry',
       '/admin/storage-targets',
       '/datasets/{datasetSlug}/ingest',
+      '/datasets/{datasetSlug}/latest',
       '/datasets/{datasetSlug}/query',
       '/health',
       '/ingestion/jobs/{jobId}',

@@ -54,6 +54,15 @@ describe('planning a query', () => {
     });
   });
 
+  test('count without a column counts rows: column "*", alias "count" unless one is given', () => {
+    const p = plan({ downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'count' }, { fn: 'count', alias: 'n' }, { fn: 'count', column: 'usage' }] } });
+    expect(p.mode.kind === 'downsample' && p.mode.aggregations).toEqual([
+      { fn: 'count', column: '*', alias: 'count' },
+      { fn: 'count', column: '*', alias: 'n' },
+      { fn: 'count', column: 'usage', alias: 'count_usage' },
+    ]);
+  });
+
   test('filters are typed per column', () => {
     const p = plan({ filters: { columns: { host: { in: ['a', 'b'] }, usage: { gte: 0.5, lt: 0.9 }, ok: { eq: true }, seen_at: { gt: '2026-01-01T00:00:00Z' } } } });
     expect(p.filters).toEqual([
@@ -79,6 +88,9 @@ describe('planning a query', () => {
     ['invalid_filter', { filters: { columns: { seen_at: { lt: 'soon' } } } }],
     ['invalid_aggregation', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'avg', column: 'host' }] } }],
     ['invalid_aggregation', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'sum', column: 'ok' }] } }],
+    ['invalid_aggregation', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'max' }] } }],
+    ['invalid_aggregation', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'count_distinct' }] } }],
+    ['duplicate_alias', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'count' }, { fn: 'count' }] } }],
     ['invalid_percentile', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'percentile', column: 'usage' }] } }],
     ['invalid_percentile', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'percentile', column: 'usage', percentile: 1.5 }] } }],
     ['invalid_percentile', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'avg', column: 'usage', percentile: 0.5 }] } }],

@@ -1,7 +1,7 @@
-/** POST /datasets/:datasetSlug/query: time-range reads and downsampling. */
+/** POST /datasets/:datasetSlug/query (time-range reads and downsampling) and /latest (the latest row of every series). */
 import { Elysia, type Static, t } from 'elysia';
-import { type QueryRequest, queryRequestSchema } from '../../model/query.ts';
-import type { QueryService } from '../../query/service.ts';
+import { type LatestRequest, latestRequestSchema, type QueryRequest, queryRequestSchema } from '../../model/query.ts';
+import type { QueryResult, QueryService } from '../../query/service.ts';
 import type { Scoped } from '../auth.ts';
 import { keepOpenFor } from '../accepted.ts';
 import { ErrorBody } from '../errors.ts';
@@ -9,16 +9,24 @@ import { requestTraceContext } from '../request-log.ts';
 
 // Elysia's integer also takes an integer written as a string, as the other routes' bodies do.
 const QueryBody = queryRequestSchema(t.Integer);
+const LatestBody = latestRequestSchema(t.Integer);
 
 const QueryAnswer = t.Object({
-  mode: t.Union([t.Literal('raw'), t.Literal('downsampled')]),
+  mode: t.Union([t.Literal('raw'), t.Literal('downsampled'), t.Literal('latest')]),
   columns: t.Array(t.String()),
   columnTypes: t.Array(t.Object({ name: t.String(), type: t.String() })),
   rows: t.Array(t.Record(t.String(), t.Unknown())),
-  manifestVersion: t.Integer({ description: 'The manifest version read from start to end.' }),
+  manifestVersion: t.Integer({ description: 'The manifest version read from start to end (from the cache: the version its rows reflect).' }),
   partitions: t.Object({ scanned: t.Integer(), pruned: t.Integer() }),
   truncated: t.Boolean({ description: 'True when the limit cut the result.' }),
+  source: t.Union([t.Literal('cache'), t.Literal('files')], {
+    description: '`cache`: answered from the latest-value cache without reading a file; `files`: by a scan of the partitions.',
+  }),
 });
+
+function answerOf(result: QueryResult): Static<typeof QueryAnswer> {
+  return { ...result, columns: result.columns.map((c) => c.name), columnTypes: result.columns };
+}
 
 type StreamFormat = 'csv' | 'ndjson';
 
@@ -45,10 +53,8 @@ export function queryRoutes(service: QueryService, scoped: Scoped) {
       const format = streamFormat(headers.accept);
       const trace = requestTraceContext(http);
       if (!format) {
-        const result = await service.query(params.datasetSlug, request, trace);
-        const answer: Static<typeof QueryAnswer> = { ...result, columns: result.columns.map((c) => c.name), columnTypes: result.columns };
         // A Response on both paths (JSON here, a stream below) keeps the handler's type one thing.
-        return Response.json(answer);
+        return Response.json(answerOf(await service.query(params.datasetSlug, request, trace)));
       }
       const { columns, batches } = await service.stream(params.datasetSlug, request, trace);
       const names = columns.map((c) => c.name);
@@ -91,6 +97,29 @@ export function queryRoutes(service: QueryService, scoped: Scoped) {
           'Raw mode returns the timestamp and the chosen columns ordered by time. With `downsample`, rows are grouped into buckets of `intervalSize` × `intervalUnit` aligned to the UNIX epoch in UTC and labelled by their start, one row per bucket (and per `groupBy` combination), with each aggregation as a column.',
           'Only partitions active at the current manifest version that overlap the time range, match `filters.partitionKey` and whose column statistics allow the filters are read; the answer says how many were scanned and pruned.',
           'Send `Accept: text/csv` or `Accept: application/x-ndjson` for a streamed answer (same rows, no envelope).',
+          'A one-bucket downsample of `last` values (and `max`/`last` of the timestamp) grouped by series columns is answered from the latest-value cache when it gives the same rows (`source: "cache"`); POST /datasets/{datasetSlug}/latest asks for the same more directly.',
+        ].join('\n\n'),
+      },
+    },
+  ).post(
+    '/datasets/:datasetSlug/latest',
+    async ({ params, body, request: http, server }) => {
+      keepOpenFor(server, http, service.timeoutMs);
+      const request: LatestRequest = body;
+      return Response.json(answerOf(await service.latest(params.datasetSlug, request, requestTraceContext(http))));
+    },
+    {
+      scope: 'read',
+      params: t.Object({ datasetSlug: t.String() }),
+      body: LatestBody,
+      response: { 200: QueryAnswer, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody },
+      detail: {
+        tags: ['query'],
+        summary: 'The latest row of every series',
+        description: [
+          "One row per series: the dataset's series key (its `sortColumns`, else its string fields), or the combinations of `by`. A series' latest row is the one with the greatest timestamp; among rows of equal timestamps, the one whose other fields, compared in schema order, are greatest (NULL lowest, strings by their UTF-8 bytes), so the answer never depends on how the rows are stored. Rows are ordered by `by` (NULLs last).",
+          'With `timeRange`, only rows in `[start, end)` count; `filters` select rows as in POST /datasets/{datasetSlug}/query, before the latest row is picked.',
+          'Answered from the latest-value cache (`source: "cache"`: no file read) when `by` names series-key columns only, the filters test series-key columns only (strings, numbers, booleans) and no partition key, and every series has its latest row before the end of `timeRange`; otherwise, or when the dataset has more series than TIMESTORE_QUERY_LATEST_CACHE_SERIES, from the files, with the same answer.',
         ].join('\n\n'),
       },
     },
