@@ -22,6 +22,7 @@ import { getSchemaVersion } from '../catalog/schema-versions.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';
 import { CommitOutcomeUnknownError, inTransaction } from '../catalog/transaction.ts';
 import type { Dataset, NewPartition, Partition } from '../model/records.ts';
+import { seriesKey } from '../model/series.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { AppError } from '../model/errors.ts';
 import type { Logger } from '../log.ts';
@@ -159,7 +160,10 @@ async function mergeGroup(deps: CompactionDeps, dataset: Dataset, group: Partiti
       fields: schema.fields,
       timestampColumn: schema.timestampColumn,
       windowSeconds: dataset.partitionWindowSeconds,
-      sortColumns: dataset.sortColumns,
+      // The layout compacted files keep: by the series key, then time. The admin's sortColumns as
+      // given; else the string fields, the most selective first.
+      sortColumns: seriesKey(dataset, schema.fields),
+      sortByDistinctValues: dataset.sortColumns.length === 0,
       outputDir: join(work, 'out'),
     });
     await storePartitionFiles(driver, target, dataset, schemaVersion, written, (p) => stored.push(p));

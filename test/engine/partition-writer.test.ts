@@ -459,6 +459,32 @@ describe('writePartitions on a connection (cleanup, time zones, edges)', () => {
     expect(meta.filter(([, min, max]) => String(min) <= 'a' && 'a' <= String(max))).toHaveLength(1);
   });
 
+  test('sortByDistinctValues orders the sort columns by their distinct values, most first', async () => {
+    // `note` has 2 values, `host` 500: rows come out by host, then note, then time, whatever the given order.
+    const rows = Array.from({ length: 5_000 }, (_, i) => ({
+      time: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
+      host: `h${String(i % 500).padStart(3, '0')}`,
+      note: i % 2 ? 'odd' : 'even',
+    }));
+    const { paths, outputDir } = stage({ 'rows.ndjson': ndjson(rows) });
+    const write = (sortByDistinctValues: boolean) =>
+      writePartitions(db, {
+        inputs: [{ path: paths['rows.ndjson']!, format: 'ndjson', partitionKey: {} }],
+        fields: FIELDS,
+        timestampColumn: 'time',
+        windowSeconds: 86400,
+        outputDir,
+        sortColumns: ['note', 'host'],
+        sortByDistinctValues,
+      });
+    const order = async (path: string) => (await readParquet(path, FIELDS)).map((r) => [r.host, r.note, Date.parse(String(r.time))]);
+    const key = (r: (typeof rows)[number]) => [r.host, r.note, Date.parse(r.time)];
+    const byHost = [...rows].sort((x, y) => (x.host < y.host ? -1 : x.host > y.host ? 1 : Date.parse(x.time) - Date.parse(y.time))).map(key);
+    expect(await order((await write(true))[0]!.path)).toEqual(byHost);
+    const asGiven = (await order((await write(false))[0]!.path)).map(([, note]) => note);
+    expect(asGiven.slice(0, 2_500).every((note) => note === 'even')).toBe(true);
+  });
+
   test("a write runs under the instance's memory limit, not the one a query before it left", async () => {
     const limit = async () => String((await db.runAndReadAll(`SELECT current_setting('memory_limit')`)).getRows()[0]![0]);
     // The instance's own limit: 80 % of the machine's memory, some GiB (read back rounded, so matched loosely).

@@ -6,8 +6,9 @@
  * orphans are swept and referenced files never.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { utimesSync, writeFileSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findDataset } from '../../src/catalog/datasets.ts';
 import { enqueueJob, purgeFinishedJobs } from '../../src/catalog/job-table.ts';
@@ -18,6 +19,7 @@ import type { Partition } from '../../src/model/records.ts';
 import { sweepOrphans } from '../../src/lifecycle/collector.ts';
 import { createStorageDriver, StorageDrivers } from '../../src/storage/index.ts';
 import { silentLog } from '../harness/catalog.ts';
+import { testDuckDB } from '../harness/duckdb.ts';
 import { parsePrometheusText } from '../harness/prometheus.ts';
 import { createBucket, s3Available, s3ServerEnv, startS3Server, type S3Server } from '../harness/s3.ts';
 import { againstBinary, postJson, startTestServer, type TestServer } from '../harness/server.ts';
@@ -202,6 +204,18 @@ for (const kind of ['local', 's3'] as const) {
       const after = await active('tiny');
       expect(after).toHaveLength(1);
       expect(after[0]!.rowCount).toBe(inWindow.length);
+      // Written in the dataset's default layout: by its series key (its string field, host), then time.
+      const driver = await driverOf(after[0]!);
+      const copy = join(tmpdir(), `compacted-${after[0]!.id}.parquet`);
+      try {
+        writeFileSync(copy, await driver.read(after[0]!.location));
+        const order = (await (await testDuckDB()).runAndReadAll(`SELECT host, epoch_us(timestamp) FROM read_parquet('${copy}')`)).getRows();
+        const sorted = [...order].sort((x, y) => (x[0]! < y[0]! ? -1 : x[0]! > y[0]! ? 1 : Number(x[1]) - Number(y[1])));
+        expect(order).toEqual(sorted);
+      } finally {
+        driver.close();
+        rmSync(copy, { force: true });
+      }
       const rawAfter = await query('tiny');
       expect(rawAfter.manifestVersion).toBeGreaterThan(raw.manifestVersion);
       expect(rawAfter.rows).toEqual(raw.rows);
