@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import Piscina from 'piscina';
 import { extractDuckDBLibrary } from './duckdb-runtime.ts';
 import type { WritePartitionsInput, WritePartitionsResult } from './partition-writer.ts';
-import { type QueryColumn, type QueryInput, type QueryOutput, type QueryRow, toQueryError } from './query.ts';
+import { decodeQueryOutput, type EncodedQueryOutput, type QueryColumn, type QueryInput, type QueryOutput, type QueryRow, toQueryError } from './query.ts';
 import type { QueryStreamControl, QueryStreamInput, QueryStreamMessage, QueryStreamSummary } from './query-stream-protocol.ts';
 import type { PingResult, WorkerData } from './worker.ts';
 
@@ -62,14 +62,20 @@ export class WorkerPool {
    * `invalid_query`) or DuckDB's own error.
    */
   async query(input: QueryInput): Promise<QueryOutput> {
-    let json: Uint8Array;
+    const { columns, truncated, rowsJson } = await this.queryEncoded(input);
+    return { columns, truncated, rows: JSON.parse(new TextDecoder().decode(rowsJson)) as QueryRow[] };
+  }
+
+  /** The same, with the rows left as UTF-8 JSON (for an answer that sends them on as JSON). */
+  async queryEncoded(input: QueryInput): Promise<EncodedQueryOutput> {
+    let buffer: Uint8Array;
     try {
-      // The worker answers with the output as UTF-8 JSON in a transferred buffer.
-      json = await this.piscina.run(input, { name: 'query' });
+      // The worker answers with the output in a transferred buffer (encodeQueryOutput).
+      buffer = await this.piscina.run(input, { name: 'query' });
     } catch (error) {
       throw toQueryError(error);
     }
-    return JSON.parse(new TextDecoder().decode(json)) as QueryOutput;
+    return decodeQueryOutput(buffer);
   }
 
   /**

@@ -75,6 +75,32 @@ export interface QueryOutput {
 }
 
 
+/**
+ * A query's output as the worker sends it: one UTF-8 buffer, a JSON line with `columns`,
+ * `truncated` and `rowCount`, a newline, then the rows as a JSON array. The main thread reads the
+ * head and hands the rows on as bytes (an HTTP answer needs them as JSON anyway); parsing and
+ * re-serialising 13,000 rows took about 11 ms of its time.
+ */
+export function encodeQueryOutput(output: QueryOutput): Uint8Array {
+  const { rows, ...rest } = output;
+  return new TextEncoder().encode(`${JSON.stringify({ ...rest, rowCount: rows.length })}\n${JSON.stringify(rows)}`);
+}
+
+export interface EncodedQueryOutput {
+  columns: QueryColumn[];
+  truncated: boolean;
+  rowCount: number;
+  /** The rows, a JSON array of row objects, UTF-8. */
+  rowsJson: Uint8Array;
+}
+
+/** The parts of {@link encodeQueryOutput}'s buffer, the rows left as bytes. */
+export function decodeQueryOutput(buffer: Uint8Array): EncodedQueryOutput {
+  const newline = buffer.indexOf(0x0a); // JSON text never holds a raw newline
+  const head = JSON.parse(new TextDecoder().decode(buffer.subarray(0, newline))) as Omit<EncodedQueryOutput, 'rowsJson'>;
+  return { ...head, rowsJson: buffer.subarray(newline + 1) };
+}
+
 export type QueryErrorCode = 'query_timeout' | 'query_memory_limit' | 'invalid_query' | 'query_stream_abandoned';
 
 /**

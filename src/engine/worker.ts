@@ -9,7 +9,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { move } from 'piscina';
 import { loadDuckDB } from './duckdb-runtime.ts';
 import { writePartitions as writePartitionsWith, type WritePartitionsInput, type WritePartitionsResult } from './partition-writer.ts';
-import { type QueryInput, runQuery, runQueryStream } from './query.ts';
+import { encodeQueryOutput, type QueryInput, runQuery, runQueryStream } from './query.ts';
 import type { QueryStreamInput, QueryStreamSummary } from './query-stream-protocol.ts';
 
 export interface WorkerData {
@@ -59,8 +59,7 @@ export async function writePartitions(input: WritePartitionsInput): Promise<Writ
  * the row objects, on both threads.
  */
 export async function query(input: QueryInput): Promise<Uint8Array> {
-  const output = await runQuery(await duckdb(), input);
-  return move(new TextEncoder().encode(JSON.stringify(output))) as Uint8Array;
+  return move(encodeQueryOutput(await runQuery(await duckdb(), input))) as Uint8Array;
 }
 
 /** Runs a query and posts its rows to `input.port` in batches; see query.ts. */

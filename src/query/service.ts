@@ -59,8 +59,13 @@ interface Measured {
   partitions?: { scanned: number; pruned: number };
 }
 
-export interface QueryResult extends QueryOutput {
+export interface QueryResult {
   mode: QueryMode;
+  columns: QueryOutput['columns'];
+  truncated: boolean;
+  rowCount: number;
+  /** The rows as a UTF-8 JSON array of row objects: sent on as they are, never parsed here. */
+  rowsJson: Uint8Array;
   manifestVersion: number;
   partitions: { scanned: number; pruned: number };
   /** `cache`: answered from the latest-value cache, no file read for it; `files`: by a scan. */
@@ -163,15 +168,16 @@ export class QueryService {
       const prepared = await this.prepareIn(m, slug, planner);
       try {
         const input = prepared.input;
-        const output: CachedAnswer = prepared.cached
-          ? prepared.cached
+        const output = prepared.cached
+          ? encoded(prepared.cached)
           : input
-            ? await inSpan(this.tracer, 'query.scan', m.trace, () => this.o.pool.query(input))
-            : emptyOutput(prepared);
-        m.span.setAttribute('timestore.query.rows', output.rows.length);
+            ? await inSpan(this.tracer, 'query.scan', m.trace, () => this.o.pool.queryEncoded(input))
+            : encoded({ rows: [], truncated: false });
+        m.span.setAttribute('timestore.query.rows', output.rowCount);
         result = {
           mode: m.mode,
-          rows: output.rows,
+          rowsJson: output.rowsJson,
+          rowCount: output.rowCount,
           truncated: output.truncated,
           columns: resultColumns(prepared.plan, prepared.fields),
           manifestVersion: prepared.dataset.manifestVersion,
@@ -499,6 +505,7 @@ function latestDataset(dataset: Dataset, fields: SchemaField[], key: string[]): 
   };
 }
 
-function emptyOutput(prepared: Prepared): QueryOutput {
-  return { columns: resultColumns(prepared.plan, prepared.fields), rows: [], truncated: false };
+/** An answer built here (from the cache, or empty) in the form of a scan's. */
+function encoded(answer: CachedAnswer): { rowsJson: Uint8Array; rowCount: number; truncated: boolean } {
+  return { rowsJson: new TextEncoder().encode(JSON.stringify(answer.rows)), rowCount: answer.rows.length, truncated: answer.truncated };
 }

@@ -12,6 +12,8 @@ import type { PartitionField } from '../../src/engine/partition-writer.ts';
 import { WorkerPool } from '../../src/engine/pool.ts';
 import type { Aggregation, DownsampleMode, IntervalUnit, LatestMode, QueryFilter, RawMode } from '../../src/model/query.ts';
 import {
+  decodeQueryOutput,
+  encodeQueryOutput,
   QueryError,
   type QueryInput,
   type QueryOutput,
@@ -1005,5 +1007,18 @@ describe('files of one schema version', () => {
     const byName = await pool.query(base);
     expect(byName.rows.length).toBeGreaterThan(0);
     expect(await pool.query({ ...base, oneSchema: true })).toEqual(byName);
+  });
+});
+
+describe('the output as the worker sends it', () => {
+  test('the head and the rows come apart at the first newline, whatever the rows hold', () => {
+    const output = {
+      columns: [{ name: 'note', type: 'string' }],
+      truncated: true,
+      rows: [{ note: 'line one\nline two' }, { note: '{"rows":[]}\n' }, { note: null }],
+    };
+    const decoded = decodeQueryOutput(encodeQueryOutput(output));
+    expect(decoded).toMatchObject({ columns: output.columns, truncated: true, rowCount: 3 });
+    expect(JSON.parse(new TextDecoder().decode(decoded.rowsJson))).toEqual(output.rows);
   });
 });
