@@ -1,7 +1,7 @@
 /**
  * The direction of imports between the folders of src/ (docs/architecture.md, "Layers"):
  *
- *   main.ts, server.ts → http/ → services (ingest/, query/, admin/, lifecycle/)
+ *   main.ts, server.ts → http/ → services (ingest/, query/, admin/, lifecycle/, tokens/)
  *     → catalog/, jobs/, engine/, storage/ → model/
  *
  * Every relative import of every src/**\/*.ts file counts, type-only and dynamic ones included
@@ -16,7 +16,7 @@ import ts from 'typescript';
 
 const SRC = resolve(import.meta.dir, '../src');
 
-const SERVICES = ['ingest', 'query', 'admin', 'lifecycle'];
+const SERVICES = ['ingest', 'query', 'admin', 'lifecycle', 'tokens'];
 const LOWER = ['catalog', 'jobs', 'engine', 'storage', 'model'];
 const HTTP_USERS = ['http', 'server.ts', 'main.ts'];
 
