@@ -52,7 +52,7 @@ export interface MatrixFixtures {
  * Ingests one batch into `plain` and `guarded` (with `writeHeaders`), gives `guarded` its own
  * scopes, and makes failed jobs and tokens for the routes that use them up.
  */
-export async function prepareMatrix(ts: TestServer, writeHeaders: Record<string, string>, perAction = 12): Promise<MatrixFixtures> {
+export async function prepareMatrix(ts: TestServer, writeHeaders: Record<string, string>, perAction = 24): Promise<MatrixFixtures> {
   const jobOf = {
     plain: (await postJson(`${ts.url}/datasets/plain/ingest?wait=true`, BATCH, writeHeaders)).body.id as string,
     guarded: (await postJson(`${ts.url}/datasets/guarded/ingest?wait=true`, BATCH, writeHeaders)).body.id as string,
