@@ -1,14 +1,14 @@
 /**
  * The direction of imports between the folders of src/ (docs/architecture.md, "Layers"):
  *
- *   main.ts, server.ts → http/ → services (ingest/, query/, admin/, lifecycle/)
+ *   main.ts, server.ts → http/ → services (ingest/, query/, admin/, lifecycle/, tokens/)
  *     → catalog/, jobs/, engine/, storage/ → model/
  *
  * Every import counts, type-only and dynamic ones included. test/architecture.test.ts runs
  * `depcruise src` with this file (so the suite fails on a violation) and checks that each rule
  * still catches a violation planted in a scratch tree.
  */
-const SERVICES = '(ingest|query|admin|lifecycle)';
+const SERVICES = '(ingest|query|admin|lifecycle|tokens)';
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {

@@ -25,6 +25,12 @@ RUN apt-get update \
  && install -d -o timestore -g timestore -m 0750 /var/lib/timestore
 COPY --from=build /src/dist/timestore /usr/local/bin/timestore
 
+# Listening on every interface: before publishing the port, switch to API tokens, e.g.
+#   docker run --rm -v timestore-data:/var/lib/timestore <image> token create --name first-admin --scopes admin
+#   docker run -d -p 4100:4100 -v timestore-data:/var/lib/timestore -e TIMESTORE_AUTH=tokens <image>
+# (the first command prints the token's secret once; with the embedded catalog run it before the
+# server starts, later tokens come from POST /admin/tokens). Without it every route is open and
+# the server says so at start and in /ready (docs/operations.md, "API tokens").
 # The catalog (embedded PGlite), partitions and the extracted libduckdb.so live under the
 # storage root. A bind mount must be writable by uid 10001. Bun also writes to /tmp
 # (the native addon, migration files) and $HOME (/home/timestore: transpiler cache).

@@ -1,4 +1,4 @@
-/** Looks up the IAM rules of the dataset a request touches, for the scope checks in src/http/auth.ts. */
+/** Looks up the access rules of the dataset a request touches, for the scope checks in src/http/auth.ts. */
 import type { Sql } from 'postgres';
 import { findDataset } from './catalog/datasets.ts';
 import { getJob } from './catalog/job-table.ts';
@@ -10,10 +10,16 @@ export interface DatasetRef {
   jobId?: string;
 }
 
+/** A dataset's own scopes, and its slug (for the per-dataset scopes `read:<slug>` and `write:<slug>`). */
+export interface DatasetAccess extends DatasetIam {
+  slug?: string;
+}
+
 export function datasetIamResolver(sql: Sql) {
-  return async (ref: DatasetRef): Promise<DatasetIam | null> => {
+  return async (ref: DatasetRef): Promise<DatasetAccess | null> => {
     const idOrSlug = ref.jobId ? (await getJob(sql, ref.jobId))?.datasetId : (ref.datasetSlug ?? ref.datasetId);
     if (!idOrSlug) return null;
-    return (await findDataset(sql, idOrSlug))?.metadata.iam ?? null;
+    const dataset = await findDataset(sql, idOrSlug);
+    return dataset ? { ...dataset.metadata.iam, slug: dataset.slug } : null;
   };
 }

@@ -13,6 +13,8 @@ import type { RetentionDefaults } from './model/retention.ts';
 export type StorageDriver = 'local' | 's3';
 export type IngestMode = 'queued' | 'inline';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** Where a request's scopes come from: `x-iam-scopes` set by a gateway, an API token, or nowhere (all open). */
+export type AuthMode = 'headers' | 'tokens' | 'none';
 
 export interface Config {
   host: string;
@@ -56,6 +58,11 @@ export interface Config {
     coalesceWaitMs: number;
   };
   scopes: { read: string | null; admin: string | null; write: string | null };
+  auth: {
+    mode: AuthMode;
+    /** How long a process trusts what it read about a token (so also how late it sees a revocation made by another process). */
+    tokenCacheMs: number;
+  };
   /** The server-wide retention policy; a dataset's own policy overrides it rule by rule. Null: no limit. */
   retention: RetentionDefaults;
   lifecycle: {
@@ -167,16 +174,32 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
   },
   { name: 'TIMESTORE_INGEST_MAX_BODY_BYTES', description: 'Largest ingest request body accepted (larger is a 413).', default: '`67108864` (64 MiB)' },
   { name: 'TIMESTORE_IDEMPOTENCY_TTL_HOURS', description: 'How long an idempotency key is remembered.', default: '`24`' },
-  { name: 'TIMESTORE_REQUIRE_SCOPE', description: 'Scope required in `x-iam-scopes` for query access.', default: '_(unset: open)_' },
+  {
+    name: 'TIMESTORE_AUTH',
+    description:
+      'Where scopes come from. `headers`: the `x-iam-scopes` and `x-iam-user` headers, trusted as sent (behind a gateway that sets them). `tokens`: an API token in `Authorization: Bearer …` (`timestore token create`, `POST /admin/tokens`); `x-iam-*` headers are ignored and every route but `/health`, `/ready`, `/metrics` and the docs needs a token. `none`: every route open.',
+    default: '`headers`',
+  },
+  {
+    name: 'TIMESTORE_AUTH_TOKEN_CACHE_SECONDS',
+    description:
+      'How long a process trusts what it read about an API token (0–300). A token revoked through another process is still accepted here for up to this long; through this process, never.',
+    default: '`10`',
+  },
+  {
+    name: 'TIMESTORE_REQUIRE_SCOPE',
+    description: 'Scope required for query access (in `x-iam-scopes`, or among a token\'s scopes).',
+    default: '_(unset: open; with `TIMESTORE_AUTH=tokens`: `read`)_',
+  },
   {
     name: 'TIMESTORE_ADMIN_SCOPE',
-    description: 'Scope required for administrative routes; falls back to `TIMESTORE_REQUIRE_SCOPE`.',
-    default: '_(unset)_',
+    description: 'Scope required for administrative routes; in header mode it falls back to `TIMESTORE_REQUIRE_SCOPE`.',
+    default: '_(unset; with `TIMESTORE_AUTH=tokens`: `admin`)_',
   },
   {
     name: 'TIMESTORE_REQUIRE_WRITE_SCOPE',
     description: 'Scope required to create or ingest into datasets whose metadata names no write scopes.',
-    default: '_(unset: open)_',
+    default: '_(unset: open; with `TIMESTORE_AUTH=tokens`: `write`)_',
   },
   {
     name: 'TIMESTORE_RETENTION_MAX_AGE_HOURS',
@@ -333,7 +356,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   const r = new Reader(env);
   const storageRoot = resolve(cwd, r.string('TIMESTORE_STORAGE_ROOT', 'data/timestore'));
   const databaseUrl = r.url('TIMESTORE_DATABASE_URL', ['postgres:', 'postgresql:']) ?? r.url('DATABASE_URL', ['postgres:', 'postgresql:']);
-  const readScope = r.optional('TIMESTORE_REQUIRE_SCOPE');
+  const authMode = r.oneOf('TIMESTORE_AUTH', 'headers', ['headers', 'tokens', 'none'] as const);
+  // With tokens nothing but the health routes is open: every rule has a scope, by default its own name.
+  const tokens = authMode === 'tokens';
+  const readScope = r.optional('TIMESTORE_REQUIRE_SCOPE') ?? (tokens ? 'read' : null);
 
   const config: Config = {
     host: r.string('TIMESTORE_HOST', '127.0.0.1'),
@@ -378,8 +404,12 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     },
     scopes: {
       read: readScope,
-      admin: r.optional('TIMESTORE_ADMIN_SCOPE') ?? readScope,
-      write: r.optional('TIMESTORE_REQUIRE_WRITE_SCOPE'),
+      admin: r.optional('TIMESTORE_ADMIN_SCOPE') ?? (tokens ? 'admin' : readScope),
+      write: r.optional('TIMESTORE_REQUIRE_WRITE_SCOPE') ?? (tokens ? 'write' : null),
+    },
+    auth: {
+      mode: authMode,
+      tokenCacheMs: r.integer('TIMESTORE_AUTH_TOKEN_CACHE_SECONDS', 10, 0, 300) * 1000,
     },
     retention: {
       maxAgeHours: r.optionalInteger('TIMESTORE_RETENTION_MAX_AGE_HOURS', 1, 24 * 365 * 100),

@@ -1,11 +1,13 @@
 #!/usr/bin/env bun
 /**
- * The `timestore` command: serve (the default), lifecycle, migrate, version, help.
+ * The `timestore` command: serve (the default), lifecycle, migrate, token, version, help.
  */
+import pino from 'pino';
 import { openCatalog } from './catalog/connection.ts';
 import { CONFIG_VARIABLES, ConfigError, loadConfig, type Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { startLifecycleProcess, startServer } from './server.ts';
+import { runTokenCommand, TOKEN_USAGE, TokenUsageError } from './tokens/command.ts';
 import { VERSION } from './version.ts';
 
 const USAGE = `timestore ${VERSION}: a time-series store in one executable
@@ -17,6 +19,7 @@ Commands:
   lifecycle  run retention, compaction and garbage collection without serving HTTP
              (with --once: one round for every dataset, then exit)
   migrate    apply pending catalog migrations, then exit
+  token      create, list or revoke API tokens (TIMESTORE_AUTH=tokens); see timestore token --help
   version    print the version
   help       print this help (also --help, -h)
 
@@ -24,11 +27,12 @@ Configuration comes from environment variables:
 ${CONFIG_VARIABLES.map((v) => `  ${v.name.padEnd(32)} ${v.description.replace(/`/g, '')}`).join('\n')}
 `;
 
-type Command = 'serve' | 'lifecycle' | 'migrate' | 'version' | 'help';
+type Command = 'serve' | 'lifecycle' | 'migrate' | 'token' | 'version' | 'help';
 const COMMANDS: Record<string, Command> = {
   serve: 'serve',
   lifecycle: 'lifecycle',
   migrate: 'migrate',
+  token: 'token',
   version: 'version',
   '--version': 'version',
   help: 'help',
@@ -39,6 +43,7 @@ const COMMANDS: Record<string, Command> = {
 async function main(argv: string[]): Promise<number> {
   const command = argv.length === 0 ? 'serve' : COMMANDS[argv[0] as string];
   if (!command) return usageError(`unknown command or flag "${argv[0]}"`);
+  if (command === 'token') return token(argv.slice(1));
   const once = command === 'lifecycle' && argv[1] === '--once';
   if (argv.length > (once ? 2 : 1)) return usageError(`unexpected argument "${argv[once ? 2 : 1]}"`);
   if (command === 'help') {
@@ -50,16 +55,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`timestore: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
+  const config = configOrExitCode();
+  if (typeof config === 'number') return config;
   const log = createLogger(config.logLevel);
   try {
     if (command === 'migrate') return await migrate(config, log);
@@ -67,6 +64,45 @@ async function main(argv: string[]): Promise<number> {
     return await untilStopped(await startServer(config, log), config, log, false);
   } catch (err) {
     log.fatal({ err }, `timestore ${command} failed: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+/** The configuration, or the exit code after printing what is wrong with it. */
+function configOrExitCode(): Config | number {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`timestore: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+async function token(args: string[]): Promise<number> {
+  if (args.length === 0) {
+    process.stderr.write(`timestore: token needs a command\n\n${TOKEN_USAGE}\n`);
+    return 2;
+  }
+  if (['help', '--help', '-h'].includes(args[0] as string)) {
+    process.stdout.write(`${TOKEN_USAGE}\n`);
+    return 0;
+  }
+  const config = configOrExitCode();
+  if (typeof config === 'number') return config;
+  // stdout carries what the command prints (a token's secret); the log goes to stderr, warnings only.
+  const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, pino.destination({ fd: 2, sync: true }));
+  const output = { out: (line: string) => process.stdout.write(`${line}\n`), err: (line: string) => process.stderr.write(`${line}\n`) };
+  try {
+    return await runTokenCommand(args, config, log, output);
+  } catch (err) {
+    if (err instanceof TokenUsageError) {
+      process.stderr.write(`timestore: ${err.message}\n\n${TOKEN_USAGE}\n`);
+      return 2;
+    }
+    log.fatal({ err }, `timestore token failed: ${(err as Error).message}`);
     return 1;
   }
 }

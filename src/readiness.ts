@@ -17,6 +17,8 @@ export interface ReadinessReport {
   code: 'ready' | Extract<ErrorCode, 'not_ready' | 'shutting_down'>;
   message: string;
   checks: Record<string, CheckOutcome>;
+  /** What an operator should fix that does not make the server unready (e.g. it listens beyond loopback with no authentication). */
+  warnings: string[];
 }
 
 const CHECK_TIMEOUT_MS = 2_000;
@@ -25,7 +27,7 @@ export class Readiness {
   private draining = false;
 
   constructor(
-    private readonly deps: { catalog: Catalog; pool: WorkerPool; storageRoot: string },
+    private readonly deps: { catalog: Catalog; pool: WorkerPool; storageRoot: string; warnings?: string[] },
   ) {}
 
   /** From now on /ready answers 503, so the load balancer stops sending traffic. */
@@ -34,8 +36,9 @@ export class Readiness {
   }
 
   async check(): Promise<ReadinessReport> {
+    const warnings = this.deps.warnings ?? [];
     if (this.draining) {
-      return { ok: false, code: 'shutting_down', message: 'the server is shutting down', checks: { shutdown: 'in progress' } };
+      return { ok: false, code: 'shutting_down', message: 'the server is shutting down', checks: { shutdown: 'in progress' }, warnings };
     }
     const { catalog, pool, storageRoot } = this.deps;
     const entries = await Promise.all(
@@ -47,12 +50,13 @@ export class Readiness {
     );
     const checks = Object.fromEntries(entries);
     const failing = entries.filter(([, result]) => result !== 'ok');
-    if (failing.length === 0) return { ok: true, code: 'ready', message: 'ready', checks };
+    if (failing.length === 0) return { ok: true, code: 'ready', message: 'ready', checks, warnings };
     return {
       ok: false,
       code: 'not_ready',
       message: `not ready: ${failing.map(([name, result]) => `${name}: ${result}`).join('; ')}`,
       checks,
+      warnings,
     };
   }
 }

@@ -28,6 +28,7 @@ import { Tracing } from './observability/tracing.ts';
 import { Readiness } from './readiness.ts';
 import { PartitionCache } from './storage/partition-cache.ts';
 import { StorageDrivers } from './storage/index.ts';
+import { TokenService } from './tokens/service.ts';
 import { VERSION } from './version.ts';
 
 export interface RunningServer {
@@ -170,7 +171,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   });
   metrics.observe({ catalog: catalog.sql, jobKinds: [{ queue, kind: INGEST_JOB_KIND }], cache, snapshots: query, latestCache: query, pool: workers });
 
-  const readiness = new Readiness({ catalog, pool: workers, storageRoot: config.storageRoot });
+  const exposure = openExposure(config);
+  if (exposure) log.warn({ host: config.host, auth: config.auth.mode }, exposure);
+  const readiness = new Readiness({ catalog, pool: workers, storageRoot: config.storageRoot, warnings: exposure ? [exposure] : [] });
+  const tokens = new TokenService({ sql: catalog.sql, log, cacheMs: config.auth.tokenCacheMs });
   const app = createApp({
     log,
     readiness,
@@ -189,13 +193,15 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     metrics,
     tracer,
     scopes: config.scopes,
+    authMode: config.auth.mode,
     datasetIam: datasetIamResolver(catalog.sql),
+    tokens,
   }).listen({
     hostname: config.host,
     port: config.port,
   });
   const url = `http://${config.host}:${app.server?.port ?? config.port}`;
-  log.info({ url, docs: `${url}/docs`, ingestMode: config.ingest.mode }, 'timestore listening');
+  log.info({ url, docs: `${url}/docs`, ingestMode: config.ingest.mode, auth: config.auth.mode }, 'timestore listening');
 
   let stopping: Promise<void> | undefined;
   return {
@@ -227,6 +233,32 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       return stopping;
     },
   };
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '::1', '[::1]']);
+
+/**
+ * What is wrong with listening where the configuration says, or null: anyone who reaches a port
+ * beyond loopback may use every route when nothing is checked (TIMESTORE_AUTH=none, or header
+ * mode with no scope configured), and may send any scopes when header mode trusts them.
+ */
+export function openExposure(config: Pick<Config, 'host' | 'scopes' | 'auth'>): string | null {
+  if (LOOPBACK_HOSTS.has(config.host) || /^127\./.test(config.host)) return null;
+  const { mode } = config.auth;
+  const scopes = config.scopes;
+  if (mode === 'none' || (mode === 'headers' && !scopes.read && !scopes.write && !scopes.admin)) {
+    return (
+      `NO AUTHENTICATION: listening on ${config.host}, beyond loopback, with every route open to whoever reaches the port ` +
+      '(reads, writes and administration): set TIMESTORE_AUTH=tokens and create a token with `timestore token create`, or bind TIMESTORE_HOST=127.0.0.1'
+    );
+  }
+  if (mode === 'headers') {
+    return (
+      `listening on ${config.host}, beyond loopback, trusting x-iam-scopes as sent: only a gateway that sets these headers may reach this port; ` +
+      'otherwise set TIMESTORE_AUTH=tokens'
+    );
+  }
+  return null;
 }
 
 export interface LifecycleProcess {

@@ -37,6 +37,16 @@ describe('configuration', () => {
     expect(loadConfig({ TIMESTORE_REQUIRE_SCOPE: 'r', TIMESTORE_ADMIN_SCOPE: 'a' }).scopes.admin).toBe('a');
   });
 
+  test('TIMESTORE_AUTH: headers by default; tokens gives every rule a scope (read, write, admin unless named)', () => {
+    expect(loadConfig({}).auth).toEqual({ mode: 'headers', tokenCacheMs: 10_000 });
+    const tokens = loadConfig({ TIMESTORE_AUTH: 'tokens', TIMESTORE_AUTH_TOKEN_CACHE_SECONDS: '0' });
+    expect(tokens.auth).toEqual({ mode: 'tokens', tokenCacheMs: 0 });
+    expect(tokens.scopes).toEqual({ read: 'read', write: 'write', admin: 'admin' });
+    // With tokens the admin scope never falls back to the read scope.
+    expect(loadConfig({ TIMESTORE_AUTH: 'tokens', TIMESTORE_REQUIRE_SCOPE: 'ts:read' }).scopes).toEqual({ read: 'ts:read', write: 'write', admin: 'admin' });
+    expect(loadConfig({ TIMESTORE_AUTH: 'none' }).scopes).toEqual({ read: null, admin: null, write: null });
+  });
+
   test.each([
     ['TIMESTORE_PORT', 'abc', 'TIMESTORE_PORT must be an integer from 1 to 65535 (got "abc")'],
     ['TIMESTORE_PORT', '70000', 'TIMESTORE_PORT must be an integer from 1 to 65535'],
@@ -52,6 +62,8 @@ describe('configuration', () => {
     ['TIMESTORE_DATABASE_URL', 'mysql://x', 'TIMESTORE_DATABASE_URL must be a URL starting with postgres:// or postgresql://'],
     ['TIMESTORE_S3_ENDPOINT', 'not a url', 'TIMESTORE_S3_ENDPOINT must be a URL'],
     ['TIMESTORE_WORKER_THREADS', '1.5', 'TIMESTORE_WORKER_THREADS must be an integer'],
+    ['TIMESTORE_AUTH', 'jwt', 'TIMESTORE_AUTH must be one of headers, tokens, none (got "jwt")'],
+    ['TIMESTORE_AUTH_TOKEN_CACHE_SECONDS', '301', 'TIMESTORE_AUTH_TOKEN_CACHE_SECONDS must be an integer from 0 to 300'],
   ])('%s=%s is refused with a message naming the variable', (name, value, message) => {
     let error: unknown;
     try {

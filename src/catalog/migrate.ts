@@ -28,6 +28,8 @@ import jobRetryWindow0005 from '../../migrations/0005_job_retry_window.ts' with 
 import caseConflicts0006 from '../../migrations/0006_case_conflicting_fields.ts' with { type: 'text' };
 // @ts-expect-error: as above
 import readerPins0007 from '../../migrations/0007_reader_pins.ts' with { type: 'text' };
+// @ts-expect-error: as above
+import apiTokens0008 from '../../migrations/0008_api_tokens.ts' with { type: 'text' };
 
 /** Every migration, in order. A test checks this list against `migrations/`. */
 export const MIGRATIONS: ReadonlyArray<{ name: string; text: string }> = [
@@ -38,6 +40,7 @@ export const MIGRATIONS: ReadonlyArray<{ name: string; text: string }> = [
   { name: '0005_job_retry_window.ts', text: jobRetryWindow0005 as string },
   { name: '0006_case_conflicting_fields.ts', text: caseConflicts0006 as string },
   { name: '0007_reader_pins.ts', text: readerPins0007 as string },
+  { name: '0008_api_tokens.ts', text: apiTokens0008 as string },
 ];
 
 const MIGRATION_LOCK_KEY = 0x7473_6d69; // "tsmi": one key for every timestore schema in a database

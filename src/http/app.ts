@@ -10,7 +10,8 @@ import type { Tracer } from '../observability/tracing.ts';
 import type { IngestService } from '../ingest/service.ts';
 import type { QueryService } from '../query/service.ts';
 import type { Readiness } from '../readiness.ts';
-import type { Config } from '../config.ts';
+import type { AuthMode, Config } from '../config.ts';
+import type { TokenService } from '../tokens/service.ts';
 import { type AuthOptions, auth } from './auth.ts';
 import { apiDocs } from './docs.ts';
 import { errorHandler } from './errors.ts';
@@ -20,12 +21,16 @@ import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { ingestRoutes } from './routes/ingest.ts';
 import { queryRoutes } from './routes/query.ts';
+import { tokenRoutes } from './routes/tokens.ts';
 
 export interface AppDependencies {
   log: Logger;
   readiness: Readiness;
   scopes: Config['scopes'];
+  /** Where a request's scopes come from (TIMESTORE_AUTH). */
+  authMode: AuthMode;
   datasetIam: AuthOptions['datasetIam'];
+  tokens: TokenService;
   ingest: IngestService;
   query: QueryService;
   admin: AdminService;
@@ -43,11 +48,27 @@ const DESCRIPTION = [
   'A time-series store: send rows over HTTP, query time ranges with downsampling.',
   'Every error is JSON of one shape: `{"error":{"code","message","details"?}}`.',
   'Every response carries an `x-request-id` header (the caller\'s, when sent).',
-  'Scopes: each operation names its rule in `x-timestore-scope` (`open`, `read`, `write`, `admin`). Scopes are sent in the `x-iam-scopes` header (comma- or space-separated) and the actor in `x-iam-user`; both must come from a trusted gateway. With no scope configured, a route is open.',
-].join('\n\n');
+];
+
+/** How this server's callers show their scopes, for the API description. */
+const CREDENTIALS: Record<AuthMode, string> = {
+  headers:
+    'Scopes: each operation names its rule in `x-timestore-scope` (`open`, `read`, `write`, `admin`). Scopes are sent in the `x-iam-scopes` header (comma- or space-separated) and the actor in `x-iam-user`; both must come from a trusted gateway. With no scope configured, a route is open.',
+  tokens:
+    'Scopes: each operation names its rule in `x-timestore-scope` (`open`, `read`, `write`, `admin`). Every operation that is not `open` needs an API token, sent as `Authorization: Bearer <token>` (the Authorize button here takes one); the token\'s scopes must satisfy the rule. Tokens come from `timestore token create` or `POST /admin/tokens`.',
+  none: 'Every operation is open: this server checks no credentials (TIMESTORE_AUTH=none).',
+};
 
 export function createApp(deps: AppDependencies) {
-  const scoped = auth({ scopes: deps.scopes, datasetIam: deps.datasetIam });
+  const scoped = auth({
+    scopes: deps.scopes,
+    mode: deps.authMode,
+    datasetIam: deps.datasetIam,
+    authenticateToken: async (secret) => {
+      const token = await deps.tokens.authenticate(secret);
+      return { scopes: token.scopes, actor: token.name };
+    },
+  });
   // normalize: false makes a property the schema does not name a 400 instead of silently dropping
   // it, so a misspelt option (`maxAge` for `maxAgeHours`) is reported rather than ignored.
   return new Elysia({ normalize: false, serve: { maxRequestBodySize: deps.maxBodyBytes + 1024 * 1024, idleTimeout: deps.idleTimeoutSeconds } })
@@ -55,12 +76,13 @@ export function createApp(deps: AppDependencies) {
     .use(requestLog(deps.log, { tracer: deps.tracer, metrics: deps.metrics }))
     .use(
       apiDocs({
-        description: DESCRIPTION,
+        description: [...DESCRIPTION, CREDENTIALS[deps.authMode]].join('\n\n'),
+        authMode: deps.authMode,
         tags: [
           { name: 'health', description: 'Liveness and readiness for load balancers.' },
           { name: 'ingest', description: 'Send rows; follow the jobs that write them.' },
           { name: 'query', description: 'Read time ranges, raw or downsampled.' },
-          { name: 'admin', description: 'Datasets, manifests, retention policies, storage targets, audit events and jobs.' },
+          { name: 'admin', description: 'Datasets, manifests, retention policies, storage targets, audit events, jobs and API tokens.' },
         ],
       }),
     )
@@ -68,7 +90,8 @@ export function createApp(deps: AppDependencies) {
     .use(metricsRoutes(deps.metrics, scoped))
     .use(ingestRoutes(deps.ingest, scoped))
     .use(queryRoutes(deps.query, scoped))
-    .use(adminRoutes(deps.admin, scoped));
+    .use(adminRoutes(deps.admin, scoped))
+    .use(tokenRoutes(deps.tokens, scoped));
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -12,6 +12,7 @@ import bundlePath from '../../node_modules/swagger-ui-dist/swagger-ui-bundle.js'
 import faviconPath from '../../node_modules/swagger-ui-dist/favicon-32x32.png' with { type: 'file' };
 import swaggerUi from '../../node_modules/swagger-ui-dist/package.json' with { type: 'json' };
 import cssPath from '../../node_modules/swagger-ui-dist/swagger-ui.css' with { type: 'file' };
+import type { AuthMode } from '../config.ts';
 import { VERSION } from '../version.ts';
 import { errors } from '../model/errors.ts';
 import { errorResponse } from './errors.ts';
@@ -46,8 +47,16 @@ const page = `<!DOCTYPE html>
 </body>
 </html>`;
 
+/** The credentials each auth mode takes, as OpenAPI security schemes (the Authorize dialog of Swagger UI). */
+const SECURITY_SCHEMES: Record<AuthMode, Record<string, unknown>> = {
+  headers: { iamScopes: { type: 'apiKey', in: 'header', name: 'x-iam-scopes', description: 'Comma- or space-separated scopes.' } },
+  tokens: { bearerToken: { type: 'http', scheme: 'bearer', bearerFormat: 'ts_…', description: 'An API token from `timestore token create` or POST /admin/tokens.' } },
+  none: {},
+};
+
 export interface DocsOptions {
   description: string;
+  authMode: AuthMode;
   tags: { name: string; description: string }[];
 }
 
@@ -80,9 +89,7 @@ export function apiDocs(options: DocsOptions) {
         documentation: {
           info: { title: 'timestore', version: VERSION, description: options.description },
           tags: options.tags,
-          components: {
-            securitySchemes: { iamScopes: { type: 'apiKey', in: 'header', name: 'x-iam-scopes', description: 'Comma- or space-separated scopes.' } },
-          },
+          components: { securitySchemes: SECURITY_SCHEMES[options.authMode] as never },
         },
       }),
     );

@@ -65,10 +65,14 @@ const CATALOGUE = {
   invalid_body: { status: 400, message: (why: string) => `request body could not be parsed: ${why}` },
   invalid_cookie: { status: 400, message: () => 'invalid cookie signature' },
   invalid_cursor: { status: 400, message: () => 'cursor is not one this server returned; start again without it' },
-  unauthorized: { status: 401, message: () => 'this route needs a scope: send it in x-iam-scopes' },
-  forbidden: { status: 403, message: () => 'x-iam-scopes holds none of the scopes this route needs' },
+  unauthorized: { status: 401, message: (message = 'this route needs a scope: send it in x-iam-scopes') => message },
+  forbidden: { status: 403, message: (message = 'x-iam-scopes holds none of the scopes this route needs') => message },
   not_found: { status: 404, message: (what: string, id: string) => `${what} "${id}" was not found` },
   route_not_found: { status: 404, message: (method: string, path: string) => `no route for ${method} ${path}` },
+
+  // API tokens.
+  invalid_token_request: { status: 400, message: said },
+  token_name_taken: { status: 409, message: said },
 
   // Ingestion: a batch that breaks a rule of constraints.ts (raised through `refuse`).
   payload_too_large: {

@@ -156,3 +156,18 @@ export interface AuditEvent {
   details: Record<string, unknown>;
   createdAt: Date;
 }
+
+/** An API token as the catalog keeps it: never its secret, only the secret's hash and first characters. */
+export interface ApiToken {
+  id: string;
+  name: string;
+  secretHash: string;
+  secretPrefix: string;
+  scopes: string[];
+  createdBy: string | null;
+  createdAt: Date;
+  expiresAt: Date | null;
+  lastUsedAt: Date | null;
+  revokedAt: Date | null;
+  revokedBy: string | null;
+}

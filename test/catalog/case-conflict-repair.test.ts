@@ -7,6 +7,7 @@ import { afterAll, expect, test } from 'bun:test';
 import { rmSync } from 'node:fs';
 import postgres from 'postgres';
 import { recordAuditEvent } from '../../src/catalog/audit.ts';
+import { MIGRATIONS } from '../../src/catalog/migrate.ts';
 import { createDataset, findDataset } from '../../src/catalog/datasets.ts';
 import { listSchemaVersions, recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
 import type { SchemaField } from '../../src/model/records.ts';
@@ -97,9 +98,13 @@ test('datasets holding fields that differ only in case ingest and answer queries
   await ts.server.shutdown('upgrade');
   const admin = postgres(ts.config.databaseUrl!, { max: 1, onnotice: () => {} });
   try {
-    // The catalog as the version before the repair left it: without the repair and what came after it.
-    await admin.unsafe(`DROP TABLE ${ts.config.pgSchema}.reader_pins`);
-    await admin.unsafe(`DELETE FROM ${ts.config.pgSchema}.migrations WHERE name IN ('${MIGRATION}', '0007_reader_pins.ts')`);
+    // The catalog as the version before the repair left it: without the repair and what came after
+    // it (each later migration undone by its own `down`, newest first; the repair has none).
+    const later = MIGRATIONS.slice(MIGRATIONS.findIndex((m) => m.name === MIGRATION) + 1).reverse();
+    await admin.unsafe(`SET search_path TO ${ts.config.pgSchema}`);
+    for (const { name } of later) await ((await import(`../../migrations/${name}`)) as { down(sql: unknown): Promise<void> }).down(admin);
+    const undone = [MIGRATION, ...later.map((m) => m.name)];
+    await admin`DELETE FROM ${admin(ts.config.pgSchema)}.migrations WHERE name IN ${admin(undone)}`;
   } finally {
     await admin.end();
   }

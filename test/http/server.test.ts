@@ -62,6 +62,8 @@ describe('a running server', () => {
       '/admin/jobs/{jobId}',
       '/admin/jobs/{jobId}/retry',
       '/admin/storage-targets',
+      '/admin/tokens',
+      '/admin/tokens/{tokenId}',
       '/datasets/{datasetSlug}/ingest',
       '/datasets/{datasetSlug}/latest',
       '/datasets/{datasetSlug}/query',

@@ -5,8 +5,11 @@
  * Without Chromium the browser tests are skipped locally and fail in CI.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { TokenService } from '../../src/tokens/service.ts';
+import { silentLog } from '../harness/catalog.ts';
 import { chromiumPath, renderPage } from '../harness/chromium.ts';
 import { type ServerProcess, spawnServer } from '../harness/server-process.ts';
+import { startTestServer } from '../harness/server.ts';
 
 const HAVE_CHROMIUM = chromiumPath() !== null;
 // Skipped without Chromium locally; in CI it runs (and fails, below) so a missing browser is not silent.
@@ -160,6 +163,48 @@ describe('Swagger UI in headless Chromium', () => {
       expect(withoutFavicon(result.pageErrors)).toEqual([]);
     },
     45_000,
+  );
+
+  browserTest(
+    'in token mode, Authorize takes a token and Try it out sends it',
+    async () => {
+      const ts = await startTestServer({ TIMESTORE_AUTH: 'tokens' });
+      try {
+        const { secret } = await new TokenService({ sql: ts.sql, log: silentLog, cacheMs: 0 }).create({ name: 'swagger-user', scopes: ['admin'] }, 'test');
+        // What a person does, one step per poll: Authorize, paste the token, close; open GET /admin/tokens, Try it out, Execute.
+        const clicks = `(() => {
+          const s = (window.__steps ??= { step: 0 });
+          const q = (selector, root = document) => root.querySelector(selector);
+          const operation = () => q('.opblock-get [data-path="/admin/tokens"]')?.closest('.opblock');
+          const click = (selector, root) => { const element = root && q(selector, root); if (!element) return false; element.click(); s.step++; return false; };
+          switch (s.step) {
+            case 0: return operation() ? click('.btn.authorize', document) : false;
+            case 1: {
+              const input = q('.modal-ux input');
+              if (!input) return false;
+              Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set.call(input, ${JSON.stringify(secret)});
+              input.dispatchEvent(new Event('input', { bubbles: true }));
+              s.step++;
+              return false;
+            }
+            case 2: return click('.auth-btn-wrapper .authorize', q('.modal-ux'));
+            case 3: return click('.btn-done', q('.modal-ux'));
+            case 4: return click('.opblock-summary-control', operation());
+            case 5: return click('.try-out__btn', operation());
+            case 6: return click('.execute', operation());
+            default: return !!q('.live-responses-table .response-col_status', operation());
+          }
+        })()`;
+        const result = await renderPage(`http://127.0.0.1:${new URL(ts.url).port}/docs`, { waitFor: clicks, timeoutMs: 30_000 });
+        expect(result.dom).toContain('<td class="response-col_status">200</td>');
+        expect(result.dom).toContain('swagger-user');
+        expect(result.dom).toContain(`Bearer ${secret}`);
+        expect(withoutFavicon(result.pageErrors)).toEqual([]);
+      } finally {
+        await ts.stop();
+      }
+    },
+    60_000,
   );
 
   browserTest(

@@ -165,7 +165,7 @@ const NewStorageTarget = t.Union(
 const AuditEventView = t.Object({
   id: t.Integer(),
   action: t.String({ description: 'e.g. dataset.created, dataset.updated, schema.evolved, schema.repaired, retention.updated, dataset.storage_target_changed.' }),
-  actor: t.Nullable(t.String({ description: 'From x-iam-user / x-user-id.' })),
+  actor: t.Nullable(t.String({ description: "The API token's name, or x-iam-user / x-user-id in header mode." })),
   details: t.Record(t.String(), t.Unknown()),
   createdAt: Timestamp,
 });
@@ -322,8 +322,8 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
     )
     .post(
       '/datasets',
-      async ({ body, headers, set }) => {
-        const created = await service.createDataset(body, actorOf(headers));
+      async ({ body, request, set }) => {
+        const created = await service.createDataset(body, actorOf(request));
         set.status = 201;
         set.headers.location = `/admin/datasets/${created.dataset.id}`;
         return detailView(created);
@@ -346,7 +346,7 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
     })
     .patch(
       '/datasets/:datasetId',
-      async ({ params, body, headers }) => detailView(await service.updateDataset(params.datasetId, body, actorOf(headers))),
+      async ({ params, body, request }) => detailView(await service.updateDataset(params.datasetId, body, actorOf(request))),
       {
         scope: 'admin',
         params: DatasetParams,
@@ -382,7 +382,7 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
     })
     .put(
       '/datasets/:datasetId/retention',
-      async ({ params, body, headers }) => retentionView(await service.putRetention(params.datasetId, body, actorOf(headers))),
+      async ({ params, body, request }) => retentionView(await service.putRetention(params.datasetId, body, actorOf(request))),
       {
         scope: 'admin',
         params: DatasetParams,
@@ -393,7 +393,7 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
     )
     .put(
       '/datasets/:datasetId/storage-target',
-      async ({ params, body, headers }) => detailView(await service.setStorageTarget(params.datasetId, body.storageTargetId, actorOf(headers))),
+      async ({ params, body, request }) => detailView(await service.setStorageTarget(params.datasetId, body.storageTargetId, actorOf(request))),
       {
         scope: 'admin',
         params: DatasetParams,
@@ -424,7 +424,7 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
       async ({ params, query, headers, request, set, server }) => {
         const waitMs = requestedWaitMs(headers.prefer, query.wait);
         keepOpenFor(server, request, waitMs);
-        const job = await service.runLifecycle(params.datasetId, actorOf(headers), waitMs);
+        const job = await service.runLifecycle(params.datasetId, actorOf(request), waitMs);
         if (job.state === 'succeeded' || job.state === 'failed') return jobView(job);
         const statusUrl = accepted(set, `/admin/jobs/${job.id}`);
         return { ...jobView(job), jobId: job.id, statusUrl };
@@ -478,7 +478,7 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
       response: { 200: JobView, ...errorsOf(401, 403, 404) },
       detail: detail('A job', 'Any job of the job table (ingest, lifecycle, maintenance): state, attempts, last error and result.'),
     })
-    .post('/jobs/:jobId/retry', async ({ params, headers }) => jobView(await service.retryJob(params.jobId, actorOf(headers))), {
+    .post('/jobs/:jobId/retry', async ({ params, request }) => jobView(await service.retryJob(params.jobId, actorOf(request))), {
       scope: 'admin',
       params: JobParams,
       response: { 200: JobView, ...errorsOf(401, 403, 404, 409) },
@@ -489,8 +489,8 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
     })
     .delete(
       '/jobs/:jobId',
-      async ({ params, headers }) => {
-        const deleted = await service.deleteJob(params.jobId, actorOf(headers));
+      async ({ params, request }) => {
+        const deleted = await service.deleteJob(params.jobId, actorOf(request));
         return { job: jobView(deleted.job), stagedBody: deleted.stagedBody };
       },
       {
@@ -517,8 +517,8 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
     })
     .post(
       '/storage-targets',
-      async ({ body, headers, set }) => {
-        const target = await service.registerStorageTarget(body, actorOf(headers));
+      async ({ body, request, set }) => {
+        const target = await service.registerStorageTarget(body, actorOf(request));
         set.status = 201;
         return storageTargetView(target);
       },

@@ -8,6 +8,9 @@ import { ErrorBody, errorBody } from '../errors.ts';
 const ReadyBody = t.Object({
   status: t.Literal('ready'),
   checks: t.Record(t.String(), t.Literal('ok'), { description: 'Each readiness check and its outcome.' }),
+  warnings: t.Optional(
+    t.Array(t.String(), { description: 'What an operator should fix that does not stop the server serving, e.g. that it listens beyond loopback with no authentication.' }),
+  ),
 });
 
 export function healthRoutes(readiness: Readiness, scoped: Scoped) {
@@ -22,10 +25,13 @@ export function healthRoutes(readiness: Readiness, scoped: Scoped) {
       '/ready',
       async ({ set }) => {
         const report = await readiness.check();
-        if (report.code === 'ready') return { status: 'ready' as const, checks: report.checks as Record<string, 'ok'> };
+        const warnings = report.warnings.length > 0 ? { warnings: report.warnings } : {};
+        if (report.code === 'ready') return { status: 'ready' as const, checks: report.checks as Record<string, 'ok'>, ...warnings };
         const error = errors[report.code](report.message, report.checks);
         set.status = error.status;
-        return errorBody(error);
+        const body = errorBody(error);
+        body.error.details = { ...(body.error.details as Record<string, unknown>), ...warnings };
+        return body;
       },
       {
         scope: 'open',
@@ -35,7 +41,8 @@ export function healthRoutes(readiness: Readiness, scoped: Scoped) {
           summary: 'Readiness',
           description:
             'Answers 200 when the catalog answers and is migrated, the storage root is writable and the worker pool answers; ' +
-            'otherwise 503 naming the failing check. Turns 503 as soon as shutdown begins.',
+            'otherwise 503 naming the failing check. Turns 503 as soon as shutdown begins. `warnings` (in `error.details` on a 503) names what an operator should fix, ' +
+            'such as listening beyond loopback with no authentication.',
         },
       },
     );

@@ -80,7 +80,7 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
           body: new Uint8Array(await request.arrayBuffer()),
           query: new URL(request.url).searchParams,
           idempotencyKey: headers['idempotency-key'] ?? null,
-          actor: actorOf(headers),
+          actor: actorOf(request),
           // The request's own span (a child of the caller's `traceparent`): the job's span is its child.
           traceParent: requestTraceparent(request),
           waitMs,
@@ -98,7 +98,7 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
         return { jobId: outcome.job.id, state: outcome.job.state, statusUrl, replayed: outcome.replayed };
       },
       {
-        scope: 'write',
+        scope: { rule: 'write', body: 'read-by-handler' },
         params: t.Object({ datasetSlug: t.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }) }),
         query: t.Object({
           wait: t.Optional(t.String({ description: '`true`: wait (up to 60 s) until the batch is queryable, then answer 201.' })),
@@ -123,7 +123,7 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
           description: [
             'Validates every row against the dataset schema (creating the dataset and schema version 1 on the first batch, and the next schema version when new nullable fields appear), stages the batch durably and queues it.',
             'Answers **202** with the job, a `Location` header and `statusUrl` once the batch is durable, or **201** with the manifest version and partitions once it is published when the server runs with `TIMESTORE_INGEST_MODE=inline`, or the client sends `?wait=true` or `Prefer: wait=<seconds>` (at most 60 s; a batch not yet published by then is answered 202).',
-            'Headers: `Idempotency-Key` (same key and body → the first answer; same key, other body → 409), `x-iam-user`/`x-user-id` (the actor recorded on the job and audit events).',
+            'Headers: `Idempotency-Key` (same key and body → the first answer; same key, other body → 409). The actor recorded on the job and audit events is the API token\'s name (in header mode `x-iam-user`/`x-user-id`).',
             '**Body formats**, chosen by `Content-Type` (any other is a 415 listing these):',
             [
               '- `application/json`: `{schema, partition, rows, datasetName?, storageTargetId?, idempotencyKey?}` (the example below).',
