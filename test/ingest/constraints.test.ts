@@ -437,13 +437,14 @@ const stagedFiles = (slug: string): number => {
 async function settledStagedFiles(slug: string): Promise<number> {
   for (const deadline = Date.now() + 10_000; ; await Bun.sleep(20)) {
     const [row] = await ts.sql<{ n: number }[]>`
-      SELECT count(*)::int AS n FROM jobs j JOIN datasets d ON d.id = j.dataset_id WHERE d.slug = ${slug} AND j.state <> 'succeeded'`;
+      SELECT count(*)::int AS n FROM jobs j JOIN datasets d ON d.id = j.dataset_id WHERE d.slug = ${slug} AND j.kind = 'ingest' AND j.state <> 'succeeded'`;
     const staged = stagedFiles(slug);
     if (staged === row!.n || Date.now() > deadline) return staged;
   }
 }
+// Ingest jobs only: a publish also queues its dataset's lifecycle job (TIMESTORE_COMPACTION_DELAY_SECONDS).
 const jobsOf = async (slug: string) =>
-  Number((await ts.sql`SELECT count(*)::int AS n FROM jobs j JOIN datasets d ON d.id = j.dataset_id WHERE d.slug = ${slug}`)[0]?.n ?? 0);
+  Number((await ts.sql`SELECT count(*)::int AS n FROM jobs j JOIN datasets d ON d.id = j.dataset_id WHERE d.slug = ${slug} AND j.kind = 'ingest'`)[0]?.n ?? 0);
 
 test('every constraint has a case in each format it applies to, and every case breaks a listed constraint in a format it names', () => {
   const missing: string[] = [];

@@ -61,7 +61,8 @@ async function createDataset(slug: string): Promise<void> {
 
 const seedRow = { timestamp: '2020-01-01T00:00:00.000Z', temperature_c: 0, status: 'seed', reading_id: 0, ok: true };
 
-const jobCount = async () => Number((await ts.sql`SELECT count(*)::int AS n FROM jobs`)[0]?.n);
+// Ingest jobs only: a publish also queues its dataset's lifecycle job (TIMESTORE_COMPACTION_DELAY_SECONDS).
+const jobCount = async () => Number((await ts.sql`SELECT count(*)::int AS n FROM jobs WHERE kind = 'ingest'`)[0]?.n);
 const stagedFormat = async (jobId: string) =>
   (await ts.sql`SELECT payload->'staged'->>'format' AS f FROM jobs WHERE id = ${jobId}`)[0]?.f;
 const stagingFiles = (slug: string) => {
