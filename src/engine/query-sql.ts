@@ -82,6 +82,16 @@ export interface QueryInput {
   oneSchema?: boolean;
 }
 
+/** A value of an answer's row, as it leaves the engine (query.ts says how each type converts). */
+export type QueryValue = string | number | boolean | null;
+export type QueryRow = Record<string, QueryValue>;
+
+export interface QueryColumn {
+  name: string;
+  /** One of timestore's type names: `timestamp`, `string`, `double`, `integer`, `boolean`. */
+  type: string;
+}
+
 /** A bound parameter, by position ($1 is index 0). */
 export type SqlParam =
   | { type: 'varchar'; value: string }

@@ -4,8 +4,7 @@
  * each side posts over the task's MessagePort, and the flow-control window.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { QueryColumn, QueryRow } from './query.ts';
-import type { QueryInput } from './query-sql.ts';
+import type { QueryColumn, QueryInput, QueryRow } from './query-sql.ts';
 
 export interface QueryStreamInput extends QueryInput {
   /** Receives the messages of {@link QueryStreamMessage}; answers with {@link QueryStreamControl}. */

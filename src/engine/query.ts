@@ -45,7 +45,7 @@
 import type { DuckDBConnection, DuckDBDataChunk, DuckDBPreparedStatement, DuckDBResult, DuckDBType } from '@duckdb/node-api';
 import type { FieldType } from '../model/field-types.ts';
 import { isoFromMicrosTrimmed } from '../model/timestamps.ts';
-import { type BuiltQuery, buildQuery, InvalidQueryError, MAX_TIMER_MS, type QueryInput, type SqlParam } from './query-sql.ts';
+import { type BuiltQuery, buildQuery, InvalidQueryError, MAX_TIMER_MS, type QueryColumn, type QueryInput, type QueryRow, type QueryValue, type SqlParam } from './query-sql.ts';
 import { useMemoryLimit, useTimeZone } from './session-settings.ts';
 import {
   MAX_BATCH_ROWS,
@@ -56,16 +56,7 @@ import {
   STREAM_WINDOW,
 } from './query-stream-protocol.ts';
 
-export type { QueryField, QueryInput } from './query-sql.ts';
-
-export type QueryValue = string | number | boolean | null;
-export type QueryRow = Record<string, QueryValue>;
-
-export interface QueryColumn {
-  name: string;
-  /** One of timestore's type names: `timestamp`, `string`, `double`, `integer`, `boolean`. */
-  type: string;
-}
+export type { QueryColumn, QueryField, QueryInput, QueryRow, QueryValue } from './query-sql.ts';
 
 export interface QueryOutput {
   columns: QueryColumn[];

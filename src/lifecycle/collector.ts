@@ -18,6 +18,7 @@ import { purgeFinishedJobs } from '../catalog/job-table.ts';
 import { claimFilesToDelete, purgeExpiredIdempotencyKeys, referencedLocations } from '../catalog/lifecycle.ts';
 import { purgeExpiredReaderPins } from '../catalog/reader-pins.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';
+import { OBJECT_KEY_PREFIXES } from '../model/object-keys.ts';
 import type { Dataset, StorageTarget } from '../model/records.ts';
 import type { Logger } from '../log.ts';
 import type { ListedObject, StorageDriver, StorageDrivers } from '../storage/index.ts';
@@ -54,7 +55,7 @@ export async function deleteRemovedFiles(deps: CollectorDeps, dataset: Dataset, 
   }
 }
 
-const SWEPT_PREFIXES = ['datasets/', 'staging/', '.timestore-probe/'];
+const SWEPT_PREFIXES = Object.values(OBJECT_KEY_PREFIXES);
 
 /** Deletes unreferenced objects older than `olderThan` from one storage target. */
 export async function sweepOrphans(deps: CollectorDeps, target: StorageTarget, olderThan: Date, signal: AbortSignal): Promise<Deleted> {

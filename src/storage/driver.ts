@@ -11,6 +11,7 @@
  * directory, are fsynced, renamed into place and the directory fsynced; S3 writes are PutObject or
  * a multipart upload (aborted when it fails). Readers never see a half-written object.
  */
+import { probeObjectKey } from '../model/object-keys.ts';
 
 export type StorageKind = 'local' | 's3';
 
@@ -142,7 +143,7 @@ export function keyProblem(key: string, what: 'key' | 'prefix' = 'key'): string 
 /** Writes, reads back and deletes a small object under `.timestore-probe/`: the body of every driver's probe(). */
 export async function probeRoundTrip(driver: StorageDriver): Promise<void> {
   const payload = new TextEncoder().encode(`timestore probe ${new Date().toISOString()}`);
-  const { location } = await driver.putBytes(`.timestore-probe/${crypto.randomUUID()}`, payload);
+  const { location } = await driver.putBytes(probeObjectKey(), payload);
   try {
     const back = await driver.read(location);
     if (Buffer.compare(Buffer.from(back), Buffer.from(payload)) !== 0) {
