@@ -206,9 +206,8 @@ async function writeOneFile(plan: Plan, keyId: number, inputs: StagedInput[], re
   const path = join(plan.outputDir, `${randomUUID()}.parquet`);
   let returned: Record<string, unknown>;
   try {
-    const readers = await Promise.all(readGroups(inputs, fields).map((group) => readerSql(db, group, fields)));
     const reader = await db.runAndReadAll(
-      `COPY (SELECT * FROM (${readers.join(' UNION ALL ')}) ORDER BY ${plan.order})
+      `COPY (SELECT * FROM (${await rowsOf(db, inputs, fields)}) ORDER BY ${plan.order})
        TO ${sqlString(path)} (${plan.parquetOptions}, RETURN_STATS)`,
     );
     returned = reader.getRowObjectsJS()[0] as Record<string, unknown>;
@@ -569,11 +568,15 @@ function orderBy(sortColumns: string[], timestampColumn: string): string {
   return [...sortColumns, timestampColumn].map(quoteIdent).join(', ');
 }
 
+/** A query over every row of the inputs: their typed readers, one per read group, as one UNION ALL. */
+async function rowsOf(db: DuckDBConnection, inputs: StagedInput[], fields: PartitionField[]): Promise<string> {
+  return (await Promise.all(readGroups(inputs, fields).map((group) => readerSql(db, group, fields)))).join(' UNION ALL ');
+}
+
 /** `sortColumns` by their approximate number of distinct values in the inputs, most first (ties as given). */
 async function byDistinctValues(db: DuckDBConnection, inputs: StagedInput[], fields: PartitionField[], sortColumns: string[]): Promise<string[]> {
-  const readers = await Promise.all(readGroups(inputs, fields).map((group) => readerSql(db, group, fields)));
   const counts = (
-    await db.runAndReadAll(`SELECT ${sortColumns.map((c) => `approx_count_distinct(${quoteIdent(c)})`).join(', ')} FROM (${readers.join(' UNION ALL ')})`)
+    await db.runAndReadAll(`SELECT ${sortColumns.map((c) => `approx_count_distinct(${quoteIdent(c)})`).join(', ')} FROM (${await rowsOf(db, inputs, fields)})`)
   ).getRows()[0]!;
   return sortColumns.map((name, i) => ({ name, i, n: Number(counts[i]) })).sort((a, b) => b.n - a.n || a.i - b.i).map((c) => c.name);
 }

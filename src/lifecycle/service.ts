@@ -58,6 +58,8 @@ export class Lifecycle {
   private runsHere = false;
   private ticking: Promise<void> = Promise.resolve();
   private readonly now: () => Date;
+  /** Per dataset, until when the lifecycle job compactSoon last asked for covers further writes. */
+  private readonly compactionAsked = new Map<string, number>();
 
   constructor(private readonly o: LifecycleOptions) {
     this.now = o.now ?? (() => new Date());
@@ -105,9 +107,15 @@ export class Lifecycle {
   compactSoon(datasetId: string): void {
     const delayMs = this.o.settings.compactionDelayMs;
     if (!this.runsHere || delayMs === 0) return;
-    this.enqueueDataset(datasetId, null, new Date(Date.now() + delayMs)).catch((err) =>
-      this.o.log.warn({ err, datasetId }, 'lifecycle: compaction after a write not scheduled; the next round does it'),
-    );
+    // A write within the delay of this process's last request for the dataset would find that job
+    // queued: no catalog statements on the write path for it.
+    const now = Date.now();
+    if (now < (this.compactionAsked.get(datasetId) ?? 0)) return;
+    this.compactionAsked.set(datasetId, now + delayMs);
+    this.enqueueDataset(datasetId, null, new Date(now + delayMs)).catch((err) => {
+      this.compactionAsked.delete(datasetId);
+      this.o.log.warn({ err, datasetId }, 'lifecycle: compaction after a write not scheduled; the next round does it');
+    });
   }
 
   /** Enqueues a whole round: every dataset that is not archived, and the maintenance job. */

@@ -288,9 +288,13 @@ export class QueryService {
     const found = await findDataset(this.o.sql, slug);
     if (!found) throw errors.not_found('dataset', slug);
     if (found.status === 'archived') throw errors.dataset_archived(`dataset "${slug}" is archived and answers no queries`);
-    const schema = found.schemaVersion > 0 ? await this.o.catalogCache.schemaVersion(found.id, found.schemaVersion) : null;
-    const fields: SchemaField[] = schema?.fields ?? [{ name: found.timestampColumn, type: 'timestamp', nullable: false }];
-    return { found, fields };
+    return { found, fields: (await this.schemaFields(found)) ?? [{ name: found.timestampColumn, type: 'timestamp', nullable: false }] };
+  }
+
+  /** The fields of the dataset's current schema version; null before its first batch. */
+  private async schemaFields(dataset: Dataset): Promise<SchemaField[] | null> {
+    if (dataset.schemaVersion === 0) return null;
+    return (await this.o.catalogCache.schemaVersion(dataset.id, dataset.schemaVersion))?.fields ?? null;
   }
 
   private async prepare<P extends ScanPlan>(slug: string, planner: Planner<P>): Promise<Prepared> {
@@ -406,10 +410,10 @@ export class QueryService {
   private async refreshLatest(datasetId: string, version: number): Promise<void> {
     const found = await findDataset(this.o.sql, datasetId);
     if (!found || found.status === 'archived') return;
-    const schema = found.schemaVersion > 0 ? await this.o.catalogCache.schemaVersion(found.id, found.schemaVersion) : null;
-    if (!schema) return;
+    const fields = await this.schemaFields(found);
+    if (!fields) return;
     const dataset = { ...found, manifestVersion: Math.max(found.manifestVersion, version) };
-    await this.latestCache.table(latestDataset(dataset, schema.fields, seriesKey(found, schema.fields)));
+    await this.latestCache.table(latestDataset(dataset, fields, seriesKey(found, fields)));
   }
 
   /** The latest row of every series in these partitions, every field, for the latest-value cache. */
@@ -417,24 +421,23 @@ export class QueryService {
     const held = await this.acquire([...partitions]);
     try {
       const ts = dataset.timestampColumn;
-      const output = await this.o.pool
-        .query({
-          files: held.paths,
-          fields: dataset.fields,
-          timestampColumn: ts,
-          timeRange: EVERY_INSTANT,
-          filters: [],
-          mode: {
-            kind: 'latest',
-            by: dataset.key,
-            columns: dataset.fields.map((f) => f.name).filter((n) => n !== ts && !dataset.key.includes(n)),
-            order: 'asc',
-            limit,
-          },
-          timeoutMs: this.o.timeoutMs,
-          memoryLimitBytes: this.o.memoryLimitBytes,
-          fieldsInFiles: fieldsInFiles([...partitions], dataset.fields),
-        });
+      const output = await this.o.pool.query({
+        files: held.paths,
+        fields: dataset.fields,
+        timestampColumn: ts,
+        timeRange: EVERY_INSTANT,
+        filters: [],
+        mode: {
+          kind: 'latest',
+          by: dataset.key,
+          columns: dataset.fields.map((f) => f.name).filter((n) => n !== ts && !dataset.key.includes(n)),
+          order: 'asc',
+          limit,
+        },
+        timeoutMs: this.o.timeoutMs,
+        memoryLimitBytes: this.o.memoryLimitBytes,
+        fieldsInFiles: fieldsInFiles([...partitions], dataset.fields),
+      });
       return { rows: output.rows, truncated: output.truncated };
     } finally {
       held.release();
