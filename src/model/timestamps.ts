@@ -129,3 +129,11 @@ export function isoFromMicrosTrimmed(micros: bigint): string {
   const iso = date.toISOString();
   return sub === 0 ? iso : `${iso.slice(0, -1)}${sub.toString().padStart(3, '0')}Z`;
 }
+
+/**
+ * An answer's timestamp (isoFromMicrosTrimmed: `…T00:00:00.000Z`, or `…T00:00:00.000001Z` with
+ * microseconds) with six fraction digits, so that string order is time order (years 0001–9999).
+ */
+export function fixedMicros(iso: string): string {
+  return iso.length === 24 ? `${iso.slice(0, 23)}000Z` : iso;
+}

@@ -18,8 +18,8 @@ import type { QueryRow } from '../engine/query.ts';
 import type { FieldType } from '../model/field-types.ts';
 import { FIXED_INTERVAL_MICROS, type QueryFilter, ROWS } from '../model/query.ts';
 import type { SchemaField } from '../model/records.ts';
-import { isoFromMicrosTrimmed } from '../model/timestamps.ts';
-import { compareValues, fixedMicros, keyComparator, type LatestTable } from './latest-cache.ts';
+import { fixedMicros, isoFromMicrosTrimmed } from '../model/timestamps.ts';
+import { compareValues, keyComparator, type LatestTable } from './latest-cache.ts';
 import type { LatestPlan, QueryPlan } from './request.ts';
 
 export interface CachedAnswer {

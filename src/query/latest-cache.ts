@@ -28,6 +28,7 @@ import type { QueryRow, QueryValue } from '../engine/query.ts';
 import type { FieldType } from '../model/field-types.ts';
 import type { Partition, SchemaField } from '../model/records.ts';
 import { latestRowOrder } from '../model/series.ts';
+import { fixedMicros } from '../model/timestamps.ts';
 
 /** A dataset as one query saw it in the catalog, with its series key. */
 export interface LatestDataset {
@@ -435,14 +436,6 @@ function compareCodePoints(a: string, b: string): number {
     return x - y;
   }
   return a.length - b.length;
-}
-
-/**
- * An answer's timestamp (`…T00:00:00.000Z`, or `…T00:00:00.000001Z` with microseconds) with six
- * fraction digits, so that string order is time order (years are 0001–9999).
- */
-export function fixedMicros(iso: string): string {
-  return iso.length === 24 ? `${iso.slice(0, 23)}000Z` : iso;
 }
 
 function millisOf(iso: string): number {
