@@ -3,9 +3,9 @@
  *
  * Staged inputs (already validated in JS) are read with DuckDB's typed readers (staged-readers.ts);
  * every (partition key, window) group becomes ONE Parquet file ({@link PARQUET_FORMAT}, sorted by the
- * sort columns if any, then the timestamp column) named `<outputDir>/<uuid>.parquet`. Row counts, time range and
- * per-column min/max/null counts come from the data (DuckDB's own accounting of what it wrote, or
- * SQL); size and sha256 from the written file. No row passes through JavaScript.
+ * sort columns if any, then the timestamp column) named `<outputDir>/<uuid>.parquet`. Row counts,
+ * time range and per-column min/max/null counts come from the data (partition-statistics.ts); size
+ * and sha256 from the written file. No row passes through JavaScript.
  *
  * The main thread imports this module's types only (`import type`): at run time it is loaded by the
  * worker, after DuckDB's native library, and it never imports `@duckdb/node-api` at run time.
@@ -14,9 +14,18 @@ import { randomUUID } from 'node:crypto';
 import { statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { type FieldType, SQL_TYPES } from '../model/field-types.ts';
-import { isoFromMicrosFixed, parseTimestamp } from '../model/timestamps.ts';
+import { SQL_TYPES } from '../model/field-types.ts';
+import { isoFromMicrosFixed } from '../model/timestamps.ts';
 import type { SchemaField } from '../model/records.ts';
+import {
+  fromReturnedStatistic,
+  microsFromStatistic,
+  type PartitionColumnStatistics,
+  returnedStatistics,
+  statistic,
+  statisticSql,
+  statisticsOfFile,
+} from './partition-statistics.ts';
 import { assertIdentifier, quoteIdent, sqlString } from './sql.ts';
 import { useMemoryLimit, useTimeZone } from './session-settings.ts';
 import { type ReadGroup, readerSql, readGroups, type StagedInput, type StagedInputFormat } from './staged-readers.ts';
@@ -26,6 +35,7 @@ export type PartitionField = SchemaField;
 
 export type { StagedInput, StagedInputFormat } from './staged-readers.ts';
 export { readCsvHeader } from './staged-readers.ts';
+export type { ColumnStatisticValue, PartitionColumnStatistics } from './partition-statistics.ts';
 
 export interface WritePartitionsInput {
   inputs: StagedInput[];
@@ -71,19 +81,6 @@ export interface WritePartitionsInput {
  */
 export const PARQUET_FORMAT = { version: 'v2', compression: 'lz4_raw' } as const;
 
-export type ColumnStatisticValue = string | number | boolean | null;
-
-/**
- * Statistics of one column in one file. `min`/`max` are null when every value is null; timestamps
- * are ISO-8601 UTC strings with microseconds; strings longer than {@link MAX_STRING_STATISTIC}
- * characters give a truncated `min` (still a lower bound) and no `max`.
- */
-export interface PartitionColumnStatistics {
-  min: ColumnStatisticValue;
-  max?: ColumnStatisticValue;
-  nulls: number;
-}
-
 export interface WrittenPartition {
   /** `<outputDir>/<uuid>.parquet` */
   path: string;
@@ -101,9 +98,6 @@ export interface WrittenPartition {
 }
 
 export type WritePartitionsResult = WrittenPartition[];
-
-/** Longest string kept verbatim in column statistics. */
-export const MAX_STRING_STATISTIC = 256;
 
 const FORMATS: ReadonlySet<string> = new Set<StagedInputFormat>(['json-document', 'ndjson', 'csv', 'parquet']);
 
@@ -253,73 +247,6 @@ async function writeOneFile(plan: Plan, keyId: number, inputs: StagedInput[], re
   return true;
 }
 
-/** The `column_statistics` of COPY … RETURN_STATS: column name (unquoted) → statistic name → value. */
-function returnedStatistics(value: unknown): Map<string, Record<string, string>> {
-  const columns = new Map<string, Record<string, string>>();
-  for (const { key, value: entries } of value as { key: string; value: { key: string; value: string }[] }[]) {
-    const name = key.startsWith('"') && key.endsWith('"') ? key.slice(1, -1).replaceAll('""', '"') : key;
-    columns.set(name, Object.fromEntries(entries.map((e) => [e.key, e.value])));
-  }
-  return columns;
-}
-
-/**
- * A column's statistic from what the Parquet writer recorded; null when it must be computed from
- * the data instead: long strings (the writer cuts them near 256 bytes, at a character, and
- * raises the max's last character, so neither is the value itself) or none recorded, and anything
- * in a form not recognised.
- */
-function fromReturnedStatistic(type: FieldType, s: Record<string, string>, rowCount: number): PartitionColumnStatistics | null {
-  const nulls = Number(s.null_count);
-  if (!Number.isSafeInteger(nulls)) return null;
-  if (nulls === rowCount) return statistic(type, null, null, nulls);
-  if (s.min === undefined || s.max === undefined) return null;
-  switch (type) {
-    case 'timestamp': {
-      const [min, max] = [microsFromStatistic(s.min), microsFromStatistic(s.max)];
-      return min === null || max === null ? null : statistic(type, String(min), String(max), nulls);
-    }
-    case 'string':
-      return Buffer.byteLength(s.min) >= EXACT_STRING_STATISTIC_BYTES || Buffer.byteLength(s.max) >= EXACT_STRING_STATISTIC_BYTES
-        ? null
-        : statistic(type, s.min, s.max, nulls);
-    case 'integer':
-      return /^-?\d+$/.test(s.min) && /^-?\d+$/.test(s.max) ? statistic(type, BigInt(s.min), BigInt(s.max), nulls) : null;
-    case 'double': {
-      const [min, max] = [Number(s.min), Number(s.max)];
-      return Number.isNaN(min) || Number.isNaN(max) || s.has_nan === 'true' ? null : statistic(type, min, max, nulls);
-    }
-    case 'boolean':
-      return statistic(type, s.min === '1' || s.min === 'true', s.max === '1' || s.max === 'true', nulls);
-  }
-}
-
-/** Strings shorter than this are recorded whole by DuckDB's Parquet writer (it cuts them near 256 bytes). */
-const EXACT_STRING_STATISTIC_BYTES = 240;
-
-const RETURNED_TIMESTAMP = /^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?\+00$/;
-
-/** Microseconds since the epoch of a TIMESTAMPTZ statistic as DuckDB prints it in UTC; null for another form. */
-function microsFromStatistic(text: string): bigint | null {
-  const m = RETURNED_TIMESTAMP.exec(text);
-  const millis = m ? parseTimestamp(`${m[1]}Z`) : Number.NaN;
-  if (!m || Number.isNaN(millis)) return null;
-  return BigInt(millis) * 1000n + BigInt((m[2] ?? '').padEnd(6, '0'));
-}
-
-/** Statistics of some columns computed from a written file. */
-async function statisticsOfFile(db: DuckDBConnection, path: string, fields: PartitionField[]): Promise<Record<string, PartitionColumnStatistics>> {
-  const row = (await db.runAndReadAll(`SELECT count(*)::BIGINT, ${fields.map(statisticSql).join(', ')} FROM read_parquet(${sqlString(path)})`)).getRows()[0]!;
-  return Object.fromEntries(fields.map((f, i) => [f.name, statistic(f.type, row[1 + i * 3], row[2 + i * 3], Number(row[3 + i * 3] as bigint))]));
-}
-
-/** min, max and null count of a field, timestamps as epoch microseconds in text. */
-function statisticSql(f: PartitionField): string {
-  const c = quoteIdent(f.name);
-  const [min, max] = f.type === 'timestamp' ? [`epoch_us(min(${c}))::VARCHAR`, `epoch_us(max(${c}))::VARCHAR`] : [`min(${c})`, `max(${c})`];
-  return `${min}, ${max}, (count(*) - count(${c}))::BIGINT`;
-}
-
 /**
  * Writes inputs through a staging table: each row tagged with its input's partition key and its
  * window, one file per (key, window) group, statistics from one query over the table. Inputs are
@@ -464,30 +391,6 @@ function removeFile(path: string): void {
 function readError(staged: StagedInput, error: unknown): Error {
   const detail = error instanceof Error ? error.message : String(error);
   return new Error(`cannot read staged ${staged.format} input ${staged.path}: ${detail}`, { cause: error });
-}
-
-function statistic(type: FieldType, min: unknown, max: unknown, nulls: number): PartitionColumnStatistics {
-  switch (type) {
-    case 'timestamp':
-      return { min: min === null ? null : isoFromMicrosFixed(BigInt(min as string)), max: max === null ? null : isoFromMicrosFixed(BigInt(max as string)), nulls };
-    case 'integer':
-      return { min: min === null ? null : Number(min as bigint), max: max === null ? null : Number(max as bigint), nulls };
-    case 'string': {
-      const minimum = min === null ? null : truncate(min as string);
-      if (max !== null && (max as string).length > MAX_STRING_STATISTIC) return { min: minimum, nulls };
-      return { min: minimum, max: max as string | null, nulls };
-    }
-    default:
-      return { min: min as number | boolean | null, max: max as number | boolean | null, nulls };
-  }
-}
-
-/** A prefix of at most MAX_STRING_STATISTIC UTF-16 units that does not split a surrogate pair. */
-function truncate(value: string): string {
-  if (value.length <= MAX_STRING_STATISTIC) return value;
-  const end = MAX_STRING_STATISTIC;
-  const code = value.charCodeAt(end - 1);
-  return value.slice(0, code >= 0xd800 && code <= 0xdbff ? end - 1 : end);
 }
 
 async function describeFile(path: string): Promise<{ sizeBytes: number; checksum: string }> {
