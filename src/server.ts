@@ -20,7 +20,7 @@ import { IngestService } from './ingest/service.ts';
 import { ReaderPins } from './query/reader-pins.ts';
 import { QueryService } from './query/service.ts';
 import { ingestJobHandler } from './ingest/write.ts';
-import { wakeLocalRunners } from './jobs/local.ts';
+import { wakeLocalRunners } from './jobs/local-signals.ts';
 import { JobRunner } from './jobs/runner.ts';
 import type { Logger } from './log.ts';
 import { Metrics } from './observability/metrics.ts';

@@ -5,7 +5,8 @@
  *   dependency-cruiser with the rules in .dependency-cruiser.cjs; a second test plants a violation
  *   of every rule in a scratch tree and expects each one reported, so a rule that stops matching
  *   (a renamed folder, a broken pattern) fails here too;
- * - where errors are made and HTTP statuses chosen (below), which import rules cannot express.
+ * - where errors are made and HTTP statuses chosen, and where catalog statements are written
+ *   (below), which import rules cannot express.
  */
 import { afterAll, expect, test } from 'bun:test';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -162,6 +163,41 @@ test('errors are made by the catalogue, and HTTP statuses are chosen only there 
   const findings = sourceFiles()
     .filter((file) => file !== ERROR_CATALOGUE && !file.startsWith('http/'))
     .flatMap((file) => statusFindings(file, readFileSync(join(SRC, file), 'utf8')));
+  for (const line of findings) console.error(line);
+  expect(findings).toEqual([]);
+});
+
+/**
+ * Every PostgreSQL statement is written in src/catalog/: postgres.js runs statements as tagged
+ * templates (sql`…`, tx`…`) or through `.unsafe(…)`, and nothing else in src/ uses either form.
+ */
+function catalogStatementFindings(file: string, text: string): string[] {
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
+  const findings: string[] = [];
+  const where = (node: ts.Node) => `src/${file}:${source.getLineAndCharacterOfPosition(node.getStart()).line + 1}`;
+  const visit = (node: ts.Node): void => {
+    if (ts.isTaggedTemplateExpression(node)) findings.push(`${where(node)}: a statement (${node.tag.getText()}\`…\`) outside src/catalog/`);
+    if (ts.isCallExpression(node) && ts.isPropertyAccessExpression(node.expression) && node.expression.name.text === 'unsafe') {
+      findings.push(`${where(node)}: a statement (${node.expression.getText()}(…)) outside src/catalog/`);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return findings;
+}
+
+test('the statement finder sees tagged templates and unsafe calls, and not DuckDB strings', () => {
+  const found = catalogStatementFindings(
+    'x/y.ts',
+    ['await this.o.sql`SELECT 1`;', 'await tx.unsafe("SELECT 1");', 'await db.run(`SELECT ${x}`);', 'const s = `SELECT 1`;'].join('\n'),
+  );
+  expect(found.map((f) => f.split(': ')[0])).toEqual(['src/x/y.ts:1', 'src/x/y.ts:2']);
+});
+
+test('catalog statements are written only in src/catalog/', () => {
+  const findings = sourceFiles()
+    .filter((file) => !file.startsWith('catalog/'))
+    .flatMap((file) => catalogStatementFindings(file, readFileSync(join(SRC, file), 'utf8')));
   for (const line of findings) console.error(line);
   expect(findings).toEqual([]);
 });

@@ -37,7 +37,7 @@ import type {
 } from '../model/records.ts';
 import { type AppError, errors } from '../model/errors.ts';
 import { chooseTimestampColumn, checkDeclaredFields, checkTimestampColumnName, DEFAULT_TIMESTAMP_COLUMN, mergeSchema } from '../model/schema.ts';
-import { wakeLocalRunners } from '../jobs/local.ts';
+import { wakeLocalRunners } from '../jobs/local-signals.ts';
 import { describeProbeStep, probeRoundTrip, type StorageDriver, type StorageDrivers } from '../storage/index.ts';
 import { effectiveRetention, type EffectiveRetention, type RetentionDefaults } from '../model/retention.ts';
 

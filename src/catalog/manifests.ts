@@ -107,6 +107,13 @@ export async function getManifestVersion(sql: Db, datasetId: string, version: nu
   return row ?? null;
 }
 
+/** How many partitions are active at a manifest version (0 before the first). */
+export async function activePartitionCount(sql: Db, datasetId: string, version: number): Promise<number> {
+  const [row] = await sql<{ partitionCount: number }[]>`
+    SELECT partition_count FROM manifest_versions WHERE dataset_id = ${datasetId} AND version = ${version}`;
+  return row?.partitionCount ?? 0;
+}
+
 export interface PartitionSelection {
   datasetId: string;
   /** The manifest version to read; partitions active at it are returned. */

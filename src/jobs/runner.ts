@@ -27,7 +27,7 @@
  *   process cannot do so forever. Only lost leases count: retried errors do not.
  *
  * Wake-ups: NOTIFY on a real PostgreSQL, in-process signals always (see
- * local.ts), a jittered poll as the floor, a finished batch (its slot is
+ * local-signals.ts), a jittered poll as the floor, a finished batch (its slot is
  * free and more jobs may wait), and the moment the oldest job held back by a
  * coalescing budget falls due.
  */
@@ -44,7 +44,7 @@ import {
   type Context, contextFromTraceparent, contextWith, failSpan, type Link, NOOP_TRACER, type Span, SpanKind, type Tracer, traceFields,
 } from '../observability/tracing.ts';
 import { retryDelayMs } from './backoff.ts';
-import { announceFinished, nextFinish, onLocalWake, wakeLocalRunners } from './local.ts';
+import { announceFinished, nextFinish, onLocalWake, wakeLocalRunners } from './local-signals.ts';
 
 export type JobResults = Record<string, unknown>;
 

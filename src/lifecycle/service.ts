@@ -25,7 +25,7 @@ import { listStorageTargets } from '../catalog/storage-targets.ts';
 import type { Config } from '../config.ts';
 import { errors } from '../model/errors.ts';
 import type { WorkerPool } from '../engine/pool.ts';
-import { wakeLocalRunners } from '../jobs/local.ts';
+import { wakeLocalRunners } from '../jobs/local-signals.ts';
 import type { JobContext, JobRunner } from '../jobs/runner.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';

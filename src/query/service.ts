@@ -6,7 +6,7 @@
  */
 import type { Sql } from 'postgres';
 import { findDataset } from '../catalog/datasets.ts';
-import { listActivePartitions, listPartitionChanges, listRemovingVersions } from '../catalog/manifests.ts';
+import { activePartitionCount, listActivePartitions, listPartitionChanges, listRemovingVersions } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
 import { EVERY_INSTANT, type LatestRequest, type QueryRequest } from '../model/query.ts';
 import type { Dataset, Partition, SchemaField } from '../model/records.ts';
@@ -316,7 +316,7 @@ export class QueryService {
       const snapshot = await this.snapshots.active(dataset.id, version);
       const [overlapping, active] = snapshot
         ? [selectPartitions(snapshot, selection), snapshot.length]
-        : await Promise.all([listActivePartitions(this.o.sql, selection), this.activeCount(dataset.id, version)]);
+        : await Promise.all([listActivePartitions(this.o.sql, selection), activePartitionCount(this.o.sql, dataset.id, version)]);
       const selected = prunePartitions(overlapping, plan.filters, fields);
       const base = { dataset, fields, plan, cached: null, scanned: selected.length, pruned: active - selected.length };
       if (selected.length === 0) {
@@ -442,12 +442,6 @@ export class QueryService {
     } finally {
       held.release();
     }
-  }
-
-  private async activeCount(datasetId: string, version: number): Promise<number> {
-    const [row] = await this.o.sql<{ partitionCount: number }[]>`
-      SELECT partition_count FROM manifest_versions WHERE dataset_id = ${datasetId} AND version = ${version}`;
-    return row?.partitionCount ?? 0;
   }
 
   /** Local paths of the partitions' files: in place on local targets, through the cache for remote ones. */

@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset } from '../../src/catalog/datasets.ts';
 import { type Job, claimJobs, completeJobs, enqueueJob, getJob, retryFailedJob } from '../../src/catalog/job-table.ts';
-import { wakeLocalRunners } from '../../src/jobs/local.ts';
+import { wakeLocalRunners } from '../../src/jobs/local-signals.ts';
 import { type JobRunnerOptions, JobRunner, LeaseLostError, PermanentJobError } from '../../src/jobs/runner.ts';
 import { createLogger } from '../../src/log.ts';
 import { openTestCatalog, silentLog } from '../harness/catalog.ts';
