@@ -169,6 +169,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     metrics,
     log,
   });
+  query.seedLatest().then(
+    (stats) => stats.loads > 0 && log.info({ datasets: stats.datasets, series: stats.series }, 'latest-value cache: seeded from the files'),
+    (err) => log.warn({ err }, 'latest-value cache: not seeded at start; first queries seed it'),
+  );
   metrics.observe({ catalog: catalog.sql, jobKinds: [{ queue, kind: INGEST_JOB_KIND }], cache, snapshots: query, latestCache: query, pool: workers });
 
   const exposure = openExposure(config);

@@ -113,6 +113,13 @@ export interface DatasetPage {
   nextCursor: string | null;
 }
 
+/** Active datasets that hold rows, the most recently written first (every publish moves `updated_at`). */
+export async function listRecentlyWrittenDatasets(sql: Db, limit: number): Promise<Dataset[]> {
+  return sql<Dataset[]>`
+    SELECT * FROM datasets WHERE status = 'active' AND manifest_version > 0
+    ORDER BY updated_at DESC, id LIMIT ${limit}`;
+}
+
 /** Datasets oldest first, a page at a time (keyset.ts: stable while datasets are added). */
 export async function listDatasets(sql: Db, query: DatasetListQuery): Promise<DatasetPage> {
   const after = afterPosition(sql, query.cursor ? decodeCreatedCursor('dataset', query.cursor) : null);

@@ -5,7 +5,7 @@
  * thread for the scan itself.
  */
 import type { Sql } from 'postgres';
-import { findDataset } from '../catalog/datasets.ts';
+import { findDataset, listRecentlyWrittenDatasets } from '../catalog/datasets.ts';
 import { activePartitionCount, listActivePartitions, listPartitionChanges, listRemovingVersions } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
 import { EVERY_INSTANT, type LatestRequest, type QueryRequest } from '../model/query.ts';
@@ -49,6 +49,9 @@ export interface QueryServiceOptions {
   /** Where failures of the latest-value cache's background work are reported. */
   log?: Logger;
 }
+
+/** Datasets whose latest rows are read into the latest-value cache at start (see `seedLatest`). */
+const SEEDED_DATASETS = 100;
 
 /** The span and clock of one query, ended once with its outcome. */
 interface Measured {
@@ -159,6 +162,24 @@ export class QueryService {
     this.refreshLatest(datasetId, version).catch((err) =>
       this.o.log?.warn({ err, datasetId, version }, 'latest-value cache: not brought forward after a publish; the next query does it'),
     );
+  }
+
+  /**
+   * Seeds the latest-value cache from the files of the datasets written most recently (at most
+   * {@link SEEDED_DATASETS}), one at a time and the most recent last, so that the cache's bound
+   * drops older ones first: the first latest-per-series query after a start finds its rows ready.
+   * Run in the background at start; a dataset that fails is left to its first query.
+   */
+  async seedLatest(): Promise<LatestCacheStats> {
+    if (this.latestCache.enabled) {
+      const recent = await listRecentlyWrittenDatasets(this.o.sql, SEEDED_DATASETS);
+      for (const dataset of recent.reverse()) {
+        await this.refreshLatest(dataset.id, dataset.manifestVersion).catch((err) =>
+          this.o.log?.warn({ err, dataset: dataset.slug }, 'latest-value cache: not seeded at start; the first query seeds it'),
+        );
+      }
+    }
+    return this.latestCache.stats();
   }
 
   private async answer<P extends ScanPlan>(slug: string, mode: QueryMode, planner: Planner<P>, trace: Context | undefined): Promise<QueryResult> {
