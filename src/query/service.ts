@@ -8,7 +8,7 @@ import type { Sql } from 'postgres';
 import { findDataset } from '../catalog/datasets.ts';
 import { listActivePartitions, listPartitionChanges, listRemovingVersions } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
-import { EVERY_INSTANT, type LatestRequest, type QueryRequest } from '../model/query.ts';
+import { aggregationType, EVERY_INSTANT, type LatestRequest, type QueryRequest } from '../model/query.ts';
 import type { Dataset, Partition, SchemaField } from '../model/records.ts';
 import { seriesKey } from '../model/series.ts';
 import type { WorkerPool } from '../engine/pool.ts';
@@ -319,12 +319,15 @@ export class QueryService {
         : await Promise.all([listActivePartitions(this.o.sql, selection), this.activeCount(dataset.id, version)]);
       const selected = prunePartitions(overlapping, plan.filters, fields);
       const base = { dataset, fields, plan, cached: null, scanned: selected.length, pruned: active - selected.length };
-      if (selected.length === 0) {
+      // Without rows, only a gap-filled downsample without groupBy has an answer: its empty buckets.
+      const mode = plan.mode;
+      const emptyBuckets = mode.kind === 'downsample' && mode.fillGaps === true && mode.groupBy.length === 0;
+      if (selected.length === 0 && !emptyBuckets) {
         pin.release();
         return { ...base, input: null, release() {} };
       }
 
-      const held = await this.acquire(selected);
+      const held = selected.length > 0 ? await this.acquire(selected) : { paths: [], release() {} };
       return {
         ...base,
         input: {
@@ -484,16 +487,7 @@ export function resultColumns(plan: ScanPlan, fields: SchemaField[]): { name: st
   return [
     ts,
     ...plan.mode.groupBy.map((name) => ({ name, type: 'string' })),
-    ...plan.mode.aggregations.map((a) => {
-      const source = typeOf.get(a.column) ?? 'double';
-      const type =
-        a.fn === 'count' || a.fn === 'count_distinct'
-          ? 'integer'
-          : a.fn === 'avg' || a.fn === 'median' || a.fn === 'percentile'
-            ? 'double'
-            : source;
-      return { name: a.alias, type };
-    }),
+    ...plan.mode.aggregations.map((a) => ({ name: a.alias, type: aggregationType(a.fn, typeOf.get(a.column) ?? 'double', a.fill) })),
   ];
 }
 

@@ -99,6 +99,7 @@ export function queryRoutes(service: QueryService, scoped: Scoped) {
         summary: 'Query a time range, raw or downsampled',
         description: [
           'Raw mode returns the timestamp and the chosen columns ordered by time. With `downsample`, rows are grouped into buckets of `intervalSize` × `intervalUnit` aligned to the UNIX epoch in UTC and labelled by their start, one row per bucket (and per `groupBy` combination), with each aggregation as a column.',
+          '`downsample.fill` answers the empty buckets too: every bucket of the range for every `groupBy` combination, an aggregation without a value there `null`, `previous` (the last value before it in the range), `linear` (interpolated; null at the edges) or a number; `fill` on one aggregation overrides it. Counts of an empty bucket are 0.',
           'Only partitions active at the current manifest version that overlap the time range, match `filters.partitionKey` and whose column statistics allow the filters are read; the answer says how many were scanned and pruned.',
           'Send `Accept: text/csv` or `Accept: application/x-ndjson` for a streamed answer (same rows, no envelope).',
           'A one-bucket downsample of `last` values (and `max`/`last` of the timestamp) grouped by series columns is answered from the latest-value cache when it gives the same rows (`source: "cache"`); POST /datasets/{datasetSlug}/latest asks for the same more directly.',
