@@ -167,6 +167,47 @@ export const QueryRequestSchema = queryRequestSchema(Type.Integer);
 export type QueryRequest = Static<typeof QueryRequestSchema>;
 
 /**
+ * The query string of GET /datasets/:slug/query: the same question as the POST body in words a URL
+ * (and a dashboard's macros) can carry; a list parameter may be comma-separated or given more than
+ * once. query/parameters.ts turns it into a {@link QueryRequest}.
+ */
+export const QueryParametersSchema = Type.Object(
+  {
+    from: Type.String({ description: 'Start (inclusive): epoch milliseconds (Grafana `${__from}`) or ISO-8601.' }),
+    to: Type.String({ description: 'End (exclusive): epoch milliseconds (Grafana `${__to}`) or ISO-8601.' }),
+    interval: Type.Optional(
+      Type.String({
+        pattern: '^[1-9][0-9]*(ms|s|m|h|d|w|M)?$',
+        description:
+          'Bucket width: a number of milliseconds (Grafana `${__interval_ms}`; rounded up to whole seconds), or a number with a unit `s`, `m`, `h`, `d`, `w`, `M` (months). With it the answer is downsampled and `agg` is needed.',
+      }),
+    ),
+    agg: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Za-z_0-9.]+(:[A-Za-z_0-9*]*)?(:[A-Za-z_][A-Za-z0-9_]*)?$' }), {
+        description:
+          'Aggregations, `fn:column[:alias]` (comma-separated or repeated): `avg:usage_user`, `max:usage_user:peak`; `count` counts rows; `p95:latency` is the 0.95 percentile (`p99.9` …).',
+      }),
+    ),
+    groupBy: Type.Optional(Type.String({ description: 'String columns, comma-separated: one series per combination.' })),
+    fill: Type.Optional(Type.String({ pattern: '^(none|null|previous|linear|-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?)$', description: 'As `downsample.fill` of the POST body, for every aggregation.' })),
+    columns: Type.Optional(Type.String({ description: 'Raw answers (no `interval`): the columns besides the timestamp, comma-separated (default: all).' })),
+    filter: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*:' }), {
+        description: '`column:value` (repeated): rows whose column equals the value; a column named more than once: any of its values.',
+      }),
+    ),
+    limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]*$', description: 'Most rows to return (server maximum: TIMESTORE_QUERY_MAX_ROWS).' })),
+    order: Type.Optional(Type.Union(SortOrderSchema.anyOf, { description: 'By time; default asc.' })),
+  },
+  {
+  additionalProperties: false,
+  example: { from: '1767225600000', to: '1767312000000', interval: '3600000', agg: ['avg:temperature_c', 'max:temperature_c'], fill: 'null' },
+  },
+);
+/** The query string of GET /datasets/:slug/query, validated for shape only. */
+export type QueryParameters = Static<typeof QueryParametersSchema>;
+
+/**
  * The body of POST /datasets/:slug/latest: the latest row of every series (model/series.ts), or
  * of every combination of `by`, optionally within a time range and filtered; `integer` as for
  * {@link queryRequestSchema}.
