@@ -183,7 +183,7 @@ export const QueryParametersSchema = Type.Object(
       }),
     ),
     agg: Type.Optional(
-      Type.Array(Type.String({ pattern: '^[A-Za-z_0-9.]+(:[A-Za-z_0-9*]*)?(:[A-Za-z_][A-Za-z0-9_]*)?$' }), {
+      Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.:*,]+$' }), {
         description:
           'Aggregations, `fn:column[:alias]` (comma-separated or repeated): `avg:usage_user`, `max:usage_user:peak`; `count` counts rows; `p95:latency` is the 0.95 percentile (`p99.9` …).',
       }),
@@ -192,8 +192,9 @@ export const QueryParametersSchema = Type.Object(
     fill: Type.Optional(Type.String({ pattern: '^(none|null|previous|linear|-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?)$', description: 'As `downsample.fill` of the POST body, for every aggregation.' })),
     columns: Type.Optional(Type.String({ description: 'Raw answers (no `interval`): the columns besides the timestamp, comma-separated (default: all).' })),
     filter: Type.Optional(
-      Type.Array(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*:' }), {
-        description: '`column:value` (repeated): rows whose column equals the value; a column named more than once: any of its values.',
+      Type.Array(Type.String(), {
+        description:
+          '`column:value` (repeated): rows whose column equals the value; several values (`host:a,b`, or the column named again): any of them. Values cannot hold commas.',
       }),
     ),
     limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]*$', description: 'Most rows to return (server maximum: TIMESTORE_QUERY_MAX_ROWS).' })),

@@ -47,8 +47,10 @@ export function intervalOf(value: string): Pick<Downsample, 'intervalUnit' | 'in
 }
 
 function aggregation(item: string, index: number): Downsample['aggregations'][number] {
-  const [fn = '', column, alias] = item.split(':');
   const where = `agg[${index}] "${item}"`;
+  const parts = item.split(':');
+  if (parts.length > 3) throw errors.invalid_aggregation(`${where}: an aggregation is fn:column[:alias]`, { index });
+  const [fn = '', column, alias] = parts;
   const percentile = /^p(\d+(?:\.\d+)?)$/.exec(fn);
   const named = { ...(column ? { column } : {}), ...(alias ? { alias } : {}) };
   if (percentile) {
@@ -101,13 +103,21 @@ export function queryFromParameters(parameters: QueryParameters, fields: SchemaF
   }
   if (parameters.columns !== undefined) request.columns = items(parameters.columns);
   const byName = new Map(fields.map((f) => [f.name, f]));
+  // `host:a,b` arrives as the items `host:a` and `b` (list parameters are split at commas): an
+  // item without a column is one more value of the one before.
   const wanted = new Map<string, FilterValue[]>();
+  let field: SchemaField | undefined;
   for (const item of parameters.filter ?? []) {
-    const at = item.indexOf(':');
-    const [name, value] = [item.slice(0, at), item.slice(at + 1)];
-    const field = byName.get(name);
-    if (!field) throw errors.unknown_column(`filter: "${name}" is not a column of this dataset (columns: ${fields.map((f) => f.name).join(', ')})`, { column: name });
-    wanted.set(name, [...(wanted.get(name) ?? []), typed(value, field)]);
+    const named = /^([A-Za-z_][A-Za-z0-9_]*):/.exec(item);
+    let value = item;
+    if (named) {
+      field = byName.get(named[1]!);
+      if (!field) throw errors.unknown_column(`filter: "${named[1]}" is not a column of this dataset (columns: ${fields.map((f) => f.name).join(', ')})`, { column: named[1] });
+      value = item.slice(named[0].length);
+    } else if (!field) {
+      throw errors.invalid_filter(`filter "${item}": a filter is column:value`);
+    }
+    wanted.set(field.name, [...(wanted.get(field.name) ?? []), typed(value, field)]);
   }
   if (wanted.size > 0) request.filters = { columns: Object.fromEntries([...wanted].map(([name, values]) => [name, values.length === 1 ? { eq: values[0]! } : { in: values }])) };
   if (parameters.limit !== undefined) request.limit = Number(parameters.limit);
