@@ -173,23 +173,25 @@ export type QueryRequest = Static<typeof QueryRequestSchema>;
  */
 export const QueryParametersSchema = Type.Object(
   {
-    from: Type.String({ description: 'Start (inclusive): epoch milliseconds (Grafana `${__from}`) or ISO-8601.' }),
-    to: Type.String({ description: 'End (exclusive): epoch milliseconds (Grafana `${__to}`) or ISO-8601.' }),
+    from: Type.String({ description: 'Start (inclusive): epoch milliseconds (Grafana `${__from}`) or ISO-8601.', example: '1767225600000' }),
+    to: Type.String({ description: 'End (exclusive): epoch milliseconds (Grafana `${__to}`) or ISO-8601.', example: '1767312000000' }),
     interval: Type.Optional(
       Type.String({
         pattern: '^[1-9][0-9]*(ms|s|m|h|d|w|M)?$',
+      example: '3600000',
         description:
           'Bucket width: a number of milliseconds (Grafana `${__interval_ms}`; rounded up to whole seconds), or a number with a unit `s`, `m`, `h`, `d`, `w`, `M` (months). With it the answer is downsampled and `agg` is needed.',
       }),
     ),
     agg: Type.Optional(
       Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.:*,]+$' }), {
+      example: ['avg:temperature_c', 'max:temperature_c:peak'],
         description:
           'Aggregations, `fn:column[:alias]` (comma-separated or repeated): `avg:usage_user`, `max:usage_user:peak`; `count` counts rows; `p95:latency` is the 0.95 percentile (`p99.9` …).',
       }),
     ),
     groupBy: Type.Optional(Type.String({ description: 'String columns, comma-separated: one series per combination.' })),
-    fill: Type.Optional(Type.String({ pattern: '^(none|null|previous|linear|-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?)$', description: 'As `downsample.fill` of the POST body, for every aggregation.' })),
+    fill: Type.Optional(Type.String({ example: 'null', pattern: '^(none|null|previous|linear|-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?)$', description: 'As `downsample.fill` of the POST body, for every aggregation.' })),
     columns: Type.Optional(Type.String({ description: 'Raw answers (no `interval`): the columns besides the timestamp, comma-separated (default: all).' })),
     filter: Type.Optional(
       Type.Array(Type.String(), {
