@@ -24,6 +24,10 @@
  * model/series.ts (time, then every field), so that the query service's latest-value cache, which
  * keeps rows by the same order, and this statement give the same answer.
  *
+ * Gap filling (`fillGaps`): the buckets with rows are joined onto every bucket number of the
+ * range crossed with the groupBy combinations, and each aggregation's fill is a window function
+ * over its group's buckets (see `gapFilled`), so streamed answers are filled as they are read.
+ *
  * Buckets: fixed-width units (second … week) are the floor of epoch microseconds divided by the
  * width (one integer division per row; correct before 1970 too); months are the UTC calendar month
  * number since 1970-01 (divided likewise for sizes above 1). Rows are grouped by that number and
@@ -41,6 +45,7 @@ import {
   INTERVAL_UNITS,
   type IntervalUnit,
   type LatestMode,
+  type PlannedFill,
   type PlannedMode,
   type QueryFilter,
   type RawMode,
@@ -54,8 +59,9 @@ export type QueryField = Pick<SchemaField, 'name' | 'type'>;
 
 export interface QueryInput {
   /**
-   * Local Parquet paths (at least one), best in ascending time order (e.g. by partition start
-   * time): a raw query with a small limit then skips most row groups, `asc` or `desc`.
+   * Local Parquet paths, best in ascending time order (e.g. by partition start time): a raw query
+   * with a small limit then skips most row groups, `asc` or `desc`. None: no rows (a gap-filled
+   * downsample then answers its empty buckets).
    */
   files: string[];
   /** The union schema: every column any of the files may have. */
@@ -146,6 +152,9 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Longest month interval (ten thousand years). */
 const MAX_MONTHS = 120_000;
 
+/** Most buckets a gap-filled answer generates per group (a sanity check; the service's limit is lower). */
+const MAX_FILLED_BUCKETS = 100_000_000;
+
 /** Upper bound of `limit` (a sanity check, not a policy: the service sets its own maximum). */
 const MAX_LIMIT = 2 ** 31;
 
@@ -197,7 +206,7 @@ interface CheckedQuery {
 function checkQuery(input: QueryInput): CheckedQuery {
   if (typeof input !== 'object' || input === null) invalid('the query input must be an object');
 
-  if (!Array.isArray(input.files) || input.files.length === 0) invalid('files must be a non-empty array of paths');
+  if (!Array.isArray(input.files)) invalid('files must be an array of paths');
   for (const file of input.files) {
     if (typeof file !== 'string' || file === '' || file.includes('\0')) invalid(`file ${JSON.stringify(file)} is not a path`);
   }
@@ -297,8 +306,15 @@ function checkQuery(input: QueryInput): CheckedQuery {
     claim(alias, 'aggregation alias');
     aggregations.push(checkAggregation(aggregation, field));
   }
+  if (mode.fillGaps !== undefined && typeof mode.fillGaps !== 'boolean') invalid('fillGaps must be a boolean');
+  const fillGaps = mode.fillGaps === true;
+  if (!fillGaps && aggregations.some((a) => a.fill !== undefined)) invalid('an aggregation fill needs fillGaps');
+  if (fillGaps) {
+    const [first, last] = bucketSpan(checked.timeRange, intervalUnit, intervalSize);
+    if (last - first >= BigInt(MAX_FILLED_BUCKETS)) invalid(`a gap-filled answer has at most ${MAX_FILLED_BUCKETS} buckets per group`);
+  }
 
-  return { ...checked, mode: { kind: 'downsample', intervalUnit, intervalSize, aggregations, groupBy, order, limit } };
+  return { ...checked, mode: { kind: 'downsample', intervalUnit, intervalSize, aggregations, groupBy, fillGaps, order, limit } };
 }
 
 /** The statement of a checked input; every value is a bound parameter. */
@@ -321,17 +337,20 @@ function compileQuery(query: CheckedQuery): BuiltQuery {
   // Source: the files combined by name (a column some files lack is NULL in their rows), behind
   // typed NULLs for the fields that no file has, when the caller does not know that every field is
   // in some file. The typed-NULL union costs the row-picking plan below 4x (0.56 s → 2.3 s).
-  const absent = query.fields.filter((f) => !query.fieldsInFiles?.has(f.name));
+  const absent = files.length === 0 ? query.fields : query.fields.filter((f) => !query.fieldsInFiles?.has(f.name));
   // Combining by name is needed only across schema versions; files of one version are read as they
   // are (0.3 ms less on a 5 ms one-host query: DuckDB skips unifying the files' schemas).
   const byName = query.oneSchema ? '' : ', union_by_name = true';
-  const scan = `read_parquet(${param({ type: 'varchar[]', value: files })}${byName}, hive_partitioning = false)`;
+  const typedNulls = `SELECT ${absent.map((f) => `CAST(NULL AS ${SQL_TYPES[f.type]}) AS ${quoteIdent(f.name)}`).join(', ')} WHERE false`;
+  const scan = () => `read_parquet(${param({ type: 'varchar[]', value: files })}${byName}, hive_partitioning = false)`;
   const source =
-    absent.length === 0
-      ? scan
-      : `(SELECT ${absent.map((f) => `CAST(NULL AS ${SQL_TYPES[f.type]}) AS ${quoteIdent(f.name)}`).join(', ')} WHERE false
+    files.length === 0
+      ? `(${typedNulls})`
+      : absent.length === 0
+        ? scan()
+        : `(${typedNulls}
     UNION ALL BY NAME
-    SELECT * FROM ${scan})`;
+    SELECT * FROM ${scan()})`;
 
   // WHERE: the time range, then the filters, all on bare columns.
   const where = [
@@ -358,29 +377,28 @@ ${limitSql()}`;
   const us = `epoch_us(${tsSql})`;
   const afterEpoch = `${tsSql} >= TIMESTAMPTZ '1970-01-01 00:00:00+00'`;
   let bucket: string;
-  let bucketLabel: string;
+  let labelOf: (bucketNumber: string) => string;
   if (mode.intervalUnit === 'month') {
     // UTC wall clock without ICU: make_timestamp(us) is a plain TIMESTAMP.
     const utc = `make_timestamp(${us})`;
     const month = `((year(${utc}) - 1970) * 12 + month(${utc}) - 1)`;
-    let firstMonth = 'b."$bucket"';
+    let firstMonth = (n: string) => n;
     bucket = month;
     if (mode.intervalSize !== 1) {
       const size = param({ type: 'bigint', value: BigInt(mode.intervalSize) });
       bucket = floorDiv(month, afterEpoch, size);
-      firstMonth = `b."$bucket" * ${size}`;
+      firstMonth = (n) => `${n} * ${size}`;
     }
-    bucketLabel = `make_timestamptz(epoch_us(TIMESTAMP '1970-01-01 00:00:00' + to_months(CAST(${firstMonth} AS INTEGER))))`;
+    labelOf = (n) => `make_timestamptz(epoch_us(TIMESTAMP '1970-01-01 00:00:00' + to_months(CAST(${firstMonth(n)} AS INTEGER))))`;
   } else {
     const w = param({ type: 'bigint', value: UNIT_MICROS[mode.intervalUnit] * BigInt(mode.intervalSize) });
     bucket = floorDiv(us, afterEpoch, w);
-    bucketLabel = `make_timestamptz(b."$bucket" * ${w})`;
+    labelOf = (n) => `make_timestamptz(${n} * ${w})`;
   }
 
   const { groupBy, aggregations } = mode;
   const aliases = aggregations.map((a) => a.alias);
   const aggregates = aggregations.map((a) => `${aggregationSql(a, ts, param)} AS ${quoteIdent(a.alias)}`);
-  const outer = [`${bucketLabel} AS ${tsSql}`, ...[...groupBy, ...aliases].map((c) => `b.${quoteIdent(c)}`)];
   const order = [`b."$bucket" ${direction}`, ...groupBy.map((c) => `b.${quoteIdent(c)} ASC NULLS LAST`)];
   // Picking one row per group: `arg_max` per column updates one aggregate state per column for
   // every row; `row_number() … = 1` partitioned by the groupBy columns alone is planned as a top-1
@@ -399,13 +417,115 @@ ${limitSql()}`;
   FROM ${source} AS s
   WHERE ${where.join('\n    AND ')}
   GROUP BY ${[1, ...groupBy.map((_, i) => i + 2)].join(', ')}`;
+  const columns = [ts.name, ...groupBy, ...aliases];
+  if (mode.fillGaps) {
+    const sql = gapFilled(query, mode, grouped, labelOf, param, order, limitSql());
+    return { sql, params, columns, limit: mode.limit };
+  }
+  const outer = [`${labelOf('b."$bucket"')} AS ${tsSql}`, ...[...groupBy, ...aliases].map((c) => `b.${quoteIdent(c)}`)];
   const sql = `SELECT ${outer.join(', ')}
 FROM (
   ${grouped}
 ) AS b
 ORDER BY ${order.join(', ')}
 ${limitSql()}`;
-  return { sql, params, columns: [ts.name, ...groupBy, ...aliases], limit: mode.limit };
+  return { sql, params, columns, limit: mode.limit };
+}
+
+/**
+ * A downsample that answers every bucket of the range: the buckets with rows (`grouped`) joined
+ * onto every bucket number of the range (`range`), crossed with every groupBy combination that has
+ * rows, then each aggregation's fill over its group's buckets in time order. Window functions with
+ * IGNORE NULLS find the values before and after a bucket (`previous`: the last one up to it;
+ * `linear`: the last before and the first after, weighted by the bucket start times). Counts of
+ * an empty bucket are 0. Positions are bucket numbers for fixed-width units and bucket start times
+ * for months, which differ in length.
+ */
+function gapFilled(
+  query: CheckedQuery,
+  mode: DownsampleMode,
+  grouped: string,
+  labelOf: (bucketNumber: string) => string,
+  param: (p: SqlParam) => string,
+  order: string[],
+  limit: string,
+): string {
+  const { groupBy, aggregations } = mode;
+  const [first, last] = bucketSpan(query.timeRange, mode.intervalUnit, mode.intervalSize);
+  const g = (c: string) => `g.${quoteIdent(c)}`;
+  const grid = (c: string) => `grid.${quoteIdent(c)}`;
+  const partition = groupBy.length > 0 ? `PARTITION BY ${groupBy.map(grid).join(', ')} ` : '';
+  const position = mode.intervalUnit === 'month' ? `CAST(epoch_us(${labelOf('grid."$bucket"')}) AS DOUBLE)` : 'CAST(grid."$bucket" AS DOUBLE)';
+
+  // Per aggregation: the helper columns the fill needs beside the joined value, then the output.
+  const helpers: string[] = [];
+  const outputs: string[] = [];
+  for (const [i, a] of aggregations.entries()) {
+    const value = g(a.alias);
+    const out = `b.${quoteIdent(a.alias)}`;
+    const helper = (name: string, sql: string) => {
+      helpers.push(`${sql} AS "$${name}_${i}"`);
+      return `b."$${name}_${i}"`;
+    };
+    let output: string;
+    if (a.fn === 'count' || a.fn === 'count_distinct') {
+      output = `COALESCE(${out}, 0)`;
+    } else if (a.fill === undefined) {
+      output = out;
+    } else if (a.fill === 'previous') {
+      output = helper('previous', `last_value(${value} IGNORE NULLS) OVER upto`);
+    } else if (a.fill === 'linear') {
+      const known = (x: string) => `CASE WHEN ${value} IS NOT NULL THEN ${x} END`;
+      const before = helper('before', `CAST(last_value(${value} IGNORE NULLS) OVER before AS DOUBLE)`);
+      const after = helper('after', `CAST(first_value(${value} IGNORE NULLS) OVER after AS DOUBLE)`);
+      const at = helper('at', position);
+      const beforeAt = helper('before_at', `last_value(${known(position)} IGNORE NULLS) OVER before`);
+      const afterAt = helper('after_at', `first_value(${known(position)} IGNORE NULLS) OVER after`);
+      output = `CASE WHEN ${out} IS NOT NULL THEN CAST(${out} AS DOUBLE) ELSE ${before} + (${after} - ${before}) * (${at} - ${beforeAt}) / (${afterAt} - ${beforeAt}) END`;
+    } else {
+      const integer = numericOutput(a.fn, query.fields.find((f) => f.name === a.column) ?? null) === 'integer';
+      const constant = integer ? param({ type: 'bigint', value: BigInt(a.fill.value) }) : param({ type: 'double', value: a.fill.value });
+      output = `COALESCE(${out}, CAST(${constant} AS ${integer ? 'BIGINT' : 'DOUBLE'}))`;
+    }
+    outputs.push(`${output} AS ${quoteIdent(a.alias)}`);
+  }
+
+  const window = (frame: string) => `(${partition}ORDER BY grid."$bucket" ROWS BETWEEN ${frame})`;
+  const groups = groupBy.length > 0 ? `\n  CROSS JOIN (SELECT DISTINCT ${groupBy.map(quoteIdent).join(', ')} FROM g) AS k` : '';
+  const joinedOn = ['g."$bucket" = grid."$bucket"', ...groupBy.map((c) => `${g(c)} IS NOT DISTINCT FROM ${grid(c)}`)];
+  const selected = ['grid."$bucket"', ...groupBy.map(grid), ...aggregations.map((a) => g(a.alias)), ...helpers];
+  return `WITH g AS MATERIALIZED (
+  ${grouped}
+), grid AS (
+  SELECT ${['n.range AS "$bucket"', ...groupBy.map((c) => `k.${quoteIdent(c)}`)].join(', ')}
+  FROM range(CAST(${param({ type: 'bigint', value: first })} AS BIGINT), CAST(${param({ type: 'bigint', value: last + 1n })} AS BIGINT)) AS n${groups}
+)
+SELECT ${[`${labelOf('b."$bucket"')} AS ${quoteIdent(query.ts.name)}`, ...groupBy.map((c) => `b.${quoteIdent(c)}`), ...outputs].join(', ')}
+FROM (
+  SELECT ${selected.join(', ')}
+  FROM grid LEFT JOIN g ON ${joinedOn.join(' AND ')}
+  WINDOW upto AS ${window('UNBOUNDED PRECEDING AND CURRENT ROW')}, before AS ${window('UNBOUNDED PRECEDING AND 1 PRECEDING')}, after AS ${window('1 FOLLOWING AND UNBOUNDED FOLLOWING')}
+) AS b
+ORDER BY ${order.join(', ')}
+${limit}`;
+}
+
+/**
+ * The first and last bucket numbers (as `compileQuery` numbers them) that `[start, end)` touches:
+ * epoch microseconds divided by the width, or UTC calendar months since 1970-01 divided by the size.
+ */
+function bucketSpan(range: { start: string; end: string }, unit: IntervalUnit, size: number): [bigint, bigint] {
+  const [start, end] = [isoMicros(range.start), isoMicros(range.end)];
+  if (start === null || end === null || end <= start) invalid('a gap-filled answer needs a time range whose start is before its end');
+  if (unit !== 'month') {
+    const width = UNIT_MICROS[unit] * BigInt(size);
+    return [floorDivide(start, width), floorDivide(end - 1n, width)];
+  }
+  const month = (micros: bigint) => {
+    const date = new Date(Number(floorDivide(micros, 1000n)));
+    return BigInt((date.getUTCFullYear() - 1970) * 12 + date.getUTCMonth());
+  };
+  return [floorDivide(month(start), BigInt(size)), floorDivide(month(end - 1n), BigInt(size))];
 }
 
 /** `by` and `columns` are fields other than the timestamp, each once; `columns` leaves out what `by` names. */
@@ -590,16 +710,45 @@ function typedParam(f: QueryField, value: FilterValue, param: (p: SqlParam) => s
 function checkAggregation(aggregation: Aggregation, field: (name: unknown, what: string) => QueryField): Aggregation {
   const { fn, alias } = aggregation;
   if (!Object.hasOwn(AGGREGATION_TYPES, fn)) invalid(`aggregation ${alias}: unknown fn ${JSON.stringify(fn)}`);
-  if (fn === 'count' && aggregation.column === '*') return { fn, column: '*', alias };
-  const f = field(aggregation.column, `aggregation ${alias} column`);
-  const accepted = AGGREGATION_TYPES[fn];
-  if (accepted && !accepted.has(f.type)) invalid(`aggregation ${alias}: ${fn} does not apply to ${f.type} column ${f.name}`);
-  if (fn !== 'percentile') return { fn, column: f.name, alias };
+  const rows = fn === 'count' && aggregation.column === '*';
+  const f = rows ? null : field(aggregation.column, `aggregation ${alias} column`);
+  if (f) {
+    const accepted = AGGREGATION_TYPES[fn];
+    if (accepted && !accepted.has(f.type)) invalid(`aggregation ${alias}: ${fn} does not apply to ${f.type} column ${f.name}`);
+  }
+  const fill = aggregation.fill === undefined ? {} : { fill: checkFill(aggregation.fill, fn, f, alias) };
+  if (!f) return { fn, column: '*', alias, ...fill };
+  if (fn !== 'percentile') return { fn, column: f.name, alias, ...fill };
   const p = aggregation.percentile;
   if (typeof p !== 'number' || !(p >= 0 && p <= 1)) {
     invalid(`aggregation ${alias}: percentile needs a percentile between 0 and 1, got ${JSON.stringify(p)}`);
   }
-  return { fn, column: f.name, alias, percentile: p };
+  return { fn, column: f.name, alias, percentile: p, ...fill };
+}
+
+/**
+ * What an aggregation answers in DuckDB: counts are integers; a numeric column's aggregations are
+ * numbers (integers for sum, min, max, first, last of an integer column); else not a number.
+ */
+function numericOutput(fn: AggregationFn, f: QueryField | null): 'integer' | 'double' | null {
+  if (fn === 'count' || fn === 'count_distinct') return 'integer';
+  if (!f || (f.type !== 'integer' && f.type !== 'double')) return null;
+  return f.type === 'integer' && fn !== 'avg' && fn !== 'median' && fn !== 'percentile' ? 'integer' : 'double';
+}
+
+/** `linear` and constants apply to numbers only, a constant to an integer output only when whole. */
+function checkFill(fill: PlannedFill, fn: AggregationFn, f: QueryField | null, alias: string): PlannedFill {
+  const numeric = numericOutput(fn, f);
+  if (fill === 'previous') return fill;
+  if (fill === 'linear') {
+    if (!numeric) invalid(`aggregation ${alias}: fill linear needs numeric values`);
+    return fill;
+  }
+  const value = (fill as { value?: unknown })?.value;
+  if (typeof value !== 'number' || !Number.isFinite(value)) invalid(`aggregation ${alias}: fill must be previous, linear or {value: <finite number>}`);
+  if (!numeric) invalid(`aggregation ${alias}: a constant fill needs numeric values`);
+  if (numeric === 'integer' && !Number.isSafeInteger(value)) invalid(`aggregation ${alias}: the fill of integer values must be an integer, got ${value}`);
+  return { value };
 }
 
 function aggregationSql(aggregation: Aggregation, ts: QueryField, param: (p: SqlParam) => string): string {

@@ -17,6 +17,7 @@ import { apiDocs } from './docs.ts';
 import { errorHandler } from './errors.ts';
 import { requestLog } from './request-log.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { datasetRoutes } from './routes/datasets.ts';
 import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { ingestRoutes } from './routes/ingest.ts';
@@ -53,9 +54,9 @@ const DESCRIPTION = [
 /** How this server's callers show their scopes, for the API description. */
 const CREDENTIALS: Record<AuthMode, string> = {
   headers:
-    'Scopes: each operation names its rule in `x-timestore-scope` (`open`, `read`, `write`, `admin`). Scopes are sent in the `x-iam-scopes` header (comma- or space-separated) and the actor in `x-iam-user`; both must come from a trusted gateway. With no scope configured, a route is open.',
+    'Scopes: each operation names its rule in `x-timestore-scope` (`open`, `read`, `write`, `admin`; `listing` lists what the caller may read). Scopes are sent in the `x-iam-scopes` header (comma- or space-separated) and the actor in `x-iam-user`; both must come from a trusted gateway. With no scope configured, a route is open.',
   tokens:
-    'Scopes: each operation names its rule in `x-timestore-scope` (`open`, `read`, `write`, `admin`). Every operation that is not `open` needs an API token, sent as `Authorization: Bearer <token>` (the Authorize button here takes one); the token\'s scopes must satisfy the rule. Tokens come from `timestore token create` or `POST /admin/tokens`.',
+    'Scopes: each operation names its rule in `x-timestore-scope` (`open`, `read`, `write`, `admin`; `listing` lists what the caller may read). Every operation that is not `open` needs an API token, sent as `Authorization: Bearer <token>` (the Authorize button here takes one); the token\'s scopes must satisfy the rule. Tokens come from `timestore token create` or `POST /admin/tokens`.',
   none: 'Every operation is open: this server checks no credentials (TIMESTORE_AUTH=none).',
 };
 
@@ -81,7 +82,7 @@ export function createApp(deps: AppDependencies) {
         tags: [
           { name: 'health', description: 'Liveness and readiness for load balancers.' },
           { name: 'ingest', description: 'Send rows; follow the jobs that write them.' },
-          { name: 'query', description: 'Read time ranges, raw or downsampled.' },
+          { name: 'query', description: 'The datasets you may read; read time ranges, raw or downsampled.' },
           { name: 'admin', description: 'Datasets, manifests, retention policies, storage targets, audit events, jobs and API tokens.' },
         ],
       }),
@@ -89,6 +90,7 @@ export function createApp(deps: AppDependencies) {
     .use(healthRoutes(deps.readiness, scoped))
     .use(metricsRoutes(deps.metrics, scoped))
     .use(ingestRoutes(deps.ingest, scoped))
+    .use(datasetRoutes(deps.query, scoped))
     .use(queryRoutes(deps.query, scoped))
     .use(adminRoutes(deps.admin, scoped))
     .use(tokenRoutes(deps.tokens, scoped));

@@ -1,7 +1,8 @@
 /**
  * Scopes, declared per route and checked in one place, before the request's body is read.
  *
- * A route says which rule applies with the `scope` option (`open`, `read`, `write` or `admin`);
+ * A route says which rule applies with the `scope` option (`open`, `read`, `write`, `admin` or
+ * `listing`);
  * this plugin turns the rule into a check and into an `x-timestore-scope` note in the OpenAPI
  * document. Where the caller's scopes come from is the server's auth mode (TIMESTORE_AUTH):
  * - `headers`: `x-iam-scopes` (comma- or space-separated) from a trusted gateway; `x-iam-user` /
@@ -14,6 +15,9 @@
  * - `read`: the dataset's `metadata.iam.readScopes` when it names any, else TIMESTORE_REQUIRE_SCOPE;
  * - `write`: the dataset's `metadata.iam.writeScopes` when it names any, else TIMESTORE_REQUIRE_WRITE_SCOPE;
  * - `admin`: TIMESTORE_ADMIN_SCOPE (in header mode falling back to TIMESTORE_REQUIRE_SCOPE);
+ * - `listing` (a list of datasets, GET /datasets): any caller with credentials (in header mode, any
+ *   scope when TIMESTORE_REQUIRE_SCOPE is set); the route lists only the datasets the caller could
+ *   read, asking {@link readableBy} with each dataset's own scopes;
  * and, wherever `read` or `write` needs a scope, also `read:<slug>` or `write:<slug>` of the
  * dataset the request touches (its slug in the path, or the slug of the dataset it names by id or
  * through a job): the per-dataset form, for a token (or gateway) that may use one dataset only.
@@ -33,7 +37,7 @@ import { AppError, errors } from '../model/errors.ts';
 import { bearerToken } from '../model/api-tokens.ts';
 import { toAppError } from './errors.ts';
 
-export type ScopeRule = 'open' | 'read' | 'write' | 'admin';
+export type ScopeRule = 'open' | 'read' | 'write' | 'admin' | 'listing';
 
 /**
  * A route's `scope` option: its rule, or (for a route whose handler reads the request body itself,
@@ -62,6 +66,15 @@ export function parseScopes(header: string | null | undefined): string[] {
 }
 
 const principals = new WeakMap<Request, Principal>();
+const readers = new WeakMap<Request, (dataset: DatasetAccess) => boolean>();
+
+/**
+ * For a `listing` route: whether the caller of a request that passed its check may read a dataset
+ * (its own scopes and slug), by the rule of `read`. A request that was not checked may read nothing.
+ */
+export function readableBy(request: Request): (dataset: DatasetAccess) => boolean {
+  return readers.get(request) ?? (() => false);
+}
 
 /** The actor of a request that passed its scope check: the token's name, or the gateway's `x-iam-user`. */
 export function actorOf(request: Request): string | null {
@@ -82,23 +95,35 @@ export function auth(options: AuthOptions) {
   const mode = options.mode ?? 'headers';
   if (mode === 'tokens' && !options.authenticateToken) throw new Error('auth: mode tokens needs authenticateToken');
 
+  /** The scopes that grant `rule` on a dataset (`null`: none named, the server-wide rule), any one enough; [] when open. */
+  const grantedBy = (rule: 'read' | 'write', dataset: DatasetAccess | null, slug: string | undefined): string[] => {
+    const own = rule === 'read' ? dataset?.readScopes : dataset?.writeScopes;
+    const global = rule === 'read' ? options.scopes.read : options.scopes.write;
+    const needed = own && own.length > 0 ? own : global ? [global] : [];
+    return needed.length > 0 && slug ? [...needed, `${rule}:${slug}`] : needed;
+  };
+
   const required = async (rule: ScopeRule, params: DatasetRef): Promise<string[]> => {
     switch (rule) {
       case 'open':
         return [];
       case 'admin':
         return options.scopes.admin ? [options.scopes.admin] : [];
+      case 'listing':
+        return options.scopes.read ? [options.scopes.read] : [];
       case 'read':
       case 'write': {
         const dataset = params.datasetSlug || params.datasetId || params.jobId ? await options.datasetIam(params) : null;
-        const own = rule === 'read' ? dataset?.readScopes : dataset?.writeScopes;
-        const global = rule === 'read' ? options.scopes.read : options.scopes.write;
-        const needed = own && own.length > 0 ? own : global ? [global] : [];
-        const slug = dataset?.slug ?? params.datasetSlug;
-        return needed.length > 0 && slug ? [...needed, `${rule}:${slug}`] : needed;
+        return grantedBy(rule, dataset, dataset?.slug ?? params.datasetSlug);
       }
     }
   };
+
+  const listFor = (request: Request, held: readonly string[]) =>
+    readers.set(request, (dataset) => {
+      const needed = grantedBy('read', dataset, dataset.slug);
+      return needed.length === 0 || needed.some((scope) => held.includes(scope));
+    });
 
   const tokenPrincipal = async (c: HookContext): Promise<Principal> => {
     const bearer = bearerToken(c.request.headers.get('authorization'));
@@ -125,6 +150,10 @@ export function auth(options: AuthOptions) {
       // Anonymous requests are refused before the catalog is asked anything about datasets.
       const principal = await tokenPrincipal(c);
       principals.set(c.request, principal);
+      if (rule === 'listing') {
+        listFor(c.request, principal.scopes);
+        return;
+      }
       const needed = await required(rule, params);
       // The message names no scope: a dataset's own scopes would tell that it exists.
       if (needed.length > 0 && !needed.some((scope) => principal.scopes.includes(scope))) {
@@ -136,6 +165,11 @@ export function auth(options: AuthOptions) {
     const held = parseScopes(headers.get('x-iam-scopes'));
     principals.set(c.request, { scopes: held, actor: actorFromHeaders(headers) });
     const needed = await required(rule, params);
+    if (rule === 'listing') {
+      if (needed.length > 0 && held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
+      listFor(c.request, held);
+      return;
+    }
     if (needed.length === 0) return;
     if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
     if (!needed.some((scope) => held.includes(scope))) throw errors.forbidden('x-iam-scopes holds none of the scopes this route needs');
@@ -158,6 +192,10 @@ export function auth(options: AuthOptions) {
         'x-timestore-scope': rule,
         security: rule === 'open' || mode === 'none' ? [] : [mode === 'tokens' ? { bearerToken: [] } : { iamScopes: [] }],
       } as Record<string, unknown>;
+      if (rule === 'listing' && mode === 'none') {
+        // No credentials are checked: every dataset is listed.
+        return { detail, transform: ({ request }: { request: Request }) => void readers.set(request, () => true) };
+      }
       if (rule === 'open' || mode === 'none') return { detail };
       // Hooks destructure what they read: Elysia infers from a hook's parameters what to prepare,
       // and a hook taking the whole context would make it parse every body (sucrose).

@@ -142,6 +142,7 @@ const CATALOGUE = {
   duplicate_alias: { status: 400, message: said },
   no_aggregations: { status: 400, message: said },
   too_many_buckets: { status: 400, message: said },
+  invalid_fill: { status: 400, message: said },
   limit_too_large: { status: 400, message: said },
   invalid_query: { status: 400, message: failed },
   query_timeout: { status: 503, message: failed },

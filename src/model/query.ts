@@ -44,6 +44,30 @@ export const FIXED_INTERVAL_MICROS: Readonly<Record<Exclude<IntervalUnit, 'month
 /** `[start, end)` around every instant a row may have (model/timestamps.ts STORABLE_TIME_RANGE), for reads of every row. */
 export const EVERY_INSTANT = { start: '0001-01-01T00:00:00Z', end: '10000-01-01T00:00:00Z' } as const;
 
+/**
+ * What an empty bucket of a downsample answers (`downsample.fill`, or one aggregation's `fill`):
+ * `none` leaves buckets without rows out; the others answer every bucket of the time range (for
+ * every `groupBy` combination) and replace an aggregation that has no value there: `null` leaves
+ * it null, `previous` takes the last value before it within the range, `linear` interpolates
+ * between the values before and after it (null at either edge), a number is that number.
+ */
+export const FillSchema = Type.Union(
+  [Type.Literal('none'), Type.Literal('null'), Type.Null(), Type.Literal('previous'), Type.Literal('linear'), Type.Number()],
+  {
+    description:
+      'Empty buckets: `none` (default) leaves them out; `null`, `previous` (the last value before, within the range), `linear` (between the neighbouring values; null at the edges) or a number answer every bucket of the range, for every groupBy combination.',
+  },
+);
+export type Fill = Static<typeof FillSchema>;
+
+/** One aggregation's own fill (overriding `downsample.fill`); `none` is a property of the whole answer, not of one column. */
+export const AggregationFillSchema = Type.Union([Type.Literal('null'), Type.Null(), Type.Literal('previous'), Type.Literal('linear'), Type.Number()], {
+  description: "This aggregation's fill, overriding `downsample.fill`; any aggregation's fill makes every bucket of the range answer.",
+});
+
+/** A checked fill of one aggregation; absent: it stays null in a bucket without a value. */
+export type PlannedFill = 'previous' | 'linear' | { value: number };
+
 export const FilterValueSchema = Type.Union([Type.String(), Type.Number(), Type.Boolean()]);
 export type FilterValue = Static<typeof FilterValueSchema>;
 
@@ -92,9 +116,11 @@ const EXAMPLE = {
     intervalSize: 1,
     aggregations: [
       { fn: 'avg', column: 'temperature_c', alias: 'avg_temp' },
-      { fn: 'max', column: 'temperature_c' },
+      { fn: 'max', column: 'temperature_c', fill: 'linear' },
       { fn: 'percentile', column: 'temperature_c', percentile: 0.95, alias: 'p95_temp' },
+      { fn: 'count', alias: 'readings' },
     ],
+    fill: 'previous',
   },
   limit: 1000,
 };
@@ -121,10 +147,12 @@ export function queryRequestSchema<Integer extends TSchema>(integer: (options: I
               column: Type.Optional(Type.String({ description: 'The column to aggregate; every fn needs one but `count`, which without one counts rows.' })),
               alias: Type.Optional(Type.String({ description: 'The output column (default `<fn>_<column>`, or `count` for a count of rows).' })),
               percentile: Type.Optional(Type.Number({ description: 'For fn "percentile": between 0 and 1.' })),
+              fill: Type.Optional(AggregationFillSchema),
             }),
             { maxItems: 100 },
           ),
           groupBy: Type.Optional(Type.Array(Type.String(), { maxItems: 10, description: 'String columns: one series per distinct combination.' })),
+          fill: Type.Optional(FillSchema),
         }),
       ),
       limit: Type.Optional(integer({ minimum: 1, description: 'Most rows to return (server maximum: TIMESTORE_QUERY_MAX_ROWS).' })),
@@ -137,6 +165,50 @@ export function queryRequestSchema<Integer extends TSchema>(integer: (options: I
 export const QueryRequestSchema = queryRequestSchema(Type.Integer);
 /** A query as the client sent it, validated for shape only (the planner checks it against the dataset). */
 export type QueryRequest = Static<typeof QueryRequestSchema>;
+
+/**
+ * The query string of GET /datasets/:slug/query: the same question as the POST body in words a URL
+ * (and a dashboard's macros) can carry; a list parameter may be comma-separated or given more than
+ * once. query/parameters.ts turns it into a {@link QueryRequest}.
+ */
+export const QueryParametersSchema = Type.Object(
+  {
+    from: Type.String({ description: 'Start (inclusive): epoch milliseconds (Grafana `${__from}`) or ISO-8601.', example: '1767225600000' }),
+    to: Type.String({ description: 'End (exclusive): epoch milliseconds (Grafana `${__to}`) or ISO-8601.', example: '1767312000000' }),
+    interval: Type.Optional(
+      Type.String({
+        pattern: '^[1-9][0-9]*(ms|s|m|h|d|w|M)?$',
+      example: '3600000',
+        description:
+          'Bucket width: a number of milliseconds (Grafana `${__interval_ms}`; rounded up to whole seconds), or a number with a unit `s`, `m`, `h`, `d`, `w`, `M` (months). With it the answer is downsampled and `agg` is needed.',
+      }),
+    ),
+    agg: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.:*,]+$' }), {
+      example: ['avg:temperature_c', 'max:temperature_c:peak'],
+        description:
+          'Aggregations, `fn:column[:alias]` (comma-separated or repeated): `avg:usage_user`, `max:usage_user:peak`; `count` counts rows; `p95:latency` is the 0.95 percentile (`p99.9` …).',
+      }),
+    ),
+    groupBy: Type.Optional(Type.String({ description: 'String columns, comma-separated: one series per combination.' })),
+    fill: Type.Optional(Type.String({ example: 'null', pattern: '^(none|null|previous|linear|-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?)$', description: 'As `downsample.fill` of the POST body, for every aggregation.' })),
+    columns: Type.Optional(Type.String({ description: 'Raw answers (no `interval`): the columns besides the timestamp, comma-separated (default: all).' })),
+    filter: Type.Optional(
+      Type.Array(Type.String(), {
+        description:
+          '`column:value` (repeated): rows whose column equals the value; several values (`host:a,b`, or the column named again): any of them. Values cannot hold commas.',
+      }),
+    ),
+    limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]*$', description: 'Most rows to return (server maximum: TIMESTORE_QUERY_MAX_ROWS).' })),
+    order: Type.Optional(Type.Union(SortOrderSchema.anyOf, { description: 'By time; default asc.' })),
+  },
+  {
+  additionalProperties: false,
+  example: { from: '1767225600000', to: '1767312000000', interval: '3600000', agg: ['avg:temperature_c', 'max:temperature_c'], fill: 'null' },
+  },
+);
+/** The query string of GET /datasets/:slug/query, validated for shape only. */
+export type QueryParameters = Static<typeof QueryParametersSchema>;
 
 /**
  * The body of POST /datasets/:slug/latest: the latest row of every series (model/series.ts), or
@@ -186,6 +258,8 @@ export interface Aggregation {
   alias: string;
   /** For `percentile`: 0 … 1. */
   percentile?: number;
+  /** With {@link DownsampleMode} `fillGaps`: what replaces a null value (absent: it stays null). */
+  fill?: PlannedFill;
 }
 
 export interface RawMode {
@@ -201,8 +275,24 @@ export interface DownsampleMode {
   intervalSize: number;
   aggregations: Aggregation[];
   groupBy: string[];
+  /**
+   * Every bucket of the time range is answered, for every groupBy combination that has rows in it,
+   * not only the buckets with rows; `count` and `count_distinct` are 0 in an empty one.
+   */
+  fillGaps?: boolean;
   order: SortOrder;
   limit: number;
+}
+
+/**
+ * The type of an aggregation's output column in timestore's type names: counts are integers,
+ * averages and quantiles doubles, a `linear` fill makes any number a double, the others keep their
+ * column's type (`sum` of integers stays an integer).
+ */
+export function aggregationType(fn: AggregationFn, columnType: string, fill?: PlannedFill): string {
+  if (fn === 'count' || fn === 'count_distinct') return 'integer';
+  if (fn === 'avg' || fn === 'median' || fn === 'percentile' || fill === 'linear') return 'double';
+  return columnType;
 }
 
 /**

@@ -67,7 +67,8 @@ export interface LastpointForm {
 /** The bucket label when the downsample is the lastpoint form over one bucket, else null. */
 export function lastpointForm(plan: QueryPlan, key: readonly string[], fields: readonly SchemaField[]): LastpointForm | null {
   const { mode } = plan;
-  if (mode.kind !== 'downsample' || mode.intervalUnit === 'month') return null;
+  // A gap-filled answer has a row for its bucket even without rows in it, which the cache cannot tell.
+  if (mode.kind !== 'downsample' || mode.intervalUnit === 'month' || mode.fillGaps) return null;
   if (!answerable(plan, mode.groupBy, key, fields)) return null;
   const ts = plan.timestampColumn;
   const picksLatest = mode.aggregations.every((a) => (a.column === ts ? a.fn === 'max' || a.fn === 'last' : a.fn === 'last' && a.column !== ROWS));

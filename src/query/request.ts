@@ -9,13 +9,16 @@ import type { Dataset, SchemaField } from '../model/records.ts';
 import { errors } from '../model/errors.ts';
 import {
   type AggregationFn,
+  aggregationType,
   type ColumnComparisons,
   type DownsampleMode,
+  type Fill,
   type FilterOp,
   type FilterValue,
   type IntervalUnit,
   type LatestMode,
   type LatestRequest,
+  type PlannedFill,
   type QueryFilter,
   type QueryRequest,
   type RawMode,
@@ -63,14 +66,52 @@ const FN_TYPES: Record<AggregationFn, FieldType[] | 'any'> = {
   first: 'any',
   last: 'any',
 };
-const UNIT_MS: Record<IntervalUnit, number> = {
+const UNIT_MS: Record<Exclude<IntervalUnit, 'month'>, number> = {
   second: 1_000,
   minute: 60_000,
   hour: 3_600_000,
   day: 86_400_000,
   week: 604_800_000,
-  month: 2_629_746_000, // an average month, for the bucket-count estimate only
 };
+
+/**
+ * How many buckets of `size` × `unit` (aligned as the engine aligns them: to the epoch, months to
+ * UTC calendar months from 1970-01) the range `[from, to)` of epoch milliseconds touches: with a
+ * fill, exactly the buckets the answer has per groupBy combination.
+ */
+export function bucketCount(from: number, to: number, unit: IntervalUnit, size: number): number {
+  if (unit === 'month') {
+    const month = (ms: number) => {
+      const d = new Date(ms);
+      return (d.getUTCFullYear() - 1970) * 12 + d.getUTCMonth();
+    };
+    return Math.floor(month(to - 1) / size) - Math.floor(month(from) / size) + 1;
+  }
+  const width = UNIT_MS[unit] * size;
+  return Math.floor((to - 1) / width) - Math.floor(from / width) + 1;
+}
+
+/**
+ * A fill checked against its aggregation's output type: `linear` and numbers need a numeric
+ * output, a number an integer for an integer output; `null` (or none) is no replacement.
+ */
+function plannedFill(fill: Fill | undefined, outputType: string, where: string, index: number): PlannedFill | undefined {
+  if (fill === undefined || fill === null || fill === 'none' || fill === 'null') return undefined;
+  const numeric = outputType === 'double' || outputType === 'integer';
+  if (fill === 'previous') return fill;
+  if (!numeric) {
+    throw errors.invalid_fill(`${where}: fill ${JSON.stringify(fill)} needs a numeric aggregation; this one answers ${outputType} values (use "previous" or "null")`, {
+      index,
+    });
+  }
+  if (fill === 'linear') return fill;
+  if (!Number.isFinite(fill) || (outputType === 'integer' && !Number.isSafeInteger(fill))) {
+    throw errors.invalid_fill(`${where}: fill ${fill} is not ${outputType === 'integer' ? 'an integer' : 'a finite number'}, as this aggregation's values are`, {
+      index,
+    });
+  }
+  return { value: fill };
+}
 
 /** Looks a column up by name; an unknown one is a 400 that lists the dataset's columns. */
 function columnLookup(fields: SchemaField[]): (name: string, where: string) => SchemaField {
@@ -121,7 +162,7 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
   } else {
     const d = request.downsample;
     const size = d.intervalSize ?? 1;
-    const buckets = Math.ceil((to - from) / (UNIT_MS[d.intervalUnit] * size));
+    const buckets = bucketCount(from, to, d.intervalUnit, size);
     if (buckets > limits.maxBuckets) {
       throw errors.too_many_buckets(
         `${buckets} buckets of ${size} ${d.intervalUnit}(s) over this time range is over the maximum of ${limits.maxBuckets}: use a larger interval or a shorter range`,
@@ -136,6 +177,7 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
       }
     }
     const aliases = new Set<string>([ts, ...groupBy]);
+    let fillGaps = d.fill !== undefined && d.fill !== 'none';
     const aggregations = d.aggregations.map((a, index) => {
       const where = `downsample.aggregations[${index}]`;
       if (a.column === undefined) {
@@ -163,9 +205,27 @@ export function planQuery(request: QueryRequest, fields: SchemaField[], datasetT
       }
       if (aliases.has(alias)) throw errors.duplicate_alias(`${where}: the output column "${alias}" is already taken; give an alias`, { index });
       aliases.add(alias);
-      return { fn: a.fn, column: a.column ?? ROWS, alias, ...(a.fn === 'percentile' ? { percentile: a.percentile } : {}) };
+      if (a.fill !== undefined) fillGaps = true;
+      const columnType = a.column === undefined ? 'integer' : column(a.column, where).type;
+      const fill = plannedFill(a.fill ?? d.fill, aggregationType(a.fn, columnType), where, index);
+      return {
+        fn: a.fn,
+        column: a.column ?? ROWS,
+        alias,
+        ...(a.fn === 'percentile' ? { percentile: a.percentile } : {}),
+        ...(fill !== undefined ? { fill } : {}),
+      };
     });
-    mode = { kind: 'downsample', intervalUnit: d.intervalUnit, intervalSize: size, aggregations, groupBy, order, limit };
+    mode = {
+      kind: 'downsample',
+      intervalUnit: d.intervalUnit,
+      intervalSize: size,
+      aggregations,
+      groupBy,
+      ...(fillGaps ? { fillGaps } : {}),
+      order,
+      limit,
+    };
   }
 
   return { from: new Date(from), to: new Date(to), timestampColumn: ts, partitionKey, filters, mode };

@@ -5,10 +5,12 @@
  * thread for the scan itself.
  */
 import type { Sql } from 'postgres';
-import { findDataset, listRecentlyWrittenDatasets } from '../catalog/datasets.ts';
+import { datasetExtents } from '../catalog/dataset-extents.ts';
+import { findDataset, listDatasets, listRecentlyWrittenDatasets } from '../catalog/datasets.ts';
+import { encodeCreatedCursor } from '../catalog/keyset.ts';
 import { activePartitionCount, listActivePartitions, listPartitionChanges, listRemovingVersions } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
-import { EVERY_INSTANT, type LatestRequest, type QueryRequest } from '../model/query.ts';
+import { aggregationType, EVERY_INSTANT, type LatestRequest, type QueryParameters, type QueryRequest } from '../model/query.ts';
 import type { Dataset, Partition, SchemaField } from '../model/records.ts';
 import { seriesKey } from '../model/series.ts';
 import type { WorkerPool } from '../engine/pool.ts';
@@ -25,6 +27,23 @@ import type { ReaderPins } from './reader-pins.ts';
 import { ManifestSnapshots, selectPartitions, type SnapshotStats } from './manifest-snapshots.ts';
 import { type CachedAnswer, answerLastpoint, answerLatest, lastpointForm, latestFromCache } from './latest-answer.ts';
 import { LatestCache, type LatestCacheStats, type LatestDataset, type LatestTable } from './latest-cache.ts';
+import { type DatasetDescription, describeDataset } from './dataset-description.ts';
+import { queryFromParameters } from './parameters.ts';
+
+/** A query as the POST body asks it, or as the query string of the GET form does. */
+export type QueryAsked = QueryRequest | { parameters: QueryParameters };
+
+function modeOf(asked: QueryAsked): QueryMode {
+  return ('parameters' in asked ? asked.parameters.interval !== undefined : asked.downsample !== undefined) ? 'downsampled' : 'raw';
+}
+
+export interface DatasetListRequest {
+  /** Case-insensitive substring of the slug or name. */
+  search?: string;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+  limit: number;
+}
 
 export interface QueryServiceOptions {
   sql: Sql;
@@ -144,13 +163,47 @@ export class QueryService {
   }
 
   /** `trace`: the request's trace context, the parent of the query's span. */
-  query(slug: string, request: QueryRequest, trace?: Context): Promise<QueryResult> {
-    return this.answer(slug, request.downsample ? 'downsampled' : 'raw', this.queryPlanner(request), trace);
+  query(slug: string, request: QueryAsked, trace?: Context): Promise<QueryResult> {
+    return this.answer(slug, modeOf(request), this.queryPlanner(request), trace);
   }
 
   /** The latest row of every series (POST /datasets/:slug/latest): from the latest-value cache when it can answer, else from the files. */
   latest(slug: string, request: LatestRequest, trace?: Context): Promise<QueryResult> {
     return this.answer(slug, 'latest', this.latestPlanner(request), trace);
+  }
+
+  /** A dataset as its readers see it: schema, series key, time range and totals; 404 unknown, 409 archived. */
+  async describe(slug: string): Promise<DatasetDescription> {
+    const { found } = await this.lookup(slug);
+    const extents = await datasetExtents(this.o.sql, [found.id]);
+    return describeDataset(found, await this.schemaFields(found), extents.get(found.id));
+  }
+
+  /**
+   * The datasets that `mayRead` accepts, archived ones left out, oldest first, `limit` at a time:
+   * the catalog is read page by page until the page is full, so no page tells about the others.
+   */
+  async datasets(mayRead: (dataset: Dataset) => boolean, request: DatasetListRequest): Promise<{ datasets: DatasetDescription[]; nextCursor: string | null }> {
+    const chosen: Dataset[] = [];
+    let cursor: string | null = request.cursor ?? null;
+    let nextCursor: string | null = null;
+    scan: for (;;) {
+      const page = await listDatasets(this.o.sql, { search: request.search, cursor, limit: 200 });
+      for (const [index, dataset] of page.datasets.entries()) {
+        if (dataset.status === 'archived' || !mayRead(dataset)) continue;
+        chosen.push(dataset);
+        if (chosen.length === request.limit) {
+          const more = index < page.datasets.length - 1 || page.nextCursor !== null;
+          nextCursor = more ? encodeCreatedCursor('dataset', dataset) : null;
+          break scan;
+        }
+      }
+      if (!page.nextCursor) break;
+      cursor = page.nextCursor;
+    }
+    const extents = await datasetExtents(this.o.sql, chosen.map((d) => d.id));
+    const datasets = await Promise.all(chosen.map(async (d) => describeDataset(d, await this.schemaFields(d), extents.get(d.id))));
+    return { datasets, nextCursor };
   }
 
   /**
@@ -223,10 +276,10 @@ export class QueryService {
    */
   async stream(
     slug: string,
-    request: QueryRequest,
+    request: QueryAsked,
     trace?: Context,
   ): Promise<{ columns: { name: string; type: string }[]; batches: AsyncGenerator<Record<string, unknown>[], void, undefined> }> {
-    const m = this.measure(slug, request.downsample ? 'downsampled' : 'raw', trace);
+    const m = this.measure(slug, modeOf(request), trace);
     let prepared: Prepared;
     try {
       prepared = await this.prepareIn(m, slug, this.queryPlanner(request));
@@ -340,12 +393,15 @@ export class QueryService {
         : await Promise.all([listActivePartitions(this.o.sql, selection), activePartitionCount(this.o.sql, dataset.id, version)]);
       const selected = prunePartitions(overlapping, plan.filters, fields);
       const base = { dataset, fields, plan, cached: null, scanned: selected.length, pruned: active - selected.length };
-      if (selected.length === 0) {
+      // Without rows, only a gap-filled downsample without groupBy has an answer: its empty buckets.
+      const mode = plan.mode;
+      const emptyBuckets = mode.kind === 'downsample' && mode.fillGaps === true && mode.groupBy.length === 0;
+      if (selected.length === 0 && !emptyBuckets) {
         pin.release();
         return { ...base, input: null, release() {} };
       }
 
-      const held = await this.acquire(selected);
+      const held = selected.length > 0 ? await this.acquire(selected) : { paths: [], release() {} };
       return {
         ...base,
         input: {
@@ -372,9 +428,9 @@ export class QueryService {
     }
   }
 
-  private queryPlanner(request: QueryRequest): Planner<QueryPlan> {
+  private queryPlanner(asked: QueryAsked): Planner<QueryPlan> {
     return {
-      plan: (dataset, fields) => planQuery(request, fields, dataset.timestampColumn, this.o.limits),
+      plan: (dataset, fields) => planQuery('parameters' in asked ? queryFromParameters(asked.parameters, fields) : asked, fields, dataset.timestampColumn, this.o.limits),
       fromCache: async (dataset, fields, plan) => {
         // Only a downsample in the lastpoint form; other queries never ask the cache.
         if (!this.latestCache.enabled) return null;
@@ -499,16 +555,7 @@ export function resultColumns(plan: ScanPlan, fields: SchemaField[]): { name: st
   return [
     ts,
     ...plan.mode.groupBy.map((name) => ({ name, type: 'string' })),
-    ...plan.mode.aggregations.map((a) => {
-      const source = typeOf.get(a.column) ?? 'double';
-      const type =
-        a.fn === 'count' || a.fn === 'count_distinct'
-          ? 'integer'
-          : a.fn === 'avg' || a.fn === 'median' || a.fn === 'percentile'
-            ? 'double'
-            : source;
-      return { name: a.alias, type };
-    }),
+    ...plan.mode.aggregations.map((a) => ({ name: a.alias, type: aggregationType(a.fn, typeOf.get(a.column) ?? 'double', a.fill) })),
   ];
 }
 

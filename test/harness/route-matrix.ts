@@ -12,7 +12,7 @@ import { TokenService } from '../../src/tokens/service.ts';
 import { silentLog } from './catalog.ts';
 import { postJson, type TestServer } from './server.ts';
 
-export type Rule = 'open' | 'read' | 'write' | 'admin';
+export type Rule = 'open' | 'read' | 'write' | 'admin' | 'listing';
 /** A dataset without its own scopes, one with them (`guarded:read`, `guarded:write`), one that does not exist. */
 export type DatasetCase = 'plain' | 'guarded' | 'missing';
 
@@ -103,6 +103,12 @@ export function routeMatrix(fixtures: () => MatrixFixtures): Record<string, Rout
         body: { timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' } },
       }),
     },
+    'GET /datasets/:datasetSlug/query': {
+      rule: 'read',
+      request: (d) => ({ method: 'GET', path: `/datasets/${d}/query?from=1767225600000&to=1767312000000&interval=3600000&agg=avg:v&fill=null` }),
+    },
+    'GET /datasets': { rule: 'listing', request: () => ({ method: 'GET', path: '/datasets' }) },
+    'GET /datasets/:datasetSlug': { rule: 'read', request: (d) => ({ method: 'GET', path: `/datasets/${d}` }) },
     'POST /datasets/:datasetSlug/latest': {
       rule: 'read', body: true,
       request: (d) => ({ method: 'POST', path: `/datasets/${d}/latest`, body: {} }),
@@ -147,6 +153,14 @@ export function routeMatrix(fixtures: () => MatrixFixtures): Record<string, Rout
   return Object.fromEntries(
     Object.entries(rows).map(([key, row]) => [key, { ...row, method: key.split(' ')[0] as string, body: row.body === true }]),
   );
+}
+
+/** The slugs GET /datasets lists for a caller with `headers`, among the matrix's datasets `plain` and `guarded`. */
+export async function listedDatasets(url: string, headers: Record<string, string>): Promise<string[]> {
+  const res = await fetch(`${url}/datasets`, { headers });
+  if (res.status !== 200) throw new Error(`GET /datasets answered ${res.status}`);
+  const { datasets } = (await res.json()) as { datasets: { slug: string }[] };
+  return datasets.map((d) => d.slug).filter((slug) => slug === 'plain' || slug === 'guarded');
 }
 
 /** Sends a route's request with `headers` (JSON content type unless given), and answers its status. */

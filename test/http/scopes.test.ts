@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { rmSync } from 'node:fs';
-import { declaredRoutes, type MatrixFixtures, prepareMatrix, type RouteCase, routeMatrix, sendRaw, sendRoute } from '../harness/route-matrix.ts';
+import { declaredRoutes, listedDatasets, type MatrixFixtures, prepareMatrix, type RouteCase, routeMatrix, sendRaw, sendRoute } from '../harness/route-matrix.ts';
 import { startTestServer, type TestServer } from '../harness/server.ts';
 
 let ts: TestServer;
@@ -37,6 +37,20 @@ describe('scope matrix', () => {
   });
 
   for (const [name, c] of Object.entries(ROUTES)) {
+    if (c.rule === 'listing') {
+      test(`${name} (listing): no header is 401; any scopes list exactly the datasets they may read`, async () => {
+        expect(await send(c, 'plain')).toBe(401);
+        const listed = (held: string) => listedDatasets(ts.url, { 'x-iam-scopes': held });
+        expect(await listed('something:else')).toEqual([]);
+        expect(await listed(`${scopes.write} ${scopes.admin} write:plain write:guarded guarded:write`)).toEqual([]);
+        expect(await listed(scopes.read)).toEqual(['plain']);
+        expect(await listed('read:plain')).toEqual(['plain']);
+        expect(await listed('guarded:read')).toEqual(['guarded']);
+        expect(await listed('read:guarded')).toEqual(['guarded']);
+        expect(await listed(`${scopes.read}, guarded:read`)).toEqual(['plain', 'guarded']);
+      });
+      continue;
+    }
     const right = c.rule === 'open' ? undefined : scopes[c.rule];
     test(`${name} (${c.rule}): no header, wrong scope, right scope`, async () => {
       if (c.rule === 'open') {

@@ -40,6 +40,19 @@ describe('a running server', () => {
     expect(await res.json()).toEqual({ error: { code: 'route_not_found', message: 'no route for POST /no/such/route' } });
   });
 
+  test('Swagger UI has an example for the dataset routes, the GET query and gap filling', async () => {
+    const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, any>> };
+    // The generator puts a response schema's example beside it, on the response.
+    const example = (op: any) => op.responses['200'].example ?? op.responses['200'].content['application/json'].schema.example;
+    expect(example(doc.paths['/datasets']!.get).datasets[0].seriesKey).toEqual(['hostname']);
+    expect(example(doc.paths['/datasets/{datasetSlug}']!.get).timeRange.earliest).toBeString();
+    const parameters = Object.fromEntries((doc.paths['/datasets/{datasetSlug}/query']!.get.parameters as any[]).map((p) => [p.name, p]));
+    for (const name of ['from', 'to', 'interval', 'agg', 'fill']) expect(parameters[name]?.schema?.example, name).toBeDefined();
+    const body = doc.paths['/datasets/{datasetSlug}/query']!.post.requestBody.content['application/json'].schema;
+    expect(body.example.downsample.fill).toBe('previous');
+    expect(body.example.downsample.aggregations.some((a: { fill?: unknown }) => a.fill === 'linear')).toBe(true);
+  });
+
   test('the OpenAPI document has title, version and description, and each route its response schemas', async () => {
     const res = await fetch(`${server.url}/openapi.json`);
     expect(res.status).toBe(200);
@@ -64,6 +77,8 @@ describe('a running server', () => {
       '/admin/storage-targets',
       '/admin/tokens',
       '/admin/tokens/{tokenId}',
+      '/datasets',
+      '/datasets/{datasetSlug}',
       '/datasets/{datasetSlug}/ingest',
       '/datasets/{datasetSlug}/latest',
       '/datasets/{datasetSlug}/query',

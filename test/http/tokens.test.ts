@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { rmSync } from 'node:fs';
 import { TokenService } from '../../src/tokens/service.ts';
 import { silentLog } from '../harness/catalog.ts';
-import { BATCH, declaredRoutes, type DatasetCase, type MatrixFixtures, prepareMatrix, type RouteCase, routeMatrix, sendRaw, sendRoute } from '../harness/route-matrix.ts';
+import { BATCH, declaredRoutes, type DatasetCase, listedDatasets, type MatrixFixtures, prepareMatrix, type RouteCase, routeMatrix, sendRaw, sendRoute } from '../harness/route-matrix.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 let ts: TestServer;
@@ -61,6 +61,24 @@ describe('token matrix', () => {
   });
 
   for (const [name, c] of Object.entries(ROUTES)) {
+    if (c.rule === 'listing') {
+      test(`${name} (listing): a valid token is needed; each token lists exactly the datasets it may read`, async () => {
+        expect(await send(c, 'plain')).toBe(401);
+        for (const refused of ['revoked', 'expired']) expect(await send(c, 'plain', bearer(refused))).toBe(401);
+        expect(await send(c, 'plain', { authorization: `Bearer ${UNKNOWN}` })).toBe(401);
+        expect(await send(c, 'plain', { 'x-iam-scopes': 'read guarded:read' })).toBe(401);
+        const listed = (holder: string) => listedDatasets(ts.url, bearer(holder));
+        expect(await listed('wrong')).toEqual([]);
+        expect(await listed('write')).toEqual([]);
+        expect(await listed('admin')).toEqual([]);
+        expect(await listed('read')).toEqual(['plain']);
+        expect(await listed('read:plain')).toEqual(['plain']);
+        expect(await listed('guarded:read')).toEqual(['guarded']);
+        expect(await listed('read:guarded')).toEqual(['guarded']);
+        expect(await listed('dataset scopes only')).toEqual(['plain', 'guarded']);
+      });
+      continue;
+    }
     const right = c.rule === 'open' ? 'admin' : c.rule;
     test(`${name} (${c.rule}): no token, malformed, unknown, revoked, expired, wrong scope, right scope`, async () => {
       if (c.rule === 'open') {

@@ -2,7 +2,7 @@ import { describe, expect, test } from 'bun:test';
 import type { Partition, SchemaField } from '../../src/model/records.ts';
 import { mayMatch, prunePartitions } from '../../src/query/prune.ts';
 import type { QueryRequest } from '../../src/model/query.ts';
-import { planQuery } from '../../src/query/request.ts';
+import { bucketCount, planQuery } from '../../src/query/request.ts';
 import { refusal } from '../harness/refusal.ts';
 
 const fields: SchemaField[] = [
@@ -100,11 +100,61 @@ describe('planning a query', () => {
     ['duplicate_alias', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'avg', column: 'usage' }, { fn: 'avg', column: 'usage' }] } }],
     ['duplicate_alias', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'avg', column: 'usage', alias: 'host' }], groupBy: ['host'] } }],
     ['invalid_alias', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'avg', column: 'usage', alias: 'a b' }] } }],
+    ['invalid_fill', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'max', column: 'host' }], fill: 'linear' } }],
+    ['invalid_fill', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'last', column: 'ok', fill: 1 }] } }],
+    ['invalid_fill', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'sum', column: 'count', fill: 0.5 }] } }],
+    ['invalid_fill', { downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'max', column: 'seen_at', fill: 'linear' }] } }],
   ] as [string, Partial<QueryRequest>][])('%s: a 400 that says what to change', (code, request) => {
     const error = refusal(() => plan(request));
     expect(error.status).toBe(400);
     expect(error.code as string).toBe(code);
     expect(error.message.length).toBeGreaterThan(15);
+  });
+});
+
+describe('gap filling', () => {
+  test('each aggregation carries its own fill, else downsample.fill; counts and null need no replacement', () => {
+    const p = plan({
+      downsample: {
+        intervalUnit: 'hour',
+        aggregations: [
+          { fn: 'avg', column: 'usage' },
+          { fn: 'max', column: 'usage', fill: 'linear' },
+          { fn: 'sum', column: 'count', fill: 3 },
+          { fn: 'last', column: 'host', fill: 'null' },
+          { fn: 'count', alias: 'n' },
+        ],
+        fill: 'previous',
+      },
+    });
+    expect(p.mode).toMatchObject({
+      fillGaps: true,
+      aggregations: [
+        { alias: 'avg_usage', fill: 'previous' },
+        { alias: 'max_usage', fill: 'linear' },
+        { alias: 'sum_count', fill: { value: 3 } },
+        { alias: 'last_host' },
+        { alias: 'n', fill: 'previous' },
+      ],
+    });
+    expect((p.mode as { aggregations: object[] }).aggregations[3]).not.toHaveProperty('fill');
+  });
+
+  test('fill none (or none given) answers only buckets with rows', () => {
+    for (const fill of ['none', undefined] as const) {
+      const p = plan({ downsample: { intervalUnit: 'hour', aggregations: [{ fn: 'avg', column: 'usage' }], ...(fill ? { fill } : {}) } });
+      expect(p.mode).not.toHaveProperty('fillGaps');
+    }
+  });
+
+  test('bucketCount counts every bucket the range touches, months by the UTC calendar', () => {
+    const ms = (iso: string) => Date.parse(iso);
+    expect(bucketCount(ms('2026-01-01T00:00:00Z'), ms('2026-01-02T00:00:00Z'), 'hour', 1)).toBe(24);
+    expect(bucketCount(ms('2026-01-01T00:30:00Z'), ms('2026-01-02T00:30:00Z'), 'hour', 1)).toBe(25);
+    expect(bucketCount(ms('2026-01-01T00:00:00Z'), ms('2026-01-01T00:00:00.001Z'), 'week', 1)).toBe(1);
+    expect(bucketCount(ms('2025-12-31T23:00:00Z'), ms('2026-03-01T00:00:00Z'), 'month', 1)).toBe(3);
+    expect(bucketCount(ms('2025-12-31T23:00:00Z'), ms('2026-03-01T00:00:00Z'), 'month', 12)).toBe(2);
+    expect(bucketCount(ms('1969-12-31T23:59:59Z'), ms('1970-01-01T00:00:01Z'), 'second', 1)).toBe(2);
   });
 });
 

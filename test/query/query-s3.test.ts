@@ -205,6 +205,49 @@ describe.skipIf(skip)('queries over S3 partitions through the cache', () => {
     expect(leftovers).toEqual([]);
   });
 
+  test('gap filling over remote partitions: every host gets every bucket, interpolated between its rows', async () => {
+    // Each host has a row every 30 minutes: 2-minute buckets are mostly empty; the range starts
+    // 10 minutes before the first row, so every host's first buckets have nothing before them.
+    const from = BASE - 10 * 60_000;
+    const to = BASE + 2 * 3_600_000;
+    const width = 2 * 60_000;
+    const answer = await query({
+      timeRange: { start: new Date(from).toISOString(), end: new Date(to).toISOString() },
+      downsample: { intervalUnit: 'minute', intervalSize: 2, groupBy: ['host'], aggregations: [{ fn: 'avg', column: 'value', alias: 'v' }, { fn: 'count', alias: 'rows' }], fill: 'linear' },
+      limit: 100_000,
+    });
+    const buckets = Array.from({ length: (to - from) / width }, (_, i) => from / width + i);
+    const hosts = ['h0', 'h1', 'h2', 'h3', 'h4'];
+    const perHost = new Map(
+      hosts.map((host) => {
+        const values = buckets.map((b) => {
+          const mine = ROWS.filter((r) => r.host === host && Math.floor(Date.parse(r.timestamp) / width) === b && Date.parse(r.timestamp) < to);
+          return mine.length === 0 ? null : mine.reduce((sum, r) => sum + r.value, 0) / mine.length;
+        });
+        const known = values.flatMap((v, i) => (v === null ? [] : [i]));
+        const filled = values.map((v, i) => {
+          if (v !== null) return { v, rows: 1 };
+          const before = known.filter((k) => k < i).at(-1);
+          const after = known.find((k) => k > i);
+          if (before === undefined || after === undefined) return { v: null, rows: 0 };
+          const [v0, v1] = [values[before]!, values[after]!];
+          return { v: v0 + ((v1 - v0) * (i - before)) / (after - before), rows: 0 };
+        });
+        return [host, filled] as const;
+      }),
+    );
+    const expected = buckets.flatMap((b, i) => hosts.map((host) => ({ timestamp: new Date(b * width).toISOString(), host, ...perHost.get(host)![i]! })));
+    expect(answer.rows).toHaveLength(expected.length);
+    answer.rows.forEach((row: any, i: number) => {
+      const e = expected[i]!;
+      expect({ ...row, v: null }).toEqual({ ...e, v: null });
+      if (e.v === null) expect(row.v).toBeNull();
+      else expect(row.v).toBeCloseTo(e.v, 9);
+    });
+    expect(answer.rows.filter((r: any) => r.v === null).length).toBeGreaterThan(0);
+    expectWithinLimit();
+  });
+
   test('CSV over remote partitions streams the same rows', async () => {
     const res = await fetch(`${ts.url}/datasets/${SLUG}/query`, {
       method: 'POST',

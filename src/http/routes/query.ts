@@ -1,7 +1,7 @@
-/** POST /datasets/:datasetSlug/query (time-range reads and downsampling) and /latest (the latest row of every series). */
+/** POST and GET /datasets/:datasetSlug/query (time-range reads and downsampling) and /latest (the latest row of every series). */
 import { Elysia, type Static, t } from 'elysia';
-import { type LatestRequest, latestRequestSchema, type QueryRequest, queryRequestSchema } from '../../model/query.ts';
-import type { QueryResult, QueryService } from '../../query/service.ts';
+import { type LatestRequest, latestRequestSchema, QueryParametersSchema, type QueryRequest, queryRequestSchema } from '../../model/query.ts';
+import type { QueryAsked, QueryResult, QueryService } from '../../query/service.ts';
 import type { Scoped } from '../auth.ts';
 import { keepOpenFor } from '../accepted.ts';
 import { ErrorBody } from '../errors.ts';
@@ -47,47 +47,52 @@ function csvField(value: unknown): string {
   return /[",\r\n]/.test(text) || text === '' ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
+/** The answer to a query, POST or GET: JSON, or rows streamed as CSV or NDJSON when `Accept` asks for them. */
+async function answerQuery(service: QueryService, slug: string, asked: QueryAsked, accept: string | undefined, http: Request): Promise<Response> {
+  const format = streamFormat(accept);
+  const trace = requestTraceContext(http);
+  if (!format) {
+    // A Response on both paths (JSON here, a stream below) keeps the handler's type one thing.
+    return answerOf(await service.query(slug, asked, trace));
+  }
+  const { columns, batches } = await service.stream(slug, asked, trace);
+  const names = columns.map((c) => c.name);
+  const encoder = new TextEncoder();
+  const lines = async function* () {
+    if (format === 'csv') yield encoder.encode(`${names.map(csvField).join(',')}\r\n`);
+    for await (const batch of batches) {
+      const text =
+        format === 'csv'
+          ? batch.map((row) => `${names.map((n) => csvField(row[n])).join(',')}\r\n`).join('')
+          : batch.map((row) => `${JSON.stringify(row)}\n`).join('');
+      yield encoder.encode(text);
+    }
+  };
+  const chunks = lines();
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const next = await chunks.next();
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    async cancel() {
+      await chunks.return(undefined);
+      await batches.return(undefined); // when cancelled before the first row was asked for
+    },
+  });
+  return new Response(stream, {
+    headers: { 'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8' },
+  });
+}
+
 export function queryRoutes(service: QueryService, scoped: Scoped) {
   return new Elysia({ name: 'timestore/query' }).use(scoped).post(
     '/datasets/:datasetSlug/query',
-    async ({ params, body, headers, request: http, server }) => {
+    ({ params, body, headers, request: http, server }) => {
       // Nothing is sent until the answer (or its first rows) is ready, which may take up to the query timeout.
       keepOpenFor(server, http, service.timeoutMs);
       const request: QueryRequest = body;
-      const format = streamFormat(headers.accept);
-      const trace = requestTraceContext(http);
-      if (!format) {
-        // A Response on both paths (JSON here, a stream below) keeps the handler's type one thing.
-        return answerOf(await service.query(params.datasetSlug, request, trace));
-      }
-      const { columns, batches } = await service.stream(params.datasetSlug, request, trace);
-      const names = columns.map((c) => c.name);
-      const encoder = new TextEncoder();
-      const lines = async function* () {
-        if (format === 'csv') yield encoder.encode(`${names.map(csvField).join(',')}\r\n`);
-        for await (const batch of batches) {
-          const text =
-            format === 'csv'
-              ? batch.map((row) => `${names.map((n) => csvField(row[n])).join(',')}\r\n`).join('')
-              : batch.map((row) => `${JSON.stringify(row)}\n`).join('');
-          yield encoder.encode(text);
-        }
-      };
-      const chunks = lines();
-      const stream = new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          const next = await chunks.next();
-          if (next.done) controller.close();
-          else controller.enqueue(next.value);
-        },
-        async cancel() {
-          await chunks.return(undefined);
-          await batches.return(undefined); // when cancelled before the first row was asked for
-        },
-      });
-      return new Response(stream, {
-        headers: { 'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8' },
-      });
+      return answerQuery(service, params.datasetSlug, request, headers.accept, http);
     },
     {
       scope: 'read',
@@ -99,9 +104,30 @@ export function queryRoutes(service: QueryService, scoped: Scoped) {
         summary: 'Query a time range, raw or downsampled',
         description: [
           'Raw mode returns the timestamp and the chosen columns ordered by time. With `downsample`, rows are grouped into buckets of `intervalSize` × `intervalUnit` aligned to the UNIX epoch in UTC and labelled by their start, one row per bucket (and per `groupBy` combination), with each aggregation as a column.',
+          '`downsample.fill` answers the empty buckets too: every bucket of the range for every `groupBy` combination, an aggregation without a value there `null`, `previous` (the last value before it in the range), `linear` (interpolated; null at the edges) or a number; `fill` on one aggregation overrides it. Counts of an empty bucket are 0.',
           'Only partitions active at the current manifest version that overlap the time range, match `filters.partitionKey` and whose column statistics allow the filters are read; the answer says how many were scanned and pruned.',
           'Send `Accept: text/csv` or `Accept: application/x-ndjson` for a streamed answer (same rows, no envelope).',
           'A one-bucket downsample of `last` values (and `max`/`last` of the timestamp) grouped by series columns is answered from the latest-value cache when it gives the same rows (`source: "cache"`); POST /datasets/{datasetSlug}/latest asks for the same more directly.',
+        ].join('\n\n'),
+      },
+    },
+  ).get(
+    '/datasets/:datasetSlug/query',
+    ({ params, query, headers, request: http, server }) => {
+      keepOpenFor(server, http, service.timeoutMs);
+      return answerQuery(service, params.datasetSlug, { parameters: query }, headers.accept, http);
+    },
+    {
+      scope: 'read',
+      params: t.Object({ datasetSlug: t.String() }),
+      query: QueryParametersSchema,
+      response: { 200: QueryAnswer, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody },
+      detail: {
+        tags: ['query'],
+        summary: 'Query a time range from a URL (dashboards)',
+        description: [
+          'The question of POST /datasets/{datasetSlug}/query as query parameters, answered the same way (same rows, same errors, `Accept: text/csv` or `application/x-ndjson` streams): for tools that only send GETs, such as Grafana\'s Infinity data source with its macros: `from=${__from}&to=${__to}&interval=${__interval_ms}&agg=avg:usage_user&fill=null`.',
+          '`from`/`to`: epoch milliseconds or ISO-8601. `interval`: milliseconds (rounded up to whole seconds, then the largest unit that divides them: 60000 is 1 minute) or `<n>s|m|h|d|w|M`. `agg`: `fn:column[:alias]`, comma-separated or repeated, `count` for rows, `p95:column` for a percentile. `groupBy`, `columns`: comma-separated. `filter=column:value`, repeated: equality, several values of one column match any. `fill`, `limit`, `order` as in the body. docs/grafana.md has a complete recipe.',
         ].join('\n\n'),
       },
     },
