@@ -13,7 +13,7 @@ import { openCatalog, type Catalog } from './catalog/connection.ts';
 import { CatalogCache } from './catalog/lookup-cache.ts';
 import { upsertStorageTarget } from './catalog/storage-targets.ts';
 import { type Config, describeConfig } from './config.ts';
-import { WorkerPool } from './engine/pool.ts';
+import { WorkerPool, type WorkerPoolOptions } from './engine/pool.ts';
 import { createApp } from './http/app.ts';
 import { INGEST_JOB_KIND } from './ingest/accept.ts';
 import { IngestService } from './ingest/service.ts';
@@ -68,7 +68,7 @@ async function openCore(config: Config, log: Logger): Promise<Core> {
   try {
     await catalog.migrate();
     await registerConfiguredTargets(catalog.sql, config, log);
-    pool = await WorkerPool.start(config.workerThreads, join(config.storageRoot, '.runtime'));
+    pool = await WorkerPool.start(workerLanes(config), join(config.storageRoot, '.runtime'));
     const ping = await pool.ping();
     log.info({ threads: pool.threads, duckdb: ping.duckdbVersion }, 'worker pool ready');
   } catch (err) {
@@ -77,6 +77,24 @@ async function openCore(config: Config, log: Logger): Promise<Core> {
     throw err;
   }
   return { catalog, drivers, pool };
+}
+
+/**
+ * Each workload's threads and queue (engine/lanes.ts). Ingest writes get one thread per job the
+ * runner takes at once and lifecycle work one (its runner takes one job at a time), so neither
+ * ever waits for a thread; queries and streams wait in bounded queues.
+ */
+function workerLanes(config: Config): WorkerPoolOptions {
+  const { ingest, query } = config;
+  return {
+    lanes: {
+      ingest: { threads: ingest.concurrency, maxQueue: ingest.concurrency, eager: true },
+      query: { threads: config.workerThreads, maxQueue: query.queueMax, eager: true },
+      stream: { threads: query.streamThreads, maxQueue: query.streamQueueMax },
+      lifecycle: { threads: 1, maxQueue: 4 },
+    },
+    maxSpillBytes: config.duckdbMaxSpillBytes,
+  };
 }
 
 const retries = (config: Config) => ({ retryWindowMs: config.jobs.retryWindowMs, retryMaxMs: config.jobs.retryMaxDelayMs });
@@ -159,6 +177,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     cache,
     pool: workers,
     limits: { maxRows: config.query.maxRows, defaultRows: config.query.defaultRows, maxBuckets: config.query.maxBuckets },
+    scanLimits: { maxPartitions: config.query.maxPartitions, maxBytes: config.query.maxBytes },
     timeoutMs: config.query.timeoutMs,
     memoryLimitBytes: config.query.memoryLimitBytes,
     snapshotPartitions: config.query.manifestCachePartitions,
