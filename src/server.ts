@@ -160,6 +160,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     defaultTargetName: config.storageDriver,
     idempotencyTtlSeconds: config.ingest.idempotencyTtlSeconds,
     maxBodyBytes: config.ingest.maxBodyBytes,
+    maxBatchRows: config.ingest.maxBatchRows,
     inline: config.ingest.mode === 'inline',
     wake: () => wakeLocalRunners(queue),
     waitForJob: (id, ms) => runner.waitForJob(id, ms),

@@ -29,6 +29,7 @@ import type { StorageDrivers } from '../storage/index.ts';
 import { MAX_BATCH_WINDOWS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from '../model/constraints.ts';
 import { chooseTimestampColumn, checkDeclaredFields, mergeSchema } from '../model/schema.ts';
 import type { BatchParams, DecodedBatch } from './formats/batch.ts';
+import { DEFAULT_MAX_BATCH_ROWS, tooManyRows } from './formats/index.ts';
 import type { BatchSummary } from './validation.ts';
 import { stagingObjectKey } from '../model/object-keys.ts';
 import { checkObjectKeys } from './object-key-limits.ts';
@@ -78,6 +79,8 @@ export interface AcceptDeps {
   wake(): void;
   /** Schema versions and storage targets, kept across batches. */
   catalogCache: CatalogCache;
+  /** The most rows one batch may carry (TIMESTORE_INGEST_MAX_BATCH_ROWS; default 1,000,000). */
+  maxBatchRows?: number;
 }
 
 /** Signals, from inside the transaction, that an earlier request holds the idempotency key. */
@@ -113,6 +116,8 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
       strict: existing?.metadata.allowUnknownFields !== true,
       timeRange: parseTimeRange(batch.partition.timeRange),
     });
+    const maxRows = deps.maxBatchRows ?? DEFAULT_MAX_BATCH_ROWS;
+    if (summary.rowCount > maxRows) throw tooManyRows(summary.rowCount, maxRows);
     checkPartitionKey(batch.partition.key);
     checkWindowSpan(summary, existing?.partitionWindowSeconds ?? DEFAULT_PARTITION_WINDOW_SECONDS);
     // Hashing a 3 MB body costs as much as validating it: only done when there is a key to hold it.
