@@ -145,7 +145,16 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     }),
     {
       queue,
-      coalesce: { maxJobs: 256, weightField: 'rowCount', maxWeight: 1_000_000, minWeight: config.ingest.coalesceRows, maxWaitMs: config.ingest.coalesceWaitMs, promptField: 'awaited' },
+      coalesce: {
+        maxJobs: 256,
+        weightField: 'rowCount',
+        maxWeight: 1_000_000,
+        minWeight: config.ingest.coalesceRows,
+        sizePath: ['staged', 'sizeBytes'],
+        maxSize: config.ingest.coalesceMaxBytes,
+        maxWaitMs: config.ingest.coalesceWaitMs,
+        promptField: 'awaited',
+      },
     },
   );
   await runner.start();
