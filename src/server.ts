@@ -70,7 +70,7 @@ async function openCore(config: Config, log: Logger): Promise<Core> {
     await registerConfiguredTargets(catalog.sql, config, log);
     pool = await WorkerPool.start(workerLanes(config), join(config.storageRoot, '.runtime'));
     const ping = await pool.ping();
-    log.info({ threads: pool.threads, duckdb: ping.duckdbVersion }, 'worker pool ready');
+    log.info({ threads: pool.threads, duckdb: ping.duckdbVersion, spillPerThread: ping.spill.maxSize }, 'worker pool ready');
   } catch (err) {
     await pool?.close().catch(() => {});
     await catalog.close().catch(() => {});

@@ -46,13 +46,18 @@ function duckdb(): Promise<DuckDBConnection> {
 export interface PingResult {
   duckdbVersion: string;
   threadId: number;
+  /** Where the instance spills and how much it may (DuckDB's temp_directory and max_temp_directory_size, as it reports them). */
+  spill: { directory: string; maxSize: string };
 }
 
 /** Proves the thread answers and its DuckDB instance runs SQL. */
 export async function ping(): Promise<PingResult> {
   const db = await duckdb();
-  const reader = await db.runAndReadAll('SELECT version() AS v');
-  return { duckdbVersion: String(reader.getRowObjects()[0]?.v), threadId };
+  const reader = await db.runAndReadAll(
+    `SELECT version() AS v, current_setting('temp_directory') AS directory, current_setting('max_temp_directory_size') AS max_size`,
+  );
+  const row = reader.getRowObjects()[0]!;
+  return { duckdbVersion: String(row.v), threadId, spill: { directory: String(row.directory), maxSize: String(row.max_size) } };
 }
 
 /** Writes staged inputs as Parquet partition files, one per (partition key, time window); see partition-writer.ts. */
