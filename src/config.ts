@@ -70,6 +70,8 @@ export interface Config {
     coalesceMaxBytes: number;
     /** Most rows one batch may carry. */
     maxBatchRows: number;
+    /** Most fields a dataset's schema may hold (at most 1,024). */
+    maxFields: number;
   };
   scopes: { read: string | null; admin: string | null; write: string | null };
   auth: {
@@ -226,6 +228,12 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
     description:
       'Most rows one batch may carry (1–10000000); more is a 413 `too_many_rows`. An Arrow stream is checked before its rows are decoded, and may declare no more rows than its body has bytes.',
     default: '`1000000`',
+  },
+  {
+    name: 'TIMESTORE_INGEST_MAX_FIELDS',
+    description:
+      "Most fields a dataset's schema may hold, the timestamp included (2–1024): a declaration with more, or a batch or `POST /admin/datasets` that would take a dataset past it, is refused with `too_many_fields`.",
+    default: '`1024`',
   },
   { name: 'TIMESTORE_IDEMPOTENCY_TTL_HOURS', description: 'How long an idempotency key is remembered.', default: '`24`' },
   {
@@ -473,6 +481,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       coalesceWaitMs: r.integer('TIMESTORE_INGEST_COALESCE_WAIT_MS', 250, 0, 60_000),
       coalesceMaxBytes: r.integer('TIMESTORE_INGEST_COALESCE_MAX_BYTES', 256 * 1024 ** 2, 1024, 1024 ** 4),
       maxBatchRows: r.integer('TIMESTORE_INGEST_MAX_BATCH_ROWS', 1_000_000, 1, 10_000_000),
+      maxFields: r.integer('TIMESTORE_INGEST_MAX_FIELDS', 1024, 2, 1024),
     },
     scopes: {
       read: readScope,

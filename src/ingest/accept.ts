@@ -81,6 +81,8 @@ export interface AcceptDeps {
   catalogCache: CatalogCache;
   /** The most rows one batch may carry (TIMESTORE_INGEST_MAX_BATCH_ROWS; default 1,000,000). */
   maxBatchRows?: number;
+  /** The most fields a dataset may hold (TIMESTORE_INGEST_MAX_FIELDS; default and most MAX_FIELDS). */
+  maxFields?: number;
 }
 
 /** Signals, from inside the transaction, that an earlier request holds the idempotency key. */
@@ -94,13 +96,13 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   const { batch } = request;
   checkRequestText(request.idempotencyKey, batch);
   const named = batch.declare(null);
-  if (named) checkDeclaredFields(named);
+  if (named) checkDeclaredFields(named, deps.maxFields);
   const existing = await findDataset(deps.sql, request.datasetSlug);
   if (existing) assertAcceptsIngest(existing);
   const latest = existing && existing.schemaVersion > 0 ? await deps.catalogCache.schemaVersion(existing.id, existing.schemaVersion) : null;
   const declared = batch.declare(latest) ?? datasetFields(request.datasetSlug, existing, latest);
   const timestampColumn = existing?.timestampColumn ?? chooseTimestampColumn(declared);
-  const merged = mergeSchema(latest, declared, timestampColumn);
+  const merged = mergeSchema(latest, declared, timestampColumn, deps.maxFields);
   // Staging is I/O and checking the rows is work for this thread: when the staged bytes are the
   // body itself, staging starts first and moves on while the check yields (NDJSON does, between
   // chunks of lines). Refusals of the rows still come first, as if staging had waited for them; a
@@ -164,7 +166,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
         ? (await inStatement(() => enqueueJob(deps.sql, newJob(existing, latest)))).job
         : await inTransaction(deps.sql, async (tx) => {
             const dataset = unchanged ? existing : await ensureDataset(tx, request.datasetSlug, batch, timestampColumn, request.actor);
-            const schema = unchanged ? latest : await recordSchema(tx, dataset, declared, timestampColumn, request.actor);
+            const schema = unchanged ? latest : await recordSchema(tx, dataset, declared, timestampColumn, request.actor, deps.maxFields);
             const { job } = await enqueueJob(tx, newJob(dataset, schema));
             if (request.idempotencyKey) {
               const held = await claimIdempotencyKey(tx, {
@@ -349,10 +351,11 @@ async function recordSchema(
   declared: SchemaField[],
   timestampColumn: string,
   actor: string | null,
+  maxFields: number | undefined,
 ): Promise<SchemaVersion> {
   const locked = await lockDataset(tx, dataset.id);
   const latest = locked.schemaVersion > 0 ? await getSchemaVersion(tx, locked.id, locked.schemaVersion) : null;
-  const merged = mergeSchema(latest, declared, timestampColumn);
+  const merged = mergeSchema(latest, declared, timestampColumn, maxFields);
   if (latest && merged.added.length === 0) return latest;
   const version = await recordSchemaVersion(tx, locked.id, merged.fields, timestampColumn);
   if (latest) {

@@ -23,6 +23,8 @@ export interface IngestServiceOptions {
   maxBodyBytes: number;
   /** TIMESTORE_INGEST_MAX_BATCH_ROWS. */
   maxBatchRows?: number;
+  /** TIMESTORE_INGEST_MAX_FIELDS. */
+  maxFields?: number;
   /** TIMESTORE_INGEST_MODE=inline: every request waits for its batch to be published. */
   inline: boolean;
   wake(): void;
