@@ -23,7 +23,9 @@ test('a JSON declaration of 5 fields is refused with 400 too_many_fields', async
   const res = await postJson(`${ts.url}/datasets/five/ingest`, { schema: { fields: fields(5) }, partition: { key: {} }, rows: [{ timestamp: T }] });
   expect(res.status).toBe(400);
   expect(res.body.error).toMatchObject({ code: 'too_many_fields', details: { fields: 5, limit: 4 } });
-  expect((await fetch(`${ts.url}/admin/datasets/five`)).status).toBe(404);
+  const missing = await fetch(`${ts.url}/admin/datasets/five`);
+  expect(missing.status).toBe(404);
+  expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('not_found');
 });
 
 test('an Arrow stream of 5 columns is refused the same way', async () => {
