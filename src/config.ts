@@ -44,6 +44,16 @@ export interface Config {
     memoryLimitBytes: number;
     manifestCachePartitions: number;
     latestCacheSeries: number;
+    /** Threads that run streamed (CSV, NDJSON) answers, apart from the JSON answers' (workerThreads). */
+    streamThreads: number;
+    /** Queries (JSON answers) that may wait for a thread; one more is answered 503 queue_full. */
+    queueMax: number;
+    /** Streamed answers that may wait for a stream thread; one more is answered 503 queue_full. */
+    streamQueueMax: number;
+    /** Most partitions one query may read after pruning (0: no limit). */
+    maxPartitions: number;
+    /** Most partition file bytes one query may read after pruning (0: no limit). */
+    maxBytes: number;
   };
   logLevel: LogLevel;
   ingest: {
@@ -56,6 +66,12 @@ export interface Config {
     coalesceRows: number;
     /** …or the longest a queued batch waits for more; 0 claims every batch at once. */
     coalesceWaitMs: number;
+    /** Most staged bytes one coalesced write takes (a single larger batch is written alone). */
+    coalesceMaxBytes: number;
+    /** Most rows one batch may carry. */
+    maxBatchRows: number;
+    /** Most fields a dataset's schema may hold (at most 1,024). */
+    maxFields: number;
   };
   scopes: { read: string | null; admin: string | null; write: string | null };
   auth: {
@@ -79,7 +95,10 @@ export interface Config {
   };
   /** Retries of failed job attempts (src/jobs/runner.ts). */
   jobs: { retryWindowMs: number; retryMaxDelayMs: number };
+  /** Threads that answer queries with JSON answers (each lane's threads: engine/lanes.ts). */
   workerThreads: number;
+  /** Most bytes each DuckDB instance may spill to disk (max_temp_directory_size). */
+  duckdbMaxSpillBytes: number;
   shutdownTimeoutMs: number;
   /** OTLP/HTTP span export (observability/tracing.ts); `tracesEndpoint` null: tracing off. */
   tracing: { tracesEndpoint: string | null; headers: Record<string, string>; serviceName: string };
@@ -147,6 +166,32 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
     default: '`100000`',
   },
   {
+    name: 'TIMESTORE_QUERY_STREAM_THREADS',
+    description:
+      'Threads that run streamed answers (`Accept: text/csv` or `application/x-ndjson`), apart from the JSON answers\' threads: a stream holds its thread for as long as its client reads, so slow readers wait for each other, never for queries, writes or `/ready`.',
+    default: 'number of cores',
+  },
+  {
+    name: 'TIMESTORE_QUERY_QUEUE_MAX',
+    description: 'Queries with a JSON answer that may wait for a query thread; one more is answered 503 `queue_full` with `Retry-After` (0: none waits).',
+    default: '`64`',
+  },
+  {
+    name: 'TIMESTORE_QUERY_STREAM_QUEUE_MAX',
+    description: 'Streamed answers that may wait for a stream thread; one more is answered 503 `queue_full` with `Retry-After` (0: none waits).',
+    default: '`16`',
+  },
+  {
+    name: 'TIMESTORE_QUERY_MAX_PARTITIONS',
+    description: 'Most partitions one query may read once the catalog has pruned them; more is a 400 `query_too_large` (narrow the time range or filters). `0`: no limit.',
+    default: '`10000`',
+  },
+  {
+    name: 'TIMESTORE_QUERY_MAX_BYTES',
+    description: 'Most partition file bytes (compressed, as stored) one query may read once pruned; more is a 400 `query_too_large`. `0`: no limit.',
+    default: '`10737418240` (10 GiB)',
+  },
+  {
     name: 'TIMESTORE_QUERY_MEMORY_LIMIT_BYTES',
     description: "DuckDB memory limit per worker thread while it runs a query; past it the query fails with `query_memory_limit`.",
     default: '`1073741824` (1 GiB)',
@@ -172,7 +217,24 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
       'The longest a queued batch waits for more of its dataset before it is written (0–60000): bigger files and less CPU per row, against up to this much more time from acknowledgement to queryable (and in `inline` mode or with `Prefer: wait`, to the answer). `0` writes every batch as soon as a writer is free.',
     default: '`250`',
   },
+  {
+    name: 'TIMESTORE_INGEST_COALESCE_MAX_BYTES',
+    description: 'Most staged bytes (the batches as received; Arrow as NDJSON) that one coalesced write takes; a single batch larger than this is written alone.',
+    default: '`268435456` (256 MiB)',
+  },
   { name: 'TIMESTORE_INGEST_MAX_BODY_BYTES', description: 'Largest ingest request body accepted (larger is a 413).', default: '`67108864` (64 MiB)' },
+  {
+    name: 'TIMESTORE_INGEST_MAX_BATCH_ROWS',
+    description:
+      'Most rows one batch may carry (1–10000000); more is a 413 `too_many_rows`. An Arrow stream is checked before its rows are decoded, and may declare no more rows than its body has bytes.',
+    default: '`1000000`',
+  },
+  {
+    name: 'TIMESTORE_INGEST_MAX_FIELDS',
+    description:
+      "Most fields a dataset's schema may hold, the timestamp included (2–1024): a declaration with more, or a batch or `POST /admin/datasets` that would take a dataset past it, is refused with `too_many_fields`.",
+    default: '`1024`',
+  },
   { name: 'TIMESTORE_IDEMPOTENCY_TTL_HOURS', description: 'How long an idempotency key is remembered.', default: '`24`' },
   {
     name: 'TIMESTORE_AUTH',
@@ -253,7 +315,18 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
     default: '`24`',
   },
   { name: 'TIMESTORE_JOB_RETRY_MAX_DELAY_SECONDS', description: 'The longest wait between two attempts of a job.', default: '`300`' },
-  { name: 'TIMESTORE_WORKER_THREADS', description: 'DuckDB worker threads (each holds one DuckDB instance).', default: 'number of cores' },
+  {
+    name: 'TIMESTORE_WORKER_THREADS',
+    description:
+      'Threads that answer queries with a JSON answer (each holds one DuckDB instance). Streamed answers, ingest writes (`TIMESTORE_INGEST_CONCURRENCY` threads), lifecycle work (one) and the `/ready` check (one) have threads of their own.',
+    default: 'number of cores',
+  },
+  {
+    name: 'TIMESTORE_DUCKDB_MAX_SPILL_BYTES',
+    description:
+      'Most bytes each DuckDB instance (one per worker thread) may spill to disk under the storage root (`.runtime/duckdb-spill`) when a query or write outgrows its memory; past it a query fails with 503 `query_memory_limit` and a write is retried.',
+    default: '`8589934592` (8 GiB)',
+  },
   {
     name: 'TIMESTORE_SHUTDOWN_TIMEOUT_MS',
     description: 'How long SIGTERM/SIGINT waits for in-flight work before forcing exit.',
@@ -391,6 +464,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       memoryLimitBytes: r.integer('TIMESTORE_QUERY_MEMORY_LIMIT_BYTES', 1024 ** 3, 64 * 1024 ** 2, 1024 ** 4),
       manifestCachePartitions: r.integer('TIMESTORE_QUERY_MANIFEST_CACHE_PARTITIONS', 20_000, 0, 10_000_000),
       latestCacheSeries: r.integer('TIMESTORE_QUERY_LATEST_CACHE_SERIES', 100_000, 0, 10_000_000),
+      streamThreads: r.integer('TIMESTORE_QUERY_STREAM_THREADS', availableParallelism(), 1, 256),
+      queueMax: r.integer('TIMESTORE_QUERY_QUEUE_MAX', 64, 0, 100_000),
+      streamQueueMax: r.integer('TIMESTORE_QUERY_STREAM_QUEUE_MAX', 16, 0, 100_000),
+      maxPartitions: r.integer('TIMESTORE_QUERY_MAX_PARTITIONS', 10_000, 0, 100_000_000),
+      maxBytes: r.integer('TIMESTORE_QUERY_MAX_BYTES', 10 * 1024 ** 3, 0, Number.MAX_SAFE_INTEGER),
     },
     logLevel: r.oneOf('TIMESTORE_LOG_LEVEL', 'info', LOG_LEVELS),
     ingest: {
@@ -401,6 +479,9 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       idempotencyTtlSeconds: r.integer('TIMESTORE_IDEMPOTENCY_TTL_HOURS', 24, 1, 24 * 365) * 3600,
       coalesceRows: r.integer('TIMESTORE_INGEST_COALESCE_ROWS', 250_000, 1, 1_000_000),
       coalesceWaitMs: r.integer('TIMESTORE_INGEST_COALESCE_WAIT_MS', 250, 0, 60_000),
+      coalesceMaxBytes: r.integer('TIMESTORE_INGEST_COALESCE_MAX_BYTES', 256 * 1024 ** 2, 1024, 1024 ** 4),
+      maxBatchRows: r.integer('TIMESTORE_INGEST_MAX_BATCH_ROWS', 1_000_000, 1, 10_000_000),
+      maxFields: r.integer('TIMESTORE_INGEST_MAX_FIELDS', 1024, 2, 1024),
     },
     scopes: {
       read: readScope,
@@ -434,6 +515,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       retryMaxDelayMs: r.integer('TIMESTORE_JOB_RETRY_MAX_DELAY_SECONDS', 300, 1, 86_400) * 1000,
     },
     workerThreads: r.integer('TIMESTORE_WORKER_THREADS', availableParallelism(), 1, 256),
+    duckdbMaxSpillBytes: r.integer('TIMESTORE_DUCKDB_MAX_SPILL_BYTES', 8 * 1024 ** 3, 1024 ** 2, 1024 ** 5),
     shutdownTimeoutMs: r.integer('TIMESTORE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     tracing: readTracing(r),
   };

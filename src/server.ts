@@ -13,7 +13,7 @@ import { openCatalog, type Catalog } from './catalog/connection.ts';
 import { CatalogCache } from './catalog/lookup-cache.ts';
 import { upsertStorageTarget } from './catalog/storage-targets.ts';
 import { type Config, describeConfig } from './config.ts';
-import { WorkerPool } from './engine/pool.ts';
+import { WorkerPool, type WorkerPoolOptions } from './engine/pool.ts';
 import { createApp } from './http/app.ts';
 import { INGEST_JOB_KIND } from './ingest/accept.ts';
 import { IngestService } from './ingest/service.ts';
@@ -68,15 +68,33 @@ async function openCore(config: Config, log: Logger): Promise<Core> {
   try {
     await catalog.migrate();
     await registerConfiguredTargets(catalog.sql, config, log);
-    pool = await WorkerPool.start(config.workerThreads, join(config.storageRoot, '.runtime'));
+    pool = await WorkerPool.start(workerLanes(config), join(config.storageRoot, '.runtime'));
     const ping = await pool.ping();
-    log.info({ threads: pool.threads, duckdb: ping.duckdbVersion }, 'worker pool ready');
+    log.info({ threads: pool.threads, duckdb: ping.duckdbVersion, spillPerThread: ping.spill.maxSize }, 'worker pool ready');
   } catch (err) {
     await pool?.close().catch(() => {});
     await catalog.close().catch(() => {});
     throw err;
   }
   return { catalog, drivers, pool };
+}
+
+/**
+ * Each workload's threads and queue (engine/lanes.ts). Ingest writes get one thread per job the
+ * runner takes at once and lifecycle work one (its runner takes one job at a time), so neither
+ * ever waits for a thread; queries and streams wait in bounded queues.
+ */
+function workerLanes(config: Config): WorkerPoolOptions {
+  const { ingest, query } = config;
+  return {
+    lanes: {
+      ingest: { threads: ingest.concurrency, maxQueue: ingest.concurrency, eager: true },
+      query: { threads: config.workerThreads, maxQueue: query.queueMax, eager: true },
+      stream: { threads: query.streamThreads, maxQueue: query.streamQueueMax },
+      lifecycle: { threads: 1, maxQueue: 4 },
+    },
+    maxSpillBytes: config.duckdbMaxSpillBytes,
+  };
 }
 
 const retries = (config: Config) => ({ retryWindowMs: config.jobs.retryWindowMs, retryMaxMs: config.jobs.retryMaxDelayMs });
@@ -127,7 +145,16 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     }),
     {
       queue,
-      coalesce: { maxJobs: 256, weightField: 'rowCount', maxWeight: 1_000_000, minWeight: config.ingest.coalesceRows, maxWaitMs: config.ingest.coalesceWaitMs, promptField: 'awaited' },
+      coalesce: {
+        maxJobs: 256,
+        weightField: 'rowCount',
+        maxWeight: 1_000_000,
+        minWeight: config.ingest.coalesceRows,
+        sizePath: ['staged', 'sizeBytes'],
+        maxSize: config.ingest.coalesceMaxBytes,
+        maxWaitMs: config.ingest.coalesceWaitMs,
+        promptField: 'awaited',
+      },
     },
   );
   await runner.start();
@@ -142,6 +169,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     defaultTargetName: config.storageDriver,
     idempotencyTtlSeconds: config.ingest.idempotencyTtlSeconds,
     maxBodyBytes: config.ingest.maxBodyBytes,
+    maxBatchRows: config.ingest.maxBatchRows,
+    maxFields: config.ingest.maxFields,
     inline: config.ingest.mode === 'inline',
     wake: () => wakeLocalRunners(queue),
     waitForJob: (id, ms) => runner.waitForJob(id, ms),
@@ -159,6 +188,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     cache,
     pool: workers,
     limits: { maxRows: config.query.maxRows, defaultRows: config.query.defaultRows, maxBuckets: config.query.maxBuckets },
+    scanLimits: { maxPartitions: config.query.maxPartitions, maxBytes: config.query.maxBytes },
     timeoutMs: config.query.timeoutMs,
     memoryLimitBytes: config.query.memoryLimitBytes,
     snapshotPartitions: config.query.manifestCachePartitions,
@@ -188,6 +218,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       sql: catalog.sql,
       drivers,
       retentionDefaults: config.retention,
+      maxFields: config.ingest.maxFields,
       startLifecycle: (datasetId, actor) => lifecycle.requestRun(datasetId, actor),
       waitForJob: (id, ms) => runner.waitForJob(id, ms),
       jobRetryWindowMs: config.jobs.retryWindowMs,

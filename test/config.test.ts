@@ -21,7 +21,12 @@ describe('configuration', () => {
       idempotencyTtlSeconds: 24 * 3600,
       coalesceRows: 250_000,
       coalesceWaitMs: 250,
+      coalesceMaxBytes: 256 * 1024 ** 2,
+      maxBatchRows: 1_000_000,
+      maxFields: 1024,
     });
+    expect(config.query).toMatchObject({ queueMax: 64, streamQueueMax: 16, maxPartitions: 10_000, maxBytes: 10 * 1024 ** 3 });
+    expect(config.duckdbMaxSpillBytes).toBe(8 * 1024 ** 3);
     expect(config.scopes).toEqual({ read: null, admin: null, write: null });
   });
 

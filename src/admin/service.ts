@@ -45,6 +45,8 @@ export interface AdminServiceOptions {
   sql: Sql;
   drivers: StorageDrivers;
   retentionDefaults: RetentionDefaults;
+  /** The most fields a dataset may hold (TIMESTORE_INGEST_MAX_FIELDS; default and most MAX_FIELDS). */
+  maxFields?: number;
   /** Enqueues (or finds) the lifecycle job of a dataset (src/lifecycle). */
   startLifecycle(datasetId: string, actor: string | null): Promise<Job>;
   /** The job once finished, or as it is when the time is up. */
@@ -130,7 +132,7 @@ export class AdminService {
 
   async createDataset(input: NewDatasetRequest, actor: string | null): Promise<DatasetDetail> {
     const fields = input.schema?.fields;
-    if (fields) checkDeclaredFields(fields);
+    if (fields) checkDeclaredFields(fields, this.o.maxFields);
     if (input.timestampColumn !== undefined) checkTimestampColumnName(input.timestampColumn);
     const timestampColumn = input.timestampColumn ?? (fields ? chooseTimestampColumn(fields) : DEFAULT_TIMESTAMP_COLUMN);
     // The same rules as a first ingest: the timestamp field declared, others nullable unless said.

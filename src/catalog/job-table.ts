@@ -137,6 +137,13 @@ export interface CoalesceOptions {
   /** Most weight per claim, the leader's included (unbounded when absent). */
   maxWeight?: number;
   /**
+   * A second bound, on size: the path of a numeric payload field (e.g. `['staged', 'sizeBytes']`)
+   * whose sum over a claim stays within `maxSize`, the leader's included (the leader is always
+   * claimed); under a budget, a dataset whose queued jobs reach `maxSize` is ready at once.
+   */
+  sizePath?: readonly string[];
+  maxSize?: number;
+  /**
    * The coalescing budget: with `maxWaitMs` > 0, the queued jobs of a dataset (and kind) wait
    * until their weight sum reaches `minWeight` or the oldest of them was created `maxWaitMs` ago,
    * so that one claim takes many. Jobs that must not wait more are claimable at once as without
@@ -167,6 +174,7 @@ export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
         WHERE ${waitingForBudget(db, o.queue, o.kinds)}
         GROUP BY dataset_id, kind
         HAVING sum(${weight(db, budget)}) >= ${budget.minWeight ?? null}::numeric
+            OR sum(${size(db, budget)}) >= ${budget.maxSize ?? null}::numeric
             OR min(created_at) <= now() - ${ms(budget.maxWaitMs ?? 0)}::interval
             OR bool_or(${budget.promptField ? db`payload -> ${budget.promptField} = 'true'::jsonb` : db`false`})),`
     : db``;
@@ -186,11 +194,12 @@ export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
     : db`
       ${ready}
       leader AS MATERIALIZED (
-        SELECT id, kind, dataset_id, state, run_at, created_at, lease_expiries, ${weight(db, coalesce)} AS weight FROM jobs WHERE ${claimable}
+        SELECT id, kind, dataset_id, state, run_at, created_at, lease_expiries, ${weight(db, coalesce)} AS weight, ${size(db, coalesce)} AS size
+        FROM jobs WHERE ${claimable}
         ORDER BY run_at, created_at LIMIT 1
         FOR UPDATE SKIP LOCKED),
       candidates AS MATERIALIZED (
-        SELECT j.id, j.run_at, j.created_at, ${weight(db, coalesce, db`j.`)} AS weight
+        SELECT j.id, j.run_at, j.created_at, ${weight(db, coalesce, db`j.`)} AS weight, ${size(db, coalesce, db`j.`)} AS size
         FROM jobs j JOIN leader l ON j.kind = l.kind AND j.dataset_id = l.dataset_id AND j.id <> l.id
         WHERE j.queue = ${o.queue} AND j.state = 'queued' AND j.run_at <= now()
           AND l.state = 'queued' AND l.lease_expiries = 0 AND j.lease_expiries = 0
@@ -198,9 +207,12 @@ export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
         FOR UPDATE OF j SKIP LOCKED),
       followers AS (
         SELECT id FROM (
-          SELECT c.id, l.weight + sum(c.weight) OVER (ORDER BY c.run_at, c.created_at, c.id) AS total
+          SELECT c.id,
+            l.weight + sum(c.weight) OVER (ORDER BY c.run_at, c.created_at, c.id) AS total,
+            l.size + sum(c.size) OVER (ORDER BY c.run_at, c.created_at, c.id) AS total_size
           FROM candidates c CROSS JOIN leader l) f
-        WHERE total <= ${coalesce.maxWeight ?? null}::numeric OR ${coalesce.maxWeight == null}),
+        WHERE (total <= ${coalesce.maxWeight ?? null}::numeric OR ${coalesce.maxWeight == null})
+          AND (total_size <= ${coalesce.maxSize ?? null}::numeric OR ${coalesce.maxSize == null})),
       picked AS (SELECT id FROM leader UNION ALL SELECT id FROM followers)`;
 
   return db<Job[]>`
@@ -237,6 +249,13 @@ function weight(db: Db, coalesce: CoalesceOptions, prefix = db``) {
   const field = coalesce.weightField;
   if (field === undefined) return db`0::numeric`;
   return db`CASE WHEN jsonb_typeof(${prefix}payload -> ${field}) = 'number' THEN (${prefix}payload ->> ${field})::numeric ELSE 0 END`;
+}
+
+/** The payload field at `sizePath` as a number (0 when absent or not a number). */
+function size(db: Db, coalesce: CoalesceOptions, prefix = db``) {
+  const path = coalesce.sizePath;
+  if (path === undefined) return db`0::numeric`;
+  return db`CASE WHEN jsonb_typeof(${prefix}payload #> ${path as string[]}::text[]) = 'number' THEN (${prefix}payload #>> ${path as string[]}::text[])::numeric ELSE 0 END`;
 }
 
 /** Extends the lease of jobs this worker holds; false when any of them is no longer ours. */

@@ -1,12 +1,13 @@
 /**
- * The worker pool: Piscina threads, each with its own DuckDB instance
- * (see worker.ts). All DuckDB work goes through here.
+ * The worker pool: Piscina threads, each with its own DuckDB instance (see worker.ts), in one
+ * lane per workload (lanes.ts): ingest writes, queries, streamed queries, lifecycle writes, and
+ * the readiness ping. All DuckDB work goes through here.
  */
 import { mkdirSync } from 'node:fs';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { join } from 'node:path';
-import Piscina from 'piscina';
 import { extractDuckDBLibrary } from './duckdb-runtime.ts';
+import { Lane, type LaneLimits, type LaneStats, type Workload } from './lanes.ts';
 import type { WritePartitionsInput, WritePartitionsResult } from './partition-writer.ts';
 import { decodeQueryOutput, type EncodedQueryOutput, type QueryColumn, type QueryInput, type QueryOutput, type QueryRow, toQueryError } from './query.ts';
 import type { QueryStreamControl, QueryStreamInput, QueryStreamMessage, QueryStreamSummary } from './query-stream-protocol.ts';
@@ -22,38 +23,60 @@ declare const TIMESTORE_COMPILED_WORKER: string | undefined;
 const WORKER_FILENAME =
   typeof TIMESTORE_COMPILED_WORKER === 'string' ? TIMESTORE_COMPILED_WORKER : new URL('./worker.ts', import.meta.url).href;
 
-export class WorkerPool {
-  private constructor(
-    private readonly piscina: Piscina,
-    readonly threads: number,
-  ) {}
+/** Threads and queue bound of each workload's lane (see lanes.ts); the health lane is always one thread. */
+export interface WorkerPoolOptions {
+  lanes: Record<Exclude<Workload, 'health'>, LaneLimits>;
+  /** Most bytes each DuckDB instance may spill to its temp directory (max_temp_directory_size); null: DuckDB's default. */
+  maxSpillBytes?: number | null;
+}
 
-  /** Starts `threads` workers; `runtimeDir` receives DuckDB's native library when running compiled. */
-  static async start(threads: number, runtimeDir: string): Promise<WorkerPool> {
+/** Every lane of `threads` threads with a queue of 64: for tests and tools that need no tuning. */
+export function uniformLanes(threads: number): WorkerPoolOptions {
+  const lane = { threads, maxQueue: 64 };
+  return { lanes: { ingest: lane, query: lane, stream: lane, lifecycle: lane } };
+}
+
+export class WorkerPool {
+  private constructor(private readonly lanes: Record<Workload, Lane>) {}
+
+  /**
+   * Starts the lanes (a number: {@link uniformLanes}); `runtimeDir` receives DuckDB's native
+   * library when running compiled, and the instances' spill directories.
+   */
+  static async start(options: WorkerPoolOptions | number, runtimeDir: string): Promise<WorkerPool> {
+    const { lanes, maxSpillBytes = null } = typeof options === 'number' ? uniformLanes(options) : options;
     const workerData: WorkerData = {
       duckdbLibraryPath: await extractDuckDBLibrary(runtimeDir),
       duckdbTempDirectory: join(runtimeDir, 'duckdb-spill'),
+      duckdbMaxTempDirectoryBytes: maxSpillBytes,
     };
     // DuckDB creates its temp directory when it first spills, but not the directories above it:
     // without them a query or write that outgrows its memory limit failed with an IO error.
     mkdirSync(workerData.duckdbTempDirectory, { recursive: true });
-    const piscina = new Piscina({
-      filename: WORKER_FILENAME,
-      workerData,
-      minThreads: threads,
-      maxThreads: threads,
-      idleTimeout: Number.POSITIVE_INFINITY,
+    const worker = { filename: WORKER_FILENAME, workerData };
+    return new WorkerPool({
+      ingest: new Lane('ingest', lanes.ingest, worker),
+      query: new Lane('query', lanes.query, worker),
+      stream: new Lane('stream', lanes.stream, worker),
+      lifecycle: new Lane('lifecycle', lanes.lifecycle, worker),
+      // /ready's engine check waits behind nothing: one thread that only answers pings.
+      health: new Lane('health', { threads: 1, maxQueue: 16, eager: true }, worker),
     });
-    return new WorkerPool(piscina, threads);
   }
 
+  /** Threads over every lane. */
+  get threads(): number {
+    return Object.values(this.lanes).reduce((n, lane) => n + lane.stats().threads, 0);
+  }
+
+  /** Proves a worker thread answers and its DuckDB instance runs SQL, on the health lane (never behind other work). */
   ping(): Promise<PingResult> {
-    return this.piscina.run(null, { name: 'ping' });
+    return this.lanes.health.run(null, { name: 'ping' });
   }
 
   /** Writes staged inputs as Parquet files, one per (partition key, time window), with their statistics. */
-  writePartitions(input: WritePartitionsInput): Promise<WritePartitionsResult> {
-    return this.piscina.run(input, { name: 'writePartitions' });
+  writePartitions(input: WritePartitionsInput, workload: 'ingest' | 'lifecycle' = 'ingest'): Promise<WritePartitionsResult> {
+    return this.lanes[workload].run(input, { name: 'writePartitions' });
   }
 
   /**
@@ -71,7 +94,7 @@ export class WorkerPool {
     let buffer: Uint8Array;
     try {
       // The worker answers with the output in a transferred buffer (encodeQueryOutput).
-      buffer = await this.piscina.run(input, { name: 'query' });
+      buffer = await this.lanes.query.run(input, { name: 'query' });
     } catch (error) {
       throw toQueryError(error);
     }
@@ -83,7 +106,8 @@ export class WorkerPool {
    * worker stays at most two batches ahead of the consumer, so memory stays bounded whatever the
    * result's size; leaving the loop early (`break`, `return()`) cancels the query. The query holds
    * one worker thread until it ends, is cancelled, or the consumer takes no batch for
-   * `idleTimeoutMs` (default 120 s; then it fails with `query_stream_abandoned`).
+   * `idleTimeoutMs` (default 120 s; then it fails with `query_stream_abandoned`). Runs on the
+   * stream lane: throws {@link WorkloadBusyError} at once when that lane is full.
    */
   queryStream(input: QueryInput, batchRows = 10_000, options: { idleTimeoutMs?: number } = {}): QueryStream {
     const { port1, port2 } = new MessageChannel();
@@ -95,18 +119,26 @@ export class WorkerPool {
     };
     // Piscina's TransferList type is inferred from MessagePort#postMessage, whose overloads differ
     // between Node's and Bun's typings; a MessagePort is transferable in both.
-    const done = this.piscina.run(task, { name: 'queryStream', transferList: [port2] as never }) as Promise<QueryStreamSummary>;
+    let done: Promise<QueryStreamSummary>;
+    try {
+      done = this.lanes.stream.run(task, { name: 'queryStream', transferList: [port2] as never });
+    } catch (error) {
+      port1.close();
+      port2.close();
+      throw error;
+    }
     return new QueryStream(port1, done);
   }
 
-  /** For metrics: threads, tasks waiting for one, and the share of thread time spent running tasks. */
-  stats(): { threads: number; queueSize: number; utilization: number } {
-    return { threads: this.threads, queueSize: this.piscina.queueSize, utilization: this.piscina.utilization };
+  /** For metrics: each lane's threads, running and waiting tasks, refusals and utilization. */
+  stats(): Record<Workload, LaneStats & { utilization: number }> {
+    const entries = Object.entries(this.lanes).map(([workload, lane]) => [workload, { ...lane.stats(), utilization: lane.utilization }]);
+    return Object.fromEntries(entries) as Record<Workload, LaneStats & { utilization: number }>;
   }
 
   /** Waits for running tasks, then stops every thread. */
   async close(): Promise<void> {
-    await this.piscina.close();
+    await Promise.all(Object.values(this.lanes).map((lane) => lane.close()));
   }
 }
 
@@ -186,6 +218,11 @@ export class QueryStream implements AsyncIterable<QueryRow[]> {
       // A consumer that leaves early cancels the query; the port closes when the task settles.
       if (!this.ended && !this.closed) this.send({ type: 'cancel' });
     }
+  }
+
+  /** Stops the query whether or not it was read from (a consumer that leaves before iterating). */
+  cancel(): void {
+    if (!this.ended) this.send({ type: 'cancel' });
   }
 
   private changed(): Promise<void> {

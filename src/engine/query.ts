@@ -379,6 +379,13 @@ function classify(error: unknown, execution: Execution, cancelled: boolean): unk
     // A value that does not convert to its column's type (e.g. a malformed timestamp string).
     return new QueryError('invalid_query', message.split('\n')[0]!, { cause: error });
   }
+  if (/Out of Memory Error/i.test(message) && /max_temp_directory_size/.test(message)) {
+    return new QueryError(
+      'query_memory_limit',
+      `the query needed more disk to spill to than TIMESTORE_DUCKDB_MAX_SPILL_BYTES allows: ${message.split('\n')[0]}`,
+      { cause: error },
+    );
+  }
   if (/Out of Memory Error/i.test(message)) {
     return new QueryError('query_memory_limit', `the query needed more memory than its limit allows: ${message.split('\n')[0]}`, { cause: error });
   }

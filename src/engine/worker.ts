@@ -4,6 +4,7 @@
  * thread never runs DuckDB. Tasks are the named exports below
  * (`pool.run(input, { name })`). Nothing here opens PostgreSQL.
  */
+import { join } from 'node:path';
 import { threadId, workerData } from 'node:worker_threads';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { move } from 'piscina';
@@ -15,16 +16,22 @@ import type { QueryStreamInput, QueryStreamSummary } from './query-stream-protoc
 export interface WorkerData {
   duckdbLibraryPath: string;
   duckdbTempDirectory: string;
+  /** DuckDB's max_temp_directory_size per instance, in bytes; null: DuckDB's default (90% of the free disk). */
+  duckdbMaxTempDirectoryBytes: number | null;
 }
 
 let connection: Promise<DuckDBConnection> | undefined;
 
 function duckdb(): Promise<DuckDBConnection> {
   connection ??= (async () => {
-    const { DuckDBInstance } = await loadDuckDB((workerData as WorkerData).duckdbLibraryPath);
+    const data = workerData as WorkerData;
+    const { DuckDBInstance } = await loadDuckDB(data.duckdbLibraryPath);
     // One thread per instance: the pool already runs one instance per core.
-    // Spills go under the storage root's runtime directory, not the process's working directory.
-    const instance = await DuckDBInstance.create(':memory:', { threads: '1', temp_directory: (workerData as WorkerData).duckdbTempDirectory });
+    // Spills go under the storage root's runtime directory, not the process's working directory,
+    // a directory per instance: each one counts (and, on close, removes) only its own files.
+    const options: Record<string, string> = { threads: '1', temp_directory: join(data.duckdbTempDirectory, `thread-${threadId}`) };
+    if (data.duckdbMaxTempDirectoryBytes !== null) options.max_temp_directory_size = `${data.duckdbMaxTempDirectoryBytes} bytes`;
+    const instance = await DuckDBInstance.create(':memory:', options);
     const db = await instance.connect();
     // Partition files never change once written (a new file gets a new name), so their footers are
     // read once and kept (DuckDB's LRU, bounded by its own memory accounting): a one-host query on
@@ -39,13 +46,18 @@ function duckdb(): Promise<DuckDBConnection> {
 export interface PingResult {
   duckdbVersion: string;
   threadId: number;
+  /** Where the instance spills and how much it may (DuckDB's temp_directory and max_temp_directory_size, as it reports them). */
+  spill: { directory: string; maxSize: string };
 }
 
 /** Proves the thread answers and its DuckDB instance runs SQL. */
 export async function ping(): Promise<PingResult> {
   const db = await duckdb();
-  const reader = await db.runAndReadAll('SELECT version() AS v');
-  return { duckdbVersion: String(reader.getRowObjects()[0]?.v), threadId };
+  const reader = await db.runAndReadAll(
+    `SELECT version() AS v, current_setting('temp_directory') AS directory, current_setting('max_temp_directory_size') AS max_size`,
+  );
+  const row = reader.getRowObjects()[0]!;
+  return { duckdbVersion: String(row.v), threadId, spill: { directory: String(row.directory), maxSize: String(row.max_size) } };
 }
 
 /** Writes staged inputs as Parquet partition files, one per (partition key, time window); see partition-writer.ts. */

@@ -2,12 +2,13 @@
  * Renders every failure in one shape, `{"error":{"code","message","details"?}}`. This is the one
  * boundary where what lower layers throw becomes an error of the catalogue (model/errors.ts):
  * AppErrors answer with their own status and code; Elysia's validation, parse and not-found
- * errors, the engine's QueryError, the storage's StorageError and PartitionCacheError and the
+ * errors, the engine's QueryError and WorkloadBusyError, the storage's StorageError and PartitionCacheError and the
  * catalog's lost connections with theirs; anything else is a logged 500 `internal_error`.
  */
 import { Elysia, type Static, t, ValidationError } from 'elysia';
 import { isCatalogUnavailable } from '../catalog/db.ts';
 import { CommitOutcomeUnknownError } from '../catalog/transaction.ts';
+import { WorkloadBusyError } from '../engine/lanes.ts';
 import { QueryError } from '../engine/query.ts';
 import { AppError, errors } from '../model/errors.ts';
 import { StorageError } from '../storage/driver.ts';
@@ -33,8 +34,14 @@ export function errorBody(error: AppError): Static<typeof ErrorBody> {
   return { error: body };
 }
 
+/**
+ * The answer for `error`. An error whose details name `retryAfterSeconds` (a full queue) says it
+ * in a `Retry-After` header too, the one clients and proxies act on.
+ */
 export function errorResponse(error: AppError, headers: Record<string, string> = {}): Response {
-  return Response.json(errorBody(error), { status: error.status, headers });
+  const retryAfter = (error.details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+  const withRetry = typeof retryAfter === 'number' ? { ...headers, 'retry-after': String(retryAfter) } : headers;
+  return Response.json(errorBody(error), { status: error.status, headers: withRetry });
 }
 
 /** Turns whatever a handler threw into an AppError. */
@@ -50,6 +57,7 @@ export function toAppError(code: string | number, error: unknown, request: Reque
   if (error instanceof StorageError) {
     return error.code === 'no_space' ? errors.storage_full(error.message, error.target, error) : errors.storage_unavailable(error.message, error.target, error);
   }
+  if (error instanceof WorkloadBusyError) return errors.queue_full(error.workload, error.limits, error.retryAfterSeconds);
   if (error instanceof CommitOutcomeUnknownError) return errors.outcome_unknown(error);
   if (isCatalogUnavailable(error)) return errors.catalog_unavailable(error);
   if (code === 'NOT_FOUND') return errors.route_not_found(request.method, new URL(request.url).pathname);

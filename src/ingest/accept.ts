@@ -29,6 +29,7 @@ import type { StorageDrivers } from '../storage/index.ts';
 import { MAX_BATCH_WINDOWS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from '../model/constraints.ts';
 import { chooseTimestampColumn, checkDeclaredFields, mergeSchema } from '../model/schema.ts';
 import type { BatchParams, DecodedBatch } from './formats/batch.ts';
+import { DEFAULT_MAX_BATCH_ROWS, tooManyRows } from './formats/index.ts';
 import type { BatchSummary } from './validation.ts';
 import { stagingObjectKey } from '../model/object-keys.ts';
 import { checkObjectKeys } from './object-key-limits.ts';
@@ -78,6 +79,10 @@ export interface AcceptDeps {
   wake(): void;
   /** Schema versions and storage targets, kept across batches. */
   catalogCache: CatalogCache;
+  /** The most rows one batch may carry (TIMESTORE_INGEST_MAX_BATCH_ROWS; default 1,000,000). */
+  maxBatchRows?: number;
+  /** The most fields a dataset may hold (TIMESTORE_INGEST_MAX_FIELDS; default and most MAX_FIELDS). */
+  maxFields?: number;
 }
 
 /** Signals, from inside the transaction, that an earlier request holds the idempotency key. */
@@ -91,13 +96,13 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   const { batch } = request;
   checkRequestText(request.idempotencyKey, batch);
   const named = batch.declare(null);
-  if (named) checkDeclaredFields(named);
+  if (named) checkDeclaredFields(named, deps.maxFields);
   const existing = await findDataset(deps.sql, request.datasetSlug);
   if (existing) assertAcceptsIngest(existing);
   const latest = existing && existing.schemaVersion > 0 ? await deps.catalogCache.schemaVersion(existing.id, existing.schemaVersion) : null;
   const declared = batch.declare(latest) ?? datasetFields(request.datasetSlug, existing, latest);
   const timestampColumn = existing?.timestampColumn ?? chooseTimestampColumn(declared);
-  const merged = mergeSchema(latest, declared, timestampColumn);
+  const merged = mergeSchema(latest, declared, timestampColumn, deps.maxFields);
   // Staging is I/O and checking the rows is work for this thread: when the staged bytes are the
   // body itself, staging starts first and moves on while the check yields (NDJSON does, between
   // chunks of lines). Refusals of the rows still come first, as if staging had waited for them; a
@@ -113,6 +118,8 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
       strict: existing?.metadata.allowUnknownFields !== true,
       timeRange: parseTimeRange(batch.partition.timeRange),
     });
+    const maxRows = deps.maxBatchRows ?? DEFAULT_MAX_BATCH_ROWS;
+    if (summary.rowCount > maxRows) throw tooManyRows(summary.rowCount, maxRows);
     checkPartitionKey(batch.partition.key);
     checkWindowSpan(summary, existing?.partitionWindowSeconds ?? DEFAULT_PARTITION_WINDOW_SECONDS);
     // Hashing a 3 MB body costs as much as validating it: only done when there is a key to hold it.
@@ -159,7 +166,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
         ? (await inStatement(() => enqueueJob(deps.sql, newJob(existing, latest)))).job
         : await inTransaction(deps.sql, async (tx) => {
             const dataset = unchanged ? existing : await ensureDataset(tx, request.datasetSlug, batch, timestampColumn, request.actor);
-            const schema = unchanged ? latest : await recordSchema(tx, dataset, declared, timestampColumn, request.actor);
+            const schema = unchanged ? latest : await recordSchema(tx, dataset, declared, timestampColumn, request.actor, deps.maxFields);
             const { job } = await enqueueJob(tx, newJob(dataset, schema));
             if (request.idempotencyKey) {
               const held = await claimIdempotencyKey(tx, {
@@ -344,10 +351,11 @@ async function recordSchema(
   declared: SchemaField[],
   timestampColumn: string,
   actor: string | null,
+  maxFields: number | undefined,
 ): Promise<SchemaVersion> {
   const locked = await lockDataset(tx, dataset.id);
   const latest = locked.schemaVersion > 0 ? await getSchemaVersion(tx, locked.id, locked.schemaVersion) : null;
-  const merged = mergeSchema(latest, declared, timestampColumn);
+  const merged = mergeSchema(latest, declared, timestampColumn, maxFields);
   if (latest && merged.added.length === 0) return latest;
   const version = await recordSchemaVersion(tx, locked.id, merged.fields, timestampColumn);
   if (latest) {

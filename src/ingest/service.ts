@@ -21,6 +21,10 @@ export interface IngestServiceOptions {
   defaultTargetName: string;
   idempotencyTtlSeconds: number;
   maxBodyBytes: number;
+  /** TIMESTORE_INGEST_MAX_BATCH_ROWS. */
+  maxBatchRows?: number;
+  /** TIMESTORE_INGEST_MAX_FIELDS. */
+  maxFields?: number;
   /** TIMESTORE_INGEST_MODE=inline: every request waits for its batch to be published. */
   inline: boolean;
   wake(): void;
@@ -72,7 +76,7 @@ export class IngestService {
   async ingest(request: IngestRequest): Promise<{ job: Job; replayed: boolean }> {
     const limit = this.options.maxBodyBytes;
     if (request.body.byteLength > limit) throw tooLarge(limit);
-    const batch = decodeBody(request.format, request.body, request.query);
+    const batch = decodeBody(request.format, request.body, request.query, this.options.maxBatchRows);
     const accepted = await acceptBatch(this.options, {
       datasetSlug: request.datasetSlug,
       batch,

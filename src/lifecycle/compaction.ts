@@ -165,7 +165,7 @@ async function mergeGroup(deps: CompactionDeps, dataset: Dataset, group: Partiti
       sortColumns: seriesKey(dataset, schema.fields),
       sortByDistinctValues: dataset.sortColumns.length === 0,
       outputDir: join(work, 'out'),
-    });
+    }, 'lifecycle');
     await storePartitionFiles(driver, target, dataset, schemaVersion, written, (p) => stored.push(p));
     signal.throwIfAborted();
     await inTransaction(deps.sql, (tx) =>

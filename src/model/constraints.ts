@@ -82,8 +82,8 @@ const DECLARED = {
   },
   arrow_stream: {
     code: 'invalid_arrow', scopes: ['arrow'],
-    rule: 'the body is an Arrow IPC stream (or file) with at least one column',
-    protects: 'the batch can be decoded',
+    rule: 'the body is an Arrow IPC stream (or file) with at least one column, whose record batches declare no more rows than the body has bytes',
+    protects: 'the batch can be decoded; a stream that declares millions of rows in a few bytes would have each of them materialized',
   },
   arrow_type: {
     code: 'unsupported_arrow_type', scopes: ['arrow'],
@@ -151,6 +151,12 @@ const DECLARED = {
     code: 'too_many_fields', conflict: true, scopes: ['json', 'arrow'],
     rule: `a dataset's schema holds at most ${MAX_FIELDS} fields once the batch's new fields are added`,
     protects: 'the same, for every later batch of the dataset',
+  },
+
+  batch_rows: {
+    code: 'too_many_rows', scopes: ROWS,
+    rule: 'a batch has at most TIMESTORE_INGEST_MAX_BATCH_ROWS rows (an Arrow stream is counted before its rows are decoded)',
+    protects: 'memory of the process that validates the batch (every row becomes an object), and the size of one write',
   },
 
   // The dataset and the request's standing.

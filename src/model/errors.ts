@@ -124,6 +124,7 @@ const CATALOGUE = {
   invalid_time_range: { status: 400, message: said },
   object_key_too_long: { status: 400, message: said },
   too_many_partitions: { status: 400, message: said },
+  too_many_rows: { status: 413, message: said },
   /** A batch whose client waited for it was accepted but its job failed for good. */
   ingest_failed: {
     status: 500,
@@ -144,6 +145,7 @@ const CATALOGUE = {
   too_many_buckets: { status: 400, message: said },
   invalid_fill: { status: 400, message: said },
   limit_too_large: { status: 400, message: said },
+  query_too_large: { status: 400, message: said },
   invalid_query: { status: 400, message: failed },
   query_timeout: { status: 503, message: failed },
   query_memory_limit: { status: 503, message: failed },
@@ -245,6 +247,19 @@ const CATALOGUE = {
       message: `${failure}; the request did not take effect: retry it once space is freed`,
       details: { target },
       cause,
+    }),
+  },
+  /**
+   * A workload's threads are busy and its queue is full (engine/lanes.ts): refused at once, with
+   * `retryAfterSeconds` in the details, which the HTTP layer also sends as `Retry-After`.
+   */
+  queue_full: {
+    status: 503,
+    message: (workload: string, limits: { threads: number; maxQueue: number }, retryAfterSeconds: number) => ({
+      message:
+        `the server is at its limit for ${workload} work (${limits.threads} running, ${limits.maxQueue} waiting); ` +
+        `nothing was done: retry after ${retryAfterSeconds} s`,
+      details: { workload, ...limits, retryAfterSeconds },
     }),
   },
   not_ready: { status: 503, message: readiness },

@@ -15,12 +15,15 @@ export const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
 export const DEFAULT_TIMESTAMP_COLUMN = 'timestamp';
 
-/** Field names are safe identifiers, unique even without regard to case, and at most MAX_FIELDS of them. */
-export function checkDeclaredFields(fields: SchemaField[]): void {
-  if (fields.length > MAX_FIELDS) {
-    throw refuse('field_count_in_declaration', `the batch declares ${fields.length} fields; a dataset holds at most ${MAX_FIELDS}`, {
+/**
+ * Field names are safe identifiers, unique even without regard to case, and at most `maxFields`
+ * of them (TIMESTORE_INGEST_MAX_FIELDS; never more than MAX_FIELDS).
+ */
+export function checkDeclaredFields(fields: SchemaField[], maxFields = MAX_FIELDS): void {
+  if (fields.length > maxFields) {
+    throw refuse('field_count_in_declaration', `the batch declares ${fields.length} fields; a dataset holds at most ${maxFields}`, {
       fields: fields.length,
-      limit: MAX_FIELDS,
+      limit: maxFields,
     });
   }
   const seen = new Map<string, string>();
@@ -76,7 +79,7 @@ export interface MergedSchema {
  * nullability (the timestamp column is never null; others default to nullable).
  * `declared` has passed checkDeclaredFields.
  */
-export function mergeSchema(latest: SchemaVersion | null, declared: SchemaField[], timestampColumn: string): MergedSchema {
+export function mergeSchema(latest: SchemaVersion | null, declared: SchemaField[], timestampColumn: string, maxFields = MAX_FIELDS): MergedSchema {
   const normalize = (f: SchemaField): SchemaField => ({
     name: f.name,
     type: f.type,
@@ -121,11 +124,11 @@ export function mergeSchema(latest: SchemaVersion | null, declared: SchemaField[
       );
     }
   }
-  if (added.length > 0 && latest.fields.length + added.length > MAX_FIELDS) {
+  if (added.length > 0 && latest.fields.length + added.length > maxFields) {
     throw refuse(
       'field_count_with_dataset',
-      `the batch adds ${added.length} field(s) to the ${latest.fields.length} of the dataset; a dataset holds at most ${MAX_FIELDS}`,
-      { fields: latest.fields.length, added: added.length, limit: MAX_FIELDS },
+      `the batch adds ${added.length} field(s) to the ${latest.fields.length} of the dataset; a dataset holds at most ${maxFields}`,
+      { fields: latest.fields.length, added: added.length, limit: maxFields },
     );
   }
   return { fields: [...latest.fields, ...added], added };

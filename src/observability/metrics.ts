@@ -58,7 +58,7 @@ export interface MetricsSources {
   snapshots?: { snapshotStats(): SnapshotFigures };
   /** The query service's latest-value cache (src/query/latest-cache.ts). */
   latestCache?: { latestCacheStats(): LatestCacheFigures };
-  pool?: { stats(): { threads: number; queueSize: number; utilization: number } };
+  pool?: { stats(): Record<string, { threads: number; queued: number; refused: number; utilization: number }> };
 }
 
 export class Metrics {
@@ -339,28 +339,27 @@ export class Metrics {
 
   private processMetrics(registers: Registry[]): void {
     const pool = () => this.sources.pool?.stats();
-    new Gauge({
-      name: 'timestore_worker_pool_threads',
-      help: 'DuckDB worker threads.',
+    const perLane = (name: string, help: string, value: (lane: NonNullable<ReturnType<typeof pool>>[string]) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['workload'],
+        registers,
+        collect() {
+          for (const [workload, lane] of Object.entries(pool() ?? {})) this.set({ workload }, value(lane));
+        },
+      });
+    perLane('timestore_worker_pool_threads', 'DuckDB worker threads of each workload\'s lane (ingest, query, stream, lifecycle, health).', (l) => l.threads);
+    perLane('timestore_worker_pool_queue_size', 'Tasks waiting for a thread of their workload\'s lane.', (l) => l.queued);
+    perLane('timestore_worker_pool_utilization', 'Share of a lane\'s thread time spent running tasks since the pool started (0 to 1).', (l) => l.utilization);
+    new Counter({
+      name: 'timestore_worker_pool_refused_total',
+      help: 'Tasks refused because their lane\'s threads were busy and its queue full (answered 503 queue_full).',
+      labelNames: ['workload'],
       registers,
       collect() {
-        this.set(pool()?.threads ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'timestore_worker_pool_queue_size',
-      help: 'Tasks (writes, queries) waiting for a worker thread.',
-      registers,
-      collect() {
-        this.set(pool()?.queueSize ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'timestore_worker_pool_utilization',
-      help: 'Share of the worker threads\' time spent running tasks since the pool started (0 to 1).',
-      registers,
-      collect() {
-        this.set(pool()?.utilization ?? 0);
+        this.reset();
+        for (const [workload, lane] of Object.entries(pool() ?? {})) this.inc({ workload }, lane.refused);
       },
     });
     new Gauge({ name: 'timestore_build_info', help: 'The running timestore version (always 1).', labelNames: ['version'], registers }).set({ version: VERSION }, 1);

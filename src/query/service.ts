@@ -13,7 +13,7 @@ import type { CatalogCache } from '../catalog/lookup-cache.ts';
 import { aggregationType, EVERY_INSTANT, type LatestRequest, type QueryParameters, type QueryRequest } from '../model/query.ts';
 import type { Dataset, Partition, SchemaField } from '../model/records.ts';
 import { seriesKey } from '../model/series.ts';
-import type { WorkerPool } from '../engine/pool.ts';
+import type { QueryStream, WorkerPool } from '../engine/pool.ts';
 import { QueryError, type QueryInput, type QueryOutput, type QueryRow } from '../engine/query.ts';
 import { AppError, errors, isRequestFault } from '../model/errors.ts';
 import type { Logger } from '../log.ts';
@@ -51,6 +51,8 @@ export interface QueryServiceOptions {
   cache: PartitionCache;
   pool: WorkerPool;
   limits: QueryLimits;
+  /** Most partitions and partition file bytes one query may read once pruned (0: no limit). */
+  scanLimits?: { maxPartitions: number; maxBytes: number };
   timeoutMs: number;
   memoryLimitBytes: number;
   /** Spans `query` (child of the request's) with `query.prepare` and `query.scan`. */
@@ -299,8 +301,16 @@ export class QueryService {
         })(),
       };
     }
-    const input = prepared.input;
-    const pool = this.o.pool;
+    // Started now, not at the first read, so that a full stream lane is refused (503 queue_full)
+    // before the answer's status is sent.
+    let stream: QueryStream;
+    try {
+      stream = this.o.pool.queryStream(prepared.input, 4096);
+    } catch (err) {
+      prepared.release();
+      this.finish(m, err);
+      throw err;
+    }
     let ended = false;
     const end = (failure: unknown) => {
       if (ended) return;
@@ -311,7 +321,7 @@ export class QueryService {
     const batches = (async function* () {
       let failure: unknown = null;
       try {
-        yield* pool.queryStream(input, 4096);
+        yield* stream;
       } catch (err) {
         failure = err;
         throw err;
@@ -319,12 +329,13 @@ export class QueryService {
         end(failure);
       }
     })();
-    // A generator returned before its first next() skips its finally: release here as well.
+    // A generator returned before its first next() skips its finally: cancel and release here as well.
     const returnBatches = batches.return.bind(batches);
     batches.return = async (value) => {
       try {
         return await returnBatches(value);
       } finally {
+        stream.cancel();
         end(null);
       }
     };
@@ -392,6 +403,7 @@ export class QueryService {
         ? [selectPartitions(snapshot, selection), snapshot.length]
         : await Promise.all([listActivePartitions(this.o.sql, selection), activePartitionCount(this.o.sql, dataset.id, version)]);
       const selected = prunePartitions(overlapping, plan.filters, fields);
+      this.checkScanSize(dataset.slug, selected);
       const base = { dataset, fields, plan, cached: null, scanned: selected.length, pruned: active - selected.length };
       // Without rows, only a gap-filled downsample without groupBy has an answer: its empty buckets.
       const mode = plan.mode;
@@ -426,6 +438,22 @@ export class QueryService {
       pin.release();
       throw err;
     }
+  }
+
+  /** Refuses a query that would read more partitions or bytes than allowed, before any file is fetched. */
+  private checkScanSize(slug: string, selected: readonly Partition[]): void {
+    const { maxPartitions = 0, maxBytes = 0 } = this.o.scanLimits ?? {};
+    const bytes = selected.reduce((n, p) => n + Number(p.sizeBytes), 0);
+    const overPartitions = maxPartitions > 0 && selected.length > maxPartitions;
+    const overBytes = maxBytes > 0 && bytes > maxBytes;
+    if (!overPartitions && !overBytes) return;
+    const what = overPartitions ? `${selected.length} partitions (at most ${maxPartitions})` : `${bytes} bytes of partition files (at most ${maxBytes})`;
+    throw errors.query_too_large(`the query of dataset "${slug}" would read ${what}: narrow its time range, partition key or filters`, {
+      partitions: selected.length,
+      bytes,
+      maxPartitions,
+      maxBytes,
+    });
   }
 
   private queryPlanner(asked: QueryAsked): Planner<QueryPlan> {

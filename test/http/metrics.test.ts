@@ -49,7 +49,9 @@ describe('GET /metrics', () => {
     expect(exposition.family('timestore_jobs').type).toBe('gauge');
     expect(exposition.family('process_cpu_seconds_total').type).toBe('counter');
     expect(exposition.value('timestore_build_info', { version: VERSION })).toBe(1);
-    expect(exposition.value('timestore_worker_pool_threads')).toBe(1);
+    expect(exposition.value('timestore_worker_pool_threads', { workload: 'query' })).toBe(1);
+    expect(exposition.value('timestore_worker_pool_threads', { workload: 'health' })).toBe(1);
+    expect(exposition.value('timestore_worker_pool_refused_total', { workload: 'stream' })).toBe(0);
     // Lifecycle counters exist (at zero) before any lifecycle task runs, so rate() works from the start.
     expect(exposition.value('timestore_compaction_runs_total', { outcome: 'failed' })).toBe(0);
     // Every job state of the ingest queue is reported even when the table holds no ingest job.

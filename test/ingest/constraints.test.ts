@@ -15,6 +15,8 @@ import {
   Float64,
   Int64,
   makeData,
+  makeVector,
+  Null,
   RecordBatch,
   Schema,
   Struct,
@@ -36,9 +38,10 @@ import { type StorageDriver, StorageDrivers, S3StorageDriver } from '../../src/s
 import { type Answer, postIngest, postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 const MAX_BODY = 1024 * 1024;
+const MAX_ROWS = 1000;
 let ts: TestServer;
 beforeAll(async () => {
-  ts = await startTestServer({ TIMESTORE_INGEST_MAX_BODY_BYTES: String(MAX_BODY) });
+  ts = await startTestServer({ TIMESTORE_INGEST_MAX_BODY_BYTES: String(MAX_BODY), TIMESTORE_INGEST_MAX_BATCH_ROWS: String(MAX_ROWS) });
 });
 afterAll(() => ts.stop());
 
@@ -205,6 +208,9 @@ const CASES: Case[] = [
   c('csv_syntax', 'csv', 'records ending in \\r\\n and \\n', { send: (slug) => send(slug, CSV, `${CSV_HEADER}\r\n${CSV_ROW}\r\n${CSV_ROW}\n`) }),
   c('csv_syntax', 'csv', 'a record with too few fields', { send: (slug) => send(slug, CSV, csv(`${T},1.5`)) }),
   c('arrow_stream', 'arrow', 'a body that is not Arrow', { send: (slug) => send(slug, ARROW, 'timestamp\n2026-01-01\n') }),
+  c('arrow_stream', 'arrow', 'a record batch that declares ten million rows in a few hundred bytes', {
+    send: (slug) => send(slug, ARROW, tableToIPC(new Table({ timestamp: makeVector(makeData({ type: new Null(), length: 10_000_000 })) }), 'stream')),
+  }),
   c('arrow_type', 'arrow', 'a list column', { send: (slug) => send(slug, ARROW, arrowRow({ tags: vectorFromArray([[1, 2]]) })) }),
   c('query_parameter', 'json', 'a partition key as a query parameter with a JSON body', { send: (slug) => sendJson(slug, jsonBody([row()]), 'key.k=v') }),
   c('query_parameter', 'ndjson', 'an unknown query parameter', { send: (slug) => send(slug, NDJSON, ndjson(row()), 'colour=red') }),
@@ -398,6 +404,21 @@ const CASES: Case[] = [
         if (format === 'ndjson') return send(slug, NDJSON, ndjson(row(), row({ timestamp: late })));
         if (format === 'csv') return send(slug, CSV, csv(CSV_ROW, `${late},1.5,1,x,true,${T},a`));
         return send(slug, ARROW, arrowRow({ timestamp: dates(Date.parse(T), Date.parse(late)), temp: vectorFromArray([1, 2], new Float64()), site: vectorFromArray(['a', 'b'], new Utf8()) }));
+      },
+    }),
+  ),
+  ...(['json', 'ndjson', 'csv', 'arrow'] as const).map((format) =>
+    c('batch_rows', format, `${MAX_ROWS + 1} rows, one more than TIMESTORE_INGEST_MAX_BATCH_ROWS`, {
+      send: (slug) => {
+        const rows = Array.from({ length: MAX_ROWS + 1 }, () => row());
+        if (format === 'json') return sendJson(slug, jsonBody(rows));
+        if (format === 'ndjson') return send(slug, NDJSON, ndjson(...rows));
+        if (format === 'csv') return send(slug, CSV, csv(...rows.map(() => CSV_ROW)));
+        return send(slug, ARROW, arrow({
+          timestamp: dates(...rows.map(() => Date.parse(T))),
+          temp: vectorFromArray(rows.map(() => 1.5), new Float64()),
+          site: vectorFromArray(rows.map(() => 'a'), new Utf8()),
+        }));
       },
     }),
   ),

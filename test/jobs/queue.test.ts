@@ -106,6 +106,41 @@ describe('job table', () => {
     expect(rest.map((j) => j.id).sort()).toEqual([j5.id, j6.id].sort());
   });
 
+  test('coalescing also stops at maxSize, summed over a payload path (the leader always goes)', async () => {
+    const queue = newQueue();
+    const d1 = await createDataset(a.sql, { slug: `size-1-${queue}` });
+    const add = (sizeBytes: number) => enqueueJob(a.sql, { queue, kind: 'ingest', datasetId: d1.id, payload: { rowCount: 1, staged: { sizeBytes } } }).then((r) => r.job);
+    const big = await add(300);
+    const j2 = await add(40);
+    const j3 = await add(50);
+    const j4 = await add(20);
+    const claim = () =>
+      claimJobs(a.sql, { queue, workerId: 'w', limit: 10, coalesce: { weightField: 'rowCount', maxWeight: 1_000, sizePath: ['staged', 'sizeBytes'], maxSize: 100 }, ...lease });
+    // The leader alone is over the bound: it goes by itself.
+    expect((await claim()).map((j) => j.id)).toEqual([big.id]);
+    // 40 + 50 fit within 100; with 20 more they would not.
+    expect((await claim()).map((j) => j.id).sort()).toEqual([j2.id, j3.id].sort());
+    expect((await claim()).map((j) => j.id)).toEqual([j4.id]);
+  });
+
+  test('under a budget, a dataset whose queued bytes reach maxSize is ready at once', async () => {
+    const queue = newQueue();
+    const d1 = await createDataset(a.sql, { slug: `size-ready-${queue}` });
+    const add = (sizeBytes: number) => enqueueJob(a.sql, { queue, kind: 'ingest', datasetId: d1.id, payload: { rowCount: 1, staged: { sizeBytes } } }).then((r) => r.job);
+    const claim = () =>
+      claimJobs(a.sql, {
+        queue,
+        workerId: 'w',
+        limit: 10,
+        coalesce: { weightField: 'rowCount', minWeight: 1_000, sizePath: ['staged', 'sizeBytes'], maxSize: 100, maxWaitMs: 3_600_000 },
+        ...lease,
+      });
+    const j1 = await add(60);
+    expect(await claim()).toEqual([]);
+    const j2 = await add(40);
+    expect((await claim()).map((j) => j.id).sort()).toEqual([j1.id, j2.id].sort());
+  });
+
   test('a coalescing budget holds a dataset\'s jobs until their rows reach minWeight or the oldest has waited maxWaitMs', async () => {
     const queue = newQueue();
     const d1 = await createDataset(a.sql, { slug: `budget-1-${queue}` });

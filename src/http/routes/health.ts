@@ -40,7 +40,7 @@ export function healthRoutes(readiness: Readiness, scoped: Scoped) {
           tags: ['health'],
           summary: 'Readiness',
           description:
-            'Answers 200 when the catalog answers and is migrated, the storage root is writable and the worker pool answers; ' +
+            'Answers 200 when the catalog answers and is migrated, the storage root is writable and a worker thread runs DuckDB (a thread kept for this check, never behind queries or writes); ' +
             'otherwise 503 naming the failing check. Turns 503 as soon as shutdown begins. `warnings` (in `error.details` on a 503) names what an operator should fix, ' +
             'such as listening beyond loopback with no authentication.',
         },

@@ -34,13 +34,23 @@ interface Column {
   vector: Vector;
 }
 
-export function arrowBatch(raw: Uint8Array, params: BatchParams): DecodedBatch {
+/** `maxRows`: the most rows a batch may carry (TIMESTORE_INGEST_MAX_BATCH_ROWS), checked before any row is decoded. */
+export function arrowBatch(raw: Uint8Array, params: BatchParams, maxRows: number): DecodedBatch {
   let table: Table;
   try {
     table = tableFromIPC(raw);
   } catch (err) {
     throw refuse('arrow_stream', `the body is not an Arrow IPC stream: ${(err as Error).message}`);
   }
+  // Every stored row costs at least one byte of the body (a one-byte dictionary index for its
+  // timestamp); a record batch's declared length is only a number, which decoding would believe.
+  if (table.numRows > raw.byteLength) {
+    throw refuse('arrow_stream', `the Arrow stream declares ${table.numRows} rows in a body of ${raw.byteLength} bytes; its record batch lengths do not match its data`, {
+      rows: table.numRows,
+      bytes: raw.byteLength,
+    });
+  }
+  if (table.numRows > maxRows) throw tooManyRows(table.numRows, maxRows);
   if (table.schema.fields.length === 0) throw refuse('arrow_stream', 'the Arrow stream has no schema (no columns)');
   const columns = table.schema.fields.map((field, i) => column(field, table.getChildAt(i)!));
   let lines: string[] | undefined;
@@ -183,4 +193,12 @@ function toRows(columns: Column[], rowCount: number): Record<string, unknown>[] 
     rows[r] = row;
   }
   return rows;
+}
+
+/** The refusal of a batch over TIMESTORE_INGEST_MAX_BATCH_ROWS (any format). */
+export function tooManyRows(rows: number, maxRows: number) {
+  return refuse('batch_rows', `the batch has ${rows} rows; a batch may carry at most ${maxRows} (TIMESTORE_INGEST_MAX_BATCH_ROWS): split it`, {
+    rows,
+    limit: maxRows,
+  });
 }

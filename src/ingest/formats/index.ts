@@ -12,13 +12,17 @@ import { batchParamsFromQuery, refuseBatchQueryForJson } from './query-parameter
 
 export type { BatchParams, DecodedBatch } from './batch.ts';
 export { bodyFormatOf } from './media-types.ts';
+export { tooManyRows } from './arrow.ts';
+
+/** TIMESTORE_INGEST_MAX_BATCH_ROWS's default. */
+export const DEFAULT_MAX_BATCH_ROWS = 1_000_000;
 
 /**
  * Decodes a request body as received: a JSON document carries its partition key and other
  * parameters, NDJSON, CSV and Arrow bodies take them from the query string. Rows are checked
  * later, by the batch's `validate`.
  */
-export function decodeBody(format: BodyFormat, raw: Uint8Array, query: URLSearchParams): DecodedBatch {
+export function decodeBody(format: BodyFormat, raw: Uint8Array, query: URLSearchParams, maxRows = DEFAULT_MAX_BATCH_ROWS): DecodedBatch {
   if (format === 'json') {
     refuseBatchQueryForJson(query);
     return jsonBatch(raw);
@@ -30,6 +34,6 @@ export function decodeBody(format: BodyFormat, raw: Uint8Array, query: URLSearch
     case 'csv':
       return csvBatch(raw, params);
     case 'arrow':
-      return arrowBatch(raw, params);
+      return arrowBatch(raw, params, maxRows);
   }
 }
