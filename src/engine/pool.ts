@@ -10,6 +10,7 @@ import { extractDuckDBLibrary } from './duckdb-runtime.ts';
 import type { WritePartitionsInput, WritePartitionsResult } from './partition-writer.ts';
 import { decodeQueryOutput, type EncodedQueryOutput, type QueryColumn, type QueryInput, type QueryOutput, type QueryRow, toQueryError } from './query.ts';
 import type { QueryStreamControl, QueryStreamInput, QueryStreamMessage, QueryStreamSummary } from './query-stream-protocol.ts';
+import type { ParsedStatement, SqlParam, SqlStatementInput, SqlStreamInput } from './sql-statement.ts';
 import type { PingResult, WorkerData } from './worker.ts';
 
 /**
@@ -96,6 +97,19 @@ export class WorkerPool {
     // Piscina's TransferList type is inferred from MessagePort#postMessage, whose overloads differ
     // between Node's and Bun's typings; a MessagePort is transferable in both.
     const done = this.piscina.run(task, { name: 'queryStream', transferList: [port2] as never }) as Promise<QueryStreamSummary>;
+    return new QueryStream(port1, done);
+  }
+
+  /** Parses a read-only SQL statement (sql-statement.ts): the datasets it names, or why it is refused. */
+  sqlParse(sql: string, params: SqlParam[]): Promise<ParsedStatement> {
+    return this.piscina.run({ sql, params }, { name: 'sqlParse' });
+  }
+
+  /** Runs a read-only SQL statement in the worker's sandbox, its rows streamed as by {@link queryStream}. */
+  sqlStream(input: SqlStatementInput, batchRows = 10_000): QueryStream {
+    const { port1, port2 } = new MessageChannel();
+    const task: SqlStreamInput = { ...input, port: port2, batchRows };
+    const done = this.piscina.run(task, { name: 'sqlStream', transferList: [port2] as never }) as Promise<QueryStreamSummary>;
     return new QueryStream(port1, done);
   }
 

@@ -21,6 +21,7 @@ import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { ingestRoutes } from './routes/ingest.ts';
 import { queryRoutes } from './routes/query.ts';
+import { sqlRoutes } from './routes/sql.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 
 export interface AppDependencies {
@@ -90,6 +91,7 @@ export function createApp(deps: AppDependencies) {
     .use(metricsRoutes(deps.metrics, scoped))
     .use(ingestRoutes(deps.ingest, scoped))
     .use(queryRoutes(deps.query, scoped))
+    .use(sqlRoutes(deps.query, scoped))
     .use(adminRoutes(deps.admin, scoped))
     .use(tokenRoutes(deps.tokens, scoped));
 }

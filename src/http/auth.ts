@@ -33,7 +33,12 @@ import { AppError, errors } from '../model/errors.ts';
 import { bearerToken } from '../model/api-tokens.ts';
 import { toAppError } from './errors.ts';
 
-export type ScopeRule = 'open' | 'read' | 'write' | 'admin';
+/**
+ * `read-named`: the `read` rule for every dataset the request names in its body or query (POST and
+ * GET /sql); the route only identifies the caller (a token is still needed in token mode), and the
+ * handler checks each dataset with `mayRead(request)` once it knows their names.
+ */
+export type ScopeRule = 'open' | 'read' | 'write' | 'admin' | 'read-named';
 
 /**
  * A route's `scope` option: its rule, or (for a route whose handler reads the request body itself,
@@ -85,6 +90,7 @@ export function auth(options: AuthOptions) {
   const required = async (rule: ScopeRule, params: DatasetRef): Promise<string[]> => {
     switch (rule) {
       case 'open':
+      case 'read-named':
         return [];
       case 'admin':
         return options.scopes.admin ? [options.scopes.admin] : [];
@@ -141,6 +147,20 @@ export function auth(options: AuthOptions) {
     if (!needed.some((scope) => held.includes(scope))) throw errors.forbidden('x-iam-scopes holds none of the scopes this route needs');
   };
 
+  /** The `read` rule for one dataset a `read-named` request names, with the scopes its check recorded. */
+  const mayRead = (request: Request) => async (slug: string): Promise<void> => {
+    if (mode === 'none') return;
+    const needed = await required('read', { datasetSlug: slug });
+    if (needed.length === 0) return;
+    const held = principals.get(request)?.scopes ?? [];
+    if (mode === 'tokens') {
+      if (!needed.some((scope) => held.includes(scope))) throw errors.forbidden('the token holds none of the scopes this route needs');
+      return;
+    }
+    if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
+    if (!needed.some((scope) => held.includes(scope))) throw errors.forbidden('x-iam-scopes holds none of the scopes this route needs');
+  };
+
   const checked = new WeakMap<Request, Promise<void>>();
   const checkOnce = (rule: ScopeRule, c: HookContext): Promise<void> => {
     let check = checked.get(c.request);
@@ -151,11 +171,11 @@ export function auth(options: AuthOptions) {
     return check;
   };
 
-  return new Elysia({ name: 'timestore/auth' }).macro({
+  return new Elysia({ name: 'timestore/auth' }).decorate('mayRead', mayRead).macro({
     scope: (option: ScopeOption) => {
       const rule = typeof option === 'string' ? option : option.rule;
       const detail = {
-        'x-timestore-scope': rule,
+        'x-timestore-scope': rule === 'read-named' ? 'read' : rule,
         security: rule === 'open' || mode === 'none' ? [] : [mode === 'tokens' ? { bearerToken: [] } : { iamScopes: [] }],
       } as Record<string, unknown>;
       if (rule === 'open' || mode === 'none') return { detail };

@@ -25,6 +25,7 @@ import type { ReaderPins } from './reader-pins.ts';
 import { ManifestSnapshots, selectPartitions, type SnapshotStats } from './manifest-snapshots.ts';
 import { type CachedAnswer, answerLastpoint, answerLatest, lastpointForm, latestFromCache } from './latest-answer.ts';
 import { LatestCache, type LatestCacheStats, type LatestDataset, type LatestTable } from './latest-cache.ts';
+import { SqlStatements } from './sql.ts';
 
 export interface QueryServiceOptions {
   sql: Sql;
@@ -97,10 +98,24 @@ export class QueryService {
   private readonly tracer: Tracer;
   private readonly snapshots: ManifestSnapshots;
   private readonly latestCache: LatestCache;
+  /** Read-only SQL over datasets (sql.ts), on this service's pins, snapshots and partition cache. */
+  readonly statements: SqlStatements;
 
   constructor(private readonly o: QueryServiceOptions) {
     this.tracer = o.tracer ?? NOOP_TRACER;
     this.snapshots = new ManifestSnapshots(o.sql, o.snapshotPartitions);
+    this.statements = new SqlStatements({
+      sql: o.sql,
+      pool: o.pool,
+      pins: o.pins,
+      snapshots: this.snapshots,
+      catalogCache: o.catalogCache,
+      acquire: (partitions) => this.acquire(partitions),
+      maxRows: o.limits.maxRows,
+      timeoutMs: o.timeoutMs,
+      memoryLimitBytes: o.memoryLimitBytes,
+      tracer: o.tracer,
+    });
     this.latestCache = new LatestCache(
       {
         pinned: async (datasetId, atLeast, read) => {
