@@ -141,6 +141,9 @@ export function auth(options: AuthOptions) {
     const headers = c.request.headers;
     const held = parseScopes(headers.get('x-iam-scopes'));
     principals.set(c.request, { scopes: held, actor: actorFromHeaders(headers) });
+    // Which datasets a `read-named` request reads is known only from its body; a caller without any
+    // scope, where reading needs one, is refused before it is read.
+    if (rule === 'read-named' && held.length === 0 && options.scopes.read) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
     const needed = await required(rule, params);
     if (needed.length === 0) return;
     if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');

@@ -27,6 +27,11 @@ export interface RouteCase {
   method: string;
   /** The route takes a request body (its request sends one). */
   body: boolean;
+  /**
+   * The datasets it reads are named in its body (POST /sql): a caller without credentials is refused
+   * before the body is read, one with credentials that might allow some dataset only after.
+   */
+  namesInBody: boolean;
   request(dataset: DatasetCase): RouteRequest;
 }
 
@@ -87,7 +92,7 @@ export function routeMatrix(fixtures: () => MatrixFixtures): Record<string, Rout
     tokenId: () => fixtures().tokenId,
     scratch: () => fixtures().scratch,
   };
-  const rows: Record<string, Pick<RouteCase, 'rule' | 'request'> & { body?: true }> = {
+  const rows: Record<string, Pick<RouteCase, 'rule' | 'request'> & { body?: true; namesInBody?: true }> = {
     'GET /health': { rule: 'open', request: () => ({ method: 'GET', path: '/health' }) },
     'GET /ready': { rule: 'open', request: () => ({ method: 'GET', path: '/ready' }) },
     'GET /metrics': { rule: 'open', request: () => ({ method: 'GET', path: '/metrics' }) },
@@ -107,6 +112,11 @@ export function routeMatrix(fixtures: () => MatrixFixtures): Record<string, Rout
       rule: 'read', body: true,
       request: (d) => ({ method: 'POST', path: `/datasets/${d}/latest`, body: {} }),
     },
+    'POST /sql': {
+      rule: 'read', body: true, namesInBody: true,
+      request: (d) => ({ method: 'POST', path: '/sql', body: { sql: `SELECT count(*) AS n FROM "${d}"` } }),
+    },
+    'GET /sql': { rule: 'read', request: (d) => ({ method: 'GET', path: `/sql?q=${encodeURIComponent(`SELECT count(*) AS n FROM dataset('${d}')`)}` }) },
     'GET /admin/datasets': { rule: 'admin', request: () => ({ method: 'GET', path: '/admin/datasets' }) },
     'POST /admin/datasets': { rule: 'admin', body: true, request: () => ({ method: 'POST', path: '/admin/datasets', body: { slug: `made-${++made}` } }) },
     'GET /admin/datasets/:datasetId': { rule: 'admin', request: (d) => ({ method: 'GET', path: `/admin/datasets/${d}` }) },
@@ -145,7 +155,7 @@ export function routeMatrix(fixtures: () => MatrixFixtures): Record<string, Rout
     },
   };
   return Object.fromEntries(
-    Object.entries(rows).map(([key, row]) => [key, { ...row, method: key.split(' ')[0] as string, body: row.body === true }]),
+    Object.entries(rows).map(([key, row]) => [key, { ...row, method: key.split(' ')[0] as string, body: row.body === true, namesInBody: row.namesInBody === true }]),
   );
 }
 
