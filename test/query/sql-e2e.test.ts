@@ -333,3 +333,46 @@ describe('read scopes, for every dataset a statement names', () => {
     await expectRefused('SELECT * FROM nothing_here', 404, 'not_found');
   });
 });
+
+test('a statement that runs while compaction publishes reads one manifest version throughout', async () => {
+  const slug = 'compacted';
+  const fields = [{ name: 'timestamp', type: 'timestamp' }, { name: 'batch', type: 'integer' }];
+  const BATCHES = 6;
+  const PER_BATCH = 2000;
+  for (let b = 0; b < BATCHES; b++) {
+    const rows = Array.from({ length: PER_BATCH }, (_, i) => ({ timestamp: new Date(BASE + (i * BATCHES + b) * 1000).toISOString(), batch: b }));
+    await ingest(slug, fields, rows);
+  }
+  // Files a publish removes are deleted at once unless a reader pins their version.
+  const policy = await fetch(`${ts.url}/admin/datasets/${slug}/retention`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json', ...AS_ADMIN },
+    body: JSON.stringify({ rules: {}, deleteGraceMinutes: 0 }),
+  });
+  expect(policy.status).toBe(200);
+
+  const statement = `SELECT timestamp, batch FROM ${slug} ORDER BY timestamp`;
+  const res = await fetch(`${ts.url}/sql`, { method: 'POST', headers: { ...READER, 'content-type': 'application/json', accept: 'application/x-ndjson' }, body: JSON.stringify({ sql: statement }) });
+  expect(res.status).toBe(200);
+  const before = Number(res.headers.get('x-timestore-manifest-versions')!.split('=')[1]);
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  const first = await reader.read();
+  let text = decoder.decode(first.value);
+
+  // Compaction merges the files and publishes a version that removes them, while the statement reads.
+  const lifecycle = await postJson(`${ts.url}/admin/datasets/${slug}/lifecycle?wait=true`, {}, AS_ADMIN);
+  expect(lifecycle.status).toBe(200);
+  expect((lifecycle.body as { result: { compaction: { partitionsMerged: number } } }).result.compaction.partitionsMerged).toBe(BATCHES);
+
+  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) text += decoder.decode(chunk.value);
+  const rows = text.trimEnd().split('\n').map((l) => JSON.parse(l) as { batch: number });
+  expect(rows.length).toBe(BATCHES * PER_BATCH);
+  for (let b = 0; b < BATCHES; b++) expect(rows.filter((r) => r.batch === b).length).toBe(PER_BATCH);
+
+  // The next statement reads the compacted version: the same rows, from one file.
+  const after = await sql(`SELECT count(*) AS n, count(DISTINCT batch) AS batches FROM ${slug}`);
+  const body = after.body as { rows: unknown[]; manifestVersions: Record<string, number> };
+  expect(body.manifestVersions[slug]).toBeGreaterThan(before);
+  expect(body.rows).toEqual([{ n: BATCHES * PER_BATCH, batches: BATCHES }]);
+}, 120_000);
