@@ -179,7 +179,7 @@ describe('formats and GET', () => {
     const table = tableFromIPC(new Uint8Array(await arrow.arrayBuffer()));
     expect(table.numRows).toBe(5);
     const decoded = table.toArray().map((r) => r.toJSON());
-    expect(decoded.map((r) => new Date(Number(r.timestamp)).toISOString())).toEqual(rows.map((r) => r.timestamp));
+    expect(decoded.map((r) => new Date(Number(r.timestamp)).toISOString()) as unknown[]).toEqual(rows.map((r) => r.timestamp));
     expect(decoded.map((r) => r.host)).toEqual(rows.map((r) => r.host));
     expect(decoded.map((r) => r.usage)).toEqual(rows.map((r) => r.usage));
     expect(decoded.map((r) => Number(r.n))).toEqual(rows.map((r) => r.n));
