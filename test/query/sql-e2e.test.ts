@@ -182,7 +182,7 @@ describe('formats and GET', () => {
     expect(decoded.map((r) => new Date(Number(r.timestamp)).toISOString()) as unknown[]).toEqual(rows.map((r) => r.timestamp));
     expect(decoded.map((r) => r.host)).toEqual(rows.map((r) => r.host));
     expect(decoded.map((r) => r.usage)).toEqual(rows.map((r) => r.usage));
-    expect(decoded.map((r) => Number(r.n))).toEqual(rows.map((r) => r.n));
+    expect(decoded.map((r) => Number(r.n)) as unknown[]).toEqual(rows.map((r) => r.n));
   });
 
   test('an answer longer than one batch streams whole, in every format', async () => {
