@@ -11,6 +11,7 @@ import { Lane, type LaneLimits, type LaneStats, type Workload } from './lanes.ts
 import type { WritePartitionsInput, WritePartitionsResult } from './partition-writer.ts';
 import { decodeQueryOutput, type EncodedQueryOutput, type QueryColumn, type QueryInput, type QueryOutput, type QueryRow, toQueryError } from './query.ts';
 import type { QueryStreamControl, QueryStreamInput, QueryStreamMessage, QueryStreamSummary } from './query-stream-protocol.ts';
+import type { ParsedStatement, SqlParam, SqlStatementInput, SqlStreamInput } from './sql-statement.ts';
 import type { PingResult, WorkerData } from './worker.ts';
 
 /**
@@ -122,6 +123,29 @@ export class WorkerPool {
     let done: Promise<QueryStreamSummary>;
     try {
       done = this.lanes.stream.run(task, { name: 'queryStream', transferList: [port2] as never });
+    } catch (error) {
+      port1.close();
+      port2.close();
+      throw error;
+    }
+    return new QueryStream(port1, done);
+  }
+
+  /** Parses a read-only SQL statement (sql-statement.ts): the datasets it names, or why it is refused. */
+  sqlParse(sql: string, params: SqlParam[]): Promise<ParsedStatement> {
+    return this.lanes.query.run({ sql, params }, { name: 'sqlParse' });
+  }
+
+  /**
+   * Runs a read-only SQL statement in the worker's sandbox, its rows streamed as by
+   * {@link queryStream}, on the stream lane (every SQL answer is streamed).
+   */
+  sqlStream(input: SqlStatementInput, batchRows = 10_000): QueryStream {
+    const { port1, port2 } = new MessageChannel();
+    const task: SqlStreamInput = { ...input, port: port2, batchRows };
+    let done: Promise<QueryStreamSummary>;
+    try {
+      done = this.lanes.stream.run(task, { name: 'sqlStream', transferList: [port2] as never });
     } catch (error) {
       port1.close();
       port2.close();

@@ -92,7 +92,7 @@ export function decodeQueryOutput(buffer: Uint8Array): EncodedQueryOutput {
   return { ...head, rowsJson: buffer.subarray(newline + 1) };
 }
 
-export type QueryErrorCode = 'query_timeout' | 'query_memory_limit' | 'invalid_query' | 'query_stream_abandoned';
+export type QueryErrorCode = 'query_timeout' | 'query_memory_limit' | 'invalid_query' | 'query_stream_abandoned' | 'sql_error' | 'sql_not_allowed';
 
 /**
  * A failure with a machine-readable code. The message starts with `<code>: ` so the code survives
@@ -109,7 +109,7 @@ export class QueryError extends Error {
   }
 }
 
-const CODES: ReadonlySet<string> = new Set<QueryErrorCode>(['query_timeout', 'query_memory_limit', 'invalid_query', 'query_stream_abandoned']);
+const CODES: ReadonlySet<string> = new Set<QueryErrorCode>(['query_timeout', 'query_memory_limit', 'invalid_query', 'query_stream_abandoned', 'sql_error', 'sql_not_allowed']);
 
 /** `error` as a {@link QueryError} when its message carries one of the codes; else unchanged. */
 export function toQueryError(error: unknown): unknown {
@@ -143,6 +143,21 @@ export async function runQuery(db: DuckDBConnection, input: QueryInput): Promise
 
 /** Runs a query and posts its rows to `input.port` in batches; see {@link QueryStreamMessage}. */
 export async function runQueryStream(db: DuckDBConnection, input: QueryStreamInput): Promise<QueryStreamSummary> {
+  return streamToPort(input, () => {
+    const built = build(input);
+    return { limit: built.limit, run: (sink) => execute(db, input, built, sink) };
+  });
+}
+
+/**
+ * Posts the rows a statement yields to `input.port` in batches (see {@link QueryStreamMessage}),
+ * at most `limit` rows, under the protocol's flow control. `start` checks and builds the statement
+ * (a failure there fails the stream like a failure of the statement); `run` executes it into a sink.
+ */
+export async function streamToPort(
+  input: Pick<QueryStreamInput, 'port' | 'batchRows' | 'idleTimeoutMs'>,
+  start: () => { limit: number; run(sink: Sink): Promise<void> },
+): Promise<QueryStreamSummary> {
   const { port, batchRows } = input;
   const idleTimeoutMs = input.idleTimeoutMs ?? 120_000;
   if (!port || typeof port.postMessage !== 'function') throw new QueryError('invalid_query', 'queryStream needs a MessagePort');
@@ -153,8 +168,7 @@ export async function runQueryStream(db: DuckDBConnection, input: QueryStreamInp
     if (!Number.isFinite(idleTimeoutMs) || idleTimeoutMs <= 0 || idleTimeoutMs > MAX_TIMER_MS) {
       throw new QueryError('invalid_query', `idleTimeoutMs must be a positive number up to ${MAX_TIMER_MS}, got ${idleTimeoutMs}`);
     }
-    const built = build(input);
-
+    const { limit, run } = start();
     let credits = STREAM_WINDOW;
     let cancelled = false;
     let wake: (() => void) | undefined;
@@ -199,14 +213,14 @@ export async function runQueryStream(db: DuckDBConnection, input: QueryStreamInp
     let batch: QueryRow[] = [];
     let rowCount = 0;
     let truncated = false;
-    const reading = execute(db, input, built, {
+    const reading = run({
       onStart: (e) => {
         execution = e;
       },
       onColumns: (columns) => port.postMessage({ type: 'columns', columns } satisfies QueryStreamMessage),
       onRow: (row) => {
         if (cancelled) return false;
-        if (rowCount === built.limit) {
+        if (rowCount === limit) {
           truncated = true;
           return false;
         }
@@ -249,7 +263,7 @@ function build(input: QueryInput): BuiltQuery {
   }
 }
 
-interface Sink {
+export interface Sink {
   onStart?(execution: Execution): void;
   onColumns(columns: QueryColumn[]): void;
   /** Returns false to stop reading. */
@@ -263,7 +277,7 @@ interface Sink {
  * The time budget of one query: a timer that interrupts DuckDB when it runs out. Paused while a
  * stream waits for its consumer.
  */
-class Execution {
+export class Execution {
   expired = false;
   /** A DuckDB call is in flight (an interrupt reaches it). */
   active = false;
@@ -325,19 +339,32 @@ async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuer
   // writer sets and restores its own), and under the query's memory limit until a task needs another.
   await useTimeZone(db, 'UTC');
   await useMemoryLimit(db, input.memoryLimitBytes ?? null);
+  await executeStatement(db, { sql: built.sql, bind: (prepared) => bind(prepared, built.params), columns: built.columns, timeoutMs: input.timeoutMs }, sink);
+}
 
-  const execution = new Execution(db, input.timeoutMs);
+/** One statement for {@link executeStatement}: its text, how its parameters are bound, its columns' names. */
+export interface Statement {
+  sql: string;
+  bind(prepared: DuckDBPreparedStatement): void;
+  /** The columns' names as answered; null: the names DuckDB gives them (a repeated name gets `_2`, `_3`, …). */
+  columns: string[] | null;
+  timeoutMs: number;
+}
+
+/** Prepares, binds and streams one statement into `sink` within its time budget, converting every value. */
+export async function executeStatement(db: DuckDBConnection, statement: Statement, sink: Sink): Promise<void> {
+  const execution = new Execution(db, statement.timeoutMs);
   sink.onStart?.(execution);
   let prepared: DuckDBPreparedStatement | undefined;
   let exhausted = false;
   try {
     execution.resume();
     // prepare() refuses text with more than one statement.
-    prepared = await execution.call(() => db.prepare(built.sql));
-    bind(prepared, built.params);
+    prepared = await execution.call(() => db.prepare(statement.sql));
+    statement.bind(prepared);
     const result: DuckDBResult = await execution.call(() => prepared!.stream());
     const converters = result.columnTypes().map(converterFor);
-    const names = built.columns;
+    const names = statement.columns ?? distinctNames(result.columnNames());
     if (converters.length !== names.length) throw new Error(`the query returned ${converters.length} columns, expected ${names.length}`);
     sink.onColumns(names.map((name, i) => ({ name, type: converters[i]!.type })));
 
@@ -364,8 +391,19 @@ async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuer
     prepared?.destroySync();
     // The next statement on the connection ends a streaming result left open by an early stop
     // (limit, cancel, failure), releasing what it holds now rather than at the next task.
-    if (!exhausted) await db.run(`SET TimeZone = 'UTC'`);
+    if (!exhausted) await db.run('SELECT 1');
   }
+}
+
+/** Column names made unique for row objects: the second `x` becomes `x_2`. */
+function distinctNames(names: string[]): string[] {
+  const taken = new Set<string>();
+  return names.map((name) => {
+    let unique = name;
+    for (let n = 2; taken.has(unique); n++) unique = `${name}_${n}`;
+    taken.add(unique);
+    return unique;
+  });
 }
 
 function classify(error: unknown, execution: Execution, cancelled: boolean): unknown {

@@ -12,6 +12,7 @@ import { loadDuckDB } from './duckdb-runtime.ts';
 import { writePartitions as writePartitionsWith, type WritePartitionsInput, type WritePartitionsResult } from './partition-writer.ts';
 import { encodeQueryOutput, type QueryInput, runQuery, runQueryStream } from './query.ts';
 import type { QueryStreamInput, QueryStreamSummary } from './query-stream-protocol.ts';
+import { type ParsedStatement, parseStatement, type SqlParam, SqlSandboxes, type SqlStreamInput, runSqlStream } from './sql-statement.ts';
 
 export interface WorkerData {
   duckdbLibraryPath: string;
@@ -77,4 +78,21 @@ export async function query(input: QueryInput): Promise<Uint8Array> {
 /** Runs a query and posts its rows to `input.port` in batches; see query.ts. */
 export async function queryStream(input: QueryStreamInput): Promise<QueryStreamSummary> {
   return runQueryStream(await duckdb(), input);
+}
+
+/** Parses a read-only SQL statement and names the datasets it reads; see sql-statement.ts. */
+export async function sqlParse(input: { sql: string; params: SqlParam[] }): Promise<ParsedStatement> {
+  return parseStatement(await duckdb(), input.sql, input.params);
+}
+
+let sandboxes: SqlSandboxes | undefined;
+
+/** Runs a read-only SQL statement in a sandboxed DuckDB instance, its rows posted in batches; see sql-statement.ts. */
+export async function sqlStream(input: SqlStreamInput): Promise<QueryStreamSummary> {
+  const data = workerData as WorkerData;
+  sandboxes ??= new SqlSandboxes(
+    async (options) => (await loadDuckDB(data.duckdbLibraryPath)).DuckDBInstance.create(':memory:', options),
+    join(data.duckdbTempDirectory, 'sql'),
+  );
+  return runSqlStream(sandboxes, input);
 }

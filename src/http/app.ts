@@ -22,6 +22,7 @@ import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { ingestRoutes } from './routes/ingest.ts';
 import { queryRoutes } from './routes/query.ts';
+import { sqlRoutes } from './routes/sql.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 
 export interface AppDependencies {
@@ -92,6 +93,7 @@ export function createApp(deps: AppDependencies) {
     .use(ingestRoutes(deps.ingest, scoped))
     .use(datasetRoutes(deps.query, scoped))
     .use(queryRoutes(deps.query, scoped))
+    .use(sqlRoutes(deps.query, scoped))
     .use(adminRoutes(deps.admin, scoped))
     .use(tokenRoutes(deps.tokens, scoped));
 }

@@ -2,8 +2,7 @@
  * Scopes, declared per route and checked in one place, before the request's body is read.
  *
  * A route says which rule applies with the `scope` option (`open`, `read`, `write`, `admin` or
- * `listing`);
- * this plugin turns the rule into a check and into an `x-timestore-scope` note in the OpenAPI
+ * `read-each`); this plugin turns the rule into a check and into an `x-timestore-scope` note in the OpenAPI
  * document. Where the caller's scopes come from is the server's auth mode (TIMESTORE_AUTH):
  * - `headers`: `x-iam-scopes` (comma- or space-separated) from a trusted gateway; `x-iam-user` /
  *   `x-user-id` name the actor;
@@ -15,9 +14,10 @@
  * - `read`: the dataset's `metadata.iam.readScopes` when it names any, else TIMESTORE_REQUIRE_SCOPE;
  * - `write`: the dataset's `metadata.iam.writeScopes` when it names any, else TIMESTORE_REQUIRE_WRITE_SCOPE;
  * - `admin`: TIMESTORE_ADMIN_SCOPE (in header mode falling back to TIMESTORE_REQUIRE_SCOPE);
- * - `listing` (a list of datasets, GET /datasets): any caller with credentials (in header mode, any
- *   scope when TIMESTORE_REQUIRE_SCOPE is set); the route lists only the datasets the caller could
- *   read, asking {@link readableBy} with each dataset's own scopes;
+ * - `read-each` (GET /datasets, POST and GET /sql): the `read` rule for each dataset the request
+ *   reaches, which only its handler knows (the datasets it lists, or those a statement names). The
+ *   check identifies the caller (in header mode, no scope is a 401 when TIMESTORE_REQUIRE_SCOPE is
+ *   set); the handler asks {@link readerOf} about each dataset;
  * and, wherever `read` or `write` needs a scope, also `read:<slug>` or `write:<slug>` of the
  * dataset the request touches (its slug in the path, or the slug of the dataset it names by id or
  * through a job): the per-dataset form, for a token (or gateway) that may use one dataset only.
@@ -37,7 +37,7 @@ import { AppError, errors } from '../model/errors.ts';
 import { bearerToken } from '../model/api-tokens.ts';
 import { toAppError } from './errors.ts';
 
-export type ScopeRule = 'open' | 'read' | 'write' | 'admin' | 'listing';
+export type ScopeRule = 'open' | 'read' | 'write' | 'admin' | 'read-each';
 
 /**
  * A route's `scope` option: its rule, or (for a route whose handler reads the request body itself,
@@ -65,15 +65,27 @@ export function parseScopes(header: string | null | undefined): string[] {
   return header ? header.split(/[\s,]+/).filter(Boolean) : [];
 }
 
-const principals = new WeakMap<Request, Principal>();
-const readers = new WeakMap<Request, (dataset: DatasetAccess) => boolean>();
+/** The `read` rule for the datasets a `read-each` request reaches, with the caller's scopes. */
+export interface DatasetReader {
+  /** Whether the caller may read the dataset of these scopes and slug. */
+  may(dataset: DatasetAccess): boolean;
+  /** Refuses (401 or 403) unless the caller may read the dataset of this slug; one that does not exist by the server-wide rule. */
+  check(slug: string): Promise<void>;
+}
 
-/**
- * For a `listing` route: whether the caller of a request that passed its check may read a dataset
- * (its own scopes and slug), by the rule of `read`. A request that was not checked may read nothing.
- */
-export function readableBy(request: Request): (dataset: DatasetAccess) => boolean {
-  return readers.get(request) ?? (() => false);
+const principals = new WeakMap<Request, Principal>();
+const readers = new WeakMap<Request, DatasetReader>();
+const NOTHING: DatasetReader = {
+  may: () => false,
+  check: async () => {
+    throw errors.forbidden('this request was not checked for any scope');
+  },
+};
+const EVERYTHING: DatasetReader = { may: () => true, check: async () => {} };
+
+/** For a `read-each` route: the reader of a request that passed its check (one that did not may read nothing). */
+export function readerOf(request: Request): DatasetReader {
+  return readers.get(request) ?? NOTHING;
 }
 
 /** The actor of a request that passed its scope check: the token's name, or the gateway's `x-iam-user`. */
@@ -106,11 +118,10 @@ export function auth(options: AuthOptions) {
   const required = async (rule: ScopeRule, params: DatasetRef): Promise<string[]> => {
     switch (rule) {
       case 'open':
+      case 'read-each':
         return [];
       case 'admin':
         return options.scopes.admin ? [options.scopes.admin] : [];
-      case 'listing':
-        return options.scopes.read ? [options.scopes.read] : [];
       case 'read':
       case 'write': {
         const dataset = params.datasetSlug || params.datasetId || params.jobId ? await options.datasetIam(params) : null;
@@ -119,11 +130,21 @@ export function auth(options: AuthOptions) {
     }
   };
 
-  const listFor = (request: Request, held: readonly string[]) =>
-    readers.set(request, (dataset) => {
-      const needed = grantedBy('read', dataset, dataset.slug);
+  const readerFor = (held: readonly string[]): DatasetReader => {
+    const may = (dataset: DatasetAccess | null, slug: string | undefined) => {
+      const needed = grantedBy('read', dataset, dataset?.slug ?? slug);
       return needed.length === 0 || needed.some((scope) => held.includes(scope));
-    });
+    };
+    return {
+      may: (dataset) => may(dataset, dataset.slug),
+      async check(slug) {
+        if (may(await options.datasetIam({ datasetSlug: slug }), slug)) return;
+        if (mode === 'tokens') throw errors.forbidden('the token holds none of the scopes this route needs');
+        if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
+        throw errors.forbidden('x-iam-scopes holds none of the scopes this route needs');
+      },
+    };
+  };
 
   const tokenPrincipal = async (c: HookContext): Promise<Principal> => {
     const bearer = bearerToken(c.request.headers.get('authorization'));
@@ -150,8 +171,8 @@ export function auth(options: AuthOptions) {
       // Anonymous requests are refused before the catalog is asked anything about datasets.
       const principal = await tokenPrincipal(c);
       principals.set(c.request, principal);
-      if (rule === 'listing') {
-        listFor(c.request, principal.scopes);
+      if (rule === 'read-each') {
+        readers.set(c.request, readerFor(principal.scopes));
         return;
       }
       const needed = await required(rule, params);
@@ -164,12 +185,14 @@ export function auth(options: AuthOptions) {
     const headers = c.request.headers;
     const held = parseScopes(headers.get('x-iam-scopes'));
     principals.set(c.request, { scopes: held, actor: actorFromHeaders(headers) });
-    const needed = await required(rule, params);
-    if (rule === 'listing') {
-      if (needed.length > 0 && held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
-      listFor(c.request, held);
+    if (rule === 'read-each') {
+      // Which datasets the request reaches is known only to its handler; a caller without any
+      // scope, where reading needs one, is refused before the body is read.
+      if (held.length === 0 && options.scopes.read) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
+      readers.set(c.request, readerFor(held));
       return;
     }
+    const needed = await required(rule, params);
     if (needed.length === 0) return;
     if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
     if (!needed.some((scope) => held.includes(scope))) throw errors.forbidden('x-iam-scopes holds none of the scopes this route needs');
@@ -189,12 +212,12 @@ export function auth(options: AuthOptions) {
     scope: (option: ScopeOption) => {
       const rule = typeof option === 'string' ? option : option.rule;
       const detail = {
-        'x-timestore-scope': rule,
+        'x-timestore-scope': rule === 'read-each' ? 'read' : rule,
         security: rule === 'open' || mode === 'none' ? [] : [mode === 'tokens' ? { bearerToken: [] } : { iamScopes: [] }],
       } as Record<string, unknown>;
-      if (rule === 'listing' && mode === 'none') {
-        // No credentials are checked: every dataset is listed.
-        return { detail, transform: ({ request }: { request: Request }) => void readers.set(request, () => true) };
+      if (rule === 'read-each' && mode === 'none') {
+        // No credentials are checked: every dataset may be read.
+        return { detail, transform: ({ request }: { request: Request }) => void readers.set(request, EVERYTHING) };
       }
       if (rule === 'open' || mode === 'none') return { detail };
       // Hooks destructure what they read: Elysia infers from a hook's parameters what to prepare,

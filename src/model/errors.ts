@@ -150,6 +150,13 @@ const CATALOGUE = {
   query_timeout: { status: 503, message: failed },
   query_memory_limit: { status: 503, message: failed },
   query_stream_abandoned: { status: 503, message: failed },
+  /** A statement of POST/GET /sql that DuckDB refused (syntax, unknown column, a type): its message, and where in the statement. */
+  sql_error: {
+    status: 400,
+    message: (message: string, cause?: unknown, at?: { position?: number; line?: number; column?: number }) => ({ message, cause, details: at }),
+  },
+  /** A statement that does what SQL over datasets may not: write, change settings, read files, name no dataset. */
+  sql_not_allowed: { status: 400, message: failed },
   partition_corrupt: { status: 500, message: partition },
   partition_missing: { status: 500, message: partition },
   partition_unavailable: { status: 503, message: partition },

@@ -44,6 +44,7 @@ export interface DatasetListRequest {
   cursor?: string;
   limit: number;
 }
+import { SqlStatements } from './sql.ts';
 
 export interface QueryServiceOptions {
   sql: Sql;
@@ -121,10 +122,24 @@ export class QueryService {
   private readonly tracer: Tracer;
   private readonly snapshots: ManifestSnapshots;
   private readonly latestCache: LatestCache;
+  /** Read-only SQL over datasets (sql.ts), on this service's pins, snapshots and partition cache. */
+  readonly statements: SqlStatements;
 
   constructor(private readonly o: QueryServiceOptions) {
     this.tracer = o.tracer ?? NOOP_TRACER;
     this.snapshots = new ManifestSnapshots(o.sql, o.snapshotPartitions);
+    this.statements = new SqlStatements({
+      sql: o.sql,
+      pool: o.pool,
+      pins: o.pins,
+      snapshots: this.snapshots,
+      catalogCache: o.catalogCache,
+      acquire: (partitions) => this.acquire(partitions),
+      maxRows: o.limits.maxRows,
+      timeoutMs: o.timeoutMs,
+      memoryLimitBytes: o.memoryLimitBytes,
+      tracer: o.tracer,
+    });
     this.latestCache = new LatestCache(
       {
         pinned: async (datasetId, atLeast, read) => {

@@ -12,7 +12,7 @@ import { TokenService } from '../../src/tokens/service.ts';
 import { silentLog } from './catalog.ts';
 import { postJson, type TestServer } from './server.ts';
 
-export type Rule = 'open' | 'read' | 'write' | 'admin' | 'listing';
+export type Rule = 'open' | 'read' | 'write' | 'admin';
 /** A dataset without its own scopes, one with them (`guarded:read`, `guarded:write`), one that does not exist. */
 export type DatasetCase = 'plain' | 'guarded' | 'missing';
 
@@ -27,6 +27,13 @@ export interface RouteCase {
   method: string;
   /** The route takes a request body (its request sends one). */
   body: boolean;
+  /**
+   * The datasets it reads are named in its body (POST /sql): a caller without credentials is refused
+   * before the body is read, one with credentials that might allow some dataset only after.
+   */
+  namesInBody: boolean;
+  /** It lists the datasets the caller may read (GET /datasets): the `read` rule for each, none refused. */
+  lists: boolean;
   request(dataset: DatasetCase): RouteRequest;
 }
 
@@ -87,7 +94,7 @@ export function routeMatrix(fixtures: () => MatrixFixtures): Record<string, Rout
     tokenId: () => fixtures().tokenId,
     scratch: () => fixtures().scratch,
   };
-  const rows: Record<string, Pick<RouteCase, 'rule' | 'request'> & { body?: true }> = {
+  const rows: Record<string, Pick<RouteCase, 'rule' | 'request'> & { body?: true; namesInBody?: true; lists?: true }> = {
     'GET /health': { rule: 'open', request: () => ({ method: 'GET', path: '/health' }) },
     'GET /ready': { rule: 'open', request: () => ({ method: 'GET', path: '/ready' }) },
     'GET /metrics': { rule: 'open', request: () => ({ method: 'GET', path: '/metrics' }) },
@@ -107,12 +114,17 @@ export function routeMatrix(fixtures: () => MatrixFixtures): Record<string, Rout
       rule: 'read',
       request: (d) => ({ method: 'GET', path: `/datasets/${d}/query?from=1767225600000&to=1767312000000&interval=3600000&agg=avg:v&fill=null` }),
     },
-    'GET /datasets': { rule: 'listing', request: () => ({ method: 'GET', path: '/datasets' }) },
+    'GET /datasets': { rule: 'read', lists: true, request: () => ({ method: 'GET', path: '/datasets' }) },
     'GET /datasets/:datasetSlug': { rule: 'read', request: (d) => ({ method: 'GET', path: `/datasets/${d}` }) },
     'POST /datasets/:datasetSlug/latest': {
       rule: 'read', body: true,
       request: (d) => ({ method: 'POST', path: `/datasets/${d}/latest`, body: {} }),
     },
+    'POST /sql': {
+      rule: 'read', body: true, namesInBody: true,
+      request: (d) => ({ method: 'POST', path: '/sql', body: { sql: `SELECT count(*) AS n FROM "${d}"` } }),
+    },
+    'GET /sql': { rule: 'read', request: (d) => ({ method: 'GET', path: `/sql?q=${encodeURIComponent(`SELECT count(*) AS n FROM dataset('${d}')`)}` }) },
     'GET /admin/datasets': { rule: 'admin', request: () => ({ method: 'GET', path: '/admin/datasets' }) },
     'POST /admin/datasets': { rule: 'admin', body: true, request: () => ({ method: 'POST', path: '/admin/datasets', body: { slug: `made-${++made}` } }) },
     'GET /admin/datasets/:datasetId': { rule: 'admin', request: (d) => ({ method: 'GET', path: `/admin/datasets/${d}` }) },
@@ -151,7 +163,7 @@ export function routeMatrix(fixtures: () => MatrixFixtures): Record<string, Rout
     },
   };
   return Object.fromEntries(
-    Object.entries(rows).map(([key, row]) => [key, { ...row, method: key.split(' ')[0] as string, body: row.body === true }]),
+    Object.entries(rows).map(([key, row]) => [key, { ...row, method: key.split(' ')[0] as string, body: row.body === true, namesInBody: row.namesInBody === true, lists: row.lists === true }]),
   );
 }
 

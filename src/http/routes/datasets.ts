@@ -6,7 +6,7 @@
 import { Elysia, t } from 'elysia';
 import { FieldTypeSchema } from '../../model/field-types.ts';
 import type { QueryService } from '../../query/service.ts';
-import { readableBy, type Scoped } from '../auth.ts';
+import { readerOf, type Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
 
 const EXAMPLE = {
@@ -56,11 +56,11 @@ export function datasetRoutes(service: QueryService, scoped: Scoped) {
     .get(
       '/datasets',
       async ({ query, request }) => {
-        const mayRead = readableBy(request);
-        return service.datasets((d) => mayRead({ ...d.metadata.iam, slug: d.slug }), { search: query.search, cursor: query.cursor, limit: query.limit ?? 100 });
+        const reader = readerOf(request);
+        return service.datasets((d) => reader.may({ ...d.metadata.iam, slug: d.slug }), { search: query.search, cursor: query.cursor, limit: query.limit ?? 100 });
       },
       {
-        scope: 'listing',
+        scope: 'read-each',
         query: t.Object({
           search: t.Optional(t.String({ maxLength: 200, description: 'Case-insensitive substring of the slug or name.' })),
           cursor: t.Optional(t.String({ description: '`nextCursor` of the previous page.' })),

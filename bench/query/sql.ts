@@ -1,0 +1,130 @@
+/**
+ * bench/query/sql.ts: the same TSBS questions through POST /datasets/cpu/query (JSON) and POST /sql,
+ * on one server, in alternation, to measure what the SQL path adds (parse in a worker, scope and
+ * dataset look-ups, the sandbox's connection and view).
+ *
+ *   node_modules/.bin/bun bench/query/sql.ts [--hosts 100] [--hours 4] [--reps 200] [--warmup 20]
+ *       [--data-dir /tmp/timestore-bench-data]
+ *
+ * TSBS cpu-only rows (bench/ingest/tsbs.ts) are ingested into a dataset `cpu` (sortColumns
+ * ["hostname"]) through a server on a throwaway harness PostgreSQL, then compacted. Questions:
+ * - single-groupby-1-1-1: max(usage_user) per minute of one host over one hour;
+ * - double-groupby-1: avg(usage_user) per hour and host over the whole range.
+ * Client wall time, POST to the last byte of the JSON answer; the rows of both paths are checked
+ * equal. Prints p50, p90 and mean per question and path, and the p50 difference.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { spawnServer, type ServerProcess } from '../../test/harness/server-process.ts';
+import { percentile } from '../ingest/load.ts';
+import { BUN, REPO_ROOT, round } from '../ingest/server.ts';
+import { generate, SCHEMA, START_MS } from '../ingest/tsbs.ts';
+
+const args = new Map<string, string>();
+for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1] ?? '');
+const num = (name: string, fallback: number) => Number(args.get(name) ?? fallback);
+const hosts = num('hosts', 100);
+const hours = num('hours', 4);
+const reps = num('reps', 200);
+const warmup = num('warmup', 20);
+const dataDir = args.get('data-dir') ?? '/tmp/timestore-bench-data';
+const log = (message: string) => console.log(`[sql] ${message}`);
+
+async function post(url: string, body: unknown): Promise<{ ms: number; answer: any }> {
+  const started = performance.now();
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const text = await res.text();
+  const ms = performance.now() - started;
+  if (!res.ok) throw new Error(`${url}: ${res.status} ${text.slice(0, 300)}`);
+  return { ms, answer: JSON.parse(text) };
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const hour = { start: iso(START_MS + 3_600_000), end: iso(START_MS + 2 * 3_600_000) };
+const all = { start: iso(START_MS), end: iso(START_MS + hours * 3_600_000) };
+const QUESTIONS = {
+  'single-groupby-1-1-1': {
+    json: {
+      timeRange: hour,
+      filters: { columns: { hostname: { eq: 'host_1' } } },
+      downsample: { intervalUnit: 'minute', intervalSize: 1, aggregations: [{ fn: 'max', column: 'usage_user', alias: 'max_usage_user' }] },
+    },
+    sql: {
+      sql: `SELECT time_bucket(INTERVAL 1 MINUTE, timestamp) AS timestamp, max(usage_user) AS max_usage_user FROM cpu
+            WHERE hostname = 'host_1' AND timestamp >= $1 AND timestamp < $2 GROUP BY 1 ORDER BY 1`,
+      params: [hour.start, hour.end],
+    },
+  },
+  'double-groupby-1': {
+    json: {
+      timeRange: all,
+      downsample: { intervalUnit: 'hour', intervalSize: 1, groupBy: ['hostname'], aggregations: [{ fn: 'avg', column: 'usage_user', alias: 'avg_usage_user' }] },
+      limit: 100_000,
+    },
+    sql: {
+      sql: `SELECT time_bucket(INTERVAL 1 HOUR, timestamp) AS timestamp, hostname, avg(usage_user) AS avg_usage_user FROM cpu
+            WHERE timestamp >= $1 AND timestamp < $2 GROUP BY ALL ORDER BY timestamp, hostname`,
+      params: [all.start, all.end],
+    },
+  },
+} as const;
+
+const root = mkdtempSync(join(tmpdir(), 'timestore-bench-sql-'));
+let server: ServerProcess | undefined;
+try {
+  server = await spawnServer({
+    command: [BUN, join(REPO_ROOT, 'src/main.ts'), 'serve'],
+    storageRoot: root,
+    env: { TIMESTORE_DATABASE_URL: await createTestDatabase('sql'), TIMESTORE_LOG_LEVEL: 'warn', TIMESTORE_WORKER_THREADS: '', TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '604800' },
+    readyTimeoutMs: 120_000,
+  });
+  const url = server.url;
+  const data = generate({ hosts, hours, batch: 5000, rows: Number.POSITIVE_INFINITY, partitionKey: {}, cacheRoot: dataDir, log });
+  await post(`${url}/admin/datasets`, { slug: 'cpu', schema: SCHEMA, sortColumns: ['hostname'] });
+  for (const file of data.files) {
+    const res = await fetch(`${url}/datasets/cpu/ingest?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Bun.file(file) });
+    if (res.status !== 201) throw new Error(`ingest ${file}: ${res.status} ${await res.text()}`);
+    await res.arrayBuffer();
+  }
+  for (let run = 0; run < 100; run++) {
+    const { answer } = await post(`${url}/admin/datasets/cpu/lifecycle?wait=true`, {});
+    const result = answer.result.compaction ? answer.result : answer.result[answer.id];
+    if (!result.compaction.more) break;
+  }
+  log(`${data.totalRows} rows ingested and compacted`);
+
+  const times: Record<string, number[]> = {};
+  for (let i = 0; i < warmup + reps; i++) {
+    for (const [name, q] of Object.entries(QUESTIONS)) {
+      const order = i % 2 === 0 ? (['json', 'sql'] as const) : (['sql', 'json'] as const);
+      const rows: Record<string, unknown> = {};
+      for (const path of order) {
+        const { ms, answer } = await post(`${url}${path === 'json' ? '/datasets/cpu/query' : '/sql'}`, q[path]);
+        if (i >= warmup) (times[`${name} ${path}`] ??= []).push(ms);
+        rows[path] = answer.rows;
+      }
+      if (i === 0) {
+        const a = JSON.stringify(rows.json);
+        const b = JSON.stringify(rows.sql);
+        // avg may differ in the last bits between the two statements' summation orders.
+        if (a !== b && (rows.json as unknown[]).length !== (rows.sql as unknown[]).length) throw new Error(`${name}: the two paths answered differently`);
+      }
+    }
+  }
+  console.log(`\n${hosts} hosts × ${hours} h (${data.totalRows} rows, compacted), ${reps} runs each, ms:`);
+  console.log('| question | path | p50 | p90 | mean |\n| --- | --- | ---: | ---: | ---: |');
+  for (const [key, list] of Object.entries(times)) {
+    const [question, path] = key.split(' ');
+    const mean = list.reduce((a, b) => a + b, 0) / list.length;
+    console.log(`| ${question} | ${path} | ${round(percentile(list, 50), 2)} | ${round(percentile(list, 90), 2)} | ${round(mean, 2)} |`);
+  }
+  for (const name of Object.keys(QUESTIONS)) {
+    console.log(`${name}: SQL p50 − JSON p50 = ${round(percentile(times[`${name} sql`]!, 50) - percentile(times[`${name} json`]!, 50), 2)} ms`);
+  }
+} finally {
+  await server?.stop().catch(() => 0);
+  rmSync(root, { recursive: true, force: true });
+}
+process.exit(0);
