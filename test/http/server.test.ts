@@ -86,6 +86,7 @@ describe('a running server', () => {
       '/ingestion/jobs/{jobId}',
       '/metrics',
       '/ready',
+      '/sql',
     ]);
     for (const [path, operations] of Object.entries(doc.paths)) {
       for (const [method, operation] of Object.entries(operations)) {
