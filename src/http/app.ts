@@ -19,6 +19,7 @@ import { requestLog } from './request-log.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
+import { prometheusRoutes } from './routes/prometheus.ts';
 import { ingestRoutes } from './routes/ingest.ts';
 import { queryRoutes } from './routes/query.ts';
 import { tokenRoutes } from './routes/tokens.ts';
@@ -89,6 +90,7 @@ export function createApp(deps: AppDependencies) {
     .use(healthRoutes(deps.readiness, scoped))
     .use(metricsRoutes(deps.metrics, scoped))
     .use(ingestRoutes(deps.ingest, scoped))
+    .use(prometheusRoutes(deps.ingest, scoped))
     .use(queryRoutes(deps.query, scoped))
     .use(adminRoutes(deps.admin, scoped))
     .use(tokenRoutes(deps.tokens, scoped));

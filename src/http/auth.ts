@@ -62,6 +62,16 @@ export function parseScopes(header: string | null | undefined): string[] {
 }
 
 const principals = new WeakMap<Request, Principal>();
+/** Per request that passed its route's check: the same rule, for a dataset its body names. */
+const datasetChecks = new WeakMap<Request, (slug: string) => Promise<void>>();
+
+/**
+ * For a route that learns from its body which datasets it touches (Prometheus remote write):
+ * checks the route's rule again for dataset `slug`, its own scopes included; throws 401/403.
+ */
+export function authorizeDataset(request: Request, slug: string): Promise<void> {
+  return datasetChecks.get(request)?.(slug) ?? Promise.resolve();
+}
 
 /** The actor of a request that passed its scope check: the token's name, or the gateway's `x-iam-user`. */
 export function actorOf(request: Request): string | null {
@@ -125,20 +135,28 @@ export function auth(options: AuthOptions) {
       // Anonymous requests are refused before the catalog is asked anything about datasets.
       const principal = await tokenPrincipal(c);
       principals.set(c.request, principal);
-      const needed = await required(rule, params);
-      // The message names no scope: a dataset's own scopes would tell that it exists.
-      if (needed.length > 0 && !needed.some((scope) => principal.scopes.includes(scope))) {
-        throw errors.forbidden('the token holds none of the scopes this route needs');
-      }
+      const check = async (ref: DatasetRef) => {
+        const needed = await required(rule, ref);
+        // The message names no scope: a dataset's own scopes would tell that it exists.
+        if (needed.length > 0 && !needed.some((scope) => principal.scopes.includes(scope))) {
+          throw errors.forbidden('the token holds none of the scopes this route needs');
+        }
+      };
+      await check(params);
+      datasetChecks.set(c.request, (slug) => check({ datasetSlug: slug }));
       return;
     }
     const headers = c.request.headers;
     const held = parseScopes(headers.get('x-iam-scopes'));
     principals.set(c.request, { scopes: held, actor: actorFromHeaders(headers) });
-    const needed = await required(rule, params);
-    if (needed.length === 0) return;
-    if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
-    if (!needed.some((scope) => held.includes(scope))) throw errors.forbidden('x-iam-scopes holds none of the scopes this route needs');
+    const check = async (ref: DatasetRef) => {
+      const needed = await required(rule, ref);
+      if (needed.length === 0) return;
+      if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
+      if (!needed.some((scope) => held.includes(scope))) throw errors.forbidden('x-iam-scopes holds none of the scopes this route needs');
+    };
+    await check(params);
+    datasetChecks.set(c.request, (slug) => check({ datasetSlug: slug }));
   };
 
   const checked = new WeakMap<Request, Promise<void>>();
