@@ -39,7 +39,7 @@ export type ScopeRule = 'open' | 'read' | 'write' | 'admin';
  * A route's `scope` option: its rule, or (for a route whose handler reads the request body itself,
  * which a parse hook would read first) `{ rule, body: 'read-by-handler' }`.
  */
-export type ScopeOption = ScopeRule | { rule: ScopeRule; body: 'read-by-handler' };
+export type ScopeOption = ScopeRule | { rule: ScopeRule; body: 'read-by-handler'; datasets?: 'named-in-body' };
 
 export interface Principal {
   scopes: string[];
@@ -129,7 +129,12 @@ export function auth(options: AuthOptions) {
     }
   };
 
-  const authorize = async (rule: ScopeRule, c: HookContext): Promise<void> => {
+  /**
+   * `datasetsInBody`: the datasets are named in the body (Prometheus remote write), so only the
+   * credentials are checked here (a 401 before the body is read) and the rule is checked for each
+   * dataset by the handler, through authorizeDataset, before anything is stored.
+   */
+  const authorize = async (rule: ScopeRule, c: HookContext, datasetsInBody: boolean): Promise<void> => {
     const params = (c.params ?? {}) as DatasetRef;
     if (mode === 'tokens') {
       // Anonymous requests are refused before the catalog is asked anything about datasets.
@@ -142,8 +147,8 @@ export function auth(options: AuthOptions) {
           throw errors.forbidden('the token holds none of the scopes this route needs');
         }
       };
-      await check(params);
       datasetChecks.set(c.request, (slug) => check({ datasetSlug: slug }));
+      if (!datasetsInBody) await check(params);
       return;
     }
     const headers = c.request.headers;
@@ -155,15 +160,16 @@ export function auth(options: AuthOptions) {
       if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
       if (!needed.some((scope) => held.includes(scope))) throw errors.forbidden('x-iam-scopes holds none of the scopes this route needs');
     };
-    await check(params);
     datasetChecks.set(c.request, (slug) => check({ datasetSlug: slug }));
+    if (!datasetsInBody) await check(params);
+    else if (held.length === 0 && (await required(rule, params)).length > 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
   };
 
   const checked = new WeakMap<Request, Promise<void>>();
-  const checkOnce = (rule: ScopeRule, c: HookContext): Promise<void> => {
+  const checkOnce = (rule: ScopeRule, c: HookContext, datasetsInBody = false): Promise<void> => {
     let check = checked.get(c.request);
     if (!check) {
-      check = authorize(rule, c);
+      check = authorize(rule, c, datasetsInBody);
       checked.set(c.request, check);
     }
     return check;
@@ -179,7 +185,8 @@ export function auth(options: AuthOptions) {
       if (rule === 'open' || mode === 'none') return { detail };
       // Hooks destructure what they read: Elysia infers from a hook's parameters what to prepare,
       // and a hook taking the whole context would make it parse every body (sucrose).
-      const transform = ({ request, params, set }: HookContext) => checkOnce(rule, { request, params, set });
+      const datasetsInBody = typeof option !== 'string' && option.datasets === 'named-in-body';
+      const transform = ({ request, params, set }: HookContext) => checkOnce(rule, { request, params, set }, datasetsInBody);
       if (typeof option !== 'string') return { detail, transform };
       return {
         detail,

@@ -10,6 +10,7 @@ import { findDataset, updateDataset } from '../../src/catalog/datasets.ts';
 import { enqueueJob } from '../../src/catalog/job-table.ts';
 import { TokenService } from '../../src/tokens/service.ts';
 import { silentLog } from './catalog.ts';
+import { REMOTE_WRITE_HEADERS, remoteWriteBody } from './remote-write.ts';
 import { postJson, type TestServer } from './server.ts';
 
 export type Rule = 'open' | 'read' | 'write' | 'admin';
@@ -19,7 +20,9 @@ export type DatasetCase = 'plain' | 'guarded' | 'missing';
 export interface RouteRequest {
   method: string;
   path: string;
+  /** JSON, or bytes sent as they are. */
   body?: unknown;
+  headers?: Record<string, string>;
 }
 
 export interface RouteCase {
@@ -28,6 +31,11 @@ export interface RouteCase {
   /** The route takes a request body (its request sends one). */
   body: boolean;
   request(dataset: DatasetCase): RouteRequest;
+  /**
+   * The datasets are named in the body (Prometheus remote write): credentials are checked before
+   * the body is read, the scopes of each dataset once it is decoded.
+   */
+  datasetsInBody?: true;
 }
 
 export const BATCH = {
@@ -87,7 +95,7 @@ export function routeMatrix(fixtures: () => MatrixFixtures): Record<string, Rout
     tokenId: () => fixtures().tokenId,
     scratch: () => fixtures().scratch,
   };
-  const rows: Record<string, Pick<RouteCase, 'rule' | 'request'> & { body?: true }> = {
+  const rows: Record<string, Pick<RouteCase, 'rule' | 'request' | 'datasetsInBody'> & { body?: true }> = {
     'GET /health': { rule: 'open', request: () => ({ method: 'GET', path: '/health' }) },
     'GET /ready': { rule: 'open', request: () => ({ method: 'GET', path: '/ready' }) },
     'GET /metrics': { rule: 'open', request: () => ({ method: 'GET', path: '/metrics' }) },
@@ -139,6 +147,15 @@ export function routeMatrix(fixtures: () => MatrixFixtures): Record<string, Rout
     'POST /admin/tokens': { rule: 'admin', body: true, request: () => ({ method: 'POST', path: '/admin/tokens', body: { name: `made-${++made}`, scopes: ['read'] } }) },
     'GET /admin/tokens/:tokenId': { rule: 'admin', request: () => ({ method: 'GET', path: `/admin/tokens/${f.tokenId()}` }) },
     'DELETE /admin/tokens/:tokenId': { rule: 'admin', request: () => ({ method: 'DELETE', path: `/admin/tokens/${f.take('revoke')}` }) },
+    'POST /api/v1/write': {
+      rule: 'write', body: true, datasetsInBody: true,
+      request: (d) => ({
+        method: 'POST',
+        path: '/api/v1/write',
+        headers: REMOTE_WRITE_HEADERS,
+        body: remoteWriteBody([{ labels: [['__name__', d]], samples: [{ value: 1, timestamp: Date.parse('2026-01-01T00:00:00Z') }] }]),
+      }),
+    },
     'GET /ingestion/jobs/:jobId': {
       rule: 'write',
       request: (d) => ({ method: 'GET', path: `/ingestion/jobs/${d === 'missing' ? NO_SUCH_JOB : f.jobOf(d)}` }),
@@ -151,11 +168,11 @@ export function routeMatrix(fixtures: () => MatrixFixtures): Record<string, Rout
 
 /** Sends a route's request with `headers` (JSON content type unless given), and answers its status. */
 export async function sendRoute(url: string, c: RouteCase, dataset: DatasetCase, headers: Record<string, string> = {}): Promise<number> {
-  const { method, path, body } = c.request(dataset);
+  const { method, path, body, headers: own } = c.request(dataset);
   const res = await fetch(`${url}${path}`, {
     method,
-    headers: { 'content-type': 'application/json', ...headers },
-    body: body ? JSON.stringify(body) : undefined,
+    headers: { 'content-type': 'application/json', ...own, ...headers },
+    body: body instanceof Uint8Array ? body : body ? JSON.stringify(body) : undefined,
   });
   await res.arrayBuffer();
   return res.status;
@@ -163,8 +180,8 @@ export async function sendRoute(url: string, c: RouteCase, dataset: DatasetCase,
 
 /** Sends a route's method and path with `body` as it is (e.g. JSON that does not parse), and answers status and error code. */
 export async function sendRaw(url: string, c: RouteCase, body: string | Uint8Array, headers: Record<string, string> = {}): Promise<{ status: number; code?: string }> {
-  const { method, path } = c.request('plain');
-  const res = await fetch(`${url}${path}`, { method, headers: { 'content-type': 'application/json', ...headers }, body });
+  const { method, path, headers: own } = c.request('plain');
+  const res = await fetch(`${url}${path}`, { method, headers: { 'content-type': 'application/json', ...own, ...headers }, body });
   const text = await res.text();
   let code: string | undefined;
   try {

@@ -84,7 +84,8 @@ describe('scope matrix', () => {
       test(`${name}: the scope is checked before the body is read`, async () => {
         // JSON that does not parse: a parser that ran first would answer 400 invalid_body.
         expect(await sendRaw(ts.url, c, '{"not json')).toEqual({ status: 401, code: 'unauthorized' });
-        expect(await sendRaw(ts.url, c, '{"not json', { 'x-iam-scopes': 'something:else' })).toEqual({ status: 403, code: 'forbidden' });
+        // Where the body names the datasets, their scopes can only be checked once it is decoded.
+        if (!c.datasetsInBody) expect(await sendRaw(ts.url, c, '{"not json', { 'x-iam-scopes': 'something:else' })).toEqual({ status: 403, code: 'forbidden' });
         // 8 MiB of it, within the body limit, is refused the same way.
         expect((await sendRaw(ts.url, c, `{"a":"${'x'.repeat(8 * 1024 * 1024)}`)).status).toBe(401);
         if (c.body) {

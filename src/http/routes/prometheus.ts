@@ -24,7 +24,7 @@ const DESCRIPTION = [
   '**Mapping**: each metric name is a dataset, `<datasetPrefix><name>` with `:` written `.` (created by its first request, `datasetName` the metric name); each other label a string field (together the series key); each sample a row with `timestamp` (its milliseconds) and `value` (double). New labels add nullable fields, as new fields of a JSON batch do. Labels named `timestamp` or `value` are stored as `label_timestamp` and `label_value`; an empty label value is no label.',
   '**Values**: staleness markers are dropped; any other NaN and ±Inf is stored as a null `value`. Exemplars and metadata are ignored; native histograms are a 400 (not part of remote write 1.0).',
   '**Answers**: **204** once every metric of the request is durable and queued. **400** `invalid_remote_write` when the body or a series is malformed: nothing of the request is stored. A metric that its dataset refuses (a type conflict with an existing dataset of that name, an archived dataset) is that refusal\'s 4xx, naming the refused metrics; the others are stored. Storage or catalog failures are 5xx (**503** with `Retry-After`): the sender retries the same body, and the metrics queued by the first attempt are replayed (idempotency keys derived from the body), not written twice.',
-  'Scopes: `write` (TIMESTORE_REQUIRE_WRITE_SCOPE), and for each metric its dataset\'s own `metadata.iam.writeScopes` when it has them (or `write:<slug>`), checked for every metric before any is stored. With TIMESTORE_AUTH=tokens, Prometheus sends the token with `authorization: {credentials: ts_…}`.',
+  'Scopes: the `write` rule, for each metric\'s dataset (its own `metadata.iam.writeScopes` when it names any, else TIMESTORE_REQUIRE_WRITE_SCOPE; or `write:<slug>`), checked for every metric after the body is decoded and before any metric is stored; missing credentials are a 401 before the body is read. With TIMESTORE_AUTH=tokens, Prometheus sends the token with `authorization: {credentials: ts_…}`.',
 ].join('\n\n');
 
 export function prometheusRoutes(service: IngestService, scoped: Scoped) {
@@ -50,7 +50,7 @@ export function prometheusRoutes(service: IngestService, scoped: Scoped) {
       }
     },
     {
-      scope: { rule: 'write', body: 'read-by-handler' },
+      scope: { rule: 'write', body: 'read-by-handler', datasets: 'named-in-body' },
       query: t.Object({
         datasetPrefix: t.Optional(
           t.String({ description: 'Prepended to every dataset slug, e.g. `prom.` (letters, digits and `_ . -`, at most 64): to keep one Prometheus\'s metrics apart, or to store metric names that start with `_`.' }),
