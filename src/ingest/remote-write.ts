@@ -15,6 +15,7 @@
  *   queued by the first attempt are replayed, not written twice.
  */
 import type { Job } from '../catalog/job-table.ts';
+import { INGEST_REFUSAL_CODES } from '../model/constraints.ts';
 import { AppError } from '../model/errors.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { type AcceptDeps, acceptBatch } from './accept.ts';
@@ -71,7 +72,7 @@ export async function acceptRemoteWrite(
       } catch (err) {
         // The job of an earlier attempt of this very request is gone (written, then purged): stored.
         if (err instanceof AppError && err.code === 'idempotency_key_expired') continue;
-        if (err instanceof AppError && err.status < 500) refused.push({ metric, error: err });
+        if (err instanceof AppError && INGEST_REFUSAL_CODES.has(err.code)) refused.push({ metric, error: err });
         else failure ??= err;
       }
     }
