@@ -1,8 +1,8 @@
 /**
  * Scopes, declared per route and checked in one place, before the request's body is read.
  *
- * A route says which rule applies with the `scope` option (`open`, `read`, `write`, `admin` or
- * `read-each`); this plugin turns the rule into a check and into an `x-timestore-scope` note in the OpenAPI
+ * A route says which rule applies with the `scope` option (`open`, `read`, `write` or `admin`);
+ * this plugin turns the rule into a check and into an `x-timestore-scope` note in the OpenAPI
  * document. Where the caller's scopes come from is the server's auth mode (TIMESTORE_AUTH):
  * - `headers`: `x-iam-scopes` (comma- or space-separated) from a trusted gateway; `x-iam-user` /
  *   `x-user-id` name the actor;
@@ -14,13 +14,13 @@
  * - `read`: the dataset's `metadata.iam.readScopes` when it names any, else TIMESTORE_REQUIRE_SCOPE;
  * - `write`: the dataset's `metadata.iam.writeScopes` when it names any, else TIMESTORE_REQUIRE_WRITE_SCOPE;
  * - `admin`: TIMESTORE_ADMIN_SCOPE (in header mode falling back to TIMESTORE_REQUIRE_SCOPE);
- * - `read-each` (GET /datasets, POST and GET /sql): the `read` rule for each dataset the request
- *   reaches, which only its handler knows (the datasets it lists, or those a statement names). The
- *   check identifies the caller (in header mode, no scope is a 401 when TIMESTORE_REQUIRE_SCOPE is
- *   set); the handler asks {@link readerOf} about each dataset;
  * and, wherever `read` or `write` needs a scope, also `read:<slug>` or `write:<slug>` of the
  * dataset the request touches (its slug in the path, or the slug of the dataset it names by id or
  * through a job): the per-dataset form, for a token (or gateway) that may use one dataset only.
+ * A route that learns only from the request which datasets it reaches (GET /datasets, the datasets
+ * a SQL statement names, the metrics of a Prometheus write) says `datasets: 'known-to-handler'`:
+ * the check then only identifies the caller (no credentials is a 401 where the rule needs a
+ * server-wide scope), and the handler applies the rule to each dataset through {@link datasetRuleOf}.
  * No scope configured means the route is open. Having any one of the scopes is enough. No
  * credentials is a 401, the wrong scopes a 403; for a dataset that does not exist the server-wide
  * rule applies, so neither answer reveals whether a dataset exists.
@@ -37,13 +37,14 @@ import { AppError, errors } from '../model/errors.ts';
 import { bearerToken } from '../model/api-tokens.ts';
 import { toAppError } from './errors.ts';
 
-export type ScopeRule = 'open' | 'read' | 'write' | 'admin' | 'read-each';
+export type ScopeRule = 'open' | 'read' | 'write' | 'admin';
 
 /**
- * A route's `scope` option: its rule, or (for a route whose handler reads the request body itself,
- * which a parse hook would read first) `{ rule, body: 'read-by-handler' }`.
+ * A route's `scope` option: its rule, or its rule with `body: 'read-by-handler'` (the handler reads
+ * the request body itself, which a parse hook would read first) and/or `datasets: 'known-to-handler'`
+ * (see above).
  */
-export type ScopeOption = ScopeRule | { rule: ScopeRule; body: 'read-by-handler' };
+export type ScopeOption = ScopeRule | { rule: ScopeRule; body?: 'read-by-handler'; datasets?: 'known-to-handler' };
 
 export interface Principal {
   scopes: string[];
@@ -65,27 +66,27 @@ export function parseScopes(header: string | null | undefined): string[] {
   return header ? header.split(/[\s,]+/).filter(Boolean) : [];
 }
 
-/** The `read` rule for the datasets a `read-each` request reaches, with the caller's scopes. */
-export interface DatasetReader {
-  /** Whether the caller may read the dataset of these scopes and slug. */
+/** A route's rule applied to one dataset at a time, with the scopes of the caller of one request. */
+export interface DatasetRule {
+  /** Whether the caller may (its scopes satisfy the rule for the dataset of these scopes and slug). */
   may(dataset: DatasetAccess): boolean;
-  /** Refuses (401 or 403) unless the caller may read the dataset of this slug; one that does not exist by the server-wide rule. */
+  /** Refuses (401 or 403) unless the caller may; a dataset that does not exist by the server-wide rule. */
   check(slug: string): Promise<void>;
 }
 
 const principals = new WeakMap<Request, Principal>();
-const readers = new WeakMap<Request, DatasetReader>();
-const NOTHING: DatasetReader = {
+const datasetRules = new WeakMap<Request, DatasetRule>();
+const NOTHING: DatasetRule = {
   may: () => false,
   check: async () => {
     throw errors.forbidden('this request was not checked for any scope');
   },
 };
-const EVERYTHING: DatasetReader = { may: () => true, check: async () => {} };
+const EVERYTHING: DatasetRule = { may: () => true, check: async () => {} };
 
-/** For a `read-each` route: the reader of a request that passed its check (one that did not may read nothing). */
-export function readerOf(request: Request): DatasetReader {
-  return readers.get(request) ?? NOTHING;
+/** For a route whose datasets are known to its handler: its rule for the caller of a request that passed its check (one that did not may nothing). */
+export function datasetRuleOf(request: Request): DatasetRule {
+  return datasetRules.get(request) ?? NOTHING;
 }
 
 /** The actor of a request that passed its scope check: the token's name, or the gateway's `x-iam-user`. */
@@ -118,7 +119,6 @@ export function auth(options: AuthOptions) {
   const required = async (rule: ScopeRule, params: DatasetRef): Promise<string[]> => {
     switch (rule) {
       case 'open':
-      case 'read-each':
         return [];
       case 'admin':
         return options.scopes.admin ? [options.scopes.admin] : [];
@@ -130,21 +130,22 @@ export function auth(options: AuthOptions) {
     }
   };
 
-  const readerFor = (held: readonly string[]): DatasetReader => {
-    const may = (dataset: DatasetAccess | null, slug: string | undefined) => {
-      const needed = grantedBy('read', dataset, dataset?.slug ?? slug);
-      return needed.length === 0 || needed.some((scope) => held.includes(scope));
-    };
-    return {
-      may: (dataset) => may(dataset, dataset.slug),
-      async check(slug) {
-        if (may(await options.datasetIam({ datasetSlug: slug }), slug)) return;
-        if (mode === 'tokens') throw errors.forbidden('the token holds none of the scopes this route needs');
-        if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
-        throw errors.forbidden('x-iam-scopes holds none of the scopes this route needs');
-      },
-    };
+  /** Refuses a caller holding none of `needed` (none needed: the route is open to it). */
+  const demand = (needed: readonly string[], held: readonly string[]): void => {
+    if (needed.length === 0 || needed.some((scope) => held.includes(scope))) return;
+    // The message names no scope: a dataset's own scopes would tell that it exists.
+    if (mode === 'tokens') throw errors.forbidden('the token holds none of the scopes this route needs');
+    if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
+    throw errors.forbidden('x-iam-scopes holds none of the scopes this route needs');
   };
+
+  const datasetRule = (rule: ScopeRule, held: readonly string[]): DatasetRule => ({
+    may: (dataset) => {
+      const needed = rule === 'read' || rule === 'write' ? grantedBy(rule, dataset, dataset.slug) : [];
+      return needed.length === 0 || needed.some((scope) => held.includes(scope));
+    },
+    check: async (slug) => demand(await required(rule, { datasetSlug: slug }), held),
+  });
 
   const tokenPrincipal = async (c: HookContext): Promise<Principal> => {
     const bearer = bearerToken(c.request.headers.get('authorization'));
@@ -165,44 +166,35 @@ export function auth(options: AuthOptions) {
     }
   };
 
-  const authorize = async (rule: ScopeRule, c: HookContext): Promise<void> => {
-    const params = (c.params ?? {}) as DatasetRef;
+  /**
+   * `perDataset`: the datasets are known to the handler only, so here the caller is identified (a
+   * 401 before the body is read) and the rule is left for the handler to apply to each dataset.
+   */
+  const authorize = async (rule: ScopeRule, c: HookContext, perDataset: boolean): Promise<void> => {
+    let principal: Principal;
     if (mode === 'tokens') {
       // Anonymous requests are refused before the catalog is asked anything about datasets.
-      const principal = await tokenPrincipal(c);
-      principals.set(c.request, principal);
-      if (rule === 'read-each') {
-        readers.set(c.request, readerFor(principal.scopes));
-        return;
-      }
-      const needed = await required(rule, params);
-      // The message names no scope: a dataset's own scopes would tell that it exists.
-      if (needed.length > 0 && !needed.some((scope) => principal.scopes.includes(scope))) {
-        throw errors.forbidden('the token holds none of the scopes this route needs');
+      principal = await tokenPrincipal(c);
+    } else {
+      const headers = c.request.headers;
+      principal = { scopes: parseScopes(headers.get('x-iam-scopes')), actor: actorFromHeaders(headers) };
+    }
+    principals.set(c.request, principal);
+    if (perDataset) {
+      datasetRules.set(c.request, datasetRule(rule, principal.scopes));
+      if (mode === 'headers' && principal.scopes.length === 0 && (await required(rule, {})).length > 0) {
+        throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
       }
       return;
     }
-    const headers = c.request.headers;
-    const held = parseScopes(headers.get('x-iam-scopes'));
-    principals.set(c.request, { scopes: held, actor: actorFromHeaders(headers) });
-    if (rule === 'read-each') {
-      // Which datasets the request reaches is known only to its handler; a caller without any
-      // scope, where reading needs one, is refused before the body is read.
-      if (held.length === 0 && options.scopes.read) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
-      readers.set(c.request, readerFor(held));
-      return;
-    }
-    const needed = await required(rule, params);
-    if (needed.length === 0) return;
-    if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
-    if (!needed.some((scope) => held.includes(scope))) throw errors.forbidden('x-iam-scopes holds none of the scopes this route needs');
+    demand(await required(rule, (c.params ?? {}) as DatasetRef), principal.scopes);
   };
 
   const checked = new WeakMap<Request, Promise<void>>();
-  const checkOnce = (rule: ScopeRule, c: HookContext): Promise<void> => {
+  const checkOnce = (rule: ScopeRule, c: HookContext, perDataset: boolean): Promise<void> => {
     let check = checked.get(c.request);
     if (!check) {
-      check = authorize(rule, c);
+      check = authorize(rule, c, perDataset);
       checked.set(c.request, check);
     }
     return check;
@@ -210,27 +202,28 @@ export function auth(options: AuthOptions) {
 
   return new Elysia({ name: 'timestore/auth' }).macro({
     scope: (option: ScopeOption) => {
-      const rule = typeof option === 'string' ? option : option.rule;
+      const { rule, body, datasets } = typeof option === 'string' ? { rule: option } : option;
+      const perDataset = datasets === 'known-to-handler';
       const detail = {
-        'x-timestore-scope': rule === 'read-each' ? 'read' : rule,
+        'x-timestore-scope': rule,
         security: rule === 'open' || mode === 'none' ? [] : [mode === 'tokens' ? { bearerToken: [] } : { iamScopes: [] }],
       } as Record<string, unknown>;
-      if (rule === 'read-each' && mode === 'none') {
-        // No credentials are checked: every dataset may be read.
-        return { detail, transform: ({ request }: { request: Request }) => void readers.set(request, EVERYTHING) };
+      if (perDataset && (rule === 'open' || mode === 'none')) {
+        // No credentials are checked: every dataset may be reached.
+        return { detail, transform: ({ request }: { request: Request }) => void datasetRules.set(request, EVERYTHING) };
       }
       if (rule === 'open' || mode === 'none') return { detail };
       // Hooks destructure what they read: Elysia infers from a hook's parameters what to prepare,
       // and a hook taking the whole context would make it parse every body (sucrose).
-      const transform = ({ request, params, set }: HookContext) => checkOnce(rule, { request, params, set });
-      if (typeof option !== 'string') return { detail, transform };
+      const transform = ({ request, params, set }: HookContext) => checkOnce(rule, { request, params, set }, perDataset);
+      if (body === 'read-by-handler') return { detail, transform };
       return {
         detail,
         // Returns nothing, so Elysia's own parser reads the body afterwards (only if the check passed).
         // Elysia wraps what a parse hook throws as a parse error, so anything else becomes its AppError here.
         async parse({ request, params, set }: HookContext) {
           try {
-            await checkOnce(rule, { request, params, set });
+            await checkOnce(rule, { request, params, set }, perDataset);
           } catch (err) {
             throw err instanceof AppError ? err : toAppError('UNKNOWN', err, request);
           }

@@ -13,6 +13,7 @@ import type { StorageDrivers } from '../storage/index.ts';
 import { acceptBatch, type IngestJobPayload } from './accept.ts';
 import { type BodyFormat, refuse } from '../model/constraints.ts';
 import { bodyFormatOf, decodeBody } from './formats/index.ts';
+import { acceptRemoteWrite, type RemoteWriteOutcome, type RemoteWriteRequest } from './remote-write.ts';
 
 export interface IngestServiceOptions {
   sql: Sql;
@@ -63,6 +64,10 @@ export class IngestService {
     return this.options.inline;
   }
 
+  get maxBodyBytes(): number {
+    return this.options.maxBodyBytes;
+  }
+
   /**
    * The format of a body from the request's Content-Type (415 listing the accepted ones otherwise),
    * asked before the body is read: a body whose declared length is over the limit is refused unread.
@@ -94,6 +99,12 @@ export class IngestService {
     if (request.waitMs <= 0 || accepted.job.state === 'succeeded' || accepted.job.state === 'failed') return accepted;
     const job = await this.options.waitForJob(accepted.job.id, request.waitMs);
     return { job: job ?? accepted.job, replayed: accepted.replayed };
+  }
+
+  /** A Prometheus remote write request (POST /api/v1/write): one batch per metric, see remote-write.ts. */
+  remoteWrite(request: RemoteWriteRequest): Promise<RemoteWriteOutcome> {
+    if (request.body.byteLength > this.options.maxBodyBytes) throw tooLarge(this.options.maxBodyBytes);
+    return acceptRemoteWrite(this.options, request);
   }
 
   job(id: string): Promise<Job | null> {

@@ -15,7 +15,10 @@ import { type AppError, appError, type ConflictCode, type ErrorCode, type HttpSt
 /** How the request body was sent (chosen by Content-Type). */
 export type BodyFormat = 'json' | 'ndjson' | 'csv' | 'arrow';
 
-export type ConstraintScope = BodyFormat | 'admin';
+/** Bodies of another system's write protocol, on a route of its own (POST /api/v1/write). */
+export type ProtocolFormat = 'prometheus';
+
+export type ConstraintScope = BodyFormat | ProtocolFormat | 'admin';
 
 /**
  * A rule: `code`, the `error.code` of its refusal, and `conflict` when the refusal is answered with
@@ -104,6 +107,23 @@ const DECLARED = {
     code: 'nul_character', scopes: PARAMETERS,
     rule: 'no string value of a string field, datasetName or storageTargetId contains U+0000',
     protects: 'PostgreSQL text and jsonb cannot hold U+0000: the column statistics of the written file would fail to publish',
+  },
+
+  // Prometheus remote write (POST /api/v1/write, formats/remote-write.ts).
+  remote_write_media_type: {
+    code: 'unsupported_media_type', scopes: ['prometheus'],
+    rule: 'a remote write 1.0 request: Content-Encoding snappy, Content-Type application/x-protobuf (not remote write 2.0\'s io.prometheus.write.v2.Request)',
+    protects: 'the body is read the way it was meant (a 2.0 sender falls back to 1.0 on a 415)',
+  },
+  remote_write_body: {
+    code: 'invalid_remote_write', scopes: ['prometheus'],
+    rule: 'the body is a snappy block holding a protobuf prometheus.WriteRequest of at most TIMESTORE_INGEST_MAX_BODY_BYTES uncompressed',
+    protects: 'the request can be decoded, within bounded memory',
+  },
+  remote_write_series: {
+    code: 'invalid_remote_write', scopes: ['prometheus'],
+    rule: 'every series has a __name__ that makes a dataset slug (with datasetPrefix), label names that are field names, each once (also ignoring case), valid timestamps, and no native histograms',
+    protects: 'every metric of the request can be stored: nothing is queued from a request with a malformed series',
   },
 
   // The schema a batch declares (schema.fields of a JSON body, the Arrow schema, POST /admin/datasets).

@@ -85,6 +85,7 @@ const CATALOGUE = {
   invalid_unicode: { status: 400, message: said },
   invalid_csv: { status: 400, message: said },
   invalid_arrow: { status: 400, message: said },
+  invalid_remote_write: { status: 400, message: said },
   unsupported_arrow_type: { status: 400, message: said },
   invalid_query_parameter: { status: 400, message: said },
   invalid_idempotency_key: { status: 400, message: said },

@@ -10,6 +10,7 @@ import { findDataset, updateDataset } from '../../src/catalog/datasets.ts';
 import { enqueueJob } from '../../src/catalog/job-table.ts';
 import { TokenService } from '../../src/tokens/service.ts';
 import { silentLog } from './catalog.ts';
+import { REMOTE_WRITE_HEADERS, remoteWriteBody } from './remote-write.ts';
 import { postJson, type TestServer } from './server.ts';
 
 export type Rule = 'open' | 'read' | 'write' | 'admin';
@@ -19,7 +20,9 @@ export type DatasetCase = 'plain' | 'guarded' | 'missing';
 export interface RouteRequest {
   method: string;
   path: string;
+  /** JSON, or bytes sent as they are. */
   body?: unknown;
+  headers?: Record<string, string>;
 }
 
 export interface RouteCase {
@@ -157,6 +160,15 @@ export function routeMatrix(fixtures: () => MatrixFixtures): Record<string, Rout
     'POST /admin/tokens': { rule: 'admin', body: true, request: () => ({ method: 'POST', path: '/admin/tokens', body: { name: `made-${++made}`, scopes: ['read'] } }) },
     'GET /admin/tokens/:tokenId': { rule: 'admin', request: () => ({ method: 'GET', path: `/admin/tokens/${f.tokenId()}` }) },
     'DELETE /admin/tokens/:tokenId': { rule: 'admin', request: () => ({ method: 'DELETE', path: `/admin/tokens/${f.take('revoke')}` }) },
+    'POST /api/v1/write': {
+      rule: 'write', body: true, namesInBody: true,
+      request: (d) => ({
+        method: 'POST',
+        path: '/api/v1/write',
+        headers: REMOTE_WRITE_HEADERS,
+        body: remoteWriteBody([{ labels: [['__name__', d]], samples: [{ value: 1, timestamp: Date.parse('2026-01-01T00:00:00Z') }] }]),
+      }),
+    },
     'GET /ingestion/jobs/:jobId': {
       rule: 'write',
       request: (d) => ({ method: 'GET', path: `/ingestion/jobs/${d === 'missing' ? NO_SUCH_JOB : f.jobOf(d)}` }),
@@ -177,11 +189,11 @@ export async function listedDatasets(url: string, headers: Record<string, string
 
 /** Sends a route's request with `headers` (JSON content type unless given), and answers its status. */
 export async function sendRoute(url: string, c: RouteCase, dataset: DatasetCase, headers: Record<string, string> = {}): Promise<number> {
-  const { method, path, body } = c.request(dataset);
+  const { method, path, body, headers: own } = c.request(dataset);
   const res = await fetch(`${url}${path}`, {
     method,
-    headers: { 'content-type': 'application/json', ...headers },
-    body: body ? JSON.stringify(body) : undefined,
+    headers: { 'content-type': 'application/json', ...own, ...headers },
+    body: body instanceof Uint8Array ? body : body ? JSON.stringify(body) : undefined,
   });
   await res.arrayBuffer();
   return res.status;
@@ -189,8 +201,8 @@ export async function sendRoute(url: string, c: RouteCase, dataset: DatasetCase,
 
 /** Sends a route's method and path with `body` as it is (e.g. JSON that does not parse), and answers status and error code. */
 export async function sendRaw(url: string, c: RouteCase, body: string | Uint8Array, headers: Record<string, string> = {}): Promise<{ status: number; code?: string }> {
-  const { method, path } = c.request('plain');
-  const res = await fetch(`${url}${path}`, { method, headers: { 'content-type': 'application/json', ...headers }, body });
+  const { method, path, headers: own } = c.request('plain');
+  const res = await fetch(`${url}${path}`, { method, headers: { 'content-type': 'application/json', ...own, ...headers }, body });
   const text = await res.text();
   let code: string | undefined;
   try {

@@ -77,6 +77,7 @@ describe('a running server', () => {
       '/admin/storage-targets',
       '/admin/tokens',
       '/admin/tokens/{tokenId}',
+      '/api/v1/write',
       '/datasets',
       '/datasets/{datasetSlug}',
       '/datasets/{datasetSlug}/ingest',
@@ -93,6 +94,11 @@ describe('a running server', () => {
         const success = Object.entries(operation.responses).filter(([status]) => status.startsWith('2'));
         expect(success.length, `${method} ${path} documents a success response`).toBeGreaterThan(0);
         for (const [status, response] of Object.entries(operation.responses)) {
+          // 204 (Prometheus remote write) has no body.
+          if (status === '204') {
+            expect(response.content, `${method} ${path} 204 has no body`).toBeUndefined();
+            continue;
+          }
           // Every answer is JSON except the Prometheus text of /metrics.
           const type = path === '/metrics' && status === '200' ? 'text/plain; version=0.0.4' : 'application/json';
           expect(response.content?.[type]?.schema, `${method} ${path} ${status} has a schema`).toBeDefined();
@@ -101,6 +107,9 @@ describe('a running server', () => {
     }
     expect(doc.paths['/ready']?.get?.responses['503']).toBeDefined();
     expect((doc.paths['/datasets/{datasetSlug}/ingest']?.post as any)?.requestBody?.content?.['application/json']?.schema).toBeDefined();
+    const remoteWrite = doc.paths['/api/v1/write']?.post as any;
+    expect(remoteWrite?.requestBody?.content?.['application/x-protobuf']?.schema).toEqual({ type: 'string', format: 'binary' });
+    expect(remoteWrite?.description).toContain('remote write 1.0');
   });
 
   test('one structured log line per request with method, route, status and duration', async () => {

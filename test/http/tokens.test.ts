@@ -138,7 +138,9 @@ describe('token matrix', () => {
         expect(await sendRaw(ts.url, c, '{"not json')).toEqual({ status: 401, code: 'unauthorized' });
         expect(await sendRaw(ts.url, c, '{"not json', bearer('expired'))).toEqual({ status: 401, code: 'unauthorized' });
         // A route that learns from its body which datasets it reads refuses wrong scopes after reading it.
-        expect(await sendRaw(ts.url, c, '{"not json', bearer('wrong'))).toEqual(c.namesInBody ? { status: 400, code: 'invalid_body' } : { status: 403, code: 'forbidden' });
+        const wrong = await sendRaw(ts.url, c, '{"not json', bearer('wrong'));
+        if (c.namesInBody) expect([400, 415]).toContain(wrong.status); // refused for its body: no dataset named yet
+        else expect(wrong).toEqual({ status: 403, code: 'forbidden' });
         expect((await sendRaw(ts.url, c, `{"a":"${'x'.repeat(8 * 1024 * 1024)}`)).status).toBe(401);
         if (c.body) expect((await sendRaw(ts.url, c, '{"not json', bearer(right))).status).toBe(400);
       });

@@ -35,6 +35,7 @@ import { type ConstraintId, type ConstraintScope, INGEST_CONSTRAINTS, INGEST_REF
 import { decodeBody } from '../../src/ingest/formats/index.ts';
 import { checkObjectKeys } from '../../src/ingest/object-key-limits.ts';
 import { type StorageDriver, StorageDrivers, S3StorageDriver } from '../../src/storage/index.ts';
+import { REMOTE_WRITE_HEADERS, remoteWriteBody } from '../harness/remote-write.ts';
 import { type Answer, postIngest, postJson, startTestServer, type TestServer } from '../harness/server.ts';
 
 const MAX_BODY = 1024 * 1024;
@@ -48,7 +49,7 @@ afterAll(() => ts.stop());
 const NDJSON = 'application/x-ndjson';
 const CSV = 'text/csv';
 const ARROW = 'application/vnd.apache.arrow.stream';
-const TYPES: Record<Exclude<ConstraintScope, 'admin'>, string> = { json: 'application/json', ndjson: NDJSON, csv: CSV, arrow: ARROW };
+const TYPES: Record<Exclude<ConstraintScope, 'admin'>, string> = { json: 'application/json', ndjson: NDJSON, csv: CSV, arrow: ARROW, prometheus: REMOTE_WRITE_HEADERS['content-type'] };
 
 const FIELDS: SchemaField[] = [
   { name: 'timestamp', type: 'timestamp' },
@@ -70,6 +71,13 @@ const CSV_ROW = `${T},1.5,1,x,true,${T},a`;
 
 const send = (slug: string, contentType: string, body: string | Uint8Array, query = '', headers: Record<string, string> = {}) =>
   postIngest(ts.url, slug, contentType, body, query, headers);
+/** A Prometheus remote write request whose one metric is named `slug` (so that it goes to that dataset). */
+const sendRemoteWrite = async (body: Uint8Array, headers: Record<string, string> = {}): Promise<Answer> => {
+  const res = await fetch(`${ts.url}/api/v1/write`, { method: 'POST', headers: { ...REMOTE_WRITE_HEADERS, ...headers }, body });
+  return { status: res.status, body: await res.json().catch(() => null) };
+};
+const remoteWriteRow = (slug: string, labels: [string, string][] = []) =>
+  remoteWriteBody([{ labels: [['__name__', slug], ['site', 'a'], ...labels], samples: [{ value: 1.5, timestamp: Date.parse(T) }] }]);
 const sendJson = (slug: string, body: unknown, query = '', headers: Record<string, string> = {}) =>
   send(slug, TYPES.json, typeof body === 'string' ? body : JSON.stringify(body), query, headers);
 
@@ -187,6 +195,11 @@ const longKey = '0123456789'.repeat(21); // 210 bytes: 255 less the temporary na
 
 const CASES: Case[] = [
   ...(['json', 'ndjson', 'csv', 'arrow'] as const).map(tooBig),
+  c('remote_write_media_type', 'prometheus', 'remote write 2.0', {
+    send: (slug) => sendRemoteWrite(remoteWriteRow(slug), { 'content-type': 'application/x-protobuf;proto=io.prometheus.write.v2.Request' }),
+  }),
+  c('remote_write_body', 'prometheus', 'a body that is not snappy', { send: () => sendRemoteWrite(new Uint8Array([0xff, 0xff, 0xff, 0xff])) }),
+  c('remote_write_series', 'prometheus', 'a series with a label twice', { send: (slug) => sendRemoteWrite(remoteWriteRow(slug, [['site', 'b']])) }),
   c('media_type', 'ndjson', 'NDJSON in UTF-16', { send: (slug) => send(slug, `${NDJSON}; charset=utf-16`, ndjson(row())) }),
   c('media_type', 'csv', 'CSV in Latin-1', { send: (slug) => send(slug, `${CSV}; charset=latin1`, csv(CSV_ROW)) }),
   c('body_shape', 'json', 'rows is not an array', { send: (slug) => sendJson(slug, { ...jsonBody([]), rows: 'no' }) }),
@@ -435,6 +448,8 @@ function goodBody(format: Exclude<ConstraintScope, 'admin'>, timestamp = T): str
       return csv(`${timestamp},1.5,1,x,true,${T},a`);
     case 'arrow':
       return arrowRow({ timestamp: dates(Date.parse(timestamp)), ok: vectorFromArray([true], new Bool()) });
+    case 'prometheus':
+      return remoteWriteBody([{ labels: [['__name__', 'good'], ['site', 'a']], samples: [{ value: 1.5, timestamp: Date.parse(timestamp) }] }]);
   }
 }
 

@@ -6,7 +6,7 @@
 import { Elysia, t } from 'elysia';
 import { FieldTypeSchema } from '../../model/field-types.ts';
 import type { QueryService } from '../../query/service.ts';
-import { readerOf, type Scoped } from '../auth.ts';
+import { datasetRuleOf, type Scoped } from '../auth.ts';
 import { ErrorBody } from '../errors.ts';
 
 const EXAMPLE = {
@@ -56,11 +56,11 @@ export function datasetRoutes(service: QueryService, scoped: Scoped) {
     .get(
       '/datasets',
       async ({ query, request }) => {
-        const reader = readerOf(request);
-        return service.datasets((d) => reader.may({ ...d.metadata.iam, slug: d.slug }), { search: query.search, cursor: query.cursor, limit: query.limit ?? 100 });
+        const rule = datasetRuleOf(request);
+        return service.datasets((d) => rule.may({ ...d.metadata.iam, slug: d.slug }), { search: query.search, cursor: query.cursor, limit: query.limit ?? 100 });
       },
       {
-        scope: 'read-each',
+        scope: { rule: 'read', datasets: 'known-to-handler' },
         query: t.Object({
           search: t.Optional(t.String({ maxLength: 200, description: 'Case-insensitive substring of the slug or name.' })),
           cursor: t.Optional(t.String({ description: '`nextCursor` of the previous page.' })),

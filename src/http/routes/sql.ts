@@ -8,7 +8,7 @@ import type { QueryColumn, QueryRow } from '../../engine/query.ts';
 import { errors } from '../../model/errors.ts';
 import type { SqlAnswer } from '../../query/sql.ts';
 import type { QueryService } from '../../query/service.ts';
-import { readerOf, type Scoped } from '../auth.ts';
+import { datasetRuleOf, type Scoped } from '../auth.ts';
 import { keepOpenFor } from '../accepted.ts';
 import { ErrorBody } from '../errors.ts';
 import { requestTraceContext } from '../request-log.ts';
@@ -187,11 +187,11 @@ export function sqlRoutes(service: QueryService, scoped: Scoped) {
       '/sql',
       async ({ body, headers, request, server }) => {
         keepOpenFor(server, request, service.timeoutMs);
-        const answer = await service.statements.stream(body.sql, body.params ?? [], readerOf(request).check, requestTraceContext(request));
+        const answer = await service.statements.stream(body.sql, body.params ?? [], datasetRuleOf(request).check, requestTraceContext(request));
         return respond(formatOf(headers.accept), answer);
       },
       {
-        scope: 'read-each',
+        scope: { rule: 'read', datasets: 'known-to-handler' },
         body: SqlBody,
         response: { 200: SqlAnswerBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody },
         detail: { tags: ['query'], summary: 'Read-only SQL over datasets', description: DESCRIPTION },
@@ -201,11 +201,11 @@ export function sqlRoutes(service: QueryService, scoped: Scoped) {
       '/sql',
       async ({ query, headers, request, server }) => {
         keepOpenFor(server, request, service.timeoutMs);
-        const answer = await service.statements.stream(query.q, paramsOf(query.params), readerOf(request).check, requestTraceContext(request));
+        const answer = await service.statements.stream(query.q, paramsOf(query.params), datasetRuleOf(request).check, requestTraceContext(request));
         return respond(formatOf(headers.accept), answer);
       },
       {
-        scope: 'read-each',
+        scope: { rule: 'read', datasets: 'known-to-handler' },
         query: SqlQuery,
         response: { 200: SqlAnswerBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody },
         detail: { tags: ['query'], summary: 'Read-only SQL over datasets, for tools that send GETs', description: `The same as POST /sql, the statement in \`q\` and its parameters in \`params\` (a JSON array).\n\n${DESCRIPTION}` },

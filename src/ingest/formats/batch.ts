@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { SchemaField, SchemaVersion } from '../../model/records.ts';
 import type { StagedInputFormat } from '../../engine/partition-writer.ts';
 import { AppError } from '../../model/errors.ts';
-import { type BodyFormat, refuse } from '../../model/constraints.ts';
+import { type BodyFormat, type ProtocolFormat, refuse } from '../../model/constraints.ts';
 import type { BatchSummary, RowRules } from '../validation.ts';
 
 /** What a batch says about itself besides its rows: in the JSON body, or in query parameters for the other formats. */
@@ -25,7 +25,7 @@ export interface StagedBody {
 }
 
 export interface DecodedBatch extends BatchParams {
-  format: BodyFormat;
+  format: BodyFormat | ProtocolFormat;
   /** The idempotency key the body carries (a JSON body's `idempotencyKey`); the header's wins. */
   idempotencyKey?: string;
   /**
