@@ -68,6 +68,17 @@ export function actorOf(request: Request): string | null {
   return principals.get(request)?.actor ?? null;
 }
 
+const administrators = new WeakMap<Request, boolean>();
+
+/**
+ * True when the caller of a request that passed its scope check would also pass the admin rule
+ * (what a write needs to choose a storage target other than its dataset's). False for a request
+ * that was not checked.
+ */
+export function mayAdminister(request: Request): boolean {
+  return administrators.get(request) === true;
+}
+
 function actorFromHeaders(headers: Headers): string | null {
   return headers.get('x-iam-user') ?? headers.get('x-user-id');
 }
@@ -119,12 +130,15 @@ export function auth(options: AuthOptions) {
     }
   };
 
+  const holdsAdmin = (scopes: string[]) => !options.scopes.admin || scopes.includes(options.scopes.admin);
+
   const authorize = async (rule: ScopeRule, c: HookContext): Promise<void> => {
     const params = (c.params ?? {}) as DatasetRef;
     if (mode === 'tokens') {
       // Anonymous requests are refused before the catalog is asked anything about datasets.
       const principal = await tokenPrincipal(c);
       principals.set(c.request, principal);
+      administrators.set(c.request, holdsAdmin(principal.scopes));
       const needed = await required(rule, params);
       // The message names no scope: a dataset's own scopes would tell that it exists.
       if (needed.length > 0 && !needed.some((scope) => principal.scopes.includes(scope))) {
@@ -135,6 +149,7 @@ export function auth(options: AuthOptions) {
     const headers = c.request.headers;
     const held = parseScopes(headers.get('x-iam-scopes'));
     principals.set(c.request, { scopes: held, actor: actorFromHeaders(headers) });
+    administrators.set(c.request, holdsAdmin(held));
     const needed = await required(rule, params);
     if (needed.length === 0) return;
     if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
@@ -158,7 +173,9 @@ export function auth(options: AuthOptions) {
         'x-timestore-scope': rule,
         security: rule === 'open' || mode === 'none' ? [] : [mode === 'tokens' ? { bearerToken: [] } : { iamScopes: [] }],
       } as Record<string, unknown>;
-      if (rule === 'open' || mode === 'none') return { detail };
+      if (rule === 'open') return { detail };
+      // Nothing is checked: every caller may do what an administrator may.
+      if (mode === 'none') return { detail, transform: ({ request }: { request: Request }) => void administrators.set(request, true) };
       // Hooks destructure what they read: Elysia infers from a hook's parameters what to prepare,
       // and a hook taking the whole context would make it parse every body (sucrose).
       const transform = ({ request, params, set }: HookContext) => checkOnce(rule, { request, params, set });
