@@ -65,7 +65,7 @@ describe('the local driver on a catalog shared by several processes', () => {
         await Bun.sleep(100);
       }
       const states = await catalog.sql<{ state: string; n: number }[]>`SELECT state, count(*)::int AS n FROM jobs WHERE kind = 'ingest' GROUP BY state`;
-      expect(states).toEqual([{ state: 'succeeded', n: 11 }]);
+      expect([...states]).toEqual([{ state: 'succeeded', n: 11 }]);
 
       // Another storage root on the same catalog: refused, the target untouched.
       const otherRoot = newRoot();

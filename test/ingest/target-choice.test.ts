@@ -114,15 +114,15 @@ describe("a dataset's id sent as a slug", () => {
     expect(ndjson.status).toBe(201);
 
     const rows = await ts.sql<{ slug: string }[]>`SELECT slug FROM datasets WHERE slug = ${named.id}`;
-    expect(rows).toEqual([]);
+    expect(rows.length).toBe(0);
     const after = (await findDataset(ts.sql, 'named'))!;
     expect(after.schemaVersion).toBe(2);
-    const [{ n }] = await ts.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM jobs WHERE dataset_id = ${named.id} AND kind = 'ingest'`;
-    expect(n).toBe(5);
+    const [jobs] = await ts.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM jobs WHERE dataset_id = ${named.id} AND kind = 'ingest'`;
+    expect(jobs!.n).toBe(5);
     // Staged bodies are named by the dataset's slug, not by the id.
-    const [{ staged }] = await ts.sql<{ staged: number }[]>`
+    const [byId] = await ts.sql<{ staged: number }[]>`
       SELECT count(*)::int AS staged FROM jobs WHERE dataset_id = ${named.id} AND payload->'staged'->>'location' LIKE ${`%/staging/${named.id}/%`}`;
-    expect(staged).toBe(0);
+    expect(byId!.staged).toBe(0);
   });
 
   test("POST /admin/datasets refuses another dataset's id as a new slug", async () => {
