@@ -24,7 +24,7 @@ import type { Db } from '../catalog/db.ts';
 import { CommitOutcomeUnknownError, inStatement, inTransaction } from '../catalog/transaction.ts';
 import type { Dataset, SchemaField, SchemaVersion, StorageTarget } from '../model/records.ts';
 import type { StagedInputFormat } from '../engine/partition-writer.ts';
-import { AppError, errors } from '../model/errors.ts';
+import { AppError } from '../model/errors.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { MAX_BATCH_WINDOWS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from '../model/constraints.ts';
 import { chooseTimestampColumn, checkDeclaredFields, mergeSchema } from '../model/schema.ts';
@@ -245,7 +245,7 @@ async function batchTarget(deps: AcceptDeps, slug: string, batch: DecodedBatch, 
   if (!named || named === own.id || named === own.name) return own;
   if (!mayChooseTarget) {
     const whose = existing ? `the storage target of dataset "${slug}"` : `the default storage target a new dataset ("${slug}") gets`;
-    throw errors.forbidden(`storageTargetId "${named}" is not ${whose}, "${own.name}": sending a batch to another target needs the admin scope`);
+    throw refuse('storage_target_choice', `storageTargetId "${named}" is not ${whose}, "${own.name}": sending a batch to another target needs the admin scope`);
   }
   return storageTarget(deps, named);
 }
