@@ -26,6 +26,8 @@ export interface Config {
   pgSchema: string;
   storageDriver: StorageDriver;
   storageRoot: string;
+  /** Take the configured targets' prefixes at boot although they hold objects timestore did not write, or another catalog's marker. */
+  storageAdoptExisting: boolean;
   s3: {
     bucket: string;
     endpoint: string | null;
@@ -139,6 +141,12 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
   },
   { name: 'TIMESTORE_STORAGE_DRIVER', description: '`local` or `s3`: where new partitions are written by default.', default: '`local`' },
   { name: 'TIMESTORE_STORAGE_ROOT', description: 'Local root for partitions, the embedded catalog and runtime files.', default: '`./data/timestore`' },
+  {
+    name: 'TIMESTORE_STORAGE_ADOPT_EXISTING',
+    description:
+      "At boot, take the configured `local` and `s3` targets although their prefix holds objects timestore did not write (no owner marker) or another catalog's marker (`true`/`false`); this catalog's marker is then written. Without it such a boot is refused. Meant for one start, not to be left set (docs/operations.md, \"Storage that timestore owns\").",
+    default: '`false`',
+  },
   { name: 'TIMESTORE_S3_BUCKET', description: 'Bucket for partitions when the driver is `s3`.', default: '`timestore-data`' },
   { name: 'TIMESTORE_S3_ENDPOINT', description: 'S3-compatible endpoint URL (e.g. a radosgw or MinIO server).', default: '_(unset: AWS)_' },
   { name: 'TIMESTORE_S3_REGION', description: 'Region used for S3 operations.', default: '_(unset: `us-east-1`)_' },
@@ -442,6 +450,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     pgSchema: r.matching('TIMESTORE_PG_SCHEMA', 'timestore', /^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _)'),
     storageDriver: r.oneOf('TIMESTORE_STORAGE_DRIVER', 'local', ['local', 's3'] as const),
     storageRoot,
+    storageAdoptExisting: r.boolean('TIMESTORE_STORAGE_ADOPT_EXISTING', false),
     s3: {
       bucket: r.matching('TIMESTORE_S3_BUCKET', 'timestore-data', /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'a valid bucket name'),
       endpoint: r.url('TIMESTORE_S3_ENDPOINT', ['http:', 'https:']),

@@ -5,14 +5,13 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Sql } from 'postgres';
 import { datasetIamResolver } from './access.ts';
 import { AdminService } from './admin/service.ts';
 import { Lifecycle } from './lifecycle/service.ts';
 import { openCatalog, type Catalog } from './catalog/connection.ts';
 import { CatalogCache } from './catalog/lookup-cache.ts';
-import { upsertStorageTarget } from './catalog/storage-targets.ts';
 import { type Config, describeConfig } from './config.ts';
+import { registerConfiguredTargets } from './configured-targets.ts';
 import { WorkerPool, type WorkerPoolOptions } from './engine/pool.ts';
 import { createApp } from './http/app.ts';
 import { INGEST_JOB_KIND } from './ingest/accept.ts';
@@ -67,12 +66,13 @@ async function openCore(config: Config, log: Logger): Promise<Core> {
   let pool: WorkerPool | undefined;
   try {
     await catalog.migrate();
-    await registerConfiguredTargets(catalog.sql, config, log);
+    await registerConfiguredTargets(catalog.sql, config, drivers, log);
     pool = await WorkerPool.start(workerLanes(config), join(config.storageRoot, '.runtime'));
     const ping = await pool.ping();
     log.info({ threads: pool.threads, duckdb: ping.duckdbVersion, spillPerThread: ping.spill.maxSize }, 'worker pool ready');
   } catch (err) {
     await pool?.close().catch(() => {});
+    drivers.close();
     await catalog.close().catch(() => {});
     throw err;
   }
@@ -338,30 +338,4 @@ export async function startLifecycleProcess(config: Config, log: Logger, options
       return stopping;
     },
   };
-}
-
-/**
- * The targets the configuration describes: `local` (partitions under the
- * storage root) always, and `s3` when the driver is s3 or any S3 endpoint,
- * region or key is set. Credentials stay in the environment, never in the catalog.
- */
-async function registerConfiguredTargets(sql: Sql, config: Config, log: Logger): Promise<void> {
-  const local = await upsertStorageTarget(sql, {
-    name: 'local',
-    kind: 'local',
-    description: 'Local disk under TIMESTORE_STORAGE_ROOT',
-    config: { root: join(config.storageRoot, 'partitions') },
-  });
-  const targets = [{ name: local.name, id: local.id, kind: local.kind }];
-  const { s3 } = config;
-  if (config.storageDriver === 's3' || s3.endpoint || s3.region || s3.accessKeyId) {
-    const remote = await upsertStorageTarget(sql, {
-      name: 's3',
-      kind: 's3',
-      description: 'S3 bucket from TIMESTORE_S3_*',
-      config: { bucket: s3.bucket, prefix: '', endpoint: s3.endpoint, region: s3.region, forcePathStyle: s3.forcePathStyle },
-    });
-    targets.push({ name: remote.name, id: remote.id, kind: remote.kind });
-  }
-  log.info({ targets, default: config.storageDriver }, 'storage targets registered');
 }

@@ -9,6 +9,7 @@ import { listAuditEvents, recordAuditEvent } from '../catalog/audit.ts';
 import {
   createDataset,
   type DatasetListQuery,
+  findDataset,
   type DatasetPage,
   getDataset,
   listDatasets,
@@ -17,6 +18,7 @@ import {
 } from '../catalog/datasets.ts';
 import { deleteFailedJob, getJob, type Job, type JobPage, type JobState, listJobs, retryFailedJob, stagedBodyOf } from '../catalog/job-table.ts';
 import { getManifestVersion, listActivePartitions, manifestTotalsByTarget, type TargetTotals } from '../catalog/manifests.ts';
+import { catalogId } from '../catalog/identity.ts';
 import { getRetentionPolicy, putRetentionPolicy } from '../catalog/retention-policies.ts';
 import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-versions.ts';
 import { createStorageTarget, findStorageTarget, getStorageTarget, listStorageTargets, type StorageTargetInput } from '../catalog/storage-targets.ts';
@@ -35,10 +37,19 @@ import type {
   StorageTargetKind,
   StoredRetentionPolicy,
 } from '../model/records.ts';
-import { type AppError, errors } from '../model/errors.ts';
+import { AppError, errors } from '../model/errors.ts';
 import { chooseTimestampColumn, checkDeclaredFields, checkTimestampColumnName, DEFAULT_TIMESTAMP_COLUMN, mergeSchema } from '../model/schema.ts';
 import { wakeLocalRunners } from '../jobs/local-signals.ts';
-import { describeProbeStep, probeRoundTrip, type StorageDriver, type StorageDrivers } from '../storage/index.ts';
+import {
+  describeProbeStep,
+  type Ownership,
+  ownershipOf,
+  ownershipProblem,
+  probeRoundTrip,
+  type StorageDriver,
+  type StorageDrivers,
+  writeOwnerMarker,
+} from '../storage/index.ts';
 import { effectiveRetention, type EffectiveRetention, type RetentionDefaults } from '../model/retention.ts';
 
 export interface AdminServiceOptions {
@@ -139,6 +150,8 @@ export class AdminService {
     const normalized = fields ? mergeSchema(null, fields, timestampColumn).fields : null;
     if (input.sortColumns?.length) checkSortColumns(input.sortColumns, normalized, timestampColumn);
     const target = input.storageTargetId ? await this.writableTarget(input.storageTargetId) : null;
+    const named = await findDataset(this.o.sql, input.slug);
+    if (named && named.slug !== input.slug) throw errors.slug_is_dataset_id(input.slug, named.slug);
     return this.o.sql.begin(async (tx) => {
       const dataset = await createDataset(tx, {
         slug: input.slug,
@@ -227,19 +240,46 @@ export class AdminService {
     return listStorageTargets(this.o.sql, kind);
   }
 
-  /** Registers a target after a write probe shows this process can write to and read from it. */
-  async registerStorageTarget(input: StorageTargetInput, actor: string | null): Promise<StorageTarget> {
+  /**
+   * Registers a target whose prefix this catalog may own (empty, or holding its owner marker; else
+   * 409 unless `adoptExistingObjects`), after a write probe shows this process can write to and
+   * read from it; then writes the owner marker.
+   */
+  async registerStorageTarget(input: StorageTargetInput, actor: string | null, options: { adoptExistingObjects?: boolean } = {}): Promise<StorageTarget> {
     if (await findStorageTarget(this.o.sql, input.name)) {
       throw errors.storage_target_exists(input.name);
     }
-    await this.probe(input.name, () => this.o.drivers.uncached(input), true);
+    const owner = await catalogId(this.o.sql);
+    let ownership: Ownership | undefined;
+    await this.probe(
+      input.name,
+      () => this.o.drivers.uncached(input),
+      async (driver) => {
+        ownership = await ownershipOf(driver, owner);
+        const problem = ownershipProblem(ownership);
+        if (problem && !options.adoptExistingObjects) {
+          throw errors.storage_target_not_owned(input.name, problem.found, problem.details, 'register it again with "adoptExistingObjects": true');
+        }
+        await probeRoundTrip(driver);
+        if (ownership.state !== 'owned') await writeOwnerMarker(driver, owner, input.name);
+      },
+    );
     return this.o.sql.begin(async (tx) => {
-      const target = await createStorageTarget(tx, input);
+      const target = await createStorageTarget(tx, { ...input, ownerMarked: true });
       await recordAuditEvent(tx, {
         datasetId: null,
         action: 'storage_target.registered',
         actor,
-        details: { id: target.id, name: target.name, kind: target.kind, config: target.config, credentials: target.credentials ? 'stored' : 'none' },
+        details: {
+          id: target.id,
+          name: target.name,
+          kind: target.kind,
+          config: target.config,
+          credentials: target.credentials ? 'stored' : 'none',
+          // What was under the prefix before: empty, this catalog's marker, or (adopted) another's or none.
+          found: ownership?.state,
+          ...(ownership?.state === 'other_catalog' ? { previousOwner: ownership.marker.catalog } : {}),
+        },
       });
       return target;
     }) as Promise<StorageTarget>;
@@ -358,20 +398,24 @@ export class AdminService {
   private async writableTarget(idOrName: string): Promise<StorageTarget> {
     const target = await findStorageTarget(this.o.sql, idOrName);
     if (!target) throw errors.storage_target_not_found(idOrName);
-    await this.probe(target.name, () => this.o.drivers.forTarget(target), false);
+    await this.probe(target.name, () => this.o.drivers.forTarget(target));
     return target;
   }
 
-  /** Writes, reads back and deletes a small object; a target this server cannot use is a 422. */
-  private async probe(name: string, open: () => StorageDriver, closeAfter: boolean): Promise<void> {
+  /**
+   * Writes, reads back and deletes a small object (or runs `use` instead, which does so); a target
+   * this server cannot use is a 422. A driver opened for a target not in the catalog is closed after.
+   */
+  private async probe(name: string, open: () => StorageDriver, use?: (driver: StorageDriver) => Promise<void>): Promise<void> {
     let driver: StorageDriver | undefined;
     try {
       driver = open();
-      await probeRoundTrip(driver);
+      await (use ?? probeRoundTrip)(driver);
     } catch (err) {
+      if (err instanceof AppError) throw err;
       throw errors.storage_target_unwritable(name, describeProbeStep(err), err);
     } finally {
-      if (closeAfter) driver?.close();
+      if (use) driver?.close();
     }
   }
 }

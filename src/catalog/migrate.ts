@@ -30,6 +30,8 @@ import caseConflicts0006 from '../../migrations/0006_case_conflicting_fields.ts'
 import readerPins0007 from '../../migrations/0007_reader_pins.ts' with { type: 'text' };
 // @ts-expect-error: as above
 import apiTokens0008 from '../../migrations/0008_api_tokens.ts' with { type: 'text' };
+// @ts-expect-error: as above
+import storageOwnership0009 from '../../migrations/0009_storage_ownership.ts' with { type: 'text' };
 
 /** Every migration, in order. A test checks this list against `migrations/`. */
 export const MIGRATIONS: ReadonlyArray<{ name: string; text: string }> = [
@@ -41,6 +43,7 @@ export const MIGRATIONS: ReadonlyArray<{ name: string; text: string }> = [
   { name: '0006_case_conflicting_fields.ts', text: caseConflicts0006 as string },
   { name: '0007_reader_pins.ts', text: readerPins0007 as string },
   { name: '0008_api_tokens.ts', text: apiTokens0008 as string },
+  { name: '0009_storage_ownership.ts', text: storageOwnership0009 as string },
 ];
 
 const MIGRATION_LOCK_KEY = 0x7473_6d69; // "tsmi": one key for every timestore schema in a database

@@ -9,14 +9,16 @@ export interface StorageTargetInput {
   description?: string | null;
   config: LocalTargetConfig | S3TargetConfig;
   credentials?: S3TargetCredentials | null;
+  /** This catalog's owner marker was written under the target just now. */
+  ownerMarked?: boolean;
 }
 
 /** Registers a new target; 409 when the name is taken. */
 export async function createStorageTarget(sql: Db, input: StorageTargetInput): Promise<StorageTarget> {
   const [row] = await sql<StorageTarget[]>`
-    INSERT INTO storage_targets (name, kind, description, config, credentials)
+    INSERT INTO storage_targets (name, kind, description, config, credentials, owner_marked_at)
     VALUES (${input.name}, ${input.kind}, ${input.description ?? null}, ${sql.json(input.config as never)},
-            ${input.credentials ? sql.json(input.credentials as never) : null})
+            ${input.credentials ? sql.json(input.credentials as never) : null}, ${input.ownerMarked ? sql`now()` : null})
     ON CONFLICT (name) DO NOTHING
     RETURNING *`;
   if (!row) throw errors.storage_target_exists(input.name);
@@ -34,6 +36,13 @@ export async function upsertStorageTarget(sql: Db, input: StorageTargetInput): P
             IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.config, EXCLUDED.description)
     RETURNING *`;
   return row ?? (await getStorageTarget(sql, input.name));
+}
+
+/** Records that this catalog's owner marker is under the target (storage/owner-marker.ts). */
+export async function markStorageTargetOwned(sql: Db, id: string): Promise<StorageTarget> {
+  const [row] = await sql<StorageTarget[]>`UPDATE storage_targets SET owner_marked_at = now() WHERE id = ${id} RETURNING *`;
+  if (!row) throw errors.not_found('storage target', id);
+  return row;
 }
 
 /** A target by id or name; null when there is none. */

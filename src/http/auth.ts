@@ -94,6 +94,17 @@ export function actorOf(request: Request): string | null {
   return principals.get(request)?.actor ?? null;
 }
 
+const administrators = new WeakMap<Request, boolean>();
+
+/**
+ * True when the caller of a request that passed its scope check would also pass the admin rule
+ * (what a write needs to choose a storage target other than its dataset's). False for a request
+ * that was not checked.
+ */
+export function mayAdminister(request: Request): boolean {
+  return administrators.get(request) === true;
+}
+
 function actorFromHeaders(headers: Headers): string | null {
   return headers.get('x-iam-user') ?? headers.get('x-user-id');
 }
@@ -166,6 +177,8 @@ export function auth(options: AuthOptions) {
     }
   };
 
+  const holdsAdmin = (scopes: string[]) => !options.scopes.admin || scopes.includes(options.scopes.admin);
+
   /**
    * `perDataset`: the datasets are known to the handler only, so here the caller is identified (a
    * 401 before the body is read) and the rule is left for the handler to apply to each dataset.
@@ -180,6 +193,7 @@ export function auth(options: AuthOptions) {
       principal = { scopes: parseScopes(headers.get('x-iam-scopes')), actor: actorFromHeaders(headers) };
     }
     principals.set(c.request, principal);
+    administrators.set(c.request, holdsAdmin(principal.scopes));
     if (perDataset) {
       datasetRules.set(c.request, datasetRule(rule, principal.scopes));
       if (mode === 'headers' && principal.scopes.length === 0 && (await required(rule, {})).length > 0) {
@@ -208,11 +222,20 @@ export function auth(options: AuthOptions) {
         'x-timestore-scope': rule,
         security: rule === 'open' || mode === 'none' ? [] : [mode === 'tokens' ? { bearerToken: [] } : { iamScopes: [] }],
       } as Record<string, unknown>;
-      if (perDataset && (rule === 'open' || mode === 'none')) {
-        // No credentials are checked: every dataset may be reached.
+      if (rule === 'open' && perDataset) {
         return { detail, transform: ({ request }: { request: Request }) => void datasetRules.set(request, EVERYTHING) };
       }
-      if (rule === 'open' || mode === 'none') return { detail };
+      if (rule === 'open') return { detail };
+      if (mode === 'none') {
+        // Nothing is checked: every caller may do what an administrator may, with every dataset.
+        return {
+          detail,
+          transform: ({ request }: { request: Request }) => {
+            administrators.set(request, true);
+            datasetRules.set(request, EVERYTHING);
+          },
+        };
+      }
       // Hooks destructure what they read: Elysia infers from a hook's parameters what to prepare,
       // and a hook taking the whole context would make it parse every body (sucrose).
       const transform = ({ request, params, set }: HookContext) => checkOnce(rule, { request, params, set }, perDataset);

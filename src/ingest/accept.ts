@@ -60,6 +60,8 @@ export interface AcceptRequest {
   traceParent: string | null;
   /** The client waits until the batch is written (`Prefer: wait`, inline mode). */
   awaited?: boolean;
+  /** The caller holds the admin scope: it may send the batch to another storage target than its dataset's. */
+  mayChooseTarget?: boolean;
 }
 
 export interface Accepted {
@@ -99,15 +101,17 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   if (named) checkDeclaredFields(named, deps.maxFields);
   const existing = await findDataset(deps.sql, request.datasetSlug);
   if (existing) assertAcceptsIngest(existing);
+  // A dataset named by its id (as every route may) is that dataset: never a new one called by the id.
+  const slug = existing?.slug ?? request.datasetSlug;
   const latest = existing && existing.schemaVersion > 0 ? await deps.catalogCache.schemaVersion(existing.id, existing.schemaVersion) : null;
-  const declared = batch.declare(latest) ?? datasetFields(request.datasetSlug, existing, latest);
+  const declared = batch.declare(latest) ?? datasetFields(slug, existing, latest);
   const timestampColumn = existing?.timestampColumn ?? chooseTimestampColumn(declared);
   const merged = mergeSchema(latest, declared, timestampColumn, deps.maxFields);
   // Staging is I/O and checking the rows is work for this thread: when the staged bytes are the
   // body itself, staging starts first and moves on while the check yields (NDJSON does, between
   // chunks of lines). Refusals of the rows still come first, as if staging had waited for them; a
   // refused batch's staged body is deleted before the answer.
-  const staging = batch.stagesBodyAsReceived ? stageBody(deps, request.datasetSlug, batch, existing) : null;
+  const staging = batch.stagesBodyAsReceived ? stageBody(deps, slug, batch, existing, request.mayChooseTarget === true) : null;
   staging?.catch(() => {}); // observed below
   let summary: BatchSummary;
   let requestHash: string;
@@ -135,7 +139,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     await discard(staging);
     throw err;
   }
-  const { target, driver, staged, format } = await (staging ?? stageBody(deps, request.datasetSlug, batch, existing));
+  const { target, driver, staged, format } = await (staging ?? stageBody(deps, slug, batch, existing, request.mayChooseTarget === true));
 
   try {
     // The common case, a batch of an existing dataset that adds no field, takes no lock: its
@@ -165,7 +169,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
       unchanged && !request.idempotencyKey
         ? (await inStatement(() => enqueueJob(deps.sql, newJob(existing, latest)))).job
         : await inTransaction(deps.sql, async (tx) => {
-            const dataset = unchanged ? existing : await ensureDataset(tx, request.datasetSlug, batch, timestampColumn, request.actor);
+            const dataset = unchanged ? existing : await ensureDataset(tx, slug, batch, timestampColumn, request.actor, batch.storageTargetId ? target.id : null);
             const schema = unchanged ? latest : await recordSchema(tx, dataset, declared, timestampColumn, request.actor, deps.maxFields);
             const { job } = await enqueueJob(tx, newJob(dataset, schema));
             if (request.idempotencyKey) {
@@ -191,8 +195,8 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
 }
 
 /** Stages the batch's body on its storage target: durable once this resolves. */
-async function stageBody(deps: AcceptDeps, slug: string, batch: DecodedBatch, existing: Dataset | null) {
-  const target = await storageTarget(deps, batch.storageTargetId ?? existing?.defaultStorageTargetId ?? deps.defaultTargetName);
+async function stageBody(deps: AcceptDeps, slug: string, batch: DecodedBatch, existing: Dataset | null, mayChooseTarget: boolean) {
+  const target = await batchTarget(deps, slug, batch, existing, mayChooseTarget);
   const driver = deps.drivers.forTarget(target);
   const body = batch.staged();
   checkObjectKeys(driver, slug, batch.partition.key, body.extension);
@@ -235,6 +239,22 @@ function assertAcceptsIngest(dataset: Dataset): void {
   if (dataset.status !== 'active') {
     throw refuse(dataset.status === 'archived' ? 'dataset_archived' : 'dataset_inactive', `dataset "${dataset.slug}" is ${dataset.status} and accepts no new rows`);
   }
+}
+
+/**
+ * The batch's storage target: its dataset's (for a new dataset, the server's default), or the one
+ * the batch names, which must be that same target unless the caller may administer (403 otherwise,
+ * before the name is looked up: a writer learns nothing about other targets).
+ */
+async function batchTarget(deps: AcceptDeps, slug: string, batch: DecodedBatch, existing: Dataset | null, mayChooseTarget: boolean): Promise<StorageTarget> {
+  const own = await storageTarget(deps, existing?.defaultStorageTargetId ?? deps.defaultTargetName);
+  const named = batch.storageTargetId;
+  if (!named || named === own.id || named === own.name) return own;
+  if (!mayChooseTarget) {
+    const whose = existing ? `the storage target of dataset "${slug}"` : `the default storage target a new dataset ("${slug}") gets`;
+    throw refuse('storage_target_choice', `storageTargetId "${named}" is not ${whose}, "${own.name}": sending a batch to another target needs the admin scope`);
+  }
+  return storageTarget(deps, named);
 }
 
 /** The batch's storage target; 404 `storage_target_not_found` when it names none that is registered. */
@@ -324,8 +344,16 @@ function checkPartitionKey(key: Record<string, string>): void {
 }
 
 /** The dataset row, created by the first batch (a concurrent first batch may win: then it is used). */
-async function ensureDataset(tx: Db, slug: string, batch: DecodedBatch, timestampColumn: string, actor: string | null): Promise<Dataset> {
-  const created = await createDatasetIfMissing(tx, { slug, name: batch.datasetName ?? slug, timestampColumn });
+async function ensureDataset(
+  tx: Db,
+  slug: string,
+  batch: DecodedBatch,
+  timestampColumn: string,
+  actor: string | null,
+  storageTargetId: string | null,
+): Promise<Dataset> {
+  // A first batch that names its target (only an administrator's may) makes it the dataset's.
+  const created = await createDatasetIfMissing(tx, { slug, name: batch.datasetName ?? slug, timestampColumn, defaultStorageTargetId: storageTargetId });
   if (created) {
     await recordAuditEvent(tx, { datasetId: created.id, action: 'dataset.created', actor, details: { by: 'ingest', format: batch.format } });
   }

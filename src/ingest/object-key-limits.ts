@@ -4,7 +4,7 @@
  * refusal must come before the 202.
  */
 import { refuse } from '../model/constraints.ts';
-import { partitionObjectKey, stagingObjectKey } from '../model/object-keys.ts';
+import { partitionObjectKey, stagingObjectKey, type StagedExtension } from '../model/object-keys.ts';
 import { StorageError, type StorageDriver } from '../storage/index.ts';
 
 /** Every window start of a storable time (years 0000–9999, as window starts may precede year 1) has this length. */
@@ -14,7 +14,7 @@ const SAMPLE_WINDOW_START = '2000-01-01T00:00:00.000000Z';
  * Refuses (400 `object_key_too_long`) a batch whose staged body or partition files would get a key
  * the target cannot store: the longest such keys are tried on the driver, which knows its limits.
  */
-export function checkObjectKeys(driver: StorageDriver, slug: string, partitionKey: Record<string, string>, extension: string): void {
+export function checkObjectKeys(driver: StorageDriver, slug: string, partitionKey: Record<string, string>, extension: StagedExtension): void {
   const keys = [
     ['partition file', partitionObjectKey(slug, partitionKey, SAMPLE_WINDOW_START)],
     ['staged batch', stagingObjectKey(slug, extension)],

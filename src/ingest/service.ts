@@ -51,6 +51,8 @@ export interface IngestRequest {
   traceParent: string | null;
   /** How long to wait for the batch to be published (0: answer once it is queued). */
   waitMs: number;
+  /** The caller holds the admin scope: the batch may name another storage target than its dataset's. */
+  mayChooseTarget?: boolean;
 }
 
 function tooLarge(limit: number) {
@@ -89,6 +91,7 @@ export class IngestService {
       actor: request.actor,
       traceParent: request.traceParent,
       awaited: request.waitMs > 0,
+      mayChooseTarget: request.mayChooseTarget,
     });
     const payload = accepted.job.payload as Partial<IngestJobPayload>;
     this.options.metrics?.ingestAccepted(payload.datasetSlug ?? request.datasetSlug, {

@@ -10,6 +10,10 @@
  *   batch of a job that has not succeeded) once they are older than the orphan age: the files of
  *   failed writes, of attempts that lost a race, of jobs an operator deleted, and temporary files
  *   a crash left behind. A failed job's staged batch is kept: only an operator drops it.
+ *   It deletes only what timestore owns: nothing at all under a target whose owner marker does not
+ *   name this catalog (storage/owner-marker.ts), and no object whose key is not exactly of a shape
+ *   timestore writes (model/object-keys.ts `sweepableKind`). What it leaves alone is logged and
+ *   counted (`notOwned`, `skipped`).
  * - Succeeded jobs, expired idempotency keys and long-expired reader pins are purged after their
  *   retention; failed jobs stay (except those of the queues named, whose work is redone anyway).
  */
@@ -17,11 +21,12 @@ import type { Sql } from 'postgres';
 import { purgeFinishedJobs } from '../catalog/job-table.ts';
 import { claimFilesToDelete, purgeExpiredIdempotencyKeys, referencedLocations } from '../catalog/lifecycle.ts';
 import { purgeExpiredReaderPins } from '../catalog/reader-pins.ts';
+import { catalogId } from '../catalog/identity.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';
-import { OBJECT_KEY_PREFIXES } from '../model/object-keys.ts';
+import { OBJECT_KEY_PREFIXES, sweepableKind } from '../model/object-keys.ts';
 import type { Dataset, StorageTarget } from '../model/records.ts';
 import type { Logger } from '../log.ts';
-import type { ListedObject, StorageDriver, StorageDrivers } from '../storage/index.ts';
+import { type ListedObject, readOwnerMarker, type StorageDriver, type StorageDrivers } from '../storage/index.ts';
 
 export interface CollectorDeps {
   sql: Sql;
@@ -56,14 +61,38 @@ export async function deleteRemovedFiles(deps: CollectorDeps, dataset: Dataset, 
 }
 
 const SWEPT_PREFIXES = Object.values(OBJECT_KEY_PREFIXES);
+/** Keys of skipped objects named in the log, at most. */
+const SKIPPED_EXAMPLES = 5;
 
-/** Deletes unreferenced objects older than `olderThan` from one storage target. */
-export async function sweepOrphans(deps: CollectorDeps, target: StorageTarget, olderThan: Date, signal: AbortSignal): Promise<Deleted> {
+export interface Swept extends Deleted {
+  /** The target holds no owner marker of this catalog: nothing under it was listed or deleted. */
+  notOwned: boolean;
+  /** Objects under the swept prefixes whose keys are not of a shape timestore writes: left alone. */
+  skipped: number;
+}
+
+/** Deletes unreferenced objects older than `olderThan` from one storage target, if this catalog owns it. */
+export async function sweepOrphans(deps: CollectorDeps, target: StorageTarget, olderThan: Date, signal: AbortSignal): Promise<Swept> {
   const driver = deps.drivers.forTarget(target);
-  const deleted: Deleted = { files: 0, bytes: 0 };
+  const deleted: Swept = { files: 0, bytes: 0, notOwned: false, skipped: 0 };
+  const owner = await catalogId(deps.sql);
+  const marker = await readOwnerMarker(driver);
+  if (marker?.catalog !== owner) {
+    deps.log.warn(
+      { target: target.name, ownerMarker: marker?.catalog ?? null, catalog: owner },
+      "gc: the target holds no owner marker of this catalog; nothing under it is swept (a target registered before markers existed is marked at the next boot)",
+    );
+    return { ...deleted, notOwned: true };
+  }
+  const examples: string[] = [];
   for (const prefix of SWEPT_PREFIXES) {
     let page: ListedObject[] = [];
     for await (const object of driver.list(prefix)) {
+      if (!sweepableKind(object.key)) {
+        deleted.skipped += 1;
+        if (examples.length < SKIPPED_EXAMPLES) examples.push(object.key);
+        continue;
+      }
       if (object.lastModified < olderThan) page.push(object);
       if (page.length === PAGE) {
         signal.throwIfAborted();
@@ -74,6 +103,9 @@ export async function sweepOrphans(deps: CollectorDeps, target: StorageTarget, o
     await deleteUnreferenced(deps, driver, page, deleted);
   }
   if (deleted.files > 0) deps.log.info({ target: target.name, files: deleted.files, bytes: deleted.bytes }, 'gc: orphaned files deleted');
+  if (deleted.skipped > 0) {
+    deps.log.warn({ target: target.name, skipped: deleted.skipped, examples }, "gc: objects whose keys timestore does not write were left alone");
+  }
   return deleted;
 }
 

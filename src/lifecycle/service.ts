@@ -30,7 +30,7 @@ import type { JobContext, JobRunner } from '../jobs/runner.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { StorageDrivers } from '../storage/index.ts';
-import { deleteRemovedFiles, type Deleted, purgeBookkeeping, sweepOrphans } from './collector.ts';
+import { deleteRemovedFiles, purgeBookkeeping, type Swept, sweepOrphans } from './collector.ts';
 import { compactDataset } from './compaction.ts';
 import { applyRetention } from './expiry.ts';
 
@@ -198,11 +198,11 @@ export class Lifecycle {
 
   private async runMaintenance(job: Job, ctx: JobContext): Promise<Record<string, unknown>> {
     const olderThan = new Date(Date.now() - this.o.settings.orphanMinAgeMs);
-    const orphans: Record<string, Deleted | { error: string }> = {};
+    const orphans: Record<string, Swept | { error: string }> = {};
     for (const target of await listStorageTargets(this.o.sql)) {
       try {
         orphans[target.name] = await this.measured('garbageCollection', () => sweepOrphans(this.o, target, olderThan, ctx.signal), (d) =>
-          this.o.metrics?.garbageCollection('succeeded', { filesDeleted: d.files, bytesDeleted: d.bytes }),
+          this.o.metrics?.garbageCollection('succeeded', { filesDeleted: d.files, bytesDeleted: d.bytes, objectsLeftAlone: d.skipped, targetsNotOwned: d.notOwned ? 1 : 0 }),
         );
       } catch (err) {
         ctx.signal.throwIfAborted();

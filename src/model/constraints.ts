@@ -205,6 +205,11 @@ const DECLARED = {
     rule: 'the dataset was not created meanwhile, by another batch, with another timestamp column',
     protects: "the batch was checked against the dataset's real schema (retry it)",
   },
+  storage_target_choice: {
+    code: 'forbidden', scopes: PARAMETERS,
+    rule: "storageTargetId names the dataset's own target (a new dataset's: the default); another needs the admin scope",
+    protects: "a writer cannot put rows, or a new dataset, on a target the administrator did not choose for them",
+  },
   storage_target: {
     code: 'storage_target_not_found', scopes: PARAMETERS,
     rule: 'storageTargetId names a registered storage target',

@@ -180,12 +180,28 @@ const CATALOGUE = {
   },
   invalid_sort_columns: { status: 400, message: said },
   storage_target_exists: { status: 409, message: (name: string) => `a storage target named "${name}" already exists; choose another name` },
+  storage_target_not_owned: {
+    status: 409,
+    message: (name: string, found: string, details: Record<string, unknown>, override: string) => ({
+      message:
+        `storage target "${name}": ${found}; timestore takes a prefix only when it is empty or holds this catalog's owner marker, ` +
+        `so that it never deletes what it did not write. To take it anyway, ${override}`,
+      details: { storageTarget: name, ...details },
+    }),
+  },
   storage_target_unwritable: {
     status: 422,
     message: (name: string, why: string, cause: unknown) => ({
       message: `storage target "${name}" failed a write probe from this server: ${why}`,
       details: { storageTarget: name },
       cause,
+    }),
+  },
+  slug_is_dataset_id: {
+    status: 409,
+    message: (slug: string, existing: string) => ({
+      message: `"${slug}" is the id of dataset "${existing}": every route takes a dataset's id or slug, so a new dataset may not use another's id as its slug`,
+      details: { slug, dataset: existing },
     }),
   },
   job_not_failed: {
@@ -278,6 +294,15 @@ const CATALOGUE = {
     message: (root: string, holderPid: number) =>
       `the storage root ${root} is in use by another timestore process (pid ${holderPid}); ` +
       'stop it, or give this process its own TIMESTORE_STORAGE_ROOT, or point several processes at one PostgreSQL with TIMESTORE_DATABASE_URL',
+  },
+  /** At start-up, never over HTTP: with the local driver, the catalog's `local` target is a directory this process does not see. */
+  local_target_elsewhere: {
+    status: 500,
+    message: (registered: string, mine: string, why: string) =>
+      `the catalog's "local" storage target is the directory ${registered} of another timestore process, and this process cannot use it ` +
+      `(its own is ${mine}: ${why}). With TIMESTORE_STORAGE_DRIVER=local every process that shares a catalog must run on one machine with one ` +
+      'TIMESTORE_STORAGE_ROOT; processes on several machines need shared storage: set TIMESTORE_STORAGE_DRIVER=s3 ' +
+      '(docs/operations.md, "Supported topologies")',
   },
   internal_error: { status: 500, message: (cause: unknown) => failed('internal error; the server log has the details', cause) },
 } as const satisfies Record<string, Entry>;

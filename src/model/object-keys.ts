@@ -1,19 +1,29 @@
 /**
  * The keys objects are stored under, relative to a storage target (see storage/driver.ts):
  *
- *   staging/<slug>/<uuid>.<ext>                                    a batch's body, until it is written
+ *   staging/<slug>/<uuid>.<json|ndjson|csv>                        a batch's body, until it is written
  *   datasets/<slug>/<name=value,…|_>/<YYYY-MM-DDThhmmss>Z/<uuid>.parquet   a partition file
  *   .timestore-probe/<uuid>                                        a storage target's probe, deleted at once
+ *   .timestore-owner                                               the owner marker: which catalog owns the target
  *
- * Nothing else is written under a target; the orphan sweep lists these prefixes only.
- * Ingestion checks their lengths before a batch is acknowledged (ingest/object-key-limits.ts).
+ * and, on a local target, `.<name>.tmp-<12 hex digits>` beside any of these: the temporary name a
+ * write goes through, left behind by a crash. Nothing else is written under a target. The orphan
+ * sweep lists the prefixes below and deletes only keys of exactly these shapes (`sweepableKind`);
+ * it never deletes the owner marker. Ingestion checks the keys' lengths before a batch is
+ * acknowledged (ingest/object-key-limits.ts).
  */
 import { randomUUID } from 'node:crypto';
 
 /** The prefix of each kind of object timestore writes, and nothing else. */
 export const OBJECT_KEY_PREFIXES = { staging: 'staging/', partitions: 'datasets/', probe: '.timestore-probe/' } as const;
 
-export function stagingObjectKey(slug: string, extension: string, id: string = randomUUID()): string {
+/** The owner marker's key: at the top of the target, beside the prefixes above. */
+export const OWNER_MARKER_KEY = '.timestore-owner';
+
+/** The extensions a staged body is stored with, one per staged format. */
+export type StagedExtension = 'json' | 'ndjson' | 'csv';
+
+export function stagingObjectKey(slug: string, extension: StagedExtension, id: string = randomUUID()): string {
   return `${OBJECT_KEY_PREFIXES.staging}${slug}/${id}.${extension}`;
 }
 
@@ -28,4 +38,36 @@ export function partitionObjectKey(slug: string, key: Record<string, string>, wi
 
 export function probeObjectKey(id: string = randomUUID()): string {
   return `${OBJECT_KEY_PREFIXES.probe}${id}`;
+}
+
+/** The temporary name a local write of `name` goes through before it is renamed to it. */
+export function temporaryObjectName(name: string, random: string): string {
+  return `.${name}.tmp-${random}`;
+}
+
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const SLUG = '[A-Za-z0-9][A-Za-z0-9_.-]{0,127}';
+const KEY_PART = '[A-Za-z0-9_.:-]{1,128}';
+const PARTITION_KEY = `(?:_|${KEY_PART}=${KEY_PART}(?:,${KEY_PART}=${KEY_PART}){0,7})`;
+const SHAPES = {
+  staging: new RegExp(`^staging/${SLUG}/(${UUID}\\.(?:json|ndjson|csv))$`),
+  partition: new RegExp(`^datasets/${SLUG}/${PARTITION_KEY}/\\d{4}-\\d{2}-\\d{2}T\\d{6}Z/(${UUID}\\.parquet)$`),
+  probe: new RegExp(`^\\.timestore-probe/(${UUID})$`),
+} as const;
+const TEMPORARY = /^(.*\/)?\.([^/]+)\.tmp-[0-9a-f]{12}$/;
+
+export type SweepableKind = keyof typeof SHAPES;
+
+/**
+ * The kind of object a key names when it has exactly the shape of a key timestore writes (or of
+ * the temporary name a local write of one goes through); null for any other key, which the sweep
+ * must leave alone: it cannot be tied to timestore's naming scheme.
+ */
+export function sweepableKind(key: string): SweepableKind | null {
+  const temporary = TEMPORARY.exec(key);
+  const final = temporary ? `${temporary[1] ?? ''}${temporary[2]}` : key;
+  for (const kind of Object.keys(SHAPES) as SweepableKind[]) {
+    if (SHAPES[kind].test(final)) return kind;
+  }
+  return null;
 }

@@ -125,6 +125,8 @@ export interface StorageTarget {
   description: string | null;
   config: LocalTargetConfig | S3TargetConfig;
   credentials: S3TargetCredentials | null;
+  /** When this catalog wrote its owner marker under the target; null for a target registered before markers existed, until its next boot. */
+  ownerMarkedAt: Date | null;
   createdAt: Date;
   updatedAt: Date;
 }

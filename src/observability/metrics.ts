@@ -93,6 +93,8 @@ export class Metrics {
   private readonly gcRuns: Counter<'outcome'>;
   private readonly gcFiles: Counter;
   private readonly gcBytes: Counter;
+  private readonly gcLeftAlone: Counter;
+  private readonly gcTargetsNotOwned: Counter;
 
   constructor(private readonly log?: Logger) {
     const registers = [this.registry];
@@ -150,6 +152,8 @@ export class Metrics {
     this.gcRuns = counter('timestore_gc_runs_total', 'Garbage-collection runs by outcome.', ['outcome']);
     this.gcFiles = counter('timestore_gc_files_deleted_total', 'Files deleted by garbage collection (removed partitions past their grace period, orphans, staged bodies).');
     this.gcBytes = counter('timestore_gc_bytes_deleted_total', 'Bytes of the files deleted by garbage collection.');
+    this.gcLeftAlone = counter('timestore_gc_objects_left_alone_total', "Objects the orphan sweep listed but left alone: their keys are not of a shape timestore writes.");
+    this.gcTargetsNotOwned = counter('timestore_gc_targets_not_owned_total', "Orphan sweeps of a storage target skipped because it holds no owner marker of this catalog.");
     for (const outcome of LIFECYCLE_OUTCOMES) {
       this.compactionRuns.inc({ outcome }, 0);
       this.retentionRuns.inc({ outcome }, 0);
@@ -234,10 +238,15 @@ export class Metrics {
   }
 
   /** One garbage-collection run ended. */
-  garbageCollection(outcome: LifecycleOutcome, done: { filesDeleted?: number; bytesDeleted?: number } = {}): void {
+  garbageCollection(
+    outcome: LifecycleOutcome,
+    done: { filesDeleted?: number; bytesDeleted?: number; objectsLeftAlone?: number; targetsNotOwned?: number } = {},
+  ): void {
     this.gcRuns.inc({ outcome });
     this.gcFiles.inc(done.filesDeleted ?? 0);
     this.gcBytes.inc(done.bytesDeleted ?? 0);
+    this.gcLeftAlone.inc(done.objectsLeftAlone ?? 0);
+    this.gcTargetsNotOwned.inc(done.targetsNotOwned ?? 0);
   }
 
   // ---- scrape-time sources ----

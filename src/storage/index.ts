@@ -73,3 +73,4 @@ export class StorageDrivers {
     this.retired.length = 0;
   }
 }
+export * from './owner-marker.ts';

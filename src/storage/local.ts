@@ -12,6 +12,7 @@ import { statSync } from 'node:fs';
 import { copyFile, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { temporaryObjectName } from '../model/object-keys.ts';
 import type { LocalTargetConfig } from '../model/records.ts';
 import {
   describeCause,
@@ -274,7 +275,7 @@ function notAFile(): Errno {
 }
 
 function tempPath(path: string): string {
-  return join(dirname(path), `.${basename(path)}.tmp-${randomBytes(6).toString('hex')}`);
+  return join(dirname(path), temporaryObjectName(basename(path), randomBytes(6).toString('hex')));
 }
 
 async function fsyncFile(path: string): Promise<void> {

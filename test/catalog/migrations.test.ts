@@ -30,7 +30,7 @@ describe('migrations', () => {
         WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 2`;
       expect(tables.every((t) => t.schema === 'ts_custom')).toBe(true);
       expect(tables.map((t) => t.name)).toEqual([
-        'api_tokens', 'audit_events', 'dataset_schema_versions', 'datasets', 'idempotency_keys', 'jobs', 'lifecycle_schedule', 'manifest_versions',
+        'api_tokens', 'audit_events', 'catalog_identity', 'dataset_schema_versions', 'datasets', 'idempotency_keys', 'jobs', 'lifecycle_schedule', 'manifest_versions',
         'migrations', 'partitions', 'reader_pins', 'retention_policies', 'storage_targets',
       ]);
       const applied = await sql`SELECT name FROM ts_custom.migrations`;

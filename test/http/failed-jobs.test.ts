@@ -6,6 +6,7 @@
  * it with its batch; both audited. Also the 404/409 answers and the failed and overdue gauges.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -150,7 +151,7 @@ describe('an ingest job that fails for good', () => {
   test.skipIf(againstBinary)('keeps its staged batch through an orphan sweep of age 0 and a purge of finished jobs', async () => {
     expect(existsSync(stagedPath(failed))).toBe(true);
     // An unreferenced staged file beside it is swept: the sweep did run with orphan age 0.
-    const leftover = join(partitionsRoot(), 'staging', 'stranded', 'crashed.json');
+    const leftover = join(partitionsRoot(), 'staging', 'stranded', `${randomUUID()}.json`);
     writeFileSync(leftover, '{}');
     await sql()`UPDATE jobs SET finished_at = now() - interval '2 hours' WHERE id = ${failed.id}`;
     const result = await runMaintenance();

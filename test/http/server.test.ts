@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { MIGRATIONS } from '../../src/catalog/migrate.ts';
 import { createTestDatabase } from '../harness/postgres.ts';
 import { type ServerProcess, spawnServer } from '../harness/server-process.ts';
@@ -129,22 +132,32 @@ describe('a running server', () => {
 });
 
 describe('process lifecycle', () => {
+  // Processes of one catalog with the local driver share one storage root (docs/operations.md, "Supported topologies").
+  const roots: string[] = [];
+  const sharedRoot = () => {
+    roots.push(mkdtempSync(join(tmpdir(), 'timestore-root-')));
+    return roots.at(-1)!;
+  };
+  afterAll(() => roots.forEach((root) => rmSync(root, { recursive: true, force: true })));
+
   test('SIGTERM drains and exits 0; a restart applies no migration twice', async () => {
-    const other = await spawnServer({ env: { TIMESTORE_DATABASE_URL: databaseUrl, TIMESTORE_PG_SCHEMA: 'ts_restart' } });
+    const storageRoot = sharedRoot();
+    const other = await spawnServer({ env: { TIMESTORE_DATABASE_URL: databaseUrl, TIMESTORE_PG_SCHEMA: 'ts_restart' }, storageRoot });
     expect(other.output()).toContain(`"applied":${JSON.stringify(MIGRATIONS.map((m) => m.name))}`);
     const started = Date.now();
     expect(await other.stop('SIGTERM')).toBe(0);
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(other.output()).toContain('shutdown complete');
 
-    const again = await spawnServer({ env: { TIMESTORE_DATABASE_URL: databaseUrl, TIMESTORE_PG_SCHEMA: 'ts_restart' } });
+    const again = await spawnServer({ env: { TIMESTORE_DATABASE_URL: databaseUrl, TIMESTORE_PG_SCHEMA: 'ts_restart' }, storageRoot });
     expect(again.output()).toContain('"applied":[]');
     expect(await again.stop('SIGINT')).toBe(0);
   });
 
   test('two servers booting against one database at once both come up', async () => {
     const env = { TIMESTORE_DATABASE_URL: databaseUrl, TIMESTORE_PG_SCHEMA: 'ts_pair' };
-    const [a, b] = await Promise.all([spawnServer({ env }), spawnServer({ env })]);
+    const storageRoot = sharedRoot();
+    const [a, b] = await Promise.all([spawnServer({ env, storageRoot }), spawnServer({ env, storageRoot })]);
     const applied = [a.output(), b.output()].map((out) => out.includes(`"applied":${JSON.stringify(MIGRATIONS.map((m) => m.name))}`));
     expect(applied.filter(Boolean)).toHaveLength(1);
     expect(await Promise.all([a.stop(), b.stop()])).toEqual([0, 0]);

@@ -42,7 +42,12 @@ const MAX_BODY = 1024 * 1024;
 const MAX_ROWS = 1000;
 let ts: TestServer;
 beforeAll(async () => {
-  ts = await startTestServer({ TIMESTORE_INGEST_MAX_BODY_BYTES: String(MAX_BODY), TIMESTORE_INGEST_MAX_BATCH_ROWS: String(MAX_ROWS) });
+  // Only administration needs a scope: a batch that names another storage target than its dataset's is refused without it.
+  ts = await startTestServer({
+    TIMESTORE_INGEST_MAX_BODY_BYTES: String(MAX_BODY),
+    TIMESTORE_INGEST_MAX_BATCH_ROWS: String(MAX_ROWS),
+    TIMESTORE_ADMIN_SCOPE: ADMIN.scope,
+  });
 });
 afterAll(() => ts.stop());
 
@@ -78,6 +83,8 @@ const sendRemoteWrite = async (body: Uint8Array, headers: Record<string, string>
 };
 const remoteWriteRow = (slug: string, labels: [string, string][] = []) =>
   remoteWriteBody([{ labels: [['__name__', slug], ['site', 'a'], ...labels], samples: [{ value: 1.5, timestamp: Date.parse(T) }] }]);
+const ADMIN = { scope: 'ts-admin', headers: { 'x-iam-scopes': 'ts-admin' } };
+const createDataset = (body: unknown) => postJson(`${ts.url}/admin/datasets`, body, ADMIN.headers);
 const sendJson = (slug: string, body: unknown, query = '', headers: Record<string, string> = {}) =>
   send(slug, TYPES.json, typeof body === 'string' ? body : JSON.stringify(body), query, headers);
 
@@ -103,7 +110,7 @@ async function seed(slug: string): Promise<void> {
 }
 
 async function adminCreate(body: Record<string, unknown>): Promise<void> {
-  const res = await postJson(`${ts.url}/admin/datasets`, body);
+  const res = await createDataset(body);
   expect(res.status).toBe(201);
 }
 
@@ -203,7 +210,7 @@ const CASES: Case[] = [
   c('media_type', 'ndjson', 'NDJSON in UTF-16', { send: (slug) => send(slug, `${NDJSON}; charset=utf-16`, ndjson(row())) }),
   c('media_type', 'csv', 'CSV in Latin-1', { send: (slug) => send(slug, `${CSV}; charset=latin1`, csv(CSV_ROW)) }),
   c('body_shape', 'json', 'rows is not an array', { send: (slug) => sendJson(slug, { ...jsonBody([]), rows: 'no' }) }),
-  c('body_shape', 'admin', 'a schema of 1,025 fields', { ...fresh, send: (slug) => postJson(`${ts.url}/admin/datasets`, { slug, schema: { fields: wideFields(1025) } }) }),
+  c('body_shape', 'admin', 'a schema of 1,025 fields', { ...fresh, send: (slug) => createDataset({ slug, schema: { fields: wideFields(1025) } }) }),
   c('json_syntax', 'json', 'a body that is not JSON', { send: (slug) => sendJson(slug, '{"schema":') }),
   c('json_syntax', 'ndjson', 'a line that is not JSON', { send: (slug) => send(slug, NDJSON, ndjson(row(), '{"timestamp":')) }),
   c('encoding', 'json', 'a JSON body that is not UTF-8', {
@@ -242,16 +249,16 @@ const CASES: Case[] = [
 
   c('field_name', 'json', 'a name with a space', { send: (slug) => sendJson(slug, jsonBody([row()], { schema: { fields: [...FIELDS, { name: 'a b', type: 'double' }] } })) }),
   c('field_name', 'arrow', 'a column name with a dash', { send: (slug) => send(slug, ARROW, arrowRow({ 'a-b': vectorFromArray([1], new Float64()) })) }),
-  c('field_name', 'admin', 'a timestampColumn that is no field name', { ...fresh, send: (slug) => postJson(`${ts.url}/admin/datasets`, { slug, timestampColumn: 'time of day' }) }),
+  c('field_name', 'admin', 'a timestampColumn that is no field name', { ...fresh, send: (slug) => createDataset({ slug, timestampColumn: 'time of day' }) }),
   c('duplicate_field', 'json', 'a field declared twice', { send: (slug) => sendJson(slug, jsonBody([row()], { schema: { fields: [...FIELDS, FIELDS[1]] } })) }),
   c('duplicate_field', 'arrow', 'a column named twice', { send: (slug) => send(slug, ARROW, arrowWithNames(['temp', 'temp'])) }),
-  c('duplicate_field', 'admin', 'a field declared twice', { ...fresh, send: (slug) => postJson(`${ts.url}/admin/datasets`, { slug, schema: { fields: [...FIELDS, FIELDS[2]] } }) }),
+  c('duplicate_field', 'admin', 'a field declared twice', { ...fresh, send: (slug) => createDataset({ slug, schema: { fields: [...FIELDS, FIELDS[2]] } }) }),
   c('field_case_in_declaration', 'json', 'Temp beside temp in a first batch', {
     ...fresh,
     send: (slug) => sendJson(slug, jsonBody([row()], { schema: { fields: [...FIELDS, { name: 'Temp', type: 'double' }] } })),
   }),
   c('field_case_in_declaration', 'arrow', 'columns Temp and temp', { send: (slug) => send(slug, ARROW, arrowWithNames(['temp', 'Temp'])) }),
-  c('field_case_in_declaration', 'admin', 'Temp beside temp', { ...fresh, send: (slug) => postJson(`${ts.url}/admin/datasets`, { slug, schema: { fields: [...FIELDS, { name: 'TEMP', type: 'double' }] } }) }),
+  c('field_case_in_declaration', 'admin', 'Temp beside temp', { ...fresh, send: (slug) => createDataset({ slug, schema: { fields: [...FIELDS, { name: 'TEMP', type: 'double' }] } }) }),
   c('field_case_with_dataset', 'json', 'Temp added to a dataset with temp', {
     send: (slug) => sendJson(slug, jsonBody([row()], { schema: { fields: [FIELDS[0], FIELDS[6], { name: 'Temp', type: 'double' }] } })),
   }),
@@ -263,7 +270,7 @@ const CASES: Case[] = [
   }),
   c('timestamp_field', 'json', 'a first batch without a timestamp field', { ...fresh, send: (slug) => sendJson(slug, jsonBody([row()], { schema: { fields: UNTIMED } })) }),
   c('timestamp_field', 'arrow', 'a first stream without a timestamp column', { ...fresh, send: (slug) => send(slug, ARROW, arrow({ temp: vectorFromArray([1], new Float64()) })) }),
-  c('timestamp_field', 'admin', 'a schema without a timestamp field', { ...fresh, send: (slug) => postJson(`${ts.url}/admin/datasets`, { slug, schema: { fields: UNTIMED } }) }),
+  c('timestamp_field', 'admin', 'a schema without a timestamp field', { ...fresh, send: (slug) => createDataset({ slug, schema: { fields: UNTIMED } }) }),
   c('field_type', 'json', 'temp declared as a string', { send: (slug) => sendJson(slug, jsonBody([row({ temp: 'warm' })], { schema: { fields: FIELDS.map((f) => (f.name === 'temp' ? { ...f, type: 'string' } : f)) } })) }),
   c('field_type', 'arrow', 'temp sent as Utf8', { send: (slug) => send(slug, ARROW, arrowRow({ temp: vectorFromArray(['warm'], new Utf8()) })) }),
   c('nullable_addition', 'json', 'a new field declared nullable: false', {
@@ -319,9 +326,17 @@ const CASES: Case[] = [
       followUp: { fields: [{ name: 'ts', type: 'timestamp' }, { name: 'temp', type: 'double' }], row: { ts: T, temp: 1 }, rowsBefore: 0 },
     }),
   ),
-  c('storage_target', 'json', 'storageTargetId of no target', { send: (slug) => sendJson(slug, jsonBody([row()], { storageTargetId: 'nowhere' })) }),
+  c('storage_target_choice', 'json', "a writer's storageTargetId of another target", { send: (slug) => sendJson(slug, jsonBody([row()], { storageTargetId: 'nowhere' })) }),
   ...(['ndjson', 'csv', 'arrow'] as const).map((format) =>
-    c('storage_target', format, 'storageTargetId of no target', { send: (slug) => send(slug, TYPES[format], goodBody(format), 'storageTargetId=nowhere') }),
+    c('storage_target_choice', format, "a writer's storageTargetId of another target", { send: (slug) => send(slug, TYPES[format], goodBody(format), 'storageTargetId=nowhere') }),
+  ),
+  c('storage_target', 'json', "an administrator's storageTargetId of no target", {
+    send: (slug) => sendJson(slug, jsonBody([row()], { storageTargetId: 'nowhere' }), '', ADMIN.headers),
+  }),
+  ...(['ndjson', 'csv', 'arrow'] as const).map((format) =>
+    c('storage_target', format, "an administrator's storageTargetId of no target", {
+      send: (slug) => send(slug, TYPES[format], goodBody(format), 'storageTargetId=nowhere', ADMIN.headers),
+    }),
   ),
   ...(['json', 'ndjson', 'csv', 'arrow'] as const).flatMap((format) => [
     c('idempotency_reused', format, 'a key sent again with another body', {

@@ -6,6 +6,7 @@
  * orphans are swept and referenced files never.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -278,9 +279,9 @@ for (const kind of ['local', 's3'] as const) {
       const [referenced] = await active('bounded');
       const target = await getStorageTarget(sql(), referenced!.storageTargetId);
       const driver = await driverOf(referenced!);
-      const orphan = await driver.putBytes(`datasets/${dataset.slug}/_/1970-01-01T000000Z/orphan.parquet`, new TextEncoder().encode('not referenced'));
-      const staged = await driver.putBytes(`staging/${dataset.slug}/crashed.json`, new TextEncoder().encode('{}'));
-      const kept = await driver.putBytes(`staging/${dataset.slug}/failed-for-good.json`, new TextEncoder().encode('{}'));
+      const orphan = await driver.putBytes(`datasets/${dataset.slug}/_/1970-01-01T000000Z/${randomUUID()}.parquet`, new TextEncoder().encode('not referenced'));
+      const staged = await driver.putBytes(`staging/${dataset.slug}/${randomUUID()}.json`, new TextEncoder().encode('{}'));
+      const kept = await driver.putBytes(`staging/${dataset.slug}/${randomUUID()}.json`, new TextEncoder().encode('{}'));
       const { job: failed } = await enqueueJob(sql(), {
         queue: 'nobody-runs-this',
         kind: 'ingest',
@@ -320,8 +321,9 @@ describe.skipIf(againstBinary)('the maintenance job on a local target', () => {
     expect(res.status).toBe(201);
     const location: string = res.body.result.partitions[0].location;
     const dir = dirname(fileURLToPath(location));
-    const old = `${dir}/.left-behind.parquet.tmp-abc`;
-    const young = `${dir}/just-written.parquet`;
+    // A crash's temporary file (old) and a file being published (young), both named as timestore names them.
+    const old = `${dir}/.${randomUUID()}.parquet.tmp-0123456789ab`;
+    const young = `${dir}/${randomUUID()}.parquet`;
     mkdirSync(dir, { recursive: true });
     writeFileSync(old, 'partial');
     writeFileSync(young, 'being published');

@@ -37,7 +37,7 @@ interface Fixture {
 }
 
 function target(name: string, kind: 'local' | 's3', config: StorageTarget['config']): StorageTarget {
-  return { id: `${name}-id`, name, kind, description: null, config, credentials: null, createdAt: new Date(), updatedAt: new Date() };
+  return { id: `${name}-id`, name, kind, description: null, config, credentials: null, ownerMarkedAt: null, createdAt: new Date(), updatedAt: new Date() };
 }
 
 async function collect(iterable: AsyncIterable<ListedObject>): Promise<ListedObject[]> {

@@ -16,7 +16,7 @@ import { s3Available, startS3Server, type S3Server } from '../harness/s3.ts';
 const checksumOf = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 function target(name: string, kind: 'local' | 's3', config: StorageTarget['config']): StorageTarget {
-  return { id: `${name}-id`, name, kind, description: null, config, credentials: null, createdAt: new Date(), updatedAt: new Date() };
+  return { id: `${name}-id`, name, kind, description: null, config, credentials: null, ownerMarkedAt: null, createdAt: new Date(), updatedAt: new Date() };
 }
 
 /** Counts materialize calls (one GetObject each) on a driver, optionally slowing them down. */

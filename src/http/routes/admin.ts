@@ -143,6 +143,7 @@ const StorageTargetView = t.Object({
   description: t.Nullable(t.String()),
   config: t.Union([LocalConfig, S3Config]),
   hasCredentials: t.Boolean({ description: 'True when the target carries its own S3 keys (never shown).' }),
+  ownerMarkedAt: t.Nullable(t.String({ format: 'date-time', description: "When this catalog wrote its owner marker (`.timestore-owner`) under the target; null until then (a target registered before markers existed is marked at the next boot). The orphan sweep skips a target without this catalog's marker." })),
   createdAt: Timestamp,
   updatedAt: Timestamp,
 });
@@ -151,11 +152,28 @@ const Credentials = t.Object(
   { accessKeyId: t.String({ minLength: 1 }), secretAccessKey: t.String({ minLength: 1 }), sessionToken: t.Optional(t.String()) },
   { additionalProperties: false, description: "The target's own keys, stored in the catalog and never returned; default: the server's TIMESTORE_S3_* credentials." },
 );
+const AdoptExistingObjects = t.Optional(
+  t.Boolean({
+    description:
+      "Take the prefix although it holds objects timestore did not write (no owner marker) or another catalog's marker: this catalog's marker is written over it. " +
+      'Without it such a prefix is refused (409 `storage_target_not_owned`). The sweep still deletes only keys of the exact shapes timestore writes.',
+  }),
+);
 const NewStorageTarget = t.Union(
   [
-    t.Object({ name: TargetName, kind: t.Literal('local'), description: t.Optional(t.String()), config: LocalConfig }, { additionalProperties: false }),
     t.Object(
-      { name: TargetName, kind: t.Literal('s3'), description: t.Optional(t.String()), config: S3Config, credentials: t.Optional(Credentials) },
+      { name: TargetName, kind: t.Literal('local'), description: t.Optional(t.String()), config: LocalConfig, adoptExistingObjects: AdoptExistingObjects },
+      { additionalProperties: false },
+    ),
+    t.Object(
+      {
+        name: TargetName,
+        kind: t.Literal('s3'),
+        description: t.Optional(t.String()),
+        config: S3Config,
+        credentials: t.Optional(Credentials),
+        adoptExistingObjects: AdoptExistingObjects,
+      },
       { additionalProperties: false },
     ),
   ],
@@ -287,6 +305,7 @@ function storageTargetView(s: StorageTarget) {
     description: s.description,
     config: s.config,
     hasCredentials: s.credentials !== null,
+    ownerMarkedAt: s.ownerMarkedAt?.toISOString() ?? null,
     createdAt: s.createdAt.toISOString(),
     updatedAt: s.updatedAt.toISOString(),
   };
@@ -518,7 +537,8 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
     .post(
       '/storage-targets',
       async ({ body, request, set }) => {
-        const target = await service.registerStorageTarget(body, actorOf(request));
+        const { adoptExistingObjects, ...input } = body;
+        const target = await service.registerStorageTarget(input, actorOf(request), { adoptExistingObjects: adoptExistingObjects === true });
         set.status = 201;
         return storageTargetView(target);
       },
@@ -528,7 +548,8 @@ export function adminRoutes(service: AdminService, scoped: Scoped) {
         response: { 201: StorageTargetView, ...errorsOf(400, 401, 403, 409, 422) },
         detail: detail(
           'Register a storage target',
-          'A local directory or an S3 bucket and prefix. The server writes, reads back and deletes a probe object first (422 `storage_target_unwritable` when that fails). Credentials, when given, are stored and never returned.',
+          'A local directory or an S3 bucket and prefix. The prefix must be empty or hold this catalog\'s owner marker (`.timestore-owner`); one that holds objects timestore did not write, or another catalog\'s marker, is refused with 409 `storage_target_not_owned` unless the body says `"adoptExistingObjects": true`. ' +
+            'The server writes, reads back and deletes a probe object (422 `storage_target_unwritable` when that fails), then writes this catalog\'s owner marker. Credentials, when given, are stored and never returned.',
         ),
       },
     );

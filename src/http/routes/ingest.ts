@@ -7,7 +7,7 @@ import { errors } from '../../model/errors.ts';
 import { IngestBody } from '../../ingest/formats/json.ts';
 import type { IngestService } from '../../ingest/service.ts';
 import { accepted, acceptedBody, keepOpenFor, requestedWaitMs } from '../accepted.ts';
-import { actorOf, type Scoped } from '../auth.ts';
+import { actorOf, mayAdminister, type Scoped } from '../auth.ts';
 import { ErrorBody, errorBody } from '../errors.ts';
 import { JobView, jobView } from '../job-view.ts';
 import { requestTraceparent } from '../request-log.ts';
@@ -84,6 +84,7 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
           // The request's own span (a child of the caller's `traceparent`): the job's span is its child.
           traceParent: requestTraceparent(request),
           waitMs,
+          mayChooseTarget: mayAdminister(request),
         });
         if (outcome.job.state === 'succeeded') {
           set.status = 201;
@@ -105,12 +106,15 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
           'timeRange.start': t.Optional(t.String({ description: 'NDJSON, CSV, Arrow: with `timeRange.end`, every row must fall in [start, end).' })),
           'timeRange.end': t.Optional(t.String({ description: 'NDJSON, CSV, Arrow: see `timeRange.start`.' })),
           datasetName: t.Optional(t.String({ description: 'NDJSON, CSV, Arrow: display name when this batch creates the dataset.' })),
-          storageTargetId: t.Optional(t.String({ description: 'NDJSON, CSV, Arrow: storage target (id or name) for this batch.' })),
+          storageTargetId: t.Optional(
+            t.String({ description: "NDJSON, CSV, Arrow: storage target (id or name) for this batch; another than the dataset's needs the admin scope (403)." }),
+          ),
         }, { additionalProperties: true, description: 'Plus `key.<name>=<value>` for each partition-key field (NDJSON, CSV, Arrow); the batch decoder refuses unknown ones.' }),
         response: {
           201: t.Object({ ...JobView.properties, replayed: t.Boolean() }),
           202: Accepted,
           400: ErrorBody,
+          403: ErrorBody,
           404: ErrorBody,
           409: ErrorBody,
           413: ErrorBody,

@@ -8,6 +8,7 @@ import type { SchemaField, SchemaVersion } from '../../model/records.ts';
 import type { StagedInputFormat } from '../../engine/partition-writer.ts';
 import { AppError } from '../../model/errors.ts';
 import { type BodyFormat, type ProtocolFormat, refuse } from '../../model/constraints.ts';
+import type { StagedExtension } from '../../model/object-keys.ts';
 import type { BatchSummary, RowRules } from '../validation.ts';
 
 /** What a batch says about itself besides its rows: in the JSON body, or in query parameters for the other formats. */
@@ -21,7 +22,7 @@ export interface StagedBody {
   bytes: Uint8Array;
   format: StagedInputFormat;
   /** File name extension of the staged object, e.g. `csv`. */
-  extension: string;
+  extension: StagedExtension;
 }
 
 export interface DecodedBatch extends BatchParams {

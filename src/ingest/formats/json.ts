@@ -45,7 +45,7 @@ export const IngestBody = Type.Object(
     }),
     rows: Type.Array(Type.Record(Type.String(), Type.Unknown()), { description: 'Row objects; timestamps as ISO-8601 strings.' }),
     datasetName: Type.Optional(Type.String({ description: 'Display name when this batch creates the dataset.' })),
-    storageTargetId: Type.Optional(Type.String({ description: 'Storage target (id or name) for this batch; default: the dataset\'s, else the server\'s.' })),
+    storageTargetId: Type.Optional(Type.String({ description: 'Storage target (id or name) for this batch; default: the dataset\'s, else the server\'s. Another than the dataset\'s needs the admin scope (403); a first batch that names one (an administrator\'s) makes it the new dataset\'s.' })),
     idempotencyKey: Type.Optional(
       Type.String({ minLength: 1, maxLength: MAX_IDEMPOTENCY_KEY_LENGTH, description: 'Same as the Idempotency-Key header (the header wins).' }),
     ),
