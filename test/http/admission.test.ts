@@ -86,6 +86,11 @@ class SlowReader {
   }
 }
 
+/** Polls `condition` until it holds (the test's own time limit bounds the wait). */
+async function until(condition: () => Promise<boolean>): Promise<void> {
+  while (!(await condition())) await Bun.sleep(20);
+}
+
 const streamed = (accept = 'text/csv') =>
   fetch(`${ts.url}/datasets/${SLUG}/query`, { method: 'POST', headers: { 'content-type': 'application/json', accept }, body: STREAM_BODY });
 
@@ -95,8 +100,10 @@ test('two slow streaming readers stop neither ingest, nor JSON queries, nor /rea
   expect(await first.head).toStartWith('HTTP/1.1 200');
   expect(await second.head).toStartWith('HTTP/1.1 200');
 
-  // The third waits in the stream lane's queue (one place) for a thread.
+  // The third waits in the stream lane's queue (one place) for a thread. The fourth is sent only
+  // once the third is seen queued: two requests sent back to back may reach the server either way.
   const third = streamed();
+  await until(async () => /^timestore_worker_pool_queue_size\{workload="stream"\} 1$/m.test(await (await fetch(`${ts.url}/metrics`)).text()));
 
   // Both stream threads are held and the queue is full: the fourth is refused before anything runs.
   const refused = await streamed('application/x-ndjson');
