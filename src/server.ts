@@ -11,6 +11,7 @@ import { Lifecycle } from './lifecycle/service.ts';
 import { openCatalog, type Catalog } from './catalog/connection.ts';
 import { CatalogCache } from './catalog/lookup-cache.ts';
 import { type Config, describeConfig } from './config.ts';
+import { withTargetRegistrationLock } from './catalog/identity.ts';
 import { registerConfiguredTargets } from './configured-targets.ts';
 import { WorkerPool, type WorkerPoolOptions } from './engine/pool.ts';
 import { createApp } from './http/app.ts';
@@ -66,7 +67,9 @@ async function openCore(config: Config, log: Logger): Promise<Core> {
   let pool: WorkerPool | undefined;
   try {
     await catalog.migrate();
-    await registerConfiguredTargets(catalog.sql, config, drivers, log);
+    const register = () => registerConfiguredTargets(catalog.sql, config, drivers, log);
+    // The embedded catalog has one connection and one process (its lock file): nothing to serialize.
+    await (catalog.mode === 'external' ? withTargetRegistrationLock(catalog.sql, register) : register());
     pool = await WorkerPool.start(workerLanes(config), join(config.storageRoot, '.runtime'));
     const ping = await pool.ping();
     log.info({ threads: pool.threads, duckdb: ping.duckdbVersion, spillPerThread: ping.spill.maxSize }, 'worker pool ready');
