@@ -21,6 +21,7 @@ import { datasetRoutes } from './routes/datasets.ts';
 import { healthRoutes } from './routes/health.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { prometheusRoutes } from './routes/prometheus.ts';
+import { influxRoutes } from './routes/influx.ts';
 import { ingestRoutes } from './routes/ingest.ts';
 import { queryRoutes } from './routes/query.ts';
 import { sqlRoutes } from './routes/sql.ts';
@@ -94,6 +95,7 @@ export function createApp(deps: AppDependencies) {
     .use(ingestRoutes(deps.ingest, scoped))
     .use(datasetRoutes(deps.query, scoped))
     .use(prometheusRoutes(deps.ingest, scoped))
+    .use(influxRoutes(deps.ingest, scoped))
     .use(queryRoutes(deps.query, scoped))
     .use(sqlRoutes(deps.query, scoped))
     .use(adminRoutes(deps.admin, scoped))

@@ -35,16 +35,18 @@ import type { DatasetAccess, DatasetRef } from '../access.ts';
 import type { AuthMode, Config } from '../config.ts';
 import { AppError, errors } from '../model/errors.ts';
 import { bearerToken } from '../model/api-tokens.ts';
+import { influxToken } from './influx-credentials.ts';
 import { toAppError } from './errors.ts';
 
 export type ScopeRule = 'open' | 'read' | 'write' | 'admin';
 
 /**
  * A route's `scope` option: its rule, or its rule with `body: 'read-by-handler'` (the handler reads
- * the request body itself, which a parse hook would read first) and/or `datasets: 'known-to-handler'`
- * (see above).
+ * the request body itself, which a parse hook would read first), `datasets: 'known-to-handler'`
+ * (see above), and `credentials: 'influx'` (the InfluxDB write routes: a token is also taken as
+ * `Authorization: Token …`, Basic with the token as password, or v1's `?p=`).
  */
-export type ScopeOption = ScopeRule | { rule: ScopeRule; body?: 'read-by-handler'; datasets?: 'known-to-handler' };
+export type ScopeOption = ScopeRule | { rule: ScopeRule; body?: 'read-by-handler'; datasets?: 'known-to-handler'; credentials?: 'influx' };
 
 export interface Principal {
   scopes: string[];
@@ -113,6 +115,8 @@ interface HookContext {
   request: Request;
   params?: unknown;
   set: { headers: Record<string, unknown> };
+  /** Tokens are also taken in the forms InfluxDB clients send them (influx-credentials.ts). */
+  influxCredentials?: boolean;
 }
 
 export function auth(options: AuthOptions) {
@@ -159,7 +163,7 @@ export function auth(options: AuthOptions) {
   });
 
   const tokenPrincipal = async (c: HookContext): Promise<Principal> => {
-    const bearer = bearerToken(c.request.headers.get('authorization'));
+    const bearer = c.influxCredentials ? influxToken(c.request) : bearerToken(c.request.headers.get('authorization'));
     try {
       if ('problem' in bearer) {
         throw errors.unauthorized(
@@ -216,7 +220,8 @@ export function auth(options: AuthOptions) {
 
   return new Elysia({ name: 'timestore/auth' }).macro({
     scope: (option: ScopeOption) => {
-      const { rule, body, datasets } = typeof option === 'string' ? { rule: option } : option;
+      const { rule, body, datasets, credentials } = typeof option === 'string' ? { rule: option } : option;
+      const influxCredentials = credentials === 'influx';
       const perDataset = datasets === 'known-to-handler';
       const detail = {
         'x-timestore-scope': rule,
@@ -238,7 +243,7 @@ export function auth(options: AuthOptions) {
       }
       // Hooks destructure what they read: Elysia infers from a hook's parameters what to prepare,
       // and a hook taking the whole context would make it parse every body (sucrose).
-      const transform = ({ request, params, set }: HookContext) => checkOnce(rule, { request, params, set }, perDataset);
+      const transform = ({ request, params, set }: HookContext) => checkOnce(rule, { request, params, set, influxCredentials }, perDataset);
       if (body === 'read-by-handler') return { detail, transform };
       return {
         detail,
@@ -246,7 +251,7 @@ export function auth(options: AuthOptions) {
         // Elysia wraps what a parse hook throws as a parse error, so anything else becomes its AppError here.
         async parse({ request, params, set }: HookContext) {
           try {
-            await checkOnce(rule, { request, params, set }, perDataset);
+            await checkOnce(rule, { request, params, set, influxCredentials }, perDataset);
           } catch (err) {
             throw err instanceof AppError ? err : toAppError('UNKNOWN', err, request);
           }

@@ -196,10 +196,19 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
 
 /** Stages the batch's body on its storage target: durable once this resolves. */
 async function stageBody(deps: AcceptDeps, slug: string, batch: DecodedBatch, existing: Dataset | null, mayChooseTarget: boolean) {
-  const target = await batchTarget(deps, slug, batch, existing, mayChooseTarget);
+  return stageBytes(deps, slug, await batchTarget(deps, slug, batch, existing, mayChooseTarget), batch.staged(), batch.partition.key);
+}
+
+/** Stages `body` for a batch of the dataset `slug` with this partition key on `target`. */
+export async function stageBytes(
+  deps: AcceptDeps,
+  slug: string,
+  target: StorageTarget,
+  body: ReturnType<DecodedBatch['staged']>,
+  partitionKey: Record<string, string>,
+) {
   const driver = deps.drivers.forTarget(target);
-  const body = batch.staged();
-  checkObjectKeys(driver, slug, batch.partition.key, body.extension);
+  checkObjectKeys(driver, slug, partitionKey, body.extension);
   const staged = await driver.putBytes(stagingObjectKey(slug, body.extension), body.bytes);
   return { target, driver, staged, format: body.format };
 }
@@ -235,7 +244,7 @@ function datasetFields(slug: string, existing: Dataset | null, latest: SchemaVer
   return latest.fields;
 }
 
-function assertAcceptsIngest(dataset: Dataset): void {
+export function assertAcceptsIngest(dataset: Dataset): void {
   if (dataset.status !== 'active') {
     throw refuse(dataset.status === 'archived' ? 'dataset_archived' : 'dataset_inactive', `dataset "${dataset.slug}" is ${dataset.status} and accepts no new rows`);
   }
@@ -246,8 +255,13 @@ function assertAcceptsIngest(dataset: Dataset): void {
  * the batch names, which must be that same target unless the caller may administer (403 otherwise,
  * before the name is looked up: a writer learns nothing about other targets).
  */
+/** The storage target of a dataset's batches (a new dataset's: the default). */
+export function datasetTarget(deps: AcceptDeps, existing: Dataset | null): Promise<StorageTarget> {
+  return storageTarget(deps, existing?.defaultStorageTargetId ?? deps.defaultTargetName);
+}
+
 async function batchTarget(deps: AcceptDeps, slug: string, batch: DecodedBatch, existing: Dataset | null, mayChooseTarget: boolean): Promise<StorageTarget> {
-  const own = await storageTarget(deps, existing?.defaultStorageTargetId ?? deps.defaultTargetName);
+  const own = await datasetTarget(deps, existing);
   const named = batch.storageTargetId;
   if (!named || named === own.id || named === own.name) return own;
   if (!mayChooseTarget) {
@@ -283,7 +297,7 @@ function checkRequestText(idempotencyKey: string | null, batch: DecodedBatch): v
 }
 
 /** A batch spans at most MAX_BATCH_WINDOWS partition windows, counted from its first row's window to its last's. */
-function checkWindowSpan(summary: { minTime: number; maxTime: number }, windowSeconds: number): void {
+export function checkWindowSpan(summary: { minTime: number; maxTime: number }, windowSeconds: number): void {
   const windowMs = windowSeconds * 1000;
   const windows = Math.floor(summary.maxTime / windowMs) - Math.floor(summary.minTime / windowMs) + 1;
   if (windows > MAX_BATCH_WINDOWS) {
@@ -344,10 +358,10 @@ function checkPartitionKey(key: Record<string, string>): void {
 }
 
 /** The dataset row, created by the first batch (a concurrent first batch may win: then it is used). */
-async function ensureDataset(
+export async function ensureDataset(
   tx: Db,
   slug: string,
-  batch: DecodedBatch,
+  batch: Pick<DecodedBatch, 'datasetName' | 'format'>,
   timestampColumn: string,
   actor: string | null,
   storageTargetId: string | null,
@@ -373,7 +387,7 @@ async function ensureDataset(
  * Records the batch's schema under the dataset lock. The merge is done again
  * here because another batch may have added a version since the check above.
  */
-async function recordSchema(
+export async function recordSchema(
   tx: Db,
   dataset: Dataset,
   declared: SchemaField[],

@@ -14,6 +14,7 @@ import { acceptBatch, type IngestJobPayload } from './accept.ts';
 import { type BodyFormat, refuse } from '../model/constraints.ts';
 import { bodyFormatOf, decodeBody } from './formats/index.ts';
 import { acceptRemoteWrite, type RemoteWriteOutcome, type RemoteWriteRequest } from './remote-write.ts';
+import { acceptLineProtocol, decodeContent, type InfluxApi, precisionOf } from './line-protocol.ts';
 
 export interface IngestServiceOptions {
   sql: Sql;
@@ -53,6 +54,22 @@ export interface IngestRequest {
   waitMs: number;
   /** The caller holds the admin scope: the batch may name another storage target than its dataset's. */
   mayChooseTarget?: boolean;
+}
+
+/** A body of InfluxDB line protocol, through one of the InfluxDB write APIs. */
+export interface LineProtocolIngest {
+  api: InfluxApi;
+  /** The request body as received (gzipped when `contentEncoding` says so). */
+  body: Uint8Array;
+  contentEncoding: string | null;
+  /** The `precision` query parameter, in the API's own names. */
+  precision: string | undefined;
+  actor: string | null;
+  traceParent: string | null;
+  /** How long to wait for the batches to be published (0: answer once they are queued). */
+  waitMs: number;
+  /** Refuses unless the caller may write each of these datasets. */
+  authorize(slugs: string[]): Promise<void>;
 }
 
 function tooLarge(limit: number) {
@@ -108,6 +125,28 @@ export class IngestService {
   remoteWrite(request: RemoteWriteRequest): Promise<RemoteWriteOutcome> {
     if (request.body.byteLength > this.options.maxBodyBytes) throw tooLarge(this.options.maxBodyBytes);
     return acceptRemoteWrite(this.options, request);
+  }
+
+  /** Line protocol (line-protocol.ts): every measurement checked, staged and queued together, one job each. */
+  async ingestLineProtocol(request: LineProtocolIngest): Promise<Job[]> {
+    const limit = this.options.maxBodyBytes;
+    if (request.body.byteLength > limit) throw tooLarge(limit);
+    const precision = precisionOf(request.api, request.precision);
+    const body = await decodeContent(request.body, request.contentEncoding, limit);
+    const jobs = await acceptLineProtocol(this.options, {
+      body,
+      precision,
+      actor: request.actor,
+      traceParent: request.traceParent,
+      awaited: request.waitMs > 0,
+      authorize: request.authorize,
+    });
+    for (const job of jobs) {
+      const payload = job.payload as Partial<IngestJobPayload>;
+      this.options.metrics?.ingestAccepted(payload.datasetSlug ?? '', { rows: payload.rowCount ?? 0, bytes: payload.staged?.sizeBytes ?? 0, replayed: false });
+    }
+    if (request.waitMs <= 0) return jobs;
+    return Promise.all(jobs.map(async (job) => (await this.options.waitForJob(job.id, request.waitMs)) ?? job));
   }
 
   job(id: string): Promise<Job | null> {

@@ -15,10 +15,10 @@ import { type AppError, appError, type ConflictCode, type ErrorCode, type HttpSt
 /** How the request body was sent (chosen by Content-Type). */
 export type BodyFormat = 'json' | 'ndjson' | 'csv' | 'arrow';
 
-/** Bodies of another system's write protocol, on a route of its own (POST /api/v1/write). */
-export type ProtocolFormat = 'prometheus';
+/** Every way rows arrive: the ingest route's body formats, and other systems' write protocols on routes of their own (InfluxDB line protocol, Prometheus remote write). */
+export type IngestFormat = BodyFormat | 'line-protocol' | 'prometheus';
 
-export type ConstraintScope = BodyFormat | ProtocolFormat | 'admin';
+export type ConstraintScope = IngestFormat | 'admin';
 
 /**
  * A rule: `code`, the `error.code` of its refusal, and `conflict` when the refusal is answered with
@@ -36,6 +36,8 @@ interface ConstraintText {
 }
 
 const ROWS: readonly ConstraintScope[] = ['json', 'ndjson', 'csv', 'arrow'];
+/** Rules of the rows that line protocol can break too (its lines always carry a time, of their own declared types). */
+const ROWS_AND_LINES: readonly ConstraintScope[] = [...ROWS, 'line-protocol'];
 const DECLARING: readonly ConstraintScope[] = ['json', 'arrow', 'admin'];
 const PARAMETERS: readonly ConstraintScope[] = ['json', 'ndjson', 'csv', 'arrow'];
 
@@ -49,7 +51,7 @@ export const MAX_IDEMPOTENCY_KEY_LENGTH = 200;
 const DECLARED = {
   // The request and its body.
   body_size: {
-    code: 'payload_too_large', scopes: ROWS,
+    code: 'payload_too_large', scopes: ROWS_AND_LINES,
     rule: 'the body is at most TIMESTORE_INGEST_MAX_BODY_BYTES',
     protects: 'memory of the process that validates the batch',
   },
@@ -63,13 +65,28 @@ const DECLARED = {
     rule: 'a JSON body has the documented shape (schema.fields of 1 to 1,024 entries, partition, rows); the slug matches [A-Za-z0-9][A-Za-z0-9_.-]{0,127}',
     protects: 'the catalog (datasets.slug CHECK) and the object keys built from the slug',
   },
+  line_protocol_syntax: {
+    code: 'invalid_line_protocol', scopes: ['line-protocol'],
+    rule: 'every line is measurement[,tag=value…] field=value[,field=value…] [timestamp] (InfluxDB line protocol), the timestamp an integer in the request\'s precision',
+    protects: 'the batch is read the way it was meant',
+  },
+  line_measurement: {
+    code: 'invalid_line_protocol', scopes: ['line-protocol'],
+    rule: 'a measurement names a dataset: 1 to 128 of letters, digits and _ . -, starting with a letter or digit',
+    protects: 'the catalog (datasets.slug CHECK) and the object keys built from the slug',
+  },
+  content_encoding: {
+    code: 'unsupported_media_type', scopes: ['line-protocol'],
+    rule: 'Content-Encoding is identity or gzip, and a gzip body decompresses (within TIMESTORE_INGEST_MAX_BODY_BYTES)',
+    protects: 'the batch is read the way it was meant, and the memory of the process that reads it',
+  },
   json_syntax: {
     code: 'invalid_json', scopes: ['json', 'ndjson'],
     rule: 'a JSON body, and each NDJSON line, is valid JSON',
     protects: "DuckDB's JSON reader",
   },
   encoding: {
-    code: 'invalid_encoding', scopes: ['json', 'ndjson', 'csv'],
+    code: 'invalid_encoding', scopes: ['json', 'ndjson', 'csv', 'line-protocol'],
     rule: 'the body is valid UTF-8',
     protects: "DuckDB's JSON and CSV readers refuse invalid UTF-8 anywhere in the staged body",
   },
@@ -94,7 +111,7 @@ const DECLARED = {
     protects: 'the five field types the writer and the catalog know',
   },
   query_parameter: {
-    code: 'invalid_query_parameter', scopes: PARAMETERS,
+    code: 'invalid_query_parameter', scopes: [...PARAMETERS, 'line-protocol'],
     rule: 'query parameters are key.<name>, timeRange.start/end, datasetName, storageTargetId and wait (NDJSON, CSV, Arrow), only wait with a JSON body',
     protects: 'a parameter is never silently ignored',
   },
@@ -104,7 +121,7 @@ const DECLARED = {
     protects: 'the catalog: the key is a PostgreSQL text in a b-tree index',
   },
   nul_character: {
-    code: 'nul_character', scopes: PARAMETERS,
+    code: 'nul_character', scopes: [...PARAMETERS, 'line-protocol'],
     rule: 'no string value of a string field, datasetName or storageTargetId contains U+0000',
     protects: 'PostgreSQL text and jsonb cannot hold U+0000: the column statistics of the written file would fail to publish',
   },
@@ -128,7 +145,7 @@ const DECLARED = {
 
   // The schema a batch declares (schema.fields of a JSON body, the Arrow schema, POST /admin/datasets).
   field_name: {
-    code: 'invalid_field_name', scopes: DECLARING,
+    code: 'invalid_field_name', scopes: [...DECLARING, 'line-protocol'],
     rule: 'a field name is letters, digits and _, starting with a letter or _, at most 63 characters',
     protects: 'field names are SQL identifiers in DuckDB and PostgreSQL (63 bytes)',
   },
@@ -138,12 +155,12 @@ const DECLARED = {
     protects: 'one column per name in the written file',
   },
   field_case_in_declaration: {
-    code: 'field_name_conflict', scopes: DECLARING,
+    code: 'field_name_conflict', scopes: [...DECLARING, 'line-protocol'],
     rule: 'no two declared fields differ only in case (temp and Temp)',
     protects: 'DuckDB identifiers are case-insensitive: the writer and every query refuse such a schema',
   },
   field_case_with_dataset: {
-    code: 'field_name_conflict', conflict: true, scopes: ['json', 'arrow'],
+    code: 'field_name_conflict', conflict: true, scopes: ['json', 'arrow', 'line-protocol'],
     rule: "a declared field does not differ only in case from a field of the dataset's schema (any version)",
     protects: 'the same: one such version would make every later batch and query of the dataset fail',
   },
@@ -153,8 +170,13 @@ const DECLARED = {
     protects: 'every row needs its time: files are split and sorted by it',
   },
   field_type: {
-    code: 'field_type_conflict', scopes: ['json', 'arrow'],
+    code: 'field_type_conflict', conflict: true, scopes: ['json', 'arrow'],
     rule: 'a field keeps the type the dataset gave it',
+    protects: 'files of one dataset are read together (union by name) with one type per column',
+  },
+  line_field_type: {
+    code: 'field_type_conflict', scopes: ['line-protocol'],
+    rule: 'a line-protocol key has one type on every line of a measurement, and the type its dataset gave it (refused with the line, 400, as InfluxDB answers a field type conflict)',
     protects: 'files of one dataset are read together (union by name) with one type per column',
   },
   nullable_addition: {
@@ -163,12 +185,12 @@ const DECLARED = {
     protects: 'rows already stored have no value for it',
   },
   field_count_in_declaration: {
-    code: 'too_many_fields', scopes: ['arrow'],
+    code: 'too_many_fields', scopes: ['arrow', 'line-protocol'],
     rule: `a declaration has at most ${MAX_FIELDS} fields`,
     protects: "the writer's time per batch (superlinear in the number of fields)",
   },
   field_count_with_dataset: {
-    code: 'too_many_fields', conflict: true, scopes: ['json', 'arrow'],
+    code: 'too_many_fields', conflict: true, scopes: ['json', 'arrow', 'line-protocol'],
     rule: `a dataset's schema holds at most ${MAX_FIELDS} fields once the batch's new fields are added`,
     protects: 'the same, for every later batch of the dataset',
   },
@@ -191,12 +213,12 @@ const DECLARED = {
     protects: 'the rows can be typed',
   },
   dataset_inactive: {
-    code: 'dataset_inactive', scopes: ROWS,
+    code: 'dataset_inactive', scopes: ROWS_AND_LINES,
     rule: 'the dataset is active',
     protects: "the operator's decision to stop ingestion",
   },
   dataset_archived: {
-    code: 'dataset_archived', scopes: ROWS,
+    code: 'dataset_archived', scopes: ROWS_AND_LINES,
     rule: 'the dataset is not archived',
     protects: "the operator's decision to stop ingestion",
   },
@@ -228,7 +250,7 @@ const DECLARED = {
 
   // The rows.
   empty_batch: {
-    code: 'empty_batch', scopes: ROWS,
+    code: 'empty_batch', scopes: ROWS_AND_LINES,
     rule: 'the batch has at least one row',
     protects: 'every job writes something',
   },
@@ -248,7 +270,7 @@ const DECLARED = {
     protects: "DuckDB's TIMESTAMPTZ cast refuses an offset after hh:mm, and dates that do not exist",
   },
   timestamp_out_of_storable_range: {
-    code: 'timestamp_out_of_range', scopes: ROWS,
+    code: 'timestamp_out_of_range', scopes: ROWS_AND_LINES,
     rule: 'every timestamp (of any timestamp field), with its offset applied, is from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z',
     protects: "PostgreSQL refuses year 0 and 5-digit years as written in the partition's time range, and JavaScript's ISO format changes beyond them",
   },
@@ -263,17 +285,17 @@ const DECLARED = {
     protects: "the writer's typed readers (a value that does not convert fails the whole write)",
   },
   missing_field: {
-    code: 'missing_field', scopes: ROWS,
+    code: 'missing_field', scopes: ROWS_AND_LINES,
     rule: 'a field declared nullable: false has a value in every row',
     protects: 'the declared schema',
   },
   non_finite_number: {
-    code: 'non_finite_number', scopes: ROWS,
+    code: 'non_finite_number', scopes: ROWS_AND_LINES,
     rule: 'numbers are finite (no NaN, Infinity, or JSON literal beyond ±1.8e308)',
     protects: "JSON cannot carry them to the writer, and DuckDB's JSON reader refuses 1e400",
   },
   integer_out_of_range: {
-    code: 'integer_out_of_range', scopes: ROWS,
+    code: 'integer_out_of_range', scopes: ROWS_AND_LINES,
     rule: 'integers are within ±(2^53−1)',
     protects: 'they survive JSON and JavaScript exactly (BIGINT holds them)',
   },
@@ -305,7 +327,7 @@ const DECLARED = {
     protects: 'the file system (ENAMETOOLONG) and S3 (KeyTooLongError) would refuse the partition file after the acknowledgement',
   },
   window_span: {
-    code: 'too_many_partitions', scopes: ROWS,
+    code: 'too_many_partitions', scopes: ROWS_AND_LINES,
     rule: `a batch's rows span at most ${MAX_BATCH_WINDOWS} of the dataset's partition windows (first to last)`,
     protects: 'each window is a file and a catalog row; the write, its publish and its job result stay bounded when batches are written together',
   },

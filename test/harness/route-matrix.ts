@@ -20,10 +20,13 @@ export type DatasetCase = 'plain' | 'guarded' | 'missing';
 export interface RouteRequest {
   method: string;
   path: string;
-  /** JSON, or bytes sent as they are. */
+  /** Sent as JSON, or as it is when bytes or a string (with its `headers`). */
   body?: unknown;
   headers?: Record<string, string>;
 }
+
+/** One point of line protocol for the dataset `d` (its measurement), as the `plain` and `guarded` batches hold. */
+const lineOf = (path: string) => (d: DatasetCase): RouteRequest => ({ method: 'POST', path, body: `${d} v=1 1767225600000000000\n`, headers: { 'content-type': 'text/plain' } });
 
 export interface RouteCase {
   rule: Rule;
@@ -169,6 +172,9 @@ export function routeMatrix(fixtures: () => MatrixFixtures): Record<string, Rout
         body: remoteWriteBody([{ labels: [['__name__', d]], samples: [{ value: 1, timestamp: Date.parse('2026-01-01T00:00:00Z') }] }]),
       }),
     },
+    'POST /write': { rule: 'write', body: true, namesInBody: true, request: lineOf('/write?db=matrix') },
+    'POST /api/v2/write': { rule: 'write', body: true, namesInBody: true, request: lineOf('/api/v2/write?bucket=matrix') },
+    'POST /api/v3/write_lp': { rule: 'write', body: true, namesInBody: true, request: lineOf('/api/v3/write_lp?db=matrix') },
     'GET /ingestion/jobs/:jobId': {
       rule: 'write',
       request: (d) => ({ method: 'GET', path: `/ingestion/jobs/${d === 'missing' ? NO_SUCH_JOB : f.jobOf(d)}` }),
@@ -193,7 +199,7 @@ export async function sendRoute(url: string, c: RouteCase, dataset: DatasetCase,
   const res = await fetch(`${url}${path}`, {
     method,
     headers: { 'content-type': 'application/json', ...own, ...headers },
-    body: body instanceof Uint8Array ? body : body ? JSON.stringify(body) : undefined,
+    body: body instanceof Uint8Array || typeof body === 'string' ? body : body ? JSON.stringify(body) : undefined,
   });
   await res.arrayBuffer();
   return res.status;

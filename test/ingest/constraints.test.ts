@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import {
   Bool,
   DateMillisecond,
@@ -54,7 +55,14 @@ afterAll(() => ts.stop());
 const NDJSON = 'application/x-ndjson';
 const CSV = 'text/csv';
 const ARROW = 'application/vnd.apache.arrow.stream';
-const TYPES: Record<Exclude<ConstraintScope, 'admin'>, string> = { json: 'application/json', ndjson: NDJSON, csv: CSV, arrow: ARROW, prometheus: REMOTE_WRITE_HEADERS['content-type'] };
+const TYPES: Record<Exclude<ConstraintScope, 'admin'>, string> = {
+  json: 'application/json',
+  ndjson: NDJSON,
+  csv: CSV,
+  arrow: ARROW,
+  prometheus: REMOTE_WRITE_HEADERS['content-type'],
+  'line-protocol': 'text/plain',
+};
 
 const FIELDS: SchemaField[] = [
   { name: 'timestamp', type: 'timestamp' },
@@ -85,6 +93,15 @@ const remoteWriteRow = (slug: string, labels: [string, string][] = []) =>
   remoteWriteBody([{ labels: [['__name__', slug], ['site', 'a'], ...labels], samples: [{ value: 1.5, timestamp: Date.parse(T) }] }]);
 const ADMIN = { scope: 'ts-admin', headers: { 'x-iam-scopes': 'ts-admin' } };
 const createDataset = (body: unknown) => postJson(`${ts.url}/admin/datasets`, body, ADMIN.headers);
+/** Line protocol through the InfluxDB v2 write route: the measurement `slug` is the dataset. */
+async function sendLines(body: string | Uint8Array, query = 'precision=s', headers: Record<string, string> = {}): Promise<Answer> {
+  const res = await fetch(`${ts.url}/api/v2/write?${query}`, { method: 'POST', headers: { 'content-type': 'text/plain', ...headers }, body });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+/** A good line for a seeded dataset (`site` is required there), at T. */
+const LINE_T = Date.parse('2026-01-01T00:00:00Z') / 1000;
+const goodLine = (slug: string, fields = 'temp=1.5', at: number | string = LINE_T) => `${slug},site=a ${fields} ${at}\n`;
 const sendJson = (slug: string, body: unknown, query = '', headers: Record<string, string> = {}) =>
   send(slug, TYPES.json, typeof body === 'string' ? body : JSON.stringify(body), query, headers);
 
@@ -276,6 +293,7 @@ const CASES: Case[] = [
   c('nullable_addition', 'json', 'a new field declared nullable: false', {
     send: (slug) => sendJson(slug, jsonBody([row({ extra: 1 })], { schema: { fields: [...FIELDS, { name: 'extra', type: 'double', nullable: false }] } })),
   }),
+  ...lineProtocolCases(),
   c('field_count_in_declaration', 'arrow', 'a stream of 1,025 columns', {
     ...fresh,
     send: (slug) => send(slug, ARROW, arrowWithNames(wideFields(1025).slice(1).map((f) => f.name))),
@@ -452,6 +470,50 @@ const CASES: Case[] = [
   ),
 ];
 
+/** Every rule line protocol can break, broken through POST /api/v2/write. */
+function lineProtocolCases(): Case[] {
+  const lp = (constraint: ConstraintId, title: string, rest: Omit<Case, 'constraint' | 'format' | 'title'>) => c(constraint, 'line-protocol', title, rest);
+  const statusCase = (status: 'inactive' | 'archived') =>
+    lp(status === 'inactive' ? 'dataset_inactive' : 'dataset_archived', `a line for an ${status} dataset`, {
+      setup: async (slug) => {
+        await seed(slug);
+        await setStatus(status)(slug);
+      },
+      send: (slug) => sendLines(goodLine(slug)),
+      restore: setStatus('active'),
+    });
+  return [
+    lp('body_size', 'a body over the limit', { send: () => sendLines(new Uint8Array(MAX_BODY + 1)) }),
+    lp('body_size', 'a gzip body that decompresses beyond the limit', { send: () => sendLines(gzipSync(new Uint8Array(MAX_BODY + 1)), 'precision=s', { 'content-encoding': 'gzip' }) }),
+    lp('content_encoding', 'a brotli body', { send: (slug) => sendLines(goodLine(slug), 'precision=s', { 'content-encoding': 'br' }) }),
+    lp('encoding', 'bytes that are not UTF-8', { send: (slug) => sendLines(new Uint8Array([...new TextEncoder().encode(`${slug},site=a s="`), 0xff, 0x22, 0x0a])) }),
+    lp('query_parameter', 'an unknown precision', { send: (slug) => sendLines(goodLine(slug), 'precision=fortnights') }),
+    lp('line_protocol_syntax', 'a field without a value', { send: (slug) => sendLines(goodLine(slug, 'temp')) }),
+    lp('line_measurement', 'a measurement that cannot be a slug', { send: (slug) => sendLines(`${goodLine(slug)}weird/name,site=a temp=1 ${LINE_T}\n`) }),
+    lp('nul_character', 'a string field holding U+0000', { send: (slug) => sendLines(goodLine(slug, 's="a\0b"')) }),
+    lp('field_name', 'a tag key with a dash', { send: (slug) => sendLines(goodLine(slug, 'temp=1').replace(',site=a', ',site=a,host-name=x')) }),
+    lp('field_case_in_declaration', 'two keys that differ only in case', { send: (slug) => sendLines(goodLine(slug, 'Extra=1,extra=2')) }),
+    lp('field_case_with_dataset', 'a key that differs only in case from a field', { send: (slug) => sendLines(goodLine(slug, 'TEMP=1')) }),
+    lp('field_count_in_declaration', '1,025 keys for a new dataset', {
+      ...fresh,
+      send: (slug) => sendLines(`${slug} ${Array.from({ length: 1025 }, (_, i) => `f${i}=1`).join(',')} ${LINE_T}\n`),
+    }),
+    lp('field_count_with_dataset', '1,018 new fields for a dataset of 7', {
+      send: (slug) => sendLines(goodLine(slug, Array.from({ length: 1018 }, (_, i) => `f${i}=1`).join(','))),
+    }),
+    lp('line_field_type', "a string for the dataset's double", { send: (slug) => sendLines(goodLine(slug, 'temp="warm"')) }),
+    lp('line_field_type', 'a key whose type changes from line to line', { send: (slug) => sendLines(goodLine(slug, 'extra=1') + goodLine(slug, 'extra=1i')) }),
+    statusCase('inactive'),
+    statusCase('archived'),
+    lp('empty_batch', 'only a comment', { send: () => sendLines('# nothing to write\n') }),
+    lp('timestamp_out_of_storable_range', 'a timestamp in year 10000', { send: (slug) => sendLines(goodLine(slug, 'temp=1', 253402300800)) }),
+    lp('missing_field', 'a line without the required field', { send: (slug) => sendLines(`${goodLine(slug)}${slug} temp=2 ${LINE_T}\n`) }),
+    lp('non_finite_number', 'a float beyond the double range', { send: (slug) => sendLines(goodLine(slug, 'temp=1e400')) }),
+    lp('integer_out_of_range', 'an integer beyond 2^53', { send: (slug) => sendLines(goodLine(slug, 'n=9007199254740993i')) }),
+    lp('window_span', 'lines 1,001 days apart (daily windows)', { send: (slug) => sendLines(goodLine(slug) + goodLine(slug, 'temp=2', LINE_T + 1000 * 86_400)) }),
+  ];
+}
+
 /** A good batch of one row, in a format. */
 function goodBody(format: Exclude<ConstraintScope, 'admin'>, timestamp = T): string | Uint8Array {
   switch (format) {
@@ -465,6 +527,8 @@ function goodBody(format: Exclude<ConstraintScope, 'admin'>, timestamp = T): str
       return arrowRow({ timestamp: dates(Date.parse(timestamp)), ok: vectorFromArray([true], new Bool()) });
     case 'prometheus':
       return remoteWriteBody([{ labels: [['__name__', 'good'], ['site', 'a']], samples: [{ value: 1.5, timestamp: Date.parse(timestamp) }] }]);
+    case 'line-protocol':
+      throw new Error('line protocol names its dataset in the body: use goodLine(slug)');
   }
 }
 

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { SchemaField, SchemaVersion } from '../../model/records.ts';
 import type { StagedInputFormat } from '../../engine/partition-writer.ts';
 import { AppError } from '../../model/errors.ts';
-import { type BodyFormat, type ProtocolFormat, refuse } from '../../model/constraints.ts';
+import { type BodyFormat, type IngestFormat, refuse } from '../../model/constraints.ts';
 import type { StagedExtension } from '../../model/object-keys.ts';
 import type { BatchSummary, RowRules } from '../validation.ts';
 
@@ -26,7 +26,7 @@ export interface StagedBody {
 }
 
 export interface DecodedBatch extends BatchParams {
-  format: BodyFormat | ProtocolFormat;
+  format: IngestFormat;
   /** The idempotency key the body carries (a JSON body's `idempotencyKey`); the header's wins. */
   idempotencyKey?: string;
   /**
