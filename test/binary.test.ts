@@ -14,6 +14,7 @@ import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VERSION } from '../src/version.ts';
+import { tcpListeningPorts, unixListeningPaths } from './harness/listeners.ts';
 import { REPO_ROOT, spawnServer, type ServerProcess } from './harness/server-process.ts';
 
 let dir: string;
@@ -100,6 +101,13 @@ describe('the compiled binary, alone in an empty directory', () => {
       expect(output).toContain(`"applied":${JSON.stringify(MIGRATIONS.map((m) => m.name))}`);
       expect(output).toContain('"msg":"worker pool ready"'); // DuckDB answered from a Piscina thread
       expect((await fetch(`${server.url}/health`)).status).toBe(200);
+      // The embedded catalog has no TCP port: the HTTP port is the process's only one, and the
+      // catalog's Unix socket sits in a directory only the owner can enter.
+      expect(tcpListeningPorts(server.proc.pid)).toEqual([server.port]);
+      const socket = join(dir, 'data/timestore/.runtime/catalog/.s.PGSQL.5432');
+      expect(unixListeningPaths(server.proc.pid)).toEqual([socket]);
+      expect(output).toContain(`"socket":"${socket}"`);
+      expect(statSync(join(socket, '..')).mode & 0o777).toBe(0o700);
       const css = await fetch(`${server.url}/docs/assets/swagger-ui.css`);
       expect(css.status).toBe(200);
       expect((await css.text()).length).toBeGreaterThan(1000);

@@ -35,9 +35,9 @@ export interface CatalogOptions {
 export async function openCatalog(options: CatalogOptions): Promise<Catalog> {
   const { schema, log } = options;
   const embedded = options.databaseUrl ? null : await startEmbeddedCatalog(options.storageRoot);
-  if (embedded) log.info({ dataDir: embedded.dataDir }, 'catalog: embedded PostgreSQL (PGlite) under the storage root');
+  if (embedded) log.info({ dataDir: embedded.dataDir, socket: embedded.socketPath }, 'catalog: embedded PostgreSQL (PGlite) under the storage root');
 
-  const sql = postgres(embedded?.url ?? (options.databaseUrl as string), {
+  const settings = {
     max: embedded ? 1 : (options.maxConnections ?? 10),
     onnotice: () => {},
     connection: { application_name: 'timestore', search_path: schema },
@@ -50,7 +50,11 @@ export async function openCatalog(options: CatalogOptions): Promise<Catalog> {
       int8: { to: 20, from: [20], serialize: (n: number) => String(n), parse: (s: string) => Number(s) },
       timestamptz: TIMESTAMPTZ_TYPE,
     },
-  });
+  } satisfies postgres.Options<{}>;
+  // The embedded catalog is reached through its Unix socket only (embedded.ts).
+  const sql = embedded
+    ? postgres({ ...settings, path: embedded.socketPath, user: 'postgres', database: 'postgres' })
+    : postgres(options.databaseUrl as string, settings);
 
   try {
     await createSchemaIfMissing(sql, schema);

@@ -1,5 +1,5 @@
 /** Datasets: create, read (by id or slug), update, list with keyset pagination, lock for publish. */
-import type { Db } from './db.ts';
+import { type Db, namesNothing } from './db.ts';
 import { afterPosition, decodeCreatedCursor, pageOf, UUID } from './keyset.ts';
 import { errors } from '../model/errors.ts';
 import type { Dataset, DatasetMetadata, DatasetStatus } from '../model/records.ts';
@@ -61,6 +61,7 @@ export async function createDatasetIfMissing(sql: Db, input: NewDataset): Promis
 
 /** Finds a dataset by id or by slug; null when there is none. */
 export async function findDataset(sql: Db, idOrSlug: string): Promise<Dataset | null> {
+  if (namesNothing(idOrSlug)) return null;
   const rows = UUID.test(idOrSlug)
     ? await sql<Dataset[]>`SELECT * FROM datasets WHERE id = ${idOrSlug} OR slug = ${idOrSlug} ORDER BY (id = ${idOrSlug}) DESC LIMIT 1`
     : await sql<Dataset[]>`SELECT * FROM datasets WHERE slug = ${idOrSlug}`;
@@ -123,6 +124,7 @@ export async function listRecentlyWrittenDatasets(sql: Db, limit: number): Promi
 /** Datasets oldest first, a page at a time (keyset.ts: stable while datasets are added). */
 export async function listDatasets(sql: Db, query: DatasetListQuery): Promise<DatasetPage> {
   const after = afterPosition(sql, query.cursor ? decodeCreatedCursor('dataset', query.cursor) : null);
+  if (query.search && namesNothing(query.search)) return { datasets: [], nextCursor: null };
   const pattern = query.search ? `%${query.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
   const rows = await sql<Dataset[]>`
     SELECT * FROM datasets

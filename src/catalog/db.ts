@@ -3,6 +3,14 @@ import type { Sql, TransactionSql } from 'postgres';
 /** A catalog handle: the pool, or a transaction begun on it. Repositories accept either. */
 export type Db = Sql | TransactionSql;
 
+/**
+ * PostgreSQL text cannot hold U+0000: a statement with such a parameter fails (22021) rather than
+ * matching nothing. A lookup by a name from a request answers "none" for it instead.
+ */
+export function namesNothing(text: string): boolean {
+  return text.includes('\u0000');
+}
+
 /** postgres.js's own codes for a connection that could not be made or was lost. */
 const CONNECTION_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE']);
 

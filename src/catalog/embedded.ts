@@ -1,7 +1,12 @@
 /**
  * The embedded catalog: PostgreSQL (PGlite, compiled to WebAssembly) in this
- * process, served over the wire protocol on a loopback port so the same
- * postgres.js code serves both modes.
+ * process, served over the wire protocol so the same postgres.js code serves
+ * both modes.
+ *
+ * It listens on a Unix socket only, in a directory of mode 0700: PGlite has
+ * no passwords, so a TCP port (even on loopback) would let any local user read
+ * the stored S3 credentials or rewrite the catalog. A socket in a directory
+ * only the owner can enter is reachable by the owner (and root) alone.
  *
  * PGlite is one backend behind one session, which shapes how it is used:
  * postgres.js gets exactly one connection (several would interleave messages),
@@ -9,8 +14,9 @@
  * in-process), and nothing stops a second process from opening the same data
  * directory, so a lock file does.
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { errors } from '../model/errors.ts';
@@ -18,10 +24,19 @@ import { acquireLockFile, type LockFile } from './lock-file.ts';
 import { pgliteAssets } from './pglite-assets.ts';
 
 export interface EmbeddedCatalogServer {
-  url: string;
+  /** The Unix socket postgres.js connects to (postgres.js's `path` option). */
+  socketPath: string;
+  /** Its directory, mode 0700; `psql -h <dir> -U postgres postgres` reaches it as the owner. */
+  socketDir: string;
   dataDir: string;
   stop(): Promise<void>;
 }
+
+/** The name PostgreSQL clients look for in a socket directory (`psql -h <dir>` finds it). */
+export const SOCKET_NAME = '.s.PGSQL.5432';
+
+/** sun_path holds 108 bytes on Linux, the terminating NUL included. */
+export const MAX_SOCKET_PATH_BYTES = 107;
 
 export async function startEmbeddedCatalog(storageRoot: string): Promise<EmbeddedCatalogServer> {
   const dataDir = join(storageRoot, 'catalog');
@@ -29,28 +44,89 @@ export async function startEmbeddedCatalog(storageRoot: string): Promise<Embedde
   const lock: LockFile = acquireLockFile(join(storageRoot, 'timestore.lock'), (holder) => errors.storage_root_in_use(storageRoot, holder));
   let db: PGlite | undefined;
   let server: PGLiteSocketServer | undefined;
+  let socket: SocketDir | undefined;
   try {
+    socket = ownerOnlySocketDir(storageRoot);
     const options: PGliteOptions = { dataDir, ...(await pgliteAssets()) };
     db = await PGlite.create(options);
     // Several sockets may connect (a pool that reconnects, a migration connection), but
     // postgres.js is always given max: 1, so queries never interleave across connections.
-    server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 16 });
+    server = new PGLiteSocketServer({ db, path: socket.path, maxConnections: 16 });
     await server.start();
+    // The directory already keeps others out; the socket itself need not say otherwise.
+    chmodSync(socket.path, 0o600);
   } catch (err) {
     await server?.stop().catch(() => {});
     await db?.close().catch(() => {});
+    socket?.remove();
     lock.release();
     throw err;
   }
   const started = server;
   const database = db;
+  const dir = socket;
   return {
-    url: `postgres://postgres@${started.getServerConn()}/postgres`,
+    socketPath: dir.path,
+    socketDir: dir.dir,
     dataDir,
     async stop() {
       await started.stop();
       await database.close();
+      dir.remove();
       lock.release();
     },
   };
+}
+
+interface SocketDir {
+  dir: string;
+  path: string;
+  remove(): void;
+}
+
+/**
+ * `<storage root>/.runtime/catalog`, mode 0700, when the socket's path fits in
+ * sun_path; a storage root deep enough to overflow it gets a fresh private
+ * directory under the system's temporary directory (mkdtemp creates it 0700)
+ * instead, removed again at stop. Callers hold the storage root's lock, so a
+ * socket file already there was left by a process that died and is removed.
+ */
+export function ownerOnlySocketDir(storageRoot: string): SocketDir {
+  const preferred = join(resolve(storageRoot), '.runtime', 'catalog');
+  if (fits(preferred)) {
+    mkdirSync(preferred, { recursive: true, mode: 0o700 });
+    assertOwnDirectory(preferred);
+    chmodSync(preferred, 0o700);
+    const path = join(preferred, SOCKET_NAME);
+    rmSync(path, { force: true });
+    return { dir: preferred, path, remove: () => rmSync(path, { force: true }) };
+  }
+  const base = fits(join(tmpdir(), 'timestore-catalog-XXXXXX')) ? tmpdir() : '/tmp';
+  const dir = mkdtempSync(join(base, 'timestore-catalog-'));
+  chmodSync(dir, 0o700);
+  const path = join(dir, SOCKET_NAME);
+  return {
+    dir,
+    path,
+    remove: () => {
+      try {
+        unlinkSync(path);
+      } catch {
+        // never created, or already gone
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function fits(dir: string): boolean {
+  return Buffer.byteLength(join(dir, SOCKET_NAME)) <= MAX_SOCKET_PATH_BYTES;
+}
+
+/** A symlink or another user's directory here would put the socket where others can reach it. */
+function assertOwnDirectory(dir: string): void {
+  const stat = lstatSync(dir);
+  if (!stat.isDirectory()) throw new Error(`${dir} must be a directory (it holds the embedded catalog's socket)`);
+  const uid = process.getuid?.();
+  if (uid !== undefined && stat.uid !== uid) throw new Error(`${dir} is owned by uid ${stat.uid}, not by this process (uid ${uid})`);
 }

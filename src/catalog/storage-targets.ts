@@ -1,5 +1,5 @@
 /** Storage targets: where partition files live (a local root or an S3 bucket and prefix). */
-import type { Db } from './db.ts';
+import { type Db, namesNothing } from './db.ts';
 import { errors } from '../model/errors.ts';
 import type { LocalTargetConfig, S3TargetConfig, S3TargetCredentials, StorageTarget, StorageTargetKind } from '../model/records.ts';
 
@@ -47,6 +47,7 @@ export async function markStorageTargetOwned(sql: Db, id: string): Promise<Stora
 
 /** A target by id or name; null when there is none. */
 export async function findStorageTarget(sql: Db, idOrName: string): Promise<StorageTarget | null> {
+  if (namesNothing(idOrName)) return null;
   const [row] = await sql<StorageTarget[]>`SELECT * FROM storage_targets WHERE id::text = ${idOrName} OR name = ${idOrName}`;
   return row ?? null;
 }

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from 'bun:test';
 import { MIGRATIONS } from '../../src/catalog/migrate.ts';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openCatalog } from '../../src/catalog/connection.ts';
@@ -8,7 +8,9 @@ import { createDataset, getDataset } from '../../src/catalog/datasets.ts';
 import { publishManifestVersion } from '../../src/catalog/manifests.ts';
 import { recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
 import { upsertStorageTarget } from '../../src/catalog/storage-targets.ts';
+import { MAX_SOCKET_PATH_BYTES, SOCKET_NAME } from '../../src/catalog/embedded.ts';
 import { silentLog } from '../harness/catalog.ts';
+import { tcpListeningPorts, unixListeningPaths } from '../harness/listeners.ts';
 
 const roots: string[] = [];
 function storageRoot(): string {
@@ -73,5 +75,61 @@ describe('embedded catalog (PGlite)', () => {
     writeFileSync(join(root, 'timestore.lock'), '999999\n'); // no such pid
     const catalog = await openEmbedded(root);
     await catalog.close();
+  }, 60_000);
+
+  test('listens on a Unix socket in a directory only its owner can enter, and on no TCP port', async () => {
+    const root = storageRoot();
+    const tcpBefore = tcpListeningPorts('self');
+    const catalog = await openEmbedded(root);
+    try {
+      const socketDir = join(root, '.runtime/catalog');
+      const socket = join(socketDir, SOCKET_NAME);
+      expect(tcpListeningPorts('self')).toEqual(tcpBefore);
+      expect(unixListeningPaths('self')).toContain(socket);
+      expect(statSync(socketDir).mode & 0o777).toBe(0o700);
+      expect(statSync(socket).isSocket()).toBe(true);
+      expect(statSync(socket).mode & 0o077).toBe(0);
+      // The catalog works through it.
+      expect(await catalog.migrate()).toEqual(MIGRATIONS.map((m) => m.name));
+      await createDataset(catalog.sql, { slug: 'over-the-socket' });
+      expect(await getDataset(catalog.sql, 'over-the-socket')).toMatchObject({ slug: 'over-the-socket' });
+    } finally {
+      await catalog.close();
+    }
+    expect(unixListeningPaths('self').filter((p) => p.startsWith(root))).toEqual([]);
+  }, 60_000);
+
+  test('a socket directory left open to others is closed again, and a socket file left by a killed process is replaced', async () => {
+    const root = storageRoot();
+    const socketDir = join(root, '.runtime/catalog');
+    mkdirSync(socketDir, { recursive: true, mode: 0o777 });
+    writeFileSync(join(socketDir, SOCKET_NAME), ''); // what a SIGKILL leaves behind (a stale entry)
+    const catalog = await openEmbedded(root);
+    try {
+      expect(statSync(socketDir).mode & 0o777).toBe(0o700);
+      expect(statSync(join(socketDir, SOCKET_NAME)).isSocket()).toBe(true);
+      await catalog.migrate();
+    } finally {
+      await catalog.close();
+    }
+  }, 60_000);
+
+  test('a storage root too deep for a socket path puts the socket in a private temporary directory instead', async () => {
+    let root = storageRoot();
+    while (Buffer.byteLength(join(root, '.runtime/catalog', SOCKET_NAME)) <= MAX_SOCKET_PATH_BYTES) root = join(root, 'a-rather-long-directory-name');
+    mkdirSync(root, { recursive: true });
+    const catalog = await openEmbedded(root);
+    let socket: string | undefined;
+    try {
+      socket = unixListeningPaths('self').find((p) => p.endsWith(`/${SOCKET_NAME}`) && p.includes('timestore-catalog-'));
+      expect(socket).toBeString();
+      expect(Buffer.byteLength(socket as string)).toBeLessThanOrEqual(MAX_SOCKET_PATH_BYTES);
+      expect(statSync(join(socket as string, '..')).mode & 0o777).toBe(0o700);
+      expect(existsSync(join(root, '.runtime/catalog'))).toBe(false);
+      await catalog.migrate();
+    } finally {
+      await catalog.close();
+    }
+    expect(existsSync(join(socket as string, '..'))).toBe(false); // removed at close
   }, 60_000);
 });

@@ -16,7 +16,8 @@
  * batch's rules (validation.ts), then staged as NDJSON with timestamps as ISO-8601 UTC strings
  * with microseconds.
  */
-import { DataType as Types, type Field, makeVector, Precision, type Table, tableFromIPC, TimeUnit, type Vector } from 'apache-arrow';
+import { DataType as Types, type Field, makeVector, Precision, type RecordBatch, RecordBatchFileReader, Table, tableFromIPC, TimeUnit, type Vector } from 'apache-arrow';
+import { Footer } from 'apache-arrow/ipc/metadata/file';
 import type { FieldType } from '../../model/field-types.ts';
 import type { SchemaVersion } from '../../model/records.ts';
 import { refuse } from '../../model/constraints.ts';
@@ -38,7 +39,7 @@ interface Column {
 export function arrowBatch(raw: Uint8Array, params: BatchParams, maxRows: number): DecodedBatch {
   let table: Table;
   try {
-    table = tableFromIPC(raw);
+    table = readIpc(raw);
   } catch (err) {
     throw refuse('arrow_stream', `the body is not an Arrow IPC stream: ${(err as Error).message}`);
   }
@@ -72,6 +73,37 @@ export function arrowBatch(raw: Uint8Array, params: BatchParams, maxRows: number
     },
     requestHash: () => hashRequest(raw, 'arrow', params),
   };
+}
+
+const FILE_MAGIC = 'ARROW1';
+/** A FileBlock of the footer: offset (int64), metadata length (int32, padded), body length (int64). */
+const FILE_BLOCK_BYTES = 24;
+
+/**
+ * An Arrow IPC stream as it is; an IPC file (`ARROW1` … footer, its int32 length, `ARROW1`) read
+ * block by block from its footer. apache-arrow's own file reader loops forever, on the event loop,
+ * when a footer block points at a message that is not a record batch (it rereads the same block:
+ * a 307-byte body froze the server), and trusts the footer's counts without checking them against
+ * the bytes. So the counts must fit the footer (24 bytes a block), and each block must hold a
+ * record batch.
+ */
+function readIpc(raw: Uint8Array): Table {
+  const magicAt = (at: number) => at >= 0 && Buffer.from(raw.buffer, raw.byteOffset + at, FILE_MAGIC.length).toString('latin1') === FILE_MAGIC;
+  if (raw.length < FILE_MAGIC.length || !magicAt(0)) return tableFromIPC(raw); // a stream is read up to its bytes
+  const footerEnd = raw.length - FILE_MAGIC.length - 4;
+  if (footerEnd < 8 || !magicAt(raw.length - FILE_MAGIC.length)) throw new Error('an Arrow IPC file must end with its footer and ARROW1');
+  const footerLength = new DataView(raw.buffer, raw.byteOffset + footerEnd, 4).getInt32(0, true);
+  if (footerLength <= 0 || footerLength > footerEnd - 8) throw new Error(`the Arrow IPC file's footer length ${footerLength} does not fit the file`);
+  const footer = Footer.decode(raw.subarray(footerEnd - footerLength, footerEnd));
+  const blocks = footer.numRecordBatches + footer.numDictionaries;
+  if (!(blocks >= 0 && blocks * FILE_BLOCK_BYTES <= footerLength)) throw new Error(`the Arrow IPC file's footer counts ${blocks} blocks in ${footerLength} bytes`);
+  const reader = RecordBatchFileReader.from(raw).open();
+  const batches = Array.from({ length: reader.numRecordBatches }, (_, i) => {
+    const batch = reader.readRecordBatch(i) as RecordBatch | null; // a sync reader: the body is in memory
+    if (!batch) throw new Error(`block ${i} of the Arrow IPC file's footer is not a record batch`);
+    return batch;
+  });
+  return new Table(reader.schema, batches);
 }
 
 /** The declared type: the Arrow type's, or the dataset's where the Arrow values convert to it without loss. */
