@@ -194,8 +194,10 @@ describe('line protocol over HTTP', () => {
     expect((await write('/api/v2/write', line, { authorization: `Bearer ${secret.writer}` })).status).toBe(204);
     expect((await write('/write?db=x', line, { authorization: `Basic ${btoa(`user:${secret.writer}`)}` })).status).toBe(204);
     expect((await write(`/write?db=x&u=user&p=${secret.writer}`, line, {})).status).toBe(204);
-    // A token without any write scope is refused before the body is read (malformed bodies included).
-    expect((await write('/api/v2/write', 'not line protocol', auth('reader'))).status).toBe(403);
+    // A token without the write rule of the datasets a body names is refused before anything is
+    // stored; a body that names none (it does not parse) is refused for what it is.
+    expect((await write('/api/v2/write', line, auth('reader'))).status).toBe(403);
+    expect((await write('/api/v2/write', 'not line protocol', auth('reader'))).status).toBe(400);
     // write:weather writes weather, and nothing else, even together with weather.
     expect((await write('/api/v2/write', line, auth('weather-only'))).status).toBe(204);
     const both = await write('/api/v2/write', `${line}\nnet,if=x bytes=1i 1`, auth('weather-only'));
