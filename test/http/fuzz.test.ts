@@ -157,6 +157,9 @@ async function fuzz(setup: Setup, auth: AuthChoice, runs: number, seed: number):
 
 /** An Arrow IPC file whose footer's record-batch block points at a message that is not one (found by the fuzz, seed 3). */
 const ARROW_FILE_LOOPING_FOOTER = 'QVJST1cxAACj/////3AAAAAQAAAAAAAKAA4ADAAHAAgACgAAAAAAAAMQAAAABAAKAAwAAAAIAAQACgAAAAgAAAAsAAAAAgAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAEAAAAAAAAAAAAAAAAAAAAAAAAA/////wAAAAAQAAAADAAUAA4AEAAEAAgADAAAABAAAAAUAAAAAAAEADAAAAAAAAAAAAAAAAEAAAAIAAAAAAAAAHgAAAAAAAAAAAAAAAAAAAAIAAgAAAAEAAgAAAAEAAAAAQAAABQAAAAQABgABAALABMAFAAAAAwAEAAAABQAAAAAAAABGAAAAAAAAAYYAAAABAAAAGhvc3QAAAAAAAAAAAQABAAEAAAAoAAAAEFSUk9XMQ==';
+/** An Arrow stream of 391 bytes whose record batch declares billions of rows: decoding it took gigabytes. */
+const ARROW_STREAM_HUGE_LENGTH =
+  '/////8AAAAAQAAAAAAAKABAADgAHAAgACgAAAAAAAAEQAAAAAAAEAAgACAAAAAQACAAAAAQAAAACAAAASAAAAAQAAADQ////FAAAAAAAAAEYAAAAAAAABhgAAAAGAAAAc2VsZWN0AAAAAAAABAAEAAQAAAAQABgABAALABMAFAAAAAwAEAAAABQAAAAAAAABHAAAAAAAAAIgAAAACgAAACpJYSJOalpDTgAAAAAAAAgADAAIAAcACAAAAAAAAAFAAAAAAAAAAP////+4AAAAFAAAAAAAAAAMABYAFAAPABAABAAMAAAAWAAAAAAAAAAAAAADEAAAAAQACgAYAAwACAAEAAoAAAAUAAAAWAAAAAMAAAAAAAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAYAAAAAAAAABgAAAAAAAAAAAAAAAAAABgAAAAAAAAAQAAAAAAAAAAAAAAAAgAAAAMAAAAAAAAAAAAAAAAAAAADAAAAAAAAAAAAAAAAAAAAAA==';
 
 describe('fuzzing the HTTP API (header mode, no scope configured: every request reaches validation)', () => {
   let setup: Setup;
@@ -207,6 +210,18 @@ describe('fuzzing the HTTP API with API tokens (TIMESTORE_AUTH=tokens)', () => {
       method: 'POST',
       headers: { ...bearer, 'content-type': 'application/vnd.apache.arrow.stream' },
       body: Buffer.from(ARROW_FILE_LOOPING_FOOTER, 'base64'),
+      signal: AbortSignal.timeout(20_000),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('invalid_arrow');
+    expect((await fetch(`${setup.ts.url}/health`)).status).toBe(200);
+  });
+
+  test('found by the fuzz: an Arrow stream declaring more rows than it has bytes is a 400 before it is decoded (it took gigabytes)', async () => {
+    const res = await fetch(`${setup.ts.url}/datasets/fuzz/ingest`, {
+      method: 'POST',
+      headers: { ...bearer, 'content-type': 'application/vnd.apache.arrow.stream' },
+      body: Buffer.from(ARROW_STREAM_HUGE_LENGTH, 'base64'),
       signal: AbortSignal.timeout(20_000),
     });
     expect(res.status).toBe(400);

@@ -16,7 +16,7 @@
  * batch's rules (validation.ts), then staged as NDJSON with timestamps as ISO-8601 UTC strings
  * with microseconds.
  */
-import { DataType as Types, type Field, makeVector, Precision, type RecordBatch, RecordBatchFileReader, Table, tableFromIPC, TimeUnit, type Vector } from 'apache-arrow';
+import { DataType as Types, type Field, makeVector, MessageReader, Precision, type RecordBatch, RecordBatchFileReader, Table, tableFromIPC, TimeUnit, type Vector } from 'apache-arrow';
 import { Footer } from 'apache-arrow/ipc/metadata/file';
 import type { FieldType } from '../../model/field-types.ts';
 import type { SchemaVersion } from '../../model/records.ts';
@@ -89,7 +89,10 @@ const FILE_BLOCK_BYTES = 24;
  */
 function readIpc(raw: Uint8Array): Table {
   const magicAt = (at: number) => at >= 0 && Buffer.from(raw.buffer, raw.byteOffset + at, FILE_MAGIC.length).toString('latin1') === FILE_MAGIC;
-  if (raw.length < FILE_MAGIC.length || !magicAt(0)) return tableFromIPC(raw); // a stream is read up to its bytes
+  if (raw.length < FILE_MAGIC.length || !magicAt(0)) {
+    checkDeclaredLengths(raw, raw);
+    return tableFromIPC(raw); // a stream is read up to its bytes
+  }
   const footerEnd = raw.length - FILE_MAGIC.length - 4;
   if (footerEnd < 8 || !magicAt(raw.length - FILE_MAGIC.length)) throw new Error('an Arrow IPC file must end with its footer and ARROW1');
   const footerLength = new DataView(raw.buffer, raw.byteOffset + footerEnd, 4).getInt32(0, true);
@@ -97,6 +100,7 @@ function readIpc(raw: Uint8Array): Table {
   const footer = Footer.decode(raw.subarray(footerEnd - footerLength, footerEnd));
   const blocks = footer.numRecordBatches + footer.numDictionaries;
   if (!(blocks >= 0 && blocks * FILE_BLOCK_BYTES <= footerLength)) throw new Error(`the Arrow IPC file's footer counts ${blocks} blocks in ${footerLength} bytes`);
+  checkDeclaredLengths(raw.subarray(8, footerEnd - footerLength), raw); // the messages, after ARROW1 and its padding
   const reader = RecordBatchFileReader.from(raw).open();
   const batches = Array.from({ length: reader.numRecordBatches }, (_, i) => {
     const batch = reader.readRecordBatch(i) as RecordBatch | null; // a sync reader: the body is in memory
@@ -104,6 +108,24 @@ function readIpc(raw: Uint8Array): Table {
     return batch;
   });
   return new Table(reader.schema, batches);
+}
+
+/**
+ * Refuses messages whose batches declare more values (rows, or a column's values) than the whole
+ * body has bytes, before apache-arrow allocates for them: a declared length is only a number (a
+ * 391-byte stream declaring billions of rows took gigabytes to decode). Every value stored costs
+ * at least a bit of the body, so a byte per value is a generous bound for what timestore takes.
+ */
+function checkDeclaredLengths(messages: Uint8Array, body: Uint8Array): void {
+  const reader = new MessageReader(messages);
+  for (let message = reader.readMessage(); message; message = reader.readMessage()) {
+    const batch = message.isRecordBatch() ? message.header() : message.isDictionaryBatch() ? message.header().data : null;
+    if (batch) {
+      const declared = Math.max(batch.length, ...batch.nodes.map((node) => node.length));
+      if (!(declared <= body.byteLength)) throw new Error(`a batch declares ${declared} values in a body of ${body.byteLength} bytes`);
+    }
+    if (message.bodyLength > 0) reader.readMessageBody(message.bodyLength);
+  }
 }
 
 /** The declared type: the Arrow type's, or the dataset's where the Arrow values convert to it without loss. */
