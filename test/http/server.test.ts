@@ -81,6 +81,8 @@ describe('a running server', () => {
       '/admin/tokens',
       '/admin/tokens/{tokenId}',
       '/api/v1/write',
+      '/api/v2/write',
+      '/api/v3/write_lp',
       '/datasets',
       '/datasets/{datasetSlug}',
       '/datasets/{datasetSlug}/ingest',
@@ -91,6 +93,7 @@ describe('a running server', () => {
       '/metrics',
       '/ready',
       '/sql',
+      '/write',
     ]);
     for (const [path, operations] of Object.entries(doc.paths)) {
       for (const [method, operation] of Object.entries(operations)) {
