@@ -52,7 +52,7 @@ const QUESTIONS = {
       downsample: { intervalUnit: 'minute', intervalSize: 1, aggregations: [{ fn: 'max', column: 'usage_user', alias: 'max_usage_user' }] },
     },
     sql: {
-      sql: `SELECT time_bucket(INTERVAL 1 MINUTE, timestamp) AS timestamp, max(usage_user) AS max_usage_user FROM cpu
+      sql: `SELECT make_timestamptz(epoch_us(timestamp) // 60000000 * 60000000) AS timestamp, max(usage_user) AS max_usage_user FROM cpu
             WHERE hostname = 'host_1' AND timestamp >= $1 AND timestamp < $2 GROUP BY 1 ORDER BY 1`,
       params: [hour.start, hour.end],
     },
@@ -64,7 +64,7 @@ const QUESTIONS = {
       limit: 100_000,
     },
     sql: {
-      sql: `SELECT time_bucket(INTERVAL 1 HOUR, timestamp) AS timestamp, hostname, avg(usage_user) AS avg_usage_user FROM cpu
+      sql: `SELECT make_timestamptz(epoch_us(timestamp) // 3600000000 * 3600000000) AS timestamp, hostname, avg(usage_user) AS avg_usage_user FROM cpu
             WHERE timestamp >= $1 AND timestamp < $2 GROUP BY ALL ORDER BY timestamp, hostname`,
       params: [all.start, all.end],
     },
