@@ -328,6 +328,17 @@ describe('read scopes, for every dataset a statement names', () => {
     expect(perDataset.status).toBe(200);
     await expectRefused(`SELECT count(*) AS n FROM "mem-usage"`, 403, 'forbidden', { 'x-iam-scopes': 'read:cpu' });
   });
+  test("a dataset one statement read is not visible to the next (a name its parse took for a CTE's)", async () => {
+    // The outer "secret-data" is not the CTE (that one is in scope inside the subquery only), and the
+    // parse, taking it for the CTE, checks no scope for it: it must name nothing in the sandbox.
+    const shadowed = `SELECT count(*) AS n FROM cpu, (WITH "secret-data" AS (SELECT 1 AS x) SELECT x FROM "secret-data") c, "secret-data" s`;
+    for (let i = 0; i < 4; i++) {
+      expect((await sql(`SELECT token FROM "secret-data"`, undefined, { 'x-iam-scopes': 'secret-reader' })).status).toBe(200);
+      const res = await sql(shadowed);
+      expect(res.status).toBe(400);
+      expect((res.body as { error: { code: string } }).error.code).toBe('sql_error');
+    }
+  });
   test('a dataset that does not exist: 403 without the scope, 404 with it', async () => {
     await expectRefused('SELECT * FROM nothing_here', 403, 'forbidden', { 'x-iam-scopes': 'read:cpu' });
     await expectRefused('SELECT * FROM nothing_here', 404, 'not_found');
