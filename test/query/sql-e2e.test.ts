@@ -203,8 +203,8 @@ describe('formats and GET', () => {
 });
 
 /** Every refusal: a 4xx in the one error shape. */
-async function expectRefused(statement: string, status: number, code: string, headers: Record<string, string> = READER) {
-  const res = await sql(statement, undefined, headers);
+async function expectRefused(statement: string, status: number, code: string, headers: Record<string, string> = READER, params?: unknown[]) {
+  const res = await sql(statement, params, headers);
   const body = res.body as { error?: { code: string; message: string } };
   if (res.status !== status || body.error?.code !== code) throw new Error(`${statement.slice(0, 80)}: ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
   expect(typeof body.error!.message).toBe('string');
@@ -337,6 +337,15 @@ describe('read scopes, for every dataset a statement names', () => {
       const res = await sql(shadowed);
       expect(res.status).toBe(400);
       expect((res.body as { error: { code: string } }).error.code).toBe('sql_error');
+    }
+  });
+  test('a repeated statement is checked again, with its own parameters', async () => {
+    const byParam = `SELECT count(*) AS n FROM dataset($1)`;
+    for (let i = 0; i < 2; i++) {
+      expect(await rowsOf(byParam, [CPU])).toEqual([{ n: CPU_ROWS.length }]);
+      expect(await rowsOf(byParam, [MEM])).toEqual([{ n: MEM_ROWS.length }]);
+      await expectRefused(byParam, 403, 'forbidden', READER, [SECRET]);
+      await expectRefused(`SELECT count(*) AS n FROM cpu`, 403, 'forbidden', { 'x-iam-scopes': 'read:mem-usage' });
     }
   });
   test('a dataset that does not exist: 403 without the scope, 404 with it', async () => {
