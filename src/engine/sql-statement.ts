@@ -455,6 +455,10 @@ function bindParams(prepared: DuckDBPreparedStatement, params: SqlParam[]): void
 
 /** DuckDB's errors of the statement as the client's: refused access as `sql_not_allowed`, the rest as `sql_error`. */
 function sqlFailure(error: unknown): unknown {
+  // A value that does not convert is the statement's fault here (the JSON query calls it invalid_query).
+  if (error instanceof QueryError && error.code === 'invalid_query' && error.cause instanceof Error && /^Conversion Error/.test(error.cause.message)) {
+    return new QueryError('sql_error', error.cause.message, { cause: error.cause });
+  }
   if (error instanceof QueryError || !(error instanceof Error)) return error;
   const message = error.message;
   if (/^Permission Error/.test(message)) return new QueryError('sql_not_allowed', message, { cause: error });

@@ -305,6 +305,22 @@ describe("DuckDB's errors are 400 sql_error with the position", () => {
     expect(error.details).toEqual({ position: 15, line: 2, column: 3 });
   });
 
+  test('an error while the rows are read: a JSON answer is the error, not a 200 cut short', async () => {
+    const res = await sql('SELECT CAST(host AS INTEGER) AS n FROM cpu');
+    expect(res.status).toBe(400);
+    const error = (res.body as { error: { code: string; message: string } }).error;
+    expect(error.code).toBe('sql_error');
+    expect(error.message).toContain('Conversion Error');
+  });
+
+  test('a small JSON answer is sent whole, with its length', async () => {
+    const res = await fetch(`${ts.url}/sql`, { method: 'POST', headers: { ...READER, 'content-type': 'application/json' }, body: JSON.stringify({ sql: 'SELECT count(*) AS n FROM cpu' }) });
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-length')).toBe(String(Buffer.byteLength(text)));
+    expect(JSON.parse(text).rows).toEqual([{ n: CPU_ROWS.length }]);
+  });
+
   test('parameters that do not match the placeholders', async () => {
     const res = await sql('SELECT $1 AS a, $2 AS b', ['x']);
     expect(res.status).toBe(400);
