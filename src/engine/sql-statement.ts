@@ -270,6 +270,8 @@ export interface SqlTable {
   fields: { name: string; type: FieldType }[];
   /** The fields that at least one of the files holds (others are NULL). */
   fieldsInFiles: string[];
+  /** Every file was written under one schema version: read as they are, without combining columns by name. */
+  oneSchema?: boolean;
 }
 
 export interface SqlStatementInput {
@@ -292,7 +294,10 @@ export function viewSql(table: SqlTable): string {
   const columns = table.fields.map((f) =>
     table.files.length > 0 && present.has(f.name) ? quoteIdent(f.name) : `CAST(NULL AS ${SQL_TYPES[f.type]}) AS ${quoteIdent(f.name)}`,
   );
-  const from = table.files.length > 0 ? ` FROM read_parquet([${table.files.map(sqlString).join(', ')}], union_by_name = true)` : ' WHERE false';
+  // As the JSON query reads them (query-sql.ts): hive_partitioning off, as partition directories are
+  // named `key=value`; union_by_name only across schema versions.
+  const byName = table.oneSchema ? '' : ', union_by_name = true';
+  const from = table.files.length > 0 ? ` FROM read_parquet([${table.files.map(sqlString).join(', ')}]${byName}, hive_partitioning = false)` : ' WHERE false';
   return `CREATE OR REPLACE TEMP VIEW ${quoteIdent(table.name)} AS SELECT ${columns.join(', ')}${from}`;
 }
 

@@ -180,6 +180,7 @@ export class SqlStatements {
         files: held.paths,
         fields: fields.map((f) => ({ name: f.name, type: f.type })),
         fieldsInFiles: fieldsInFiles(selected, fields),
+        oneSchema: selected.every((p) => p.schemaVersion === selected[0]!.schemaVersion),
       };
       return {
         table,

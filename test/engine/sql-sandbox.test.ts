@@ -25,6 +25,13 @@ beforeAll(async () => {
     files[name] = join(dir, 'data', `${name}.parquet`);
     await writer.run(`COPY (SELECT ${value}::BIGINT AS v) TO '${files[name]}' (FORMAT parquet)`);
   }
+  // A later schema version's file (a column added), and a file under a `key=value` directory as
+  // partition files are (its name must not become a column's value).
+  files.c2 = join(dir, 'data', 'c2.parquet');
+  await writer.run(`COPY (SELECT 3::BIGINT AS v, 30::BIGINT AS w) TO '${files.c2}' (FORMAT parquet)`);
+  mkdirSync(join(dir, 'data', 'v=99'));
+  files.h = join(dir, 'data', 'v=99', 'h.parquet');
+  await writer.run(`COPY (SELECT 4::BIGINT AS v) TO '${files.h}' (FORMAT parquet)`);
   writer.closeSync();
   sandboxes = new SqlSandboxes((options) => DuckDBInstance.create(':memory:', options), join(dir, 'tmp'));
 });
@@ -69,4 +76,10 @@ test('the connection is kept between statements', async () => {
     else expect(held.db).toBe(first!);
     held.release(true);
   }
+});
+
+test('files of two schema versions are combined by name; directory names are not columns', async () => {
+  const versions: SqlTable = { name: 'c', files: [files.a1!, files.c2!], fields: [{ name: 'v', type: 'integer' }, { name: 'w', type: 'integer' }], fieldsInFiles: ['v', 'w'], oneSchema: false };
+  expect(await run([versions], 'SELECT sum(v), sum(w) FROM c')).toEqual([[4n, 30n]]);
+  expect(await run([{ ...table('h', files.h!), oneSchema: true }], 'SELECT v FROM h')).toEqual([[4n]]);
 });
