@@ -17,9 +17,10 @@
  * directories on local targets, the partition cache's directory), made with
  * `allowed_directories`, then `enable_external_access = false` and `lock_configuration = true`:
  * no file outside those directories can be read or written, no extension loaded, no setting
- * changed, even by a statement the parse step would have let through. Each statement gets a fresh
- * connection of that instance with one temporary view per dataset over `read_parquet` of its
- * pinned files (and a `dataset(slug)` macro), so views of one statement are never seen by another.
+ * changed, even by a statement the parse step would have let through. A statement runs on that
+ * instance's kept connection, which holds one temporary view per dataset the statement names, over
+ * `read_parquet` of its pinned files (and a `dataset(slug)` macro): views are kept while their
+ * files are unchanged, and those of datasets the statement does not name are dropped before it runs.
  *
  * Imports `@duckdb/node-api` for types only (see query.ts).
  */
@@ -269,6 +270,8 @@ export interface SqlTable {
   fields: { name: string; type: FieldType }[];
   /** The fields that at least one of the files holds (others are NULL). */
   fieldsInFiles: string[];
+  /** Every file was written under one schema version: read as they are, without combining columns by name. */
+  oneSchema?: boolean;
 }
 
 export interface SqlStatementInput {
@@ -291,19 +294,30 @@ export function viewSql(table: SqlTable): string {
   const columns = table.fields.map((f) =>
     table.files.length > 0 && present.has(f.name) ? quoteIdent(f.name) : `CAST(NULL AS ${SQL_TYPES[f.type]}) AS ${quoteIdent(f.name)}`,
   );
-  const from = table.files.length > 0 ? ` FROM read_parquet([${table.files.map(sqlString).join(', ')}], union_by_name = true)` : ' WHERE false';
-  return `CREATE TEMP VIEW ${quoteIdent(table.name)} AS SELECT ${columns.join(', ')}${from}`;
+  // As the JSON query reads them (query-sql.ts): hive_partitioning off, as partition directories are
+  // named `key=value`; union_by_name only across schema versions.
+  const byName = table.oneSchema ? '' : ', union_by_name = true';
+  const from = table.files.length > 0 ? ` FROM read_parquet([${table.files.map(sqlString).join(', ')}]${byName}, hive_partitioning = false)` : ' WHERE false';
+  return `CREATE OR REPLACE TEMP VIEW ${quoteIdent(table.name)} AS SELECT ${columns.join(', ')}${from}`;
 }
 
 interface Sandbox {
   key: string;
   instance: DuckDBInstance;
+  /** The connection statements run on, kept between statements; made again after a failure. */
+  connection: DuckDBConnection | null;
+  /** The temporary views that connection holds: the statement that made each, by dataset name. */
+  views: Map<string, string>;
 }
 
 /**
  * The sandboxed DuckDB instances of one worker thread, by the directories they may read: a few are
  * kept (least recently used dropped), since a dashboard asks the same datasets again and again and
- * an instance costs several milliseconds to make (and keeps its Parquet footer cache).
+ * an instance costs several milliseconds to make (and keeps its Parquet footer cache). Each keeps
+ * one connection and its views: a view is made again only when its files changed (a new manifest
+ * version), and views a statement does not name are dropped before it runs, so a statement sees
+ * only the datasets it was checked for. Binding a view reads its files' schemas; making it for
+ * every statement cost about a millisecond on a one-file dataset.
  */
 export class SqlSandboxes {
   private readonly kept: Sandbox[] = [];
@@ -314,7 +328,8 @@ export class SqlSandboxes {
     private readonly keep = 4,
   ) {}
 
-  async connect(directories: string[], memoryLimitBytes: number): Promise<DuckDBConnection> {
+  /** The sandbox's connection with exactly `tables` as views; `release(ok)` after the statement (a failed one drops the connection). */
+  async connect(directories: string[], memoryLimitBytes: number, tables: SqlTable[]): Promise<{ db: DuckDBConnection; release(ok: boolean): void }> {
     for (const dir of directories) {
       if (!dir.startsWith('/') || !dir.endsWith('/') || dir.includes('\0')) throw new QueryError('invalid_query', `readable directory ${JSON.stringify(dir)} must be absolute and end with /`);
     }
@@ -325,11 +340,40 @@ export class SqlSandboxes {
     if (index >= 0) {
       sandbox = this.kept.splice(index, 1)[0]!;
     } else {
-      sandbox = { key, instance: await this.open(sorted, memoryLimitBytes) };
-      while (this.kept.length >= this.keep) this.kept.shift()?.instance.closeSync();
+      sandbox = { key, instance: await this.open(sorted, memoryLimitBytes), connection: null, views: new Map() };
+      while (this.kept.length >= this.keep) close(this.kept.shift()!);
     }
     this.kept.push(sandbox);
-    return sandbox.instance.connect();
+    const db = sandbox.connection ?? (await sandbox.instance.connect());
+    sandbox.connection = null; // until released: a statement that fails leaves it closed
+    const drop = () => {
+      db.closeSync();
+      sandbox.views.clear();
+    };
+    try {
+      if (sandbox.views.size === 0) await db.run(`CREATE OR REPLACE TEMP MACRO dataset(slug) AS TABLE FROM query_table(slug)`);
+      const wanted = new Map(tables.map((t) => [t.name, viewSql(t)]));
+      for (const name of [...sandbox.views.keys()]) {
+        if (wanted.has(name)) continue;
+        await db.run(`DROP VIEW IF EXISTS ${quoteIdent(name)}`);
+        sandbox.views.delete(name);
+      }
+      for (const [name, sql] of wanted) {
+        if (sandbox.views.get(name) === sql) continue;
+        await db.run(sql);
+        sandbox.views.set(name, sql);
+      }
+    } catch (error) {
+      drop();
+      throw error;
+    }
+    return {
+      db,
+      release: (ok) => {
+        if (ok && this.kept.includes(sandbox)) sandbox.connection = db;
+        else drop();
+      },
+    };
   }
 
   private async open(directories: string[], memoryLimitBytes: number): Promise<DuckDBInstance> {
@@ -343,8 +387,9 @@ export class SqlSandboxes {
     });
     const db = await instance.connect();
     try {
-      await db.run('SET parquet_metadata_cache = true');
-      await db.run(`SET TimeZone = 'UTC'`);
+      // GLOBAL: a plain SET of these is the connection's own, and statements run on other connections.
+      await db.run('SET GLOBAL parquet_metadata_cache = true');
+      await db.run(`SET GLOBAL TimeZone = 'UTC'`);
       if (directories.length > 0) await db.run(`SET allowed_directories = [${directories.map(sqlString).join(', ')}]`);
       // Order matters: the allowed directories can only be set while external access is on.
       await db.run('SET enable_external_access = false');
@@ -359,37 +404,42 @@ export class SqlSandboxes {
   }
 
   close(): void {
-    for (const s of this.kept.splice(0)) s.instance.closeSync();
+    for (const s of this.kept.splice(0)) close(s);
   }
+}
+
+function close(sandbox: Sandbox): void {
+  sandbox.connection?.closeSync();
+  sandbox.connection = null;
+  sandbox.instance.closeSync();
 }
 
 /** Runs a statement in the sandbox and posts its rows to `input.port` (the query stream protocol). */
 export async function runSqlStream(sandboxes: SqlSandboxes, input: SqlStreamInput): Promise<QueryStreamSummary> {
-  let db: DuckDBConnection | undefined;
+  let held: Awaited<ReturnType<SqlSandboxes['connect']>>;
   try {
-    // The connection is made before streaming starts; its views live and die with it.
-    db = await sandboxes.connect(input.readableDirectories, input.memoryLimitBytes);
-    await db.run(`CREATE TEMP MACRO dataset(slug) AS TABLE FROM query_table(slug)`);
-    for (const table of input.tables) await db.run(viewSql(table));
+    // The views are made before streaming starts.
+    held = await sandboxes.connect(input.readableDirectories, input.memoryLimitBytes, input.tables);
   } catch (error) {
-    db?.closeSync();
     input.port.close();
     throw sqlFailure(error);
   }
-  const connection = db;
+  let ok = false;
   try {
-    return await streamToPort(input, () => ({
+    const summary = await streamToPort(input, () => ({
       limit: input.limit,
       run: async (sink) => {
         try {
-          await executeStatement(connection, { sql: input.sql, bind: (p) => bindParams(p, input.params), columns: null, timeoutMs: input.timeoutMs }, sink);
+          await executeStatement(held.db, { sql: input.sql, bind: (p) => bindParams(p, input.params), columns: null, timeoutMs: input.timeoutMs }, sink);
         } catch (error) {
           throw sqlFailure(error);
         }
       },
     }));
+    ok = !summary.cancelled;
+    return summary;
   } finally {
-    connection.closeSync();
+    held.release(ok);
   }
 }
 
@@ -410,6 +460,10 @@ function bindParams(prepared: DuckDBPreparedStatement, params: SqlParam[]): void
 
 /** DuckDB's errors of the statement as the client's: refused access as `sql_not_allowed`, the rest as `sql_error`. */
 function sqlFailure(error: unknown): unknown {
+  // A value that does not convert is the statement's fault here (the JSON query calls it invalid_query).
+  if (error instanceof QueryError && error.code === 'invalid_query' && error.cause instanceof Error && /^Conversion Error/.test(error.cause.message)) {
+    return new QueryError('sql_error', error.cause.message, { cause: error.cause });
+  }
   if (error instanceof QueryError || !(error instanceof Error)) return error;
   const message = error.message;
   if (/^Permission Error/.test(message)) return new QueryError('sql_not_allowed', message, { cause: error });

@@ -203,8 +203,8 @@ describe('formats and GET', () => {
 });
 
 /** Every refusal: a 4xx in the one error shape. */
-async function expectRefused(statement: string, status: number, code: string, headers: Record<string, string> = READER) {
-  const res = await sql(statement, undefined, headers);
+async function expectRefused(statement: string, status: number, code: string, headers: Record<string, string> = READER, params?: unknown[]) {
+  const res = await sql(statement, params, headers);
   const body = res.body as { error?: { code: string; message: string } };
   if (res.status !== status || body.error?.code !== code) throw new Error(`${statement.slice(0, 80)}: ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
   expect(typeof body.error!.message).toBe('string');
@@ -305,6 +305,22 @@ describe("DuckDB's errors are 400 sql_error with the position", () => {
     expect(error.details).toEqual({ position: 15, line: 2, column: 3 });
   });
 
+  test('an error while the rows are read: a JSON answer is the error, not a 200 cut short', async () => {
+    const res = await sql('SELECT CAST(host AS INTEGER) AS n FROM cpu');
+    expect(res.status).toBe(400);
+    const error = (res.body as { error: { code: string; message: string } }).error;
+    expect(error.code).toBe('sql_error');
+    expect(error.message).toContain('Conversion Error');
+  });
+
+  test('a small JSON answer is sent whole, with its length', async () => {
+    const res = await fetch(`${ts.url}/sql`, { method: 'POST', headers: { ...READER, 'content-type': 'application/json' }, body: JSON.stringify({ sql: 'SELECT count(*) AS n FROM cpu' }) });
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-length')).toBe(String(Buffer.byteLength(text)));
+    expect(JSON.parse(text).rows).toEqual([{ n: CPU_ROWS.length }]);
+  });
+
   test('parameters that do not match the placeholders', async () => {
     const res = await sql('SELECT $1 AS a, $2 AS b', ['x']);
     expect(res.status).toBe(400);
@@ -327,6 +343,26 @@ describe('read scopes, for every dataset a statement names', () => {
     const perDataset = await sql(`SELECT count(*) AS n FROM cpu`, undefined, { 'x-iam-scopes': 'read:cpu' });
     expect(perDataset.status).toBe(200);
     await expectRefused(`SELECT count(*) AS n FROM "mem-usage"`, 403, 'forbidden', { 'x-iam-scopes': 'read:cpu' });
+  });
+  test("a dataset one statement read is not visible to the next (a name its parse took for a CTE's)", async () => {
+    // The outer "secret-data" is not the CTE (that one is in scope inside the subquery only), and the
+    // parse, taking it for the CTE, checks no scope for it: it must name nothing in the sandbox.
+    const shadowed = `SELECT count(*) AS n FROM cpu, (WITH "secret-data" AS (SELECT 1 AS x) SELECT x FROM "secret-data") c, "secret-data" s`;
+    for (let i = 0; i < 4; i++) {
+      expect((await sql(`SELECT token FROM "secret-data"`, undefined, { 'x-iam-scopes': 'secret-reader' })).status).toBe(200);
+      const res = await sql(shadowed);
+      expect(res.status).toBe(400);
+      expect((res.body as { error: { code: string } }).error.code).toBe('sql_error');
+    }
+  });
+  test('a repeated statement is checked again, with its own parameters', async () => {
+    const byParam = `SELECT count(*) AS n FROM dataset($1)`;
+    for (let i = 0; i < 2; i++) {
+      expect(await rowsOf(byParam, [CPU])).toEqual([{ n: CPU_ROWS.length }]);
+      expect(await rowsOf(byParam, [MEM])).toEqual([{ n: MEM_ROWS.length }]);
+      await expectRefused(byParam, 403, 'forbidden', READER, [SECRET]);
+      await expectRefused(`SELECT count(*) AS n FROM cpu`, 403, 'forbidden', { 'x-iam-scopes': 'read:mem-usage' });
+    }
   });
   test('a dataset that does not exist: 403 without the scope, 404 with it', async () => {
     await expectRefused('SELECT * FROM nothing_here', 403, 'forbidden', { 'x-iam-scopes': 'read:cpu' });

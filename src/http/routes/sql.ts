@@ -1,6 +1,7 @@
 /**
  * POST /sql and GET /sql?q=…: one read-only SQL statement over datasets (query/sql.ts), answered
- * as JSON, CSV, NDJSON or an Arrow IPC stream by `Accept`, every form streamed in batches.
+ * as JSON, CSV, NDJSON or an Arrow IPC stream by `Accept`, every form streamed in batches (a
+ * small JSON answer in one piece).
  */
 import { Bool, Field, Float64, Int64, RecordBatch, Schema, Struct, TimestampMicrosecond, type DataType, Utf8, makeData, tableToIPC, Table, vectorFromArray } from 'apache-arrow';
 import { Elysia, t } from 'elysia';
@@ -142,21 +143,49 @@ async function* arrowStream(columns: QueryColumn[], batches: AsyncIterable<Query
   yield new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
 }
 
-function respond(format: Format, answer: SqlAnswer): Response {
+/** A JSON answer up to this size is sent in one piece, with its length; a longer one streams on from there. */
+const ONE_PIECE_BYTES = 256 * 1024;
+
+/**
+ * The answer's response. A JSON answer's first bytes are read before answering: a small one (most
+ * dashboard statements) goes out whole, as the JSON query's does, rather than as a chunked stream,
+ * and a statement that fails before that point is an error answer rather than a 200 with a cut-off
+ * document. CSV, NDJSON and Arrow answers start at once: each row is of use to their readers as it comes.
+ */
+async function respond(format: Format, answer: SqlAnswer): Promise<Response> {
   const chunks = encode(format, answer);
+  const versions = Object.entries(answer.manifestVersions).map(([slug, v]) => `${encodeURIComponent(slug)}=${v}`).join(', ');
+  const headers = { 'content-type': CONTENT_TYPES[format], ...(versions ? { 'x-timestore-manifest-versions': versions } : {}) };
+  const first: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (format === 'json' && size < ONE_PIECE_BYTES) {
+      const next = await chunks.next();
+      if (next.done) return new Response(first.length === 1 ? first[0]! : new Blob(first), { headers });
+      first.push(next.value);
+      size += next.value.length;
+    }
+  } catch (error) {
+    await answer.batches.return(undefined);
+    throw error;
+  }
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
+      const held = first.shift();
+      if (held) {
+        controller.enqueue(held);
+        return;
+      }
       const next = await chunks.next();
       if (next.done) controller.close();
       else controller.enqueue(next.value);
     },
     async cancel() {
       await chunks.return(undefined);
-      await answer.batches.return(undefined); // when cancelled before the first row was asked for
+      await answer.batches.return(undefined);
     },
   });
-  const versions = Object.entries(answer.manifestVersions).map(([slug, v]) => `${encodeURIComponent(slug)}=${v}`).join(', ');
-  return new Response(stream, { headers: { 'content-type': CONTENT_TYPES[format], ...(versions ? { 'x-timestore-manifest-versions': versions } : {}) } });
+  return new Response(stream, { headers });
 }
 
 function paramsOf(text: string | undefined): (string | number | boolean | null)[] {
