@@ -111,25 +111,14 @@ export class WorkerPool {
    * stream lane: throws {@link WorkloadBusyError} at once when that lane is full.
    */
   queryStream(input: QueryInput, batchRows = 10_000, options: { idleTimeoutMs?: number } = {}): QueryStream {
-    const { port1, port2 } = new MessageChannel();
-    const task: QueryStreamInput = {
+    return this.stream('queryStream', (port) => ({
       ...input,
-      port: port2,
+      port,
       batchRows,
       ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: options.idleTimeoutMs }),
-    };
-    // Piscina's TransferList type is inferred from MessagePort#postMessage, whose overloads differ
-    // between Node's and Bun's typings; a MessagePort is transferable in both.
-    let done: Promise<QueryStreamSummary>;
-    try {
-      done = this.lanes.stream.run(task, { name: 'queryStream', transferList: [port2] as never });
-    } catch (error) {
-      port1.close();
-      port2.close();
-      throw error;
-    }
-    return new QueryStream(port1, done);
+    }));
   }
+
 
   /** Parses a read-only SQL statement (sql-statement.ts): the datasets it names, or why it is refused. */
   sqlParse(sql: string, params: SqlParam[]): Promise<ParsedStatement> {
@@ -141,11 +130,17 @@ export class WorkerPool {
    * {@link queryStream}, on the stream lane (every SQL answer is streamed).
    */
   sqlStream(input: SqlStatementInput, batchRows = 10_000): QueryStream {
+    return this.stream('sqlStream', (port): SqlStreamInput => ({ ...input, port, batchRows }));
+  }
+
+  /** Runs a streaming task on the stream lane, its batches coming back over a port of its own. */
+  private stream(name: 'queryStream' | 'sqlStream', task: (port: MessagePort) => QueryStreamInput | SqlStreamInput): QueryStream {
     const { port1, port2 } = new MessageChannel();
-    const task: SqlStreamInput = { ...input, port: port2, batchRows };
+    // Piscina's TransferList type is inferred from MessagePort#postMessage, whose overloads differ
+    // between Node's and Bun's typings; a MessagePort is transferable in both.
     let done: Promise<QueryStreamSummary>;
     try {
-      done = this.lanes.stream.run(task, { name: 'sqlStream', transferList: [port2] as never });
+      done = this.lanes.stream.run(task(port2), { name, transferList: [port2] as never });
     } catch (error) {
       port1.close();
       port2.close();
@@ -153,6 +148,7 @@ export class WorkerPool {
     }
     return new QueryStream(port1, done);
   }
+
 
   /** For metrics: each lane's threads, running and waiting tasks, refusals and utilization. */
   stats(): Record<Workload, LaneStats & { utilization: number }> {
