@@ -54,7 +54,9 @@ export async function runClientCommand(command: 'ingest' | 'query' | 'sql', args
       output.err(`timestore: ${(err as Error).message}\n\n${CLIENT_USAGE}\n`);
       return 2;
     }
-    throw err;
+    // An unreadable or malformed input file: its reader's message says what is wrong.
+    output.err(`timestore ${command}: ${(err as Error).message}\n`);
+    return 1;
   }
 }
 

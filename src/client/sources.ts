@@ -160,8 +160,12 @@ async function* textBatches(input: Input, batchRows: number, key: KeyOf): AsyncG
 
 async function* arrowBatches(input: Input, batchRows: number, key: KeyOf): AsyncGenerator<Batch> {
   const bytes = input.path === '-' ? await Bun.stdin.bytes() : await Bun.file(input.path).bytes();
-  const reader = RecordBatchReader.from(bytes);
-  const table = new Table([...reader]);
+  let table: Table;
+  try {
+    table = new Table([...RecordBatchReader.from(bytes)]);
+  } catch (err) {
+    throw new Error(`${input.path}: not an Arrow IPC file or stream (${(err as Error).message})`);
+  }
   let offset = 0;
   for (const recordBatch of table.batches) {
     for (let begin = 0; begin < recordBatch.numRows; begin += batchRows) {

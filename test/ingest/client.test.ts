@@ -167,16 +167,15 @@ describe('timestore ingest', () => {
     const args = ['ingest', file, '--url', ts.url, '--dataset', 'cli-resume', '--batch-rows', '100', '--concurrency', '2'];
     const first = start(args);
     // Kill it once the server holds some of its batches, long before all 400.
-    for (;;) {
-      const [{ jobs }] = await ts.sql<{ jobs: number }[]>`
+    const acceptedJobs = async () => {
+      const rows = await ts.sql<{ jobs: number }[]>`
         SELECT count(*)::int AS jobs FROM jobs j JOIN datasets d ON d.id = j.dataset_id WHERE d.slug = 'cli-resume'`;
-      if (jobs >= 20) break;
-      await Bun.sleep(20);
-    }
+      return rows[0]!.jobs;
+    };
+    while ((await acceptedJobs()) < 20) await Bun.sleep(20);
     first.kill('SIGKILL');
     expect(await first.exited).not.toBe(0);
-    const [{ accepted }] = await ts.sql<{ accepted: number }[]>`
-      SELECT count(*)::int AS accepted FROM jobs j JOIN datasets d ON d.id = j.dataset_id WHERE d.slug = 'cli-resume'`;
+    const accepted = await acceptedJobs();
     expect(accepted).toBeLessThan(400);
 
     const second = await run(args);
@@ -225,6 +224,11 @@ describe('timestore query and sql', () => {
     const refused = await run(['ingest', '-', '--format', 'ndjson', '--url', ts.url, '--dataset', 'cli-ndjson'], '{"timestamp":"2026-01-01T00:00:00Z","seq":"x"}\n');
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('timestore ingest: invalid_type: ');
+    const notArrow = join(dir, 'not-arrow.csv');
+    writeFileSync(notArrow, 'timestamp,seq\n2026-01-01T00:00:00Z,1\n');
+    const unreadable = await run(['ingest', notArrow, '--format', 'arrow', '--url', ts.url, '--dataset', 'cli-arrow']);
+    expect(unreadable.code).toBe(1);
+    expect(unreadable.stderr).toStartWith(`timestore ingest: ${notArrow}: not an Arrow IPC file or stream`);
     const usage = await run(['ingest', 'rows.unknown', '--url', ts.url, '--dataset', 'x']);
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain('give --format');
