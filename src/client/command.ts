@@ -4,6 +4,7 @@
  * other commands take them).
  */
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import { ConfigError, loadClientConfig } from '../config.ts';
 import { type Endpoint, send, ServerError } from './http.ts';
 import { runIngest } from './ingest.ts';
 import { OUTPUT_FORMATS, type OutputFormat, render, type Rows } from './output.ts';
@@ -50,6 +51,10 @@ export async function runClientCommand(command: 'ingest' | 'query' | 'sql', args
       output.err(`timestore ${command}: ${err.code}: ${err.message}\n`);
       return 1;
     }
+    if (err instanceof ConfigError) {
+      output.err(`timestore: ${err.message}\n`);
+      return 2;
+    }
     if (err instanceof ClientUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       output.err(`timestore: ${(err as Error).message}\n\n${CLIENT_USAGE}\n`);
       return 2;
@@ -65,9 +70,10 @@ function parse<T extends ParseArgsOptionsConfig>(args: string[], options: T) {
 }
 
 function endpointOf(values: { url?: string; token?: string }): Endpoint {
-  const url = values.url ?? process.env.TIMESTORE_URL;
+  const config = loadClientConfig();
+  const url = values.url ?? config.url;
   if (!url) throw new ClientUsageError('--url is needed (or TIMESTORE_URL)');
-  const token = values.token ?? process.env.TIMESTORE_TOKEN;
+  const token = values.token ?? config.token;
   return token ? { url, token } : { url };
 }
 
