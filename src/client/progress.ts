@@ -25,9 +25,18 @@ export function startProgress(total: number | null, stream: NodeJS.WriteStream =
       },
     );
     bar.start(total ?? 1, 0, { rows: 0, rate: 0 });
+    // Ctrl-C: give the terminal its cursor back (the bar hides it); a re-run resumes the ingest.
+    const interrupted = () => {
+      bar.stop();
+      process.exit(130);
+    };
+    process.once('SIGINT', interrupted);
     return {
       update: (position, rows) => bar.update(total === null ? 0 : position, { rows, rate: rate(rows) }),
-      stop: () => bar.stop(),
+      stop: () => {
+        process.off('SIGINT', interrupted);
+        bar.stop();
+      },
     };
   }
   let last = started;
