@@ -579,3 +579,23 @@ function redactUrl(url: string): string {
   if (parsed.password) parsed.password = '***';
   return parsed.toString();
 }
+
+/**
+ * The variables of the client commands (`timestore ingest | query | sql`), which talk to a server
+ * and read none of the server's configuration. Their flags (`--url`, `--token`) win.
+ */
+export const CLIENT_CONFIG_VARIABLES: ConfigVariable[] = [
+  { name: 'TIMESTORE_URL', description: 'The server the client commands talk to, e.g. `http://127.0.0.1:4100` (`--url`).', default: 'none' },
+  { name: 'TIMESTORE_TOKEN', description: 'An API token the client commands send as `Authorization: Bearer …` (`--token`).', default: 'none' },
+];
+
+export interface ClientConfig {
+  url: string | null;
+  token: string | null;
+}
+
+export function loadClientConfig(env: Env = process.env): ClientConfig {
+  const url = env.TIMESTORE_URL?.trim() || null;
+  if (url !== null && !/^https?:\/\/[^/]/.test(url)) throw new ConfigError([`TIMESTORE_URL must be an http:// or https:// URL (got "${url}")`]);
+  return { url, token: env.TIMESTORE_TOKEN?.trim() || null };
+}

@@ -1,8 +1,10 @@
 #!/usr/bin/env bun
 /**
- * The `timestore` command: serve (the default), lifecycle, migrate, token, version, help.
+ * The `timestore` command: serve (the default), lifecycle, migrate, token, version, help; and as a
+ * client of a running server: ingest, query, sql.
  */
 import pino from 'pino';
+import { runClientCommand } from './client/command.ts';
 import { openCatalog } from './catalog/connection.ts';
 import { CONFIG_VARIABLES, ConfigError, loadConfig, type Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -23,16 +25,24 @@ Commands:
   version    print the version
   help       print this help (also --help, -h)
 
+Client commands (talk to a running server; see timestore ingest --help):
+  ingest     send NDJSON, CSV, line-protocol, Arrow or Parquet files (or stdin) in batches, resumable
+  query      read a time range of a dataset, raw or downsampled, as a table, CSV or JSON
+  sql        run one read-only SQL statement over the datasets
+
 Configuration comes from environment variables:
 ${CONFIG_VARIABLES.map((v) => `  ${v.name.padEnd(32)} ${v.description.replace(/`/g, '')}`).join('\n')}
 `;
 
-type Command = 'serve' | 'lifecycle' | 'migrate' | 'token' | 'version' | 'help';
+type Command = 'serve' | 'lifecycle' | 'migrate' | 'token' | 'ingest' | 'query' | 'sql' | 'version' | 'help';
 const COMMANDS: Record<string, Command> = {
   serve: 'serve',
   lifecycle: 'lifecycle',
   migrate: 'migrate',
   token: 'token',
+  ingest: 'ingest',
+  query: 'query',
+  sql: 'sql',
   version: 'version',
   '--version': 'version',
   help: 'help',
@@ -44,6 +54,10 @@ async function main(argv: string[]): Promise<number> {
   const command = argv.length === 0 ? 'serve' : COMMANDS[argv[0] as string];
   if (!command) return usageError(`unknown command or flag "${argv[0]}"`);
   if (command === 'token') return token(argv.slice(1));
+  if (command === 'ingest' || command === 'query' || command === 'sql') {
+    const output = { out: (text: string) => process.stdout.write(text), err: (text: string) => process.stderr.write(text) };
+    return runClientCommand(command, argv.slice(1), output);
+  }
   const once = command === 'lifecycle' && argv[1] === '--once';
   if (argv.length > (once ? 2 : 1)) return usageError(`unexpected argument "${argv[once ? 2 : 1]}"`);
   if (command === 'help') {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CONFIG_VARIABLES, ConfigError, describeConfig, loadConfig } from '../src/config.ts';
+import { CLIENT_CONFIG_VARIABLES, CONFIG_VARIABLES, ConfigError, describeConfig, loadClientConfig, loadConfig } from '../src/config.ts';
 
 describe('configuration', () => {
   test('defaults: embedded catalog, local storage under ./data, port 4100', () => {
@@ -101,6 +101,12 @@ describe('configuration', () => {
   test('the README documents every variable, and only those', () => {
     const readme = readFileSync(join(import.meta.dir, '../README.md'), 'utf8');
     const documented = [...readme.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
-    expect(documented.sort()).toEqual(CONFIG_VARIABLES.map((v) => v.name).sort());
+    expect(documented.sort()).toEqual([...CONFIG_VARIABLES, ...CLIENT_CONFIG_VARIABLES].map((v) => v.name).sort());
+  });
+
+  test('the client commands read TIMESTORE_URL and TIMESTORE_TOKEN, and refuse a URL that is not http(s)', () => {
+    expect(loadClientConfig({})).toEqual({ url: null, token: null });
+    expect(loadClientConfig({ TIMESTORE_URL: 'http://127.0.0.1:4100', TIMESTORE_TOKEN: 'ts_x' })).toEqual({ url: 'http://127.0.0.1:4100', token: 'ts_x' });
+    expect(() => loadClientConfig({ TIMESTORE_URL: '127.0.0.1:4100' })).toThrow('TIMESTORE_URL must be an http:// or https:// URL (got "127.0.0.1:4100")');
   });
 });
