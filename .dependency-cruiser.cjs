@@ -3,6 +3,7 @@
  *
  *   main.ts, server.ts → http/ → services (ingest/, query/, admin/, lifecycle/, tokens/)
  *     → catalog/, jobs/, engine/, storage/ → model/
+ *   main.ts → client/ (a client of a server, over HTTP) → config.ts, engine/ (reading Parquet files)
  *
  * Every import counts, type-only and dynamic ones included. test/architecture.test.ts runs
  * `depcruise src` with this file (so the suite fails on a violation) and checks that each rule
@@ -54,6 +55,13 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/model/' },
       to: { path: '^src/', pathNot: '^src/model/' },
+    },
+    {
+      name: 'client-speaks-only-http',
+      comment: 'The client commands reach a server over HTTP only: no service, catalog, jobs or storage of their own process.',
+      severity: 'error',
+      from: { path: '^src/client/' },
+      to: { path: [`^src/${SERVICES}/`, '^src/(catalog|jobs|storage|http)/'] },
     },
     {
       name: 'no-cycles',

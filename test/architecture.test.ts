@@ -57,6 +57,7 @@ test('every dependency rule reports a violation planted for it, a cycle of type-
     'src/jobs/b.ts': "import { a } from './a.ts';\nexport const b = () => a;",
     'src/jobs/t1.ts': "import type { T2 } from './t2.ts';\nexport type T1 = T2 | 1;",
     'src/jobs/t2.ts': "import type { T1 } from './t1.ts';\nexport type T2 = T1 | 2;",
+    'src/client/k.ts': "import { c } from '../catalog/c.ts';\nexport const k = c;",
   };
   for (const [path, text] of Object.entries(files)) {
     mkdirSync(dirname(join(scratch, path)), { recursive: true });
@@ -67,6 +68,7 @@ test('every dependency rule reports a violation planted for it, a cycle of type-
   const found = violations.map((v) => `${v.rule.name}: ${v.from} → ${v.to}`).sort();
   expect(found).toEqual(
     [
+      'client-speaks-only-http: src/client/k.ts → src/catalog/c.ts',
       'engine-imports-no-catalog: src/engine/e.ts → src/catalog/c.ts',
       'lower-layers-import-no-service: src/catalog/c.ts → src/query/q.ts',
       'model-imports-only-libraries: src/model/m.ts → src/engine/e.ts',
