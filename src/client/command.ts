@@ -17,7 +17,7 @@ export const CLIENT_USAGE = `Usage:
       .lp .line .txt (line protocol: each measurement is a dataset, --dataset is not needed),
       .arrow .arrows .ipc .feather, .parquet. NDJSON and CSV need an existing dataset; Arrow and
       Parquet create it. Running the same command again after an interruption resumes it: the
-      batches the server already holds are replayed, not stored twice (not for line protocol).
+      batches the server already holds are replayed, not stored twice.
   timestore query --url <url> --dataset <slug> --from <time> --to <time>
       [--interval <n>s|m|h|d|w|mo --agg <fn>:<column>[,…]] [--group-by <column>[,…]]
       [--limit <n>] [--format table|csv|json]

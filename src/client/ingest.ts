@@ -4,7 +4,7 @@
  * Every batch of the ingest route carries an idempotency key made of the input's identity and the
  * batch's offset, so a run that was interrupted is resumed by running it again: the batches the
  * server already accepted are answered as replays and stored once. Line protocol goes to
- * `/api/v2/write`, which names datasets by measurement and takes no idempotency key.
+ * `/api/v2/write` (each measurement names its dataset), with its idempotency key too.
  */
 import { type Endpoint, send } from './http.ts';
 import { startProgress } from './progress.ts';
@@ -72,13 +72,13 @@ export async function runIngest(options: IngestOptions): Promise<IngestSummary> 
 /** Sends one batch; true when the server answered it as a replay of an earlier request. */
 async function sendBatch(options: IngestOptions, input: Input, batch: Batch): Promise<boolean> {
   if (input.format === 'lp') {
-    await send(options.endpoint, `/api/v2/write?precision=${encodeURIComponent(options.precision)}`, {
+    const res = await send(options.endpoint, `/api/v2/write?precision=${encodeURIComponent(options.precision)}`, {
       method: 'POST',
-      headers: { 'content-type': CONTENT_TYPES.lp },
+      headers: { 'content-type': CONTENT_TYPES.lp, 'idempotency-key': batch.idempotencyKey },
       body: batch.body,
       retry: true,
     });
-    return false;
+    return res.headers.get('x-timestore-replayed') === 'true';
   }
   const query = new URLSearchParams(Object.entries(options.partitionKey).map(([name, value]): [string, string] => [`key.${name}`, value]));
   const res = await send(options.endpoint, `/datasets/${encodeURIComponent(options.dataset as string)}/ingest${query.size ? `?${query}` : ''}`, {

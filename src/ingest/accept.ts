@@ -88,7 +88,7 @@ export interface AcceptDeps {
 }
 
 /** Signals, from inside the transaction, that an earlier request holds the idempotency key. */
-class KeyHeld extends Error {
+export class KeyHeld extends Error {
   constructor(readonly record: IdempotencyRecord) {
     super('idempotency key held');
   }
@@ -281,9 +281,8 @@ async function storageTarget(deps: AcceptDeps, idOrName: string): Promise<Storag
   }
 }
 
-/** Text that the catalog stores or looks up: PostgreSQL text holds no U+0000, and the idempotency key is indexed. */
-function checkRequestText(idempotencyKey: string | null, batch: DecodedBatch): void {
-  // An empty key is no key (as before): the batch is not deduplicated.
+/** An idempotency key the catalog can hold: PostgreSQL text holds no U+0000, and the key is indexed. An empty key is no key. */
+export function checkIdempotencyKey(idempotencyKey: string | null): void {
   if (idempotencyKey && (idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH || idempotencyKey.includes('\0'))) {
     throw refuse(
       'idempotency_key',
@@ -291,6 +290,11 @@ function checkRequestText(idempotencyKey: string | null, batch: DecodedBatch): v
       { length: idempotencyKey.length },
     );
   }
+}
+
+/** Text that the catalog stores or looks up: PostgreSQL text holds no U+0000, and the idempotency key is indexed. */
+function checkRequestText(idempotencyKey: string | null, batch: DecodedBatch): void {
+  checkIdempotencyKey(idempotencyKey);
   for (const [name, value] of [['datasetName', batch.datasetName], ['storageTargetId', batch.storageTargetId]] as const) {
     if (value?.includes('\0')) throw refuse('nul_character', `${name} contains U+0000, which the catalog cannot store; remove it`, { parameter: name });
   }
@@ -310,7 +314,8 @@ export function checkWindowSpan(summary: { minTime: number; maxTime: number }, w
   }
 }
 
-async function replay(sql: Sql, held: IdempotencyRecord, requestHash: string): Promise<Accepted> {
+/** The answer to a request whose idempotency key an earlier one holds: its job, if the body is the same. */
+export async function replay(sql: Sql, held: IdempotencyRecord, requestHash: string): Promise<Accepted> {
   if (held.requestHash !== requestHash) {
     throw refuse(
       'idempotency_reused',

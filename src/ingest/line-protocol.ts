@@ -16,11 +16,13 @@
  * `sortColumns`, and tags added later are appended to a dataset's non-empty `sortColumns`, up to
  * the 8 sortColumns a dataset may have (beyond, the series key is the string fields, tags included).
  */
+import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { DEFAULT_PARTITION_WINDOW_SECONDS, findDataset, lockDataset, updateDataset } from '../catalog/datasets.ts';
 import { enqueueJob, type Job, type NewJob } from '../catalog/job-table.ts';
 import type { Db } from '../catalog/db.ts';
+import { claimIdempotencyKey, findIdempotencyKey } from '../catalog/idempotency.ts';
 import { CommitOutcomeUnknownError, inStatement, inTransaction } from '../catalog/transaction.ts';
 import type { Dataset, SchemaField, SchemaVersion } from '../model/records.ts';
 import { AppError } from '../model/errors.ts';
@@ -29,11 +31,14 @@ import { checkDeclaredFields, mergeSchema, type MergedSchema } from '../model/sc
 import {
   type AcceptDeps,
   assertAcceptsIngest,
+  checkIdempotencyKey,
   checkWindowSpan,
   ensureDataset,
   INGEST_JOB_KIND,
   type IngestJobPayload,
+  KeyHeld,
   recordSchema,
+  replay,
   datasetTarget,
   stageBytes,
 } from './accept.ts';
@@ -95,6 +100,11 @@ export interface LineProtocolRequest {
   traceParent: string | null;
   /** A client waits for the batches to be written. */
   awaited: boolean;
+  /**
+   * `Idempotency-Key`: the request's batches are queued once. A request with the same key and body
+   * gets the first one's jobs; with another body, 409. Held by each measurement's dataset.
+   */
+  idempotencyKey: string | null;
   /** Refuses when the caller may not write every one of these datasets (called before anything is staged). */
   authorize(slugs: string[]): Promise<void>;
 }
@@ -109,8 +119,9 @@ interface Checked {
   merged: MergedSchema;
 }
 
-/** Checks, stages and queues every measurement of the body; the jobs, one per measurement (by slug). */
-export async function acceptLineProtocol(deps: AcceptDeps, request: LineProtocolRequest): Promise<Job[]> {
+/** Checks, stages and queues every measurement of the body; the jobs, one per measurement (by slug), and whether they answer an earlier request. */
+export async function acceptLineProtocol(deps: AcceptDeps, request: LineProtocolRequest): Promise<{ jobs: Job[]; replayed: boolean }> {
+  checkIdempotencyKey(request.idempotencyKey);
   const text = decodeUtf8(request.body, 'line-protocol');
   const parsed = [...parseLineProtocol(text, request.precision, Date.now()).values()].sort((a, b) => (a.measurement < b.measurement ? -1 : 1));
   if (parsed.length === 0) throw refuse('empty_batch', 'the body holds no line of line protocol (only blank lines and comments); send at least one');
@@ -125,6 +136,12 @@ export async function acceptLineProtocol(deps: AcceptDeps, request: LineProtocol
   await request.authorize(parsed.map((rows) => rows.measurement));
   const checked: Checked[] = [];
   for (const rows of parsed) checked.push(await check(deps, rows));
+  const key = request.idempotencyKey || null;
+  const requestHash = key ? createHash('sha256').update(request.body).update(`\0${request.precision}`).digest('hex') : '';
+  if (key) {
+    const earlier = await heldJobs(deps, checked, key, requestHash);
+    if (earlier) return { jobs: earlier, replayed: true };
+  }
 
   const staging = await Promise.allSettled(
     checked.map((c) =>
@@ -166,29 +183,55 @@ export async function acceptLineProtocol(deps: AcceptDeps, request: LineProtocol
     const only = checked.length === 1 ? checked[0]! : null;
     // The common case, one measurement of an existing dataset that adds no field: one statement, no lock (as NDJSON).
     const jobs =
-      only && unchanged(only)
+      only && unchanged(only) && !key
         ? [(await inStatement(() => enqueueJob(deps.sql, newJob(only, only.existing!, only.latest!, 0)))).job]
         : await inTransaction(deps.sql, async (tx) => {
             const out: Job[] = [];
             for (const [k, c] of checked.entries()) {
+              let job: Job;
+              let dataset: Dataset;
               if (unchanged(c)) {
-                out.push((await enqueueJob(tx, newJob(c, c.existing!, c.latest!, k))).job);
-                continue;
+                dataset = c.existing!;
+                job = (await enqueueJob(tx, newJob(c, dataset, c.latest!, k))).job;
+              } else {
+                dataset = await ensureDataset(tx, c.rows.measurement, { format: 'line-protocol' }, c.timestampColumn, request.actor, null);
+                const schema = await recordSchema(tx, dataset, c.declared, c.timestampColumn, request.actor, deps.maxFields);
+                await extendSeriesKey(tx, dataset, c);
+                job = (await enqueueJob(tx, newJob(c, dataset, schema, k))).job;
               }
-              const dataset = await ensureDataset(tx, c.rows.measurement, { format: 'line-protocol' }, c.timestampColumn, request.actor, null);
-              const schema = await recordSchema(tx, dataset, c.declared, c.timestampColumn, request.actor, deps.maxFields);
-              await extendSeriesKey(tx, dataset, c);
-              out.push((await enqueueJob(tx, newJob(c, dataset, schema, k))).job);
+              if (key) {
+                const held = await claimIdempotencyKey(tx, { datasetId: dataset.id, key, requestHash, jobId: job.id, ttlSeconds: deps.idempotencyTtlSeconds });
+                if (held) throw new KeyHeld(held);
+              }
+              out.push(job);
             }
             return out;
           });
     deps.wake();
-    return jobs;
+    return { jobs, replayed: false };
   } catch (err) {
     // After a commit of unknown outcome the jobs may exist and need their bodies: the collector decides.
     if (!(err instanceof CommitOutcomeUnknownError)) await discard();
+    // A request with the same key committed first (it held the key's row lock): answer with its jobs.
+    const earlier = err instanceof KeyHeld && key ? await heldJobs(deps, checked, key, requestHash) : null;
+    if (earlier) return { jobs: earlier, replayed: true };
     throw err;
   }
+}
+
+/**
+ * The jobs of an earlier request with this idempotency key, one per measurement, or null when no
+ * measurement's dataset holds the key. An earlier request queued all its measurements or none, so
+ * a key held for some measurements but not others means another body: 409, as for a different body.
+ */
+async function heldJobs(deps: AcceptDeps, checked: Checked[], key: string, requestHash: string): Promise<Job[] | null> {
+  const datasets = await Promise.all(checked.map((c) => c.existing ?? findDataset(deps.sql, c.rows.measurement)));
+  const held = await Promise.all(datasets.map((d) => (d ? findIdempotencyKey(deps.sql, d.id, key) : null)));
+  const first = held.find((h) => h !== null);
+  if (!first) return null;
+  const jobs: Job[] = [];
+  for (const record of held) jobs.push((await replay(deps.sql, record ?? { ...first, requestHash: '' }, requestHash)).job);
+  return jobs;
 }
 
 /** A measurement's rows against its dataset: the schema they make, every rule a JSON batch's rows meet. */

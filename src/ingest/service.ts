@@ -68,6 +68,8 @@ export interface LineProtocolIngest {
   traceParent: string | null;
   /** How long to wait for the batches to be published (0: answer once they are queued). */
   waitMs: number;
+  /** `Idempotency-Key` header: a retried request is answered with the first one's jobs. */
+  idempotencyKey: string | null;
   /** Refuses unless the caller may write each of these datasets. */
   authorize(slugs: string[]): Promise<void>;
 }
@@ -128,25 +130,26 @@ export class IngestService {
   }
 
   /** Line protocol (line-protocol.ts): every measurement checked, staged and queued together, one job each. */
-  async ingestLineProtocol(request: LineProtocolIngest): Promise<Job[]> {
+  async ingestLineProtocol(request: LineProtocolIngest): Promise<{ jobs: Job[]; replayed: boolean }> {
     const limit = this.options.maxBodyBytes;
     if (request.body.byteLength > limit) throw tooLarge(limit);
     const precision = precisionOf(request.api, request.precision);
     const body = await decodeContent(request.body, request.contentEncoding, limit);
-    const jobs = await acceptLineProtocol(this.options, {
+    const { jobs, replayed } = await acceptLineProtocol(this.options, {
       body,
       precision,
       actor: request.actor,
       traceParent: request.traceParent,
       awaited: request.waitMs > 0,
+      idempotencyKey: request.idempotencyKey,
       authorize: request.authorize,
     });
     for (const job of jobs) {
       const payload = job.payload as Partial<IngestJobPayload>;
-      this.options.metrics?.ingestAccepted(payload.datasetSlug ?? '', { rows: payload.rowCount ?? 0, bytes: payload.staged?.sizeBytes ?? 0, replayed: false });
+      this.options.metrics?.ingestAccepted(payload.datasetSlug ?? '', { rows: payload.rowCount ?? 0, bytes: payload.staged?.sizeBytes ?? 0, replayed });
     }
-    if (request.waitMs <= 0) return jobs;
-    return Promise.all(jobs.map(async (job) => (await this.options.waitForJob(job.id, request.waitMs)) ?? job));
+    if (request.waitMs <= 0) return { jobs, replayed };
+    return { jobs: await Promise.all(jobs.map(async (job) => (await this.options.waitForJob(job.id, request.waitMs)) ?? job)), replayed };
   }
 
   job(id: string): Promise<Job | null> {

@@ -137,13 +137,17 @@ describe('timestore ingest', () => {
     expect(sql.stdout).toBe(`evens,total\n1250,${(2499 * 2500) / 2 / 4}\n`);
   }, 120_000);
 
-  test('line protocol goes to the InfluxDB write path: each measurement is a dataset', async () => {
+  test('line protocol goes to the InfluxDB write path: each measurement is a dataset, a re-run replays', async () => {
     const lines = Array.from({ length: 900 }, (_, i) => `cli_lp,host=h${i % 3} seq=${i}i,value=${i / 2} ${(BASE / 1000 + i) * 1e9}`);
     const file = join(dir, 'rows.lp');
     writeFileSync(file, `# a comment\n\n${lines.join('\n')}\n`);
     const result = await run(['ingest', file, '--url', ts.url, '--batch-rows', '200']);
     expect(result.code).toBe(0);
     expect(summaryOf(result.stdout)).toEqual({ rows: 900, batches: 5, replayed: 0 });
+    expect(await count('cli_lp')).toEqual({ rows: 900, distinct: 900 });
+    // Run again (as after an interruption): every batch is a replay, nothing is stored twice.
+    const again = await run(['ingest', file, '--url', ts.url, '--batch-rows', '200']);
+    expect(summaryOf(again.stdout)).toEqual({ rows: 900, batches: 5, replayed: 5 });
     expect(await count('cli_lp')).toEqual({ rows: 900, distinct: 900 });
   }, 120_000);
 

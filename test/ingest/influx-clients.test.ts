@@ -145,6 +145,26 @@ describe('line protocol over HTTP', () => {
     expect((await query('net')).length).toBe(1);
   });
 
+  test('an Idempotency-Key queues a request once: the same body is a replay, another body a 409', async () => {
+    const body = 'idem_a,host=h v=1 1767225600\nidem_b,host=h v=2 1767225600\n';
+    const send = async (text: string, key: string) => {
+      const res = await fetch(`${ts.url}/api/v2/write?precision=s`, { method: 'POST', headers: { ...auth(), 'idempotency-key': key }, body: text });
+      return { status: res.status, replayed: res.headers.get('x-timestore-replayed'), body: res.status === 204 ? null : await res.json() };
+    };
+    expect(await send(body, 'lp-key-1')).toEqual({ status: 204, replayed: null, body: null });
+    expect(await send(body, 'lp-key-1')).toEqual({ status: 204, replayed: 'true', body: null });
+    expect((await query('idem_a')).length).toBe(1);
+    expect((await query('idem_b')).length).toBe(1);
+    // Another body under the same key, also one naming a measurement the first did not.
+    for (const other of ['idem_a,host=h v=3 1767225601\nidem_b,host=h v=4 1767225601\n', 'idem_a,host=h v=1 1767225600\nidem_c,host=h v=5 1\n']) {
+      const reused = await send(other, 'lp-key-1');
+      expect(reused.status).toBe(409);
+      expect(reused.body.error.code).toBe('idempotency_key_reused');
+    }
+    expect(await findDataset(ts.sql, 'idem_c')).toBeNull();
+    expect((await query('idem_a')).length).toBe(1);
+  });
+
   test('new tags and fields add a schema version; new tags join the series key', async () => {
     expect((await write('/api/v2/write?precision=s', 'evolve,host=a v=1 1767225600')).status).toBe(204);
     expect((await write('/api/v2/write?precision=s', 'evolve,host=a,rack=r1 v=2,w="x" 1767225660')).status).toBe(204);

@@ -90,7 +90,7 @@ export function influxRoutes(service: IngestService, scoped: Scoped) {
       async ({ headers, query, request, set, server }) => {
         const waitMs = requestedWaitMs(headers.prefer, undefined, service.inline);
         keepOpenFor(server, request, waitMs);
-        const jobs = await service.ingestLineProtocol({
+        const { jobs, replayed } = await service.ingestLineProtocol({
           api: variant.api,
           body: new Uint8Array(await request.arrayBuffer()),
           contentEncoding: headers['content-encoding'] ?? null,
@@ -98,6 +98,7 @@ export function influxRoutes(service: IngestService, scoped: Scoped) {
           actor: actorOf(request),
           traceParent: requestTraceparent(request),
           waitMs,
+          idempotencyKey: headers['idempotency-key'] ?? null,
           authorize: async (slugs) => {
             const rule = datasetRuleOf(request);
             for (const slug of slugs) await rule.check(slug);
@@ -107,6 +108,7 @@ export function influxRoutes(service: IngestService, scoped: Scoped) {
         if (failed) throw errors.ingest_failed(failed.lastError, { jobId: failed.id, dataset: (failed.payload as { datasetSlug?: string }).datasetSlug });
         set.status = 204;
         set.headers['x-influxdb-version'] = 'timestore';
+        if (replayed) set.headers['x-timestore-replayed'] = 'true';
       },
       {
         scope: { rule: 'write', body: 'read-by-handler', datasets: 'known-to-handler', credentials: 'influx' },
