@@ -149,7 +149,7 @@ describe('line protocol over HTTP', () => {
     const body = 'idem_a,host=h v=1 1767225600\nidem_b,host=h v=2 1767225600\n';
     const send = async (text: string, key: string) => {
       const res = await fetch(`${ts.url}/api/v2/write?precision=s`, { method: 'POST', headers: { ...auth(), 'idempotency-key': key }, body: text });
-      return { status: res.status, replayed: res.headers.get('x-timestore-replayed'), body: res.status === 204 ? null : await res.json() };
+      return { status: res.status, replayed: res.headers.get('x-timestore-replayed'), body: (res.status === 204 ? null : await res.json()) as any };
     };
     expect(await send(body, 'lp-key-1')).toEqual({ status: 204, replayed: null, body: null });
     expect(await send(body, 'lp-key-1')).toEqual({ status: 204, replayed: 'true', body: null });
