@@ -225,7 +225,9 @@ export function parseLineProtocol(body: Uint8Array | string, precision: Precisio
           minTime: Number.POSITIVE_INFINITY,
           maxTime: Number.NEGATIVE_INFINITY,
         };
-        found = { rows, raw: b.slice(start, i), out: new Uint8Array(Math.min(1 << 20, 2 * n + 1024)), pos: 0, layout: [] };
+        // The first measurement of a body is usually its only one: room for it all (NDJSON is a little larger).
+        const room = builders.size === 0 ? n + (n >> 1) + 1024 : 1 << 16;
+        found = { rows, raw: b.slice(start, i), out: new Uint8Array(room), pos: 0, layout: [] };
         builders.set(rawName, found);
       }
       m = found;
@@ -245,6 +247,32 @@ export function parseLineProtocol(body: Uint8Array | string, precision: Precisio
     // Tags.
     while (c === COMMA) {
       i++;
+      // The common case first: the previous line's tag at this place, a value with nothing to escape.
+      const known = layout[keyCount];
+      if (known !== undefined && known.tag && known.lastRow !== row && keyAt(b, i, known.raw)) {
+        const prefix = known.prefix;
+        const from = i + known.raw.length + 1;
+        if (pos + prefix.length + (n - from) + 2 > out.length) out = reserve(m, pos, prefix.length + Math.min(n - from, 4096) + 2);
+        let at = pos;
+        for (let k = 0; k < prefix.length; k++) out[at++] = prefix[k]!;
+        out[at++] = QUOTE;
+        let k = from;
+        for (; k < n && at < out.length - 1; k++) {
+          c = b[k]!;
+          if (c === COMMA || c === SPACE || c < SPACE || c === QUOTE || c === BACKSLASH || c === EQUALS) break;
+          out[at++] = c;
+        }
+        if (k > from && k < n && (c === COMMA || c === SPACE) && at < out.length) {
+          out[at++] = QUOTE;
+          if (keyCount === segments.length) segments = grownSegments(segments);
+          segments[keyCount++] = pos;
+          use(known, row);
+          pos = at;
+          i = k;
+          continue;
+        }
+        c = COMMA; // not the common case: parsed again below
+      }
       start = i;
       escaped = false;
       for (; i < n; i++) {
@@ -278,12 +306,11 @@ export function parseLineProtocol(body: Uint8Array | string, precision: Precisio
       segments[keyCount] = pos;
       layout[keyCount++] = tag;
       if (plain && !escaped) {
-        out = reserve(m, pos, tag.prefix.length + i - start + 2);
-        out.set(tag.prefix, pos);
-        pos += tag.prefix.length;
+        const prefix = tag.prefix;
+        if (pos + prefix.length + i - start + 2 > out.length) out = reserve(m, pos, prefix.length + i - start + 2);
+        for (let k = 0; k < prefix.length; k++) out[pos++] = prefix[k]!;
         out[pos++] = QUOTE;
-        out.set(b.subarray(start, i), pos);
-        pos += i - start;
+        for (let k = start; k < i; k++) out[pos++] = b[k]!;
         out[pos++] = QUOTE;
       } else {
         let value = text(b, start, i);
@@ -300,6 +327,29 @@ export function parseLineProtocol(body: Uint8Array | string, precision: Precisio
 
     // Fields.
     for (;;) {
+      // The common case first: the previous line's float field at this place, a number JSON writes as it is.
+      const known = layout[keyCount];
+      if (known !== undefined && known.type === 'double' && !known.tag && known.lastRow !== row && keyAt(b, i, known.raw)) {
+        const prefix = known.prefix;
+        const from = i + known.raw.length + 1;
+        if (pos + prefix.length + 330 > out.length) out = reserve(m, pos, prefix.length + 330);
+        let at = pos;
+        for (let k = 0; k < prefix.length; k++) out[at++] = prefix[k]!;
+        const k = plainNumber(b, from, n, out, at);
+        if (k > 0) {
+          if (keyCount === segments.length) segments = grownSegments(segments);
+          segments[keyCount++] = pos;
+          use(known, row);
+          pos = at + (k - from);
+          i = k;
+          c = i < n ? b[i]! : 0;
+          if (c === COMMA) {
+            i++;
+            continue;
+          }
+          break;
+        }
+      }
       const keyFrom = i;
       escaped = false;
       for (; i < n; i++) {
@@ -400,12 +450,11 @@ export function parseLineProtocol(body: Uint8Array | string, precision: Precisio
         pos = writeText(m, pos, field.prefix, json);
         out = m.out;
       } else {
-        const value = constant ?? b.subarray(start, valueTo < 0 ? i : valueTo);
-        out = reserve(m, pos, field.prefix.length + value.length);
-        out.set(field.prefix, pos);
-        pos += field.prefix.length;
-        out.set(value, pos);
-        pos += value.length;
+        const prefix = field.prefix;
+        if (pos + prefix.length + i - start + 5 > out.length) out = reserve(m, pos, prefix.length + i - start + 5);
+        for (let k = 0; k < prefix.length; k++) out[pos++] = prefix[k]!;
+        if (constant !== null) for (let k = 0; k < constant.length; k++) out[pos++] = constant[k]!;
+        else for (let k = start, end = valueTo < 0 ? i : valueTo; k < end; k++) out[pos++] = b[k]!;
       }
       if (c === COMMA) {
         i++;
@@ -464,6 +513,45 @@ export function parseLineProtocol(body: Uint8Array | string, precision: Precisio
     byName.set(rawName, rows);
   }
   return byName;
+}
+
+/** Whether b at `at` holds the key `raw` followed by `=`. */
+function keyAt(b: Uint8Array, at: number, raw: Uint8Array): boolean {
+  for (let k = 0; k < raw.length; k++) if (b[at + k] !== raw[k]) return false;
+  return b[at + raw.length] === EQUALS;
+}
+
+/**
+ * A float written as JSON writes it (-?digits[.digits], no leading zero, under 300 digits) at
+ * b[from…), ending at a separator or the end of the body: copied to out at `at`, and the position
+ * after it returned; 0 when the value is anything else (nothing is assumed of what was copied).
+ */
+function plainNumber(b: Uint8Array, from: number, n: number, out: Uint8Array, at: number): number {
+  let k = from;
+  let c = b[k];
+  if (c === MINUS) {
+    out[at++] = c;
+    c = b[++k];
+  }
+  const digitsFrom = k;
+  while (c !== undefined && c >= 48 && c <= 57) {
+    out[at++] = c;
+    c = b[++k];
+  }
+  const whole = k - digitsFrom;
+  if (whole === 0 || (whole > 1 && b[digitsFrom] === 48)) return 0;
+  if (c === 46) {
+    out[at++] = c;
+    c = b[++k];
+    const fractionFrom = k;
+    while (c !== undefined && c >= 48 && c <= 57) {
+      out[at++] = c;
+      c = b[++k];
+    }
+    if (k === fractionFrom) return 0;
+  }
+  if (k - from >= 299) return 0;
+  return k >= n || c === COMMA || c === SPACE || c === NEWLINE || c === RETURN || c === TAB ? k : 0;
 }
 
 /** Whether b[a, a+length) and b[other, other+length) hold the same bytes. */
