@@ -173,7 +173,7 @@ export function parseLineProtocol(body: Uint8Array | string, precision: Precisio
   // The previous timestamp (its place in the body) and what it became.
   let lastStampFrom = -1;
   let lastStampTo = -1;
-  let lastStamp = nowStamp;
+  const lastStamp = new StampText();
   let lastStampMillis = 0;
   // Where each key's `,"key":value` starts in the row (to drop a field given twice).
   let segments: Int32Array = new Int32Array(64);
@@ -474,15 +474,15 @@ export function parseLineProtocol(body: Uint8Array | string, precision: Precisio
         if (c === SPACE || c === TAB || c === NEWLINE || c === RETURN) break;
       }
       if (i - start === lastStampTo - lastStampFrom && sameRange(b, start, lastStampFrom, i - start)) {
-        stamp = lastStamp;
+        stamp = lastStamp.bytes;
         millis = lastStampMillis;
       } else {
         const time = timeAt(b, start, i, unit, line, precision);
         millis = time.millis;
-        stamp = encoder.encode(`"${isoOfMillis(time.millis, time.micros)}"`);
+        lastStamp.set(time.millis, time.micros);
+        stamp = lastStamp.bytes;
         lastStampFrom = start;
         lastStampTo = i;
-        lastStamp = stamp;
         lastStampMillis = millis;
       }
       while (c === SPACE || c === TAB || c === RETURN) c = b[++i]!;
@@ -495,7 +495,7 @@ export function parseLineProtocol(body: Uint8Array | string, precision: Precisio
 
     if (millis < rows.minTime) rows.minTime = millis;
     if (millis > rows.maxTime) rows.maxTime = millis;
-    out.set(stamp, stampAt);
+    for (let k = 0; k < STAMP_LENGTH; k++) out[stampAt + k] = stamp[k]!;
     out = reserve(m, pos, 2);
     out[pos++] = 125; // }
     out[pos++] = NEWLINE;
@@ -513,6 +513,28 @@ export function parseLineProtocol(body: Uint8Array | string, precision: Precisio
     byName.set(rawName, rows);
   }
   return byName;
+}
+
+/** `"<ISO time>"` of an instant, as staged; the text of its second is kept for the next instant. */
+class StampText {
+  readonly bytes = new Uint8Array(STAMP_LENGTH);
+  private second = Number.NaN;
+
+  set(millis: number, micros: number): void {
+    const second = Math.floor(millis / 1000);
+    if (second !== this.second) {
+      // `"YYYY-MM-DDTHH:MM:SS.`
+      encoder.encodeInto(`"${new Date(second * 1000).toISOString().slice(0, 20)}`, this.bytes);
+      this.second = second;
+    }
+    let fraction = (millis - second * 1000) * 1000 + micros;
+    for (let k = 26; k >= 21; k--) {
+      this.bytes[k] = 48 + (fraction % 10);
+      fraction = Math.floor(fraction / 10);
+    }
+    this.bytes[27] = 90; // Z
+    this.bytes[28] = QUOTE;
+  }
 }
 
 /** Whether b at `at` holds the key `raw` followed by `=`. */
@@ -781,12 +803,12 @@ function integerJson(b: Uint8Array, from: number, to: number, line: number, keyF
 }
 
 /**
- * The instant of the timestamp b[from, to). The common case (not negative, a whole number of
- * microseconds or coarser with at most 15 digits above the microsecond) is read from the bytes.
+ * The instant of the timestamp b[from, to). The common case (not negative, at most 2^53 − 1
+ * microseconds or coarser units) is read from the bytes.
  */
 function timeAt(b: Uint8Array, from: number, to: number, unit: (typeof UNIT)[Precision], line: number, precision: Precision): { millis: number; micros: number } {
   const head = to - from - unit.belowMicros;
-  if (unit !== UNIT.auto && head >= 1 && head <= 15) {
+  if (unit !== UNIT.auto && head >= 1 && head <= 16) {
     let value = 0;
     let k = from;
     for (; k < to; k++) {
@@ -794,7 +816,8 @@ function timeAt(b: Uint8Array, from: number, to: number, unit: (typeof UNIT)[Pre
       if (d < 0 || d > 9) break;
       if (k < from + head) value = value * 10 + d;
     }
-    if (k === to) {
+    // Sixteen digits may pass 2^53: then Number arithmetic is not exact, and the general path reads it.
+    if (k === to && value <= EXACT) {
       let millis = value * unit.millis;
       let micros = 0;
       if (unit.micros) {
