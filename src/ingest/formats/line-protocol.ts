@@ -807,6 +807,17 @@ function integerJson(b: Uint8Array, from: number, to: number, line: number, keyF
  * microseconds or coarser units) is read from the bytes.
  */
 function timeAt(b: Uint8Array, from: number, to: number, unit: (typeof UNIT)[Precision], line: number, precision: Precision): { millis: number; micros: number } {
+  if (unit === UNIT.auto) {
+    // guessedUnit's choice: below 2^53 the digits are read exactly, beyond every guess is nanoseconds.
+    let size = 0;
+    let k = from;
+    for (; k < to; k++) {
+      const d = b[k]! - 48;
+      if (d < 0 || d > 9) break;
+      size = size * 10 + d;
+    }
+    if (k === to && to > from) return timeAt(b, from, to, size < 5e9 ? UNIT.s : size < 5e12 ? UNIT.ms : size < 5e15 ? UNIT.us : UNIT.ns, line, precision);
+  }
   const head = to - from - unit.belowMicros;
   if (unit !== UNIT.auto && head >= 1 && head <= 16) {
     let value = 0;
