@@ -42,7 +42,7 @@ import {
   datasetTarget,
   stageBytes,
 } from './accept.ts';
-import { atLine, decodeUtf8 } from './formats/batch.ts';
+import { atLine } from './formats/batch.ts';
 import { type LineColumn, type MeasurementRows, parseLineProtocol, type Precision, stagedNdjson } from './formats/line-protocol.ts';
 
 /** The timestamp column of a dataset that line protocol creates (InfluxDB's name for it). */
@@ -122,8 +122,7 @@ interface Checked {
 /** Checks, stages and queues every measurement of the body; the jobs, one per measurement (by slug), and whether they answer an earlier request. */
 export async function acceptLineProtocol(deps: AcceptDeps, request: LineProtocolRequest): Promise<{ jobs: Job[]; replayed: boolean }> {
   checkIdempotencyKey(request.idempotencyKey);
-  const text = decodeUtf8(request.body, 'line-protocol');
-  const parsed = [...parseLineProtocol(text, request.precision, Date.now()).values()].sort((a, b) => (a.measurement < b.measurement ? -1 : 1));
+  const parsed = [...parseLineProtocol(request.body, request.precision, Date.now()).values()].sort((a, b) => (a.measurement < b.measurement ? -1 : 1));
   if (parsed.length === 0) throw refuse('empty_batch', 'the body holds no line of line protocol (only blank lines and comments); send at least one');
   // Measurements written as escaped and unescaped names are one dataset: one batch would do, two are refused.
   for (let k = 1; k < parsed.length; k++) {
@@ -169,7 +168,7 @@ export async function acceptLineProtocol(deps: AcceptDeps, request: LineProtocol
       partitionKey: {},
       storageTargetId: staged[k]!.target.id,
       staged: { location: staged[k]!.staged.location, format: staged[k]!.format, sizeBytes: staged[k]!.staged.sizeBytes },
-      rowCount: c.rows.rows.length,
+      rowCount: c.rows.count,
       minTime: new Date(c.rows.minTime).toISOString(),
       maxTime: new Date(c.rows.maxTime).toISOString(),
       ...(request.awaited ? { awaited: true } : {}),

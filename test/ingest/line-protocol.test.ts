@@ -160,6 +160,47 @@ describe('line protocol', () => {
     }
   });
 
+  test('lines that repeat the previous line\'s keys give the rows each line gives alone', () => {
+    // Lines repeating a layout take a shorter path; values it does not take (escapes, other number
+    // forms, a key in another place, a field given twice) must come out as they do on their own.
+    const lines = [
+      `cpu,host=a,rack=1 u=1.5,v=2 ${T}`,
+      `cpu,host=b,rack=2 u=-0.25,v=3 ${T}`,
+      `cpu,host=c\\ d,rack=q"t u=007,v=.5 ${T}`,
+      `cpu,host=é,rack=3 u=1e3,v=-0 ${T}`,
+      `cpu,host=e,rack=4 v=4,u=5 1767225600000001000`,
+      `cpu,host=f,rack=5 u=6,v=7,u=8`,
+      `cpu,host=g,rack=6 u=9,v=10 1767225600000002000`,
+    ];
+    const together = parse(lines.join('\n')).cpu!;
+    expect(together).toEqual(lines.map((line) => one(line)));
+    expect(together[2]).toMatchObject({ host: 'c d', rack: 'q"t', u: 7, v: 0.5 });
+    expect(together[5]).toMatchObject({ u: 8, v: 7 });
+  });
+
+  test('a conflict on a line that repeats the previous line\'s keys is still refused with its line', () => {
+    expect(refused(`m,t=a v=1 1\nm,t=b v=2 2\nm,t=c v=3i 3`)).toMatchObject({ code: 'field_type_conflict', details: { line: 3, field: 'v' } });
+    expect(refused(`m,t=a v=1 1\nm,t=b,t=c v=2 2`)).toMatchObject({ code: 'invalid_line_protocol', details: { line: 2 } });
+    expect(refused(`m,t=a v=1 1\nm,t=b=c v=2 2`)).toMatchObject({ code: 'invalid_line_protocol', details: { line: 2 } });
+    expect(refused(`m,t=a v=1 1\nm,t=b v=1x 2`)).toMatchObject({ code: 'invalid_line_protocol', details: { line: 2 } });
+  });
+
+  test('bodies as bytes: a byte-order mark is skipped, bytes that are not UTF-8 are refused', () => {
+    const bytes = (...parts: (string | number[])[]) => new Uint8Array(parts.flatMap((p) => (typeof p === 'string' ? [...new TextEncoder().encode(p)] : p)));
+    const [rows] = [...parseLineProtocol(bytes([0xef, 0xbb, 0xbf], 'm v=1 1'), 's', NOW).values()];
+    expect(objects(rows!)).toEqual([{ time: '1970-01-01T00:00:01.000000Z', v: 1 }]);
+    expect(refusal(() => parseLineProtocol(bytes('m,t=', [0xff], ' v=1'), 's', NOW)).code).toBe('invalid_encoding');
+  });
+
+  test('the staged rows name the dataset\'s timestamp column', () => {
+    const [rows] = [...parseLineProtocol(`m,t=a v=1 1\nm,t=b v=2 2`, 's', NOW).values()];
+    const staged = new TextDecoder().decode(stagedNdjson(rows!, 'ts')).trimEnd().split('\n').map((line) => JSON.parse(line));
+    expect(staged).toEqual([
+      { ts: '1970-01-01T00:00:01.000000Z', t: 'a', v: 1 },
+      { ts: '1970-01-01T00:00:02.000000Z', t: 'b', v: 2 },
+    ]);
+  });
+
   test('names that cannot be datasets or columns', () => {
     expect(refused('my\\,m v=1')).toMatchObject({ code: 'invalid_line_protocol', details: { measurement: 'my,m' } });
     expect(refused('m\\ x v=1')).toMatchObject({ code: 'invalid_line_protocol', details: { measurement: 'm x' } });
