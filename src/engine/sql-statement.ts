@@ -30,12 +30,13 @@ import type { FilterOp, FilterValue } from '../model/query.ts';
 import { executeStatement, QueryError, streamToPort } from './query.ts';
 import type { QueryStreamInput, QueryStreamSummary } from './query-stream-protocol.ts';
 import { quoteIdent, sqlString } from './sql.ts';
+import { GAP_FILL_MACROS, GAP_FILL_TABLE_MACROS } from './sql-macros.ts';
 
 /** The longest statement accepted, in characters. */
 export const MAX_STATEMENT_LENGTH = 100_000;
 
 /** Table functions a statement may call besides `dataset(slug)`: they generate values and read nothing. */
-const GENERATING_FUNCTIONS: ReadonlySet<string> = new Set(['range', 'generate_series', 'unnest']);
+const GENERATING_FUNCTIONS: ReadonlySet<string> = new Set(['range', 'generate_series', 'unnest', ...GAP_FILL_TABLE_MACROS]);
 
 /** Table references that read nothing by themselves. */
 const PLAIN_REFERENCES: ReadonlySet<string> = new Set(['JOIN', 'SUBQUERY', 'EMPTY', 'EXPRESSION_LIST', 'PIVOT']);
@@ -390,6 +391,7 @@ export class SqlSandboxes {
       // GLOBAL: a plain SET of these is the connection's own, and statements run on other connections.
       await db.run('SET GLOBAL parquet_metadata_cache = true');
       await db.run(`SET GLOBAL TimeZone = 'UTC'`);
+      for (const macro of GAP_FILL_MACROS) await db.run(macro);
       if (directories.length > 0) await db.run(`SET allowed_directories = [${directories.map(sqlString).join(', ')}]`);
       // Order matters: the allowed directories can only be set while external access is on.
       await db.run('SET enable_external_access = false');

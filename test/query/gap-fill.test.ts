@@ -1,7 +1,8 @@
 /**
  * `downsample.fill` end to end (HTTP, real PostgreSQL catalog, DuckDB over the ingested files):
  * every fill mode, with and without groupBy, at the range's edges, per aggregation, streamed, over
- * month buckets, and never from the latest-value cache. Every expected answer is computed here
+ * month buckets, and never from the latest-value cache; then the same fills in SQL (`POST /sql`
+ * with the `buckets`, `bucket`, `locf` and `interpolate` macros). Every expected answer is computed here
  * from the ingested rows in plain TypeScript: buckets, aggregates, then the fill.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
@@ -346,5 +347,80 @@ describe('downsample.fill', () => {
     const fits = { from: BASE, to: BASE + 100_000 * 1000 };
     const answer = await ok(SLUG, { ...request([{ fn: 'count', alias: 'rows' }], fits, { intervalUnit: 'second', fill: 'null' }), limit: 10 });
     expect(answer.truncated).toBe(true);
+  });
+});
+
+describe('the same fills in SQL', () => {
+  async function sql(statement: string, params: unknown[]): Promise<any> {
+    const res = await postJson(`${ts.url}/sql`, { sql: statement, params });
+    if (res.status !== 200) throw new Error(`sql answered ${res.status}: ${JSON.stringify(res.body)}`);
+    return res.body;
+  }
+
+  /** AGGS per bucket of `width`, every bucket of [$1, $2) (per host with `groupBy`), each value through `fill`. */
+  function statement(width: string, fill: (value: string, ts: string, grp?: string) => string, groupBy: boolean): string {
+    const grp = groupBy ? 'h.host' : undefined;
+    return `WITH a AS (
+        SELECT bucket(INTERVAL ${width}, "timestamp") AS bucket,${groupBy ? ' host,' : ''} avg(v) AS avg_v, CAST(sum(n) AS BIGINT) AS sum_n, count(*) AS "rows"
+        FROM ${SLUG} WHERE "timestamp" >= $1 AND "timestamp" < $2 GROUP BY ALL)
+      SELECT b.bucket AS "timestamp",${groupBy ? ' h.host,' : ''} ${fill('a.avg_v', 'b.bucket', grp)} AS avg_v, ${fill('a.sum_n', 'b.bucket', grp)} AS sum_n, coalesce(a."rows", 0) AS "rows"
+      FROM buckets(INTERVAL ${width}, $1, $2) AS b
+      ${groupBy ? 'CROSS JOIN (SELECT DISTINCT host FROM a) AS h LEFT JOIN a ON a.bucket = b.bucket AND a.host = h.host' : 'LEFT JOIN a USING (bucket)'}
+      ORDER BY b.bucket${groupBy ? ', h.host' : ''}`;
+  }
+  const args = (...xs: (string | undefined)[]) => xs.filter((x) => x !== undefined).join(', ');
+  const FILLS: [Fill, (value: string, ts: string, grp?: string) => string][] = [
+    ['null', (value) => value],
+    ['previous', (value, ts, grp) => `locf(${args(value, ts, grp)})`],
+    ['linear', (value, ts, grp) => `interpolate(${args(value, ts, grp)})`],
+    [-1, (value) => `coalesce(${value}, -1)`],
+  ];
+  const params = [new Date(RANGE.from).toISOString(), new Date(RANGE.to).toISOString()];
+
+  for (const [fill, fn] of FILLS) {
+    for (const groupBy of [false, true]) {
+      test(`${fill}${groupBy ? ' with a partition per host' : ''}: the JSON query's answer, and the one computed here`, async () => {
+        for (const minutes of [1, 2]) {
+          const answer = await sql(statement(`${minutes} MINUTE`, fn, groupBy), params);
+          const wanted = expected(ROWS, RANGE.from, RANGE.to, minutes, AGGS, fill, groupBy);
+          expect(answer.rows.length).toBe((groupBy ? 3 : 1) * (60 / minutes));
+          expectRows(answer.rows, wanted);
+          const json = await ok(SLUG, request(AGGS, RANGE, { fill, intervalSize: minutes, ...(groupBy ? { groupBy: ['host'] } : {}) }));
+          expectRows(answer.rows, json.rows);
+        }
+      });
+    }
+  }
+
+  test('month buckets: bucket and buckets go by the calendar, interpolate by time', async () => {
+    const answer = await sql(
+      `WITH a AS (SELECT bucket(INTERVAL 1 MONTH, "timestamp") AS bucket, avg(v) AS v FROM dataset('${MONTHS}') GROUP BY ALL)
+       SELECT b.bucket AS "timestamp", interpolate(a.v, b.bucket) AS v FROM buckets(INTERVAL 1 MONTH, $1, $2) AS b LEFT JOIN a USING (bucket) ORDER BY 1`,
+      ['2024-12-01T00:00:00Z', '2025-06-01T00:00:00Z'],
+    );
+    const json = await ok(MONTHS, {
+      timeRange: { start: '2024-12-01T00:00:00Z', end: '2025-06-01T00:00:00Z' },
+      downsample: { intervalUnit: 'month', aggregations: [{ fn: 'avg', column: 'v', alias: 'v' }], fill: 'linear' },
+    });
+    expect(answer.rows.map((r: any) => r.timestamp)).toEqual(json.rows.map((r: any) => r.timestamp));
+    expectRows(answer.rows, json.rows);
+  });
+
+  test('buckets are aligned to the Unix epoch, before 1970 too; weeks start on Thursdays', async () => {
+    const answer = await sql(
+      `SELECT bucket(INTERVAL 1 MINUTE, TIMESTAMPTZ '1969-12-31 23:59:30+00') AS before_1970, bucket(INTERVAL 1 WEEK, TIMESTAMPTZ '2026-01-06 12:00:00+00') AS week,
+         (SELECT list(bucket ORDER BY bucket) FROM buckets(INTERVAL 2 HOUR, '2026-01-01T01:00:00Z', '2026-01-01T04:00:01Z')) AS grid`,
+      [],
+    );
+    expect(answer.rows[0]).toMatchObject({ before_1970: '1969-12-31T23:59:00.000Z', week: '2026-01-01T00:00:00.000Z' });
+    expect(String(answer.rows[0].grid)).toContain('2026-01-01 00:00:00');
+    expect(String(answer.rows[0].grid)).toContain('2026-01-01 04:00:00');
+  });
+
+  test('a width that is not positive is 400 sql_error naming it', async () => {
+    const res = await postJson(`${ts.url}/sql`, { sql: `SELECT * FROM buckets(INTERVAL 0 MINUTE, '2026-01-01', '2026-01-02')` });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('sql_error');
+    expect(res.body.error.message).toContain('a bucket width must be positive');
   });
 });

@@ -19,12 +19,22 @@ const SqlParamSchema = t.Union([t.String(), t.Number(), t.Boolean(), t.Null()]);
 const EXAMPLE_SQL =
   "SELECT time_bucket(INTERVAL 1 HOUR, ts) AS hour, host, avg(usage) AS avg_usage FROM cpu WHERE ts >= '2026-01-01' AND ts < '2026-01-02' GROUP BY ALL ORDER BY hour, host";
 
+/** Every minute of the hour, each host's average usage, interpolated where a minute has no rows. */
+const GAP_FILL_SQL =
+  "WITH a AS (SELECT bucket(INTERVAL 1 MINUTE, ts) AS bucket, host, avg(usage) AS usage FROM cpu WHERE ts >= $1 AND ts < $2 GROUP BY ALL) SELECT b.bucket, h.host, interpolate(a.usage, b.bucket, h.host) AS usage FROM buckets(INTERVAL 1 MINUTE, $1, $2) AS b CROSS JOIN (SELECT DISTINCT host FROM a) AS h LEFT JOIN a ON a.bucket = b.bucket AND a.host = h.host ORDER BY ALL";
+
 const SqlBody = t.Object(
   {
     sql: t.String({ minLength: 1, maxLength: 100_000, description: 'One SELECT statement (WITH, UNION, VALUES and subqueries included).' }),
     params: t.Optional(t.Array(SqlParamSchema, { maxItems: 1000, description: 'Values of the placeholders `$1`, `$2`, … (or `?`), in order.' })),
   },
-  { examples: [{ sql: EXAMPLE_SQL }, { sql: "SELECT count(*) AS n FROM dataset('cpu-usage') WHERE host = $1", params: ['h1'] }] },
+  {
+    examples: [
+      { sql: EXAMPLE_SQL },
+      { sql: "SELECT count(*) AS n FROM dataset('cpu-usage') WHERE host = $1", params: ['h1'] },
+      { sql: GAP_FILL_SQL, params: ['2026-01-01T00:00:00Z', '2026-01-01T01:00:00Z'] },
+    ],
+  },
 );
 
 const SqlQuery = t.Object({
