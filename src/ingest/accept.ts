@@ -51,6 +51,30 @@ export interface IngestJobPayload {
   awaited?: boolean;
 }
 
+/** The job that writes one staged batch of `dataset` at schema version `schema`. */
+export function ingestJob(
+  queue: string,
+  request: { actor: string | null; traceParent: string | null; awaited?: boolean },
+  dataset: Dataset,
+  schema: SchemaVersion,
+  { target, staged, format }: Pick<StagedBatch, 'target' | 'staged' | 'format'>,
+  partitionKey: Record<string, string>,
+  rows: { rowCount: number; minTime: number; maxTime: number },
+): NewJob {
+  const payload: IngestJobPayload = {
+    datasetSlug: dataset.slug,
+    schemaVersion: schema.version,
+    partitionKey,
+    storageTargetId: target.id,
+    staged: { location: staged.location, format, sizeBytes: staged.sizeBytes },
+    rowCount: rows.rowCount,
+    minTime: new Date(rows.minTime).toISOString(),
+    maxTime: new Date(rows.maxTime).toISOString(),
+    ...(request.awaited ? { awaited: true } : {}),
+  };
+  return { queue, kind: INGEST_JOB_KIND, datasetId: dataset.id, payload, actor: request.actor, traceParent: request.traceParent };
+}
+
 export interface AcceptRequest {
   datasetSlug: string;
   /** The request body, decoded in its format (formats/decodeBody); its rows not checked yet. */
@@ -147,24 +171,8 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     // dataset do not queue behind each other here. Without an idempotency key to claim, its one
     // statement needs no transaction.
     const unchanged = existing !== null && latest !== null && merged.added.length === 0;
-    const newJob = (dataset: Dataset, schema: SchemaVersion): NewJob => ({
-      queue: deps.queue,
-      kind: INGEST_JOB_KIND,
-      datasetId: dataset.id,
-      payload: {
-        datasetSlug: dataset.slug,
-        schemaVersion: schema.version,
-        partitionKey: batch.partition.key,
-        storageTargetId: target.id,
-        staged: { location: staged.location, format, sizeBytes: staged.sizeBytes },
-        rowCount: summary.rowCount,
-        minTime: new Date(summary.minTime).toISOString(),
-        maxTime: new Date(summary.maxTime).toISOString(),
-        ...(request.awaited ? { awaited: true } : {}),
-      } satisfies IngestJobPayload,
-      actor: request.actor,
-      traceParent: request.traceParent,
-    });
+    const newJob = (dataset: Dataset, schema: SchemaVersion) =>
+      ingestJob(deps.queue, request, dataset, schema, { target, staged, format }, batch.partition.key, summary);
     const job =
       unchanged && !request.idempotencyKey
         ? (await inStatement(() => enqueueJob(deps.sql, newJob(existing, latest)))).job
@@ -198,6 +206,9 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
 async function stageBody(deps: AcceptDeps, slug: string, batch: DecodedBatch, existing: Dataset | null, mayChooseTarget: boolean) {
   return stageBytes(deps, slug, await batchTarget(deps, slug, batch, existing, mayChooseTarget), batch.staged(), batch.partition.key);
 }
+
+/** A body staged on its storage target, durable (what `stageBytes` resolves to). */
+export type StagedBatch = Awaited<ReturnType<typeof stageBytes>>;
 
 /** Stages `body` for a batch of the dataset `slug` with this partition key on `target`. */
 export async function stageBytes(

@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { DEFAULT_PARTITION_WINDOW_SECONDS, findDataset, lockDataset, updateDataset } from '../catalog/datasets.ts';
-import { enqueueJob, type Job, type NewJob } from '../catalog/job-table.ts';
+import { enqueueJob, type Job } from '../catalog/job-table.ts';
 import type { Db } from '../catalog/db.ts';
 import { claimIdempotencyKey, findIdempotencyKey } from '../catalog/idempotency.ts';
 import { CommitOutcomeUnknownError, inStatement, inTransaction } from '../catalog/transaction.ts';
@@ -34,8 +34,7 @@ import {
   checkIdempotencyKey,
   checkWindowSpan,
   ensureDataset,
-  INGEST_JOB_KIND,
-  type IngestJobPayload,
+  ingestJob,
   KeyHeld,
   recordSchema,
   replay,
@@ -158,24 +157,8 @@ export async function acceptLineProtocol(deps: AcceptDeps, request: LineProtocol
   }
   const staged = stagedOk;
 
-  const newJob = (c: Checked, dataset: Dataset, schema: SchemaVersion, k: number): NewJob => ({
-    queue: deps.queue,
-    kind: INGEST_JOB_KIND,
-    datasetId: dataset.id,
-    payload: {
-      datasetSlug: dataset.slug,
-      schemaVersion: schema.version,
-      partitionKey: {},
-      storageTargetId: staged[k]!.target.id,
-      staged: { location: staged[k]!.staged.location, format: staged[k]!.format, sizeBytes: staged[k]!.staged.sizeBytes },
-      rowCount: c.rows.count,
-      minTime: new Date(c.rows.minTime).toISOString(),
-      maxTime: new Date(c.rows.maxTime).toISOString(),
-      ...(request.awaited ? { awaited: true } : {}),
-    } satisfies IngestJobPayload,
-    actor: request.actor,
-    traceParent: request.traceParent,
-  });
+  const newJob = (c: Checked, dataset: Dataset, schema: SchemaVersion, k: number) =>
+    ingestJob(deps.queue, request, dataset, schema, staged[k]!, {}, { rowCount: c.rows.count, minTime: c.rows.minTime, maxTime: c.rows.maxTime });
   const unchanged = (c: Checked) => c.existing !== null && c.latest !== null && c.merged.added.length === 0;
 
   try {
