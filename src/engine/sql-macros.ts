@@ -1,7 +1,10 @@
 /**
- * Gap filling in SQL: macros every sandboxed statement may call, with the semantics of the JSON
- * query's `downsample.fill` (buckets aligned to the Unix epoch, calendar months since 1970-01).
+ * The macros every sandboxed statement may call, defined once on each sandbox instance.
  *
+ * `dataset(slug)`: the dataset of that slug as a table (its view, for slugs that are not identifiers).
+ *
+ * Gap filling, with the semantics of the JSON query's `downsample.fill` (buckets aligned to the Unix
+ * epoch, calendar months since 1970-01):
  * - `bucket(width, ts)`: the start of the bucket of `width` that holds `ts`.
  * - `buckets(width, start, stop)` (a table, column `bucket`): every bucket that `[start, stop)` touches.
  * - `locf(val, ts[, grp])`: the last non-null value up to this row, in `ts` order (`previous`).
@@ -41,8 +44,11 @@ const INTERPOLATE = overloaded('interpolate', (over) => {
   return `CASE WHEN val IS NOT NULL THEN CAST(val AS DOUBLE) ELSE ${v0} + (${v1} - ${v0}) * (${at} - ${t0}) / (${t1} - ${t0}) END`;
 });
 
-/** The statements that define the macros, run once on each sandbox instance. */
-export const GAP_FILL_MACROS: readonly string[] = [BUCKET, BUCKETS, LOCF, INTERPOLATE];
+/** Resolved when a statement runs, so it finds the views of that statement's connection. */
+const DATASET = 'CREATE OR REPLACE MACRO dataset(slug) AS TABLE FROM query_table(slug)';
 
-/** The table macros among them, which a statement may name in FROM. */
-export const GAP_FILL_TABLE_MACROS: readonly string[] = ['buckets'];
+/** The statements that define the macros, run once on each sandbox instance. */
+export const SANDBOX_MACROS: readonly string[] = [DATASET, BUCKET, BUCKETS, LOCF, INTERPOLATE];
+
+/** The table macros that generate rows and read nothing, which a statement may name in FROM (`dataset` is checked apart). */
+export const GENERATING_MACROS: readonly string[] = ['buckets'];

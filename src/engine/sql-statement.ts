@@ -15,11 +15,12 @@
  *
  * Running (`runSqlStream`): a DuckDB instance per set of readable directories (the datasets'
  * directories on local targets, the partition cache's directory), made with
- * `allowed_directories`, then `enable_external_access = false` and `lock_configuration = true`:
+ * `allowed_directories` and the macros of sql-macros.ts, then `enable_external_access = false` and
+ * `lock_configuration = true`:
  * no file outside those directories can be read or written, no extension loaded, no setting
  * changed, even by a statement the parse step would have let through. A statement runs on that
  * instance's kept connection, which holds one temporary view per dataset the statement names, over
- * `read_parquet` of its pinned files (and a `dataset(slug)` macro): views are kept while their
+ * `read_parquet` of its pinned files: views are kept while their
  * files are unchanged, and those of datasets the statement does not name are dropped before it runs.
  *
  * Imports `@duckdb/node-api` for types only (see query.ts).
@@ -30,13 +31,13 @@ import type { FilterOp, FilterValue } from '../model/query.ts';
 import { executeStatement, QueryError, streamToPort } from './query.ts';
 import type { QueryStreamInput, QueryStreamSummary } from './query-stream-protocol.ts';
 import { quoteIdent, sqlString } from './sql.ts';
-import { GAP_FILL_MACROS, GAP_FILL_TABLE_MACROS } from './sql-macros.ts';
+import { GENERATING_MACROS, SANDBOX_MACROS } from './sql-macros.ts';
 
 /** The longest statement accepted, in characters. */
 export const MAX_STATEMENT_LENGTH = 100_000;
 
 /** Table functions a statement may call besides `dataset(slug)`: they generate values and read nothing. */
-const GENERATING_FUNCTIONS: ReadonlySet<string> = new Set(['range', 'generate_series', 'unnest', ...GAP_FILL_TABLE_MACROS]);
+const GENERATING_FUNCTIONS: ReadonlySet<string> = new Set(['range', 'generate_series', 'unnest', ...GENERATING_MACROS]);
 
 /** Table references that read nothing by themselves. */
 const PLAIN_REFERENCES: ReadonlySet<string> = new Set(['JOIN', 'SUBQUERY', 'EMPTY', 'EXPRESSION_LIST', 'PIVOT']);
@@ -352,7 +353,6 @@ export class SqlSandboxes {
       sandbox.views.clear();
     };
     try {
-      if (sandbox.views.size === 0) await db.run(`CREATE OR REPLACE TEMP MACRO dataset(slug) AS TABLE FROM query_table(slug)`);
       const wanted = new Map(tables.map((t) => [t.name, viewSql(t)]));
       for (const name of [...sandbox.views.keys()]) {
         if (wanted.has(name)) continue;
@@ -391,7 +391,7 @@ export class SqlSandboxes {
       // GLOBAL: a plain SET of these is the connection's own, and statements run on other connections.
       await db.run('SET GLOBAL parquet_metadata_cache = true');
       await db.run(`SET GLOBAL TimeZone = 'UTC'`);
-      for (const macro of GAP_FILL_MACROS) await db.run(macro);
+      for (const macro of SANDBOX_MACROS) await db.run(macro);
       if (directories.length > 0) await db.run(`SET allowed_directories = [${directories.map(sqlString).join(', ')}]`);
       // Order matters: the allowed directories can only be set while external access is on.
       await db.run('SET enable_external_access = false');
