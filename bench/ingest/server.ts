@@ -234,4 +234,14 @@ export function cpuBetween(a: CpuSnapshot, b: CpuSnapshot, cores: number): CpuUs
   };
 }
 
+/** POSTs `body` as JSON and reads the whole answer: the client's milliseconds, and the parsed answer (a non-2xx throws). */
+export async function timedPost(url: string, body: unknown): Promise<{ ms: number; answer: any }> {
+  const started = performance.now();
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const text = await res.text();
+  const ms = performance.now() - started;
+  if (!res.ok) throw new Error(`${url}: ${res.status} ${text.slice(0, 300)}`);
+  return { ms, answer: JSON.parse(text) };
+}
+
 export const round = (n: number, digits = 0) => Math.round(n * 10 ** digits) / 10 ** digits;

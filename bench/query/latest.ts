@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { createTestDatabase } from '../../test/harness/postgres.ts';
 import { spawnServer, type ServerProcess } from '../../test/harness/server-process.ts';
 import { percentile } from '../ingest/load.ts';
-import { BUN, REPO_ROOT, round } from '../ingest/server.ts';
+import { BUN, REPO_ROOT, round, timedPost } from '../ingest/server.ts';
 import { FIELDS, generate, SCHEMA, START_MS, TAGS } from '../ingest/tsbs.ts';
 
 const args = new Map<string, string>();
@@ -38,14 +38,6 @@ const compact = num('compact', 1) === 1;
 const dataDir = args.get('data-dir') ?? '/tmp/timestore-bench-data';
 const log = (message: string) => console.log(`[latest] ${message}`);
 
-async function post(url: string, body: unknown): Promise<{ ms: number; answer: any }> {
-  const started = performance.now();
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  const text = await res.text();
-  const ms = performance.now() - started;
-  if (!res.ok) throw new Error(`${url}: ${res.status} ${text.slice(0, 300)}`);
-  return { ms, answer: JSON.parse(text) };
-}
 
 const range = { start: new Date(START_MS).toISOString(), end: new Date(START_MS + hours * 3_600_000).toISOString() };
 const FORMS = {
@@ -85,7 +77,7 @@ try {
   servers.push(cached);
 
   const data = generate({ hosts, hours, batch: 5000, rows: Number.POSITIVE_INFINITY, partitionKey: {}, cacheRoot: dataDir, log });
-  const created = await post(`${cached.url}/admin/datasets`, { slug: 'cpu', schema: SCHEMA, sortColumns: ['hostname'] });
+  const created = await timedPost(`${cached.url}/admin/datasets`, { slug: 'cpu', schema: SCHEMA, sortColumns: ['hostname'] });
   if (created.answer.slug !== 'cpu') throw new Error('dataset not created');
   let t0 = performance.now();
   let next = 0;
@@ -102,7 +94,7 @@ try {
   if (compact) {
     t0 = performance.now();
     for (let run = 0; run < 100; run++) {
-      const { answer } = await post(`${cached.url}/admin/datasets/cpu/lifecycle?wait=true`, {});
+      const { answer } = await timedPost(`${cached.url}/admin/datasets/cpu/lifecycle?wait=true`, {});
       if (answer.state !== 'succeeded') throw new Error(`lifecycle ${answer.state}: ${answer.lastError}`);
       const result = answer.result.compaction ? answer.result : answer.result[answer.id];
       if (!result.compaction.more) break;
@@ -117,7 +109,7 @@ try {
 
   // The first query of each form on the caching server: the cache is seeded by the first.
   for (const [name, form] of Object.entries(FORMS)) {
-    const first = await post(`${cached.url}${form.path}`, form.body);
+    const first = await timedPost(`${cached.url}${form.path}`, form.body);
     log(`first ${name} on the caching server: ${round(first.ms, 1)} ms (source ${first.answer.source})`);
   }
 
@@ -127,7 +119,7 @@ try {
       const pair = i % 2 === 0 ? [cached, files] : [files, cached];
       const answers: any[] = [];
       for (const server of pair) {
-        const { ms, answer } = await post(`${server.url}${form.path}`, form.body);
+        const { ms, answer } = await timedPost(`${server.url}${form.path}`, form.body);
         const key = `${name} ${server === cached ? 'cache' : 'files'}`;
         if (answer.source !== (server === cached ? 'cache' : 'files')) throw new Error(`${key}: answered from ${answer.source}`);
         if (i >= warmup) (times[key] ??= []).push(ms);

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { createTestDatabase } from '../../test/harness/postgres.ts';
 import { spawnServer, type ServerProcess } from '../../test/harness/server-process.ts';
 import { percentile } from '../ingest/load.ts';
-import { BUN, REPO_ROOT, round } from '../ingest/server.ts';
+import { BUN, REPO_ROOT, round, timedPost } from '../ingest/server.ts';
 import { generate, SCHEMA, START_MS } from '../ingest/tsbs.ts';
 
 const args = new Map<string, string>();
@@ -34,14 +34,6 @@ const warmup = num('warmup', 20);
 const dataDir = args.get('data-dir') ?? '/tmp/timestore-bench-data';
 const log = (message: string) => console.log(`[sql] ${message}`);
 
-async function post(url: string, body: unknown): Promise<{ ms: number; answer: any }> {
-  const started = performance.now();
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  const text = await res.text();
-  const ms = performance.now() - started;
-  if (!res.ok) throw new Error(`${url}: ${res.status} ${text.slice(0, 300)}`);
-  return { ms, answer: JSON.parse(text) };
-}
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const hour = { start: iso(START_MS + 3_600_000), end: iso(START_MS + 2 * 3_600_000) };
@@ -94,14 +86,14 @@ try {
   });
   const url = server.url;
   const data = generate({ hosts, hours, batch: 5000, rows: Number.POSITIVE_INFINITY, partitionKey: {}, cacheRoot: dataDir, log });
-  await post(`${url}/admin/datasets`, { slug: 'cpu', schema: SCHEMA, sortColumns: ['hostname'] });
+  await timedPost(`${url}/admin/datasets`, { slug: 'cpu', schema: SCHEMA, sortColumns: ['hostname'] });
   for (const file of data.files) {
     const res = await fetch(`${url}/datasets/cpu/ingest?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Bun.file(file) });
     if (res.status !== 201) throw new Error(`ingest ${file}: ${res.status} ${await res.text()}`);
     await res.arrayBuffer();
   }
   for (let run = 0; run < 100; run++) {
-    const { answer } = await post(`${url}/admin/datasets/cpu/lifecycle?wait=true`, {});
+    const { answer } = await timedPost(`${url}/admin/datasets/cpu/lifecycle?wait=true`, {});
     const result = answer.result.compaction ? answer.result : answer.result[answer.id];
     if (!result.compaction.more) break;
   }
@@ -118,7 +110,7 @@ try {
       const order = PATHS.map((_, k) => PATHS[(i + k) % PATHS.length]!);
       const rows: Record<string, unknown> = {};
       for (const path of order) {
-        const { ms, answer } = await post(`${url}${path === 'json' ? '/datasets/cpu/query' : '/sql'}`, bodyOf(q, path, i));
+        const { ms, answer } = await timedPost(`${url}${path === 'json' ? '/datasets/cpu/query' : '/sql'}`, bodyOf(q, path, i));
         if (i >= warmup) (times[`${name} ${path}`] ??= []).push(ms);
         rows[path] = answer.rows;
       }
