@@ -371,9 +371,12 @@ ${limitSql()}`;
   }
 
   // The bucket as an integer (its number since the epoch), labelled with its start by an outer
-  // SELECT, per group rather than per row. `//` truncates towards zero, so times before 1970 take
-  // the other branch to round down; a CASE evaluates each branch only on the rows it selects.
-  const floorDiv = (x: string, nonNegative: string, d: string) => `CASE WHEN ${nonNegative} THEN ${x} // ${d} ELSE (${x} + 1) // ${d} - 1 END`;
+  // SELECT, per group rather than per row. `//` truncates towards zero, so when the range reaches
+  // before 1970 those times take the other branch to round down (a CASE evaluates each branch only
+  // on the rows it selects; without one, a one-host hour is 0.4 ms faster).
+  const fromEpoch = (isoMicros(range.start) ?? -1n) >= 0n;
+  const floorDiv = (x: string, nonNegative: string, d: string) =>
+    fromEpoch ? `${x} // ${d}` : `CASE WHEN ${nonNegative} THEN ${x} // ${d} ELSE (${x} + 1) // ${d} - 1 END`;
   const us = `epoch_us(${tsSql})`;
   const afterEpoch = `${tsSql} >= TIMESTAMPTZ '1970-01-01 00:00:00+00'`;
   let bucket: string;
