@@ -2,7 +2,7 @@
 import type { Sql } from 'postgres';
 import { findDataset } from './catalog/datasets.ts';
 import { getJob } from './catalog/job-table.ts';
-import type { DatasetIam } from './model/records.ts';
+import type { Dataset, DatasetIam } from './model/records.ts';
 
 export interface DatasetRef {
   datasetSlug?: string;
@@ -13,6 +13,8 @@ export interface DatasetRef {
 /** A dataset's own scopes, and its slug (for the per-dataset scopes `read:<slug>` and `write:<slug>`). */
 export interface DatasetAccess extends DatasetIam {
   slug?: string;
+  /** The dataset's row as the check read it, which the request's handler uses instead of reading it again. */
+  dataset?: Dataset;
 }
 
 export function datasetIamResolver(sql: Sql) {
@@ -20,6 +22,6 @@ export function datasetIamResolver(sql: Sql) {
     const idOrSlug = ref.jobId ? (await getJob(sql, ref.jobId))?.datasetId : (ref.datasetSlug ?? ref.datasetId);
     if (!idOrSlug) return null;
     const dataset = await findDataset(sql, idOrSlug);
-    return dataset ? { ...dataset.metadata.iam, slug: dataset.slug } : null;
+    return dataset ? { ...dataset.metadata.iam, slug: dataset.slug, dataset } : null;
   };
 }

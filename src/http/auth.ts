@@ -35,6 +35,7 @@ import type { DatasetAccess, DatasetRef } from '../access.ts';
 import type { AuthMode, Config } from '../config.ts';
 import { AppError, errors } from '../model/errors.ts';
 import { bearerToken } from '../model/api-tokens.ts';
+import type { Dataset } from '../model/records.ts';
 import { influxToken } from './influx-credentials.ts';
 import { toAppError } from './errors.ts';
 
@@ -98,6 +99,17 @@ export function actorOf(request: Request): string | null {
 
 const administrators = new WeakMap<Request, boolean>();
 
+const datasetsRead = new WeakMap<Request, Dataset>();
+
+/**
+ * The dataset row a request's scope check read (the route's `:datasetSlug`, `:datasetId` or job),
+ * if it read one: the handler's service takes it rather than asking the catalog again, so a query
+ * or a batch costs one dataset read, not two.
+ */
+export function datasetReadBy(request: Request): Dataset | undefined {
+  return datasetsRead.get(request);
+}
+
 /**
  * True when the caller of a request that passed its scope check would also pass the admin rule
  * (what a write needs to choose a storage target other than its dataset's). False for a request
@@ -131,7 +143,7 @@ export function auth(options: AuthOptions) {
     return needed.length > 0 && slug ? [...needed, `${rule}:${slug}`] : needed;
   };
 
-  const required = async (rule: ScopeRule, params: DatasetRef): Promise<string[]> => {
+  const required = async (rule: ScopeRule, params: DatasetRef, request?: Request): Promise<string[]> => {
     switch (rule) {
       case 'open':
         return [];
@@ -140,6 +152,7 @@ export function auth(options: AuthOptions) {
       case 'read':
       case 'write': {
         const dataset = params.datasetSlug || params.datasetId || params.jobId ? await options.datasetIam(params) : null;
+        if (request && dataset?.dataset) datasetsRead.set(request, dataset.dataset);
         return grantedBy(rule, dataset, dataset?.slug ?? params.datasetSlug);
       }
     }
@@ -205,7 +218,7 @@ export function auth(options: AuthOptions) {
       }
       return;
     }
-    demand(await required(rule, (c.params ?? {}) as DatasetRef), principal.scopes);
+    demand(await required(rule, (c.params ?? {}) as DatasetRef, c.request), principal.scopes);
   };
 
   const checked = new WeakMap<Request, Promise<void>>();

@@ -22,7 +22,7 @@ import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-version
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
 import type { Db } from '../catalog/db.ts';
 import { CommitOutcomeUnknownError, inStatement, inTransaction } from '../catalog/transaction.ts';
-import type { Dataset, SchemaField, SchemaVersion, StorageTarget } from '../model/records.ts';
+import { type Dataset, ifNamed, type SchemaField, type SchemaVersion, type StorageTarget } from '../model/records.ts';
 import type { StagedInputFormat } from '../engine/partition-writer.ts';
 import { AppError } from '../model/errors.ts';
 import type { StorageDrivers } from '../storage/index.ts';
@@ -77,6 +77,8 @@ export function ingestJob(
 
 export interface AcceptRequest {
   datasetSlug: string;
+  /** The dataset's row as the request already read it (its scope check), if it did: not read again. */
+  dataset?: Dataset;
   /** The request body, decoded in its format (formats/decodeBody); its rows not checked yet. */
   batch: DecodedBatch;
   idempotencyKey: string | null;
@@ -123,7 +125,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   checkRequestText(request.idempotencyKey, batch);
   const named = batch.declare(null);
   if (named) checkDeclaredFields(named, deps.maxFields);
-  const existing = await findDataset(deps.sql, request.datasetSlug);
+  const existing = ifNamed(request.dataset, request.datasetSlug) ?? (await findDataset(deps.sql, request.datasetSlug));
   if (existing) assertAcceptsIngest(existing);
   // A dataset named by its id (as every route may) is that dataset: never a new one called by the id.
   const slug = existing?.slug ?? request.datasetSlug;

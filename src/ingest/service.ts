@@ -12,6 +12,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { acceptBatch, type IngestJobPayload } from './accept.ts';
 import { type BodyFormat, refuse } from '../model/constraints.ts';
+import type { Dataset } from '../model/records.ts';
 import { bodyFormatOf, decodeBody } from './formats/index.ts';
 import { acceptRemoteWrite, type RemoteWriteOutcome, type RemoteWriteRequest } from './remote-write.ts';
 import { acceptLineProtocol, decodeContent, type InfluxApi, precisionOf } from './line-protocol.ts';
@@ -40,6 +41,8 @@ export interface IngestServiceOptions {
 
 export interface IngestRequest {
   datasetSlug: string;
+  /** The dataset's row if the request's scope check already read it. */
+  dataset?: Dataset;
   /** The body's format, from {@link IngestService.bodyFormat}. */
   format: BodyFormat;
   /** The request body exactly as received: JSON, NDJSON and CSV bodies are staged as they are. */
@@ -105,6 +108,7 @@ export class IngestService {
     const batch = decodeBody(request.format, request.body, request.query, this.options.maxBatchRows);
     const accepted = await acceptBatch(this.options, {
       datasetSlug: request.datasetSlug,
+      dataset: request.dataset,
       batch,
       idempotencyKey: request.idempotencyKey ?? batch.idempotencyKey ?? null,
       actor: request.actor,

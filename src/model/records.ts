@@ -37,6 +37,11 @@ export interface Dataset {
   updatedAt: Date;
 }
 
+/** `read` when it is the dataset `idOrSlug` names (routes take an id or a slug), else undefined. */
+export function ifNamed(read: Dataset | undefined, idOrSlug: string): Dataset | undefined {
+  return read && (read.slug === idOrSlug || read.id === idOrSlug) ? read : undefined;
+}
+
 export interface SchemaVersion {
   datasetId: string;
   version: number;

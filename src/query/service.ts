@@ -11,7 +11,7 @@ import { encodeCreatedCursor } from '../catalog/keyset.ts';
 import { activePartitionCount, listActivePartitions, listPartitionChanges, listRemovingVersions } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
 import { aggregationType, EVERY_INSTANT, type LatestRequest, type QueryParameters, type QueryRequest } from '../model/query.ts';
-import type { Dataset, Partition, SchemaField } from '../model/records.ts';
+import { type Dataset, ifNamed, type Partition, type SchemaField } from '../model/records.ts';
 import { seriesKey } from '../model/series.ts';
 import type { QueryStream, WorkerPool } from '../engine/pool.ts';
 import { QueryError, type QueryInput, type QueryOutput, type QueryRow } from '../engine/query.ts';
@@ -32,6 +32,12 @@ import { queryFromParameters } from './parameters.ts';
 
 /** A query as the POST body asks it, or as the query string of the GET form does. */
 export type QueryAsked = QueryRequest | { parameters: QueryParameters };
+
+/** What the request brings besides its question: its trace, and the dataset's row if its scope check already read it. */
+export interface RequestContext {
+  trace?: Context;
+  dataset?: Dataset;
+}
 
 function modeOf(asked: QueryAsked): QueryMode {
   return ('parameters' in asked ? asked.parameters.interval !== undefined : asked.downsample !== undefined) ? 'downsampled' : 'raw';
@@ -180,13 +186,13 @@ export class QueryService {
   }
 
   /** `trace`: the request's trace context, the parent of the query's span. */
-  query(slug: string, request: QueryAsked, trace?: Context): Promise<QueryResult> {
-    return this.answer(slug, modeOf(request), this.queryPlanner(request), trace);
+  query(slug: string, request: QueryAsked, context: RequestContext = {}): Promise<QueryResult> {
+    return this.answer(slug, modeOf(request), this.queryPlanner(request), context);
   }
 
   /** The latest row of every series (POST /datasets/:slug/latest): from the latest-value cache when it can answer, else from the files. */
-  latest(slug: string, request: LatestRequest, trace?: Context): Promise<QueryResult> {
-    return this.answer(slug, 'latest', this.latestPlanner(request), trace);
+  latest(slug: string, request: LatestRequest, context: RequestContext = {}): Promise<QueryResult> {
+    return this.answer(slug, 'latest', this.latestPlanner(request), context);
   }
 
   /** A dataset as its readers see it: schema, series key, time range and totals; 404 unknown, 409 archived. */
@@ -252,11 +258,11 @@ export class QueryService {
     return this.latestCache.stats();
   }
 
-  private async answer<P extends ScanPlan>(slug: string, mode: QueryMode, planner: Planner<P>, trace: Context | undefined): Promise<QueryResult> {
-    const m = this.measure(slug, mode, trace);
+  private async answer<P extends ScanPlan>(slug: string, mode: QueryMode, planner: Planner<P>, context: RequestContext): Promise<QueryResult> {
+    const m = this.measure(slug, mode, context.trace);
     let result: QueryResult;
     try {
-      const prepared = await this.prepareIn(m, slug, planner);
+      const prepared = await this.prepareIn(m, slug, planner, context.dataset);
       try {
         const input = prepared.input;
         const output = prepared.cached
@@ -294,12 +300,12 @@ export class QueryService {
   async stream(
     slug: string,
     request: QueryAsked,
-    trace?: Context,
+    context: RequestContext = {},
   ): Promise<{ columns: { name: string; type: string }[]; batches: AsyncGenerator<Record<string, unknown>[], void, undefined> }> {
-    const m = this.measure(slug, modeOf(request), trace);
+    const m = this.measure(slug, modeOf(request), context.trace);
     let prepared: Prepared;
     try {
-      prepared = await this.prepareIn(m, slug, this.queryPlanner(request));
+      prepared = await this.prepareIn(m, slug, this.queryPlanner(request), context.dataset);
     } catch (err) {
       this.finish(m, err);
       throw err;
@@ -362,8 +368,8 @@ export class QueryService {
     return { mode, span, trace: contextWith(span, trace), started: performance.now() };
   }
 
-  private async prepareIn<P extends ScanPlan>(m: Measured, slug: string, planner: Planner<P>): Promise<Prepared> {
-    const prepared = await inSpan(this.tracer, 'query.prepare', m.trace, () => this.prepare(slug, planner));
+  private async prepareIn<P extends ScanPlan>(m: Measured, slug: string, planner: Planner<P>, read: Dataset | undefined): Promise<Prepared> {
+    const prepared = await inSpan(this.tracer, 'query.prepare', m.trace, () => this.prepare(slug, planner, read));
     m.partitions = { scanned: prepared.scanned, pruned: prepared.pruned };
     m.span.setAttributes({
       'timestore.query.partitions_scanned': prepared.scanned,
@@ -384,8 +390,9 @@ export class QueryService {
     this.o.metrics?.query(m.mode, outcome, (performance.now() - m.started) / 1000, m.partitions);
   }
 
-  private async lookup(slug: string): Promise<{ found: Dataset; fields: SchemaField[] }> {
-    const found = await findDataset(this.o.sql, slug);
+  /** The dataset named `slug` (`read`: its row as this request already read it, if it did). */
+  private async lookup(slug: string, read?: Dataset): Promise<{ found: Dataset; fields: SchemaField[] }> {
+    const found = ifNamed(read, slug) ?? (await findDataset(this.o.sql, slug));
     if (!found) throw errors.not_found('dataset', slug);
     if (found.status === 'archived') throw errors.dataset_archived(`dataset "${slug}" is archived and answers no queries`);
     return { found, fields: (await this.schemaFields(found)) ?? [{ name: found.timestampColumn, type: 'timestamp', nullable: false }] };
@@ -397,8 +404,8 @@ export class QueryService {
     return (await this.o.catalogCache.schemaVersion(dataset.id, dataset.schemaVersion))?.fields ?? null;
   }
 
-  private async prepare<P extends ScanPlan>(slug: string, planner: Planner<P>): Promise<Prepared> {
-    const { found, fields } = await this.lookup(slug);
+  private async prepare<P extends ScanPlan>(slug: string, planner: Planner<P>, read: Dataset | undefined): Promise<Prepared> {
+    const { found, fields } = await this.lookup(slug, read);
     const plan = planner.plan(found, fields);
     const cached = await planner.fromCache(found, fields, plan);
     if (cached) {

@@ -12,6 +12,9 @@
  *
  * `loseAnswer` does the same to a statement run on its own (autocommit): it runs and commits, its
  * answer is dropped and the connection cut.
+ *
+ * `runs` counts the statements clients ran through it, to prove how many catalog round trips a
+ * request costs.
  */
 import { createServer, connect, type Socket } from 'node:net';
 
@@ -24,6 +27,8 @@ export interface PgProxy {
   loseCommit(after: RegExp, loss: CommitLoss): Promise<void>;
   /** Arms the proxy: the answer to the next statement matching `statement` that commits on its own. Resolves once it happened. */
   loseAnswer(statement: RegExp): Promise<void>;
+  /** How many times a statement matching `statement` ran so far (simple queries, and binds of prepared ones). */
+  runs(statement: RegExp): number;
   close(): Promise<void>;
 }
 
@@ -45,6 +50,7 @@ export async function startPgProxy(databaseUrl: string): Promise<PgProxy> {
   let armed: Armed | null = null;
   let armedAnswer: { statement: RegExp; done(): void } | null = null;
   const sockets = new Set<Socket>();
+  const ran: string[] = [];
 
   const server = createServer((client) => {
     const backend = connect(Number(target.port), target.hostname);
@@ -106,6 +112,7 @@ export async function startPgProxy(databaseUrl: string): Promise<PgProxy> {
         const message = pending.subarray(0, length);
         pending = pending.subarray(length);
         const text = statementOf(message, statements);
+        if (text !== null) ran.push(text);
         if (text !== null && armed) {
           if (armed.after.test(text)) matched = true;
           if (COMMIT.test(text) && matched) {
@@ -149,6 +156,9 @@ export async function startPgProxy(databaseUrl: string): Promise<PgProxy> {
       return new Promise<void>((done) => {
         armedAnswer = { statement, done };
       });
+    },
+    runs(statement) {
+      return ran.filter((text) => statement.test(text)).length;
     },
     async close() {
       for (const socket of sockets) socket.destroy();

@@ -7,7 +7,7 @@ import { errors } from '../../model/errors.ts';
 import { IngestBody } from '../../ingest/formats/json.ts';
 import type { IngestService } from '../../ingest/service.ts';
 import { accepted, acceptedBody, keepOpenFor, requestedWaitMs } from '../accepted.ts';
-import { actorOf, mayAdminister, type Scoped } from '../auth.ts';
+import { actorOf, datasetReadBy, mayAdminister, type Scoped } from '../auth.ts';
 import { ErrorBody, errorBody } from '../errors.ts';
 import { JobView, jobView } from '../job-view.ts';
 import { requestTraceparent } from '../request-log.ts';
@@ -76,6 +76,7 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
         const format = service.bodyFormat(headers['content-type'], headers['content-length']);
         const outcome = await service.ingest({
           datasetSlug: params.datasetSlug,
+          dataset: datasetReadBy(request),
           format,
           body: new Uint8Array(await request.arrayBuffer()),
           query: new URL(request.url).searchParams,

@@ -2,7 +2,7 @@
 import { Elysia, type Static, t } from 'elysia';
 import { type LatestRequest, latestRequestSchema, QueryParametersSchema, type QueryRequest, queryRequestSchema } from '../../model/query.ts';
 import type { QueryAsked, QueryResult, QueryService } from '../../query/service.ts';
-import type { Scoped } from '../auth.ts';
+import { datasetReadBy, type Scoped } from '../auth.ts';
 import { keepOpenFor } from '../accepted.ts';
 import { ErrorBody } from '../errors.ts';
 import { requestTraceContext } from '../request-log.ts';
@@ -50,12 +50,12 @@ function csvField(value: unknown): string {
 /** The answer to a query, POST or GET: JSON, or rows streamed as CSV or NDJSON when `Accept` asks for them. */
 async function answerQuery(service: QueryService, slug: string, asked: QueryAsked, accept: string | undefined, http: Request): Promise<Response> {
   const format = streamFormat(accept);
-  const trace = requestTraceContext(http);
+  const context = { trace: requestTraceContext(http), dataset: datasetReadBy(http) };
   if (!format) {
     // A Response on both paths (JSON here, a stream below) keeps the handler's type one thing.
-    return answerOf(await service.query(slug, asked, trace));
+    return answerOf(await service.query(slug, asked, context));
   }
-  const { columns, batches } = await service.stream(slug, asked, trace);
+  const { columns, batches } = await service.stream(slug, asked, context);
   const names = columns.map((c) => c.name);
   const encoder = new TextEncoder();
   const lines = async function* () {
@@ -136,7 +136,7 @@ export function queryRoutes(service: QueryService, scoped: Scoped) {
     async ({ params, body, request: http, server }) => {
       keepOpenFor(server, http, service.timeoutMs);
       const request: LatestRequest = body;
-      return answerOf(await service.latest(params.datasetSlug, request, requestTraceContext(http)));
+      return answerOf(await service.latest(params.datasetSlug, request, { trace: requestTraceContext(http), dataset: datasetReadBy(http) }));
     },
     {
       scope: 'read',
