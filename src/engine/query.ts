@@ -469,7 +469,20 @@ const integer = (value: unknown): QueryValue => {
   return big >= MIN_SAFE && big <= MAX_SAFE ? Number(big) : big.toString();
 };
 
-const timestamp = (value: unknown): QueryValue => (value === null ? null : isoFromMicrosTrimmed((value as { micros: bigint }).micros));
+/** Timestamps as ISO strings; a column's converter remembers its last one (a bucket's label repeats on every row of its groups). */
+function timestampConverter(): (value: unknown) => QueryValue {
+  let lastMicros: bigint | undefined;
+  let lastIso = '';
+  return (value) => {
+    if (value === null) return null;
+    const micros = (value as { micros: bigint }).micros;
+    if (micros !== lastMicros) {
+      lastMicros = micros;
+      lastIso = isoFromMicrosTrimmed(micros);
+    }
+    return lastIso;
+  };
+}
 
 const passThrough = (value: unknown): QueryValue => value as QueryValue;
 
@@ -478,7 +491,7 @@ function converterFor(type: DuckDBType): Converter {
   switch (name) {
     case 'TIMESTAMP WITH TIME ZONE':
     case 'TIMESTAMP':
-      return { type: 'timestamp', convert: timestamp };
+      return { type: 'timestamp', convert: timestampConverter() };
     case 'BIGINT':
     case 'HUGEINT':
     case 'UBIGINT':
