@@ -40,9 +40,11 @@ export class ManifestSnapshots {
   private total = 0;
   private readonly counts = { hits: 0, advances: 0, loads: 0, bypasses: 0 };
 
+  /** `onAdded`: told of the partitions a snapshot gained (all of them when it was listed in full). */
   constructor(
     private readonly sql: Db,
     private readonly maxPartitions: number,
+    private readonly onAdded: (partitions: readonly Partition[]) => void = () => {},
   ) {}
 
   /** The partitions active at `version` of the dataset, oldest first; null when the caller must ask the catalog. */
@@ -86,6 +88,8 @@ export class ManifestSnapshots {
       this.counts.loads++;
     }
     this.keep(datasetId, snapshot);
+    const before = new Set(from?.partitions.map((p) => p.id));
+    this.onAdded(from ? snapshot.partitions.filter((p) => !before.has(p.id)) : snapshot.partitions);
     return snapshot;
   }
 
