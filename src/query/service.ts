@@ -188,7 +188,7 @@ export class QueryService {
     return this.latestCache.stats();
   }
 
-  /** `trace`: the request's trace context, the parent of the query's span. */
+  /** `context.trace`: the request's trace context, the parent of the query's span. */
   query(slug: string, request: QueryAsked, context: RequestContext = {}): Promise<QueryResult> {
     return this.answer(slug, modeOf(request), this.queryPlanner(request), context);
   }
