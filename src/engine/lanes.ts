@@ -58,7 +58,7 @@ export class Lane {
   constructor(
     readonly workload: Workload,
     private readonly limits: LaneLimits,
-    worker: { filename: string; workerData: unknown; atomics?: 'async' },
+    worker: { filename: string; workerData: unknown },
   ) {
     this.piscina = new Piscina({
       filename: worker.filename,
@@ -67,7 +67,6 @@ export class Lane {
       minThreads: limits.eager ? limits.threads : 0,
       maxThreads: limits.threads,
       idleTimeout: Number.POSITIVE_INFINITY,
-      ...(worker.atomics ? { atomics: worker.atomics } : {}),
     });
   }
 

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { threadId, workerData } from 'node:worker_threads';
-import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { move } from 'piscina';
 import { loadDuckDB } from './duckdb-runtime.ts';
 import { writePartitions as writePartitionsWith, type WritePartitionsInput, type WritePartitionsResult } from './partition-writer.ts';
@@ -19,18 +19,12 @@ export interface WorkerData {
   duckdbTempDirectory: string;
   /** DuckDB's max_temp_directory_size per instance, in bytes; null: DuckDB's default (90% of the free disk). */
   duckdbMaxTempDirectoryBytes: number | null;
-  /** The pool's channel naming new partition files whose footers this thread reads ahead (query lanes); null: none. */
-  footerChannel: string | null;
 }
 
-let engine: Promise<{ instance: DuckDBInstance; db: DuckDBConnection }> | undefined;
+let connection: Promise<DuckDBConnection> | undefined;
 
 function duckdb(): Promise<DuckDBConnection> {
-  return open().then((e) => e.db);
-}
-
-function open(): Promise<{ instance: DuckDBInstance; db: DuckDBConnection }> {
-  engine ??= (async () => {
+  connection ??= (async () => {
     const data = workerData as WorkerData;
     const { DuckDBInstance } = await loadDuckDB(data.duckdbLibraryPath);
     // One thread per instance: the pool already runs one instance per core.
@@ -45,54 +39,34 @@ function open(): Promise<{ instance: DuckDBInstance; db: DuckDBConnection }> {
     // a host-sorted daily file took 2.6–3.0 ms with it against 4.2–5.7 ms without. Not settable at
     // create time: the setting belongs to the Parquet extension, loaded on first use.
     await db.run('SET parquet_metadata_cache = true');
-    return { instance, db };
+    return db;
   })();
-  return engine;
+  return connection;
 }
 
 /** Files whose footers this thread has read ahead (the newest kept, to bound the set). */
 const warmed = new Set<string>();
 const MAX_WARMED = 10_000;
-let warming: Promise<void> = Promise.resolve();
 
 /**
  * Reads the footers of new partition files into this instance's metadata cache, so that the first
  * query of each file on this thread does not (a footer of a compacted 1 M-row file is read and
- * parsed in several milliseconds). On a connection of its own, as a task may be running; one batch
- * after the other. A file that cannot be read (gone since) is left to the query that needs it.
+ * parsed in several milliseconds). A file that cannot be read (gone since) is left to the query
+ * that needs it. Returns how many files' footers this thread has read ahead so far.
  */
-function warmFooters(paths: string[]): Promise<void> {
-  warming = warming.then(async () => {
-    const fresh = paths.filter((path) => !warmed.has(path));
-    if (fresh.length === 0) return;
-    const reader = await (await open()).instance.connect();
-    try {
-      await reader.run('SET parquet_metadata_cache = true');
-      for (const path of fresh) {
-        // Binding the scan reads the footer; LIMIT 0 reads nothing else.
-        const done = await reader.run('SELECT 1 FROM read_parquet($1) LIMIT 0', [path]).then(
-          () => true,
-          () => false,
-        );
-        if (!done) continue;
-        warmed.add(path);
-        if (warmed.size > MAX_WARMED) warmed.delete(warmed.values().next().value!);
-      }
-    } finally {
-      reader.closeSync();
-    }
-  }).catch(() => {}); // nothing read ahead: the queries read the footers themselves
-  return warming;
-}
-
-if ((workerData as WorkerData | undefined)?.footerChannel) {
-  const channel = new BroadcastChannel((workerData as WorkerData).footerChannel!);
-  channel.onmessage = (event) => void warmFooters((event.data as { paths: string[] }).paths);
-}
-
-/** How many files' footers this thread has read ahead, once what it was sent so far is done (for tests). */
-export async function footersWarmed(): Promise<number> {
-  await warming;
+export async function warmFooters(paths: string[]): Promise<number> {
+  const db = await duckdb();
+  for (const path of paths) {
+    if (warmed.has(path)) continue;
+    // Binding the scan reads the footer; LIMIT 0 reads nothing else.
+    const read = await db.run('SELECT 1 FROM read_parquet($1) LIMIT 0', [path]).then(
+      () => true,
+      () => false,
+    );
+    if (!read) continue;
+    warmed.add(path);
+    if (warmed.size > MAX_WARMED) warmed.delete(warmed.values().next().value!);
+  }
   return warmed.size;
 }
 

@@ -1,5 +1,5 @@
 /**
- * Footers read ahead (WorkerPool.warmFooters): every thread that answers queries reads the footers
+ * Footers read ahead (WorkerPool.warmFooters): each thread that answers queries reads the footers
  * of the files it is sent into its own DuckDB, skipping files it cannot read; and the query
  * service sends the files of the partitions its snapshots gain.
  */
