@@ -77,19 +77,21 @@ export class ManifestSnapshots {
 
   private async load(datasetId: string, version: number, from: Snapshot | undefined): Promise<Snapshot | null> {
     let snapshot: Snapshot | null;
+    let added: readonly Partition[];
     if (from) {
       const changes = await listPartitionChanges(this.sql, datasetId, from.version, version);
       snapshot = { version, partitions: applyChanges(from.partitions, changes, version) };
+      added = changes.filter((p) => !removedBy(p, version));
       this.counts.advances++;
     } else {
       const manifest = await getManifestVersion(this.sql, datasetId, version);
       if ((manifest?.partitionCount ?? 0) > this.maxPartitions) return null;
       snapshot = { version, partitions: version > 0 ? await listActivePartitions(this.sql, { datasetId, version }) : [] };
+      added = snapshot.partitions;
       this.counts.loads++;
     }
     this.keep(datasetId, snapshot);
-    const before = new Set(from?.partitions.map((p) => p.id));
-    this.onAdded(from ? snapshot.partitions.filter((p) => !before.has(p.id)) : snapshot.partitions);
+    this.onAdded(added);
     return snapshot;
   }
 
@@ -114,13 +116,18 @@ function byStartThenId(a: Partition, b: Partition): number {
   return a.startTime.getTime() - b.startTime.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
+/** Whether a partition the versions' changes name is gone at `version` (else it was added by them). */
+function removedBy(p: Partition, version: number): boolean {
+  return p.removedVersion !== null && p.removedVersion <= version;
+}
+
 /** The partitions active at `version`: `active` minus what the changes removed, plus what they added, still in order. */
 export function applyChanges(active: readonly Partition[], changes: Partition[], version: number): Partition[] {
   if (changes.length === 0) return active as Partition[];
   const removed = new Set<string>();
   const added: Partition[] = [];
   for (const p of changes) {
-    if (p.removedVersion !== null && p.removedVersion <= version) removed.add(p.id);
+    if (removedBy(p, version)) removed.add(p.id);
     else added.push(p);
   }
   added.sort(byStartThenId);
