@@ -25,6 +25,8 @@ import type { LatestPlan, QueryPlan } from './request.ts';
 export interface CachedAnswer {
   rows: QueryRow[];
   truncated: boolean;
+  /** The rows as a JSON array, once a JSON answer has encoded them (the answer may be asked again). */
+  json?: Uint8Array;
 }
 
 /** Filter types the cache compares exactly as DuckDB does. */

@@ -23,6 +23,11 @@
  * Bounded: `maxSeries` rows across datasets. A dataset with more series is declined (its queries
  * read files) until something removes rows from it; datasets used least recently are dropped to
  * make room.
+ *
+ * What is derived from an entry's rows (their key order, the answers to the requests asked of
+ * them) is kept until the rows change, so the same request asked again at the same rows (a
+ * dashboard's poll, say) costs a map look-up: at most {@link MAX_ANSWERS} answers an entry, whose
+ * rows together are at most the entry's own, the least recently asked dropped first.
  */
 import type { QueryRow, QueryValue } from '../engine/query.ts';
 import type { FieldType } from '../model/field-types.ts';
@@ -68,6 +73,49 @@ export interface LatestTable {
   compare: RowComparator;
   /** The rows ordered by the key's columns, ascending, NULLs last (computed once per version). */
   sorted(): readonly QueryRow[];
+  /**
+   * The answer to the request `request` names: `answer()`'s, or the same object kept from an
+   * earlier call of the same request while the rows have not changed since.
+   */
+  remembered<T extends { rows: readonly unknown[] } | null>(request: string, answer: () => T): T;
+}
+
+/** Most answers kept for one entry's rows (see the module's comment). */
+export const MAX_ANSWERS = 8;
+
+/** What is computed from an entry's rows, replaced as a whole when they change. */
+interface Derived {
+  /** `rows` sorted by the entry's `byKey`. */
+  sorted: QueryRow[] | null;
+  /** Request → answer, least recently asked first. */
+  answers: Map<string, { rows: readonly unknown[] } | null>;
+  /** Rows of the kept answers together. */
+  answerRows: number;
+}
+
+function derived(): Derived {
+  return { sorted: null, answers: new Map(), answerRows: 0 };
+}
+
+function remember<T extends { rows: readonly unknown[] } | null>(kept: Derived, request: string, answer: () => T, budget: number): T {
+  if (kept.answers.has(request)) {
+    const found = kept.answers.get(request) as T;
+    kept.answers.delete(request);
+    kept.answers.set(request, found);
+    return found;
+  }
+  const computed = answer();
+  const rows = computed?.rows.length ?? 0;
+  for (const [oldest, old] of kept.answers) {
+    if (kept.answers.size < MAX_ANSWERS && kept.answerRows + rows <= budget) break;
+    kept.answers.delete(oldest);
+    kept.answerRows -= old?.rows.length ?? 0;
+  }
+  if (rows <= budget) {
+    kept.answers.set(request, computed);
+    kept.answerRows += rows;
+  }
+  return computed;
 }
 
 export type LatestDecline = 'disabled' | 'over_limit';
@@ -106,8 +154,8 @@ interface Entry {
   rows: Map<string, QueryRow> | null;
   compare: RowComparator;
   byKey: (a: QueryRow, b: QueryRow) => number;
-  /** `rows` sorted by `byKey`, until they change. */
-  sorted: QueryRow[] | null;
+  /** Computed from `rows` as they are now; replaced when they change. */
+  derived: Derived;
 }
 
 export class LatestCache {
@@ -140,8 +188,16 @@ export class LatestCache {
         this.touch(entry);
         const rows = entry.rows;
         if (!rows) return { declined: 'over_limit' };
-        const sorted = () => (entry.sorted ??= [...rows.values()].sort(entry.byKey));
-        return { table: { version: entry.version, key: entry.key, rows, compare: entry.compare, sorted }, waited };
+        const kept = entry.derived;
+        const table: LatestTable = {
+          version: entry.version,
+          key: entry.key,
+          rows,
+          compare: entry.compare,
+          sorted: () => (kept.sorted ??= [...rows.values()].sort(entry.byKey)),
+          remembered: (request, answer) => remember(kept, request, answer, Math.max(rows.size, 1)),
+        };
+        return { table, waited };
       }
       waited = true;
       let update = this.updates.get(dataset.id);
@@ -209,7 +265,7 @@ export class LatestCache {
       rows: new Map(),
       compare: rowComparator(latestRowOrder(dataset.fields, dataset.timestampColumn)),
       byKey: keyComparator(dataset.key, dataset.fields),
-      sorted: null,
+      derived: derived(),
     };
     this.entries.set(dataset.id, entry);
     this.counts.loads++;
@@ -221,14 +277,16 @@ export class LatestCache {
   private fold(entry: Entry, rows: QueryRow[]): void {
     const kept = entry.rows!;
     const before = kept.size;
+    let changed = false;
     for (const row of rows) {
       const id = seriesId(entry.key, row);
       const current = kept.get(id);
       if (!current || entry.compare.rows(row, current) > 0) {
         kept.set(id, row);
-        entry.sorted = null;
+        changed = true;
       }
     }
+    if (changed) entry.derived = derived();
     this.total += kept.size - before;
     if (kept.size > this.maxSeries) {
       this.decline(entry);

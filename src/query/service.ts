@@ -121,7 +121,7 @@ interface Prepared {
 /** How one kind of request is planned, and answered from the latest-value cache when it can be. */
 interface Planner<P extends ScanPlan> {
   plan(dataset: Dataset, fields: SchemaField[]): P;
-  fromCache(dataset: Dataset, fields: SchemaField[], plan: P): Promise<(CachedAnswer & { version: number }) | null>;
+  fromCache(dataset: Dataset, fields: SchemaField[], plan: P): Promise<{ answer: CachedAnswer; version: number } | null>;
 }
 
 export class QueryService {
@@ -409,7 +409,7 @@ export class QueryService {
     const plan = planner.plan(found, fields);
     const cached = await planner.fromCache(found, fields, plan);
     if (cached) {
-      const { version, ...answer } = cached;
+      const { version, answer } = cached;
       return { dataset: { ...found, manifestVersion: version }, fields, plan, cached: answer, input: null, scanned: 0, pruned: 0, release() {} };
     }
 
@@ -486,7 +486,7 @@ export class QueryService {
         if (!this.latestCache.enabled) return null;
         const key = seriesKey(dataset, fields);
         const form = lastpointForm(plan, key, fields);
-        return form ? this.fromLatestCache(dataset, fields, key, (table) => answerLastpoint(table, plan, form, fields)) : null;
+        return form ? this.fromLatestCache(dataset, fields, key, `lastpoint ${JSON.stringify(plan)}`, (table) => answerLastpoint(table, plan, form, fields)) : null;
       },
     };
   }
@@ -500,18 +500,23 @@ export class QueryService {
           this.latestCache.fellBack('request');
           return null;
         }
-        return this.fromLatestCache(dataset, fields, key, (table) => answerLatest(table, plan, fields));
+        return this.fromLatestCache(dataset, fields, key, `latest ${JSON.stringify(plan)}`, (table) => answerLatest(table, plan, fields));
       },
     };
   }
 
-  /** The answer from the latest-value cache, or null (counted with its reason) when the files must answer. */
+  /**
+   * The answer from the latest-value cache, or null (counted with its reason) when the files must
+   * answer; `request` names what `answer` computes, for the cache to keep its answer (the plan
+   * says everything it depends on besides the rows and the schema, which an entry never changes).
+   */
   private async fromLatestCache(
     dataset: Dataset,
     fields: SchemaField[],
     key: string[],
+    request: string,
     answer: (table: LatestTable) => CachedAnswer | null,
-  ): Promise<(CachedAnswer & { version: number }) | null> {
+  ): Promise<{ answer: CachedAnswer; version: number } | null> {
     const cache = this.latestCache;
     let outcome: Awaited<ReturnType<LatestCache['table']>>;
     try {
@@ -525,13 +530,14 @@ export class QueryService {
       cache.fellBack(outcome.declined);
       return null;
     }
-    const answered = answer(outcome.table);
+    const { table } = outcome;
+    const answered = table.remembered(request, () => answer(table));
     if (!answered) {
       cache.fellBack('request');
       return null;
     }
     cache.answered(outcome.waited);
-    return { ...answered, version: outcome.table.version };
+    return { answer: answered, version: table.version };
   }
 
   private async refreshLatest(datasetId: string, version: number): Promise<void> {
@@ -620,7 +626,8 @@ function latestDataset(dataset: Dataset, fields: SchemaField[], key: string[]): 
   };
 }
 
-/** An answer built here (from the cache, or empty) in the form of a scan's. */
+/** An answer built here (from the cache, or empty) in the form of a scan's; encoded once, as the cache may keep the answer. */
 function encoded(answer: CachedAnswer): { rowsJson: Uint8Array; rowCount: number; truncated: boolean } {
-  return { rowsJson: new TextEncoder().encode(JSON.stringify(answer.rows)), rowCount: answer.rows.length, truncated: answer.truncated };
+  answer.json ??= new TextEncoder().encode(JSON.stringify(answer.rows));
+  return { rowsJson: answer.json, rowCount: answer.rows.length, truncated: answer.truncated };
 }

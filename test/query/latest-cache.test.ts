@@ -6,7 +6,7 @@
 import { describe, expect, test } from 'bun:test';
 import type { QueryRow } from '../../src/engine/query.ts';
 import type { Partition, SchemaField } from '../../src/model/records.ts';
-import { compareValues, LatestCache, type LatestDataset, type LatestSource, planAdvance } from '../../src/query/latest-cache.ts';
+import { compareValues, LatestCache, type LatestDataset, type LatestSource, type LatestTable, MAX_ANSWERS, planAdvance } from '../../src/query/latest-cache.ts';
 
 const FIELDS: SchemaField[] = [
   { name: 'ts', type: 'timestamp' },
@@ -245,6 +245,69 @@ describe('the bound', () => {
     data.publish('ingest', [[row('2026-01-01T00:00:00.000Z', 'a', 1)]]);
     expect(await latest(new LatestCache(data, 0), data)).toBe('disabled');
     expect(data.scans).toEqual([]);
+  });
+});
+
+describe('answers kept while the rows stay', () => {
+  async function table(cache: LatestCache, data: FakeDataset) {
+    const outcome = await cache.table(data.dataset());
+    if ('declined' in outcome) throw new Error(outcome.declined);
+    return outcome.table;
+  }
+  const all = (t: LatestTable) => () => ({ rows: [...t.rows.values()] });
+
+  test('the same request gets the same answer until a publish changes the rows; one that changes none keeps it', async () => {
+    const data = new FakeDataset();
+    data.publish('ingest', [[row('2026-01-01T00:00:10.000Z', 'a', 1), row('2026-01-01T00:00:10.000Z', 'b', 1)]]);
+    const cache = new LatestCache(data, 100);
+    let computed = 0;
+    const ask = async (request: string) => {
+      const t = await table(cache, data);
+      return t.remembered(request, () => (computed++, all(t)()));
+    };
+    const first = await ask('every row');
+    expect(await ask('every row')).toBe(first);
+    expect(computed).toBe(1);
+
+    data.publish('ingest', [[row('2026-01-01T00:00:01.000Z', 'a', 5)]]); // late: the kept rows stay
+    expect(await ask('every row')).toBe(first);
+    expect(computed).toBe(1);
+
+    data.publish('ingest', [[row('2026-01-01T00:00:20.000Z', 'a', 2)]]);
+    const after = await ask('every row');
+    expect(computed).toBe(2);
+    expect(after.rows).toContainEqual(row('2026-01-01T00:00:20.000Z', 'a', 2));
+  });
+
+  test(`at most ${MAX_ANSWERS} answers, with no more rows together than the table, least recently asked dropped first; null answers kept too`, async () => {
+    const data = new FakeDataset();
+    data.publish('ingest', [[row('2026-01-01T00:00:10.000Z', 'a', 1), row('2026-01-01T00:00:10.000Z', 'b', 1)]]);
+    const t = await table(new LatestCache(data, 100), data);
+    let computed = 0;
+    const one = (request: string) => t.remembered(request, () => (computed++, { rows: [request] }));
+    const none = (request: string) => t.remembered(request, () => (computed++, null));
+
+    expect(none('nothing')).toBeNull();
+    expect(none('nothing')).toBeNull();
+    expect(computed).toBe(1);
+
+    one('x'); // rows so far: 1 of 2
+    t.remembered('both', () => (computed++, { rows: [1, 2] })); // 3 > 2: x goes
+    expect(computed).toBe(3);
+    one('x');
+    expect(computed).toBe(4); // computed again; 'both' made room
+    t.remembered('both', () => (computed++, { rows: [1, 2] }));
+    expect(computed).toBe(5);
+
+    const before = computed;
+    for (let i = 0; i < MAX_ANSWERS + 1; i++) none(`n${i}`);
+    expect(computed).toBe(before + MAX_ANSWERS + 1);
+    none(`n${MAX_ANSWERS}`); // the newest stays
+    expect(computed).toBe(before + MAX_ANSWERS + 1);
+    none('n0'); // the oldest went
+    expect(computed).toBe(before + MAX_ANSWERS + 2);
+    expect(t.remembered('too big', () => ({ rows: [1, 2, 3] }))).toEqual({ rows: [1, 2, 3] }); // answered, not kept
+    expect(t.remembered('too big', () => ({ rows: [] }))).toEqual({ rows: [] });
   });
 });
 
