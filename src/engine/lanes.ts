@@ -7,6 +7,10 @@
  * or waiting for a thread); past that it refuses at once with a {@link WorkloadBusyError}
  * instead of queueing without bound. The count is the lane's own, not Piscina's queue, so a
  * task waiting for a thread that is still starting counts too.
+ *
+ * Closing waits for every admitted task to settle before the threads stop. Piscina's own close
+ * does not: with two threads busy, the first task to finish let it terminate the other thread in
+ * the middle of a DuckDB call, which aborts the whole process (exit 134).
  */
 import Piscina from 'piscina';
 
@@ -54,6 +58,9 @@ export class Lane {
   private inFlight = 0;
   private refused = 0;
   private readonly piscina: Piscina;
+  private closing = false;
+  /** Called when the last task in flight settles, while the lane closes. */
+  private onIdle: (() => void) | null = null;
 
   constructor(
     readonly workload: Workload,
@@ -75,6 +82,7 @@ export class Lane {
    * once (before anything is started) when it does not.
    */
   run<R>(task: unknown, options: { name: string; transferList?: never }): Promise<R> {
+    if (this.closing) throw new Error(`the worker pool is closing: the ${this.workload} lane takes no new task (${options.name})`);
     if (this.inFlight >= this.limits.threads + this.limits.maxQueue) {
       this.refused++;
       throw new WorkloadBusyError(this.workload, { threads: this.limits.threads, maxQueue: this.limits.maxQueue }, RETRY_AFTER_SECONDS[this.workload]);
@@ -82,6 +90,7 @@ export class Lane {
     this.inFlight++;
     const settled = () => {
       this.inFlight--;
+      if (this.inFlight === 0) this.onIdle?.();
     };
     const running = this.piscina.run(task, options) as Promise<R>;
     running.then(settled, settled);
@@ -98,7 +107,10 @@ export class Lane {
     return this.piscina.utilization;
   }
 
-  close(): Promise<void> {
-    return this.piscina.close();
+  /** Refuses new tasks, waits for those in flight (running or queued) to settle, then stops the threads. */
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
+    await this.piscina.close();
   }
 }
