@@ -12,7 +12,7 @@
  * does not: with two threads busy, the first task to finish let it terminate the other thread in
  * the middle of a DuckDB call, which aborts the whole process (exit 134).
  */
-import Piscina, { type PiscinaTask, type TaskQueue } from 'piscina';
+import Piscina from 'piscina';
 
 /** The workloads that get a lane; `health` runs only the readiness ping. */
 export type Workload = 'ingest' | 'query' | 'stream' | 'lifecycle' | 'health';
@@ -24,36 +24,6 @@ export interface LaneLimits {
   maxQueue: number;
   /** Start every thread now rather than on first use. */
   eager?: boolean;
-}
-
-/** Worker tasks that nobody waits for: a lane starts them only when no other task waits. */
-export const BACKGROUND_TASKS: ReadonlySet<string> = new Set(['warmFooters']);
-
-/** Piscina's first-in first-out queue, except that background tasks wait behind every other task. */
-type Task = Parameters<TaskQueue['push']>[0];
-
-class ForegroundFirst implements TaskQueue {
-  private readonly foreground: Task[] = [];
-  private readonly background: Task[] = [];
-
-  get size(): number {
-    return this.foreground.length + this.background.length;
-  }
-
-  push(task: Task): void {
-    (BACKGROUND_TASKS.has((task as PiscinaTask).name) ? this.background : this.foreground).push(task);
-  }
-
-  shift(): Task | null {
-    return this.foreground.shift() ?? this.background.shift() ?? null;
-  }
-
-  remove(task: Task): void {
-    for (const queue of [this.foreground, this.background]) {
-      const at = queue.indexOf(task);
-      if (at >= 0) queue.splice(at, 1);
-    }
-  }
 }
 
 /** A lane refused a task: its threads are busy and its queue is full. */
@@ -104,7 +74,6 @@ export class Lane {
       minThreads: limits.eager ? limits.threads : 0,
       maxThreads: limits.threads,
       idleTimeout: Number.POSITIVE_INFINITY,
-      taskQueue: new ForegroundFirst(),
     });
   }
 

@@ -65,28 +65,6 @@ export class WorkerPool {
     });
   }
 
-  /**
-   * Has the query threads read these local partition files' footers into their DuckDB, so that the
-   * first query of a new file on a thread does not: one task per thread of the query lane (idle
-   * threads take one each; a busy one may miss it and read the footers on first use). Best effort:
-   * nothing is sent when the lane is full. As tasks, they are waited for when the pool closes.
-   */
-  warmFooters(paths: string[]): void {
-    if (paths.length === 0) return;
-    for (let i = 0; i < this.lanes.query.stats().threads; i++) {
-      try {
-        this.lanes.query.run(paths, { name: 'warmFooters' }).catch(() => {});
-      } catch {
-        return; // the lane is full: its queries come first
-      }
-    }
-  }
-
-  /** How many files' footers the query thread that takes this task has read ahead (for tests). */
-  footersWarmed(): Promise<number> {
-    return this.lanes.query.run([], { name: 'warmFooters' });
-  }
-
   /** Threads over every lane. */
   get threads(): number {
     return Object.values(this.lanes).reduce((n, lane) => n + lane.stats().threads, 0);

@@ -44,32 +44,6 @@ function duckdb(): Promise<DuckDBConnection> {
   return connection;
 }
 
-/** Files whose footers this thread has read ahead (the newest kept, to bound the set). */
-const warmed = new Set<string>();
-const MAX_WARMED = 10_000;
-
-/**
- * Reads the footers of new partition files into this instance's metadata cache, so that the first
- * query of each file on this thread does not (a footer of a compacted 1 M-row file is read and
- * parsed in several milliseconds). A file that cannot be read (gone since) is left to the query
- * that needs it. Returns how many files' footers this thread has read ahead so far.
- */
-export async function warmFooters(paths: string[]): Promise<number> {
-  const db = await duckdb();
-  for (const path of paths) {
-    if (warmed.has(path)) continue;
-    // Binding the scan reads the footer; LIMIT 0 reads nothing else.
-    const read = await db.run('SELECT 1 FROM read_parquet($1) LIMIT 0', [path]).then(
-      () => true,
-      () => false,
-    );
-    if (!read) continue;
-    warmed.add(path);
-    if (warmed.size > MAX_WARMED) warmed.delete(warmed.values().next().value!);
-  }
-  return warmed.size;
-}
-
 export interface PingResult {
   duckdbVersion: string;
   threadId: number;
