@@ -54,27 +54,10 @@ export interface LaneStats {
   refused: number;
 }
 
-/** How a lane's threads run: the worker module, and what each thread runs at close (see {@link Lane.close}). */
-export interface LaneWorker {
-  filename: string;
-  workerData: unknown;
-  /**
-   * A task every thread runs once when the lane closes, after every other task, before it stops:
-   * for work a thread does outside its tasks (worker.ts: reading footers ahead), which must be
-   * over before the thread is stopped. Such a lane lets its threads' event loops run between
-   * tasks (Piscina's `atomics: 'async'`; the default blocks an idle thread), so they hear it.
-   */
-  closeTask?: string;
-}
-
-/** Rounds of close tasks before a lane stops threads that have not answered (see `close`). */
-const CLOSE_TASK_ROUNDS = 5;
-
 export class Lane {
   private inFlight = 0;
   private refused = 0;
   private readonly piscina: Piscina;
-  private readonly closeTask: string | undefined;
   private closing = false;
   /** Called when the last task in flight settles, while the lane closes. */
   private onIdle: (() => void) | null = null;
@@ -82,9 +65,8 @@ export class Lane {
   constructor(
     readonly workload: Workload,
     private readonly limits: LaneLimits,
-    worker: LaneWorker,
+    worker: { filename: string; workerData: unknown },
   ) {
-    this.closeTask = worker.closeTask;
     this.piscina = new Piscina({
       filename: worker.filename,
       workerData: worker.workerData,
@@ -92,7 +74,6 @@ export class Lane {
       minThreads: limits.eager ? limits.threads : 0,
       maxThreads: limits.threads,
       idleTimeout: Number.POSITIVE_INFINITY,
-      ...(worker.closeTask ? { atomics: 'async' as const } : {}),
     });
   }
 
@@ -126,29 +107,10 @@ export class Lane {
     return this.piscina.utilization;
   }
 
-  /**
-   * Refuses new tasks, waits for those in flight (running or queued) to settle, has every thread
-   * run the close task, then stops the threads.
-   */
+  /** Refuses new tasks, waits for those in flight (running or queued) to settle, then stops the threads. */
   async close(): Promise<void> {
     this.closing = true;
     if (this.inFlight > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
-    if (this.closeTask) await this.runOnEveryThread(this.closeTask);
     await this.piscina.close();
-  }
-
-  /**
-   * Runs a task once on each live thread: as many tasks as idle threads, sent together, go one to
-   * each (a thread takes one task at a time), and each answers with its thread's id; a thread that
-   * was still starting may have let another take its turn, so it gets another round.
-   */
-  private async runOnEveryThread(name: string): Promise<void> {
-    const alive = () => new Set(this.piscina.threads.map((thread) => thread.threadId));
-    let waiting = alive();
-    for (let round = 0; round < CLOSE_TASK_ROUNDS && waiting.size > 0; round++) {
-      const answered = await Promise.all([...waiting].map(() => (this.piscina.run(null, { name }) as Promise<number>).catch(() => null)));
-      const live = alive();
-      waiting = new Set([...waiting].filter((id) => live.has(id) && !answered.includes(id)));
-    }
   }
 }

@@ -3,7 +3,6 @@
  * lane per workload (lanes.ts): ingest writes, queries, streamed queries, lifecycle writes, and
  * the readiness ping. All DuckDB work goes through here.
  */
-import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { join } from 'node:path';
@@ -39,10 +38,7 @@ export function uniformLanes(threads: number): WorkerPoolOptions {
 }
 
 export class WorkerPool {
-  private constructor(
-    private readonly lanes: Record<Workload, Lane>,
-    private readonly footers: BroadcastChannel,
-  ) {}
+  private constructor(private readonly lanes: Record<Workload, Lane>) {}
 
   /**
    * Starts the lanes (a number: {@link uniformLanes}); `runtimeDir` receives DuckDB's native
@@ -54,41 +50,19 @@ export class WorkerPool {
       duckdbLibraryPath: await extractDuckDBLibrary(runtimeDir),
       duckdbTempDirectory: join(runtimeDir, 'duckdb-spill'),
       duckdbMaxTempDirectoryBytes: maxSpillBytes,
-      footerChannel: null,
     };
     // DuckDB creates its temp directory when it first spills, but not the directories above it:
     // without them a query or write that outgrows its memory limit failed with an IO error.
     mkdirSync(workerData.duckdbTempDirectory, { recursive: true });
     const worker = { filename: WORKER_FILENAME, workerData };
-    // The threads that answer queries read the footers of new files ahead (worker.ts warmFooters),
-    // told on a channel of this pool's own (the pools of one process, in tests, do not hear each
-    // other), and stop it at close before their lane stops them.
-    const footerChannel = `timestore-footers-${randomUUID()}`;
-    const reader = { filename: WORKER_FILENAME, workerData: { ...workerData, footerChannel }, closeTask: 'stopReadingAhead' };
-    return new WorkerPool(
-      {
-        ingest: new Lane('ingest', lanes.ingest, worker),
-        query: new Lane('query', lanes.query, reader),
-        stream: new Lane('stream', lanes.stream, reader),
-        lifecycle: new Lane('lifecycle', lanes.lifecycle, worker),
-        // /ready's engine check waits behind nothing: one thread that only answers pings.
-        health: new Lane('health', { threads: 1, maxQueue: 16, eager: true }, worker),
-      },
-      new BroadcastChannel(footerChannel),
-    );
-  }
-
-  /**
-   * Has every thread that answers queries read these local partition files' footers into its
-   * DuckDB, in the background: the first query of a new file on each thread then does not.
-   */
-  warmFooters(paths: string[]): void {
-    if (paths.length > 0) this.footers.postMessage({ paths });
-  }
-
-  /** How many footers the query thread that takes this task has read ahead, once it has done what it was sent (for tests). */
-  footersWarmed(): Promise<number> {
-    return this.lanes.query.run(null, { name: 'footersWarmed' });
+    return new WorkerPool({
+      ingest: new Lane('ingest', lanes.ingest, worker),
+      query: new Lane('query', lanes.query, worker),
+      stream: new Lane('stream', lanes.stream, worker),
+      lifecycle: new Lane('lifecycle', lanes.lifecycle, worker),
+      // /ready's engine check waits behind nothing: one thread that only answers pings.
+      health: new Lane('health', { threads: 1, maxQueue: 16, eager: true }, worker),
+    });
   }
 
   /** Threads over every lane. */
@@ -184,7 +158,6 @@ export class WorkerPool {
 
   /** Waits for running tasks, then stops every thread. */
   async close(): Promise<void> {
-    this.footers.close();
     await Promise.all(Object.values(this.lanes).map((lane) => lane.close()));
   }
 }

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { threadId, workerData } from 'node:worker_threads';
-import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { move } from 'piscina';
 import { loadDuckDB } from './duckdb-runtime.ts';
 import { writePartitions as writePartitionsWith, type WritePartitionsInput, type WritePartitionsResult } from './partition-writer.ts';
@@ -19,18 +19,12 @@ export interface WorkerData {
   duckdbTempDirectory: string;
   /** DuckDB's max_temp_directory_size per instance, in bytes; null: DuckDB's default (90% of the free disk). */
   duckdbMaxTempDirectoryBytes: number | null;
-  /** The pool's channel naming new partition files whose footers this thread reads ahead (query lanes); null: none. */
-  footerChannel: string | null;
 }
 
-let engine: Promise<{ instance: DuckDBInstance; db: DuckDBConnection }> | undefined;
+let connection: Promise<DuckDBConnection> | undefined;
 
 function duckdb(): Promise<DuckDBConnection> {
-  return open().then((e) => e.db);
-}
-
-function open(): Promise<{ instance: DuckDBInstance; db: DuckDBConnection }> {
-  engine ??= (async () => {
+  connection ??= (async () => {
     const data = workerData as WorkerData;
     const { DuckDBInstance } = await loadDuckDB(data.duckdbLibraryPath);
     // One thread per instance: the pool already runs one instance per core.
@@ -45,66 +39,9 @@ function open(): Promise<{ instance: DuckDBInstance; db: DuckDBConnection }> {
     // a host-sorted daily file took 2.6–3.0 ms with it against 4.2–5.7 ms without. Not settable at
     // create time: the setting belongs to the Parquet extension, loaded on first use.
     await db.run('SET parquet_metadata_cache = true');
-    return { instance, db };
+    return db;
   })();
-  return engine;
-}
-
-/** Files whose footers this thread has read ahead (the newest kept, to bound the set). */
-const warmed = new Set<string>();
-const MAX_WARMED = 10_000;
-/** The reading ahead this thread was sent, one batch after the other. */
-let warming: Promise<void> = Promise.resolve();
-/** Set by the lane's close task: nothing more is read ahead. */
-let stopped = false;
-
-/**
- * Reads the footers of new partition files into this instance's metadata cache, so that the first
- * query of each file on this thread does not (a footer of a compacted 1 M-row file is read and
- * parsed in several milliseconds). Outside any task, on a connection of its own, so that it runs
- * beside the queries instead of in their turn; the lane's close task waits for it. A file that
- * cannot be read (gone since) is left to the query that needs it.
- */
-function warmFooters(paths: string[]): void {
-  warming = warming
-    .then(async () => {
-      const fresh = paths.filter((path) => !warmed.has(path));
-      if (fresh.length === 0 || stopped) return;
-      const reader = await (await open()).instance.connect();
-      try {
-        for (const path of fresh) {
-          if (stopped) return;
-          // Binding the scan reads the footer; LIMIT 0 reads nothing else.
-          const read = await reader.run('SELECT 1 FROM read_parquet($1) LIMIT 0', [path]).then(
-            () => true,
-            () => false,
-          );
-          if (!read) continue;
-          warmed.add(path);
-          if (warmed.size > MAX_WARMED) warmed.delete(warmed.values().next().value!);
-        }
-      } finally {
-        reader.closeSync();
-      }
-    })
-    .catch(() => {}); // nothing read ahead: the queries read the footers themselves
-}
-
-const footerChannel = (workerData as WorkerData | undefined)?.footerChannel ? new BroadcastChannel((workerData as WorkerData).footerChannel!) : null;
-if (footerChannel) footerChannel.onmessage = (event) => warmFooters((event as MessageEvent<{ paths: string[] }>).data.paths);
-
-/** How many files' footers this thread has read ahead, once what it was sent so far is done (for tests). */
-export async function footersWarmed(): Promise<number> {
-  await warming;
-  return warmed.size;
-}
-
-/** The query lanes' close task (lanes.ts): stops reading ahead and waits for what is under way; answers the thread's id. */
-export async function stopReadingAhead(): Promise<number> {
-  stopped = true;
-  footerChannel?.close();
-  await warming;
-  return threadId;
+  return connection;
 }
 
 export interface PingResult {

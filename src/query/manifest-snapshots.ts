@@ -40,11 +40,9 @@ export class ManifestSnapshots {
   private total = 0;
   private readonly counts = { hits: 0, advances: 0, loads: 0, bypasses: 0 };
 
-  /** `onAdded`: told of the partitions a snapshot gained (all of them when it was listed in full). */
   constructor(
     private readonly sql: Db,
     private readonly maxPartitions: number,
-    private readonly onAdded: (partitions: readonly Partition[]) => void = () => {},
   ) {}
 
   /** The partitions active at `version` of the dataset, oldest first; null when the caller must ask the catalog. */
@@ -77,21 +75,17 @@ export class ManifestSnapshots {
 
   private async load(datasetId: string, version: number, from: Snapshot | undefined): Promise<Snapshot | null> {
     let snapshot: Snapshot | null;
-    let added: readonly Partition[];
     if (from) {
       const changes = await listPartitionChanges(this.sql, datasetId, from.version, version);
       snapshot = { version, partitions: applyChanges(from.partitions, changes, version) };
-      added = changes.filter((p) => !removedBy(p, version));
       this.counts.advances++;
     } else {
       const manifest = await getManifestVersion(this.sql, datasetId, version);
       if ((manifest?.partitionCount ?? 0) > this.maxPartitions) return null;
       snapshot = { version, partitions: version > 0 ? await listActivePartitions(this.sql, { datasetId, version }) : [] };
-      added = snapshot.partitions;
       this.counts.loads++;
     }
     this.keep(datasetId, snapshot);
-    this.onAdded(added);
     return snapshot;
   }
 
@@ -116,18 +110,13 @@ function byStartThenId(a: Partition, b: Partition): number {
   return a.startTime.getTime() - b.startTime.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
-/** Whether a partition the versions' changes name is gone at `version` (else it was added by them). */
-function removedBy(p: Partition, version: number): boolean {
-  return p.removedVersion !== null && p.removedVersion <= version;
-}
-
 /** The partitions active at `version`: `active` minus what the changes removed, plus what they added, still in order. */
 export function applyChanges(active: readonly Partition[], changes: Partition[], version: number): Partition[] {
   if (changes.length === 0) return active as Partition[];
   const removed = new Set<string>();
   const added: Partition[] = [];
   for (const p of changes) {
-    if (removedBy(p, version)) removed.add(p.id);
+    if (p.removedVersion !== null && p.removedVersion <= version) removed.add(p.id);
     else added.push(p);
   }
   added.sort(byStartThenId);

@@ -124,9 +124,6 @@ interface Planner<P extends ScanPlan> {
   fromCache(dataset: Dataset, fields: SchemaField[], plan: P): Promise<{ answer: CachedAnswer; version: number } | null>;
 }
 
-/** The most new partitions whose footers are read ahead at once (a dataset listed in full at start: its newest). */
-const WARMED_FOOTERS = 256;
-
 export class QueryService {
   private readonly tracer: Tracer;
   private readonly snapshots: ManifestSnapshots;
@@ -136,7 +133,7 @@ export class QueryService {
 
   constructor(private readonly o: QueryServiceOptions) {
     this.tracer = o.tracer ?? NOOP_TRACER;
-    this.snapshots = new ManifestSnapshots(o.sql, o.snapshotPartitions, (added) => this.warmFooters(added));
+    this.snapshots = new ManifestSnapshots(o.sql, o.snapshotPartitions);
     this.statements = new SqlStatements({
       sql: o.sql,
       pool: o.pool,
@@ -578,25 +575,6 @@ export class QueryService {
     } finally {
       held.release();
     }
-  }
-
-  /**
-   * Has the query threads read ahead the footers of partitions new to this process's snapshots (on
-   * local targets, whose files are read in place; the newest {@link WARMED_FOOTERS} at most), so
-   * that the first queries of a freshly compacted day do not each read them.
-   */
-  private warmFooters(added: readonly Partition[]): void {
-    const newest = [...added].sort((a, b) => b.endTime.getTime() - a.endTime.getTime()).slice(0, WARMED_FOOTERS);
-    void (async () => {
-      const paths: string[] = [];
-      for (const p of newest) {
-        const driver = this.o.drivers.forTarget(await this.o.catalogCache.storageTarget(p.storageTargetId));
-        if (driver.kind !== 'local') continue;
-        const path = await driver.materialize(p.location, '').catch(() => null); // gone since: nothing to read
-        if (path) paths.push(path);
-      }
-      this.o.pool.warmFooters(paths);
-    })().catch((err) => this.o.log?.warn({ err }, 'footers of new partitions not read ahead; their first queries read them'));
   }
 
   /** Local paths of the partitions' files: in place on local targets, through the cache for remote ones. */
