@@ -11,6 +11,8 @@ import { round } from './server.ts';
 export interface LoadOptions {
   url: string;
   dataset: string;
+  /** The bodies' type: JSON documents or NDJSON. */
+  contentType: 'application/json' | 'application/x-ndjson';
   bodies: Uint8Array[];
   batchRows: number[];
   clients: number;
@@ -94,7 +96,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       try {
         const res = await fetch(`${o.url}/datasets/${o.dataset}/ingest`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
+          headers: { 'content-type': o.contentType },
           body: o.bodies[index]!,
         });
         const text = await res.text();

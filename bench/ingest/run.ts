@@ -3,7 +3,7 @@
  *
  *   node_modules/.bin/bun bench/ingest/run.ts [--hosts 1000] [--hours 24] [--batch 5000] [--clients 2]
  *       [--rows N] [--half-rows N] [--poll-ms 25] [--key k=v,…] [--cpu-prof]
- *       [--worker-threads N] [--ingest-concurrency N] [--skip-half] [--skip-duckdb] [--ndjson]
+ *       [--worker-threads N] [--ingest-concurrency N] [--skip-half] [--skip-duckdb] [--ndjson] [--body json|ndjson]
  *       [--data-dir /tmp/timestore-bench-data] [--out bench/results] [--at <git rev> [--patch a.patch,b.patch]]
  *
  * 1. Generates (or reuses, keyed by the parameters) the request bodies under --data-dir.
@@ -14,6 +14,8 @@
  *    --patch applies proposed changes to that copy (bench/ingest/patches/) to measure them.
  * 3. Max load: --clients closed-loop clients send every batch; then half load: the first
  *    --half-rows rows paced at half the max run's end-to-end rows/s (the p99 target's load).
+ *    --body ndjson sends timestore the same rows as NDJSON (one row per line; the first batch goes
+ *    as a JSON document before the clock starts, to create the dataset and its schema).
  * 4. DuckDB alone on the same bodies (bench/ingest/duckdb-alone.ts, per-batch and hourly).
  * 5. Prints a summary and writes it as JSON to --out/ingest-<date>-<rows>.json.
  */
@@ -45,6 +47,7 @@ const defaults = {
   'ingest-concurrency': '',
   at: '',
   patch: '',
+  body: 'json',
 };
 const flags = new Set<string>();
 const opts: Record<string, string | number> = { ...defaults };
@@ -96,6 +99,19 @@ const mib = (bytes: number) => round(bytes / 2 ** 20, 1);
 const data = generate({ hosts, hours, batch, rows: opts.rows as number, partitionKey, cacheRoot: String(opts['data-dir']), log });
 log(`loading ${data.files.length} bodies (${mib(data.totalBytes)} MiB, ${round(data.totalBytes / data.totalRows)} bytes/row) into memory`);
 const bodies = await Promise.all(data.files.map((f) => Bun.file(f).bytes()));
+if (!['json', 'ndjson'].includes(String(opts.body))) {
+  console.error('--body is json or ndjson');
+  process.exit(2);
+}
+const ndjson = opts.body === 'ndjson';
+if (ndjson && Object.keys(partitionKey).length > 0) {
+  console.error('--body ndjson sends no partition key: leave --key out');
+  process.exit(2);
+}
+/** The bodies timestore is sent: as generated (JSON documents), or their rows as NDJSON. */
+const sent = ndjson
+  ? bodies.map((body) => new TextEncoder().encode(`${(JSON.parse(new TextDecoder().decode(body)) as { rows: unknown[] }).rows.map((row) => JSON.stringify(row)).join('\n')}\n`))
+  : bodies;
 
 // ---------------------------------------------------------------------------------------------
 // One timestore run: fresh database, fresh server, one load.
@@ -156,11 +172,18 @@ async function timestoreRun(label: string, count: number, rate?: number): Promis
     const postmaster = postmasterOnPort(Number(new URL(databaseUrl).port));
     const before = snapshotCpu(server.pid, postmaster);
     log(`${label}: ${count} batches, ${clients} clients${rate ? `, paced at ${Math.round(rate)} rows/s` : ', as fast as acknowledged'}`);
+    // NDJSON needs the dataset and its schema: the first batch creates them, before the clock.
+    const first = ndjson ? 1 : 0;
+    if (ndjson) {
+      const created = await fetch(`${server.url}/datasets/tsbs/ingest`, { method: 'POST', headers: { 'content-type': 'application/json', prefer: 'wait=60' }, body: bodies[0]! });
+      if (created.status !== 201) throw new Error(`the first batch answered ${created.status}: ${await created.text()}`);
+    }
     const result = await runLoad({
       url: server.url,
       dataset: 'tsbs',
-      bodies: bodies.slice(0, count),
-      batchRows: data.batchRows.slice(0, count),
+      contentType: ndjson ? 'application/x-ndjson' : 'application/json',
+      bodies: sent.slice(first, count),
+      batchRows: data.batchRows.slice(first, count),
       clients,
       rate,
       sql,
@@ -348,7 +371,7 @@ const report = {
   machine: { cpus: availableParallelism(), cpuModel, loadAverageAtStart, memoryGiB: round(totalmem() / 2 ** 30, 1), bun: Bun.version, platform: `${process.platform} ${process.arch}` },
   source: source.description,
   parameters: {
-    hosts, hours, batch, clients, rows: data.totalRows, batches: data.files.length, bytesPerRow: round(data.totalBytes / data.totalRows),
+    hosts, hours, batch, clients, rows: data.totalRows, batches: data.files.length, bytesPerRow: round(data.totalBytes / data.totalRows), body: opts.body,
     partitionKey, pollMs, serverEnv,
   },
   timestore: { max, half },
@@ -361,7 +384,7 @@ const report = {
 const row = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`;
 const lines = [
   `timestore ${source.description}`,
-  `TSBS cpu-only: ${hosts} hosts, ${data.totalRows} rows (${round(data.totalBytes / data.totalRows)} B/row JSON), batches of ${batch}, ${clients} clients; ${availableParallelism()} × ${cpuModel}`,
+  `TSBS cpu-only: ${hosts} hosts, ${data.totalRows} rows (${round(data.totalBytes / data.totalRows)} B/row JSON), batches of ${batch} sent as ${ndjson ? 'NDJSON' : 'JSON documents'}, ${clients} clients; ${availableParallelism()} × ${cpuModel}`,
   '',
   row(['run', 'rows/s end to end', 'rows/s acked', 'ack→queryable p50 / p99 ms', 'POST p50 / p99 ms', 'peak RSS MiB', 'files', 'MiB', 'jobs/publish', 'CPU ms/batch']),
   row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']),
