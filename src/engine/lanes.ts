@@ -58,7 +58,7 @@ export class Lane {
   private inFlight = 0;
   private refused = 0;
   private readonly piscina: Piscina;
-  private closing = false;
+  private closing: Promise<void> | null = null;
   /** Called when the last task in flight settles, while the lane closes. */
   private onIdle: (() => void) | null = null;
 
@@ -107,10 +107,12 @@ export class Lane {
     return this.piscina.utilization;
   }
 
-  /** Refuses new tasks, waits for those in flight (running or queued) to settle, then stops the threads. */
-  async close(): Promise<void> {
-    this.closing = true;
-    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
-    await this.piscina.close();
+  /** Refuses new tasks, waits for those in flight (running or queued) to settle, then stops the threads (once, however often called). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.inFlight > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
+      await this.piscina.close();
+    })();
+    return this.closing;
   }
 }

@@ -6,8 +6,8 @@
 import { expect, test } from 'bun:test';
 import { join } from 'node:path';
 
-test('closing the pool with every thread busy waits for their tasks; a task sent after the close is refused; no abort', () => {
-  const child = Bun.spawnSync([process.execPath, join(import.meta.dir, 'fixtures/close-busy-pool.ts')], { stdout: 'pipe', stderr: 'pipe' });
+test('closing the pool with every thread busy waits for their tasks; a task sent after the close is refused; a second close returns with the first; no abort', () => {
+  const child = Bun.spawnSync([process.execPath, join(import.meta.dir, 'fixtures/close-busy-pool.ts')], { stdout: 'pipe', stderr: 'pipe', timeout: 50_000 });
   const stderr = child.stderr.toString();
   expect({ exitCode: child.exitCode, aborted: stderr.includes('terminate called') }).toEqual({ exitCode: 0, aborted: false });
   const outcome = JSON.parse(child.stdout.toString()) as { tasks: string[]; late: string };
