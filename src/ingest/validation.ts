@@ -128,8 +128,10 @@ export function validateRows(rows: unknown[], rules: RowRules): BatchSummary {
     if (time < minTime) minTime = time;
     if (time > maxTime) maxTime = time;
 
+    let present = 1; // the timestamp
     for (const field of fields) {
       const value = record[field.name];
+      if (value !== undefined) present++;
       if (value === undefined || value === null) {
         if (field.nullable === false) throw rowError('missing_field', `"${field.name}" is required and missing or null`, index, field.name);
         continue;
@@ -152,6 +154,10 @@ export function validateRows(rows: unknown[], rules: RowRules): BatchSummary {
       }
     }
 
+    // Counting the keys is cheap; looking each one up is not, and only needed when some key is not a field.
+    let keys = 0;
+    for (const _ in record) keys++;
+    if (keys === present) continue;
     for (const key in record) {
       if (known.has(key)) continue;
       const field = caseVariantOf(key, folded);
