@@ -3,6 +3,7 @@
  * schema comes from, how its rows are checked, and what is staged for the
  * partition writer. One module per format (json, ndjson, csv, arrow) builds it.
  */
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { SchemaField, SchemaVersion } from '../../model/records.ts';
 import type { StagedInputFormat } from '../../engine/partition-writer.ts';
@@ -84,8 +85,20 @@ export function decodeUtf8(bytes: Uint8Array, what: string): string {
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    throw refuse('encoding', `the ${what} body is not valid UTF-8`);
+    throw notUtf8(what);
   }
+}
+
+/** Refuses bytes that are not UTF-8, as decodeUtf8 does, for a body parsed without decoding it. */
+export function checkUtf8(bytes: Uint8Array, what: string): void {
+  if (!isUtf8(bytes)) throw notUtf8(what);
+}
+
+const notUtf8 = (what: string) => refuse('encoding', `the ${what} body is not valid UTF-8`);
+
+/** Whether JSON bytes hold a `\u` escape at all: rows parsed from bytes skip the lone-surrogate walk only when none does. */
+export function hasUnicodeEscape(bytes: Uint8Array): boolean {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).includes('\\u');
 }
 
 /**

@@ -1,10 +1,11 @@
 /** application/json: the `{schema, partition, rows, ...}` document, staged as it arrived. */
+import { isUtf8 } from 'node:buffer';
 import { type Static, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { MAX_FIELDS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from '../../model/constraints.ts';
 import { FieldTypeSchema } from '../../model/field-types.ts';
 import { validateRows } from '../validation.ts';
-import { type DecodedBatch, decodeUtf8, hashRequest, refuseLoneSurrogates } from './batch.ts';
+import { type DecodedBatch, decodeUtf8, hashRequest, hasUnicodeEscape, refuseLoneSurrogates } from './batch.ts';
 
 const EXAMPLE = {
   schema: {
@@ -68,6 +69,23 @@ const IngestBodyCheck = TypeCompiler.Compile(Type.Object({ ...IngestBody.propert
  * surrogate escapes (also in keys that are not fields, or in datasetName).
  */
 function parseJsonBody(bytes: Uint8Array): JsonBatchBody {
+  const value = parsedFromBytes(bytes) ?? parseText(bytes);
+  if (!IngestBodyCheck.Check(value)) throw refuse('body_shape', 'body', IngestBodyCheck.Errors(value).First());
+  return value as JsonBatchBody;
+}
+
+/**
+ * The body's one JSON value, parsed from the bytes without decoding them into a string first;
+ * undefined when that does not go cleanly, or the body has a `\u` escape (a lone surrogate needs
+ * the text to find): parseText then parses it again and says what is wrong.
+ */
+function parsedFromBytes(bytes: Uint8Array): unknown {
+  if (!isUtf8(bytes) || hasUnicodeEscape(bytes)) return undefined;
+  const parsed = Bun.JSONL.parseChunk(bytes);
+  return parsed.error === null && parsed.done && parsed.values.length === 1 ? parsed.values[0] : undefined;
+}
+
+function parseText(bytes: Uint8Array): unknown {
   const text = decodeUtf8(bytes, 'JSON');
   let value: unknown;
   try {
@@ -80,8 +98,7 @@ function parseJsonBody(bytes: Uint8Array): JsonBatchBody {
       ? { message: `row ${path[1]}`, details: { index: path[1] } }
       : { message: 'the request body', details: {} },
   );
-  if (!IngestBodyCheck.Check(value)) throw refuse('body_shape', 'body', IngestBodyCheck.Errors(value).First());
-  return value as JsonBatchBody;
+  return value;
 }
 
 export function jsonBatch(raw: Uint8Array): DecodedBatch {

@@ -9,11 +9,9 @@
  * escape that may hide a lone surrogate, a bad row) is checked again line by line, which names
  * the first problem exactly.
  */
-import { isUtf8 } from 'node:buffer';
 import { AppError } from '../../model/errors.ts';
-import { refuse } from '../../model/constraints.ts';
 import { type BatchSummary, type RowRules, rowError, validateRows } from '../validation.ts';
-import { atLine, type BatchParams, type DecodedBatch, decodeUtf8, hashRequest, hasSurrogateEscape, refuseLoneSurrogates } from './batch.ts';
+import { atLine, type BatchParams, checkUtf8, type DecodedBatch, decodeUtf8, hashRequest, hasSurrogateEscape, hasUnicodeEscape, refuseLoneSurrogates } from './batch.ts';
 
 const NOT_BLANK = /[^ \t\r]/;
 /** A 5,000-row body takes a few ms to parse: other requests' I/O moves between chunks of this many lines. */
@@ -22,7 +20,7 @@ const YIELD_EVERY_LINES = 1000;
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export function ndjsonBatch(raw: Uint8Array, params: BatchParams): DecodedBatch {
-  if (!isUtf8(raw)) throw refuse('encoding', 'the NDJSON body is not valid UTF-8');
+  checkUtf8(raw, 'NDJSON');
   return {
     format: 'ndjson',
     ...params,
@@ -52,7 +50,7 @@ const OPEN_BRACE = 0x7b;
  * null when the body is anything else, or has a `\u` escape (a lone surrogate needs the text to find).
  */
 async function parseRows(raw: Uint8Array): Promise<unknown[] | null> {
-  if (Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).includes('\\u')) return null;
+  if (hasUnicodeEscape(raw)) return null;
   const rows: unknown[] = [];
   let chunkStart = 0;
   let chunkLines = 0;

@@ -1,10 +1,11 @@
 /**
- * The NDJSON check parses rows from the bytes in chunks and falls back to a line-by-line check for
- * anything unusual: whatever the body, the outcome (the summary, or the refusal with its code,
- * message and details) must be the line-by-line check's.
+ * JSON and NDJSON bodies are parsed from their bytes, and anything unusual is parsed again from
+ * the decoded text, which names the problem: whatever the body, the outcome (the summary, or the
+ * refusal with its code, message and details) must be the text path's.
  */
 import { describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
+import { jsonBatch } from '../../src/ingest/formats/json.ts';
 import { checkLineByLine, ndjsonBatch } from '../../src/ingest/formats/ndjson.ts';
 import type { RowRules } from '../../src/ingest/validation.ts';
 import { AppError } from '../../src/model/errors.ts';
@@ -83,5 +84,28 @@ describe('NDJSON rows parsed from the bytes', () => {
 
   test('a body that is not UTF-8 is refused before its rows are looked at', async () => {
     expect(() => ndjsonBatch(new Uint8Array([0x7b, 0xff, 0x7d]), { partition: { key: {} } })).toThrow('not valid UTF-8');
+  });
+});
+
+describe('JSON documents parsed from the bytes', () => {
+  const document = (rows: string) => `{"schema":{"fields":[{"name":"ts","type":"timestamp"}]},"partition":{"key":{}},"rows":${rows}}`;
+  const decoded = (body: string | Uint8Array) => outcome(() => jsonBatch(typeof body === 'string' ? new TextEncoder().encode(body) : body).validate(rules));
+
+  test.each([
+    ['one line', document(`[${good(1)}]`), { ok: { rowCount: 1 } }],
+    ['over several lines', document(`[\n${good(1)},\n${good(2)}\n]`).replaceAll(',', ',\n'), { ok: { rowCount: 2 } }],
+    ['after a byte order mark', `\uFEFF${document(`[${good(1)}]`)}`, { ok: { rowCount: 1 } }],
+    ['an escaped character', document(`[${good(1).replace('"h1"', '"\\u00e9"')}]`), { ok: { rowCount: 1 } }],
+    ['a lone surrogate in a key that is no field', document(`[{"ts":"2026-01-01T00:00:00Z","host":"a","v":1,"\\ud800":1}]`), { code: 'invalid_unicode', details: { index: 0 } }],
+    ['a second document after the first', `${document('[]')}\n${document('[]')}`, { code: 'invalid_json' }],
+    ['a value after the document', `${document('[]')} 7`, { code: 'invalid_json' }],
+    ['nothing', '', { code: 'invalid_json' }],
+    ['a cut-off document', document(`[${good(1)}]`).slice(0, -3), { code: 'invalid_json' }],
+  ])('%s', async (_, body, expected) => {
+    expect(await decoded(body)).toMatchObject(expected);
+  });
+
+  test('a body that is not UTF-8 is refused', async () => {
+    expect(await decoded(new Uint8Array([0x7b, 0xff, 0x7d]))).toMatchObject({ code: 'invalid_encoding' });
   });
 });
