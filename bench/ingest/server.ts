@@ -54,6 +54,8 @@ export async function startServer(o: StartOptions): Promise<BenchServer> {
       TIMESTORE_DATABASE_URL: o.databaseUrl,
       TIMESTORE_LOG_LEVEL: 'warn',
       TIMESTORE_WORKER_THREADS: '', // blank is unset: one DuckDB thread per core, as deployed
+      // The allocator's own knobs pass through, to measure them (docs/operations.md, the purge delay).
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('MIMALLOC_')) as [string, string][]),
       ...o.env,
     },
   });
