@@ -113,6 +113,13 @@ export interface BuiltQuery {
   columns: string[];
   /** Rows the caller may return; the statement fetches one more to detect truncation. */
   limit: number;
+  /**
+   * A statement naming (column `$file`) the files that hold a row the query matches, read from the
+   * filter columns only: run first, then the query built again over just those files. Set for raw
+   * queries over several files with a filter on a number or boolean, where it pays (see
+   * {@link narrows}).
+   */
+  narrowing?: { sql: string; params: SqlParam[] };
 }
 
 /** An input the engine refuses (the service should have caught it first). */
@@ -353,11 +360,12 @@ function compileQuery(query: CheckedQuery): BuiltQuery {
     SELECT * FROM ${scan()})`;
 
   // WHERE: the time range, then the filters, all on bare columns.
-  const where = [
+  const conditions = (param: (p: SqlParam) => string) => [
     `${tsSql} >= CAST(${param({ type: 'varchar', value: range.start })} AS TIMESTAMPTZ)`,
     `${tsSql} < CAST(${param({ type: 'varchar', value: range.end })} AS TIMESTAMPTZ)`,
     ...query.filters.map((filter) => filterSql(filter, param)),
   ];
+  const where = conditions(param);
   const limitSql = () => `LIMIT ${param({ type: 'bigint', value: BigInt(mode.limit) + 1n })}`;
 
   if (mode.kind === 'latest') return compileLatest(query, mode, source, where, limitSql, params);
@@ -367,7 +375,16 @@ FROM ${source} AS s
 WHERE ${where.join('\n  AND ')}
 ORDER BY ${tsSql} ${direction}
 ${limitSql()}`;
-    return { sql, params, columns: mode.columns, limit: mode.limit };
+    if (!narrows(query, absent.length)) return { sql, params, columns: mode.columns, limit: mode.limit };
+    const narrowingParams: SqlParam[] = [];
+    const narrowingParam = (p: SqlParam): string => {
+      narrowingParams.push(p);
+      return `$${narrowingParams.length}`;
+    };
+    const narrowing = `SELECT DISTINCT "$file"
+FROM read_parquet(${narrowingParam({ type: 'varchar[]', value: files })}${byName}, hive_partitioning = false, filename = '$file')
+WHERE ${conditions(narrowingParam).join('\n  AND ')}`;
+    return { sql, params, columns: mode.columns, limit: mode.limit, narrowing: { sql: narrowing, params: narrowingParams } };
   }
 
   // The bucket as an integer (its number since the epoch), labelled with its start by an outer
@@ -433,6 +450,23 @@ FROM (
 ORDER BY ${order.join(', ')}
 ${limitSql()}`;
   return { sql, params, columns, limit: mode.limit };
+}
+
+/**
+ * Whether a raw query first asks which files hold a match. DuckDB's Parquet reader decompresses
+ * every returned column of each row group its min/max statistics keep, whatever the filters then
+ * drop: one host's 12 hours of TSBS rows with `usage_user > 90`, all 21 columns, took 22 ms
+ * whether 0 or 871 rows matched, the same filters returning only the timestamp 8 ms. A filter on a
+ * number or boolean seldom follows the files' order (strings are series keys, which the statistics
+ * already prune by), so with one the files without a match are worth dropping before the columns
+ * are read; over one file, or with fields that no file has, there is nothing to drop.
+ */
+function narrows(query: CheckedQuery, absentFields: number): boolean {
+  return (
+    query.files.length > 1 &&
+    absentFields === 0 &&
+    query.filters.some((f) => f.field.name !== query.ts.name && (f.field.type === 'double' || f.field.type === 'integer' || f.field.type === 'boolean'))
+  );
 }
 
 /**

@@ -339,7 +339,38 @@ async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuer
   // writer sets and restores its own), and under the query's memory limit until a task needs another.
   await useTimeZone(db, 'UTC');
   await useMemoryLimit(db, input.memoryLimitBytes ?? null);
-  await executeStatement(db, { sql: built.sql, bind: (prepared) => bind(prepared, built.params), columns: built.columns, timeoutMs: input.timeoutMs }, sink);
+  let statement = built;
+  let timeoutMs = input.timeoutMs;
+  if (built.narrowing) {
+    const started = performance.now();
+    const holding = await filesHoldingMatches(db, built.narrowing, timeoutMs);
+    timeoutMs = Math.max(1, timeoutMs - (performance.now() - started));
+    // The same query over the files that hold a match (none: a statement of no rows with the columns'
+    // types). Those files may lack fields that others have, unless all share one schema version.
+    if (holding.size < input.files.length) {
+      const files = input.files.filter((file) => holding.has(file));
+      statement = build({ ...input, files, ...(input.oneSchema ? {} : { fieldsInFiles: undefined }) });
+    }
+  }
+  const { sql, params, columns } = statement;
+  await executeStatement(db, { sql, bind: (prepared) => bind(prepared, params), columns, timeoutMs }, sink);
+}
+
+/** The files a {@link BuiltQuery.narrowing} statement names. */
+async function filesHoldingMatches(db: DuckDBConnection, narrowing: NonNullable<BuiltQuery['narrowing']>, timeoutMs: number): Promise<Set<string>> {
+  const holding = new Set<string>();
+  await executeStatement(
+    db,
+    { sql: narrowing.sql, bind: (prepared) => bind(prepared, narrowing.params), columns: ['file'], timeoutMs },
+    {
+      onColumns() {},
+      onRow(row) {
+        holding.add(row.file as string);
+        return true;
+      },
+    },
+  );
+  return holding;
 }
 
 /** One statement for {@link executeStatement}: its text, how its parameters are bound, its columns' names. */

@@ -576,14 +576,35 @@ describe('filters', () => {
     ['evolved column neq (old rows match)', [{ column: 'note', op: 'neq', value: 'x' }], (r) => r.note !== 'x'],
     ['evolved double and string, ANDed', [{ column: 'temp', op: 'gt', value: 5 }, { column: 'host', op: 'in', values: ['a', 'c'] }], (r) => r.temp !== null && r.temp > 5 && (r.host === 'a' || r.host === 'c')],
   ];
+  // With every field known to be in some file, a raw query with a number or boolean filter first
+  // asks which files hold a match and reads only those: the same rows either way.
+  const known = { fieldsInFiles: V2.map((f) => f.name) };
   for (const [name, filters, predicate] of cases) {
     test(name, async () => {
       const expected = rows.filter(predicate);
       if (name !== 'empty in') expect(expected.length).toBeGreaterThan(0);
       const out = await pool.query(input(raw(), filters));
       expectRows(out.rows, expected.map((r) => rawRow(r, COLUMNS)));
+      const narrowed = input(raw(), filters, known);
+      expect(buildQuery(narrowed).narrowing !== undefined).toBe(filters.some((f) => ['value', 'count', 'ok', 'temp'].includes(f.column)));
+      expectRows((await pool.query(narrowed)).rows, expected.map((r) => rawRow(r, COLUMNS)));
     });
   }
+
+  test('files without a match are not read: only matching rows, in order, limited, also streamed; none matching is no rows', async () => {
+    const filters: QueryFilter[] = [{ column: 'value', op: 'gt', value: 90 }];
+    const matching = rows.filter((r) => r.value !== null && r.value > 90);
+    expect(matching.length).toBeGreaterThan(5);
+    let out = await pool.query(input(raw('desc', 5), filters, known));
+    expect(out.truncated).toBe(true);
+    expectRows(out.rows, [...matching].reverse().slice(0, 5).map((r) => rawRow(r, COLUMNS)));
+    const stream = pool.queryStream(input(raw('asc', 100_000), filters, known), 7);
+    const streamed: QueryRow[] = [];
+    for await (const batch of stream) streamed.push(...batch);
+    expectRows(streamed, matching.map((r) => rawRow(r, COLUMNS)));
+    out = await pool.query(input(raw(), [{ column: 'value', op: 'gt', value: 1e300 }], known));
+    expect(out).toEqual({ columns: (await pool.query(input(raw('asc', 0), [], known))).columns, rows: [], truncated: false });
+  });
 
   test('filters combine with downsampling', async () => {
     const filters: QueryFilter[] = [{ column: 'ok', op: 'eq', value: false }, { column: 'value', op: 'gte', value: 20 }];
