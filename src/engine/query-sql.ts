@@ -1,6 +1,7 @@
 /**
  * SQL for the query task (query.ts): checks a {@link QueryInput} (`checkQuery`: every refusal) and
- * turns the checked input into ONE DuckDB statement plus its bound parameters (`compileQuery`).
+ * turns the checked input into ONE DuckDB statement plus its bound parameters (`compileQuery`),
+ * and for some raw queries a statement before it that names the files worth reading (`narrows`).
  * Pure: no DuckDB here, so it is testable on its own and safe to load on any thread.
  *
  * What keeps input from changing the statement's shape:
