@@ -325,13 +325,21 @@ function checkQuery(input: QueryInput): CheckedQuery {
   return { ...checked, mode: { kind: 'downsample', intervalUnit, intervalSize, aggregations, groupBy, fillGaps, order, limit } };
 }
 
+/** A statement's bound values, and `param`, which adds one and returns its placeholder (`$n`). */
+function parameterList(): { params: SqlParam[]; param(p: SqlParam): string } {
+  const params: SqlParam[] = [];
+  return {
+    params,
+    param(p) {
+      params.push(p);
+      return `$${params.length}`;
+    },
+  };
+}
+
 /** The statement of a checked input; every value is a bound parameter. */
 function compileQuery(query: CheckedQuery): BuiltQuery {
-  const params: SqlParam[] = [];
-  const param = (p: SqlParam): string => {
-    params.push(p);
-    return `$${params.length}`;
-  };
+  const { params, param } = parameterList();
   const { ts, mode, timeRange: range } = query;
   const tsSql = quoteIdent(ts.name);
   const direction = mode.order === 'asc' ? 'ASC' : 'DESC';
@@ -377,15 +385,11 @@ WHERE ${where.join('\n  AND ')}
 ORDER BY ${tsSql} ${direction}
 ${limitSql()}`;
     if (!narrows(query, absent.length)) return { sql, params, columns: mode.columns, limit: mode.limit };
-    const narrowingParams: SqlParam[] = [];
-    const narrowingParam = (p: SqlParam): string => {
-      narrowingParams.push(p);
-      return `$${narrowingParams.length}`;
-    };
-    const narrowing = `SELECT DISTINCT "$file"
-FROM read_parquet(${narrowingParam({ type: 'varchar[]', value: files })}${byName}, hive_partitioning = false, filename = '$file')
-WHERE ${conditions(narrowingParam).join('\n  AND ')}`;
-    return { sql, params, columns: mode.columns, limit: mode.limit, narrowing: { sql: narrowing, params: narrowingParams } };
+    const narrowing = parameterList();
+    const narrowingSql = `SELECT DISTINCT "$file"
+FROM read_parquet(${narrowing.param({ type: 'varchar[]', value: files })}${byName}, hive_partitioning = false, filename = '$file')
+WHERE ${conditions(narrowing.param).join('\n  AND ')}`;
+    return { sql, params, columns: mode.columns, limit: mode.limit, narrowing: { sql: narrowingSql, params: narrowing.params } };
   }
 
   // The bucket as an integer (its number since the epoch), labelled with its start by an outer

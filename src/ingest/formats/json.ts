@@ -1,11 +1,10 @@
 /** application/json: the `{schema, partition, rows, ...}` document, staged as it arrived. */
-import { isUtf8 } from 'node:buffer';
 import { type Static, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { MAX_FIELDS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from '../../model/constraints.ts';
 import { FieldTypeSchema } from '../../model/field-types.ts';
 import { validateRows } from '../validation.ts';
-import { type DecodedBatch, decodeUtf8, hashRequest, hasUnicodeEscape, refuseLoneSurrogates } from './batch.ts';
+import { checkUtf8, type DecodedBatch, decodeUtf8, hashRequest, hasUnicodeEscape, refuseLoneSurrogates } from './batch.ts';
 
 const EXAMPLE = {
   schema: {
@@ -69,6 +68,7 @@ const IngestBodyCheck = TypeCompiler.Compile(Type.Object({ ...IngestBody.propert
  * surrogate escapes (also in keys that are not fields, or in datasetName).
  */
 function parseJsonBody(bytes: Uint8Array): JsonBatchBody {
+  checkUtf8(bytes, 'JSON');
   const value = parsedFromBytes(bytes) ?? parseText(bytes);
   if (!IngestBodyCheck.Check(value)) throw refuse('body_shape', 'body', IngestBodyCheck.Errors(value).First());
   return value as JsonBatchBody;
@@ -80,7 +80,7 @@ function parseJsonBody(bytes: Uint8Array): JsonBatchBody {
  * the text to find): parseText then parses it again and says what is wrong.
  */
 function parsedFromBytes(bytes: Uint8Array): unknown {
-  if (!isUtf8(bytes) || hasUnicodeEscape(bytes)) return undefined;
+  if (hasUnicodeEscape(bytes)) return undefined;
   const parsed = Bun.JSONL.parseChunk(bytes);
   return parsed.error === null && parsed.done && parsed.values.length === 1 ? parsed.values[0] : undefined;
 }
