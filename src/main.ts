@@ -69,6 +69,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
+  if (command === 'serve') execWithAllocatorOptions();
   const config = configOrExitCode();
   if (typeof config === 'number') return config;
   const log = createLogger(config.logLevel);
@@ -80,6 +81,24 @@ async function main(argv: string[]): Promise<number> {
     log.fatal({ err }, `timestore ${command} failed: ${(err as Error).message}`);
     return 1;
   }
+}
+
+/** mimalloc's delay before it returns freed memory to the kernel, in ms (its default: 10). */
+const ALLOCATOR_PURGE_DELAY = 'MIMALLOC_PURGE_DELAY';
+
+/**
+ * Bun's allocator returns freed memory to the kernel 10 ms after it is freed, so a server that
+ * buffers multi-megabyte ingest bodies faults fresh pages in for every one (about 2 ms of the HTTP
+ * thread per 2.7 MiB body on 2 cores; docs/performance.md). The allocator reads its options from
+ * the environment before any JavaScript runs, so the server replaces itself (same process id, same
+ * arguments) with a 1 s delay, unless the environment already sets one.
+ */
+function execWithAllocatorOptions(): void {
+  if (process.env[ALLOCATOR_PURGE_DELAY] !== undefined) return;
+  // The compiled binary's argv[1] is its embedded entry point, which it finds again by itself.
+  const script = process.argv[1]?.startsWith('/$bunfs/') ? [] : process.argv.slice(1, 2);
+  const args = [process.execPath, ...process.execArgv, ...script, ...process.argv.slice(2)];
+  process.execve?.(process.execPath, args, { ...process.env, [ALLOCATOR_PURGE_DELAY]: '1000' });
 }
 
 /** The configuration, or the exit code after printing what is wrong with it. */

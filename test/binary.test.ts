@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { tableFromArrays, tableToIPC } from 'apache-arrow';
 import { MIGRATIONS } from '../src/catalog/migrate.ts';
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VERSION } from '../src/version.ts';
@@ -101,6 +101,8 @@ describe('the compiled binary, alone in an empty directory', () => {
       expect(output).toContain(`"applied":${JSON.stringify(MIGRATIONS.map((m) => m.name))}`);
       expect(output).toContain('"msg":"worker pool ready"'); // DuckDB answered from a Piscina thread
       expect((await fetch(`${server.url}/health`)).status).toBe(200);
+      // It replaced itself with the allocator's purge delay set (src/main.ts), keeping its process id.
+      expect(readFileSync(`/proc/${server.proc.pid}/environ`, 'utf8').split('\0')).toContain('MIMALLOC_PURGE_DELAY=1000');
       // The embedded catalog has no TCP port: the HTTP port is the process's only one, and the
       // catalog's Unix socket sits in a directory only the owner can enter.
       expect(tcpListeningPorts(server.proc.pid)).toEqual([server.port]);

@@ -329,7 +329,7 @@ const efficiency = (r: RunSummary) => {
   const cpuMsPerBatch = round(((r.cpu.serverTotal + r.cpu.postgres) * 1000) / r.batches, 1);
   return {
     cpuMsPerBatch,
-    mainThreadMsPerBatch: round(((r.cpu.serverThreads.find((t) => t.name === 'bun')?.seconds ?? 0) * 1000) / r.batches, 1),
+    mainThreadMsPerBatch: round(((r.cpu.serverThreads.find((t) => t.name === 'main')?.seconds ?? 0) * 1000) / r.batches, 1),
     duckdbThreadsMsPerBatch: round((r.cpu.serverThreads.filter((t) => t.name.startsWith('Bun Pool')).reduce((n, t) => n + t.seconds, 0) * 1000) / r.batches, 1),
     postgresMsPerBatch: round((r.cpu.postgres * 1000) / r.batches, 1),
     dedicatedRowsPerSecondEstimate: Math.round((cores * batch * 1000) / cpuMsPerBatch),

@@ -106,7 +106,8 @@ export function threadCpu(pid: number): ThreadCpu[] {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
       const close = stat.lastIndexOf(')');
-      const name = stat.slice(stat.indexOf('(') + 1, close);
+      // The main thread by its id: its name is the executable's, which the server's re-exec changes.
+      const name = Number(tid) === pid ? 'main' : stat.slice(stat.indexOf('(') + 1, close);
       const rest = stat.slice(close + 2).split(' ');
       // fields after the name: state(3) … utime(14) stime(15) → indexes 11, 12 here
       out.push({ tid: Number(tid), name, seconds: (Number(rest[11]) + Number(rest[12])) / CLK_TCK });

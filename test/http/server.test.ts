@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MIGRATIONS } from '../../src/catalog/migrate.ts';
@@ -34,6 +34,19 @@ describe('a running server', () => {
     const res = await fetch(`${server.url}/ready`);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: 'ready', checks: { catalog: 'ok', storage: 'ok', workers: 'ok' } });
+  });
+
+  test('the server process keeps freed memory 1 s before returning it to the kernel, unless its environment says otherwise', async () => {
+    const environment = (pid: number) => readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    // The process that was started is the one serving (it replaced itself, it did not fork).
+    expect(environment(server.proc.pid)).toContain('MIMALLOC_PURGE_DELAY=1000');
+    const configured = await spawnServer({ env: { TIMESTORE_DATABASE_URL: await createTestDatabase(), MIMALLOC_PURGE_DELAY: '25' } });
+    try {
+      expect(environment(configured.proc.pid)).toContain('MIMALLOC_PURGE_DELAY=25');
+      expect(environment(configured.proc.pid)).not.toContain('MIMALLOC_PURGE_DELAY=1000');
+    } finally {
+      expect(await configured.stop()).toBe(0);
+    }
   });
 
   test('an unknown route is a 404 in the common error shape', async () => {
