@@ -4,6 +4,7 @@
  *   node_modules/.bin/bun bench/ingest/run.ts [--hosts 1000] [--hours 24] [--batch 5000] [--clients 2]
  *       [--rows N] [--half-rows N] [--poll-ms 25] [--key k=v,…] [--cpu-prof]
  *       [--worker-threads N] [--ingest-concurrency N] [--skip-half] [--skip-duckdb] [--ndjson] [--body json|ndjson]
+ *       [--server-env NAME=value,…] [--settle-seconds N]
  *       [--data-dir /tmp/timestore-bench-data] [--out bench/results] [--at <git rev> [--patch a.patch,b.patch]]
  *
  * 1. Generates (or reuses, keyed by the parameters) the request bodies under --data-dir.
@@ -16,6 +17,10 @@
  *    --half-rows rows paced at half the max run's end-to-end rows/s (the p99 target's load).
  *    --body ndjson sends timestore the same rows as NDJSON (one row per line; the first batch goes
  *    as a JSON document before the clock starts, to create the dataset and its schema).
+ *    --server-env sets server variables (e.g. TIMESTORE_COMPACTION_DELAY_SECONDS=5, or
+ *    TIMESTORE_LIFECYCLE_ENABLED=false to measure ingest without compaction); --settle-seconds
+ *    keeps each run's server up that long after its load, counting the dataset's active partitions
+ *    every 5 s (how soon its own compaction reaches the compacted layout).
  * 4. DuckDB alone on the same bodies (bench/ingest/duckdb-alone.ts, per-batch and hourly).
  * 5. Prints a summary and writes it as JSON to --out/ingest-<date>-<rows>.json.
  */
@@ -48,6 +53,8 @@ const defaults = {
   at: '',
   patch: '',
   body: 'json',
+  'server-env': '',
+  'settle-seconds': 0,
 };
 const flags = new Set<string>();
 const opts: Record<string, string | number> = { ...defaults };
@@ -87,6 +94,10 @@ const partitionKey = Object.fromEntries(
 const serverEnv: Record<string, string> = {};
 if (opts['worker-threads']) serverEnv.TIMESTORE_WORKER_THREADS = String(opts['worker-threads']);
 if (opts['ingest-concurrency']) serverEnv.TIMESTORE_INGEST_CONCURRENCY = String(opts['ingest-concurrency']);
+for (const assignment of String(opts['server-env']).split(',').filter(Boolean)) {
+  const [name, ...value] = assignment.split('=');
+  serverEnv[name!] = value.join('=');
+}
 
 const source = resolveSource(String(opts.at) || undefined, String(opts.patch).split(',').filter(Boolean));
 if (source.root !== REPO_ROOT) process.on('exit', () => rmSync(source.root, { recursive: true, force: true }));
@@ -135,6 +146,22 @@ interface RunSummary {
   warmupWaitMs: number;
   warmupFailures: string[];
   cpuProfile?: string;
+  /** --settle-seconds: the dataset's active partitions every 5 s after the load, from its end. */
+  settle?: Array<{ seconds: number; partitions: number }>;
+}
+
+/** The tsbs dataset's active partitions every 5 s for `seconds` (logged as they change). */
+async function settlePartitions(sql: postgres.Sql, seconds: number): Promise<Array<{ seconds: number; partitions: number }>> {
+  const timeline: Array<{ seconds: number; partitions: number }> = [];
+  for (let at = 0; at <= seconds; at += 5) {
+    if (at > 0) await Bun.sleep(5000);
+    const [row] = await sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM timestore.partitions p JOIN timestore.datasets d ON d.id = p.dataset_id
+      WHERE d.slug = 'tsbs' AND p.removed_version IS NULL`;
+    if (timeline.at(-1)?.partitions !== row!.n) log(`settle: ${at} s after the load, ${row!.n} active partitions`);
+    timeline.push({ seconds: at, partitions: row!.n });
+  }
+  return timeline;
 }
 
 async function timestoreRun(label: string, count: number, rate?: number): Promise<RunSummary> {
@@ -209,6 +236,7 @@ async function timestoreRun(label: string, count: number, rate?: number): Promis
     const expected = data.batchRows.slice(0, count).reduce((a, b) => a + b, 0);
     if (Number(catalog!.rows) !== expected) result.errors.push(`catalog holds ${catalog!.rows} rows, expected ${expected}`);
 
+    const settle = await settlePartitions(sql, Number(opts['settle-seconds']));
     const { records: _records, ...load } = result;
     const summary: RunSummary = {
       label,
@@ -228,6 +256,7 @@ async function timestoreRun(label: string, count: number, rate?: number): Promis
       warmupWaitMs,
       warmupFailures,
       ...(profileDir ? { cpuProfile: profileDir } : {}),
+      ...(settle.length ? { settle } : {}),
     };
     log(
       `${label}: ${result.endToEndRowsPerSecond} rows/s end to end, ${result.ackRowsPerSecond} rows/s acknowledged, ` +
