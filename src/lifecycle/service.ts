@@ -60,6 +60,9 @@ export class Lifecycle {
   private readonly now: () => Date;
   /** Per dataset, until when the lifecycle job compactSoon last asked for covers further writes. */
   private readonly compactionAsked = new Map<string, number>();
+  /** Per dataset, the timer of an ask repeated because the job it found was already running. */
+  private readonly followUps = new Map<string, ReturnType<typeof setTimeout>>();
+  private stopped = false;
 
   constructor(private readonly o: LifecycleOptions) {
     this.now = o.now ?? (() => new Date());
@@ -112,10 +115,31 @@ export class Lifecycle {
     const now = Date.now();
     if (now < (this.compactionAsked.get(datasetId) ?? 0)) return;
     this.compactionAsked.set(datasetId, now + delayMs);
-    this.enqueueDataset(datasetId, null, new Date(now + delayMs)).catch((err) => {
-      this.compactionAsked.delete(datasetId);
-      this.o.log.warn({ err, datasetId }, 'lifecycle: compaction after a write not scheduled; the next round does it');
-    });
+    this.askCompaction(datasetId, new Date(now + delayMs));
+  }
+
+  private askCompaction(datasetId: string, runAt: Date): void {
+    const delayMs = this.o.settings.compactionDelayMs;
+    this.enqueueDataset(datasetId, null, runAt).then(
+      (job) => {
+        if (job.state !== 'running' || this.stopped) return;
+        // The job found has already read the dataset, perhaps before this write: ask again once
+        // the delay is over (it has usually finished by then); writes until then share that ask.
+        this.compactionAsked.set(datasetId, Number.POSITIVE_INFINITY);
+        this.followUps.set(
+          datasetId,
+          setTimeout(() => {
+            this.followUps.delete(datasetId);
+            this.compactionAsked.set(datasetId, Date.now() + delayMs);
+            this.askCompaction(datasetId, new Date());
+          }, delayMs),
+        );
+      },
+      (err) => {
+        this.compactionAsked.delete(datasetId);
+        this.o.log.warn({ err, datasetId }, 'lifecycle: compaction after a write not scheduled; the next round does it');
+      },
+    );
   }
 
   /** Enqueues a whole round: every dataset that is not archived, and the maintenance job. */
@@ -167,6 +191,9 @@ export class Lifecycle {
   async stopScheduler(): Promise<void> {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    this.stopped = true;
+    for (const followUp of this.followUps.values()) clearTimeout(followUp);
+    this.followUps.clear();
     await this.ticking;
   }
 

@@ -111,6 +111,52 @@ describe('compaction after writes', () => {
       expect(await server.stop('SIGTERM')).toBe(0);
     }
   }, 60_000);
+  test('a write that finds the job already running (it may have read the dataset before) is compacted by another job after it', async () => {
+    const databaseUrl = await createTestDatabase('after');
+    const env = { TIMESTORE_DATABASE_URL: databaseUrl, TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '3600', TIMESTORE_COMPACTION_DELAY_SECONDS: '2' };
+    const server = await spawnServer({ env, storageRoot: sharedRoot() });
+    const catalog = await openTestCatalog({ databaseUrl });
+    try {
+      const write = async (hour: number) => {
+        const res = await postJson(`${server.url}/datasets/after/ingest?wait=true`, {
+          schema: { fields: FIELDS },
+          partition: { key: {} },
+          rows: [{ timestamp: new Date(Date.UTC(2026, 0, 1, hour)).toISOString(), v: hour }],
+        });
+        expect(res.status).toBe(201);
+      };
+      await write(0);
+      const dataset = (await findDataset(catalog.sql, 'after'))!;
+      // Another process's runner claims the job the write queued (before it is due) and holds it.
+      const claimed = await catalog.sql`
+        UPDATE jobs SET state = 'running', locked_by = 'elsewhere', locked_until = now() + interval '1 hour'
+        WHERE kind = 'lifecycle' AND dataset_id = ${dataset.id} AND state = 'queued' RETURNING id`;
+      expect(claimed).toHaveLength(1);
+      await Bun.sleep(2_200); // past the first ask's delay: the next write asks again
+      await write(1);
+      await write(2);
+      // It finishes without having seen those writes.
+      await catalog.sql`
+        UPDATE jobs SET state = 'succeeded', locked_by = NULL, locked_until = NULL, finished_at = now(), result = '{}'::jsonb
+        WHERE id = ${claimed[0]!.id}`;
+
+      const active = async () => {
+        const current = (await findDataset(catalog.sql, 'after'))!;
+        const [row] = await catalog.sql<{ partitionCount: number }[]>`
+          SELECT partition_count FROM manifest_versions WHERE dataset_id = ${current.id} AND version = ${current.manifestVersion}`;
+        return row!.partitionCount;
+      };
+      const deadline = Date.now() + 30_000;
+      while ((await active()) > 1 && Date.now() < deadline) await Bun.sleep(200);
+      expect(await active()).toBe(1);
+      const jobs = await catalog.sql<{ state: string }[]>`
+        SELECT state FROM jobs WHERE kind = 'lifecycle' AND dataset_id = ${dataset.id} ORDER BY created_at`;
+      expect(jobs.map((j) => j.state)).toEqual(['succeeded', 'succeeded']);
+    } finally {
+      await catalog.close();
+      expect(await server.stop('SIGTERM')).toBe(0);
+    }
+  }, 60_000);
 });
 
 describe('timestore lifecycle --once', () => {
