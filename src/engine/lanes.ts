@@ -69,7 +69,7 @@ export class Lane {
   ) {
     this.piscina = new Piscina({
       filename: worker.filename,
-      workerData: worker.workerData,
+      workerData: { ...(worker.workerData as object), workload },
       name: workload,
       minThreads: limits.eager ? limits.threads : 0,
       maxThreads: limits.threads,

@@ -5,7 +5,7 @@
  *
  * Loaded by the worker only (see partition-writer.ts).
  */
-import type { DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBRunner } from './background.ts';
 import type { FieldType } from '../model/field-types.ts';
 import type { SchemaField } from '../model/records.ts';
 import { isoFromMicrosFixed, parseTimestamp } from '../model/timestamps.ts';
@@ -82,7 +82,7 @@ export function microsFromStatistic(text: string): bigint | null {
 }
 
 /** Statistics of some columns computed from a written file. */
-export async function statisticsOfFile(db: DuckDBConnection, path: string, fields: SchemaField[]): Promise<Record<string, PartitionColumnStatistics>> {
+export async function statisticsOfFile(db: DuckDBRunner, path: string, fields: SchemaField[]): Promise<Record<string, PartitionColumnStatistics>> {
   const row = (await db.runAndReadAll(`SELECT count(*)::BIGINT, ${fields.map(statisticSql).join(', ')} FROM read_parquet(${sqlString(path)})`)).getRows()[0]!;
   return Object.fromEntries(fields.map((f, i) => [f.name, statistic(f.type, row[1 + i * 3], row[2 + i * 3], Number(row[3 + i * 3] as bigint))]));
 }

@@ -13,7 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBRunner } from './background.ts';
 import { SQL_TYPES } from '../model/field-types.ts';
 import { isoFromMicrosFixed } from '../model/timestamps.ts';
 import type { SchemaField } from '../model/records.ts';
@@ -109,7 +109,7 @@ let taskCounter = 0;
 
 /** What both ways of writing share. */
 interface Plan extends ValidInput {
-  db: DuckDBConnection;
+  db: DuckDBRunner;
   outputDir: string;
   parquetOptions: string;
   /** Distinct partition keys, in order of first appearance. */
@@ -124,7 +124,7 @@ interface Plan extends ValidInput {
  * table, no statistics query. The others (several windows, or a single-file attempt that failed)
  * take the staging table, which splits rows by window and names the input that cannot be read.
  */
-export async function writePartitions(db: DuckDBConnection, input: WritePartitionsInput): Promise<WritePartitionsResult> {
+export async function writePartitions(db: DuckDBRunner, input: WritePartitionsInput): Promise<WritePartitionsResult> {
   const valid = validate(input);
   if (input.inputs.length === 0) return [];
   const parquetOptions = [
@@ -333,7 +333,7 @@ function canonicalKey(key: Record<string, string>): string {
 type Insert = (reader: string) => Promise<unknown>;
 
 /** Reads one input into the staging table; errors name the input. */
-async function insertStaged(db: DuckDBConnection, staged: StagedInput, fields: PartitionField[], insert: Insert): Promise<void> {
+async function insertStaged(db: DuckDBRunner, staged: StagedInput, fields: PartitionField[], insert: Insert): Promise<void> {
   const [group] = readGroups([staged], fields);
   try {
     if (staged.format !== 'json-document') {
@@ -365,7 +365,7 @@ function isDuplicateKeyError(error: unknown): boolean {
 }
 
 /** Rewrites a JSON input as NDJSON through JSON.parse (the last of repeated keys wins) and reads that. */
-async function insertLastKeyWins(db: DuckDBConnection, staged: StagedInput, group: ReadGroup, fields: PartitionField[], insert: Insert): Promise<void> {
+async function insertLastKeyWins(db: DuckDBRunner, staged: StagedInput, group: ReadGroup, fields: PartitionField[], insert: Insert): Promise<void> {
   const text = await Bun.file(staged.path).text();
   const rows: unknown[] =
     staged.format === 'json-document'
@@ -472,12 +472,12 @@ function orderBy(sortColumns: string[], timestampColumn: string): string {
 }
 
 /** A query over every row of the inputs: their typed readers, one per read group, as one UNION ALL. */
-async function rowsOf(db: DuckDBConnection, inputs: StagedInput[], fields: PartitionField[]): Promise<string> {
+async function rowsOf(db: DuckDBRunner, inputs: StagedInput[], fields: PartitionField[]): Promise<string> {
   return (await Promise.all(readGroups(inputs, fields).map((group) => readerSql(db, group, fields)))).join(' UNION ALL ');
 }
 
 /** `sortColumns` by their approximate number of distinct values in the inputs, most first (ties as given). */
-async function byDistinctValues(db: DuckDBConnection, inputs: StagedInput[], fields: PartitionField[], sortColumns: string[]): Promise<string[]> {
+async function byDistinctValues(db: DuckDBRunner, inputs: StagedInput[], fields: PartitionField[], sortColumns: string[]): Promise<string[]> {
   const counts = (
     await db.runAndReadAll(`SELECT ${sortColumns.map((c) => `approx_count_distinct(${quoteIdent(c)})`).join(', ')} FROM (${await rowsOf(db, inputs, fields)})`)
   ).getRows()[0]!;

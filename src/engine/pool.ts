@@ -46,7 +46,7 @@ export class WorkerPool {
    */
   static async start(options: WorkerPoolOptions | number, runtimeDir: string): Promise<WorkerPool> {
     const { lanes, maxSpillBytes = null } = typeof options === 'number' ? uniformLanes(options) : options;
-    const workerData: WorkerData = {
+    const workerData: Omit<WorkerData, 'workload'> = {
       duckdbLibraryPath: await extractDuckDBLibrary(runtimeDir),
       duckdbTempDirectory: join(runtimeDir, 'duckdb-spill'),
       duckdbMaxTempDirectoryBytes: maxSpillBytes,

@@ -11,7 +11,7 @@
  *
  * Imports `@duckdb/node-api` for types only (see query.ts).
  */
-import type { DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBRunner } from './background.ts';
 import { sqlString } from './sql.ts';
 
 interface Session {
@@ -20,9 +20,9 @@ interface Session {
   timeZone: string;
 }
 
-const sessions = new WeakMap<DuckDBConnection, Session>();
+const sessions = new WeakMap<DuckDBRunner, Session>();
 
-async function sessionOf(db: DuckDBConnection): Promise<Session> {
+async function sessionOf(db: DuckDBRunner): Promise<Session> {
   let session = sessions.get(db);
   if (!session) {
     const [memoryLimit, timeZone] = (await db.runAndReadAll(`SELECT current_setting('memory_limit'), current_setting('TimeZone')`)).getRows()[0]!;
@@ -33,7 +33,7 @@ async function sessionOf(db: DuckDBConnection): Promise<Session> {
 }
 
 /** Makes `limit` (bytes; `null`: the instance's own) the connection's memory limit. */
-export async function useMemoryLimit(db: DuckDBConnection, limit: number | null): Promise<void> {
+export async function useMemoryLimit(db: DuckDBRunner, limit: number | null): Promise<void> {
   const session = await sessionOf(db);
   if (limit !== null && (!Number.isSafeInteger(limit) || limit <= 0)) throw new Error(`memory limit must be a positive integer of bytes, got ${limit}`);
   const wanted = limit === null ? session.baselineMemoryLimit : `${limit} bytes`;
@@ -47,7 +47,7 @@ export async function useMemoryLimit(db: DuckDBConnection, limit: number | null)
  * current zone from DuckDB first instead of trusting the remembered one (for a caller that restores
  * it afterwards and must not depend on every change having gone through here).
  */
-export async function useTimeZone(db: DuckDBConnection, zone: string, { known = true } = {}): Promise<string> {
+export async function useTimeZone(db: DuckDBRunner, zone: string, { known = true } = {}): Promise<string> {
   const session = await sessionOf(db);
   if (!known) session.timeZone = String((await db.runAndReadAll(`SELECT current_setting('TimeZone')`)).getRows()[0]?.[0]);
   const previous = session.timeZone;

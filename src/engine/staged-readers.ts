@@ -6,7 +6,7 @@
  * Loaded by the worker only (see partition-writer.ts).
  */
 import { statSync } from 'node:fs';
-import type { DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBRunner } from './background.ts';
 import { parseCsv } from '../model/csv.ts';
 import { SQL_TYPES } from '../model/field-types.ts';
 import type { SchemaField } from '../model/records.ts';
@@ -77,7 +77,7 @@ export function readGroups(inputs: StagedInput[], fields: SchemaField[]): ReadGr
  * line each (`newline_delimited`, about twice as fast) unless `multiLine` (a document spread over
  * several lines, which fails the other way at its first line).
  */
-export async function readerSql(db: DuckDBConnection, group: ReadGroup, fields: SchemaField[], multiLine = false): Promise<string> {
+export async function readerSql(db: DuckDBRunner, group: ReadGroup, fields: SchemaField[], multiLine = false): Promise<string> {
   const paths = `[${group.paths.map(sqlString).join(', ')}]`;
   const typed = (f: SchemaField) => `${sqlString(f.name)}: ${sqlString(SQL_TYPES[f.type])}`;
   const own = fields.filter((f) => group.read.has(f.name));
@@ -125,7 +125,7 @@ export async function readerSql(db: DuckDBConnection, group: ReadGroup, fields: 
 }
 
 /** The columns of Parquet files, and whether every file has all of them. */
-async function parquetColumns(db: DuckDBConnection, paths: string[]): Promise<{ present: Set<string>; uniform: boolean }> {
+async function parquetColumns(db: DuckDBRunner, paths: string[]): Promise<{ present: Set<string>; uniform: boolean }> {
   const rows = (await db.runAndReadAll(`SELECT file_name, name FROM parquet_schema([${paths.map(sqlString).join(', ')}])`)).getRows();
   const perFile = new Map<string, Set<string>>();
   for (const [file, name] of rows) {

@@ -8,13 +8,17 @@ import { join } from 'node:path';
 import { threadId, workerData } from 'node:worker_threads';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { move } from 'piscina';
+import { type DuckDBRunner, lowerThisThreadsPriority, onThisThread } from './background.ts';
 import { loadDuckDB } from './duckdb-runtime.ts';
+import type { Workload } from './lanes.ts';
 import { writePartitions as writePartitionsWith, type WritePartitionsInput, type WritePartitionsResult } from './partition-writer.ts';
 import { encodeQueryOutput, type QueryInput, runQuery, runQueryStream } from './query.ts';
 import type { QueryStreamInput, QueryStreamSummary } from './query-stream-protocol.ts';
 import { type ParsedStatement, parseStatement, type SqlParam, SqlSandboxes, type SqlStreamInput, runSqlStream } from './sql-statement.ts';
 
 export interface WorkerData {
+  /** The lane this thread serves (set by its lane). */
+  workload: Workload;
   duckdbLibraryPath: string;
   duckdbTempDirectory: string;
   /** DuckDB's max_temp_directory_size per instance, in bytes; null: DuckDB's default (90% of the free disk). */
@@ -61,9 +65,26 @@ export async function ping(): Promise<PingResult> {
   return { duckdbVersion: String(row.v), threadId, spill: { directory: String(row.directory), maxSize: String(row.max_size) } };
 }
 
+/**
+ * Lifecycle work (compaction) runs in the background: on this thread, at the lowest CPU priority
+ * (see background.ts), so that on a busy machine it takes what ingest and queries leave. Only
+ * partition writes run on the lifecycle lane, so its session settings are the runner's alone.
+ */
+let writer: Promise<DuckDBRunner> | undefined;
+
+function partitionWriter(): Promise<DuckDBRunner> {
+  writer ??= duckdb().then((db) => {
+    if ((workerData as WorkerData).workload !== 'lifecycle') return db;
+    const refused = lowerThisThreadsPriority();
+    if (refused) console.warn(`timestore: lifecycle work runs at normal CPU priority (${refused})`);
+    return onThisThread(db);
+  });
+  return writer;
+}
+
 /** Writes staged inputs as Parquet partition files, one per (partition key, time window); see partition-writer.ts. */
 export async function writePartitions(input: WritePartitionsInput): Promise<WritePartitionsResult> {
-  return writePartitionsWith(await duckdb(), input);
+  return writePartitionsWith(await partitionWriter(), input);
 }
 
 /**

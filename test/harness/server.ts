@@ -39,6 +39,8 @@ export interface TestServer {
   sql: Sql;
   /** The server's internals; only when it runs in this process (see `againstBinary`). */
   server: RunningServer;
+  /** The process the server runs in (this one, or the binary's). */
+  pid: number;
   /** Everything a separate process printed so far ('' in process). */
   output(): string;
   stop(): Promise<void>;
@@ -63,6 +65,7 @@ export async function startTestServer(env: Record<string, string> = {}, options:
     config,
     sql: server.catalog.sql,
     server,
+    pid: process.pid,
     output: () => '',
     async stop() {
       await server.shutdown('test finished');
@@ -82,6 +85,7 @@ async function startProcess(config: Config, variables: Record<string, string>, s
     get server(): RunningServer {
       throw new Error('this test reads the server\'s internals: skip it when againstBinary (the server is a separate process)');
     },
+    pid: proc.proc.pid,
     output: proc.output,
     async stop() {
       await catalog.close();

@@ -1,0 +1,61 @@
+/**
+ * Background DuckDB work: statements that run on the calling worker thread, which runs at the
+ * lowest CPU priority, so that compaction takes only the CPU that ingest and queries leave.
+ *
+ * DuckDB's asynchronous calls (`run`, `runAndReadAll`) execute on Bun's shared native thread
+ * pool, where every lane's work meets at the same priority. A pending result driven task by task
+ * (`runTask`) executes on the thread that drives it instead (each instance has one DuckDB thread,
+ * so no other thread takes its tasks), and Linux keeps a nice value per thread: lowering this
+ * thread's own leaves every other thread of the process as it was.
+ *
+ * Imports `@duckdb/node-api` for types only (see query.ts): the states below are its
+ * `DuckDBPendingResultState` values.
+ */
+import { dlopen, FFIType } from 'bun:ffi';
+import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
+
+/** What the partition writer runs its statements with: a connection, or {@link onThisThread} of one. */
+export type DuckDBRunner = Pick<DuckDBConnection, 'run' | 'runAndReadAll'>;
+
+/** The nice value of background threads: the lowest priority there is. */
+export const BACKGROUND_NICE = 19;
+const PRIO_PROCESS = 0;
+const RESULT_READY = 0;
+const NO_TASKS_AVAILABLE = 3;
+
+/**
+ * Lowers the calling thread's CPU priority to {@link BACKGROUND_NICE} (only this thread: on Linux
+ * `setpriority` of a thread id is per thread). Returns why it could not, or null.
+ */
+export function lowerThisThreadsPriority(): string | null {
+  try {
+    const libc = dlopen('libc.so.6', {
+      gettid: { args: [], returns: FFIType.i32 },
+      setpriority: { args: [FFIType.i32, FFIType.u32, FFIType.i32], returns: FFIType.i32 },
+    });
+    try {
+      return libc.symbols.setpriority(PRIO_PROCESS, libc.symbols.gettid(), BACKGROUND_NICE) === 0 ? null : 'setpriority failed';
+    } finally {
+      libc.close();
+    }
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/** `db` with its statements executed on the calling thread rather than on Bun's native thread pool. */
+export function onThisThread(db: DuckDBConnection): DuckDBRunner {
+  const execute = async (sql: string, values?: DuckDBValue[] | Record<string, DuckDBValue>) => {
+    const pending = await db.start(sql, values);
+    for (;;) {
+      const state: number = pending.runTask();
+      if (state === RESULT_READY) return pending;
+      // Waiting on something other than CPU (no runnable task): let the event loop turn once.
+      if (state === NO_TASKS_AVAILABLE) await Bun.sleep(0);
+    }
+  };
+  return {
+    run: async (sql, values) => (await execute(sql, values)).getResult() as ReturnType<DuckDBConnection['run']>,
+    runAndReadAll: async (sql, values) => (await execute(sql, values)).readAll(),
+  };
+}
