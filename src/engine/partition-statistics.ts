@@ -5,7 +5,7 @@
  *
  * Loaded by the worker only (see partition-writer.ts).
  */
-import type { DuckDBRunner } from './background.ts';
+import type { DuckDBRunner } from './own-thread.ts';
 import type { FieldType } from '../model/field-types.ts';
 import type { SchemaField } from '../model/records.ts';
 import { isoFromMicrosFixed, parseTimestamp } from '../model/timestamps.ts';

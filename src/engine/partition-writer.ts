@@ -13,7 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DuckDBRunner } from './background.ts';
+import type { DuckDBRunner } from './own-thread.ts';
 import { SQL_TYPES } from '../model/field-types.ts';
 import { isoFromMicrosFixed } from '../model/timestamps.ts';
 import type { SchemaField } from '../model/records.ts';

@@ -11,7 +11,7 @@
  *
  * Imports `@duckdb/node-api` for types only (see query.ts).
  */
-import type { DuckDBRunner } from './background.ts';
+import type { DuckDBRunner } from './own-thread.ts';
 import { sqlString } from './sql.ts';
 
 interface Session {

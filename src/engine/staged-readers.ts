@@ -6,7 +6,7 @@
  * Loaded by the worker only (see partition-writer.ts).
  */
 import { statSync } from 'node:fs';
-import type { DuckDBRunner } from './background.ts';
+import type { DuckDBRunner } from './own-thread.ts';
 import { parseCsv } from '../model/csv.ts';
 import { SQL_TYPES } from '../model/field-types.ts';
 import type { SchemaField } from '../model/records.ts';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { threadId, workerData } from 'node:worker_threads';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { move } from 'piscina';
-import { type DuckDBRunner, lowerThisThreadsPriority, onThisThread } from './background.ts';
+import { type DuckDBRunner, lowerThisThreadsPriority, onThisThread } from './own-thread.ts';
 import { loadDuckDB } from './duckdb-runtime.ts';
 import type { Workload } from './lanes.ts';
 import { writePartitions as writePartitionsWith, type WritePartitionsInput, type WritePartitionsResult } from './partition-writer.ts';
@@ -66,17 +66,19 @@ export async function ping(): Promise<PingResult> {
 }
 
 /**
- * Lifecycle work (compaction) runs in the background: on this thread, at the lowest CPU priority
- * (see background.ts), so that on a busy machine it takes what ingest and queries leave. Only
- * partition writes run on the lifecycle lane, so its session settings are the runner's alone.
+ * Partition writes (the ingest and lifecycle lanes) execute on this thread rather than on Bun's
+ * native pool, the lifecycle's at the lowest CPU priority so that compaction takes what ingest and
+ * queries leave (see own-thread.ts). Those lanes run nothing but partition writes, so their
+ * session settings are the runner's alone.
  */
 let writer: Promise<DuckDBRunner> | undefined;
 
 function partitionWriter(): Promise<DuckDBRunner> {
   writer ??= duckdb().then((db) => {
-    if ((workerData as WorkerData).workload !== 'lifecycle') return db;
-    const refused = lowerThisThreadsPriority();
-    if (refused) console.warn(`timestore: lifecycle work runs at normal CPU priority (${refused})`);
+    if ((workerData as WorkerData).workload === 'lifecycle') {
+      const refused = lowerThisThreadsPriority();
+      if (refused) console.warn(`timestore: lifecycle work runs at normal CPU priority (${refused})`);
+    }
     return onThisThread(db);
   });
   return writer;

@@ -1,12 +1,12 @@
 /**
  * Compaction runs in the background: the lifecycle lane's thread drops to the lowest CPU priority
  * (nice 19) and executes its DuckDB statements itself, so that on a busy machine it takes only
- * what ingest and queries leave. Read from /proc: the nice value and CPU time of every thread of
- * the server's process (this one, or the binary's).
+ * what ingest and queries leave. Read from /proc (test/harness/threads.ts): the nice value and CPU
+ * time of every thread of the server's process (this one, or the binary's).
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test';
-import { readdirSync, readFileSync } from 'node:fs';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
+import { threadsOf } from '../harness/threads.ts';
 
 let ts: TestServer;
 
@@ -17,30 +17,7 @@ afterAll(async () => {
   await ts?.stop();
 });
 
-interface ThreadState {
-  tid: number;
-  nice: number;
-  /** User and system CPU time, in clock ticks. */
-  cpu: number;
-}
-
-function threads(pid: number): ThreadState[] {
-  const states: ThreadState[] = [];
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    } catch {
-      continue; // the thread ended while we read
-    }
-    // After the command name: state is field 3, utime 14, stime 15, nice 19.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    states.push({ tid: Number(tid), nice: Number(fields[16]), cpu: Number(fields[11]) + Number(fields[12]) });
-  }
-  return states;
-}
-
-const cpuOf = (pid: number) => threads(pid).reduce((sum, t) => sum + t.cpu, 0);
+const cpuOf = (pid: number) => threadsOf(pid).reduce((sum, t) => sum + t.cpu, 0);
 
 test('a compaction runs on one thread at nice 19 that does most of its work; every other thread keeps its priority', async () => {
   const fields = [
@@ -57,7 +34,7 @@ test('a compaction runs on one thread at nice 19 that does most of its work; eve
     const res = await postJson(`${ts.url}/datasets/background/ingest?wait=true`, { schema: { fields }, partition: { key: {} }, rows });
     expect(res.status).toBe(201);
   }
-  const before = threads(ts.pid);
+  const before = threadsOf(ts.pid);
   const processNice = before.find((t) => t.tid === ts.pid)!.nice;
   expect(before.filter((t) => t.nice !== processNice)).toEqual([]);
 
@@ -65,7 +42,7 @@ test('a compaction runs on one thread at nice 19 that does most of its work; eve
   const res = await postJson(`${ts.url}/admin/datasets/background/lifecycle?wait=true`, {});
   expect(res.status).toBe(200);
   expect(res.body).toMatchObject({ state: 'succeeded' });
-  const after = threads(ts.pid);
+  const after = threadsOf(ts.pid);
   const spent = cpuOf(ts.pid) - cpuBefore;
 
   const background = after.filter((t) => t.nice !== processNice);

@@ -1,12 +1,14 @@
 /**
- * Background DuckDB work: statements that run on the calling worker thread, which runs at the
- * lowest CPU priority, so that compaction takes only the CPU that ingest and queries leave.
+ * Partition writes execute their DuckDB statements on their lane's own thread, and the lifecycle
+ * lane's thread runs at the lowest CPU priority.
  *
- * DuckDB's asynchronous calls (`run`, `runAndReadAll`) execute on Bun's shared native thread
- * pool, where every lane's work meets at the same priority. A pending result driven task by task
- * (`runTask`) executes on the thread that drives it instead (each instance has one DuckDB thread,
- * so no other thread takes its tasks), and Linux keeps a nice value per thread: lowering this
- * thread's own leaves every other thread of the process as it was.
+ * DuckDB's asynchronous calls (`run`, `runAndReadAll`) execute on Bun's native thread pool: two
+ * threads on two cores, shared by every lane and by asynchronous file I/O (staging's writes and
+ * fsyncs), all at one priority. A pending result driven task by task (`runTask`) executes on the
+ * thread that drives it instead (each instance has one DuckDB thread, so no other thread takes
+ * its tasks): ingest writes then stop queueing behind file I/O and each other's hand-offs (less
+ * CPU per batch, more rows/s: docs/performance.md), and compaction can be given a lower priority,
+ * since Linux keeps a nice value per thread.
  *
  * Imports `@duckdb/node-api` for types only (see query.ts): the states below are its
  * `DuckDBPendingResultState` values.
@@ -17,7 +19,7 @@ import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
 /** What the partition writer runs its statements with: a connection, or {@link onThisThread} of one. */
 export type DuckDBRunner = Pick<DuckDBConnection, 'run' | 'runAndReadAll'>;
 
-/** The nice value of background threads: the lowest priority there is. */
+/** The nice value of the lifecycle lane's thread: the lowest priority there is. */
 export const BACKGROUND_NICE = 19;
 const PRIO_PROCESS = 0;
 const RESULT_READY = 0;
