@@ -24,6 +24,8 @@ export const BACKGROUND_NICE = 19;
 const PRIO_PROCESS = 0;
 const RESULT_READY = 0;
 const NO_TASKS_AVAILABLE = 3;
+/** What `runTask` puts before DuckDB's own message; the asynchronous calls report that message alone. */
+const TASK_ERROR_PREFIX = 'Failure running pending result task: ';
 
 /**
  * Lowers the calling thread's CPU priority to {@link BACKGROUND_NICE} (only this thread: on Linux
@@ -50,7 +52,13 @@ export function onThisThread(db: DuckDBConnection): DuckDBRunner {
   const execute = async (sql: string, values?: DuckDBValue[] | Record<string, DuckDBValue>) => {
     const pending = await db.start(sql, values);
     for (;;) {
-      const state: number = pending.runTask();
+      let state: number;
+      try {
+        state = pending.runTask();
+      } catch (err) {
+        const message = (err as Error).message;
+        throw message.startsWith(TASK_ERROR_PREFIX) ? new Error(message.slice(TASK_ERROR_PREFIX.length)) : err;
+      }
       if (state === RESULT_READY) return pending;
       // Waiting on something other than CPU (no runnable task): let the event loop turn once.
       if (state === NO_TASKS_AVAILABLE) await Bun.sleep(0);

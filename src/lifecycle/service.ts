@@ -130,8 +130,9 @@ export class Lifecycle {
           datasetId,
           setTimeout(() => {
             this.followUps.delete(datasetId);
-            this.compactionAsked.set(datasetId, Date.now() + delayMs);
-            this.askCompaction(datasetId, new Date());
+            const at = Date.now() + delayMs; // as a write's own ask: due when its window closes
+            this.compactionAsked.set(datasetId, at);
+            this.askCompaction(datasetId, new Date(at));
           }, delayMs),
         );
       },
