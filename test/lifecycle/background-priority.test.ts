@@ -19,7 +19,7 @@ afterAll(async () => {
 
 const cpuOf = (pid: number) => threadsOf(pid).reduce((sum, t) => sum + t.cpu, 0);
 
-test('a compaction runs on one thread at nice 19 that does most of its work; every other thread keeps its priority', async () => {
+test('a compaction runs on one thread at nice 19 that does most of its work; every other thread that works keeps the process\'s priority', async () => {
   const fields = [
     { name: 'timestamp', type: 'timestamp' },
     { name: 'host', type: 'string' },
@@ -34,10 +34,7 @@ test('a compaction runs on one thread at nice 19 that does most of its work; eve
     const res = await postJson(`${ts.url}/datasets/background/ingest?wait=true`, { schema: { fields }, partition: { key: {} }, rows });
     expect(res.status).toBe(201);
   }
-  const before = threadsOf(ts.pid);
-  const processNice = before.find((t) => t.tid === ts.pid)!.nice;
-  expect(before.filter((t) => t.nice !== processNice)).toEqual([]);
-
+  const before = new Map(threadsOf(ts.pid).map((t) => [t.tid, t.cpu]));
   const cpuBefore = cpuOf(ts.pid);
   const res = await postJson(`${ts.url}/admin/datasets/background/lifecycle?wait=true`, {});
   expect(res.status).toBe(200);
@@ -45,13 +42,17 @@ test('a compaction runs on one thread at nice 19 that does most of its work; eve
   const after = threadsOf(ts.pid);
   const spent = cpuOf(ts.pid) - cpuBefore;
 
-  const background = after.filter((t) => t.nice !== processNice);
-  expect(background.map((t) => t.nice)).toEqual([19]);
+  // In process, earlier test files' servers may have left idle threads behind: only those that
+  // worked during the compaction count.
+  const processNice = after.find((t) => t.tid === ts.pid)!.nice;
+  const worked = after.filter((t) => t.cpu > (before.get(t.tid) ?? 0));
+  expect(worked.filter((t) => t.nice !== processNice).map((t) => t.nice)).toEqual([19]);
+  expect(after.filter((t) => t.nice !== processNice && t.nice !== 19)).toEqual([]);
   // The merge of 160,000 rows (read, sort, Parquet) is the job's work; the catalog and HTTP
   // around it are a small part. Were the statements run on Bun's native pool, this thread would
   // have spent almost nothing.
-  const backgroundSpent = background[0]!.cpu - (before.find((t) => t.tid === background[0]!.tid)?.cpu ?? 0);
-  expect(backgroundSpent).toBeGreaterThan(spent / 2);
+  const background = worked.find((t) => t.nice === 19)!;
+  expect(background.cpu - (before.get(background.tid) ?? 0)).toBeGreaterThan(spent / 2);
 
   const query = await postJson(`${ts.url}/datasets/background/query`, {
     timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' },
