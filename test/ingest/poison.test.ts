@@ -176,22 +176,23 @@ describe('a failure of the moment', () => {
     for (const job of await jobsOf(ids)) expect(job.state).toBe('running');
 
     // A deadlock, a catalog failure that says nothing about the data: a second transaction holds
-    // the job rows the publish completes at its end, then asks for the dataset row the publish
-    // holds by then. The publish, waiting first, is the one PostgreSQL cancels.
-    let takeDataset!: () => void;
-    const datasetWanted = new Promise<void>((r) => (takeDataset = r));
-    let jobsLocked!: () => void;
-    const jobsHeld = new Promise<void>((r) => (jobsLocked = r));
+    // the job rows the publish completes at its end, then asks for the dataset row and waits behind
+    // the publish. Released, the publish takes the dataset row and closes the cycle when it asks
+    // for the job rows. PostgreSQL checks each waiter once, deadlock_timeout after it began to
+    // wait; the rival's check is put off, so the publish is the one it cancels (were the rival's
+    // check first, or the cycle closed after the publish's check, the rival would be).
+    let jobsLocked!: (pid: number) => void;
+    const jobsHeld = new Promise<number>((r) => (jobsLocked = r));
     const rival = sql().begin(async (tx) => {
+      await tx`SET LOCAL deadlock_timeout = '60s'`;
       await tx`SELECT id FROM jobs WHERE id IN ${tx(ids)} FOR UPDATE`;
-      jobsLocked();
-      await datasetWanted;
+      jobsLocked((await tx<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`)[0]!.pid);
       await tx`SELECT id FROM datasets WHERE id = ${dataset.id} FOR UPDATE`;
     });
-    await jobsHeld;
+    const rivalPid = await jobsHeld;
+    const rivalWaits = async () => (await sql()`SELECT 1 FROM pg_stat_activity WHERE pid = ${rivalPid} AND wait_event_type = 'Lock'`).length === 1;
+    await until(rivalWaits, 'the rival waits for the dataset row too');
     await datasetLock.release();
-    await until(async () => (await lockWaits()) === 1, 'the publish waits for the job rows');
-    takeDataset();
     await rival;
     await settled(ids);
 
