@@ -6,6 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnServer } from '../../test/harness/server-process.ts';
+import { threadsOf } from '../../test/harness/threads.ts';
 import { REPO_ROOT } from './source.ts';
 
 export { REPO_ROOT };
@@ -93,29 +94,14 @@ export interface ThreadCpu {
 
 const CLK_TCK = 100;
 
-/** CPU seconds of every thread of `pid` (from /proc/<pid>/task/<tid>/stat). */
+/** CPU seconds of every thread of `pid` (test/harness/threads.ts reads /proc). */
 export function threadCpu(pid: number): ThreadCpu[] {
-  const out: ThreadCpu[] = [];
-  let tids: string[];
   try {
-    tids = readdirSync(`/proc/${pid}/task`);
+    // The main thread by its id: its name is the executable's, which the server's re-exec changes.
+    return threadsOf(pid).map((t) => ({ tid: t.tid, name: t.tid === pid ? 'main' : t.name, seconds: t.cpu / CLK_TCK }));
   } catch {
-    return out;
+    return []; // the process has ended
   }
-  for (const tid of tids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const close = stat.lastIndexOf(')');
-      // The main thread by its id: its name is the executable's, which the server's re-exec changes.
-      const name = Number(tid) === pid ? 'main' : stat.slice(stat.indexOf('(') + 1, close);
-      const rest = stat.slice(close + 2).split(' ');
-      // fields after the name: state(3) … utime(14) stime(15) → indexes 11, 12 here
-      out.push({ tid: Number(tid), name, seconds: (Number(rest[11]) + Number(rest[12])) / CLK_TCK });
-    } catch {
-      // thread ended
-    }
-  }
-  return out;
 }
 
 /** CPU seconds of a whole process (all threads, ended ones included). */

@@ -20,7 +20,7 @@ import type { DuckDBConnection, DuckDBValue } from '@duckdb/node-api';
 export type DuckDBRunner = Pick<DuckDBConnection, 'run' | 'runAndReadAll'>;
 
 /** The nice value of the lifecycle lane's thread: the lowest priority there is. */
-export const BACKGROUND_NICE = 19;
+const BACKGROUND_NICE = 19;
 const PRIO_PROCESS = 0;
 const RESULT_READY = 0;
 const NO_TASKS_AVAILABLE = 3;
