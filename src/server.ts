@@ -17,6 +17,7 @@ import { WorkerPool, type WorkerPoolOptions } from './engine/pool.ts';
 import { createApp } from './http/app.ts';
 import { INGEST_JOB_KIND } from './ingest/accept.ts';
 import { IngestService } from './ingest/service.ts';
+import { StagingGroups } from './ingest/staging-groups.ts';
 import { ReaderPins } from './query/reader-pins.ts';
 import { QueryService } from './query/service.ts';
 import { ingestJobHandler } from './ingest/write.ts';
@@ -178,6 +179,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     wake: () => wakeLocalRunners(queue),
     waitForJob: (id, ms) => runner.waitForJob(id, ms),
     catalogCache,
+    staging: new StagingGroups(),
     metrics,
   });
 

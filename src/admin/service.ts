@@ -19,6 +19,7 @@ import {
 import { deleteFailedJob, getJob, type Job, type JobPage, type JobState, listJobs, retryFailedJob, stagedBodyOf } from '../catalog/job-table.ts';
 import { getManifestVersion, listActivePartitions, manifestTotalsByTarget, type TargetTotals } from '../catalog/manifests.ts';
 import { catalogId } from '../catalog/identity.ts';
+import { referencedLocations } from '../catalog/lifecycle.ts';
 import { getRetentionPolicy, putRetentionPolicy } from '../catalog/retention-policies.ts';
 import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-versions.ts';
 import { createStorageTarget, findStorageTarget, getStorageTarget, listStorageTargets, type StorageTargetInput } from '../catalog/storage-targets.ts';
@@ -365,7 +366,8 @@ export class AdminService {
   async deleteJob(id: string, actor: string | null): Promise<DeletedJob> {
     const failed = await this.failedJob(id, 'deleted');
     const body = stagedBodyOf(failed);
-    if (body) {
+    // An object shared with other batches stays while any other job needs it (then the sweep takes it).
+    if (body && !(body.shared && (await referencedLocations(this.o.sql, [body.location], [failed.id])).size > 0)) {
       // A failed delete is a StorageError: 503 storage_unavailable (http/errors.ts), nothing deleted.
       const target = await getStorageTarget(this.o.sql, body.storageTargetId);
       await this.o.drivers.forTarget(target).delete(body.location);

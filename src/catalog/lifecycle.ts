@@ -86,15 +86,16 @@ export async function claimFilesToDelete(sql: Sql, datasetId: string, removedBef
 /**
  * Which of these locations something still needs: a partition whose file is not deleted (active,
  * or removed and inside its grace period), or the staged batch of any job that has not succeeded
- * (queued, running, or failed and kept for an operator to retry or delete).
+ * (queued, running, or failed and kept for an operator to retry or delete), but for `exceptJobs`.
  */
-export async function referencedLocations(db: Db, locations: string[]): Promise<Set<string>> {
+export async function referencedLocations(db: Db, locations: string[], exceptJobs: string[] = []): Promise<Set<string>> {
   if (locations.length === 0) return new Set();
   const rows = await db<{ location: string }[]>`
     SELECT location FROM partitions WHERE location IN ${db(locations)} AND file_deleted_at IS NULL
     UNION
     SELECT payload -> 'staged' ->> 'location' FROM jobs
-    WHERE state <> 'succeeded' AND payload -> 'staged' ->> 'location' IN ${db(locations)}`;
+    WHERE state <> 'succeeded' AND payload -> 'staged' ->> 'location' IN ${db(locations)}
+      AND NOT (id = ANY(${exceptJobs}::uuid[]))`;
   return new Set(rows.map((r) => r.location));
 }
 

@@ -33,6 +33,7 @@ import { DEFAULT_MAX_BATCH_ROWS, tooManyRows } from './formats/index.ts';
 import type { BatchSummary } from './validation.ts';
 import { stagingObjectKey } from '../model/object-keys.ts';
 import { checkObjectKeys } from './object-key-limits.ts';
+import type { StagedBody, StagedRange, StagingGroups } from './staging-groups.ts';
 import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../model/timestamps.ts';
 
 export const INGEST_JOB_KIND = 'ingest';
@@ -43,7 +44,8 @@ export interface IngestJobPayload {
   schemaVersion: number;
   partitionKey: Record<string, string>;
   storageTargetId: string;
-  staged: { location: string; format: StagedInputFormat; sizeBytes: number };
+  /** `range`: the body is these bytes of an object shared with other batches (staging-groups.ts). */
+  staged: { location: string; format: StagedInputFormat; sizeBytes: number; range?: StagedRange };
   rowCount: number;
   minTime: string;
   maxTime: string;
@@ -66,7 +68,7 @@ export function ingestJob(
     schemaVersion: schema.version,
     partitionKey,
     storageTargetId: target.id,
-    staged: { location: staged.location, format, sizeBytes: staged.sizeBytes },
+    staged: { location: staged.location, format, sizeBytes: staged.sizeBytes, ...(staged.range ? { range: staged.range } : {}) },
     rowCount: rows.rowCount,
     minTime: new Date(rows.minTime).toISOString(),
     maxTime: new Date(rows.maxTime).toISOString(),
@@ -107,6 +109,8 @@ export interface AcceptDeps {
   wake(): void;
   /** Schema versions and storage targets, kept across batches. */
   catalogCache: CatalogCache;
+  /** Group commit of small bodies (one per process); without it each body is staged alone. */
+  staging?: StagingGroups;
   /** The most rows one batch may carry (TIMESTORE_INGEST_MAX_BATCH_ROWS; default 1,000,000). */
   maxBatchRows?: number;
   /** The most fields a dataset may hold (TIMESTORE_INGEST_MAX_FIELDS; default and most MAX_FIELDS). */
@@ -197,8 +201,9 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     deps.wake();
     return { job, replayed: false };
   } catch (err) {
-    // After a commit of unknown outcome the job may exist and need its body: the collector decides.
-    if (!(err instanceof CommitOutcomeUnknownError)) await driver.delete(staged.location).catch(() => {});
+    // After a commit of unknown outcome the job may exist and need its body: the collector decides,
+    // as it does for an object shared with other batches.
+    if (!(err instanceof CommitOutcomeUnknownError) && !staged.range) await driver.delete(staged.location).catch(() => {});
     if (err instanceof KeyHeld) return replay(deps.sql, err.record, requestHash);
     throw err;
   }
@@ -222,16 +227,23 @@ export async function stageBytes(
 ) {
   const driver = deps.drivers.forTarget(target);
   checkObjectKeys(driver, slug, partitionKey, body.extension);
-  const staged = await driver.putBytes(stagingObjectKey(slug, body.extension), body.bytes);
+  const newKey = () => stagingObjectKey(slug, body.extension);
+  const staged: StagedBody =
+    deps.staging && body.format === 'ndjson'
+      ? await deps.staging.stage(driver, `${target.id} ${slug}`, newKey, body.bytes)
+      : await driver.putBytes(newKey(), body.bytes);
   return { target, driver, staged, format: body.format };
 }
 
-/** Deletes a body staged for a batch that is not queued after all; whatever went wrong staging it no longer matters. */
+/**
+ * Deletes a body staged for a batch that is not queued after all; whatever went wrong staging it no
+ * longer matters. A range of a shared object stays: the object goes with its other batches.
+ */
 async function discard(staging: ReturnType<typeof stageBody> | null): Promise<void> {
   if (!staging) return;
   try {
     const { driver, staged } = await staging;
-    await driver.delete(staged.location);
+    if (!staged.range) await driver.delete(staged.location);
   } catch {
     // not stored, or left for the collector
   }

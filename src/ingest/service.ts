@@ -7,6 +7,7 @@
  */
 import type { Sql } from 'postgres';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
+import type { StagingGroups } from './staging-groups.ts';
 import { getJob, type Job } from '../catalog/job-table.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { StorageDrivers } from '../storage/index.ts';
@@ -33,6 +34,8 @@ export interface IngestServiceOptions {
   wake(): void;
   /** Schema versions and storage targets, kept across batches. */
   catalogCache: CatalogCache;
+  /** Group commit of small bodies (one per process). */
+  staging?: StagingGroups;
   /** The job once finished, or as it is when the time is up; null when there is no such job. */
   waitForJob(jobId: string, timeoutMs: number): Promise<Job | null>;
   /** Accepted batches, rows and bytes per dataset. */

@@ -20,10 +20,12 @@
  * collector, which decides from the catalog.
  */
 import { randomUUID } from 'node:crypto';
+import { closeSync, existsSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Sql } from 'postgres';
 import { getDataset } from '../catalog/datasets.ts';
+import { referencedLocations } from '../catalog/lifecycle.ts';
 import type { Job } from '../catalog/job-table.ts';
 import { publishManifestVersion } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
@@ -38,6 +40,7 @@ import { type Context, inSpan, NOOP_TRACER, type Span, type Tracer, traceFields 
 import type { StorageDriver, StorageDrivers } from '../storage/index.ts';
 import { storePartitionFiles } from '../storage/partition-files.ts';
 import type { IngestJobPayload } from './accept.ts';
+import type { StagedRange } from './staging-groups.ts';
 import { step, WriteStepError } from './write-failures.ts';
 
 export interface WriteDeps {
@@ -82,8 +85,10 @@ interface Call {
   span: Span;
   dataset: Dataset;
   schema: SchemaVersion;
-  /** Each job's staged body as a local file. */
+  /** Each job's staged body as a local file (for a range of a shared object: the object's). */
   inputs: Map<string, StagedInput>;
+  /** The jobs whose bodies are ranges of shared objects, with their ranges. */
+  ranges: Map<string, StagedRange>;
   /** Scratch directory of the call: inputs and DuckDB's output. */
   work: string;
   /** Jobs claimed together in this call. */
@@ -114,6 +119,7 @@ async function writeBatch(
     const call: Call = {
       ...{ deps, tracer, ctx, trace, span, dataset, schema, work },
       inputs: new Map(),
+      ranges: new Map(),
       claimed: jobs.length,
       results: {},
       written: { partitions: 0, bytes: 0 },
@@ -130,18 +136,30 @@ async function writeBatch(
       'timestore.jobs.written': published.length,
       'timestore.jobs.failed': jobs.length - published.length,
     });
-    // The staged bodies of published batches are no longer needed; what a crash leaves here, the
-    // collector removes. Those of failed batches stay with their jobs.
-    await Promise.all(
-      published.map(async (job) => {
-        const stagedOn = deps.drivers.forTarget(await deps.catalogCache.storageTarget(job.payload.storageTargetId));
-        await stagedOn.delete(job.payload.staged.location).catch((err) => deps.log.warn({ err, job: job.id }, 'ingest: staged batch not deleted'));
-      }),
-    );
+    await deleteStagedBodies(deps, published);
     return call.results;
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * The staged bodies of published batches are no longer needed: an object of one body goes at once,
+ * an object shared with other batches (staging-groups.ts) once no job that has not succeeded names
+ * it. What a crash leaves, or two writes of one shared object that finish together, the collector
+ * removes. The bodies of failed batches stay with their jobs.
+ */
+async function deleteStagedBodies(deps: WriteDeps, published: Job<IngestJobPayload>[]): Promise<void> {
+  const shared = [...new Set(published.filter((j) => j.payload.staged.range).map((j) => j.payload.staged.location))];
+  const needed = shared.length ? await referencedLocations(deps.sql, shared, published.map((j) => j.id)) : new Set<string>();
+  const done = new Map<string, Job<IngestJobPayload>>();
+  for (const job of published) if (!needed.has(job.payload.staged.location)) done.set(job.payload.staged.location, job);
+  await Promise.all(
+    [...done].map(async ([location, job]) => {
+      const stagedOn = deps.drivers.forTarget(await deps.catalogCache.storageTarget(job.payload.storageTargetId));
+      await stagedOn.delete(location).catch((err) => deps.log.warn({ err, job: job.id }, 'ingest: staged batch not deleted'));
+    }),
+  );
 }
 
 /**
@@ -169,14 +187,25 @@ function holdsRowsOf(batch: IngestJobPayload, p: { partitionKey: Record<string, 
  */
 async function fetchStagedBodies(call: Call, jobs: Job<IngestJobPayload>[]): Promise<Job<IngestJobPayload>[]> {
   const { deps } = call;
+  // A shared object is fetched once (see inputsOf).
+  const shared = new Map<string, Promise<string>>();
   const fetched = await Promise.allSettled(
     jobs.map((job) =>
       step('read', async () => {
         const stagedOn = deps.drivers.forTarget(await deps.catalogCache.storageTarget(job.payload.storageTargetId));
-        const path = await stagedOn.materialize(job.payload.staged.location, join(call.work, `${job.id}.json`));
+        const { location, range } = job.payload.staged;
+        let input: string;
+        if (range) {
+          let whole = shared.get(location);
+          if (!whole) shared.set(location, (whole = stagedOn.materialize(location, join(call.work, `shared-${shared.size}.ndjson`))));
+          input = await whole;
+          call.ranges.set(job.id, range);
+        } else {
+          input = await stagedOn.materialize(location, join(call.work, `${job.id}.json`));
+        }
         const fields = await validatedFields(deps, call.dataset, job, call.schema.version);
         call.inputs.set(job.id, {
-          path,
+          path: input,
           format: job.payload.staged.format,
           partitionKey: job.payload.partitionKey,
           fields,
@@ -193,6 +222,52 @@ async function fetchStagedBodies(call: Call, jobs: Job<IngestJobPayload>[]): Pro
     else throw outcome.reason;
   }
   return readable;
+}
+
+/**
+ * The staged inputs of one write of `jobs`: each job's own body, but a shared staged object whose
+ * batches are all in this write (with one partition key and the same fields read) read once and
+ * whole, as the NDJSON it is; a batch written without the others of its object (a failure being
+ * narrowed down to its batch, a claim that split them) gets its bytes copied out to a file.
+ */
+function inputsOf(call: Call, jobs: Job<IngestJobPayload>[]): StagedInput[] {
+  const inputs: StagedInput[] = [];
+  const shared = new Map<string, Job<IngestJobPayload>[]>();
+  for (const job of jobs) {
+    if (!call.ranges.has(job.id)) inputs.push(call.inputs.get(job.id)!);
+    else shared.set(job.payload.staged.location, [...(shared.get(job.payload.staged.location) ?? []), job]);
+  }
+  for (const members of shared.values()) {
+    const own = members.map((job) => call.inputs.get(job.id)!);
+    const first = own[0]!;
+    const alike = own.every((input) => keyOf(input.partitionKey) === keyOf(first.partitionKey) && String(input.fields) === String(first.fields));
+    if (alike && members.length === call.ranges.get(members[0]!.id)!.batches) {
+      const spans = own.map((input) => input.timeSpan!);
+      inputs.push({ ...first, timeSpan: { min: spans.map((t) => t.min).sort()[0]!, max: spans.map((t) => t.max).sort().at(-1)! } });
+      continue;
+    }
+    for (const [k, job] of members.entries()) {
+      const path = join(call.work, `${job.id}.ndjson`);
+      if (!existsSync(path)) copyRange(own[k]!.path, call.ranges.get(job.id)!, path);
+      inputs.push({ ...own[k]!, path });
+    }
+  }
+  return inputs;
+}
+
+const keyOf = (key: Record<string, string>) => JSON.stringify(Object.entries(key).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+
+/** Copies a batch's bytes out of a shared staged object (small, and in the page cache: synchronous calls cost less than the pool's trips). */
+function copyRange(object: string, range: StagedRange, dest: string): void {
+  const bytes = new Uint8Array(range.length);
+  const fd = openSync(object, 'r');
+  try {
+    const read = readSync(fd, bytes, 0, range.length, range.offset);
+    if (read !== range.length) throw new Error(`the staged object ${object} ends before the batch's bytes ${range.offset}–${range.offset + range.length}`);
+  } finally {
+    closeSync(fd);
+  }
+  writeFileSync(dest, bytes);
 }
 
 /**
@@ -239,7 +314,7 @@ async function writeAndPublish(call: Call, jobs: Job<IngestJobPayload>[]): Promi
       const written = await step('write', () =>
         inSpan(tracer, 'engine.write_partitions', trace, async (span) => {
           const files = await deps.pool.writePartitions({
-            inputs: group.map((job) => call.inputs.get(job.id)!),
+            inputs: inputsOf(call, group),
             fields: schema.fields,
             timestampColumn: schema.timestampColumn,
             windowSeconds: dataset.partitionWindowSeconds,

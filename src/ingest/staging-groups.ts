@@ -1,0 +1,116 @@
+/**
+ * Group commit of staged bodies. Staging makes each body durable before its 202 (a file written,
+ * fsynced and renamed, or an object PUT); with many small batches at once, that wait bounds the
+ * batches per second more than the work does (docs/performance.md). So small NDJSON bodies (NDJSON,
+ * line protocol, Arrow and remote write batches are all staged as NDJSON) of one dataset and
+ * storage target that arrive while one of theirs is being staged wait for it, and are then staged
+ * together: one NDJSON object written once (each body ends in a line break), each job naming its
+ * byte range of it (`IngestJobPayload.staged.range`). A body that finds no write of its line in
+ * flight is staged at once and alone, as are large ones: a lone request waits no longer than before.
+ *
+ * An object of several bodies is shared: a write that has all its batches reads it whole, and the
+ * write that publishes some of them deletes it only when no job that has not succeeded names it any
+ * more (write.ts); the orphan sweep removes one that two writes finishing together both left.
+ */
+import type { StorageDriver, StoredObject } from '../storage/driver.ts';
+
+/** A body's bytes within a shared staged object. */
+export interface StagedRange {
+  offset: number;
+  length: number;
+  /** How many batches' bodies the object holds: a write that has them all reads the object whole. */
+  batches: number;
+}
+
+/** Where a body is staged: an object of its own, or a range of a shared one. */
+export interface StagedBody extends StoredObject {
+  range?: StagedRange;
+}
+
+/** Bodies larger than this are staged alone: their own write costs more than the wait for it. */
+export const MAX_GROUPED_BODY_BYTES = 1024 * 1024;
+/** Most bytes one shared object takes; a body that does not fit is staged alone. */
+export const MAX_GROUP_BYTES = 16 * 1024 * 1024;
+
+const LINE_FEED = 0x0a;
+const NEW_LINE = new Uint8Array([LINE_FEED]);
+
+interface Member {
+  offset: number;
+  length: number;
+  resolve(body: StagedBody): void;
+  reject(err: unknown): void;
+}
+
+/** The bodies waiting for the write in flight, to be staged together after it. */
+interface Waiting {
+  parts: Uint8Array[];
+  bytes: number;
+  members: Member[];
+}
+
+interface Line {
+  waiting: Waiting | null;
+}
+
+export class StagingGroups {
+  /** Per group key, the bodies waiting for the write in flight; absent when none is in flight. */
+  private readonly lines = new Map<string, Line>();
+
+  /**
+   * Stages the NDJSON body `bytes` through `driver` under a new key from `newKey`, grouped with the
+   * other bodies of `groupKey` (same target and dataset) that arrive while one of them is staged.
+   * Resolves once the body is durable.
+   */
+  stage(driver: StorageDriver, groupKey: string, newKey: () => string, bytes: Uint8Array): Promise<StagedBody> {
+    if (bytes.byteLength > MAX_GROUPED_BODY_BYTES) return driver.putBytes(newKey(), bytes);
+    const line = this.lines.get(groupKey);
+    if (!line) {
+      this.lines.set(groupKey, { waiting: null });
+      return this.writeAlone(driver, groupKey, newKey, bytes);
+    }
+    const waiting = (line.waiting ??= { parts: [], bytes: 0, members: [] });
+    if (waiting.bytes + bytes.byteLength > MAX_GROUP_BYTES) return driver.putBytes(newKey(), bytes);
+    return new Promise<StagedBody>((resolve, reject) => {
+      waiting.members.push({ offset: waiting.bytes, length: bytes.byteLength, resolve, reject });
+      waiting.parts.push(bytes);
+      waiting.bytes += bytes.byteLength;
+      // The next body starts on a line of its own: the object is NDJSON as a whole.
+      if (bytes.byteLength > 0 && bytes[bytes.byteLength - 1] !== LINE_FEED) {
+        waiting.parts.push(NEW_LINE);
+        waiting.bytes += 1;
+      }
+    });
+  }
+
+  private async writeAlone(driver: StorageDriver, groupKey: string, newKey: () => string, bytes: Uint8Array): Promise<StagedBody> {
+    try {
+      return await driver.putBytes(newKey(), bytes);
+    } finally {
+      this.next(driver, groupKey, newKey);
+    }
+  }
+
+  /** Stages the bodies that waited for the write just finished, or ends the line. */
+  private next(driver: StorageDriver, groupKey: string, newKey: () => string): void {
+    const line = this.lines.get(groupKey)!;
+    const waiting = line.waiting;
+    if (!waiting) {
+      this.lines.delete(groupKey);
+      return;
+    }
+    line.waiting = null;
+    const batches = waiting.members.length;
+    const write =
+      batches === 1
+        ? driver.putBytes(newKey(), waiting.parts[0]!).then((stored) => waiting.members[0]!.resolve(stored))
+        : driver.putBytes(newKey(), Buffer.concat(waiting.parts)).then(({ location }) => {
+            for (const m of waiting.members) m.resolve({ location, sizeBytes: m.length, range: { offset: m.offset, length: m.length, batches } });
+          });
+    write
+      .catch((err) => {
+        for (const m of waiting.members) m.reject(err);
+      })
+      .finally(() => this.next(driver, groupKey, newKey));
+  }
+}

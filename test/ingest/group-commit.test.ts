@@ -1,0 +1,125 @@
+/**
+ * Group commit through HTTP (src/ingest/staging-groups.ts): small NDJSON batches sent at once are
+ * staged together, several to one object with each job naming its byte range; every row is written
+ * exactly once, whether a write has all the batches of an object (and reads it whole) or some (and
+ * copies their ranges out); and the shared objects are gone once their batches are published. On
+ * local disk and on S3 (radosgw).
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { createBucket, s3AdminClient, s3Available, s3ServerEnv, startS3Server, type S3Server } from '../harness/s3.ts';
+import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
+
+const FIELDS = [
+  { name: 'timestamp', type: 'timestamp' },
+  { name: 'seq', type: 'integer' },
+];
+const BATCHES = 48;
+const ROWS = 20;
+// One write at a time: a shared object's last batch is then always published after the others
+// are marked done, so the write that publishes it deletes it (two writes finishing together may
+// both leave it to the orphan sweep).
+const ONE_WRITER = { TIMESTORE_INGEST_CONCURRENCY: '1' };
+
+const rowsOf = (batch: number) =>
+  Array.from({ length: ROWS }, (_, i) => ({ timestamp: new Date(Date.UTC(2026, 4, 1) + (batch * ROWS + i) * 1000).toISOString(), seq: batch * ROWS + i }));
+
+/** Creates the dataset, then sends BATCHES small NDJSON batches at once (the last without its final line break). */
+async function sendAtOnce(ts: TestServer, slug: string): Promise<string[]> {
+  const created = await postJson(`${ts.url}/datasets/${slug}/ingest?wait=true`, { schema: { fields: FIELDS }, partition: { key: {} }, rows: rowsOf(0) });
+  expect(created.status).toBe(201);
+  const answers = await Promise.all(
+    Array.from({ length: BATCHES - 1 }, async (_, k) => {
+      const batch = k + 1;
+      const res = await fetch(`${ts.url}/datasets/${slug}/ingest`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-ndjson' },
+        body: rowsOf(batch).map((r) => JSON.stringify(r)).join('\n') + (batch === BATCHES - 1 ? '' : '\n'),
+      });
+      return { status: res.status, body: (await res.json()) as { jobId: string } };
+    }),
+  );
+  expect(answers.map((a) => a.status)).toEqual(Array(BATCHES - 1).fill(202));
+  return answers.map((a) => a.body.jobId);
+}
+
+async function waitForJobs(ts: TestServer, ids: string[]): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const [row] = await ts.sql<{ done: number; failed: number }[]>`
+      SELECT count(*) FILTER (WHERE state = 'succeeded')::int AS done, count(*) FILTER (WHERE state = 'failed')::int AS failed
+      FROM jobs WHERE id = ANY(${ids}::uuid[])`;
+    if (row!.failed > 0) throw new Error(`${row!.failed} jobs failed`);
+    if (row!.done === ids.length) return;
+    await Bun.sleep(100);
+  }
+  throw new Error('jobs not finished in 60 s');
+}
+
+/** Every row once, and how many of the batches were staged as ranges of shared objects (and in how many objects). */
+async function check(ts: TestServer, slug: string, ids: string[]) {
+  const answer = await postJson(`${ts.url}/datasets/${slug}/query`, {
+    timeRange: { start: '2026-05-01T00:00:00Z', end: '2026-05-02T00:00:00Z' },
+    columns: ['seq'],
+    limit: 10_000,
+  });
+  expect(answer.status).toBe(200);
+  expect(answer.body.rows.map((r: { seq: number }) => r.seq)).toEqual(Array.from({ length: BATCHES * ROWS }, (_, i) => i));
+  const [shared] = await ts.sql<{ batches: number; objects: number }[]>`
+    SELECT count(*)::int AS batches, count(DISTINCT payload -> 'staged' ->> 'location')::int AS objects
+    FROM jobs WHERE id = ANY(${ids}::uuid[]) AND payload -> 'staged' ? 'range'`;
+  return shared!;
+}
+
+describe.each([
+  ['writes that take every queued batch', {}],
+  // At most 1 KiB of staged bodies per write: one batch each, so each shared object's batches
+  // are written apart.
+  ['writes of one batch each', { TIMESTORE_INGEST_COALESCE_MAX_BYTES: '1024' }],
+])('on local disk, %s', (_, env) => {
+  let ts: TestServer;
+  beforeAll(async () => {
+    ts = await startTestServer({ ...ONE_WRITER, ...env });
+  }, 60_000);
+  afterAll(async () => {
+    await ts?.stop();
+  });
+
+  test('batches sent at once share staged objects, are written once each, and leave no staged object behind', async () => {
+    const ids = await sendAtOnce(ts, 'grouped');
+    await waitForJobs(ts, ids);
+    const shared = await check(ts, 'grouped', ids);
+    // Dozens of requests at once on two cores: most find a write in flight and wait for the next.
+    expect(shared.batches).toBeGreaterThan(shared.objects);
+    const staging = join(ts.config.storageRoot, 'staging', 'grouped');
+    expect(existsSync(staging) ? readdirSync(staging) : []).toEqual([]);
+  }, 120_000);
+});
+
+describe.skipIf(!s3Available())('on S3', () => {
+  let s3: S3Server;
+  let admin: S3Client;
+  let bucket = '';
+  let ts: TestServer;
+  beforeAll(async () => {
+    s3 = await startS3Server();
+    admin = s3AdminClient(s3);
+    bucket = await createBucket(s3, 'timestore-group-commit');
+    ts = await startTestServer({ ...s3ServerEnv(s3, bucket), ...ONE_WRITER });
+  }, 120_000);
+  afterAll(async () => {
+    await ts?.stop();
+    admin?.destroy();
+    await s3?.stop();
+  });
+
+  test('batches sent at once share staged objects, are written once each, and leave no staged object behind', async () => {
+    const ids = await sendAtOnce(ts, 'grouped');
+    await waitForJobs(ts, ids);
+    const shared = await check(ts, 'grouped', ids);
+    expect(shared.batches).toBeGreaterThan(shared.objects);
+    const staged = await admin.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'staging/' }));
+    expect(staged.KeyCount ?? 0).toBe(0);
+  }, 120_000);
+});

@@ -1,0 +1,99 @@
+/**
+ * Group commit of staged bodies (src/ingest/staging-groups.ts), with a storage driver whose writes
+ * finish when the test says: who waits for whom, what one shared object holds, and failures.
+ */
+import { expect, test } from 'bun:test';
+import { MAX_GROUPED_BODY_BYTES, StagingGroups } from '../../src/ingest/staging-groups.ts';
+import type { StorageDriver } from '../../src/storage/driver.ts';
+
+interface Write {
+  key: string;
+  bytes: Uint8Array;
+  finish(): void;
+  fail(err: Error): void;
+}
+
+/** A driver that records each putBytes and completes it on demand. */
+function heldDriver() {
+  const writes: Write[] = [];
+  const driver = {
+    putBytes(key: string, bytes: Uint8Array) {
+      return new Promise((resolve, reject) => {
+        writes.push({ key, bytes: new Uint8Array(bytes), finish: () => resolve({ location: `mem://${key}`, sizeBytes: bytes.byteLength }), fail: reject });
+      });
+    },
+  } as unknown as StorageDriver;
+  return { driver, writes };
+}
+
+const text = (s: string) => new TextEncoder().encode(s);
+const turn = () => new Promise((r) => setTimeout(r, 0));
+let n = 0;
+const newKey = () => `staging/ds/${++n}.ndjson`;
+
+test('a body with nothing in flight is staged at once and alone; those arriving meanwhile are staged together after it', async () => {
+  const groups = new StagingGroups();
+  const { driver, writes } = heldDriver();
+  const first = groups.stage(driver, 'line', newKey, text('a\n'));
+  await turn();
+  expect(writes).toHaveLength(1);
+  const second = groups.stage(driver, 'line', newKey, text('bb\n'));
+  const third = groups.stage(driver, 'line', newKey, text('ccc')); // no final line break: one is added after it
+  const fourth = groups.stage(driver, 'line', newKey, text('d\n'));
+  await turn();
+  expect(writes).toHaveLength(1); // the others wait for the first write
+
+  writes[0]!.finish();
+  expect(await first).toEqual({ location: `mem://${writes[0]!.key}`, sizeBytes: 2 });
+  await turn();
+  expect(writes).toHaveLength(2);
+  expect(new TextDecoder().decode(writes[1]!.bytes)).toBe('bb\nccc\nd\n');
+  writes[1]!.finish();
+  const location = `mem://${writes[1]!.key}`;
+  expect(await second).toEqual({ location, sizeBytes: 3, range: { offset: 0, length: 3, batches: 3 } });
+  expect(await third).toEqual({ location, sizeBytes: 3, range: { offset: 3, length: 3, batches: 3 } });
+  expect(await fourth).toEqual({ location, sizeBytes: 2, range: { offset: 7, length: 2, batches: 3 } });
+
+  // The line is over: the next body goes at once again.
+  const later = groups.stage(driver, 'line', newKey, text('e\n'));
+  await turn();
+  expect(writes).toHaveLength(3);
+  writes[2]!.finish();
+  expect((await later).range).toBeUndefined();
+});
+
+test('one body waiting alone is staged as an object of its own; other lines and large bodies do not wait', async () => {
+  const groups = new StagingGroups();
+  const { driver, writes } = heldDriver();
+  const first = groups.stage(driver, 'one', newKey, text('a\n'));
+  const other = groups.stage(driver, 'two', newKey, text('x\n'));
+  const large = groups.stage(driver, 'one', newKey, new Uint8Array(MAX_GROUPED_BODY_BYTES + 1));
+  const waiting = groups.stage(driver, 'one', newKey, text('b\n'));
+  await turn();
+  expect(writes).toHaveLength(3); // first, other, large
+  for (const w of writes) w.finish();
+  await Promise.all([first, other, large]);
+  await turn();
+  expect(writes).toHaveLength(4);
+  writes[3]!.finish();
+  expect(await waiting).toEqual({ location: `mem://${writes[3]!.key}`, sizeBytes: 2 });
+});
+
+test('a failed shared write fails each of its bodies, and the line goes on', async () => {
+  const groups = new StagingGroups();
+  const { driver, writes } = heldDriver();
+  const first = groups.stage(driver, 'line', newKey, text('a\n'));
+  const b = groups.stage(driver, 'line', newKey, text('b\n'));
+  const c = groups.stage(driver, 'line', newKey, text('c\n'));
+  // Each caller awaits its own body at once, as acceptBatch does.
+  const outcomes = [first, b, c].map((p) => p.then(() => 'staged', (err: Error) => err.message));
+  await turn();
+  writes[0]!.fail(new Error('disk full'));
+  await turn();
+  writes[1]!.fail(new Error('still full'));
+  expect(await Promise.all(outcomes)).toEqual(['disk full', 'still full', 'still full']);
+  const d = groups.stage(driver, 'line', newKey, text('d\n'));
+  await turn();
+  writes[2]!.finish();
+  expect(await d).toEqual({ location: `mem://${writes[2]!.key}`, sizeBytes: 2 });
+});
