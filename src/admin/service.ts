@@ -16,7 +16,7 @@ import {
   lockDataset,
   updateDataset,
 } from '../catalog/datasets.ts';
-import { deleteFailedJob, getJob, type Job, type JobPage, type JobState, listJobs, retryFailedJob, stagedBodyOf } from '../catalog/job-table.ts';
+import { deleteFailedJob, getJob, type Job, type JobPage, type JobState, listJobs, retryFailedJob, sharesStagedObject, stagedBodyOf } from '../catalog/job-table.ts';
 import { getManifestVersion, listActivePartitions, manifestTotalsByTarget, type TargetTotals } from '../catalog/manifests.ts';
 import { catalogId } from '../catalog/identity.ts';
 import { referencedLocations } from '../catalog/lifecycle.ts';
@@ -366,8 +366,9 @@ export class AdminService {
   async deleteJob(id: string, actor: string | null): Promise<DeletedJob> {
     const failed = await this.failedJob(id, 'deleted');
     const body = stagedBodyOf(failed);
-    // An object shared with other batches stays while any other job needs it (then the sweep takes it).
-    if (body && !(body.shared && (await referencedLocations(this.o.sql, [body.location], [failed.id])).size > 0)) {
+    // An object shared with other batches (group commit) stays while another job needs it; the
+    // write of the last of them, or the orphan sweep, deletes it.
+    if (body && !(sharesStagedObject(failed) && (await referencedLocations(this.o.sql, [body.location], [failed.id])).size > 0)) {
       // A failed delete is a StorageError: 503 storage_unavailable (http/errors.ts), nothing deleted.
       const target = await getStorageTarget(this.o.sql, body.storageTargetId);
       await this.o.drivers.forTarget(target).delete(body.location);

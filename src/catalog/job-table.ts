@@ -380,15 +380,19 @@ export async function deleteFailedJob(db: Db, id: string): Promise<Job | null> {
 
 /**
  * Where a job's batch is staged (`payload.staged.location` on `payload.storageTargetId`, as
- * ingestion writes it), or null for a job that stages nothing; `shared` when the batch is a range
- * of an object that other batches' jobs may name too. The orphan sweep keeps what this names for
- * every job that has not succeeded (`referencedLocations`).
+ * ingestion writes it), or null for a job that stages nothing. The orphan sweep keeps what this
+ * names for every job that has not succeeded (`referencedLocations`).
  */
-export function stagedBodyOf(job: Pick<Job, 'payload'>): { storageTargetId: string; location: string; shared: boolean } | null {
-  const payload = job.payload as { staged?: { location?: unknown; range?: unknown }; storageTargetId?: unknown } | null;
+export function stagedBodyOf(job: Pick<Job, 'payload'>): { storageTargetId: string; location: string } | null {
+  const payload = job.payload as { staged?: { location?: unknown }; storageTargetId?: unknown } | null;
   const location = payload?.staged?.location;
   const storageTargetId = payload?.storageTargetId;
-  return typeof location === 'string' && typeof storageTargetId === 'string' ? { storageTargetId, location, shared: payload?.staged?.range != null } : null;
+  return typeof location === 'string' && typeof storageTargetId === 'string' ? { storageTargetId, location } : null;
+}
+
+/** Whether a job's batch is a range of a staged object that other batches' jobs may name too (group commit). */
+export function sharesStagedObject(job: Pick<Job, 'payload'>): boolean {
+  return (job.payload as { staged?: { range?: unknown } } | null)?.staged?.range != null;
 }
 
 export interface JobListQuery {
