@@ -3,7 +3,11 @@
  * connection error the caller can handle, the process lives on, and the next statement gets its
  * own answer. postgres.js 3.4.9 as published crashed the process here (a deferred write to the
  * closed socket, thrown outside any promise) and, once that was guarded, answered the next
- * statement with the lost transaction's ROLLBACK result; patches/postgres+3.4.9.patch fixes both.
+ * statement with the lost transaction's ROLLBACK result. And on a loaded machine, the transaction's
+ * callback, still running after its connection closed, sent its next query to that connection once
+ * the pool reconnected it for the next statement: that query was answered by the new connection's
+ * startup and the statement got another's answer (`[]`). patches/postgres+3.4.9.patch fixes all
+ * three: the callback's queries fail once its connection is lost.
  */
 import { afterAll, expect, test } from 'bun:test';
 import postgres from 'postgres';
