@@ -217,6 +217,12 @@ async function stageBody(deps: AcceptDeps, slug: string, batch: DecodedBatch, ex
 /** A body staged on its storage target, durable (what `stageBytes` resolves to). */
 export type StagedBatch = Awaited<ReturnType<typeof stageBytes>>;
 
+/**
+ * The staged formats whose bodies, one after another (each on lines of its own), read as one file:
+ * these are staged with group commit. A CSV body carries its own header.
+ */
+const GROUPED_FORMATS: ReadonlySet<StagedInputFormat> = new Set(['ndjson', 'json-document']);
+
 /** Stages `body` for a batch of the dataset `slug` with this partition key on `target`. */
 export async function stageBytes(
   deps: AcceptDeps,
@@ -229,8 +235,8 @@ export async function stageBytes(
   checkObjectKeys(driver, slug, partitionKey, body.extension);
   const newKey = () => stagingObjectKey(slug, body.extension);
   const staged: StagedBody =
-    deps.staging && body.format === 'ndjson'
-      ? await deps.staging.stage(driver, `${target.id} ${slug}`, newKey, body.bytes)
+    deps.staging && GROUPED_FORMATS.has(body.format)
+      ? await deps.staging.stage(driver, `${target.id} ${slug} ${body.format}`, newKey, body.bytes)
       : await driver.putBytes(newKey(), body.bytes);
   return { target, driver, staged, format: body.format };
 }

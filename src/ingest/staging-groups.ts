@@ -1,12 +1,13 @@
 /**
  * Group commit of staged bodies. Staging makes each body durable before its 202 (a file written,
  * fsynced and renamed, or an object PUT); with many small batches at once, that wait bounds the
- * batches per second more than the work does (docs/performance.md). So small NDJSON bodies (NDJSON,
- * line protocol, Arrow and remote write batches are all staged as NDJSON) of one dataset and
- * storage target that arrive while one of theirs is being staged wait for it, and are then staged
- * together: one NDJSON object written once (each body ends in a line break), each job naming its
- * byte range of it (`IngestJobPayload.staged.range`). A body that finds no write of its line in
- * flight is staged at once and alone, as are large ones: a lone request waits no longer than before.
+ * batches per second more than the work does (docs/performance.md). So small bodies of one dataset,
+ * format and storage target that arrive while one of theirs is being staged wait for it, and are
+ * then staged together: one object written once, each body on lines of its own (NDJSON rows, or
+ * JSON documents one after another, which DuckDB's JSON reader takes as one file), each job naming
+ * its byte range of it (`IngestJobPayload.staged.range`). A body that finds no write of its line
+ * in flight is staged at once and alone, as are large ones: a lone request waits no longer than
+ * before.
  *
  * An object of several bodies is shared: a write that has all its batches reads it whole, and the
  * write that publishes some of them deletes it only when no job that has not succeeded names it any
@@ -58,8 +59,8 @@ export class StagingGroups {
   private readonly lines = new Map<string, Line>();
 
   /**
-   * Stages the NDJSON body `bytes` through `driver` under a new key from `newKey`, grouped with the
-   * other bodies of `groupKey` (same target and dataset) that arrive while one of them is staged.
+   * Stages `bytes` through `driver` under a new key from `newKey`, grouped with the other bodies of
+   * `groupKey` (same target, dataset and format) that arrive while one of them is staged.
    * Resolves once the body is durable.
    */
   stage(driver: StorageDriver, groupKey: string, newKey: () => string, bytes: Uint8Array): Promise<StagedBody> {
@@ -75,7 +76,8 @@ export class StagingGroups {
       waiting.members.push({ offset: waiting.bytes, length: bytes.byteLength, resolve, reject });
       waiting.parts.push(bytes);
       waiting.bytes += bytes.byteLength;
-      // The next body starts on a line of its own: the object is NDJSON as a whole.
+      // The next body starts on a line of its own: NDJSON stays NDJSON, and a JSON document that
+      // is one line stays one line.
       if (bytes.byteLength > 0 && bytes[bytes.byteLength - 1] !== LINE_FEED) {
         waiting.parts.push(NEW_LINE);
         waiting.bytes += 1;

@@ -197,7 +197,7 @@ async function fetchStagedBodies(call: Call, jobs: Job<IngestJobPayload>[]): Pro
         let input: string;
         if (range) {
           let whole = shared.get(location);
-          if (!whole) shared.set(location, (whole = stagedOn.materialize(location, join(call.work, `shared-${shared.size}.ndjson`))));
+          if (!whole) shared.set(location, (whole = stagedOn.materialize(location, join(call.work, `shared-${shared.size}.json`))));
           input = await whole;
           call.ranges.set(job.id, range);
         } else {
@@ -227,8 +227,9 @@ async function fetchStagedBodies(call: Call, jobs: Job<IngestJobPayload>[]): Pro
 /**
  * The staged inputs of one write of `jobs`: each job's own body, but a shared staged object whose
  * batches are all in this write (with one partition key and the same fields read) read once and
- * whole, as the NDJSON it is; a batch written without the others of its object (a failure being
- * narrowed down to its batch, a claim that split them) gets its bytes copied out to a file.
+ * whole (its NDJSON rows, or its JSON documents one after another); a batch written without the
+ * others of its object (a claim that split them, or a failure being narrowed down to its batch:
+ * a document whose repeated keys need the slow path is read alone) gets its bytes copied out.
  */
 function inputsOf(call: Call, jobs: Job<IngestJobPayload>[]): StagedInput[] {
   const inputs: StagedInput[] = [];
@@ -247,7 +248,7 @@ function inputsOf(call: Call, jobs: Job<IngestJobPayload>[]): StagedInput[] {
       continue;
     }
     for (const [k, job] of members.entries()) {
-      const path = join(call.work, `${job.id}.ndjson`);
+      const path = join(call.work, `${job.id}.json`);
       if (!existsSync(path)) copyRange(own[k]!.path, call.ranges.get(job.id)!, path);
       inputs.push({ ...own[k]!, path });
     }

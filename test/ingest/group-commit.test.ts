@@ -1,6 +1,6 @@
 /**
- * Group commit through HTTP (src/ingest/staging-groups.ts): small NDJSON batches sent at once are
- * staged together, several to one object with each job naming its byte range; every row is written
+ * Group commit through HTTP (src/ingest/staging-groups.ts): small JSON and NDJSON batches sent at
+ * once are staged together, several to one object with each job naming its byte range; every row is written
  * exactly once, whether a write has all the batches of an object (and reads it whole) or some (and
  * copies their ranges out); and the shared objects are gone once their batches are published. On
  * local disk and on S3 (radosgw).
@@ -26,18 +26,24 @@ const ONE_WRITER = { TIMESTORE_INGEST_CONCURRENCY: '1' };
 const rowsOf = (batch: number) =>
   Array.from({ length: ROWS }, (_, i) => ({ timestamp: new Date(Date.UTC(2026, 4, 1) + (batch * ROWS + i) * 1000).toISOString(), seq: batch * ROWS + i }));
 
-/** Creates the dataset, then sends BATCHES small NDJSON batches at once (the last without its final line break). */
+/**
+ * Creates the dataset, then sends BATCHES small batches at once: JSON documents on one line, JSON
+ * documents spread over lines, and NDJSON (the last without its final line break), in turn.
+ */
 async function sendAtOnce(ts: TestServer, slug: string): Promise<string[]> {
-  const created = await postJson(`${ts.url}/datasets/${slug}/ingest?wait=true`, { schema: { fields: FIELDS }, partition: { key: {} }, rows: rowsOf(0) });
+  const document = (batch: number) => ({ schema: { fields: FIELDS }, partition: { key: {} }, rows: rowsOf(batch) });
+  const created = await postJson(`${ts.url}/datasets/${slug}/ingest?wait=true`, document(0));
   expect(created.status).toBe(201);
   const answers = await Promise.all(
     Array.from({ length: BATCHES - 1 }, async (_, k) => {
       const batch = k + 1;
-      const res = await fetch(`${ts.url}/datasets/${slug}/ingest`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-ndjson' },
-        body: rowsOf(batch).map((r) => JSON.stringify(r)).join('\n') + (batch === BATCHES - 1 ? '' : '\n'),
-      });
+      const [contentType, body] =
+        batch % 3 === 0
+          ? ['application/json', JSON.stringify(document(batch))]
+          : batch % 3 === 1
+            ? ['application/json', JSON.stringify(document(batch), null, 2)]
+            : ['application/x-ndjson', rowsOf(batch).map((r) => JSON.stringify(r)).join('\n') + (batch === BATCHES - 1 ? '' : '\n')];
+      const res = await fetch(`${ts.url}/datasets/${slug}/ingest`, { method: 'POST', headers: { 'content-type': contentType }, body });
       return { status: res.status, body: (await res.json()) as { jobId: string } };
     }),
   );
