@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type { DuckDBRunner } from './own-thread.ts';
 import { SQL_TYPES } from '../model/field-types.ts';
 import { isoFromMicrosFixed } from '../model/timestamps.ts';
-import type { SchemaField } from '../model/records.ts';
+import { partitionKeyId, type SchemaField } from '../model/records.ts';
 import {
   fromReturnedStatistic,
   microsFromStatistic,
@@ -138,10 +138,10 @@ export async function writePartitions(db: DuckDBRunner, input: WritePartitionsIn
   const keys: Record<string, string>[] = [];
   const byKey = new Map<string, StagedInput[]>();
   for (const staged of input.inputs) {
-    const group = byKey.get(canonicalKey(staged.partitionKey));
+    const group = byKey.get(partitionKeyId(staged.partitionKey));
     if (group) group.push(staged);
     else {
-      byKey.set(canonicalKey(staged.partitionKey), [staged]);
+      byKey.set(partitionKeyId(staged.partitionKey), [staged]);
       keys.push({ ...staged.partitionKey });
     }
   }
@@ -256,7 +256,7 @@ async function writeByWindow(plan: Plan, inputs: StagedInput[], results: Written
   const { db, fields, timestampColumn, keys } = plan;
   const table = quoteIdent(`partition_writer_${process.pid}_${++taskCounter}`);
   const ts = quoteIdent(timestampColumn);
-  const keyIds = new Map(keys.map((key, id) => [canonicalKey(key), id]));
+  const keyIds = new Map(keys.map((key, id) => [partitionKeyId(key), id]));
   try {
     await db.run(
       `CREATE TEMPORARY TABLE ${table} (${KEY_COLUMN} INTEGER, ${WINDOW_COLUMN} BIGINT, ${fields
@@ -270,7 +270,7 @@ async function writeByWindow(plan: Plan, inputs: StagedInput[], results: Written
           `INSERT INTO ${table}
            SELECT $key::INTEGER, ${us} - ((${us} % $window::BIGINT) + $window::BIGINT) % $window::BIGINT, s.*
            FROM (${reader}) AS s`,
-          { key: keyIds.get(canonicalKey(staged.partitionKey))!, window: plan.windowMicros.toString() },
+          { key: keyIds.get(partitionKeyId(staged.partitionKey))!, window: plan.windowMicros.toString() },
         );
       await insertStaged(db, staged, fields, insert);
     }
@@ -323,11 +323,6 @@ async function writeByWindow(plan: Plan, inputs: StagedInput[], results: Written
   } finally {
     await db.run(`DROP TABLE IF EXISTS ${table}`);
   }
-}
-
-/** A partition key with its entries sorted: equal keys, equal strings. */
-function canonicalKey(key: Record<string, string>): string {
-  return JSON.stringify(Object.entries(key).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 type Insert = (reader: string) => Promise<unknown>;

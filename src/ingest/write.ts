@@ -30,7 +30,7 @@ import type { Job } from '../catalog/job-table.ts';
 import { publishManifestVersion } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
 import { CommitOutcomeUnknownError, inTransaction } from '../catalog/transaction.ts';
-import type { Dataset, NewPartition, SchemaVersion } from '../model/records.ts';
+import { type Dataset, type NewPartition, partitionKeyId, type SchemaVersion } from '../model/records.ts';
 import type { StagedInput } from '../engine/partition-writer.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { type JobContext, type JobResults, PermanentJobError } from '../jobs/runner.ts';
@@ -241,7 +241,7 @@ function inputsOf(call: Call, jobs: Job<IngestJobPayload>[]): StagedInput[] {
   for (const members of shared.values()) {
     const own = members.map((job) => call.inputs.get(job.id)!);
     const first = own[0]!;
-    const alike = own.every((input) => keyOf(input.partitionKey) === keyOf(first.partitionKey) && String(input.fields) === String(first.fields));
+    const alike = own.every((input) => partitionKeyId(input.partitionKey) === partitionKeyId(first.partitionKey) && String(input.fields) === String(first.fields));
     if (alike && members.length === call.ranges.get(members[0]!.id)!.batches) {
       const spans = own.map((input) => input.timeSpan!);
       inputs.push({ ...first, timeSpan: { min: spans.map((t) => t.min).sort()[0]!, max: spans.map((t) => t.max).sort().at(-1)! } });
@@ -255,8 +255,6 @@ function inputsOf(call: Call, jobs: Job<IngestJobPayload>[]): StagedInput[] {
   }
   return inputs;
 }
-
-const keyOf = (key: Record<string, string>) => JSON.stringify(Object.entries(key).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 
 /** Copies a batch's bytes out of a shared staged object (small, and in the page cache: synchronous calls cost less than the pool's trips). */
 function copyRange(object: string, range: StagedRange, dest: string): void {

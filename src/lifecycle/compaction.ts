@@ -21,7 +21,7 @@ import { publishManifestVersion } from '../catalog/manifests.ts';
 import { getSchemaVersion } from '../catalog/schema-versions.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';
 import { CommitOutcomeUnknownError, inTransaction } from '../catalog/transaction.ts';
-import type { Dataset, NewPartition, Partition } from '../model/records.ts';
+import { type Dataset, type NewPartition, type Partition, partitionKeyId } from '../model/records.ts';
 import { seriesKey } from '../model/series.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { AppError } from '../model/errors.ts';
@@ -64,7 +64,7 @@ export interface CompactionOutcome {
 export function planCompaction(candidates: Partition[], windowSeconds: number, limits: CompactionLimits): { groups: Partition[][]; more: boolean } {
   const byGroup = new Map<string, Partition[]>();
   for (const p of candidates) {
-    const key = JSON.stringify(Object.entries(p.partitionKey).sort(([a], [b]) => (a < b ? -1 : 1)));
+    const key = partitionKeyId(p.partitionKey);
     const window = Math.floor(p.startTime.getTime() / 1000 / windowSeconds);
     const id = `${key}|${window}|${p.storageTargetId}`;
     const list = byGroup.get(id);

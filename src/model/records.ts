@@ -57,6 +57,11 @@ export interface ColumnStatistics {
   nulls?: number;
 }
 
+/** A partition key as one string, its entries sorted: equal keys, equal strings. */
+export function partitionKeyId(key: Record<string, string>): string {
+  return JSON.stringify(Object.entries(key).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
 export interface Partition {
   id: string;
   datasetId: string;
