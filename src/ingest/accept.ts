@@ -161,12 +161,12 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     if (existing && request.idempotencyKey) {
       const held = await findIdempotencyKey(deps.sql, existing.id, request.idempotencyKey);
       if (held) {
-        await discard(staging);
+        await discard(deps, staging);
         return replay(deps.sql, held, requestHash);
       }
     }
   } catch (err) {
-    await discard(staging);
+    await discard(deps, staging);
     throw err;
   }
   const { target, driver, staged, format } = await (staging ?? stageBody(deps, slug, batch, existing, request.mayChooseTarget === true));
@@ -199,11 +199,11 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
             return job;
           });
     deps.wake();
+    await settleStaged(deps, { driver, staged }, true);
     return { job, replayed: false };
   } catch (err) {
-    // After a commit of unknown outcome the job may exist and need its body: the collector decides,
-    // as it does for an object shared with other batches.
-    if (!(err instanceof CommitOutcomeUnknownError) && !staged.range) await driver.delete(staged.location).catch(() => {});
+    // After a commit of unknown outcome the job may exist and need its body: the collector decides.
+    await settleStaged(deps, { driver, staged }, err instanceof CommitOutcomeUnknownError);
     if (err instanceof KeyHeld) return replay(deps.sql, err.record, requestHash);
     throw err;
   }
@@ -242,16 +242,23 @@ export async function stageBytes(
 }
 
 /**
- * Deletes a body staged for a batch that is not queued after all; whatever went wrong staging it no
- * longer matters. A range of a shared object stays: the object goes with its other batches.
+ * What becomes of a staged body once its batch is queued (its job committed, or perhaps: a commit
+ * of unknown outcome, which the collector decides), or not: an object of its own is deleted at once
+ * when its batch is not queued; an object shared with other batches (staging-groups.ts) when none
+ * of them is.
  */
-async function discard(staging: ReturnType<typeof stageBody> | null): Promise<void> {
+export async function settleStaged(deps: AcceptDeps, { driver, staged }: Pick<StagedBatch, 'driver' | 'staged'>, queued: boolean): Promise<void> {
+  if (staged.range) await deps.staging?.settle(staged, queued);
+  else if (!queued) await driver.delete(staged.location).catch(() => {}); // else left for the collector
+}
+
+/** Settles a body staged for a batch that is not queued after all; whatever went wrong staging it no longer matters. */
+async function discard(deps: AcceptDeps, staging: ReturnType<typeof stageBody> | null): Promise<void> {
   if (!staging) return;
   try {
-    const { driver, staged } = await staging;
-    if (!staged.range) await driver.delete(staged.location);
+    await settleStaged(deps, await staging, false);
   } catch {
-    // not stored, or left for the collector
+    // not stored
   }
 }
 

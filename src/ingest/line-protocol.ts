@@ -39,6 +39,7 @@ import {
   recordSchema,
   replay,
   datasetTarget,
+  settleStaged,
   stageBytes,
 } from './accept.ts';
 import { atLine } from './formats/batch.ts';
@@ -149,10 +150,10 @@ export async function acceptLineProtocol(deps: AcceptDeps, request: LineProtocol
     ),
   );
   const stagedOk = staging.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
-  const discard = () => Promise.all(stagedOk.map(({ driver, staged }) => driver.delete(staged.location).catch(() => {})));
+  const settle = (queued: boolean) => Promise.all(stagedOk.map((batch) => settleStaged(deps, batch, queued)));
   const failed = staging.find((s) => s.status === 'rejected');
   if (failed) {
-    await discard();
+    await settle(false);
     throw (failed as PromiseRejectedResult).reason;
   }
   const staged = stagedOk;
@@ -190,10 +191,11 @@ export async function acceptLineProtocol(deps: AcceptDeps, request: LineProtocol
             return out;
           });
     deps.wake();
+    await settle(true);
     return { jobs, replayed: false };
   } catch (err) {
     // After a commit of unknown outcome the jobs may exist and need their bodies: the collector decides.
-    if (!(err instanceof CommitOutcomeUnknownError)) await discard();
+    await settle(err instanceof CommitOutcomeUnknownError);
     // A request with the same key committed first (it held the key's row lock): answer with its jobs.
     const earlier = err instanceof KeyHeld && key ? await heldJobs(deps, checked, key, requestHash) : null;
     if (earlier) return { jobs: earlier, replayed: true };

@@ -57,6 +57,23 @@ interface Line {
 export class StagingGroups {
   /** Per group key, the bodies waiting for the write in flight; absent when none is in flight. */
   private readonly lines = new Map<string, Line>();
+  /** Shared objects some of whose batches are not settled yet (see {@link settle}), by location. */
+  private readonly unsettled = new Map<string, { driver: StorageDriver; left: number; queued: boolean }>();
+
+  /**
+   * Says what became of a batch staged in a shared object: queued (its job committed, or perhaps:
+   * a commit of unknown outcome), or not (refused, answered from an idempotency key, its job not
+   * inserted). Once every batch of an object has settled and none was queued, nothing will read
+   * or delete the object: it is deleted here, so a refusal stores nothing.
+   */
+  async settle(body: StagedBody, queued: boolean): Promise<void> {
+    const entry = body.range && this.unsettled.get(body.location);
+    if (!entry) return;
+    entry.queued ||= queued;
+    if (--entry.left > 0) return;
+    this.unsettled.delete(body.location);
+    if (!entry.queued) await entry.driver.delete(body.location).catch(() => {}); // else left for the orphan sweep
+  }
 
   /**
    * Stages `bytes` through `driver` under a new key from `newKey`, grouped with the other bodies of
@@ -107,6 +124,7 @@ export class StagingGroups {
       batches === 1
         ? driver.putBytes(newKey(), waiting.parts[0]!).then((stored) => waiting.members[0]!.resolve(stored))
         : driver.putBytes(newKey(), Buffer.concat(waiting.parts)).then(({ location }) => {
+            this.unsettled.set(location, { driver, left: batches, queued: false });
             for (const m of waiting.members) m.resolve({ location, sizeBytes: m.length, range: { offset: m.offset, length: m.length, batches } });
           });
     write

@@ -13,17 +13,21 @@ interface Write {
   fail(err: Error): void;
 }
 
-/** A driver that records each putBytes and completes it on demand. */
+/** A driver that records each putBytes and completes it on demand, and records deletes. */
 function heldDriver() {
   const writes: Write[] = [];
+  const deleted: string[] = [];
   const driver = {
     putBytes(key: string, bytes: Uint8Array) {
       return new Promise((resolve, reject) => {
         writes.push({ key, bytes: new Uint8Array(bytes), finish: () => resolve({ location: `mem://${key}`, sizeBytes: bytes.byteLength }), fail: reject });
       });
     },
+    async delete(location: string) {
+      deleted.push(location);
+    },
   } as unknown as StorageDriver;
-  return { driver, writes };
+  return { driver, writes, deleted };
 }
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -96,4 +100,33 @@ test('a failed shared write fails each of its bodies, and the line goes on', asy
   await turn();
   writes[2]!.finish();
   expect(await d).toEqual({ location: `mem://${writes[2]!.key}`, sizeBytes: 2 });
+});
+
+test('a shared object none of whose batches was queued is deleted once the last settles; one with a queued batch stays', async () => {
+  const groups = new StagingGroups();
+  const { driver, writes, deleted } = heldDriver();
+  const stageThree = async () => {
+    const first = groups.stage(driver, 'line', newKey, text('a\n'));
+    const shared = [groups.stage(driver, 'line', newKey, text('b\n')), groups.stage(driver, 'line', newKey, text('c\n'))];
+    await turn();
+    writes.at(-1)!.finish();
+    await first;
+    await turn();
+    writes.at(-1)!.finish();
+    return Promise.all(shared);
+  };
+
+  // Both refused (or answered from an idempotency key): the object goes with the second.
+  const [b, c] = await stageThree();
+  await groups.settle(b!, false);
+  expect(deleted).toEqual([]);
+  await groups.settle(c!, false);
+  expect(deleted).toEqual([b!.location]);
+
+  // One queued: its write deletes the object once it is published, not the refusal.
+  const [d, e] = await stageThree();
+  await groups.settle(d!, true);
+  await groups.settle(e!, false);
+  expect(deleted).toEqual([b!.location]);
+  expect(d!.location).not.toBe(b!.location);
 });
