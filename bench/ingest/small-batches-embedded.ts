@@ -1,0 +1,66 @@
+/**
+ * Small batches on the embedded catalog: 100-row NDJSON batches of TSBS rows from 8 closed-loop
+ * clients to a server that runs with no TIMESTORE_DATABASE_URL (its catalog embedded under its
+ * storage root, as `npm start` runs it).
+ *
+ *   node_modules/.bin/bun bench/ingest/small-batches-embedded.ts [checkout]
+ *
+ * `checkout`: the tree whose src/main.ts serves (default: this one; e.g. a `git worktree` of
+ * another commit, with node_modules linked, to compare two commits). The first batch goes as a
+ * JSON document with `?wait=true` (it creates the dataset), then 2,999 batches as NDJSON. Prints
+ * batches per second acknowledged and queryable (a count query, polled every 25 ms, sees every row).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { spawnServer } from '../../test/harness/server-process.ts';
+import { BUN, REPO_ROOT } from './server.ts';
+import { generate } from './tsbs.ts';
+
+const checkout = resolve(process.argv[2] ?? REPO_ROOT);
+const CLIENTS = 8;
+const data = generate({ hosts: 1000, hours: 24, batch: 100, rows: 300_000, partitionKey: {}, cacheRoot: '/tmp/timestore-bench-data' });
+const bodies = await Promise.all(
+  data.files.map(async (file) => `${((await Bun.file(file).json()) as { rows: unknown[] }).rows.map((row) => JSON.stringify(row)).join('\n')}\n`),
+);
+const root = mkdtempSync(join(tmpdir(), 'timestore-bench-embedded-'));
+const server = await spawnServer({
+  command: [BUN, join(checkout, 'src/main.ts'), 'serve'],
+  cwd: checkout,
+  storageRoot: root,
+  env: { TIMESTORE_LOG_LEVEL: 'warn', TIMESTORE_WORKER_THREADS: '' },
+  readyTimeoutMs: 120_000,
+});
+try {
+  const first = await fetch(`${server.url}/datasets/tsbs/ingest?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Bun.file(data.files[0]!) });
+  if (first.status !== 201) throw new Error(`the first batch answered ${first.status}: ${await first.text()}`);
+  let next = 1;
+  const started = performance.now();
+  const client = async () => {
+    while (next < bodies.length) {
+      const res = await fetch(`${server.url}/datasets/tsbs/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: bodies[next++]! });
+      if (res.status !== 202) throw new Error(`ingest answered ${res.status}: ${await res.text()}`);
+      await res.arrayBuffer();
+    }
+  };
+  await Promise.all(Array.from({ length: CLIENTS }, client));
+  const acknowledged = (performance.now() - started) / 1000;
+  const total = data.batchRows.reduce((a, b) => a + b, 0);
+  const count = {
+    timeRange: { start: '2016-01-01T00:00:00Z', end: '2016-01-03T00:00:00Z' },
+    downsample: { intervalUnit: 'day', intervalSize: 10, aggregations: [{ fn: 'count', alias: 'n' }] },
+  };
+  for (;;) {
+    const res = await fetch(`${server.url}/datasets/tsbs/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(count) });
+    const answer = (await res.json()) as { rows: { n: number }[] };
+    if (Number(answer.rows[0]?.n ?? 0) >= total) break;
+    await Bun.sleep(25);
+  }
+  const queryable = (performance.now() - started) / 1000;
+  const batches = bodies.length - 1;
+  console.log(`${checkout}: ${batches} batches of 100 rows, ${CLIENTS} clients, embedded catalog: ${Math.round(batches / acknowledged)}/s acknowledged, ${Math.round(batches / queryable)}/s queryable`);
+} finally {
+  await server.stop();
+  rmSync(root, { recursive: true, force: true });
+}
+process.exit(0);
