@@ -1,13 +1,13 @@
 /**
  * Group commit of staged bodies. Staging makes each body durable before its 202 (a file written,
  * fsynced and renamed, or an object PUT); with many small batches at once, that wait bounds the
- * batches per second more than the work does (docs/performance.md). So small bodies of one dataset,
- * format and storage target that arrive while one of theirs is being staged wait for it, and are
- * then staged together: one object written once, each body on lines of its own (NDJSON rows, or
- * JSON documents one after another, which DuckDB's JSON reader takes as one file), each job naming
- * its byte range of it (`IngestJobPayload.staged.range`). A body that finds no write of its line
- * in flight is staged at once and alone, as are large ones: a lone request waits no longer than
- * before.
+ * batches per second more than the work does (docs/performance.md). So small bodies of one
+ * dataset, format and storage target that arrive while its writes in flight are at their limit
+ * wait for one of them, and are then staged together: one object written once, each body on lines
+ * of its own (NDJSON rows, or JSON documents one after another, which DuckDB's JSON reader takes as
+ * one file), each job naming its byte range of it (`IngestJobPayload.staged.range`). A body that
+ * finds fewer than {@link MAX_IN_FLIGHT} writes of its line in flight is staged at once and alone,
+ * as are large ones: one or two requests at a time wait no longer than before.
  *
  * An object of several bodies is shared: a write that has all its batches reads it whole, and the
  * write that publishes some of them deletes it only when no job that has not succeeded names it any
@@ -32,6 +32,12 @@ export interface StagedBody extends StoredObject {
 export const MAX_GROUPED_BODY_BYTES = 1024 * 1024;
 /** Most bytes one shared object takes; a body that does not fit is staged alone. */
 export const MAX_GROUP_BYTES = 16 * 1024 * 1024;
+/**
+ * Writes of one line in flight before bodies wait: two, so that two clients each sending a batch
+ * at a time stage side by side as they would alone (with one, the second waited for the first:
+ * 9–15 % fewer batches a second); beyond that, bodies wait and share the next write.
+ */
+export const MAX_IN_FLIGHT = 2;
 
 const LINE_FEED = 0x0a;
 const NEW_LINE = new Uint8Array([LINE_FEED]);
@@ -51,11 +57,12 @@ interface Waiting {
 }
 
 interface Line {
+  inFlight: number;
   waiting: Waiting | null;
 }
 
 export class StagingGroups {
-  /** Per group key, the bodies waiting for the write in flight; absent when none is in flight. */
+  /** Per group key, its writes in flight and the bodies waiting for one; absent when none is in flight. */
   private readonly lines = new Map<string, Line>();
   /** Shared objects some of whose batches are not settled yet (see {@link settle}), by location. */
   private readonly unsettled = new Map<string, { driver: StorageDriver; left: number; queued: boolean }>();
@@ -77,14 +84,16 @@ export class StagingGroups {
 
   /**
    * Stages `bytes` through `driver` under a new key from `newKey`, grouped with the other bodies of
-   * `groupKey` (same target, dataset and format) that arrive while one of them is staged.
+   * `groupKey` (same target, dataset and format) that arrive while its writes in flight are at
+   * {@link MAX_IN_FLIGHT}.
    * Resolves once the body is durable.
    */
   stage(driver: StorageDriver, groupKey: string, newKey: () => string, bytes: Uint8Array): Promise<StagedBody> {
     if (bytes.byteLength > MAX_GROUPED_BODY_BYTES) return driver.putBytes(newKey(), bytes);
-    const line = this.lines.get(groupKey);
-    if (!line) {
-      this.lines.set(groupKey, { waiting: null });
+    let line = this.lines.get(groupKey);
+    if (!line) this.lines.set(groupKey, (line = { inFlight: 0, waiting: null }));
+    if (line.inFlight < MAX_IN_FLIGHT) {
+      line.inFlight++;
       return this.writeAlone(driver, groupKey, newKey, bytes);
     }
     const waiting = (line.waiting ??= { parts: [], bytes: 0, members: [] });
@@ -110,12 +119,12 @@ export class StagingGroups {
     }
   }
 
-  /** Stages the bodies that waited for the write just finished, or ends the line. */
+  /** Stages the bodies that waited, in the place of the write just finished; or one write fewer is in flight. */
   private next(driver: StorageDriver, groupKey: string, newKey: () => string): void {
     const line = this.lines.get(groupKey)!;
     const waiting = line.waiting;
     if (!waiting) {
-      this.lines.delete(groupKey);
+      if (--line.inFlight === 0) this.lines.delete(groupKey);
       return;
     }
     line.waiting = null;
