@@ -38,6 +38,8 @@ test('a write of 200,000 rows spends its CPU on a worker thread, not on Bun\'s n
   const spent = await cpuByThreadName(ts.pid, () => ingest(200_000));
   const pool = [...spent].filter(([name]) => name.startsWith('Bun Pool')).reduce((sum, [, ticks]) => sum + ticks, 0);
   const workers = spent.get('Worker') ?? 0;
-  // The write (JSON read, sort, Parquet) is tens of ticks; the pool keeps the staging's file I/O.
-  expect(workers).toBeGreaterThan(2 * pool);
+  // The write (JSON read, sort, Parquet) is tens of ticks; the pool keeps the staging's file I/O
+  // (copying the 13 MB body into the page cache, its fsync), about half as much on a machine whose
+  // DuckDB is fast. With the write on the pool, as before, it was 1 tick against 35.
+  expect(workers).toBeGreaterThan(pool);
 }, 60_000);
