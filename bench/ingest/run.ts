@@ -32,7 +32,7 @@ import { createTestDatabase } from '../../test/harness/postgres.ts';
 import { runLoad, type LoadResult } from './load.ts';
 import { BUN, cpuBetween, postmasterOnPort, REPO_ROOT, round, snapshotCpu, startServer, type CpuUse } from './server.ts';
 import { resolveSource } from './source.ts';
-import { generate } from './tsbs.ts';
+import { asNdjson, generate } from './tsbs.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
@@ -121,7 +121,7 @@ if (ndjson && Object.keys(partitionKey).length > 0) {
 }
 /** The bodies timestore is sent: as generated (JSON documents), or their rows as NDJSON. */
 const sent = ndjson
-  ? bodies.map((body) => new TextEncoder().encode(`${(JSON.parse(new TextDecoder().decode(body)) as { rows: unknown[] }).rows.map((row) => JSON.stringify(row)).join('\n')}\n`))
+  ? bodies.map((body) => new TextEncoder().encode(asNdjson(new TextDecoder().decode(body))))
   : bodies;
 
 // ---------------------------------------------------------------------------------------------

@@ -233,4 +233,14 @@ export async function timedPost(url: string, body: unknown): Promise<{ ms: numbe
   return { ms, answer: JSON.parse(text) };
 }
 
+/** Runs a dataset's lifecycle (`?wait=true`) until its compaction reports nothing more, as a deployment's rounds would. */
+export async function compactFully(url: string, slug: string): Promise<void> {
+  for (let run = 0; run < 100; run++) {
+    const { answer } = await timedPost(`${url}/admin/datasets/${slug}/lifecycle?wait=true`, {});
+    if (answer.state !== 'succeeded') throw new Error(`lifecycle ${answer.state}: ${answer.lastError}`);
+    const result = answer.result.compaction ? answer.result : answer.result[answer.id];
+    if (!result.compaction.more) return;
+  }
+}
+
 export const round = (n: number, digits = 0) => Math.round(n * 10 ** digits) / 10 ** digits;

@@ -15,14 +15,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnServer } from '../../test/harness/server-process.ts';
 import { BUN, REPO_ROOT } from './server.ts';
-import { generate } from './tsbs.ts';
+import { asNdjson, generate } from './tsbs.ts';
 
 const checkout = resolve(process.argv[2] ?? REPO_ROOT);
 const CLIENTS = 8;
 const data = generate({ hosts: 1000, hours: 24, batch: 100, rows: 300_000, partitionKey: {}, cacheRoot: '/tmp/timestore-bench-data' });
-const bodies = await Promise.all(
-  data.files.map(async (file) => `${((await Bun.file(file).json()) as { rows: unknown[] }).rows.map((row) => JSON.stringify(row)).join('\n')}\n`),
-);
+const bodies = await Promise.all(data.files.map(async (file) => asNdjson(await Bun.file(file).text())));
 const root = mkdtempSync(join(tmpdir(), 'timestore-bench-embedded-'));
 const server = await spawnServer({
   command: [BUN, join(checkout, 'src/main.ts'), 'serve'],

@@ -166,3 +166,8 @@ export function generate(o: GenerateOptions): Dataset {
 function filesOf(dir: string, count: number): string[] {
   return Array.from({ length: count }, (_, i) => join(dir, `batch-${String(i).padStart(6, '0')}.json`));
 }
+
+/** A generated batch (a JSON document) as timestore's NDJSON body: its rows, one per line. */
+export function asNdjson(document: string): string {
+  return `${(JSON.parse(document) as { rows: unknown[] }).rows.map((row) => JSON.stringify(row)).join('\n')}\n`;
+}

@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { createTestDatabase } from '../../test/harness/postgres.ts';
 import { spawnServer, type ServerProcess } from '../../test/harness/server-process.ts';
 import { percentile } from '../ingest/load.ts';
-import { BUN, REPO_ROOT, round, timedPost } from '../ingest/server.ts';
+import { BUN, compactFully, REPO_ROOT, round, timedPost } from '../ingest/server.ts';
 import { FIELDS, generate, SCHEMA, START_MS, TAGS } from '../ingest/tsbs.ts';
 
 const args = new Map<string, string>();
@@ -93,12 +93,7 @@ try {
   log(`ingested ${data.totalRows} rows in ${data.files.length} batches in ${round((performance.now() - t0) / 1000, 1)} s`);
   if (compact) {
     t0 = performance.now();
-    for (let run = 0; run < 100; run++) {
-      const { answer } = await timedPost(`${cached.url}/admin/datasets/cpu/lifecycle?wait=true`, {});
-      if (answer.state !== 'succeeded') throw new Error(`lifecycle ${answer.state}: ${answer.lastError}`);
-      const result = answer.result.compaction ? answer.result : answer.result[answer.id];
-      if (!result.compaction.more) break;
-    }
+    await compactFully(cached.url, 'cpu');
     log(`compacted in ${round((performance.now() - t0) / 1000, 1)} s`);
   }
   const manifest = (await (await fetch(`${cached.url}/admin/datasets/cpu/manifest?limit=1`)).json()) as { totals: { partitions: number; rowCount: number } };

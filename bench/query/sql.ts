@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { createTestDatabase } from '../../test/harness/postgres.ts';
 import { spawnServer, type ServerProcess } from '../../test/harness/server-process.ts';
 import { percentile } from '../ingest/load.ts';
-import { BUN, REPO_ROOT, round, timedPost } from '../ingest/server.ts';
+import { BUN, compactFully, REPO_ROOT, round, timedPost } from '../ingest/server.ts';
 import { generate, SCHEMA, START_MS } from '../ingest/tsbs.ts';
 
 const args = new Map<string, string>();
@@ -92,11 +92,7 @@ try {
     if (res.status !== 201) throw new Error(`ingest ${file}: ${res.status} ${await res.text()}`);
     await res.arrayBuffer();
   }
-  for (let run = 0; run < 100; run++) {
-    const { answer } = await timedPost(`${url}/admin/datasets/cpu/lifecycle?wait=true`, {});
-    const result = answer.result.compaction ? answer.result : answer.result[answer.id];
-    if (!result.compaction.more) break;
-  }
+  await compactFully(url, 'cpu');
   log(`${data.totalRows} rows ingested and compacted`);
 
   // `sql-new`: the same statement made new text each time (a comment), so the server has not

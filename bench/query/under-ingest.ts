@@ -26,11 +26,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { prng } from '../../test/harness/prng.ts';
 import { spawnServer } from '../../test/harness/server-process.ts';
 import { percentile } from '../ingest/load.ts';
-import { BUN, round, timedPost } from '../ingest/server.ts';
+import { BUN, compactFully, round, timedPost } from '../ingest/server.ts';
 import { resolveSource } from '../ingest/source.ts';
-import { generate, SCHEMA, START_MS } from '../ingest/tsbs.ts';
+import { asNdjson, generate, SCHEMA, START_MS } from '../ingest/tsbs.ts';
 import { instances, SHAPES, type QueryBody } from './shapes.ts';
 
 const args = new Map<string, string>();
@@ -51,15 +52,6 @@ const shape = SHAPES.find((s) => s.name === shapeName);
 if (!shape) throw new Error(`unknown shape ${shapeName}; one of ${SHAPES.map((s) => s.name).join(', ')}`);
 const source = resolveSource(args.get('at') || undefined);
 log(`timestore ${source.description}`);
-
-function prng(state: number): () => number {
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const root = mkdtempSync(join(tmpdir(), 'timestore-bench-under-ingest-'));
 const server = await spawnServer({
@@ -84,7 +76,7 @@ try {
   // The load's rows one per line, prepared before the clock (the base always goes as documents).
   const ndjsonBodies = new Map<string, string>();
   if (ndjson) {
-    for (const file of load) ndjsonBodies.set(file, `${((await Bun.file(file).json()) as { rows: unknown[] }).rows.map((row) => JSON.stringify(row)).join('\n')}\n`);
+    for (const file of load) ndjsonBodies.set(file, asNdjson(await Bun.file(file).text()));
   }
   const created = await timedPost(`${server.url}/admin/datasets`, { slug: 'cpu', schema: SCHEMA, sortColumns: ['hostname'] });
   if (created.answer.slug !== 'cpu') throw new Error('dataset not created');
@@ -104,12 +96,7 @@ try {
     await Promise.all(Array.from({ length: clients }, client));
   };
   await ingest(base, true);
-  for (let run = 0; run < 100; run++) {
-    const { answer } = await timedPost(`${server.url}/admin/datasets/cpu/lifecycle?wait=true`, {});
-    if (answer.state !== 'succeeded') throw new Error(`lifecycle ${answer.state}: ${answer.lastError}`);
-    const result = answer.result.compaction ? answer.result : answer.result[answer.id];
-    if (!result.compaction.more) break;
-  }
+  await compactFully(server.url, 'cpu');
   const manifest = (await (await fetch(`${server.url}/admin/datasets/cpu/manifest?limit=1`)).json()) as { totals: { partitions: number; rowCount: number } };
   log(`base: ${manifest.totals.rowCount} rows in ${manifest.totals.partitions} files after compaction; load: ${load.length} batches`);
 

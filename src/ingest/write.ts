@@ -87,8 +87,6 @@ interface Call {
   schema: SchemaVersion;
   /** Each job's staged body as a local file (for a range of a shared object: the object's). */
   inputs: Map<string, StagedInput>;
-  /** The jobs whose bodies are ranges of shared objects, with their ranges. */
-  ranges: Map<string, StagedRange>;
   /** Scratch directory of the call: inputs and DuckDB's output. */
   work: string;
   /** Jobs claimed together in this call. */
@@ -119,7 +117,6 @@ async function writeBatch(
     const call: Call = {
       ...{ deps, tracer, ctx, trace, span, dataset, schema, work },
       inputs: new Map(),
-      ranges: new Map(),
       claimed: jobs.length,
       results: {},
       written: { partitions: 0, bytes: 0 },
@@ -199,7 +196,6 @@ async function fetchStagedBodies(call: Call, jobs: Job<IngestJobPayload>[]): Pro
           let whole = shared.get(location);
           if (!whole) shared.set(location, (whole = stagedOn.materialize(location, join(call.work, `shared-${shared.size}.json`))));
           input = await whole;
-          call.ranges.set(job.id, range);
         } else {
           input = await stagedOn.materialize(location, join(call.work, `${job.id}.json`));
         }
@@ -235,21 +231,21 @@ function inputsOf(call: Call, jobs: Job<IngestJobPayload>[]): StagedInput[] {
   const inputs: StagedInput[] = [];
   const shared = new Map<string, Job<IngestJobPayload>[]>();
   for (const job of jobs) {
-    if (!call.ranges.has(job.id)) inputs.push(call.inputs.get(job.id)!);
+    if (!job.payload.staged.range) inputs.push(call.inputs.get(job.id)!);
     else shared.set(job.payload.staged.location, [...(shared.get(job.payload.staged.location) ?? []), job]);
   }
   for (const members of shared.values()) {
     const own = members.map((job) => call.inputs.get(job.id)!);
     const first = own[0]!;
     const alike = own.every((input) => partitionKeyId(input.partitionKey) === partitionKeyId(first.partitionKey) && String(input.fields) === String(first.fields));
-    if (alike && members.length === call.ranges.get(members[0]!.id)!.batches) {
+    if (alike && members.length === members[0]!.payload.staged.range!.batches) {
       const spans = own.map((input) => input.timeSpan!);
       inputs.push({ ...first, timeSpan: { min: spans.map((t) => t.min).sort()[0]!, max: spans.map((t) => t.max).sort().at(-1)! } });
       continue;
     }
     for (const [k, job] of members.entries()) {
       const path = join(call.work, `${job.id}.json`);
-      if (!existsSync(path)) copyRange(own[k]!.path, call.ranges.get(job.id)!, path);
+      if (!existsSync(path)) copyRange(own[k]!.path, job.payload.staged.range!, path);
       inputs.push({ ...own[k]!, path });
     }
   }
