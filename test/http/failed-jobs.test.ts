@@ -140,6 +140,8 @@ describe('an ingest job that fails for good', () => {
     breakStorage('stranded');
     failed = await failedIngest('stranded', 30);
     expect(failed.lastError).toMatch(/not a directory|ENOTDIR|EEXIST|exists/i);
+    // The binary's output reaches this process a little after the catalog says `failed`.
+    for (let i = 0; i < 100 && !logLines().some((l) => l.jobId === failed.id && l.level === 'error'); i++) await Bun.sleep(50);
     const retried = logLines().filter((l) => l.jobId === failed.id && l.level === 'warn');
     expect(retried.length).toBe(failed.attempts - 1);
     const final = logLines().filter((l) => l.jobId === failed.id && l.level === 'error');
