@@ -55,7 +55,8 @@ export interface LaneStats {
 }
 
 export class Lane {
-  private inFlight = 0;
+  /** Tasks admitted and not yet settled (running or waiting for a thread). */
+  private tasks = 0;
   private refused = 0;
   private readonly piscina: Piscina;
   private closing: Promise<void> | null = null;
@@ -83,23 +84,27 @@ export class Lane {
    */
   run<R>(task: unknown, options: { name: string; transferList?: never }): Promise<R> {
     if (this.closing) throw new Error(`the worker pool is closing: the ${this.workload} lane takes no new task (${options.name})`);
-    if (this.inFlight >= this.limits.threads + this.limits.maxQueue) {
+    if (this.tasks >= this.limits.threads + this.limits.maxQueue) {
       this.refused++;
       throw new WorkloadBusyError(this.workload, { threads: this.limits.threads, maxQueue: this.limits.maxQueue }, RETRY_AFTER_SECONDS[this.workload]);
     }
-    this.inFlight++;
+    this.tasks++;
     const settled = () => {
-      this.inFlight--;
-      if (this.inFlight === 0) this.onIdle?.();
+      this.tasks--;
+      if (this.tasks === 0) this.onIdle?.();
     };
     const running = this.piscina.run(task, options) as Promise<R>;
     running.then(settled, settled);
     return running;
   }
 
+  get inFlight(): number {
+    return this.tasks;
+  }
+
   stats(): LaneStats {
-    const running = Math.min(this.inFlight, this.limits.threads);
-    return { threads: this.limits.threads, maxQueue: this.limits.maxQueue, running, queued: this.inFlight - running, refused: this.refused };
+    const running = Math.min(this.tasks, this.limits.threads);
+    return { threads: this.limits.threads, maxQueue: this.limits.maxQueue, running, queued: this.tasks - running, refused: this.refused };
   }
 
   /** Share of the lane's thread time spent running tasks since it started (0 to 1). */
@@ -110,7 +115,7 @@ export class Lane {
   /** Refuses new tasks, waits for those in flight (running or queued) to settle, then stops the threads (once, however often called). */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      if (this.inFlight > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
+      if (this.tasks > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
       await this.piscina.close();
     })();
     return this.closing;

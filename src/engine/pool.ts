@@ -5,11 +5,13 @@
  */
 import { mkdirSync } from 'node:fs';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { extractDuckDBLibrary } from './duckdb-runtime.ts';
 import { Lane, type LaneLimits, type LaneStats, type Workload } from './lanes.ts';
 import type { WritePartitionsInput, WritePartitionsResult } from './partition-writer.ts';
-import { decodeQueryOutput, type EncodedQueryOutput, type QueryColumn, type QueryInput, type QueryOutput, type QueryRow, toQueryError } from './query.ts';
+import { readsInAnyOrder } from './query-sql.ts';
+import { decodeQueryOutput, type EncodedQueryOutput, QueryError, type QueryColumn, type QueryInput, type QueryOutput, type QueryRow, toQueryError } from './query.ts';
 import type { QueryStreamControl, QueryStreamInput, QueryStreamMessage, QueryStreamSummary } from './query-stream-protocol.ts';
 import type { ParsedStatement, SqlParam, SqlStatementInput, SqlStreamInput } from './sql-statement.ts';
 import type { PingResult, WorkerData } from './worker.ts';
@@ -38,6 +40,9 @@ export function uniformLanes(threads: number): WorkerPoolOptions {
 }
 
 export class WorkerPool {
+  /** DuckDB threads a query that runs alone may use: one per core. */
+  private readonly cores = availableParallelism();
+
   private constructor(private readonly lanes: Record<Workload, Lane>) {}
 
   /**
@@ -65,6 +70,11 @@ export class WorkerPool {
     });
   }
 
+  /** Whether no lane but the readiness ping's has a task in flight. */
+  private idle(): boolean {
+    return Object.values(this.lanes).every((lane) => lane.workload === 'health' || lane.inFlight === 0);
+  }
+
   /** Threads over every lane. */
   get threads(): number {
     return Object.values(this.lanes).reduce((n, lane) => n + lane.stats().threads, 0);
@@ -84,22 +94,39 @@ export class WorkerPool {
    * Runs a query over local Parquet files (see query.ts) and returns its rows, at most
    * `mode.limit`. Fails with a {@link QueryError} (`query_timeout`, `query_memory_limit`,
    * `invalid_query`) or DuckDB's own error.
+   *
+   * A downsample that may read its rows in any order (`readsInAnyOrder`) and starts while no other
+   * DuckDB work runs (no write, stream, lifecycle task or other query) runs on one DuckDB thread
+   * per core, so that a lone large scan uses the whole machine; otherwise on one, so that many run
+   * side by side.
    */
   async query(input: QueryInput): Promise<QueryOutput> {
     const { columns, truncated, rowsJson } = await this.queryEncoded(input);
     return { columns, truncated, rows: JSON.parse(new TextDecoder().decode(rowsJson)) as QueryRow[] };
   }
 
-  /** The same, with the rows left as UTF-8 JSON (for an answer that sends them on as JSON). */
-  async queryEncoded(input: QueryInput): Promise<EncodedQueryOutput> {
+  /** The same, with the rows left as UTF-8 JSON (for an answer that sends them on as JSON); `threads`: the DuckDB threads it ran on. */
+  async queryEncoded(input: QueryInput): Promise<EncodedQueryOutput & { threads: number }> {
+    const threads = readsInAnyOrder(input) && this.idle() ? this.cores : 1;
+    try {
+      return await this.queryOn(input, threads);
+    } catch (error) {
+      // Every thread's hash tables need memory of their own before any of it can spill: a query
+      // that one thread answers within its memory limit can run out of it on several.
+      if (threads > 1 && error instanceof QueryError && error.code === 'query_memory_limit') return this.queryOn(input, 1);
+      throw error;
+    }
+  }
+
+  private async queryOn(input: QueryInput, threads: number): Promise<EncodedQueryOutput & { threads: number }> {
     let buffer: Uint8Array;
     try {
       // The worker answers with the output in a transferred buffer (encodeQueryOutput).
-      buffer = await this.lanes.query.run(input, { name: 'query' });
+      buffer = await this.lanes.query.run({ ...input, threads }, { name: 'query' });
     } catch (error) {
       throw toQueryError(error);
     }
-    return decodeQueryOutput(buffer);
+    return { ...decodeQueryOutput(buffer), threads };
   }
 
   /**

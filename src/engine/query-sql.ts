@@ -77,6 +77,8 @@ export interface QueryInput {
   timeoutMs: number;
   /** DuckDB `memory_limit` while this query runs. */
   memoryLimitBytes?: number;
+  /** DuckDB threads for this query (default 1; the pool gives a query that runs alone every core). */
+  threads?: number;
   /**
    * Columns that hold no NULL in any of the files (the catalog's statistics say so). When every
    * aggregation is `last` of such a column or `max` of the timestamp (or all `first`/`min`), the
@@ -246,6 +248,9 @@ function checkQuery(input: QueryInput): CheckedQuery {
   if (input.memoryLimitBytes !== undefined && (!Number.isSafeInteger(input.memoryLimitBytes) || input.memoryLimitBytes <= 0)) {
     invalid(`memoryLimitBytes must be a positive integer, got ${input.memoryLimitBytes}`);
   }
+  if (input.threads !== undefined && (!Number.isSafeInteger(input.threads) || input.threads < 1 || input.threads > 256)) {
+    invalid(`threads must be an integer from 1 to 256, got ${input.threads}`);
+  }
 
   const range = input.timeRange;
   if (typeof range?.start !== 'string' || typeof range.end !== 'string') invalid('timeRange needs start and end as ISO-8601 strings');
@@ -335,6 +340,17 @@ function parameterList(): { params: SqlParam[]; param(p: SqlParam): string } {
       return `$${params.length}`;
     },
   };
+}
+
+/**
+ * Whether the answer to `input` is the same whatever order DuckDB reads its rows in, so that it
+ * may run on several threads: a downsample without `first` or `last` (which pick among rows of one
+ * timestamp by the order they are read in). Sums and averages of doubles may then differ in their
+ * last digits from one run to the next, as in any database that adds in parallel. Raw queries stay
+ * on one thread: their ties are answered in file order, and ORDER BY … LIMIT reads newest files first.
+ */
+export function readsInAnyOrder(input: QueryInput): boolean {
+  return input.mode.kind === 'downsample' && input.mode.aggregations.every((a) => a.fn !== 'first' && a.fn !== 'last');
 }
 
 /** The statement of a checked input; every value is a bound parameter. */

@@ -46,7 +46,7 @@ import type { DuckDBConnection, DuckDBDataChunk, DuckDBPreparedStatement, DuckDB
 import type { FieldType } from '../model/field-types.ts';
 import { isoFromMicrosTrimmed } from '../model/timestamps.ts';
 import { type BuiltQuery, buildQuery, InvalidQueryError, MAX_TIMER_MS, type QueryColumn, type QueryInput, type QueryRow, type QueryValue, type SqlParam } from './query-sql.ts';
-import { useMemoryLimit, useTimeZone } from './session-settings.ts';
+import { useMemoryLimit, useThreads, useTimeZone } from './session-settings.ts';
 import {
   MAX_BATCH_ROWS,
   type QueryStreamControl,
@@ -339,6 +339,7 @@ async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuer
   // writer sets and restores its own), and under the query's memory limit until a task needs another.
   await useTimeZone(db, 'UTC');
   await useMemoryLimit(db, input.memoryLimitBytes ?? null);
+  await useThreads(db, input.threads ?? 1);
   let statement = built;
   let timeoutMs = input.timeoutMs;
   if (built.narrowing) {

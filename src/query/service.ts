@@ -268,7 +268,11 @@ export class QueryService {
         const output = prepared.cached
           ? encoded(prepared.cached)
           : input
-            ? await inSpan(this.tracer, 'query.scan', m.trace, () => this.o.pool.queryEncoded(input))
+            ? await inSpan(this.tracer, 'query.scan', m.trace, async () => {
+                const scanned = await this.o.pool.queryEncoded(input);
+                m.span.setAttribute('timestore.query.threads', scanned.threads);
+                return scanned;
+              })
             : encoded({ rows: [], truncated: false });
         m.span.setAttribute('timestore.query.rows', output.rowCount);
         result = {

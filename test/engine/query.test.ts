@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { MessageChannel } from 'node:worker_threads';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PartitionField } from '../../src/engine/partition-writer.ts';
 import { WorkerPool } from '../../src/engine/pool.ts';
@@ -19,6 +19,7 @@ import {
   type QueryOutput,
   type QueryRow,
   type QueryValue,
+  runQuery,
   runQueryStream,
 } from '../../src/engine/query.ts';
 import { type QueryStreamControl, type QueryStreamMessage, STREAM_WINDOW } from '../../src/engine/query-stream-protocol.ts';
@@ -1041,5 +1042,56 @@ describe('the output as the worker sends it', () => {
     const decoded = decodeQueryOutput(encodeQueryOutput(output));
     expect(decoded).toMatchObject({ columns: output.columns, truncated: true, rowCount: 3 });
     expect(JSON.parse(new TextDecoder().decode(decoded.rowsJson))).toEqual(output.rows);
+  });
+});
+
+describe('threads', () => {
+  const threadsOf = async (db: Awaited<ReturnType<typeof testDuckDB>>) => Number((await db.runAndReadAll(`SELECT current_setting('threads')`)).getRows()[0]![0]);
+
+  test('a query runs on the DuckDB threads it is given (default one), with the same rows either way', async () => {
+    const db = await testDuckDB();
+    const one = await runQuery(db, input(raw()));
+    expect(await threadsOf(db)).toBe(1);
+    const two = await runQuery(db, input(raw(), [], { threads: 2 }));
+    expect(await threadsOf(db)).toBe(2);
+    expect(two).toEqual(one);
+    await runQuery(db, input(raw()));
+    expect(await threadsOf(db)).toBe(1);
+  });
+
+  test('the pool runs a lone downsample that reads rows in any order on one DuckDB thread per core, anything else on one', async () => {
+    const sum = (aggregations: Aggregation[]): DownsampleMode =>
+      ({ kind: 'downsample', intervalUnit: 'hour', intervalSize: 1, aggregations, groupBy: ['host'], order: 'asc', limit: 100_000 }) as DownsampleMode;
+    const anyOrder = input(sum([{ fn: 'sum', column: 'count', alias: 'n' }, { fn: 'max', column: 'temp', alias: 't' }]));
+    const alone = await pool.queryEncoded(anyOrder);
+    expect(alone.threads).toBe(availableParallelism());
+    // The same rows as on one thread (sums of integers are exact in any order).
+    const [, one] = await Promise.all([pool.queryEncoded(input(raw('asc', 3))), pool.queryEncoded(anyOrder)]);
+    expect(one.threads).toBe(1);
+    expect(new TextDecoder().decode(one.rowsJson)).toBe(new TextDecoder().decode(alone.rowsJson));
+    // Raw queries and first/last pick among rows by the order they are read in.
+    expect((await pool.queryEncoded(input(raw()))).threads).toBe(1);
+    expect((await pool.queryEncoded(input(sum([{ fn: 'last', column: 'value', alias: 'v' }])))).threads).toBe(1);
+    // Beside a stream that is still open, on one.
+    const stream = pool.queryStream(input(raw()), 10);
+    const iterator = stream[Symbol.asyncIterator]();
+    await iterator.next();
+    expect((await pool.queryEncoded(anyOrder)).threads).toBe(1);
+    await iterator.return?.();
+    // Once the stream's task has let go of its thread, alone again.
+    let after = await pool.queryEncoded(anyOrder);
+    for (let waited = 0; after.threads === 1 && waited < 5_000; waited += 20) {
+      await Bun.sleep(20);
+      after = await pool.queryEncoded(anyOrder);
+    }
+    expect(after.threads).toBe(availableParallelism());
+  });
+
+  test('a thread count outside 1-256 is invalid_query', async () => {
+    for (const threads of [0, 257, 1.5]) {
+      const error = await runQuery(await testDuckDB(), input(raw(), [], { threads })).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(QueryError);
+      expect((error as QueryError).code).toBe('invalid_query');
+    }
   });
 });

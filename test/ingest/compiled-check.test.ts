@@ -98,7 +98,7 @@ describe('the compiled row check', () => {
   });
 
   test('every value against every type, required or not, and every timestamp against the time range: the same outcome', () => {
-    const values = [...fc.sample(value, { numRuns: 2000 }).reduce((seen, v) => seen.add(v), new Set<unknown>())];
+    const values = [...new Set(fc.sample(value, { numRuns: 2000 }))];
     const timeRange = { start: Date.parse('2026-01-01T00:00:00Z'), end: Date.parse('2026-01-01T00:01:00Z') };
     let cases = 0;
     for (const type of TYPES) {
