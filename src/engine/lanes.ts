@@ -55,8 +55,7 @@ export interface LaneStats {
 }
 
 export class Lane {
-  /** Tasks admitted and not yet settled (running or waiting for a thread). */
-  private tasks = 0;
+  private inFlight = 0;
   private refused = 0;
   private readonly piscina: Piscina;
   private closing: Promise<void> | null = null;
@@ -84,27 +83,28 @@ export class Lane {
    */
   run<R>(task: unknown, options: { name: string; transferList?: never }): Promise<R> {
     if (this.closing) throw new Error(`the worker pool is closing: the ${this.workload} lane takes no new task (${options.name})`);
-    if (this.tasks >= this.limits.threads + this.limits.maxQueue) {
+    if (this.inFlight >= this.limits.threads + this.limits.maxQueue) {
       this.refused++;
       throw new WorkloadBusyError(this.workload, { threads: this.limits.threads, maxQueue: this.limits.maxQueue }, RETRY_AFTER_SECONDS[this.workload]);
     }
-    this.tasks++;
+    this.inFlight++;
     const settled = () => {
-      this.tasks--;
-      if (this.tasks === 0) this.onIdle?.();
+      this.inFlight--;
+      if (this.inFlight === 0) this.onIdle?.();
     };
     const running = this.piscina.run(task, options) as Promise<R>;
     running.then(settled, settled);
     return running;
   }
 
-  get inFlight(): number {
-    return this.tasks;
+  /** Whether a task is running or waiting for a thread. */
+  get busy(): boolean {
+    return this.inFlight > 0;
   }
 
   stats(): LaneStats {
-    const running = Math.min(this.tasks, this.limits.threads);
-    return { threads: this.limits.threads, maxQueue: this.limits.maxQueue, running, queued: this.tasks - running, refused: this.refused };
+    const running = Math.min(this.inFlight, this.limits.threads);
+    return { threads: this.limits.threads, maxQueue: this.limits.maxQueue, running, queued: this.inFlight - running, refused: this.refused };
   }
 
   /** Share of the lane's thread time spent running tasks since it started (0 to 1). */
@@ -115,7 +115,7 @@ export class Lane {
   /** Refuses new tasks, waits for those in flight (running or queued) to settle, then stops the threads (once, however often called). */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      if (this.tasks > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
+      if (this.inFlight > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
       await this.piscina.close();
     })();
     return this.closing;

@@ -72,7 +72,7 @@ export class WorkerPool {
 
   /** Whether no lane but the readiness ping's has a task in flight. */
   private idle(): boolean {
-    return Object.values(this.lanes).every((lane) => lane.workload === 'health' || lane.inFlight === 0);
+    return Object.values(this.lanes).every((lane) => lane.workload === 'health' || !lane.busy);
   }
 
   /** Threads over every lane. */
