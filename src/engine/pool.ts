@@ -5,7 +5,6 @@
  */
 import { mkdirSync } from 'node:fs';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { extractDuckDBLibrary } from './duckdb-runtime.ts';
 import { Lane, type LaneLimits, type LaneStats, type Workload } from './lanes.ts';
@@ -40,9 +39,6 @@ export function uniformLanes(threads: number): WorkerPoolOptions {
 }
 
 export class WorkerPool {
-  /** DuckDB threads a query that runs alone may use: one per core. */
-  private readonly cores = availableParallelism();
-
   private constructor(private readonly lanes: Record<Workload, Lane>) {}
 
   /**
@@ -96,9 +92,9 @@ export class WorkerPool {
    * `invalid_query`) or DuckDB's own error.
    *
    * A downsample that may read its rows in any order (`readsInAnyOrder`) and starts while no other
-   * DuckDB work runs (no write, stream, lifecycle task or other query) runs on one DuckDB thread
-   * per core, so that a lone large scan uses the whole machine; otherwise on one, so that many run
-   * side by side.
+   * DuckDB work runs (no write, stream, lifecycle task or other query) runs on as many DuckDB
+   * threads as the query lane has threads (TIMESTORE_WORKER_THREADS, by default one per core), so
+   * that a lone large scan uses the machine; otherwise on one, so that many run side by side.
    */
   async query(input: QueryInput): Promise<QueryOutput> {
     const { columns, truncated, rowsJson } = await this.queryEncoded(input);
@@ -107,7 +103,7 @@ export class WorkerPool {
 
   /** The same, with the rows left as UTF-8 JSON (for an answer that sends them on as JSON); `threads`: the DuckDB threads it ran on. */
   async queryEncoded(input: QueryInput): Promise<EncodedQueryOutput & { threads: number }> {
-    const threads = readsInAnyOrder(input) && this.idle() ? this.cores : 1;
+    const threads = readsInAnyOrder(input) && this.idle() ? this.lanes.query.stats().threads : 1;
     try {
       return await this.queryOn(input, threads);
     } catch (error) {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { MessageChannel } from 'node:worker_threads';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PartitionField } from '../../src/engine/partition-writer.ts';
 import { WorkerPool } from '../../src/engine/pool.ts';
@@ -1059,32 +1059,66 @@ describe('threads', () => {
     expect(await threadsOf(db)).toBe(1);
   });
 
-  test('the pool runs a lone downsample that reads rows in any order on one DuckDB thread per core, anything else on one', async () => {
-    const sum = (aggregations: Aggregation[]): DownsampleMode =>
-      ({ kind: 'downsample', intervalUnit: 'hour', intervalSize: 1, aggregations, groupBy: ['host'], order: 'asc', limit: 100_000 }) as DownsampleMode;
-    const anyOrder = input(sum([{ fn: 'sum', column: 'count', alias: 'n' }, { fn: 'max', column: 'temp', alias: 't' }]));
-    const alone = await pool.queryEncoded(anyOrder);
-    expect(alone.threads).toBe(availableParallelism());
-    // The same rows as on one thread (sums of integers are exact in any order).
-    const [, one] = await Promise.all([pool.queryEncoded(input(raw('asc', 3))), pool.queryEncoded(anyOrder)]);
-    expect(one.threads).toBe(1);
-    expect(new TextDecoder().decode(one.rowsJson)).toBe(new TextDecoder().decode(alone.rowsJson));
-    // Raw queries and first/last pick among rows by the order they are read in.
-    expect((await pool.queryEncoded(input(raw()))).threads).toBe(1);
-    expect((await pool.queryEncoded(input(sum([{ fn: 'last', column: 'value', alias: 'v' }])))).threads).toBe(1);
-    // Beside a stream that is still open, on one.
-    const stream = pool.queryStream(input(raw()), 10);
-    const iterator = stream[Symbol.asyncIterator]();
-    await iterator.next();
-    expect((await pool.queryEncoded(anyOrder)).threads).toBe(1);
-    await iterator.return?.();
-    // Once the stream's task has let go of its thread, alone again.
-    let after = await pool.queryEncoded(anyOrder);
-    for (let waited = 0; after.threads === 1 && waited < 5_000; waited += 20) {
-      await Bun.sleep(20);
-      after = await pool.queryEncoded(anyOrder);
+  test('the pool runs a lone downsample that reads rows in any order on as many DuckDB threads as its query lane has, anything else on one', async () => {
+    const lane = { threads: 1, maxQueue: 8 };
+    const twoQueryThreads = await WorkerPool.start({ lanes: { ingest: lane, query: { threads: 2, maxQueue: 8 }, stream: lane, lifecycle: lane } }, join(dir, 'runtime'));
+    try {
+      const sum = (aggregations: Aggregation[]): DownsampleMode =>
+        ({ kind: 'downsample', intervalUnit: 'hour', intervalSize: 1, aggregations, groupBy: ['host'], order: 'asc', limit: 100_000 }) as DownsampleMode;
+      const anyOrder = input(sum([{ fn: 'sum', column: 'count', alias: 'n' }, { fn: 'max', column: 'temp', alias: 't' }]));
+      const alone = await twoQueryThreads.queryEncoded(anyOrder);
+      expect(alone.threads).toBe(2);
+      // The same rows as on one thread (sums of integers are exact in any order).
+      const [, one] = await Promise.all([twoQueryThreads.queryEncoded(input(raw('asc', 3))), twoQueryThreads.queryEncoded(anyOrder)]);
+      expect(one.threads).toBe(1);
+      expect(new TextDecoder().decode(one.rowsJson)).toBe(new TextDecoder().decode(alone.rowsJson));
+      // Raw queries and first/last pick among rows by the order they are read in.
+      expect((await twoQueryThreads.queryEncoded(input(raw()))).threads).toBe(1);
+      expect((await twoQueryThreads.queryEncoded(input(sum([{ fn: 'last', column: 'value', alias: 'v' }])))).threads).toBe(1);
+      // Beside a stream that is still open, on one.
+      const stream = twoQueryThreads.queryStream(input(raw()), 10);
+      const iterator = stream[Symbol.asyncIterator]();
+      await iterator.next();
+      expect((await twoQueryThreads.queryEncoded(anyOrder)).threads).toBe(1);
+      await iterator.return?.();
+      // Once the stream's task has let go of its thread, alone again.
+      let after = await twoQueryThreads.queryEncoded(anyOrder);
+      for (let waited = 0; after.threads === 1 && waited < 5_000; waited += 20) {
+        await Bun.sleep(20);
+        after = await twoQueryThreads.queryEncoded(anyOrder);
+      }
+      expect(after.threads).toBe(2);
+      // A pool with one query thread (TIMESTORE_WORKER_THREADS=1) never gives a query more.
+      expect((await pool.queryEncoded(anyOrder)).threads).toBe(1);
+    } finally {
+      await twoQueryThreads.close();
     }
-    expect(after.threads).toBe(availableParallelism());
+  });
+
+  test('a query that runs out of memory on several threads runs again on one, which spills', async () => {
+    const wide = join(dir, 'wide-threads.parquet');
+    await (await testDuckDB()).run(
+      `COPY (SELECT TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_microseconds(i) AS time, 'host-' || i AS host, i::DOUBLE AS value
+             FROM range(1000000) t(i)) TO $path (FORMAT parquet)`,
+      { path: wide },
+    );
+    const lane = { threads: 1, maxQueue: 8 };
+    const twoQueryThreads = await WorkerPool.start({ lanes: { ingest: lane, query: { threads: 2, maxQueue: 8 }, stream: lane, lifecycle: lane } }, join(dir, 'runtime'));
+    try {
+      // A million groups under 24 MiB: two threads run out of memory (5 of 5 alone), one spills.
+      const out = await twoQueryThreads.queryEncoded({
+        ...input(
+          { kind: 'downsample', intervalUnit: 'day', intervalSize: 1, aggregations: [{ fn: 'sum', column: 'value', alias: 's' }], groupBy: ['host'], order: 'asc', limit: 1 },
+          [],
+          { files: [wide], fields: V1 },
+        ),
+        memoryLimitBytes: 24 * 1024 * 1024,
+      });
+      expect(out.threads).toBe(1);
+      expect(JSON.parse(new TextDecoder().decode(out.rowsJson))).toEqual([{ time: '2026-01-01T00:00:00.000Z', host: 'host-0', s: 0 }]);
+    } finally {
+      await twoQueryThreads.close();
+    }
   });
 
   test('a thread count outside 1-256 is invalid_query', async () => {
