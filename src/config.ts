@@ -326,7 +326,7 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
   {
     name: 'TIMESTORE_WORKER_THREADS',
     description:
-      'Threads that answer queries with a JSON answer (each holds one DuckDB instance). Streamed answers, ingest writes (`TIMESTORE_INGEST_CONCURRENCY` threads), lifecycle work (one) and the `/ready` check (one) have threads of their own.',
+      'Threads that answer queries with a JSON answer (each holds one DuckDB instance); a downsample that arrives while no other DuckDB work runs uses this many DuckDB threads. Streamed answers, ingest writes (`TIMESTORE_INGEST_CONCURRENCY` threads), lifecycle work (one) and the `/ready` check (one) have threads of their own.',
     default: 'number of cores',
   },
   {
