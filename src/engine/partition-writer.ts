@@ -138,10 +138,11 @@ export async function writePartitions(db: DuckDBRunner, input: WritePartitionsIn
   const keys: Record<string, string>[] = [];
   const byKey = new Map<string, StagedInput[]>();
   for (const staged of input.inputs) {
-    const group = byKey.get(partitionKeyId(staged.partitionKey));
+    const id = partitionKeyId(staged.partitionKey);
+    const group = byKey.get(id);
     if (group) group.push(staged);
     else {
-      byKey.set(partitionKeyId(staged.partitionKey), [staged]);
+      byKey.set(id, [staged]);
       keys.push({ ...staged.partitionKey });
     }
   }

@@ -90,18 +90,20 @@ export class WorkerPool {
    * Runs a query over local Parquet files (see query.ts) and returns its rows, at most
    * `mode.limit`. Fails with a {@link QueryError} (`query_timeout`, `query_memory_limit`,
    * `invalid_query`) or DuckDB's own error.
-   *
-   * A downsample that may read its rows in any order (`readsInAnyOrder`) and starts while no other
-   * DuckDB work runs (no write, stream, lifecycle task or other query) runs on as many DuckDB
-   * threads as the query lane has threads (TIMESTORE_WORKER_THREADS, by default one per core), so
-   * that a lone large scan uses the machine; otherwise on one, so that many run side by side.
    */
   async query(input: QueryInput): Promise<QueryOutput> {
     const { columns, truncated, rowsJson } = await this.queryEncoded(input);
     return { columns, truncated, rows: JSON.parse(new TextDecoder().decode(rowsJson)) as QueryRow[] };
   }
 
-  /** The same, with the rows left as UTF-8 JSON (for an answer that sends them on as JSON); `threads`: the DuckDB threads it ran on. */
+  /**
+   * The same, with the rows left as UTF-8 JSON (for an answer that sends them on as JSON), and the
+   * DuckDB threads it ran on: a downsample that may read its rows in any order (`readsInAnyOrder`)
+   * and starts while no other DuckDB work runs (no write, stream, lifecycle task or other query)
+   * runs on as many as the query lane has threads (TIMESTORE_WORKER_THREADS, by default one per
+   * core), so that a lone large scan uses the machine; anything else on one, so that many run side
+   * by side.
+   */
   async queryEncoded(input: QueryInput): Promise<EncodedQueryOutput & { threads: number }> {
     const threads = readsInAnyOrder(input) && this.idle() ? this.lanes.query.stats().threads : 1;
     try {

@@ -77,7 +77,7 @@ export interface QueryInput {
   timeoutMs: number;
   /** DuckDB `memory_limit` while this query runs. */
   memoryLimitBytes?: number;
-  /** DuckDB threads for this query (default 1; the pool gives a query that runs alone every core). */
+  /** DuckDB threads for this query (default 1; see `WorkerPool.queryEncoded` for when the pool gives more). */
   threads?: number;
   /**
    * Columns that hold no NULL in any of the files (the catalog's statistics say so). When every

@@ -109,8 +109,7 @@ export function validateRows(rows: unknown[], rules: RowRules): BatchSummary {
 export function checkRows(rows: unknown[], rules: RowRules): BatchSummary {
   if (rows.length === 0) throw refuse('empty_batch', 'the batch has no rows; send at least one');
   const fields = rules.fields.filter((f) => f.name !== rules.timestampColumn);
-  const known = new Set(rules.fields.map((f) => f.name));
-  const folded = new Map(rules.fields.map((f) => [f.name.toLowerCase(), f.name]));
+  const checkKeys = keysOutsideSchema(rules);
   const ts = rules.timestampColumn;
   let minTime = Number.POSITIVE_INFINITY;
   let maxTime = Number.NEGATIVE_INFINITY;
@@ -168,15 +167,26 @@ export function checkRows(rows: unknown[], rules: RowRules): BatchSummary {
     // Counting the keys is cheap; looking each one up is not, and only needed when some key is not a field.
     let keys = 0;
     for (const _ in record) keys++;
-    if (keys === present) continue;
-    for (const key in record) {
+    if (keys !== present) checkKeys(record, index);
+  }
+  return { rowCount: rows.length, minTime, maxTime };
+}
+
+/**
+ * The rule for a row's keys that are not fields: refused when the dataset is strict, ignored when
+ * not, except a key that differs from a field only in case, which is always refused.
+ */
+function keysOutsideSchema(rules: RowRules): (row: object, index: number) => void {
+  const known = new Set(rules.fields.map((f) => f.name));
+  const folded = new Map(rules.fields.map((f) => [f.name.toLowerCase(), f.name]));
+  return (row, index) => {
+    for (const key in row) {
       if (known.has(key)) continue;
       const field = caseVariantOf(key, folded);
       if (field !== undefined) throw keyCaseConflict(index, key, field);
       if (rules.strict) throw rowError('unknown_field', `"${key}" is not a field of the dataset schema`, index, key);
     }
-  }
-  return { rowCount: rows.length, minTime, maxTime };
+  };
 }
 
 /**
@@ -213,15 +223,15 @@ const REFUSED: Record<FieldType, string> = {
 };
 
 function compileCheck(rules: RowRules): CompiledCheck {
-  const known = new Set(rules.fields.map((f) => f.name));
-  const folded = new Map(rules.fields.map((f) => [f.name.toLowerCase(), f.name]));
-  /** A row with keys that are not fields: passes when checkRows would ignore every one of them. */
+  const checkKeys = keysOutsideSchema(rules);
+  /** A row with keys that are not fields: passes when the rule ignores every one of them. */
   const extraKeysIgnored = (row: object): boolean => {
-    for (const key in row) {
-      if (known.has(key)) continue;
-      if (rules.strict || caseVariantOf(key, folded) !== undefined) return false;
+    try {
+      checkKeys(row, 0);
+      return true;
+    } catch {
+      return false; // checkRows refuses it again, with its index
     }
-    return true;
   };
   // Names become string literals through JSON.stringify (they are identifiers already: constraints.ts).
   const name = JSON.stringify;
