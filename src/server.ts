@@ -103,14 +103,18 @@ function workerLanes(config: Config): WorkerPoolOptions {
 
 const retries = (config: Config) => ({ retryWindowMs: config.jobs.retryWindowMs, retryMaxMs: config.jobs.retryMaxDelayMs });
 
-/** The lifecycle tasks, and (when `run`) a runner of their own that takes one lifecycle job at a time. */
-function lifecycleOf(core: Core, config: Config, log: Logger, metrics: Metrics | undefined, run: boolean) {
+/**
+ * The lifecycle tasks, and (when `run`) a runner of their own that takes one lifecycle job at a
+ * time; `servesQueries`: this process also answers queries.
+ */
+function lifecycleOf(core: Core, config: Config, log: Logger, metrics: Metrics | undefined, run: boolean, servesQueries: boolean) {
   const lifecycle = new Lifecycle({
     sql: core.catalog.sql,
     drivers: core.drivers,
     pool: core.pool,
     scratchDir: join(config.storageRoot, 'tmp'),
     log,
+    warmQueryThreads: servesQueries,
     settings: config.lifecycle,
     retentionDefaults: config.retention,
     metrics,
@@ -123,13 +127,20 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const core = await openCore(config, log);
   const { catalog, drivers, pool: workers } = core;
 
+  // Until a query thread has answered some dozens of queries its JavaScript runs interpreted, which
+  // made a restarted server's first queries several times slower (engine/warm-up.ts). The server
+  // listens once its query threads are warm, beside the rest of its start.
+  const warming = workers.warmQueryThreads({ compile: true, files: [] }).then(
+    (threads) => log.info({ threads: threads.length, ms: Math.max(...threads.map((t) => t.ms)) }, 'query threads warmed'),
+    (err) => log.warn({ err }, 'query threads: not warmed at start; their first queries are slower'),
+  );
   const queue = config.ingest.queueName;
   let query: QueryService | undefined;
   const catalogCache = new CatalogCache(catalog.sql);
   const metrics = new Metrics(log);
   const tracing = Tracing.create(config.tracing, log);
   const { tracer } = tracing;
-  const { lifecycle, runner: lifecycleRunner } = lifecycleOf(core, config, log, metrics, config.lifecycle.enabled);
+  const { lifecycle, runner: lifecycleRunner } = lifecycleOf(core, config, log, metrics, config.lifecycle.enabled, true);
   const runner = new JobRunner({ catalog, log, concurrency: config.ingest.concurrency, tracer, metrics, ...retries(config) }).register(
     INGEST_JOB_KIND,
     ingestJobHandler({
@@ -214,6 +225,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   if (exposure) log.warn({ host: config.host, auth: config.auth.mode }, exposure);
   const readiness = new Readiness({ catalog, pool: workers, storageRoot: config.storageRoot, warnings: exposure ? [exposure] : [] });
   const tokens = new TokenService({ sql: catalog.sql, log, cacheMs: config.auth.tokenCacheMs });
+  await warming;
   const app = createApp({
     log,
     readiness,
@@ -314,7 +326,7 @@ export interface LifecycleProcess {
  */
 export async function startLifecycleProcess(config: Config, log: Logger, options: { once: boolean }): Promise<LifecycleProcess> {
   const core = await openCore(config, log);
-  const { lifecycle, runner } = lifecycleOf(core, config, log, undefined, true);
+  const { lifecycle, runner } = lifecycleOf(core, config, log, undefined, true, false);
   await runner!.start();
   let finished: Promise<void> = new Promise(() => {});
   if (options.once) {

@@ -13,7 +13,8 @@ import { readsInAnyOrder } from './query-sql.ts';
 import { decodeQueryOutput, type EncodedQueryOutput, QueryError, type QueryColumn, type QueryInput, type QueryOutput, type QueryRow, toQueryError } from './query.ts';
 import type { QueryStreamControl, QueryStreamInput, QueryStreamMessage, QueryStreamSummary } from './query-stream-protocol.ts';
 import type { ParsedStatement, SqlParam, SqlStatementInput, SqlStreamInput } from './sql-statement.ts';
-import type { PingResult, WorkerData } from './worker.ts';
+import type { WarmUpResult } from './warm-up.ts';
+import type { PingResult, WarmUpInput, WorkerData } from './worker.ts';
 
 /**
  * The worker module's path inside the compiled binary, defined by scripts/build.ts
@@ -38,7 +39,17 @@ export function uniformLanes(threads: number): WorkerPoolOptions {
   return { lanes: { ingest: lane, query: lane, stream: lane, lifecycle: lane } };
 }
 
+/** What warming has done since the pool started (see {@link WorkerPool.warmQueryThreads}). */
+export interface WarmUpStats {
+  /** Query threads that ran the made-up queries. */
+  threadsCompiled: number;
+  /** Footers read into a query thread's cache ahead of its queries (one per file per thread). */
+  footersRead: number;
+}
+
 export class WorkerPool {
+  private readonly warmed: WarmUpStats = { threadsCompiled: 0, footersRead: 0 };
+
   private constructor(private readonly lanes: Record<Workload, Lane>) {}
 
   /**
@@ -125,6 +136,31 @@ export class WorkerPool {
       throw toQueryError(error);
     }
     return { ...decodeQueryOutput(buffer), threads };
+  }
+
+  /**
+   * Warms every thread of the query lane (see warm-up.ts): `compile` runs made-up queries so that
+   * the thread's JavaScript is compiled, and `files` (local Parquet files) have their footers read
+   * into each thread's DuckDB cache. One task per thread, all started at once; a query that
+   * arrives meanwhile waits for a thread like any other. Nothing is done (an empty list) while the
+   * query lane has a task in flight: warming must not hold up queries.
+   */
+  async warmQueryThreads(options: { compile: boolean; files: string[] }): Promise<Array<WarmUpResult & { threadId: number }>> {
+    if (this.lanes.query.busy) return [];
+    const parties = this.lanes.query.stats().threads;
+    const started = new SharedArrayBuffer(4);
+    const tasks = Array.from({ length: parties }, async () => {
+      const result = await this.lanes.query.run<WarmUpResult & { threadId: number }>({ ...options, started, parties } satisfies WarmUpInput, { name: 'warmUp' });
+      if (result.queries > 0) this.warmed.threadsCompiled++;
+      this.warmed.footersRead += result.footers;
+      return result;
+    });
+    return Promise.all(tasks);
+  }
+
+  /** For metrics: what {@link warmQueryThreads} has done since start. */
+  warmUpStats(): WarmUpStats {
+    return { ...this.warmed };
   }
 
   /**

@@ -15,6 +15,7 @@ import { writePartitions as writePartitionsWith, type WritePartitionsInput, type
 import { encodeQueryOutput, type QueryInput, runQuery, runQueryStream } from './query.ts';
 import type { QueryStreamInput, QueryStreamSummary } from './query-stream-protocol.ts';
 import { type ParsedStatement, parseStatement, type SqlParam, SqlSandboxes, type SqlStreamInput, runSqlStream } from './sql-statement.ts';
+import { warmUp as warmUpWith, type WarmUpResult } from './warm-up.ts';
 
 export interface WorkerData {
   /** The lane this thread serves (set by its lane). */
@@ -96,6 +97,39 @@ export async function writePartitions(input: WritePartitionsInput): Promise<Writ
  */
 export async function query(input: QueryInput): Promise<Uint8Array> {
   return move(encodeQueryOutput(await runQuery(await duckdb(), input))) as Uint8Array;
+}
+
+/** What one {@link warmUp} task of a lane's warming is given (see pool.ts `warmQueryThreads`). */
+export interface WarmUpInput {
+  compile: boolean;
+  files: string[];
+  /** Counts the lane's warm-up tasks that have started (an Int32Array over it). */
+  started: SharedArrayBuffer;
+  /** The tasks of this warming, one per thread of the lane. */
+  parties: number;
+}
+
+/** How long a warm-up task waits for its siblings to start, each on a thread of its own. */
+const WARM_UP_GATHER_MS = 200;
+
+/**
+ * Warms this thread for queries (see warm-up.ts). The tasks of one warming wait until all have
+ * started, at most {@link WARM_UP_GATHER_MS}, so that no thread runs two of them while another
+ * runs none (a task only starts on a free thread).
+ */
+export async function warmUp(input: WarmUpInput): Promise<WarmUpResult & { threadId: number }> {
+  const db = await duckdb();
+  const started = new Int32Array(input.started);
+  Atomics.add(started, 0, 1);
+  Atomics.notify(started, 0);
+  const deadline = performance.now() + WARM_UP_GATHER_MS;
+  for (let seen = Atomics.load(started, 0); seen < input.parties; seen = Atomics.load(started, 0)) {
+    const left = deadline - performance.now();
+    if (left <= 0) break;
+    Atomics.wait(started, 0, seen, left);
+  }
+  const data = workerData as WorkerData;
+  return { ...(await warmUpWith(db, { compile: input.compile, files: input.files, scratchDir: data.duckdbTempDirectory })), threadId };
 }
 
 /** Runs a query and posts its rows to `input.port` in batches; see query.ts. */

@@ -26,6 +26,7 @@ import { seriesKey } from '../model/series.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { AppError } from '../model/errors.ts';
 import type { Logger } from '../log.ts';
+import type { StorageDriver } from '../storage/driver.ts';
 import type { StorageDrivers } from '../storage/index.ts';
 import { storePartitionFiles } from '../storage/partition-files.ts';
 
@@ -43,6 +44,8 @@ export interface CompactionDeps {
   pool: WorkerPool;
   scratchDir: string;
   log: Logger;
+  /** This process answers queries: its query threads read the footers of the files compaction publishes. */
+  warmQueryThreads?: boolean;
 }
 
 export interface CompactionOutcome {
@@ -134,6 +137,20 @@ export async function compactDataset(deps: CompactionDeps, dataset: Dataset, lim
   return outcome;
 }
 
+/**
+ * Has every query thread read the footers of newly published local files, so that the first
+ * queries of them do not each pay for it (engine/warm-up.ts). Best effort: a busy or closing pool
+ * leaves them to the queries.
+ */
+async function readFootersAhead(deps: CompactionDeps, driver: StorageDriver, stored: NewPartition[]): Promise<void> {
+  try {
+    const files = await Promise.all(stored.map((p) => driver.materialize(p.location, '')));
+    await deps.pool.warmQueryThreads({ compile: false, files });
+  } catch (err) {
+    deps.log.debug({ err, partitions: stored.length }, 'compaction: the new files\' footers were not read ahead');
+  }
+}
+
 /** Merges one group and publishes it; null when another publish removed an input first. */
 async function mergeGroup(deps: CompactionDeps, dataset: Dataset, group: Partition[], signal: AbortSignal): Promise<NewPartition[] | null> {
   const schemaVersion = Math.max(...group.map((p) => p.schemaVersion));
@@ -177,6 +194,7 @@ async function mergeGroup(deps: CompactionDeps, dataset: Dataset, group: Partiti
         summary: { merged: group.length, rows: group.reduce((n, p) => n + p.rowCount, 0) },
       }),
     );
+    if (deps.warmQueryThreads && driver.kind === 'local') await readFootersAhead(deps, driver, stored);
     return stored;
   } catch (err) {
     // If the commit's outcome is unknown, the manifest may reference the output: the collector's

@@ -45,6 +45,8 @@ export interface LifecycleOptions {
   pool: WorkerPool;
   scratchDir: string;
   log: Logger;
+  /** See CompactionDeps. */
+  warmQueryThreads?: boolean;
   settings: Config['lifecycle'];
   retentionDefaults: RetentionDefaults;
   metrics?: Metrics;

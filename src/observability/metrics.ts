@@ -58,7 +58,11 @@ export interface MetricsSources {
   snapshots?: { snapshotStats(): SnapshotFigures };
   /** The query service's latest-value cache (src/query/latest-cache.ts). */
   latestCache?: { latestCacheStats(): LatestCacheFigures };
-  pool?: { stats(): Record<string, { threads: number; queued: number; refused: number; utilization: number }> };
+  pool?: {
+    stats(): Record<string, { threads: number; queued: number; refused: number; utilization: number }>;
+    /** src/engine/pool.ts `WarmUpStats`. */
+    warmUpStats(): Record<'threadsCompiled' | 'footersRead', number>;
+  };
 }
 
 export class Metrics {
@@ -371,6 +375,28 @@ export class Metrics {
         for (const [workload, lane] of Object.entries(pool() ?? {})) this.inc({ workload }, lane.refused);
       },
     });
+    const warmUp = () => this.sources.pool?.warmUpStats();
+    const warmUpCounter = (name: string, help: string, value: (stats: NonNullable<ReturnType<typeof warmUp>>) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const stats = warmUp();
+          this.reset();
+          if (stats) this.inc(value(stats));
+        },
+      });
+    warmUpCounter(
+      'timestore_query_threads_warmed_total',
+      'Query threads that ran made-up queries at start, so that their first real queries run compiled code.',
+      (s) => s.threadsCompiled,
+    );
+    warmUpCounter(
+      'timestore_query_footers_read_ahead_total',
+      'Parquet footers read into a query thread\'s cache ahead of its queries (one per file per thread; files compaction published).',
+      (s) => s.footersRead,
+    );
     new Gauge({ name: 'timestore_build_info', help: 'The running timestore version (always 1).', labelNames: ['version'], registers }).set({ version: VERSION }, 1);
     new Gauge({
       name: 'process_start_time_seconds',

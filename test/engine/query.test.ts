@@ -4,7 +4,7 @@
  * same rows (bucketing, filtering, every aggregation), never by DuckDB.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { MessageChannel } from 'node:worker_threads';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -1126,6 +1126,41 @@ describe('threads', () => {
       const error = await runQuery(await testDuckDB(), input(raw(), [], { threads })).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(QueryError);
       expect((error as QueryError).code).toBe('invalid_query');
+    }
+  });
+});
+
+describe('warming the query threads', () => {
+  test('each query thread runs the made-up queries and reads the footers it is given (a missing file skipped), never while a query is in flight, leaving no file behind', async () => {
+    const lane = { threads: 1, maxQueue: 8 };
+    const runtime = join(dir, 'runtime-warm');
+    const twoQueryThreads = await WorkerPool.start({ lanes: { ingest: lane, query: { threads: 2, maxQueue: 8 }, stream: lane, lifecycle: lane } }, runtime);
+    try {
+      expect(twoQueryThreads.warmUpStats()).toEqual({ threadsCompiled: 0, footersRead: 0 });
+      const warmed = await twoQueryThreads.warmQueryThreads({ compile: true, files: [files[0]!, files[1]!, join(dir, 'missing.parquet')] });
+      expect(warmed).toHaveLength(2);
+      expect(new Set(warmed.map((w) => w.threadId)).size).toBe(2);
+      for (const w of warmed) {
+        expect(w.queries).toBeGreaterThan(0);
+        expect(w.footers).toBe(2);
+      }
+      expect(twoQueryThreads.warmUpStats()).toEqual({ threadsCompiled: 2, footersRead: 4 });
+      // Footers alone: no made-up queries.
+      const footersOnly = await twoQueryThreads.warmQueryThreads({ compile: false, files: [files[2]!] });
+      expect(footersOnly.map((w) => w.queries)).toEqual([0, 0]);
+      expect(twoQueryThreads.warmUpStats()).toEqual({ threadsCompiled: 2, footersRead: 6 });
+      // Not while a query is in flight.
+      const [answer, busy] = await Promise.all([twoQueryThreads.query(input(raw())), twoQueryThreads.warmQueryThreads({ compile: true, files: [files[3]!] })]);
+      expect(answer.rows.length).toBeGreaterThan(0);
+      expect(busy).toEqual([]);
+      expect(twoQueryThreads.warmUpStats()).toEqual({ threadsCompiled: 2, footersRead: 6 });
+      expect(readdirSync(join(runtime, 'duckdb-spill'), { recursive: true }).filter((f) => String(f).endsWith('.parquet'))).toEqual([]);
+      // Warmed threads answer as any other.
+      for (const mode of [raw(), { kind: 'downsample', intervalUnit: 'hour', intervalSize: 1, aggregations: allAggregations(), groupBy: ['host'], order: 'asc', limit: 100_000 } as DownsampleMode]) {
+        expect(await twoQueryThreads.query(input(mode))).toEqual(await pool.query(input(mode)));
+      }
+    } finally {
+      await twoQueryThreads.close();
     }
   });
 });

@@ -202,6 +202,13 @@ for (const kind of ['local', 's3'] as const) {
         metricsBefore.value('timestore_compaction_runs_total', { outcome: 'succeeded' })!,
       );
       expect(result.compaction).toMatchObject({ partitionsMerged: before.length, partitionsWritten: 1, conflicts: 0 });
+      // This server answers queries: each of its query threads has read the new local file's footer
+      // (and ran the made-up queries at start); files on S3 are fetched by queries, not read ahead.
+      const queryThreads = metricsAfter.value('timestore_worker_pool_threads', { workload: 'query' })!;
+      expect(queryThreads).toBeGreaterThan(0);
+      const readAhead = metricsAfter.sum('timestore_query_footers_read_ahead_total') - metricsBefore.sum('timestore_query_footers_read_ahead_total');
+      expect(readAhead).toBe(kind === 'local' ? queryThreads : 0);
+      expect(metricsAfter.value('timestore_query_threads_warmed_total')).toBe(queryThreads);
       const after = await active('tiny');
       expect(after).toHaveLength(1);
       expect(after[0]!.rowCount).toBe(inWindow.length);
