@@ -13,8 +13,7 @@ import { readsInAnyOrder } from './query-sql.ts';
 import { decodeQueryOutput, type EncodedQueryOutput, QueryError, type QueryColumn, type QueryInput, type QueryOutput, type QueryRow, toQueryError } from './query.ts';
 import type { QueryStreamControl, QueryStreamInput, QueryStreamMessage, QueryStreamSummary } from './query-stream-protocol.ts';
 import type { ParsedStatement, SqlParam, SqlStatementInput, SqlStreamInput } from './sql-statement.ts';
-import type { WarmUpResult } from './warm-up.ts';
-import type { PingResult, WarmUpInput, WorkerData } from './worker.ts';
+import type { PingResult, ThreadWarmUp, WarmUpInput, WorkerData } from './worker.ts';
 
 /**
  * The worker module's path inside the compiled binary, defined by scripts/build.ts
@@ -145,12 +144,12 @@ export class WorkerPool {
    * arrives meanwhile waits for a thread like any other. Nothing is done (an empty list) while the
    * query lane has a task in flight: warming must not hold up queries.
    */
-  async warmQueryThreads(options: { compile: boolean; files: string[] }): Promise<Array<WarmUpResult & { threadId: number }>> {
+  async warmQueryThreads(options: { compile: boolean; files: string[] }): Promise<ThreadWarmUp[]> {
     if (this.lanes.query.busy) return [];
     const parties = this.lanes.query.stats().threads;
     const started = new SharedArrayBuffer(4);
     const tasks = Array.from({ length: parties }, async () => {
-      const result = await this.lanes.query.run<WarmUpResult & { threadId: number }>({ ...options, started, parties } satisfies WarmUpInput, { name: 'warmUp' });
+      const result = await this.lanes.query.run<ThreadWarmUp>({ ...options, started, parties } satisfies WarmUpInput, { name: 'warmUp' });
       if (result.queries > 0) this.warmed.threadsCompiled++;
       this.warmed.footersRead += result.footers;
       return result;

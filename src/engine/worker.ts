@@ -109,6 +109,9 @@ export interface WarmUpInput {
   parties: number;
 }
 
+/** What a {@link warmUp} task reports: what warm-up.ts did, and on which thread. */
+export type ThreadWarmUp = WarmUpResult & { threadId: number };
+
 /** How long a warm-up task waits for its siblings to start, each on a thread of its own. */
 const WARM_UP_GATHER_MS = 200;
 
@@ -117,7 +120,7 @@ const WARM_UP_GATHER_MS = 200;
  * started, at most {@link WARM_UP_GATHER_MS}, so that no thread runs two of them while another
  * runs none (a task only starts on a free thread).
  */
-export async function warmUp(input: WarmUpInput): Promise<WarmUpResult & { threadId: number }> {
+export async function warmUp(input: WarmUpInput): Promise<ThreadWarmUp> {
   const db = await duckdb();
   const started = new Int32Array(input.started);
   Atomics.add(started, 0, 1);

@@ -375,18 +375,7 @@ export class Metrics {
         for (const [workload, lane] of Object.entries(pool() ?? {})) this.inc({ workload }, lane.refused);
       },
     });
-    const warmUp = () => this.sources.pool?.warmUpStats();
-    const warmUpCounter = (name: string, help: string, value: (stats: NonNullable<ReturnType<typeof warmUp>>) => number) =>
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          const stats = warmUp();
-          this.reset();
-          if (stats) this.inc(value(stats));
-        },
-      });
+    const { counterOf: warmUpCounter } = scrapedFrom(registers, () => this.sources.pool?.warmUpStats());
     warmUpCounter(
       'timestore_query_threads_warmed_total',
       'Query threads that ran made-up queries at start, so that their first real queries run compiled code.',
