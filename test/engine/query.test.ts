@@ -1045,6 +1045,62 @@ describe('the output as the worker sends it', () => {
   });
 });
 
+describe('prepared statements kept per connection', () => {
+  test('a statement of the same text is prepared once and bound anew each time (other files, other values, the right rows); one that failed or stopped early is not kept', async () => {
+    const db = await testDuckDB();
+    let prepares = 0;
+    const counted = new Proxy(db, {
+      get(target, key) {
+        if (key === 'prepare') {
+          return (sql: string) => {
+            prepares += 1;
+            return target.prepare(sql);
+          };
+        }
+        const value = Reflect.get(target, key);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const mode: DownsampleMode = {
+      kind: 'downsample',
+      intervalUnit: 'day',
+      intervalSize: 7,
+      aggregations: [
+        { fn: 'count', column: '*', alias: 'rows' },
+        { fn: 'max', column: 'value', alias: 'peak' },
+      ],
+      groupBy: [],
+      order: 'asc',
+      limit: 100_000,
+    };
+    const hostIs = (host: string): QueryFilter[] => [{ column: 'host', op: 'eq', value: host }];
+    const asked: Array<[string[], string, (r: Row) => boolean]> = [
+      [files, 'a', (r) => r.host === 'a'],
+      [v1Files, 'b', (r) => !r.v2 && r.host === 'b'],
+      [files, HOSTILE_HOST, (r) => r.host === HOSTILE_HOST],
+    ];
+    for (const [inFiles, host, matches] of asked) {
+      const out = await runQuery(counted, input(mode, hostIs(host), { files: inFiles }));
+      expectRows(out.rows, downsample(rows.filter(matches), mode));
+    }
+    expect(prepares).toBe(1);
+    // A raw read is another text, kept beside the first.
+    for (const host of ['a', 'c']) {
+      expectRows((await runQuery(counted, input(raw(), hostIs(host)))).rows, rows.filter((r) => r.host === host).map((r) => rawRow(r, COLUMNS)));
+    }
+    expect(prepares).toBe(2);
+    // A file that is gone fails the statement, which is dropped: the next one is prepared again.
+    const failed = await runQuery(counted, input(mode, hostIs('a'), { files: [...files, join(dir, 'gone.parquet')] })).catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(Error);
+    expectRows((await runQuery(counted, input(mode, hostIs('c')))).rows, downsample(rows.filter((r) => r.host === 'c'), mode));
+    expect(prepares).toBe(3);
+    // Stopped at its limit (rows left unread): not kept either.
+    expect((await runQuery(counted, input(raw('asc', 2), hostIs('a')))).truncated).toBe(true);
+    expectRows((await runQuery(counted, input(raw(), hostIs('b')))).rows, rows.filter((r) => r.host === 'b').map((r) => rawRow(r, COLUMNS)));
+    expect(prepares).toBe(4);
+  });
+});
+
 describe('threads', () => {
   const threadsOf = async (db: Awaited<ReturnType<typeof testDuckDB>>) => Number((await db.runAndReadAll(`SELECT current_setting('threads')`)).getRows()[0]![0]);
 
