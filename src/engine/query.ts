@@ -407,7 +407,11 @@ function takeKept(db: DuckDBConnection, sql: string): DuckDBPreparedStatement | 
 function putBack(db: DuckDBConnection, sql: string, prepared: DuckDBPreparedStatement): void {
   let statements = kept.get(db);
   if (!statements) kept.set(db, (statements = new Map()));
-  statements.get(sql)?.destroySync();
+  const older = statements.get(sql);
+  if (older) {
+    statements.delete(sql);
+    older.destroySync();
+  }
   statements.set(sql, prepared);
   if (statements.size > KEPT_STATEMENTS) {
     const [oldest, statement] = statements.entries().next().value!;
