@@ -1115,7 +1115,7 @@ describe('threads', () => {
     expect(await threadsOf(db)).toBe(1);
   });
 
-  test('the pool runs a lone downsample that reads rows in any order on as many DuckDB threads as its query lane has, anything else on one', async () => {
+  test('the pool runs a lone raw read or downsample that reads rows in any order on as many DuckDB threads as its query lane has, anything else on one', async () => {
     const lane = { threads: 1, maxQueue: 8 };
     const twoQueryThreads = await WorkerPool.start({ lanes: { ingest: lane, query: { threads: 2, maxQueue: 8 }, stream: lane, lifecycle: lane } }, join(dir, 'runtime'));
     try {
@@ -1128,8 +1128,10 @@ describe('threads', () => {
       const [, one] = await Promise.all([twoQueryThreads.queryEncoded(input(raw('asc', 3))), twoQueryThreads.queryEncoded(anyOrder)]);
       expect(one.threads).toBe(1);
       expect(new TextDecoder().decode(one.rowsJson)).toBe(new TextDecoder().decode(alone.rowsJson));
-      // Raw queries and first/last pick among rows by the order they are read in.
-      expect((await twoQueryThreads.queryEncoded(input(raw()))).threads).toBe(1);
+      // A raw read alone too, with the rows of one thread; first/last pick among rows by the order they are read in.
+      const rawAlone = await twoQueryThreads.queryEncoded(input(raw()));
+      expect(rawAlone.threads).toBe(2);
+      expect(new TextDecoder().decode(rawAlone.rowsJson)).toBe(new TextDecoder().decode((await pool.queryEncoded(input(raw()))).rowsJson));
       expect((await twoQueryThreads.queryEncoded(input(sum([{ fn: 'last', column: 'value', alias: 'v' }])))).threads).toBe(1);
       // Beside a stream that is still open, on one.
       const stream = twoQueryThreads.queryStream(input(raw()), 10);
