@@ -108,11 +108,11 @@ export class WorkerPool {
 
   /**
    * The same, with the rows left as UTF-8 JSON (for an answer that sends them on as JSON), and the
-   * DuckDB threads it ran on: a raw read or a downsample that may read its rows in any order (`readsInAnyOrder`)
-   * and starts while no other DuckDB work runs (no write, stream, lifecycle task or other query)
-   * runs on as many as the query lane has threads (TIMESTORE_WORKER_THREADS, by default one per
-   * core), so that a lone large scan uses the machine; anything else on one, so that many run side
-   * by side.
+   * DuckDB threads it ran on: a query that may read its rows in any order (`readsInAnyOrder`: a raw
+   * read, or a downsample without first/last) and starts while no other DuckDB work runs (no
+   * write, stream, lifecycle task or other query) runs on as many as the query lane has threads
+   * (TIMESTORE_WORKER_THREADS, by default one per core), so that a lone large scan uses the
+   * machine; anything else on one, so that many run side by side.
    */
   async queryEncoded(input: QueryInput): Promise<EncodedQueryOutput & { threads: number }> {
     const threads = readsInAnyOrder(input) && this.idle() ? this.lanes.query.stats().threads : 1;
