@@ -107,7 +107,7 @@ const retries = (config: Config) => ({ retryWindowMs: config.jobs.retryWindowMs,
  * The lifecycle tasks, and (when `run`) a runner of their own that takes one lifecycle job at a
  * time; `servesQueries`: this process also answers queries.
  */
-function lifecycleOf(core: Core, config: Config, log: Logger, metrics: Metrics | undefined, run: boolean, servesQueries: boolean) {
+function lifecycleOf(core: Core, config: Config, log: Logger, metrics: Metrics | undefined, { run, servesQueries }: { run: boolean; servesQueries: boolean }) {
   const lifecycle = new Lifecycle({
     sql: core.catalog.sql,
     drivers: core.drivers,
@@ -140,7 +140,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const metrics = new Metrics(log);
   const tracing = Tracing.create(config.tracing, log);
   const { tracer } = tracing;
-  const { lifecycle, runner: lifecycleRunner } = lifecycleOf(core, config, log, metrics, config.lifecycle.enabled, true);
+  const { lifecycle, runner: lifecycleRunner } = lifecycleOf(core, config, log, metrics, { run: config.lifecycle.enabled, servesQueries: true });
   const runner = new JobRunner({ catalog, log, concurrency: config.ingest.concurrency, tracer, metrics, ...retries(config) }).register(
     INGEST_JOB_KIND,
     ingestJobHandler({
@@ -326,7 +326,7 @@ export interface LifecycleProcess {
  */
 export async function startLifecycleProcess(config: Config, log: Logger, options: { once: boolean }): Promise<LifecycleProcess> {
   const core = await openCore(config, log);
-  const { lifecycle, runner } = lifecycleOf(core, config, log, undefined, true, false);
+  const { lifecycle, runner } = lifecycleOf(core, config, log, undefined, { run: true, servesQueries: false });
   await runner!.start();
   let finished: Promise<void> = new Promise(() => {});
   if (options.once) {

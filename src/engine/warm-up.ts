@@ -61,20 +61,21 @@ async function compileQueryPath(db: DuckDBConnection, scratchDir: string): Promi
      TO ${sqlString(file)} (FORMAT parquet)`,
   );
   try {
+    const fields: QueryInput['fields'] = [
+      { name: 'ts', type: 'timestamp' },
+      { name: 'series', type: 'string' },
+      { name: 'value', type: 'double' },
+      { name: 'count', type: 'integer' },
+      { name: 'flag', type: 'boolean' },
+    ];
     const base: Omit<QueryInput, 'mode'> = {
       files: [file],
-      fields: [
-        { name: 'ts', type: 'timestamp' },
-        { name: 'series', type: 'string' },
-        { name: 'value', type: 'double' },
-        { name: 'count', type: 'integer' },
-        { name: 'flag', type: 'boolean' },
-      ],
+      fields,
       timestampColumn: 'ts',
       timeRange: { start: '2000-01-01T00:00:00.000Z', end: '2000-01-01T01:00:00.000Z' },
       filters: [{ column: 'series', op: 'eq', value: 'series-1' }],
       timeoutMs: 10_000,
-      fieldsInFiles: ['ts', 'series', 'value', 'count', 'flag'],
+      fieldsInFiles: fields.map((f) => f.name),
       oneSchema: true,
     };
     const forms: QueryInput[] = [

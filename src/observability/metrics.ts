@@ -20,6 +20,7 @@ import { countJobs, countOverdueJobs, type JobState } from '../catalog/job-table
 import type { Db } from '../catalog/db.ts';
 import { datasetTotals } from '../catalog/stats.ts';
 import type { Logger } from '../log.ts';
+import type { WarmUpStats } from '../engine/pool.ts';
 import type { PartitionCacheStats } from '../storage/partition-cache.ts';
 import { VERSION } from '../version.ts';
 
@@ -60,8 +61,7 @@ export interface MetricsSources {
   latestCache?: { latestCacheStats(): LatestCacheFigures };
   pool?: {
     stats(): Record<string, { threads: number; queued: number; refused: number; utilization: number }>;
-    /** src/engine/pool.ts `WarmUpStats`. */
-    warmUpStats(): Record<'threadsCompiled' | 'footersRead', number>;
+    warmUpStats(): WarmUpStats;
   };
 }
 
