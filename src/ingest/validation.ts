@@ -124,7 +124,7 @@ export function checkRows(rows: unknown[], rules: RowRules): BatchSummary {
     }
     const record = row as Record<string, unknown>;
 
-    const raw = record[ts];
+    const raw = ownValue(record, ts);
     if (raw === undefined || raw === null) throw rowError('missing_timestamp', `has no "${ts}" timestamp`, index, ts);
     if (typeof raw !== 'string') throw rowError('invalid_timestamp', `"${ts}" must be ${TYPE_NAMES.timestamp}`, index, ts, raw);
     const time = raw === lastRaw ? lastTime : parseIngestTimestamp(raw);
@@ -140,7 +140,7 @@ export function checkRows(rows: unknown[], rules: RowRules): BatchSummary {
 
     let present = 1; // the timestamp
     for (const field of fields) {
-      const value = record[field.name];
+      const value = ownValue(record, field.name);
       if (value !== undefined) present++;
       if (value === undefined || value === null) {
         if (field.nullable === false) throw rowError('missing_field', `"${field.name}" is required and missing or null`, index, field.name);
@@ -171,6 +171,16 @@ export function checkRows(rows: unknown[], rules: RowRules): BatchSummary {
   }
   return { rowCount: rows.length, minTime, maxTime };
 }
+
+/**
+ * A row's value of a field, undefined when the row has no such key: a field named like a property
+ * every object inherits (`constructor`, `toString`) is not read from the prototype.
+ */
+function ownValue(row: Record<string, unknown>, name: string): unknown {
+  return INHERITED.has(name) && !Object.hasOwn(row, name) ? undefined : row[name];
+}
+
+const INHERITED: ReadonlySet<string> = new Set(Object.getOwnPropertyNames(Object.prototype));
 
 /**
  * The rule for a row's keys that are not fields: refused when the dataset is strict, ignored when
@@ -235,11 +245,12 @@ function compileCheck(rules: RowRules): CompiledCheck {
   };
   // Names become string literals through JSON.stringify (they are identifiers already: constraints.ts).
   const name = JSON.stringify;
+  const read = (field: string) => (INHERITED.has(field) ? `(Object.hasOwn(row, ${name(field)}) ? row[${name(field)}] : undefined)` : `row[${name(field)}]`);
   const fieldChecks = rules.fields
     .filter((f) => f.name !== rules.timestampColumn)
     .map((f) => {
       const missing = f.nullable === false ? 'return null;' : '';
-      return `v = row[${name(f.name)}];
+      return `v = ${read(f.name)};
       if (v === undefined) { ${missing} } else { present++; if (v === null) { ${missing} } else if (${REFUSED[f.type]}) return null; }`;
     });
   const body = `
@@ -248,7 +259,7 @@ function compileCheck(rules: RowRules): CompiledCheck {
     for (let index = 0; index < rows.length; index++) {
       const row = rows[index];
       if (row === null || typeof row !== 'object' || Array.isArray(row)) return null;
-      const raw = row[${name(rules.timestampColumn)}];
+      const raw = ${read(rules.timestampColumn)};
       if (typeof raw !== 'string') return null;
       const time = raw === lastRaw ? lastTime : parseTimestamp(raw);
       lastRaw = raw;

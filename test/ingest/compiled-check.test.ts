@@ -136,4 +136,21 @@ describe('the compiled row check', () => {
     expect(compiledCheck({ fields, timestampColumn: 'ts', strict: true })(rows, undefined)).toBeNull();
     expect(() => validateRows(rows, { fields, timestampColumn: 'ts', strict: true })).toThrow('row 0: "other" is not a field of the dataset schema');
   });
+
+  test('a field named like a property every object inherits is missing when the row has no such key', () => {
+    const r: RowRules = {
+      fields: [
+        { name: 'ts', type: 'timestamp', nullable: false },
+        { name: 'constructor', type: 'string' },
+        { name: 'toString', type: 'double', nullable: false },
+      ],
+      timestampColumn: 'ts',
+      strict: true,
+    };
+    const rows = JSON.parse('[{"ts":"2026-01-01T00:00:10Z","toString":1},{"ts":"2026-01-01T00:00:20Z","constructor":"c","toString":2}]');
+    const summary = { rowCount: 2, minTime: Date.parse('2026-01-01T00:00:10Z'), maxTime: Date.parse('2026-01-01T00:00:20Z') };
+    expect(compiledCheck(r)(rows, undefined)).toEqual(summary);
+    expect(checkRows(rows, r)).toEqual(summary);
+    expect(() => checkRows([{ ts: '2026-01-01T00:00:10Z' }], r)).toThrow('row 0: "toString" is required and missing or null');
+  });
 });
