@@ -4,13 +4,15 @@
  * same rules as a JSON batch's, and errors name the row index (blank lines not counted) and the
  * line. The body is staged as it arrived (DuckDB reads it as newline-delimited JSON).
  *
- * Rows are parsed from the bytes in native chunks (Bun.JSONL), without a decoded copy of the body;
- * a body that does not pass that way cleanly (a syntax error, a value over several lines, an
- * escape that may hide a lone surrogate, a bad row) is checked again line by line, which names
- * the first problem exactly.
+ * Rows are first checked straight from the bytes (ndjson-scan.ts), with no value built per row; a
+ * body that scan leaves alone is parsed from the bytes in native chunks (Bun.JSONL), without a
+ * decoded copy of the body; a body that does not pass that way cleanly either (a syntax error, a
+ * value over several lines, an escape that may hide a lone surrogate, a bad row) is checked again
+ * line by line, which names the first problem exactly.
  */
 import { AppError } from '../../model/errors.ts';
 import { type BatchSummary, type RowRules, rowError, validateRows } from '../validation.ts';
+import { scanRows } from './ndjson-scan.ts';
 import { atLine, type BatchParams, checkUtf8, type DecodedBatch, decodeUtf8, hashRequest, hasSurrogateEscape, hasUnicodeEscape, refuseLoneSurrogates } from './batch.ts';
 
 const NOT_BLANK = /[^ \t\r]/;
@@ -26,6 +28,8 @@ export function ndjsonBatch(raw: Uint8Array, params: BatchParams): DecodedBatch 
     ...params,
     declare: () => null,
     async validate(rules) {
+      const scanned = await scanRows(raw, rules, YIELD_EVERY_LINES, nextTurn);
+      if (scanned) return scanned;
       const rows = await parseRows(raw);
       if (rows) {
         try {

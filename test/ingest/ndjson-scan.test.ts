@@ -1,0 +1,204 @@
+/**
+ * NDJSON rows are checked first straight from the bytes, and that scan may pass a body only where
+ * parsing its lines and checking the rows would, with the same summary: whatever the schema and the
+ * bytes, its answer is null or the line-by-line check's summary. It must also pass ordinary
+ * bodies itself, or it would be no faster.
+ */
+import { describe, expect, test } from 'bun:test';
+import fc from 'fast-check';
+import { scanRows } from '../../src/ingest/formats/ndjson-scan.ts';
+import { checkLineByLine } from '../../src/ingest/formats/ndjson.ts';
+import type { BatchSummary, RowRules } from '../../src/ingest/validation.ts';
+import type { FieldType } from '../../src/model/field-types.ts';
+
+const TYPES: FieldType[] = ['string', 'double', 'integer', 'boolean', 'timestamp'];
+const pause = () => Promise.resolve();
+const encoder = new TextEncoder();
+
+async function reference(body: Uint8Array, rules: RowRules): Promise<BatchSummary | null> {
+  try {
+    return await checkLineByLine(new TextDecoder().decode(body), rules);
+  } catch {
+    return null;
+  }
+}
+
+const rules: fc.Arbitrary<RowRules> = fc
+  .record({
+    fields: fc.uniqueArray(
+      fc.record({
+        name: fc.constantFrom('host', 'v', 'n', 'flag', 'at', 'constructor', 'Region', 'é'),
+        type: fc.constantFrom(...TYPES),
+        nullable: fc.constantFrom(true, false, undefined),
+      }),
+      { selector: (f) => f.name, maxLength: 5 },
+    ),
+    strict: fc.boolean(),
+    timeRange: fc.option(fc.constant({ start: Date.parse('2026-01-01T00:00:00Z'), end: Date.parse('2026-01-01T00:01:00Z') }), { nil: undefined }),
+  })
+  .map(({ fields, strict, timeRange }) => ({
+    fields: [{ name: 'ts', type: 'timestamp' as const, nullable: false }, ...fields],
+    timestampColumn: 'ts',
+    strict,
+    ...(timeRange ? { timeRange } : {}),
+  }));
+
+/** JSON text of values, as clients write them: tokens at the edges of JSON's grammar and of each type. */
+const token = fc.constantFrom(
+  'null', 'true', 'false', 'nul', 'truex', 'True',
+  '0', '-0', '7', '-12', '1.5', '1.', '.5', '01', '-', '+1', '1e5', '1E+2', '2e-3', '1e', '1e400', '-1e400',
+  `1${'0'.repeat(308)}`, `2${'0'.repeat(308)}`, `-2${'0'.repeat(308)}.5`, '123456789012345', '1234567890123456', '9007199254740991', '9007199254740993', '12345678901234567890', '1.0', '3.00', '0.1e1',
+  '"text"', '""', '"host_1"', '"a\\"b"', '"a\\\\b"', '"\\u0000"', '"\\u00e9"', '"é"', '"a\tb"', '"a\u0001b"', '"tab\\t"',
+  '"\\/\\b\\f\\n\\r"', '"\\x"', '"\\"', '"a\\', '"\\u12"', '"\\u12g4"', '"\\u\u0011000"', '"\\uD83D\\uDE00"', '"\\ud83d\\ude00"',
+  '"\\ud800"', '"\\udc00"', '"\\ud800\\u0041"', '"\\ud800x"', '"\\uFFFF"', '"\\u0001"', '"\\"2026-01-01T00:00:10Z"',
+  '"2026-01-01T00:00:30Z"', '"2026-01-01T00:02:00Z"', '"2026-01-01"', '"2026-01-01 00:00:10"', '"2026-01-01T00:00+01:00"',
+  '"2026-02-30T00:00:00Z"', '"0000-12-31T23:59:59Z"', '"+010000-01-01T00:00:00Z"', '"not a time"', '"2026-01-01T00:00:10.123456Z"',
+  '{}', '[1]', '{"a":1}', '',
+);
+
+/** Whitespace JSON allows between tokens, and some it does not. */
+const space = fc.constantFrom('', '', '', ' ', '\t', '\r', '  ', '\n', '\f');
+
+const key = fc.constantFrom('ts', 'host', 'v', 'n', 'flag', 'at', 'constructor', 'Region', 'é', 'extra', 'HOST', '', 'h\\u006fst', 'v ');
+
+/** A line: an object of key/value pairs with arbitrary spacing, or something else. */
+const line = fc.oneof(
+  {
+    weight: 20,
+    arbitrary: fc
+      .tuple(fc.array(fc.tuple(space, key, space, space, token, space), { maxLength: 7 }), space, fc.boolean())
+      .map(([pairs, end, trailingComma]) => `{${pairs.map(([a, k, b, c, v, d]) => `${a}"${k}"${b}:${c}${v}${d}`).join(',')}${trailingComma ? ',' : ''}${end}}`),
+  },
+  fc.constantFrom('', '   ', '7', '[]', 'null', '{', '}', '{}{}', '\uFEFF{}'),
+);
+
+/** A line of rows that fit the schema, the way most bodies are: every field, in schema order, ts first. */
+const fittingText: Record<FieldType, fc.Arbitrary<string>> = {
+  string: fc.constantFrom('"a"', '"host_1"', '""', '"é"'),
+  double: fc.constantFrom('0', '2.5', '-1e300', '85', '-0'),
+  integer: fc.constantFrom('0', '7', '-9007199254740991', '12'),
+  boolean: fc.constantFrom('true', 'false'),
+  timestamp: fc.constantFrom('"2026-01-01T00:00:10Z"', '"2026-01-01T00:00:20.5+00:00"', '"2026-01-01"', '"2026-01-01 00:00:30"'),
+};
+const fittingLine = (r: RowRules): fc.Arbitrary<string> =>
+  fc.tuple(...r.fields.map((f) => fc.option(fittingText[f.type], { nil: undefined, freq: 8 }))).map(
+    (values) => `{${r.fields.flatMap((f, i) => (values[i] === undefined ? [] : [`"${f.name}":${values[i]}`])).join(',')}}`,
+  );
+
+/** A body: lines, then maybe a few bytes changed anywhere. */
+const bodyFor = (r: RowRules) =>
+  fc
+    .tuple(
+      fc.array(fc.oneof({ weight: 3, arbitrary: fittingLine(r) }, line), { maxLength: 6 }),
+      fc.constantFrom('\n', '\r\n'),
+      fc.boolean(),
+      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert', 'delete')), { maxLength: 2 }),
+    )
+    .map(([lines, eol, trailing, edits]) => {
+      let bytes = [...encoder.encode(lines.join(eol) + (trailing ? eol : ''))];
+      for (const [at, byte, how] of edits) {
+        if (bytes.length === 0) break;
+        const i = at % bytes.length;
+        if (how === 'set') bytes[i] = byte;
+        else if (how === 'insert') bytes.splice(i, 0, byte);
+        else bytes.splice(i, 1);
+      }
+      // The scan's callers pass only valid UTF-8 (checked first); keep what an edit broke out.
+      const text = new TextDecoder('utf-8', { fatal: false }).decode(new Uint8Array(bytes));
+      bytes = [...encoder.encode(text)];
+      return new Uint8Array(bytes);
+    });
+
+describe('NDJSON rows checked from the bytes', () => {
+  test('any schema and body: no answer, or the line-by-line check\'s summary', async () => {
+    let passed = 0;
+    await fc.assert(
+      fc.asyncProperty(rules.chain((r) => fc.tuple(fc.constant(r), bodyFor(r))), async ([r, body]) => {
+        const scanned = await scanRows(body, r, 2, pause);
+        if (scanned === null) return;
+        passed++;
+        expect<BatchSummary | null>(scanned).toEqual(await reference(body, r));
+      }),
+      { numRuns: 20_000 },
+    );
+    // It passed bodies of its own, not only leaving every body to the other path.
+    expect(passed).toBeGreaterThan(1_000);
+  });
+
+  test('every token as the value of every type of field, required or not: no answer, or the reference\'s summary', async () => {
+    const tokens = [...new Set(fc.sample(token, { numRuns: 5_000 }))];
+    let passed = 0;
+    for (const type of TYPES) {
+      for (const nullable of [true, false]) {
+        const r: RowRules = { fields: [{ name: 'ts', type: 'timestamp', nullable: false }, { name: 'f', type, nullable }], timestampColumn: 'ts', strict: true };
+        for (const t of tokens) {
+          for (const text of [`{"ts":"2026-01-01T00:00:10Z","f":${t}}`, `{"f":${t},"ts":"2026-01-01T00:00:10Z"}`, `{"ts":${t}}`]) {
+            const body = encoder.encode(text);
+            const scanned = await scanRows(body, r, 1_000, pause);
+            if (scanned === null) continue;
+            passed++;
+            expect<[string, BatchSummary | null]>([text, scanned]).toEqual([text, await reference(body, r)]);
+          }
+        }
+      }
+    }
+    expect(passed).toBeGreaterThan(100);
+  });
+
+  test('ordinary bodies pass the scan itself: any key order, blank lines, CRLF, spaces, escapes, nulls where allowed', async () => {
+    const r: RowRules = {
+      fields: [
+        { name: 'ts', type: 'timestamp', nullable: false },
+        { name: 'host', type: 'string' },
+        { name: 'v', type: 'double' },
+        { name: 'n', type: 'integer' },
+        { name: 'ok', type: 'boolean' },
+      ],
+      timestampColumn: 'ts',
+      strict: true,
+    };
+    const body = [
+      '{"ts":"2026-01-01T00:00:10Z","host":"h1","v":1.5,"n":3,"ok":true}',
+      '',
+      '{ "n" : -2 , "ts" : "2026-01-01T00:00:05Z", "v": 2e3, "ok": false, "host": "é" }\r',
+      '{"ts":"2026-01-01T00:00:20Z","host":null,"v":null}',
+      '{"ts":"2026-01-01T00:00:10Z","host":"h2","v":-0,"n":9007199254740991,"ok":null}',
+      '{"ts":"2026-01-01T00:00:10Z","host":"a\\"b\\\\c\\/\\n\\u00e9\\ud83d\\ude00","v":54.43396338354796,"n":5.000}',
+      '',
+    ].join('\n');
+    const summary = { rowCount: 5, minTime: Date.parse('2026-01-01T00:00:05Z'), maxTime: Date.parse('2026-01-01T00:00:20Z') };
+    expect(await scanRows(encoder.encode(body), r, 1_000, pause)).toEqual(summary);
+    expect(await reference(encoder.encode(body), r)).toEqual(summary);
+  });
+
+  test.each([
+    ['an escape in a key', '{"ts":"2026-01-01T00:00:10Z","h\\u006fst":"a"}'],
+    ['an escape in a timestamp', '{"ts":"2026-01-01T00:00:10\\u005a"}'],
+    ['U+0000 in a string', '{"ts":"2026-01-01T00:00:10Z","host":"a\\u0000"}'],
+    ['a lone surrogate', '{"ts":"2026-01-01T00:00:10Z","host":"\\ud800"}'],
+    ['a key that is not a field', '{"ts":"2026-01-01T00:00:10Z","other":1}'],
+    ['a key twice', '{"ts":"2026-01-01T00:00:10Z","host":"a","host":"b"}'],
+    ['a nested value', '{"ts":"2026-01-01T00:00:10Z","host":{"a":1}}'],
+    ['a row over two lines', '{"ts":"2026-01-01T00:00:10Z",\n"host":"a"}'],
+    ['two rows on one line', '{"ts":"2026-01-01T00:00:10Z"} {"ts":"2026-01-01T00:00:10Z"}'],
+    ['an integer that is not safe', '{"ts":"2026-01-01T00:00:10Z","n":9007199254740993}'],
+    ['a fraction for an integer', '{"ts":"2026-01-01T00:00:10Z","n":1.5}'],
+    ['a number out of range', '{"ts":"2026-01-01T00:00:10Z","v":1e400}'],
+    ['a leading zero', '{"ts":"2026-01-01T00:00:10Z","v":01}'],
+    ['no timestamp', '{"host":"a"}'],
+    ['a timestamp that is no date', '{"ts":"2026-02-30T00:00:00Z"}'],
+    ['nothing', ''],
+  ])('leaves %s to the other path', async (_, body) => {
+    const r: RowRules = {
+      fields: [
+        { name: 'ts', type: 'timestamp', nullable: false },
+        { name: 'host', type: 'string' },
+        { name: 'v', type: 'double' },
+        { name: 'n', type: 'integer' },
+      ],
+      timestampColumn: 'ts',
+      strict: false,
+    };
+    expect(await scanRows(encoder.encode(body), r, 1_000, pause)).toBeNull();
+  });
+});
