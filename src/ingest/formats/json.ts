@@ -4,7 +4,8 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { MAX_FIELDS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from '../../model/constraints.ts';
 import { FieldTypeSchema } from '../../model/field-types.ts';
 import { validateRows } from '../validation.ts';
-import { checkUtf8, type DecodedBatch, decodeUtf8, hashRequest, hasUnicodeEscape, refuseLoneSurrogates } from './batch.ts';
+import { checkUtf8, type DecodedBatch, decodeUtf8, hashRequest, hasUnicodeEscape, nextTurn, refuseLoneSurrogates, YIELD_EVERY_ROWS } from './batch.ts';
+import { scanRowArray } from './row-scan.ts';
 
 const EXAMPLE = {
   schema: {
@@ -63,12 +64,11 @@ export type JsonBatchBody = Static<typeof IngestBody>;
 const IngestBodyCheck = TypeCompiler.Compile(Type.Object({ ...IngestBody.properties, rows: Type.Array(Type.Unknown()) }));
 
 /**
- * Parses a JSON request body and checks its shape. The body is staged as it arrived, so what
- * DuckDB's reader refuses anywhere in it is refused here: bytes that are not UTF-8, and lone
- * surrogate escapes (also in keys that are not fields, or in datasetName).
+ * Parses a JSON request body (valid UTF-8, checked before) and checks its shape. The body is
+ * staged as it arrived, so what DuckDB's reader refuses anywhere in it is refused here: lone
+ * surrogate escapes (also in keys that are not fields, or in datasetName). Exported for its test.
  */
-function parseJsonBody(bytes: Uint8Array): JsonBatchBody {
-  checkUtf8(bytes, 'JSON');
+export function parseJsonBody(bytes: Uint8Array): JsonBatchBody {
   const value = parsedFromBytes(bytes) ?? parseText(bytes);
   if (!IngestBodyCheck.Check(value)) throw refuse('body_shape', 'body', IngestBodyCheck.Errors(value).First());
   return value as JsonBatchBody;
@@ -101,8 +101,125 @@ function parseText(bytes: Uint8Array): unknown {
   return value;
 }
 
+/**
+ * The document parsed without its rows, which are then checked straight from the bytes
+ * (row-scan.ts) rather than parsed: `rows` is where the rows' bytes are. Null when the body is not
+ * plainly one object with `rows` once (or the rest does not parse cleanly): parseJsonBody then
+ * parses all of it, and says what is wrong.
+ */
+function parsedWithoutRows(bytes: Uint8Array): { body: JsonBatchBody; rows: { start: number; end: number } } | null {
+  const rows = rowsRange(bytes);
+  if (!rows) return null;
+  const rest = new Uint8Array(rows.start + 1 + bytes.length - rows.end);
+  rest.set(bytes.subarray(0, rows.start));
+  rest[rows.start] = ZERO; // a value no other key of the document can be taken for
+  rest.set(bytes.subarray(rows.end), rows.start + 1);
+  const value = parsedFromBytes(rest) as Record<string, unknown> | undefined;
+  if (typeof value !== 'object' || value === null || value.rows !== 0) return null;
+  value.rows = [];
+  return IngestBodyCheck.Check(value) ? { body: value as JsonBatchBody, rows } : null;
+}
+
+const ZERO = 0x30;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const ROWS = new TextEncoder().encode('rows');
+
+/**
+ * Where the value of the document's top-level `rows` key is, found by a walk that skips the other
+ * values without parsing them; null unless the body is one object that names `rows` once, without
+ * escapes in any key.
+ */
+function rowsRange(bytes: Uint8Array): { start: number; end: number } | null {
+  const n = bytes.length;
+  let i = skipSpace(bytes, bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0);
+  if (bytes[i++] !== 0x7b) return null;
+  let found: { start: number; end: number } | null = null;
+  for (;;) {
+    i = skipSpace(bytes, i);
+    if (bytes[i] !== QUOTE) return null;
+    const keyStart = i + 1;
+    i = stringEnd(bytes, i);
+    if (i < 0 || bytes.subarray(keyStart, i - 1).includes(BACKSLASH)) return null;
+    const isRows = i - 1 - keyStart === ROWS.length && ROWS.every((b, k) => bytes[keyStart + k] === b);
+    i = skipSpace(bytes, i);
+    if (bytes[i] !== 0x3a) return null;
+    const start = skipSpace(bytes, i + 1);
+    // The rows are usually the last member: their array then ends at the document's last `]`,
+    // which saves walking all of it (the scan checks it, and the rest's parse what follows it).
+    const last = isRows && !found ? lastMemberEnd(bytes) : -1;
+    i = last > start ? last : valueEnd(bytes, start);
+    if (i < 0) return null;
+    if (isRows) {
+      if (found) return null;
+      found = { start, end: i };
+    }
+    i = skipSpace(bytes, i);
+    const c = bytes[i++];
+    if (c === 0x2c) continue;
+    if (c === 0x7d) break;
+    return null;
+  }
+  return found && skipSpace(bytes, i) === n ? found : null;
+}
+
+/** The index after the document's last `]` when only whitespace and the closing `}` follow it, else -1. */
+function lastMemberEnd(bytes: Uint8Array): number {
+  let i = bytes.length - 1;
+  while (i >= 0 && isSpace(bytes[i]!)) i--;
+  if (bytes[i--] !== 0x7d) return -1;
+  while (i >= 0 && isSpace(bytes[i]!)) i--;
+  return bytes[i] === 0x5d ? i + 1 : -1;
+}
+
+const isSpace = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+
+function skipSpace(bytes: Uint8Array, i: number): number {
+  let c: number | undefined;
+  while ((c = bytes[i]) === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) i++;
+  return i;
+}
+
+/** The index after the string whose opening quote is at bytes[i], or -1. */
+function stringEnd(bytes: Uint8Array, i: number): number {
+  for (i++; i < bytes.length; i++) {
+    const c = bytes[i];
+    if (c === QUOTE) return i + 1;
+    if (c === BACKSLASH) i++;
+  }
+  return -1;
+}
+
+/** The index after the JSON value that starts at bytes[i] (strings and nesting followed, nothing checked), or -1. */
+function valueEnd(bytes: Uint8Array, i: number): number {
+  const n = bytes.length;
+  let depth = 0;
+  while (i < n) {
+    const c = bytes[i]!;
+    if (c === QUOTE) {
+      i = stringEnd(bytes, i);
+      if (i < 0) return -1;
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++;
+      i++;
+    } else if (c === 0x7d || c === 0x5d) {
+      if (depth === 0) return i; // the end of the enclosing object
+      depth--;
+      i++;
+    } else if (depth === 0 && (c === 0x2c || c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09)) {
+      return i;
+    } else {
+      i++;
+    }
+    if (depth === 0 && (c === QUOTE || c === 0x7d || c === 0x5d)) return i;
+  }
+  return depth === 0 ? i : -1;
+}
+
 export function jsonBatch(raw: Uint8Array): DecodedBatch {
-  const batch = parseJsonBody(raw);
+  checkUtf8(raw, 'JSON');
+  const split = parsedWithoutRows(raw);
+  const batch = split?.body ?? parseJsonBody(raw);
   return {
     format: 'json',
     partition: batch.partition,
@@ -110,7 +227,10 @@ export function jsonBatch(raw: Uint8Array): DecodedBatch {
     ...(batch.storageTargetId === undefined ? {} : { storageTargetId: batch.storageTargetId }),
     ...(batch.idempotencyKey === undefined ? {} : { idempotencyKey: batch.idempotencyKey }),
     declare: () => batch.schema.fields,
-    validate: (rules) => validateRows(batch.rows, rules),
+    validate: split
+      ? async (rules) =>
+          (await scanRowArray(raw.subarray(split.rows.start, split.rows.end), rules, YIELD_EVERY_ROWS, nextTurn)) ?? validateRows(parseJsonBody(raw).rows, rules)
+      : (rules) => validateRows(batch.rows, rules),
     stagesBodyAsReceived: true,
     staged: () => ({ bytes: raw, format: 'json-document', extension: 'json' }),
     requestHash: () => hashRequest(raw, 'json'),

@@ -4,7 +4,7 @@
  * same rules as a JSON batch's, and errors name the row index (blank lines not counted) and the
  * line. The body is staged as it arrived (DuckDB reads it as newline-delimited JSON).
  *
- * Rows are first checked straight from the bytes (ndjson-scan.ts), with no value built per row; a
+ * Rows are first checked straight from the bytes (row-scan.ts), with no value built per row; a
  * body that scan leaves alone is parsed from the bytes in native chunks (Bun.JSONL), without a
  * decoded copy of the body; a body that does not pass that way cleanly either (a syntax error, a
  * value over several lines, an escape that may hide a lone surrogate, a bad row) is checked again
@@ -12,14 +12,10 @@
  */
 import { AppError } from '../../model/errors.ts';
 import { type BatchSummary, type RowRules, rowError, validateRows } from '../validation.ts';
-import { scanRows } from './ndjson-scan.ts';
-import { atLine, type BatchParams, checkUtf8, type DecodedBatch, decodeUtf8, hashRequest, hasSurrogateEscape, hasUnicodeEscape, refuseLoneSurrogates } from './batch.ts';
+import { scanNdjsonRows } from './row-scan.ts';
+import { atLine, type BatchParams, checkUtf8, type DecodedBatch, decodeUtf8, hashRequest, hasSurrogateEscape, hasUnicodeEscape, nextTurn, refuseLoneSurrogates, YIELD_EVERY_ROWS } from './batch.ts';
 
 const NOT_BLANK = /[^ \t\r]/;
-/** A 5,000-row body takes a few ms to parse: other requests' I/O moves between chunks of this many lines. */
-const YIELD_EVERY_LINES = 1000;
-
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export function ndjsonBatch(raw: Uint8Array, params: BatchParams): DecodedBatch {
   checkUtf8(raw, 'NDJSON');
@@ -28,7 +24,7 @@ export function ndjsonBatch(raw: Uint8Array, params: BatchParams): DecodedBatch 
     ...params,
     declare: () => null,
     async validate(rules) {
-      const scanned = await scanRows(raw, rules, YIELD_EVERY_LINES, nextTurn);
+      const scanned = await scanNdjsonRows(raw, rules, YIELD_EVERY_ROWS, nextTurn);
       if (scanned) return scanned;
       const rows = await parseRows(raw);
       if (rows) {
@@ -64,7 +60,7 @@ async function parseRows(raw: Uint8Array): Promise<unknown[] | null> {
     if (end < 0) end = raw.length;
     if (raw[start] === OPEN_BRACE || !isBlank(raw, start, end)) chunkLines++;
     start = end + 1;
-    if (++lines % YIELD_EVERY_LINES !== 0 && start < raw.length) continue;
+    if (++lines % YIELD_EVERY_ROWS !== 0 && start < raw.length) continue;
     const parsed = Bun.JSONL.parseChunk(raw, chunkStart, Math.min(start, raw.length));
     // As many values as non-blank lines: no value spans two lines, none shares one.
     if (parsed.error || !parsed.done || parsed.values.length !== chunkLines) return null;
@@ -92,7 +88,7 @@ export async function checkLineByLine(text: string, rules: RowRules): Promise<Ba
   const surrogates = hasSurrogateEscape(text);
   let start = 0;
   for (let line = 1; start < text.length; line++) {
-    if (line % YIELD_EVERY_LINES === 0) await nextTurn();
+    if (line % YIELD_EVERY_ROWS === 0) await nextTurn();
     let end = text.indexOf('\n', start);
     if (end < 0) end = text.length;
     const content = text.slice(start, end);

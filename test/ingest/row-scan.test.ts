@@ -6,9 +6,11 @@
  */
 import { describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
-import { scanRows } from '../../src/ingest/formats/ndjson-scan.ts';
+import { scanNdjsonRows as scanRows } from '../../src/ingest/formats/row-scan.ts';
 import { checkLineByLine } from '../../src/ingest/formats/ndjson.ts';
-import type { BatchSummary, RowRules } from '../../src/ingest/validation.ts';
+import { jsonBatch, parseJsonBody } from '../../src/ingest/formats/json.ts';
+import { AppError } from '../../src/model/errors.ts';
+import { type BatchSummary, type RowRules, validateRows } from '../../src/ingest/validation.ts';
 import type { FieldType } from '../../src/model/field-types.ts';
 
 const TYPES: FieldType[] = ['string', 'double', 'integer', 'boolean', 'timestamp'];
@@ -200,5 +202,100 @@ describe('NDJSON rows checked from the bytes', () => {
       strict: false,
     };
     expect(await scanRows(encoder.encode(body), r, 1_000, pause)).toBeNull();
+  });
+});
+
+async function outcome(run: () => unknown): Promise<unknown> {
+  try {
+    return { ok: await run() };
+  } catch (err) {
+    if (!(err instanceof AppError)) throw err;
+    return { code: err.code, message: err.message, details: err.details };
+  }
+}
+
+/** A document's other members, spelled as clients (and mischief) do. */
+const member = fc.constantFrom(
+  '"schema":{"fields":[{"name":"ts","type":"timestamp"}]}',
+  '"schema" : { "fields" : [ { "name" : "ts" , "type" : "timestamp" } ] }',
+  '"partition":{"key":{}}',
+  '"partition":{"key":{"site":"a]}\\"rows\\":["}}',
+  '"datasetName":"n\\u00e9e"',
+  '"datasetName":"\\ud800"',
+  '"idempotencyKey":"k-1"',
+  '"note":{"rows":[1,{"a":"]"}],"x":[[],{}]}',
+  '"rows":[]',
+  '"r\\u006fws":[{"ts":"2026-01-01T00:00:10Z"}]',
+  '"extra":[1,2',
+  '"extra":nul',
+);
+
+/** A document: its members in any order around its rows (an array of lines, maybe pretty-printed), then maybe a few bytes changed. */
+const documentFor = (r: RowRules) =>
+  fc
+    .tuple(
+      fc.array(fc.oneof({ weight: 12, arbitrary: fittingLine(r) }, line), { maxLength: 5 }),
+      fc.constantFrom(',', ',\n', ' , ', ',\r\n  '),
+      fc.oneof(
+        { weight: 8, arbitrary: fc.shuffledSubarray(['"schema":{"fields":[{"name":"ts","type":"timestamp"}]}', '"partition":{"key":{}}'], { minLength: 2 }) },
+        fc.subarray(['"schema":{"fields":[{"name":"ts","type":"timestamp"}]}', '"partition":{"key":{}}']),
+      ),
+      fc.oneof({ weight: 2, arbitrary: fc.constant([]) }, fc.array(member, { maxLength: 2 })),
+      fc.nat(4),
+      fc.constantFrom('', '', '', '\uFEFF', ' \n'),
+      fc.constantFrom('', '', '', '\n', ' 7', '}'),
+      fc.oneof({ weight: 3, arbitrary: fc.constant([]) }, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert', 'delete')), { maxLength: 1 })),
+    )
+    .map(([rows, separator, required, others, at, before, after, edits]) => {
+      const members = [...required, ...others];
+      members.splice(at % (members.length + 1), 0, `"rows":[${rows.join(separator)}]`);
+      let bytes = [...encoder.encode(`${before}{${members.join(',')}}${after}`)];
+      for (const [position, byte, how] of edits) {
+        const i = position % bytes.length;
+        if (how === 'set') bytes[i] = byte;
+        else if (how === 'insert') bytes.splice(i, 0, byte);
+        else bytes.splice(i, 1);
+      }
+      return encoder.encode(new TextDecoder().decode(new Uint8Array(bytes)));
+    });
+
+describe('JSON documents: rows checked from the bytes, the rest parsed', () => {
+  test('any schema and document: the outcome of parsing the whole document and checking its rows', async () => {
+    let scanned = 0;
+    await fc.assert(
+      fc.asyncProperty(rules.chain((r) => fc.tuple(fc.constant(r), documentFor(r))), async ([r, body]) => {
+        const expected = await outcome(() => validateRows(parseJsonBody(body).rows, r));
+        expect(await outcome(() => jsonBatch(body).validate(r))).toEqual(expected);
+        if ((expected as { ok?: unknown }).ok) scanned++;
+      }),
+      { numRuns: 10_000 },
+    );
+    expect(scanned).toBeGreaterThan(1_000);
+  });
+
+  test('a large document is checked from the bytes: its rows are not parsed', async () => {
+    const r: RowRules = { fields: [{ name: 'ts', type: 'timestamp', nullable: false }, { name: 'v', type: 'double' }], timestampColumn: 'ts', strict: true };
+    const rows = Array.from({ length: 3_000 }, (_, i) => `{"ts":"2026-01-01T00:00:${String(i % 60).padStart(2, '0')}Z","v":${i / 7}}`);
+    const body = encoder.encode(`{"schema":{"fields":[{"name":"ts","type":"timestamp"},{"name":"v","type":"double"}]},"partition":{"key":{}},"rows":[\n${rows.join(',\n')}\n]}`);
+    // Whatever parses JSON here (JSON.parse, or Bun's parser from the bytes) is sent only the document's other members.
+    const { parse } = JSON;
+    const { parseChunk } = Bun.JSONL;
+    const parsed: number[] = [];
+    JSON.parse = (text: string, ...rest: []) => {
+      parsed.push(text.length);
+      return parse(text, ...rest);
+    };
+    Bun.JSONL.parseChunk = ((input: Uint8Array, ...rest: []) => {
+      parsed.push(input.length);
+      return parseChunk(input, ...rest);
+    }) as typeof parseChunk;
+    try {
+      expect(await jsonBatch(body).validate(r)).toEqual({ rowCount: 3_000, minTime: Date.parse('2026-01-01T00:00:00Z'), maxTime: Date.parse('2026-01-01T00:00:59Z') });
+    } finally {
+      JSON.parse = parse;
+      Bun.JSONL.parseChunk = parseChunk;
+    }
+    expect(parsed.length).toBeGreaterThan(0);
+    expect(parsed.every((length) => length < 1_000)).toBe(true);
   });
 });
