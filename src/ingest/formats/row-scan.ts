@@ -23,6 +23,8 @@ interface ScanField {
   name: string;
   /** The name's bytes as they appear between quotes (names are identifiers: ASCII, no escapes). */
   key: Uint8Array;
+  /** The key's whole 4-byte words, little-endian: a key is compared a word at a time. */
+  words: Uint32Array;
   kind: Kind;
   required: boolean;
 }
@@ -63,6 +65,7 @@ const utf8 = new TextDecoder();
  */
 export async function scanNdjsonRows(raw: Uint8Array, rules: RowRules, yieldEvery: number, pause: () => Promise<void>): Promise<BatchSummary | null> {
   const scan = new RowScan(rules, INLINE_SPACE);
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const n = raw.length;
   let i = 0;
   while (i < n) {
@@ -72,7 +75,7 @@ export async function scanNdjsonRows(raw: Uint8Array, rules: RowRules, yieldEver
       continue;
     }
     if (scan.rows > 0 && scan.rows % yieldEvery === 0) await pause();
-    i = scan.object(raw, i, n);
+    i = scan.object(raw, view, i, n);
     if (i < 0) return null;
     // The rest of the line is blank: one row per line, as the other path requires.
     while (i < n && (c = raw[i]!) !== NEWLINE) {
@@ -90,6 +93,7 @@ export async function scanNdjsonRows(raw: Uint8Array, rules: RowRules, yieldEver
  */
 export async function scanRowArray(array: Uint8Array, rules: RowRules, yieldEvery: number, pause: () => Promise<void>): Promise<BatchSummary | null> {
   const scan = new RowScan(rules, SPACE);
+  const view = new DataView(array.buffer, array.byteOffset, array.byteLength);
   const n = array.length;
   let i = skip(array, 0, n, SPACE);
   if (array[i] !== OPEN_ARRAY) return null;
@@ -97,7 +101,7 @@ export async function scanRowArray(array: Uint8Array, rules: RowRules, yieldEver
   if (array[i] === CLOSE_ARRAY) return null; // no rows: the other path refuses the batch
   for (;;) {
     if (scan.rows > 0 && scan.rows % yieldEvery === 0) await pause();
-    i = scan.object(array, i, n);
+    i = scan.object(array, view, i, n);
     if (i < 0) return null;
     i = skip(array, i, n, SPACE);
     const c = array[i++];
@@ -143,12 +147,18 @@ class RowScan {
     private readonly space: Uint8Array,
   ) {
     const encoder = new TextEncoder();
-    this.fields = rules.fields.map((f) => ({
-      name: f.name,
-      key: encoder.encode(f.name),
-      kind: f.name === rules.timestampColumn ? Kind.Timestamp : KINDS[f.type]!,
-      required: f.name === rules.timestampColumn || f.nullable === false,
-    }));
+    this.fields = rules.fields.map((f) => {
+      const key = encoder.encode(f.name);
+      const view = new DataView(key.buffer);
+      const words = Uint32Array.from({ length: key.length >> 2 }, (_, w) => view.getUint32(4 * w, true));
+      return {
+        name: f.name,
+        key,
+        words,
+        kind: f.name === rules.timestampColumn ? Kind.Timestamp : KINDS[f.type]!,
+        required: f.name === rules.timestampColumn || f.nullable === false,
+      };
+    });
     this.byName = new Map(this.fields.map((f, i) => [f.name, i]));
     this.timestamp = this.fields.findIndex((f) => f.name === rules.timestampColumn);
     this.range = rules.timeRange;
@@ -164,7 +174,7 @@ class RowScan {
    * Checks the row object at raw[i]: the index after its `}`, or -1 when the other path must judge
    * it. `n` is raw's length: reads past the end find undefined, never another value's bytes.
    */
-  object(raw: Uint8Array, i: number, n: number): number {
+  object(raw: Uint8Array, view: DataView, i: number, n: number): number {
     const { fields, seen, order, space } = this;
     const fieldCount = fields.length;
     if (raw[i] !== OPEN) return -1;
@@ -178,7 +188,7 @@ class RowScan {
       if (raw[i] !== QUOTE) return -1; // `{}`, a trailing comma, a line break inside an NDJSON row
       const keyStart = ++i;
       let f = position < fieldCount ? order[position]! : -1;
-      if (f >= 0 && keyAt(raw, keyStart, fields[f]!.key)) {
+      if (f >= 0 && keyAt(raw, view, keyStart, fields[f]!)) {
         i = keyStart + fields[f]!.key.length + 1;
       } else {
         while (i < n && (c = raw[i]!) !== QUOTE) {
@@ -317,10 +327,12 @@ function literal(raw: Uint8Array, at: number, word: Uint8Array): boolean {
 }
 
 /** Whether raw holds `key` followed by its closing quote at `start`. */
-function keyAt(raw: Uint8Array, start: number, key: Uint8Array): boolean {
+function keyAt(raw: Uint8Array, view: DataView, start: number, field: ScanField): boolean {
+  const { key, words } = field;
   const length = key.length;
-  if (raw[start + length] !== QUOTE) return false;
-  for (let k = 0; k < length; k++) if (raw[start + k] !== key[k]) return false;
+  if (raw[start + length] !== QUOTE) return false; // so every byte read below is inside raw
+  for (let w = 0; w < words.length; w++) if (view.getUint32(start + 4 * w, true) !== words[w]) return false;
+  for (let k = 4 * words.length; k < length; k++) if (raw[start + k] !== key[k]) return false;
   return true;
 }
 
@@ -345,16 +357,20 @@ function numberEnd(raw: Uint8Array, at: number, n: number, integer: boolean): nu
   if (c === ZERO) i++;
   else if (c > ZERO && c <= NINE) {
     i++;
-    while (i < n && (c = raw[i]!) >= ZERO && c <= NINE) i++;
+    while (i < n && ((raw[i]! - ZERO) >>> 0) <= 9) i++;
   } else return -1;
   const integerDigits = i - digits;
   let exact = true; // no exponent, and no fraction an integer field would have to round
   if (i < n && raw[i] === DOT) {
     i++;
     const fraction = i;
-    while (i < n && (c = raw[i]!) >= ZERO && c <= NINE) {
-      if (c !== ZERO && integer) exact = false;
-      i++;
+    if (integer) {
+      while (i < n && ((c = raw[i]!) - ZERO) >>> 0 <= 9) {
+        if (c !== ZERO) exact = false;
+        i++;
+      }
+    } else {
+      while (i < n && ((raw[i]! - ZERO) >>> 0) <= 9) i++;
     }
     if (i === fraction) return -1;
   }
@@ -362,7 +378,7 @@ function numberEnd(raw: Uint8Array, at: number, n: number, integer: boolean): nu
     i++;
     if (i < n && (raw[i] === 0x2b || raw[i] === MINUS)) i++;
     const exponent = i;
-    while (i < n && (c = raw[i]!) >= ZERO && c <= NINE) i++;
+    while (i < n && ((raw[i]! - ZERO) >>> 0) <= 9) i++;
     if (i === exponent) return -1;
     exact = false;
   }
