@@ -5,7 +5,7 @@ import { MAX_FIELDS, MAX_IDEMPOTENCY_KEY_LENGTH, refuse } from '../../model/cons
 import { FieldTypeSchema } from '../../model/field-types.ts';
 import { validateRows } from '../validation.ts';
 import { checkUtf8, type DecodedBatch, decodeUtf8, hashRequest, hasUnicodeEscape, nextTurn, refuseLoneSurrogates, YIELD_EVERY_ROWS } from './batch.ts';
-import { scanRowArray } from './row-scan.ts';
+import { SPACE, scanRowArray, skip } from './row-scan.ts';
 
 const EXAMPLE = {
   schema: {
@@ -112,7 +112,7 @@ function parsedWithoutRows(bytes: Uint8Array): { body: JsonBatchBody; rows: { st
   if (!rows) return null;
   const rest = new Uint8Array(rows.start + 1 + bytes.length - rows.end);
   rest.set(bytes.subarray(0, rows.start));
-  rest[rows.start] = ZERO; // a value no other key of the document can be taken for
+  rest[rows.start] = ZERO; // the placeholder, which `rows` must read back as
   rest.set(bytes.subarray(rows.end), rows.start + 1);
   const value = parsedFromBytes(rest) as Record<string, unknown> | undefined;
   if (typeof value !== 'object' || value === null || value.rows !== 0) return null;
@@ -166,19 +166,13 @@ function rowsRange(bytes: Uint8Array): { start: number; end: number } | null {
 /** The index after the document's last `]` when only whitespace and the closing `}` follow it, else -1. */
 function lastMemberEnd(bytes: Uint8Array): number {
   let i = bytes.length - 1;
-  while (i >= 0 && isSpace(bytes[i]!)) i--;
+  while (i >= 0 && SPACE[bytes[i]!] === 1) i--;
   if (bytes[i--] !== 0x7d) return -1;
-  while (i >= 0 && isSpace(bytes[i]!)) i--;
+  while (i >= 0 && SPACE[bytes[i]!] === 1) i--;
   return bytes[i] === 0x5d ? i + 1 : -1;
 }
 
-const isSpace = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
-
-function skipSpace(bytes: Uint8Array, i: number): number {
-  let c: number | undefined;
-  while ((c = bytes[i]) === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) i++;
-  return i;
-}
+const skipSpace = (bytes: Uint8Array, i: number) => skip(bytes, i, bytes.length, SPACE);
 
 /** The index after the string whose opening quote is at bytes[i], or -1. */
 function stringEnd(bytes: Uint8Array, i: number): number {
@@ -206,7 +200,7 @@ function valueEnd(bytes: Uint8Array, i: number): number {
       if (depth === 0) return i; // the end of the enclosing object
       depth--;
       i++;
-    } else if (depth === 0 && (c === 0x2c || c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09)) {
+    } else if (depth === 0 && (c === 0x2c || SPACE[c] === 1)) {
       return i;
     } else {
       i++;

@@ -1,12 +1,14 @@
 /**
- * The NDJSON rows of a batch checked straight from the body's bytes, without building a value per
- * row: one pass that reads each line as a JSON object, matches its keys to the schema's fields and
- * checks each value's type, parsing only the timestamps (each distinct one once).
+ * A batch's rows checked straight from the body's bytes (NDJSON lines, or a JSON document's `rows`
+ * array), without building a value per row: one pass that reads each row as a JSON object,
+ * matches its keys to the schema's fields and checks each value's type, parsing only the
+ * timestamps (each distinct one once).
  *
  * It passes a body only where parsing the rows and `validateRows` would, with the same summary, and
- * answers null for anything else: a bad row, and also whatever it leaves to that path (an escape
- * in a key or a timestamp, a nested value, a key that is not a field, a key twice). The caller then takes that path, which names the problem. The body must be valid UTF-8
- * (checked before), so bytes above 0x7f inside strings need no look.
+ * answers null for anything else: a bad row, and also whatever it leaves to that path (an escape in
+ * a key or a timestamp, a nested value, a key that is not a field, a key twice). The caller then
+ * takes that path, which names the problem. The body must be valid UTF-8 (checked before), so bytes
+ * above 0x7f inside strings need no look.
  */
 import { isStorableTime, parseIngestTimestamp } from '../../model/timestamps.ts';
 import type { BatchSummary, RowRules } from '../validation.ts';
@@ -113,13 +115,13 @@ export async function scanRowArray(array: Uint8Array, rules: RowRules, yieldEver
 }
 
 /** 1 for JSON's whitespace; INLINE_SPACE leaves the line break out (an NDJSON row is one line). */
-const SPACE = new Uint8Array(256);
+export const SPACE = new Uint8Array(256);
 for (const c of [0x20, 0x09, 0x0d, NEWLINE]) SPACE[c] = 1;
 const INLINE_SPACE = SPACE.slice();
 INLINE_SPACE[NEWLINE] = 0;
 
 /** The first index at or after `i` (and before `end`) that is not whitespace by `space`. */
-function skip(raw: Uint8Array, i: number, end: number, space: Uint8Array): number {
+export function skip(raw: Uint8Array, i: number, end: number, space: Uint8Array): number {
   while (i < end && space[raw[i]!] === 1) i++;
   return i;
 }
