@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { checkRows, compiledCheck, type RowRules, validateRows } from '../../src/ingest/validation.ts';
 import { AppError } from '../../src/model/errors.ts';
 import type { FieldType } from '../../src/model/field-types.ts';
+import { FIELD_TYPES, rowRules } from '../harness/row-rules.ts';
 
 function outcome(run: () => unknown): unknown {
   try {
@@ -18,27 +19,7 @@ function outcome(run: () => unknown): unknown {
   }
 }
 
-const TYPES: FieldType[] = ['string', 'double', 'integer', 'boolean', 'timestamp'];
-
-const rules: fc.Arbitrary<RowRules> = fc
-  .record({
-    fields: fc.uniqueArray(
-      fc.record({
-        name: fc.constantFrom('host', 'v', 'n', 'flag', 'at', 'constructor', 'Region'),
-        type: fc.constantFrom(...TYPES),
-        nullable: fc.constantFrom(true, false, undefined),
-      }),
-      { selector: (f) => f.name, maxLength: 5 },
-    ),
-    strict: fc.boolean(),
-    timeRange: fc.option(fc.constant({ start: Date.parse('2026-01-01T00:00:00Z'), end: Date.parse('2026-01-01T00:01:00Z') }), { nil: undefined }),
-  })
-  .map(({ fields, strict, timeRange }) => ({
-    fields: [{ name: 'ts', type: 'timestamp' as const, nullable: false }, ...fields],
-    timestampColumn: 'ts',
-    strict,
-    ...(timeRange ? { timeRange } : {}),
-  }));
+const rules = rowRules(['host', 'v', 'n', 'flag', 'at', 'constructor', 'Region']);
 
 /** Values of every kind a decoded body can hold (JSON, and Arrow's or remote write's rows). */
 const value = fc.constantFrom<unknown>(
@@ -101,7 +82,7 @@ describe('the compiled row check', () => {
     const values = [...new Set(fc.sample(value, { numRuns: 2000 }))];
     const timeRange = { start: Date.parse('2026-01-01T00:00:00Z'), end: Date.parse('2026-01-01T00:01:00Z') };
     let cases = 0;
-    for (const type of TYPES) {
+    for (const type of FIELD_TYPES) {
       for (const nullable of [true, false]) {
         const r: RowRules = { fields: [{ name: 'ts', type: 'timestamp', nullable: false }, { name: 'f', type, nullable }], timestampColumn: 'ts', strict: true };
         for (const rows of [[{ ts: '2026-01-01T00:00:10Z' }], ...values.map((v) => [{ ts: '2026-01-01T00:00:10Z', f: v }])]) {

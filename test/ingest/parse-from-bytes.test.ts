@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { jsonBatch } from '../../src/ingest/formats/json.ts';
 import { checkLineByLine, ndjsonBatch } from '../../src/ingest/formats/ndjson.ts';
 import type { RowRules } from '../../src/ingest/validation.ts';
-import { AppError } from '../../src/model/errors.ts';
+import { outcome } from '../harness/row-rules.ts';
 
 const rules: RowRules = {
   fields: [
@@ -19,15 +19,6 @@ const rules: RowRules = {
   timestampColumn: 'ts',
   strict: true,
 };
-
-async function outcome(run: () => unknown): Promise<unknown> {
-  try {
-    return { ok: await run() };
-  } catch (err) {
-    if (!(err instanceof AppError)) throw err;
-    return { code: err.code, message: err.message, details: err.details };
-  }
-}
 
 const viaBatch = (body: string) => outcome(() => ndjsonBatch(new TextEncoder().encode(body), { partition: { key: {} } }).validate(rules));
 const lineByLine = (body: string) => outcome(() => checkLineByLine(new TextDecoder().decode(new TextEncoder().encode(body)), rules));

@@ -9,11 +9,10 @@ import fc from 'fast-check';
 import { scanNdjsonRows as scanRows } from '../../src/ingest/formats/row-scan.ts';
 import { checkLineByLine } from '../../src/ingest/formats/ndjson.ts';
 import { jsonBatch, parseJsonBody } from '../../src/ingest/formats/json.ts';
-import { AppError } from '../../src/model/errors.ts';
 import { type BatchSummary, type RowRules, validateRows } from '../../src/ingest/validation.ts';
 import type { FieldType } from '../../src/model/field-types.ts';
+import { FIELD_TYPES, outcome, rowRules } from '../harness/row-rules.ts';
 
-const TYPES: FieldType[] = ['string', 'double', 'integer', 'boolean', 'timestamp'];
 const pause = () => Promise.resolve();
 const encoder = new TextEncoder();
 
@@ -25,25 +24,7 @@ async function reference(body: Uint8Array, rules: RowRules): Promise<BatchSummar
   }
 }
 
-const rules: fc.Arbitrary<RowRules> = fc
-  .record({
-    fields: fc.uniqueArray(
-      fc.record({
-        name: fc.constantFrom('host', 'v', 'n', 'flag', 'at', 'constructor', 'Region', 'é'),
-        type: fc.constantFrom(...TYPES),
-        nullable: fc.constantFrom(true, false, undefined),
-      }),
-      { selector: (f) => f.name, maxLength: 5 },
-    ),
-    strict: fc.boolean(),
-    timeRange: fc.option(fc.constant({ start: Date.parse('2026-01-01T00:00:00Z'), end: Date.parse('2026-01-01T00:01:00Z') }), { nil: undefined }),
-  })
-  .map(({ fields, strict, timeRange }) => ({
-    fields: [{ name: 'ts', type: 'timestamp' as const, nullable: false }, ...fields],
-    timestampColumn: 'ts',
-    strict,
-    ...(timeRange ? { timeRange } : {}),
-  }));
+const rules = rowRules(['host', 'v', 'n', 'flag', 'at', 'constructor', 'Region', 'é']);
 
 /** JSON text of values, as clients write them: tokens at the edges of JSON's grammar and of each type. */
 const token = fc.constantFrom(
@@ -111,6 +92,18 @@ const bodyFor = (r: RowRules) =>
       return new Uint8Array(bytes);
     });
 
+const EXAMPLE_RULES: RowRules = {
+  fields: [
+    { name: 'ts', type: 'timestamp', nullable: false },
+    { name: 'host', type: 'string' },
+    { name: 'v', type: 'double' },
+    { name: 'n', type: 'integer' },
+    { name: 'ok', type: 'boolean' },
+  ],
+  timestampColumn: 'ts',
+  strict: true,
+};
+
 describe('NDJSON rows checked from the bytes', () => {
   test('any schema and body: no answer, or the line-by-line check\'s summary', async () => {
     let passed = 0;
@@ -130,7 +123,7 @@ describe('NDJSON rows checked from the bytes', () => {
   test('every token as the value of every type of field, required or not: no answer, or the reference\'s summary', async () => {
     const tokens = [...new Set(fc.sample(token, { numRuns: 5_000 }))];
     let passed = 0;
-    for (const type of TYPES) {
+    for (const type of FIELD_TYPES) {
       for (const nullable of [true, false]) {
         const r: RowRules = { fields: [{ name: 'ts', type: 'timestamp', nullable: false }, { name: 'f', type, nullable }], timestampColumn: 'ts', strict: true };
         for (const t of tokens) {
@@ -148,17 +141,7 @@ describe('NDJSON rows checked from the bytes', () => {
   });
 
   test('ordinary bodies pass the scan itself: any key order, blank lines, CRLF, spaces, escapes, nulls where allowed', async () => {
-    const r: RowRules = {
-      fields: [
-        { name: 'ts', type: 'timestamp', nullable: false },
-        { name: 'host', type: 'string' },
-        { name: 'v', type: 'double' },
-        { name: 'n', type: 'integer' },
-        { name: 'ok', type: 'boolean' },
-      ],
-      timestampColumn: 'ts',
-      strict: true,
-    };
+    const r = EXAMPLE_RULES;
     const body = [
       '{"ts":"2026-01-01T00:00:10Z","host":"h1","v":1.5,"n":3,"ok":true}',
       '',
@@ -191,28 +174,10 @@ describe('NDJSON rows checked from the bytes', () => {
     ['a timestamp that is no date', '{"ts":"2026-02-30T00:00:00Z"}'],
     ['nothing', ''],
   ])('leaves %s to the other path', async (_, body) => {
-    const r: RowRules = {
-      fields: [
-        { name: 'ts', type: 'timestamp', nullable: false },
-        { name: 'host', type: 'string' },
-        { name: 'v', type: 'double' },
-        { name: 'n', type: 'integer' },
-      ],
-      timestampColumn: 'ts',
-      strict: false,
-    };
+    const r = { ...EXAMPLE_RULES, strict: false };
     expect(await scanRows(encoder.encode(body), r, 1_000, pause)).toBeNull();
   });
 });
-
-async function outcome(run: () => unknown): Promise<unknown> {
-  try {
-    return { ok: await run() };
-  } catch (err) {
-    if (!(err instanceof AppError)) throw err;
-    return { code: err.code, message: err.message, details: err.details };
-  }
-}
 
 /** A document's other members, spelled as clients (and mischief) do. */
 const member = fc.constantFrom(
