@@ -23,9 +23,9 @@ const enum Kind {
 
 interface ScanField {
   name: string;
-  /** The name's bytes as they appear between quotes (names are identifiers: ASCII, no escapes). */
-  key: Uint8Array;
-  /** The key's whole 4-byte words, little-endian: a key is compared a word at a time. */
+  /** `"<name>":`, the member's start as compact JSON writes it (names are identifiers: no escapes). */
+  prefix: Uint8Array;
+  /** The prefix's whole 4-byte words, little-endian: it is compared a word at a time. */
   words: Uint32Array;
   kind: Kind;
   required: boolean;
@@ -150,12 +150,12 @@ class RowScan {
   ) {
     const encoder = new TextEncoder();
     this.fields = rules.fields.map((f) => {
-      const key = encoder.encode(f.name);
-      const view = new DataView(key.buffer);
-      const words = Uint32Array.from({ length: key.length >> 2 }, (_, w) => view.getUint32(4 * w, true));
+      const prefix = encoder.encode(`${JSON.stringify(f.name)}:`);
+      const view = new DataView(prefix.buffer);
+      const words = Uint32Array.from({ length: prefix.length >> 2 }, (_, w) => view.getUint32(4 * w, true));
       return {
         name: f.name,
-        key,
+        prefix,
         words,
         kind: f.name === rules.timestampColumn ? Kind.Timestamp : KINDS[f.type]!,
         required: f.name === rules.timestampColumn || f.nullable === false,
@@ -186,13 +186,15 @@ class RowScan {
     let position = 0;
     let c: number;
     for (;;) {
-      i = skip(raw, i, n, space);
-      if (raw[i] !== QUOTE) return -1; // `{}`, a trailing comma, a line break inside an NDJSON row
-      const keyStart = ++i;
+      // Most rows are compact and list their keys in the previous row's order: one comparison then
+      // takes the key with its quotes and colon.
       let f = position < fieldCount ? order[position]! : -1;
-      if (f >= 0 && keyAt(raw, view, keyStart, fields[f]!)) {
-        i = keyStart + fields[f]!.key.length + 1;
+      if (f >= 0 && prefixAt(raw, view, i, n, fields[f]!)) {
+        i += fields[f]!.prefix.length;
       } else {
+        i = skip(raw, i, n, space);
+        if (raw[i] !== QUOTE) return -1; // `{}`, a trailing comma, a line break inside an NDJSON row
+        const keyStart = ++i;
         while (i < n && (c = raw[i]!) !== QUOTE) {
           if (c === BACKSLASH || c < 0x20) return -1;
           i++;
@@ -202,14 +204,15 @@ class RowScan {
         if (found === undefined) return -1; // a key that is not a field: the other path's rules
         f = found;
         if (position < fieldCount) order[position] = f;
+        i = skip(raw, i, n, space);
+        if (raw[i] !== COLON) return -1;
+        i++;
       }
       position++;
       if (seen[f] === row) return -1;
       seen[f] = row;
       present++;
       i = skip(raw, i, n, space);
-      if (raw[i] !== COLON) return -1;
-      i = skip(raw, i + 1, n, space);
       if (i >= n) return -1;
       i = this.value(raw, i, n, f);
       if (i < 0) return -1;
@@ -329,12 +332,13 @@ function literal(raw: Uint8Array, at: number, word: Uint8Array): boolean {
 }
 
 /** Whether raw holds `key` followed by its closing quote at `start`. */
-function keyAt(raw: Uint8Array, view: DataView, start: number, field: ScanField): boolean {
-  const { key, words } = field;
-  const length = key.length;
-  if (raw[start + length] !== QUOTE) return false; // so every byte read below is inside raw
+/** Whether raw holds the field's member prefix (`"<name>":`) at `start`. */
+function prefixAt(raw: Uint8Array, view: DataView, start: number, n: number, field: ScanField): boolean {
+  const { prefix, words } = field;
+  const length = prefix.length;
+  if (start + length > n) return false; // so every read below is inside raw
   for (let w = 0; w < words.length; w++) if (view.getUint32(start + 4 * w, true) !== words[w]) return false;
-  for (let k = 4 * words.length; k < length; k++) if (raw[start + k] !== key[k]) return false;
+  for (let k = 4 * words.length; k < length; k++) if (raw[start + k] !== prefix[k]) return false;
   return true;
 }
 
