@@ -208,19 +208,27 @@ function keysOutsideSchema(rules: RowRules): (row: object, index: number) => voi
  */
 export type CompiledCheck = (rows: unknown[], timeRange: RowRules['timeRange']) => BatchSummary | null;
 
-/** Compiled checks kept, by schema (a process rarely sees more than a few per dataset). */
-const MAX_COMPILED_CHECKS = 256;
-const compiledChecks = new Map<string, CompiledCheck>();
+export const compiledCheck = perSchema(compileCheck);
 
-export function compiledCheck(rules: RowRules): CompiledCheck {
-  const key = JSON.stringify([rules.timestampColumn, rules.strict, rules.fields.map((f) => [f.name, f.type, f.nullable === false])]);
-  let check = compiledChecks.get(key);
-  if (!check) {
-    check = compileCheck(rules);
-    if (compiledChecks.size >= MAX_COMPILED_CHECKS) compiledChecks.delete(compiledChecks.keys().next().value as string);
-    compiledChecks.set(key, check);
-  }
-  return check;
+/** What is built per schema and kept (a process rarely sees more than a few schemas per dataset). */
+const MAX_KEPT_PER_SCHEMA = 256;
+
+/**
+ * `build` run once per schema (its fields, timestamp column and strictness), its result kept for
+ * the next batches of that schema: each request brings its rules anew.
+ */
+export function perSchema<T>(build: (rules: RowRules) => T): (rules: RowRules) => T {
+  const kept = new Map<string, T>();
+  return (rules) => {
+    const key = JSON.stringify([rules.timestampColumn, rules.strict, rules.fields.map((f) => [f.name, f.type, f.nullable === false])]);
+    let built = kept.get(key);
+    if (built === undefined) {
+      built = build(rules);
+      if (kept.size >= MAX_KEPT_PER_SCHEMA) kept.delete(kept.keys().next().value as string);
+      kept.set(key, built);
+    }
+    return built;
+  };
 }
 
 /** The condition under which a present, non-null value `v` of a field of this type is refused. */

@@ -11,7 +11,7 @@
  * above 0x7f inside strings need no look.
  */
 import { isStorableTime, parseIngestTimestamp } from '../../model/timestamps.ts';
-import type { BatchSummary, RowRules } from '../validation.ts';
+import { type BatchSummary, perSchema, type RowRules } from '../validation.ts';
 
 const enum Kind {
   String,
@@ -126,6 +126,30 @@ export function skip(raw: Uint8Array, i: number, end: number, space: Uint8Array)
   return i;
 }
 
+/** What the scan needs of a schema: its fields in schema order, found by name, and the timestamp column's index. */
+interface ScanSchema {
+  fields: ScanField[];
+  byName: Map<string, number>;
+  timestamp: number;
+}
+
+const scanSchema = perSchema((rules): ScanSchema => {
+  const encoder = new TextEncoder();
+  const fields = rules.fields.map((f) => {
+    const prefix = encoder.encode(`${JSON.stringify(f.name)}:`);
+    const view = new DataView(prefix.buffer);
+    const words = Uint32Array.from({ length: prefix.length >> 2 }, (_, w) => view.getUint32(4 * w, true));
+    return {
+      name: f.name,
+      prefix,
+      words,
+      kind: f.name === rules.timestampColumn ? Kind.Timestamp : KINDS[f.type]!,
+      required: f.name === rules.timestampColumn || f.nullable === false,
+    };
+  });
+  return { fields, byName: new Map(fields.map((f, i) => [f.name, i])), timestamp: fields.findIndex((f) => f.name === rules.timestampColumn) };
+});
+
 /** One batch's rows, object by object, and what the check gathers of them. */
 class RowScan {
   private readonly fields: ScanField[];
@@ -148,21 +172,7 @@ class RowScan {
     rules: RowRules,
     private readonly space: Uint8Array,
   ) {
-    const encoder = new TextEncoder();
-    this.fields = rules.fields.map((f) => {
-      const prefix = encoder.encode(`${JSON.stringify(f.name)}:`);
-      const view = new DataView(prefix.buffer);
-      const words = Uint32Array.from({ length: prefix.length >> 2 }, (_, w) => view.getUint32(4 * w, true));
-      return {
-        name: f.name,
-        prefix,
-        words,
-        kind: f.name === rules.timestampColumn ? Kind.Timestamp : KINDS[f.type]!,
-        required: f.name === rules.timestampColumn || f.nullable === false,
-      };
-    });
-    this.byName = new Map(this.fields.map((f, i) => [f.name, i]));
-    this.timestamp = this.fields.findIndex((f) => f.name === rules.timestampColumn);
+    ({ fields: this.fields, byName: this.byName, timestamp: this.timestamp } = scanSchema(rules));
     this.range = rules.timeRange;
     this.seen = new Int32Array(this.fields.length);
     this.order = new Int32Array(this.fields.length).fill(-1);
