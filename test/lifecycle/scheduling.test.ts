@@ -97,13 +97,18 @@ describe('compaction after writes', () => {
       expect(jobs).toHaveLength(1);
       expect(jobs[0]!.runAt.getTime() - jobs[0]!.createdAt.getTime()).toBeGreaterThanOrEqual(1_900);
 
+      // The job publishes the merged manifest, then records its own end: wait for both.
+      const lifecycleJob = async () => {
+        const [job] = await catalog.sql<{ state: string; result: { compaction: { partitionsMerged: number } } }[]>`
+          SELECT state, result FROM jobs WHERE kind = 'lifecycle' AND dataset_id = ${dataset.id}`;
+        return job!;
+      };
       const deadline = Date.now() + 30_000;
-      while ((await activePartitions()) > 1 && Date.now() < deadline) await Bun.sleep(200);
+      while (((await activePartitions()) > 1 || (await lifecycleJob()).state !== 'succeeded') && Date.now() < deadline) await Bun.sleep(200);
       expect(await activePartitions()).toBe(1);
-      const [done] = await catalog.sql<{ state: string; result: { compaction: { partitionsMerged: number } } }[]>`
-        SELECT state, result FROM jobs WHERE kind = 'lifecycle' AND dataset_id = ${dataset.id}`;
-      expect(done!.state).toBe('succeeded');
-      expect(done!.result.compaction.partitionsMerged).toBe(4);
+      const done = await lifecycleJob();
+      expect(done.state).toBe('succeeded');
+      expect(done.result.compaction.partitionsMerged).toBe(4);
       const rows = await postJson(`${server.url}/datasets/soon/query`, { timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' } });
       expect(rows.body.rows.map((r: { v: number }) => r.v)).toEqual([0, 1, 2, 3]);
     } finally {
@@ -146,12 +151,14 @@ describe('compaction after writes', () => {
           SELECT partition_count FROM manifest_versions WHERE dataset_id = ${current.id} AND version = ${current.manifestVersion}`;
         return row!.partitionCount;
       };
+      const jobStates = async () =>
+        (await catalog.sql<{ state: string }[]>`
+          SELECT state FROM jobs WHERE kind = 'lifecycle' AND dataset_id = ${dataset.id} ORDER BY created_at`).map((j) => j.state);
+      // The second job publishes the merged manifest, then records its own end: wait for both.
       const deadline = Date.now() + 30_000;
-      while ((await active()) > 1 && Date.now() < deadline) await Bun.sleep(200);
+      while (((await active()) > 1 || (await jobStates()).some((state) => state !== 'succeeded')) && Date.now() < deadline) await Bun.sleep(200);
       expect(await active()).toBe(1);
-      const jobs = await catalog.sql<{ state: string }[]>`
-        SELECT state FROM jobs WHERE kind = 'lifecycle' AND dataset_id = ${dataset.id} ORDER BY created_at`;
-      expect(jobs.map((j) => j.state)).toEqual(['succeeded', 'succeeded']);
+      expect(await jobStates()).toEqual(['succeeded', 'succeeded']);
     } finally {
       await catalog.close();
       expect(await server.stop('SIGTERM')).toBe(0);
