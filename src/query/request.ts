@@ -74,6 +74,12 @@ const UNIT_MS: Record<Exclude<IntervalUnit, 'month'>, number> = {
   week: 604_800_000,
 };
 
+/** The start, in epoch milliseconds, of the fixed-width bucket of `size` × `unit` that holds the instant `at` (aligned to the epoch, as the engine aligns it). */
+export function bucketStart(at: number, unit: Exclude<IntervalUnit, 'month'>, size: number): number {
+  const width = UNIT_MS[unit] * size;
+  return Math.floor(at / width) * width;
+}
+
 /**
  * How many buckets of `size` × `unit` (aligned as the engine aligns them: to the epoch, months to
  * UTC calendar months from 1970-01) the range `[from, to)` of epoch milliseconds touches: with a

@@ -29,6 +29,7 @@ import { type CachedAnswer, answerLastpoint, answerLatest, lastpointForm, latest
 import { LatestCache, type LatestCacheStats, type LatestDataset, type LatestTable } from './latest-cache.ts';
 import { type DatasetDescription, describeDataset } from './dataset-description.ts';
 import { queryFromParameters } from './parameters.ts';
+import { countsFromStatistics } from './statistics-answer.ts';
 
 /** A query as the POST body asks it, or as the query string of the GET form does. */
 export type QueryAsked = QueryRequest | { parameters: QueryParameters };
@@ -99,18 +100,24 @@ export interface QueryResult {
   rowsJson: Uint8Array;
   manifestVersion: number;
   partitions: { scanned: number; pruned: number };
-  /** `cache`: answered from the latest-value cache, no file read for it; `files`: by a scan. */
-  source: 'cache' | 'files';
+  source: AnswerSource;
 }
 
 /**
- * A prepared query: answered from the latest-value cache (`cached`; `dataset.manifestVersion` is
+ * `cache`: answered from the latest-value cache; `statistics`: from the partitions' statistics in
+ * the catalog (statistics-answer.ts); neither reads a file. `files`: by a scan.
+ */
+export type AnswerSource = 'cache' | 'statistics' | 'files';
+
+/**
+ * A prepared query: answered without a scan (`cached`, from `source`; `dataset.manifestVersion` is
  * the version the answer reflects), or with the files it reads held until `release()`.
  */
 interface Prepared {
   dataset: Dataset;
   fields: SchemaField[];
   plan: ScanPlan;
+  source: AnswerSource;
   cached: CachedAnswer | null;
   input: QueryInput | null;
   scanned: number;
@@ -122,6 +129,8 @@ interface Prepared {
 interface Planner<P extends ScanPlan> {
   plan(dataset: Dataset, fields: SchemaField[]): P;
   fromCache(dataset: Dataset, fields: SchemaField[], plan: P): Promise<{ answer: CachedAnswer; version: number } | null>;
+  /** The answer from the statistics of the partitions the query would read, when they give it. */
+  fromStatistics?(plan: P, partitions: readonly Partition[]): QueryRow[] | null;
 }
 
 export class QueryService {
@@ -283,7 +292,7 @@ export class QueryService {
           columns: resultColumns(prepared.plan, prepared.fields),
           manifestVersion: prepared.dataset.manifestVersion,
           partitions: { scanned: prepared.scanned, pruned: prepared.pruned },
-          source: prepared.cached ? 'cache' : 'files',
+          source: prepared.source,
         };
       } finally {
         prepared.release();
@@ -379,7 +388,7 @@ export class QueryService {
       'timestore.query.partitions_scanned': prepared.scanned,
       'timestore.query.partitions_pruned': prepared.pruned,
       'timestore.manifest_version': prepared.dataset.manifestVersion,
-      'timestore.query.source': prepared.cached ? 'cache' : 'files',
+      'timestore.query.source': prepared.source,
     });
     return prepared;
   }
@@ -414,7 +423,7 @@ export class QueryService {
     const cached = await planner.fromCache(found, fields, plan);
     if (cached) {
       const { version, answer } = cached;
-      return { dataset: { ...found, manifestVersion: version }, fields, plan, cached: answer, input: null, scanned: 0, pruned: 0, release() {} };
+      return { dataset: { ...found, manifestVersion: version }, fields, plan, source: 'cache', cached: answer, input: null, scanned: 0, pruned: 0, release() {} };
     }
 
     // One manifest version for the whole query, pinned until the query (or stream) ends: the
@@ -429,8 +438,13 @@ export class QueryService {
         ? [selectPartitions(snapshot, selection), snapshot.length]
         : await Promise.all([listActivePartitions(this.o.sql, selection), activePartitionCount(this.o.sql, dataset.id, version)]);
       const selected = prunePartitions(overlapping, plan.filters, fields);
+      const counted = planner.fromStatistics?.(plan, selected);
+      if (counted) {
+        pin.release();
+        return { dataset, fields, plan, source: 'statistics', cached: { rows: counted, truncated: false }, input: null, scanned: 0, pruned: active - selected.length, release() {} };
+      }
       this.checkScanSize(dataset.slug, selected);
-      const base = { dataset, fields, plan, cached: null, scanned: selected.length, pruned: active - selected.length };
+      const base = { dataset, fields, plan, source: 'files' as const, cached: null, scanned: selected.length, pruned: active - selected.length };
       // Without rows, only a gap-filled downsample without groupBy has an answer: its empty buckets.
       const mode = plan.mode;
       const emptyBuckets = mode.kind === 'downsample' && mode.fillGaps === true && mode.groupBy.length === 0;
@@ -492,6 +506,7 @@ export class QueryService {
         const form = lastpointForm(plan, key, fields);
         return form ? this.fromLatestCache(dataset, fields, key, `lastpoint ${JSON.stringify(plan)}`, (table) => answerLastpoint(table, plan, form, fields)) : null;
       },
+      fromStatistics: countsFromStatistics,
     };
   }
 

@@ -351,6 +351,49 @@ describe('downsampling matches PostgreSQL', () => {
   });
 });
 
+describe('counts over whole partitions come from their statistics', () => {
+  const COUNTS = [
+    { fn: 'count', alias: 'rows' },
+    { fn: 'count', column: 'usage', alias: 'count_usage' },
+    { fn: 'count', column: 'note', alias: 'notes' },
+  ];
+  const counts = (range: { start: string; end: string }) => ({ timeRange: range, downsample: { intervalUnit: 'day', intervalSize: 36_500, aggregations: COUNTS } });
+  const pgCounts = (range: { start: string; end: string }) =>
+    pg.unsafe(
+      `SELECT timestamptz '1970-01-01 00:00:00+00' AS timestamp, count(*) AS rows, count(usage) AS count_usage, count(note) AS notes
+       FROM oracle.rows WHERE ts >= $1::timestamptz AND ts < $2::timestamptz`,
+      [range.start, range.end],
+    );
+  const KEYS = ['timestamp', 'rows', 'count_usage', 'notes'];
+
+  test('a range that holds every row of the partitions it touches: no file read, the same counts', async () => {
+    const answer = await ok(counts(RANGE));
+    expect(answer.source).toBe('statistics');
+    expect(answer.partitions.scanned).toBe(0);
+    expect(answer.columns).toEqual(KEYS);
+    expect(answer.columnTypes.slice(1).map((c: { type: string }) => c.type)).toEqual(['integer', 'integer', 'integer']);
+    compareRows(answer.rows, await pgCounts(RANGE), KEYS, 'from statistics');
+    // The streamed forms give the same rows.
+    const res = await fetch(`${ts.url}/datasets/${SLUG}/query`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/x-ndjson' },
+      body: JSON.stringify(counts(RANGE)),
+    });
+    expect((await res.text()).trim().split('\n').map((line) => JSON.parse(line))).toEqual(answer.rows);
+  });
+
+  test('a range that cuts a partition, or a filter, is scanned, with the counts PostgreSQL gives', async () => {
+    const cut = { start: new Date(BASE + 2.5 * DAY).toISOString(), end: RANGE.end };
+    const scanned = await ok(counts(cut));
+    expect(scanned.source).toBe('files');
+    expect(scanned.partitions.scanned).toBeGreaterThan(0);
+    compareRows(scanned.rows, await pgCounts(cut), KEYS, 'scanned');
+    const filtered = await ok({ ...counts(RANGE), filters: { columns: { reqs: { gte: -1000 } } } });
+    expect(filtered.source).toBe('files');
+    compareRows(filtered.rows, await pgCounts(RANGE), KEYS, 'filtered');
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Raw mode and filters
 

@@ -19,8 +19,9 @@ const QueryAnswer = t.Object({
   manifestVersion: t.Integer({ description: 'The manifest version read from start to end (from the cache: the version its rows reflect).' }),
   partitions: t.Object({ scanned: t.Integer(), pruned: t.Integer() }),
   truncated: t.Boolean({ description: 'True when the limit cut the result.' }),
-  source: t.Union([t.Literal('cache'), t.Literal('files')], {
-    description: '`cache`: answered from the latest-value cache without reading a file; `files`: by a scan of the partitions.',
+  source: t.Union([t.Literal('cache'), t.Literal('statistics'), t.Literal('files')], {
+    description:
+      '`cache`: answered from the latest-value cache without reading a file; `statistics`: counts answered from the statistics the catalog keeps of each partition, without reading a file (`partitions.scanned` is 0); `files`: by a scan of the partitions.',
   }),
 });
 
