@@ -223,7 +223,7 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
     name: 'TIMESTORE_INGEST_COALESCE_WAIT_MS',
     description:
       'The longest a queued batch waits for more of its dataset before it is written (0–60000): bigger files and less CPU per row, against up to this much more time from acknowledgement to queryable (and in `inline` mode or with `Prefer: wait`, to the answer). `0` writes every batch as soon as a writer is free.',
-    default: '`250`',
+    default: '`450`',
   },
   {
     name: 'TIMESTORE_INGEST_COALESCE_MAX_BYTES',
@@ -487,7 +487,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       maxBodyBytes: r.integer('TIMESTORE_INGEST_MAX_BODY_BYTES', 64 * 1024 ** 2, 1024, 1024 ** 3),
       idempotencyTtlSeconds: r.integer('TIMESTORE_IDEMPOTENCY_TTL_HOURS', 24, 1, 24 * 365) * 3600,
       coalesceRows: r.integer('TIMESTORE_INGEST_COALESCE_ROWS', 250_000, 1, 1_000_000),
-      coalesceWaitMs: r.integer('TIMESTORE_INGEST_COALESCE_WAIT_MS', 250, 0, 60_000),
+      coalesceWaitMs: r.integer('TIMESTORE_INGEST_COALESCE_WAIT_MS', 450, 0, 60_000),
       coalesceMaxBytes: r.integer('TIMESTORE_INGEST_COALESCE_MAX_BYTES', 256 * 1024 ** 2, 1024, 1024 ** 4),
       maxBatchRows: r.integer('TIMESTORE_INGEST_MAX_BATCH_ROWS', 1_000_000, 1, 10_000_000),
       maxFields: r.integer('TIMESTORE_INGEST_MAX_FIELDS', 1024, 2, 1024),

@@ -20,7 +20,7 @@ describe('configuration', () => {
       maxBodyBytes: 64 * 1024 ** 2,
       idempotencyTtlSeconds: 24 * 3600,
       coalesceRows: 250_000,
-      coalesceWaitMs: 250,
+      coalesceWaitMs: 450,
       coalesceMaxBytes: 256 * 1024 ** 2,
       maxBatchRows: 1_000_000,
       maxFields: 1024,
