@@ -44,7 +44,12 @@ export function countsFromStatistics(plan: QueryPlan, partitions: readonly Parti
   return [row];
 }
 
-/** True when `iso` (a timestamp statistic) is a time in [start, end), all three with six fraction digits. */
+/**
+ * True when `iso` (a timestamp statistic) is a time in [start, end), all three with six fraction
+ * digits and a four-digit year (a signed, six-digit one does not sort as text).
+ */
 function within(iso: unknown, start: string, end: string): boolean {
-  return typeof iso === 'string' && iso.length === start.length && start.length === end.length && iso >= start && iso < end;
+  return typeof iso === 'string' && [iso, start, end].every((t) => FIXED_ISO.test(t)) && iso >= start && iso < end;
 }
+
+const FIXED_ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;

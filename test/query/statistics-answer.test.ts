@@ -58,6 +58,11 @@ describe('counts from the partitions statistics', () => {
     expect(at('2025-12-31T23:59:59.999999Z', '2026-01-01T01:00:00.000000Z')).toBeNull();
   });
 
+  test('left to the scan: timestamps not in the six-digit form, which do not sort as text', () => {
+    expect(countsFromStatistics(plan(), [partition('2026-01-01T01:00:00Z', '2026-01-01T02:00:00Z', 5)])).toBeNull();
+    expect(countsFromStatistics(plan(), [partition('+002026-01-01T01:00:00.000000Z', '2026-01-01T02:00:00.000000Z', 5)])).toBeNull();
+  });
+
   test('left to the scan: a file without statistics, a column without a null count', () => {
     expect(countsFromStatistics(plan(), [{ rowCount: 5, columnStatistics: {} } as unknown as Partition])).toBeNull();
     expect(countsFromStatistics(plan(), [partition('2026-01-01T01:00:00.000000Z', '2026-01-01T02:00:00.000000Z', 5, { usage: { min: 1, max: 2 } })])).toBeNull();
