@@ -7,7 +7,7 @@
  */
 import type { Partition } from '../model/records.ts';
 import { ROWS } from '../model/query.ts';
-import { fixedMicros, isoFromMicrosTrimmed } from '../model/timestamps.ts';
+import { isoFromMicrosTrimmed } from '../model/timestamps.ts';
 import type { QueryRow } from '../engine/query.ts';
 import { bucketCount, bucketStart, type QueryPlan } from './request.ts';
 
@@ -19,12 +19,13 @@ export function countsFromStatistics(plan: QueryPlan, partitions: readonly Parti
   const [from, to] = [plan.from.getTime(), plan.to.getTime()];
   if (bucketCount(from, to, mode.intervalUnit, mode.intervalSize) !== 1) return null;
 
-  // Timestamp statistics are ISO strings with six fraction digits: string order is time order.
-  const [start, end] = [fixedMicros(plan.from.toISOString()), fixedMicros(plan.to.toISOString())];
   const counts = mode.aggregations.map(() => 0);
   for (const p of partitions) {
-    const time = p.columnStatistics[plan.timestampColumn];
-    if (!within(time?.min, start, end) || !within(time?.max, start, end)) return null;
+    // A partition's time range is its file's first and last row, read back truncated to the
+    // millisecond, which the range's bounds are: the comparisons come out as on microseconds.
+    if (p.startTime.getTime() < from || p.endTime.getTime() >= to) return null;
+    // Statistics of the timestamp column say the writer recorded them for this file.
+    if (p.columnStatistics[plan.timestampColumn] === undefined) return null;
     for (const [i, a] of mode.aggregations.entries()) {
       if (a.column === ROWS) {
         counts[i]! += p.rowCount;
@@ -43,13 +44,3 @@ export function countsFromStatistics(plan: QueryPlan, partitions: readonly Parti
   for (const [i, a] of mode.aggregations.entries()) row[a.alias] = counts[i]!;
   return [row];
 }
-
-/**
- * True when `iso` (a timestamp statistic) is a time in [start, end), all three with six fraction
- * digits and a four-digit year (a signed, six-digit one does not sort as text).
- */
-function within(iso: unknown, start: string, end: string): boolean {
-  return typeof iso === 'string' && [iso, start, end].every((t) => FIXED_ISO.test(t)) && iso >= start && iso < end;
-}
-
-const FIXED_ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
