@@ -15,7 +15,6 @@
  *   next round does the same work again from the catalog as it is then, and a lifecycle job holds
  *   no acknowledged data. So failed lifecycle jobs are also purged with the succeeded ones.
  */
-import type { Sql } from 'postgres';
 import { effectiveRetention, type RetentionDefaults } from '../model/retention.ts';
 import { getDataset } from '../catalog/datasets.ts';
 import { enqueueJob, type Job, type NewJob } from '../catalog/job-table.ts';
@@ -24,14 +23,11 @@ import { getRetentionPolicy } from '../catalog/retention-policies.ts';
 import { listStorageTargets } from '../catalog/storage-targets.ts';
 import type { Config } from '../config.ts';
 import { errors } from '../model/errors.ts';
-import type { WorkerPool } from '../engine/pool.ts';
 import { wakeLocalRunners } from '../jobs/local-signals.ts';
 import type { JobContext, JobRunner } from '../jobs/runner.ts';
-import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { StorageDrivers } from '../storage/index.ts';
 import { deleteRemovedFiles, purgeBookkeeping, type Swept, sweepOrphans } from './collector.ts';
-import { compactDataset } from './compaction.ts';
+import { type CompactionDeps, compactDataset } from './compaction.ts';
 import { applyRetention } from './expiry.ts';
 
 export const LIFECYCLE_QUEUE = 'timestore_lifecycle';
@@ -39,14 +35,8 @@ export const DATASET_JOB_KIND = 'lifecycle';
 export const MAINTENANCE_JOB_KIND = 'maintenance';
 const SCHEDULE = 'lifecycle';
 
-export interface LifecycleOptions {
-  sql: Sql;
-  drivers: StorageDrivers;
-  pool: WorkerPool;
-  scratchDir: string;
-  log: Logger;
-  /** See CompactionDeps. */
-  warmQueryThreads?: boolean;
+/** What compaction needs (its catalog, storage, pool, scratch directory and log), and the schedule's own. */
+export interface LifecycleOptions extends CompactionDeps {
   settings: Config['lifecycle'];
   retentionDefaults: RetentionDefaults;
   metrics?: Metrics;
