@@ -78,9 +78,13 @@ export async function getDataset(sql: Db, idOrSlug: string): Promise<Dataset> {
  * Locks the dataset row until the surrounding transaction ends. Every writer
  * that bumps the schema or manifest version takes this lock first, so writers
  * of one dataset serialize and writers of different datasets do not meet.
+ * NO KEY UPDATE, not UPDATE: rows inserted with a foreign key to the dataset
+ * (every batch's job) take KEY SHARE on it, which only FOR UPDATE blocks, and
+ * no writer changes the dataset's id or slug; with FOR UPDATE every batch of
+ * a dataset waited for its publish in progress.
  */
 export async function lockDataset(tx: Db, id: string): Promise<Dataset> {
-  const [row] = await tx<Dataset[]>`SELECT * FROM datasets WHERE id = ${id} FOR UPDATE`;
+  const [row] = await tx<Dataset[]>`SELECT * FROM datasets WHERE id = ${id} FOR NO KEY UPDATE`;
   if (!row) throw errors.not_found('dataset', id);
   return row;
 }

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { listAuditEvents } from '../../src/catalog/audit.ts';
 import type { Catalog } from '../../src/catalog/connection.ts';
-import { createDataset, findDataset, getDataset, listDatasets, updateDataset } from '../../src/catalog/datasets.ts';
+import { createDataset, findDataset, getDataset, listDatasets, lockDataset, updateDataset } from '../../src/catalog/datasets.ts';
+import { enqueueJob } from '../../src/catalog/job-table.ts';
 import { getManifestVersion, listActivePartitions, publishManifestVersion } from '../../src/catalog/manifests.ts';
 import type { NewPartition } from '../../src/model/records.ts';
 import { getRetentionPolicy, putRetentionPolicy } from '../../src/catalog/retention-policies.ts';
@@ -236,6 +237,31 @@ describe('manifests', () => {
     const active = await listActivePartitions(catalog.sql, { datasetId: dataset.id, version: 20 });
     expect(active).toHaveLength(20);
     expect(await getManifestVersion(catalog.sql, dataset.id, 20)).toMatchObject({ partitionCount: 20, rowCount: 200 });
+  });
+
+  test('a writer holding the dataset (a publish in progress) holds back its other writers, not the jobs of its new batches', async () => {
+    const { dataset } = await datasetWithSchema('held-by-a-writer');
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const holder = catalog.sql.begin(async (tx) => {
+      await lockDataset(tx, dataset.id);
+      locked();
+      await released;
+    });
+    await isLocked;
+    const otherWriter = catalog.sql.begin((tx) => lockDataset(tx, dataset.id)).then(() => 'locked');
+    const job = enqueueJob(catalog.sql, { queue: 'held-by-a-writer', kind: 'ingest', datasetId: dataset.id, payload: {} }).then(() => 'enqueued');
+    const waited = (ms: number) => Bun.sleep(ms).then(() => 'still waiting');
+    try {
+      expect(await Promise.race([job, waited(10_000)])).toBe('enqueued');
+      expect(await Promise.race([otherWriter, waited(300)])).toBe('still waiting');
+    } finally {
+      release();
+      await holder;
+    }
+    expect(await otherWriter).toBe('locked');
   });
 
   test('a duplicate partition is rejected and publishes nothing', async () => {

@@ -8,7 +8,7 @@
  * about what the writer does when a write fails, whatever let the batch in.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { findDataset } from '../../src/catalog/datasets.ts';
+import { findDataset, lockDataset } from '../../src/catalog/datasets.ts';
 import { enqueueJob, getJob } from '../../src/catalog/job-table.ts';
 import { findStorageTarget } from '../../src/catalog/storage-targets.ts';
 import type { Db } from '../../src/catalog/db.ts';
@@ -69,8 +69,8 @@ async function insertJob(dataset: Dataset, body: unknown | null, rowCount = 1, d
 }
 
 /**
- * Holds a lock on the dataset row until `release()`: publishes (FOR UPDATE) wait; accepting
- * batches does not (a job row's foreign key takes only FOR KEY SHARE).
+ * Holds a lock on the dataset row until `release()`, the one publishes take: publishes wait;
+ * accepting batches does not (a job row's foreign key takes only FOR KEY SHARE).
  */
 async function holdDatasetLock(dataset: Dataset): Promise<{ release(): Promise<void> }> {
   let release!: () => void;
@@ -78,7 +78,7 @@ async function holdDatasetLock(dataset: Dataset): Promise<{ release(): Promise<v
   let locked!: () => void;
   const isLocked = new Promise<void>((r) => (locked = r));
   const holder = sql().begin(async (tx) => {
-    await tx`SELECT id FROM datasets WHERE id = ${dataset.id} FOR NO KEY UPDATE`;
+    await lockDataset(tx, dataset.id);
     locked();
     await released;
   });
