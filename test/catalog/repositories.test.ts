@@ -10,7 +10,7 @@ import { listSchemaVersions, recordSchemaVersion } from '../../src/catalog/schem
 import { listStorageTargets, upsertStorageTarget } from '../../src/catalog/storage-targets.ts';
 import type { StorageTarget } from '../../src/model/records.ts';
 import { AppError } from '../../src/model/errors.ts';
-import { openTestCatalog } from '../harness/catalog.ts';
+import { holdDatasetLock, openTestCatalog } from '../harness/catalog.ts';
 
 let catalog: Catalog;
 let target: StorageTarget;
@@ -241,16 +241,7 @@ describe('manifests', () => {
 
   test('a writer holding the dataset (a publish in progress) holds back its other writers, not the jobs of its new batches', async () => {
     const { dataset } = await datasetWithSchema('held-by-a-writer');
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const holder = catalog.sql.begin(async (tx) => {
-      await lockDataset(tx, dataset.id);
-      locked();
-      await released;
-    });
-    await isLocked;
+    const held = await holdDatasetLock(catalog.sql, dataset.id);
     const otherWriter = catalog.sql.begin((tx) => lockDataset(tx, dataset.id)).then(() => 'locked');
     const job = enqueueJob(catalog.sql, { queue: 'held-by-a-writer', kind: 'ingest', datasetId: dataset.id, payload: {} }).then(() => 'enqueued');
     const waited = (ms: number) => Bun.sleep(ms).then(() => 'still waiting');
@@ -258,8 +249,7 @@ describe('manifests', () => {
       expect(await Promise.race([job, waited(10_000)])).toBe('enqueued');
       expect(await Promise.race([otherWriter, waited(300)])).toBe('still waiting');
     } finally {
-      release();
-      await holder;
+      await held.release();
     }
     expect(await otherWriter).toBe('locked');
   });

@@ -8,7 +8,7 @@
  * about what the writer does when a write fails, whatever let the batch in.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { findDataset, lockDataset } from '../../src/catalog/datasets.ts';
+import { findDataset } from '../../src/catalog/datasets.ts';
 import { enqueueJob, getJob } from '../../src/catalog/job-table.ts';
 import { findStorageTarget } from '../../src/catalog/storage-targets.ts';
 import type { Db } from '../../src/catalog/db.ts';
@@ -17,6 +17,7 @@ import { INGEST_JOB_KIND, type IngestJobPayload } from '../../src/ingest/accept.
 import { createStorageDriver, type StorageDriver } from '../../src/storage/index.ts';
 import { createLogger } from '../../src/log.ts';
 import { postJson, startTestServer, type TestServer } from '../harness/server.ts';
+import { holdDatasetLock } from '../harness/catalog.ts';
 
 const FIELDS = [
   { name: 'timestamp', type: 'timestamp' },
@@ -68,29 +69,6 @@ async function insertJob(dataset: Dataset, body: unknown | null, rowCount = 1, d
   return job.id;
 }
 
-/**
- * Holds a lock on the dataset row until `release()`, the one publishes take: publishes wait;
- * accepting batches does not (a job row's foreign key takes only FOR KEY SHARE).
- */
-async function holdDatasetLock(dataset: Dataset): Promise<{ release(): Promise<void> }> {
-  let release!: () => void;
-  const released = new Promise<void>((r) => (release = r));
-  let locked!: () => void;
-  const isLocked = new Promise<void>((r) => (locked = r));
-  const holder = sql().begin(async (tx) => {
-    await lockDataset(tx, dataset.id);
-    locked();
-    await released;
-  });
-  await isLocked;
-  return {
-    async release() {
-      release();
-      await holder;
-    },
-  };
-}
-
 async function until(check: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -117,7 +95,7 @@ describe('a batch that cannot be written, coalesced with good ones', () => {
     const dataset = (await findDataset(sql(), 'poisoned'))!;
 
     // The first queued batch is claimed alone and waits in its publish while the lock is held.
-    const lock = await holdDatasetLock(dataset);
+    const lock = await holdDatasetLock(sql(), dataset.id);
     const leader = await ingest('poisoned', 100, 10);
     await until(async () => (await stateOf(leader)) === 'running', 'the first batch is claimed');
 
@@ -163,7 +141,7 @@ describe('a failure of the moment', () => {
   test('fails the whole claim unsplit; it is retried and every row lands once', async () => {
     await ingest('interrupted', 0, 3, true);
     const dataset = (await findDataset(sql(), 'interrupted'))!;
-    const datasetLock = await holdDatasetLock(dataset);
+    const datasetLock = await holdDatasetLock(sql(), dataset.id);
     // Queued in one transaction: the runner claims all four together.
     const ids = await sql().begin(async (tx) => {
       const out: string[] = [];
