@@ -19,15 +19,15 @@ afterAll(async () => {
 
 const cpuOf = (pid: number) => threadsOf(pid).reduce((sum, t) => sum + t.cpu, 0);
 
-test('a compaction runs on one thread at nice 19 that does most of its work; every other thread that works keeps the process\'s priority', async () => {
+test('a compaction runs on one thread at nice 19 that does more of its work than any other thread; every other thread that works keeps the process\'s priority', async () => {
   const fields = [
     { name: 'timestamp', type: 'timestamp' },
     { name: 'host', type: 'string' },
     { name: 'usage', type: 'double' },
   ];
   for (let batch = 0; batch < 4; batch++) {
-    const rows = Array.from({ length: 40_000 }, (_, i) => ({
-      timestamp: new Date(Date.UTC(2026, 0, 1) + (batch * 40_000 + i) * 100).toISOString(),
+    const rows = Array.from({ length: 100_000 }, (_, i) => ({
+      timestamp: new Date(Date.UTC(2026, 0, 1) + (batch * 100_000 + i) * 100).toISOString(),
       host: `host-${i % 97}`,
       usage: (i * 7919) % 1000 / 10,
     }));
@@ -48,16 +48,20 @@ test('a compaction runs on one thread at nice 19 that does most of its work; eve
   const worked = after.filter((t) => t.cpu > (before.get(t.tid) ?? 0));
   expect(worked.filter((t) => t.nice !== processNice).map((t) => t.nice)).toEqual([19]);
   expect(after.filter((t) => t.nice !== processNice && t.nice !== 19)).toEqual([]);
-  // The merge of 160,000 rows (read, sort, Parquet) is the job's work; the catalog and HTTP
-  // around it are a small part. Were the statements run on Bun's native pool, this thread would
-  // have spent almost nothing.
+  // The merge of 400,000 rows (read, sort, Parquet) is the job's work: this thread does more of it
+  // than any other. Were the statements run on Bun's native pool, a pool thread would have done it
+  // and this one almost nothing. (Not "more than half of the process's": on a slow VM the
+  // allocator's scavenger, the collector and the compilers, each small, add up to more than that.)
+  const spentBy = (t: (typeof after)[number]) => t.cpu - (before.get(t.tid) ?? 0);
   const background = worked.find((t) => t.nice === 19)!;
-  expect(background.cpu - (before.get(background.tid) ?? 0)).toBeGreaterThan(spent / 2);
+  const others = worked.filter((t) => t !== background).map((t) => ({ thread: t.name, ticks: spentBy(t) }));
+  expect(others.filter((o) => o.ticks >= spentBy(background))).toEqual([]);
+  expect(spentBy(background)).toBeGreaterThan(spent / 4);
 
   const query = await postJson(`${ts.url}/datasets/background/query`, {
     timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' },
     downsample: { intervalUnit: 'day', aggregations: [{ fn: 'count', alias: 'n' }] },
   });
   expect(query.status).toBe(200);
-  expect(query.body.rows.map((r: { n: number }) => r.n)).toEqual([160_000]);
+  expect(query.body.rows.map((r: { n: number }) => r.n)).toEqual([400_000]);
 }, 120_000);
