@@ -65,6 +65,28 @@ export interface QueryOutput {
   truncated: boolean;
 }
 
+/** The output and when each of the query's statements ran, for its trace. */
+export type TimedQueryOutput = QueryOutput & { statements: StatementTiming[] };
+
+/** As the worker sends it: also the task's time on its query thread, up to encoding its output. */
+export type WorkerQueryOutput = TimedQueryOutput & { onThreadMs: number };
+
+/** When one statement ran: epoch milliseconds from the thread's time origin and `performance.now()` (comparable across threads). */
+export interface StatementTimes {
+  startedAt: number;
+  /** DuckDB had bound and planned the statement and run it up to its first rows. */
+  firstRowsAt: number;
+  /** Its last row was read and converted. */
+  endedAt: number;
+}
+
+/** `files`: the statement that finds which files hold a match (a raw read's first); `rows`: the answer's. */
+export type StatementTiming = StatementTimes & { role: 'files' | 'rows' };
+
+function wallClockMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 
 /**
  * A query's output as the worker sends it: one UTF-8 buffer, a JSON line with `columns`,
@@ -72,7 +94,7 @@ export interface QueryOutput {
  * head and hands the rows on as bytes (an HTTP answer needs them as JSON anyway); parsing and
  * re-serialising 13,000 rows took about 11 ms of its time.
  */
-export function encodeQueryOutput(output: QueryOutput): Uint8Array {
+export function encodeQueryOutput(output: WorkerQueryOutput): Uint8Array {
   const { rows, ...rest } = output;
   return new TextEncoder().encode(`${JSON.stringify({ ...rest, rowCount: rows.length })}\n${JSON.stringify(rows)}`);
 }
@@ -81,6 +103,8 @@ export interface EncodedQueryOutput {
   columns: QueryColumn[];
   truncated: boolean;
   rowCount: number;
+  statements: StatementTiming[];
+  onThreadMs: number;
   /** The rows, a JSON array of row objects, UTF-8. */
   rowsJson: Uint8Array;
 }
@@ -120,12 +144,12 @@ export function toQueryError(error: unknown): unknown {
 }
 
 /** Runs a query and returns every row (at most `limit`). */
-export async function runQuery(db: DuckDBConnection, input: QueryInput): Promise<QueryOutput> {
+export async function runQuery(db: DuckDBConnection, input: QueryInput): Promise<TimedQueryOutput> {
   const built = build(input);
   const rows: QueryRow[] = [];
   let columns: QueryColumn[] = [];
   let truncated = false;
-  await execute(db, input, built, {
+  const statements = await execute(db, input, built, {
     onColumns: (c) => {
       columns = c;
     },
@@ -138,7 +162,7 @@ export async function runQuery(db: DuckDBConnection, input: QueryInput): Promise
       return true;
     },
   });
-  return { columns, rows, truncated };
+  return { columns, rows, truncated, statements };
 }
 
 /** Runs a query and posts its rows to `input.port` in batches; see {@link QueryStreamMessage}. */
@@ -156,7 +180,7 @@ export async function runQueryStream(db: DuckDBConnection, input: QueryStreamInp
  */
 export async function streamToPort(
   input: Pick<QueryStreamInput, 'port' | 'batchRows' | 'idleTimeoutMs'>,
-  start: () => { limit: number; run(sink: Sink): Promise<void> },
+  start: () => { limit: number; run(sink: Sink): Promise<unknown> },
 ): Promise<QueryStreamSummary> {
   const { port, batchRows } = input;
   const idleTimeoutMs = input.idleTimeoutMs ?? 120_000;
@@ -334,7 +358,7 @@ export class Execution {
   }
 }
 
-async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuery, sink: Sink): Promise<void> {
+async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuery, sink: Sink): Promise<StatementTiming[]> {
   // The session stays in UTC afterwards (nothing in the worker wants another zone; the partition
   // writer sets and restores its own), and under the query's memory limit until a task needs another.
   await useTimeZone(db, 'UTC');
@@ -342,10 +366,11 @@ async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuer
   await useThreads(db, input.threads ?? 1);
   let statement = built;
   let timeoutMs = input.timeoutMs;
+  const timings: StatementTiming[] = [];
   if (built.narrowing) {
-    const started = performance.now();
-    const holding = await filesHoldingMatches(db, built.narrowing, timeoutMs);
-    timeoutMs = Math.max(1, timeoutMs - (performance.now() - started));
+    const { holding, times } = await filesHoldingMatches(db, built.narrowing, timeoutMs);
+    timings.push({ role: 'files', ...times });
+    timeoutMs = Math.max(1, timeoutMs - (times.endedAt - times.startedAt));
     // The same query over the files that hold a match (none: a statement of no rows with the columns'
     // types). Those files may lack fields that others have, unless all share one schema version.
     if (holding.size < input.files.length) {
@@ -354,13 +379,19 @@ async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuer
     }
   }
   const { sql, params, columns } = statement;
-  await executeStatement(db, { sql, bind: (prepared) => bind(prepared, params), columns, timeoutMs, keep: true }, sink);
+  const times = await executeStatement(db, { sql, bind: (prepared) => bind(prepared, params), columns, timeoutMs, keep: true }, sink);
+  timings.push({ role: 'rows', ...times });
+  return timings;
 }
 
 /** The files a {@link BuiltQuery.narrowing} statement names. */
-async function filesHoldingMatches(db: DuckDBConnection, narrowing: NonNullable<BuiltQuery['narrowing']>, timeoutMs: number): Promise<Set<string>> {
+async function filesHoldingMatches(
+  db: DuckDBConnection,
+  narrowing: NonNullable<BuiltQuery['narrowing']>,
+  timeoutMs: number,
+): Promise<{ holding: Set<string>; times: StatementTimes }> {
   const holding = new Set<string>();
-  await executeStatement(
+  const times = await executeStatement(
     db,
     { sql: narrowing.sql, bind: (prepared) => bind(prepared, narrowing.params), columns: ['file'], timeoutMs, keep: true },
     {
@@ -371,7 +402,7 @@ async function filesHoldingMatches(db: DuckDBConnection, narrowing: NonNullable<
       },
     },
   );
-  return holding;
+  return { holding, times };
 }
 
 /** One statement for {@link executeStatement}: its text, how its parameters are bound, its columns' names. */
@@ -421,7 +452,9 @@ function putBack(db: DuckDBConnection, sql: string, prepared: DuckDBPreparedStat
 }
 
 /** Prepares, binds and streams one statement into `sink` within its time budget, converting every value. */
-export async function executeStatement(db: DuckDBConnection, statement: Statement, sink: Sink): Promise<void> {
+export async function executeStatement(db: DuckDBConnection, statement: Statement, sink: Sink): Promise<StatementTimes> {
+  const startedAt = wallClockMs();
+  let firstRowsAt = startedAt;
   const execution = new Execution(db, statement.timeoutMs);
   sink.onStart?.(execution);
   let prepared: DuckDBPreparedStatement | undefined;
@@ -434,6 +467,7 @@ export async function executeStatement(db: DuckDBConnection, statement: Statemen
     else prepared = await execution.call(() => db.prepare(statement.sql));
     statement.bind(prepared);
     const result: DuckDBResult = await execution.call(() => prepared!.stream());
+    firstRowsAt = wallClockMs();
     const converters = result.columnTypes().map(converterFor);
     const names = statement.columns ?? distinctNames(result.columnNames());
     if (converters.length !== names.length) throw new Error(`the query returned ${converters.length} columns, expected ${names.length}`);
@@ -459,6 +493,7 @@ export async function executeStatement(db: DuckDBConnection, statement: Statemen
       putBack(db, statement.sql, prepared);
       prepared = undefined;
     }
+    return { startedAt, firstRowsAt, endedAt: wallClockMs() };
   } catch (error) {
     throw classify(error, execution, sink.isCancelled?.() ?? false);
   } finally {

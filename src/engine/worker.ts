@@ -96,7 +96,9 @@ export async function writePartitions(input: WritePartitionsInput): Promise<Writ
  * the row objects, on both threads.
  */
 export async function query(input: QueryInput): Promise<Uint8Array> {
-  return move(encodeQueryOutput(await runQuery(await duckdb(), input))) as Uint8Array;
+  const started = performance.now();
+  const output = await runQuery(await duckdb(), input);
+  return move(encodeQueryOutput({ ...output, onThreadMs: performance.now() - started })) as Uint8Array;
 }
 
 /** What one {@link warmUp} task of a lane's warming is given (see pool.ts `warmQueryThreads`). */

@@ -14,7 +14,7 @@ import { aggregationType, EVERY_INSTANT, type LatestRequest, type QueryParameter
 import { type Dataset, ifNamed, type Partition, type SchemaField } from '../model/records.ts';
 import { seriesKey } from '../model/series.ts';
 import type { QueryStream, WorkerPool } from '../engine/pool.ts';
-import { QueryError, type QueryInput, type QueryOutput, type QueryRow } from '../engine/query.ts';
+import { QueryError, type QueryInput, type QueryOutput, type QueryRow, type StatementTiming } from '../engine/query.ts';
 import { AppError, errors, isRequestFault } from '../model/errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics, QueryMode } from '../observability/metrics.ts';
@@ -277,9 +277,13 @@ export class QueryService {
         const output = prepared.cached
           ? encoded(prepared.cached)
           : input
-            ? await inSpan(this.tracer, 'query.scan', m.trace, async () => {
+            ? await inSpan(this.tracer, 'query.scan', m.trace, async (scan, scanContext) => {
                 const scanned = await this.o.pool.queryEncoded(input);
                 m.span.setAttribute('timestore.query.threads', scanned.threads);
+                if (scan.isRecording()) {
+                  scan.setAttribute('timestore.query.scan.on_thread_ms', scanned.onThreadMs);
+                  this.traceStatements(scanned.statements, scanContext);
+                }
                 return scanned;
               })
             : encoded({ rows: [], truncated: false });
@@ -391,6 +395,19 @@ export class QueryService {
       'timestore.query.source': prepared.source,
     });
     return prepared;
+  }
+
+  /**
+   * A `query.statement` span per statement the query thread ran, from its times there: what is
+   * left of `query.scan` around them is the trip to that thread and back. The times go to the SDK
+   * as this thread's `performance.now()` values, which it places on the clock of every other span.
+   */
+  private traceStatements(statements: StatementTiming[], scan: Context): void {
+    const here = (at: number) => at - performance.timeOrigin;
+    for (const s of statements) {
+      const attributes = { 'timestore.query.statement': s.role, 'timestore.query.statement.first_rows_ms': s.firstRowsAt - s.startedAt };
+      this.tracer.startSpan('query.statement', { startTime: here(s.startedAt), attributes }, scan).end(here(s.endedAt));
+    }
   }
 
   /** Ends the query's span and records it: ok, rejected (the request was at fault: a 4xx answer) or failed. */

@@ -592,6 +592,25 @@ describe('filters', () => {
     });
   }
 
+  test('the output says when each statement ran: the files holding a match, then the rows; each bound, run, read in order', async () => {
+    const before = performance.timeOrigin + performance.now();
+    const narrowed = await pool.queryEncoded(input(raw(), [{ column: 'value', op: 'gt', value: 90 }], known));
+    const plain = await pool.queryEncoded(input(raw(), [{ column: 'host', op: 'eq', value: 'a' }], known));
+    const after = performance.timeOrigin + performance.now();
+    expect(narrowed.statements.map((s) => s.role)).toEqual(['files', 'rows']);
+    expect(plain.statements.map((s) => s.role)).toEqual(['rows']);
+    const [files, rowsRead] = narrowed.statements;
+    for (const s of [...narrowed.statements, ...plain.statements]) {
+      expect(s.startedAt).toBeGreaterThanOrEqual(before);
+      expect(s.firstRowsAt).toBeGreaterThan(s.startedAt);
+      expect(s.endedAt).toBeGreaterThanOrEqual(s.firstRowsAt);
+      expect(s.endedAt).toBeLessThanOrEqual(after);
+    }
+    expect(rowsRead!.startedAt).toBeGreaterThanOrEqual(files!.endedAt);
+    expect(narrowed.onThreadMs).toBeGreaterThanOrEqual(rowsRead!.endedAt - files!.startedAt);
+    expect(narrowed.onThreadMs).toBeLessThanOrEqual(after - before);
+  });
+
   test('files without a match are not read: only matching rows, in order, limited, also streamed; none matching is no rows', async () => {
     const filters: QueryFilter[] = [{ column: 'value', op: 'gt', value: 90 }];
     const matching = rows.filter((r) => r.value !== null && r.value > 90);
@@ -1038,9 +1057,11 @@ describe('the output as the worker sends it', () => {
       columns: [{ name: 'note', type: 'string' }],
       truncated: true,
       rows: [{ note: 'line one\nline two' }, { note: '{"rows":[]}\n' }, { note: null }],
+      statements: [{ role: 'rows' as const, startedAt: 1.5, firstRowsAt: 2.25, endedAt: 3 }],
+      onThreadMs: 2.5,
     };
     const decoded = decodeQueryOutput(encodeQueryOutput(output));
-    expect(decoded).toMatchObject({ columns: output.columns, truncated: true, rowCount: 3 });
+    expect(decoded).toMatchObject({ columns: output.columns, truncated: true, rowCount: 3, statements: output.statements, onThreadMs: 2.5 });
     expect(JSON.parse(new TextDecoder().decode(decoded.rowsJson))).toEqual(output.rows);
   });
 });
@@ -1110,7 +1131,7 @@ describe('threads', () => {
     expect(await threadsOf(db)).toBe(1);
     const two = await runQuery(db, input(raw(), [], { threads: 2 }));
     expect(await threadsOf(db)).toBe(2);
-    expect(two).toEqual(one);
+    expect({ ...two, statements: [] }).toEqual({ ...one, statements: [] });
     await runQuery(db, input(raw()));
     expect(await threadsOf(db)).toBe(1);
   });

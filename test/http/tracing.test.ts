@@ -20,6 +20,8 @@ interface OtlpSpan {
   links: { traceId: string; spanId: string }[];
   attributes: { key: string; value: Record<string, unknown> }[];
   status: { code: number };
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
 }
 
 /** An OTLP/HTTP JSON receiver: the span batches POSTed to /v1/traces. */
@@ -143,7 +145,7 @@ describe.skipIf(againstBinary)('with an OTLP endpoint', () => {
     expect(logs.lines.find((l) => l.msg === 'ingest: published' && l.traceId === traceId)).toMatchObject({ spanId: write.spanId });
   });
 
-  test('a query is a child of its request: request → query → query.prepare, query.scan', async () => {
+  test('a query is a child of its request: request → query → query.prepare, query.scan → query.statement', async () => {
     const traceId = hex(32);
     const callerSpan = hex(16);
     const res = await postJson(
@@ -152,7 +154,7 @@ describe.skipIf(againstBinary)('with an OTLP endpoint', () => {
       { traceparent: `00-${traceId}-${callerSpan}-01` },
     );
     expect(res.status).toBe(200);
-    const spans = await trace(traceId, ['POST /datasets/:datasetSlug/query', 'query', 'query.prepare', 'query.scan']);
+    const spans = await trace(traceId, ['POST /datasets/:datasetSlug/query', 'query', 'query.prepare', 'query.scan', 'query.statement']);
     const request = spans.find((s) => s.name === 'POST /datasets/:datasetSlug/query')!;
     expect(request.parentSpanId).toBe(callerSpan);
     const query = spans.find((s) => s.name === 'query')!;
@@ -161,7 +163,23 @@ describe.skipIf(againstBinary)('with an OTLP endpoint', () => {
     expect(attr(query, 'timestore.query.partitions_scanned')).toBe(1);
     expect(attr(query, 'timestore.query.outcome')).toBe('ok');
     expect(spans.find((s) => s.name === 'query.prepare')?.parentSpanId).toBe(query.spanId);
-    expect(spans.find((s) => s.name === 'query.scan')?.parentSpanId).toBe(query.spanId);
+    const scan = spans.find((s) => s.name === 'query.scan')!;
+    expect(scan.parentSpanId).toBe(query.spanId);
+    // The statement, timed on the query thread, falls inside the scan timed on the HTTP thread (the
+    // SDK starts every span on Date.now(), whole milliseconds: a span's place is known to 1 ms).
+    const statement = spans.find((s) => s.name === 'query.statement')!;
+    expect(statement.parentSpanId).toBe(scan.spanId);
+    expect(attr(statement, 'timestore.query.statement')).toBe('rows');
+    const firstRowsMs = Number(attr(statement, 'timestore.query.statement.first_rows_ms'));
+    const ms = (nanos: string) => Number(BigInt(nanos) / 1000n) / 1000;
+    const [start, end] = [ms(statement.startTimeUnixNano), ms(statement.endTimeUnixNano)];
+    expect(firstRowsMs).toBeGreaterThan(0);
+    expect(firstRowsMs).toBeLessThanOrEqual(end - start);
+    const onThreadMs = Number(attr(scan, 'timestore.query.scan.on_thread_ms'));
+    expect(end - start).toBeLessThanOrEqual(onThreadMs);
+    expect(onThreadMs).toBeLessThanOrEqual(ms(scan.endTimeUnixNano) - ms(scan.startTimeUnixNano));
+    expect(start).toBeGreaterThanOrEqual(ms(scan.startTimeUnixNano) - 1);
+    expect(end).toBeLessThanOrEqual(ms(scan.endTimeUnixNano) + 1);
   });
 
   test('without a traceparent (or with a malformed one) a request starts a new trace; its job still joins it', async () => {
