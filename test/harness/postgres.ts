@@ -1,7 +1,8 @@
 /**
  * A throwaway PostgreSQL for the test run: one cluster, started on first use
- * (so unit tests that never touch it pay nothing) and stopped when the test
- * process exits; each test file asks for its own database.
+ * (so unit tests that never touch it pay nothing) and stopped after the last
+ * test file (teardown.ts) or when a script that started one exits; each test
+ * file asks for its own database.
  *
  * TIMESTORE_TEST_DATABASE_URL points the suite at an existing server instead.
  * PostgreSQL refuses to run as root, so as root the cluster is owned by and run
@@ -26,6 +27,17 @@ export interface Cluster {
 }
 
 let cluster: Cluster | undefined;
+/** The stop of every cluster started and not yet stopped. */
+const running = new Set<() => void>();
+
+/**
+ * Stops every cluster still running. Bun's test runner ends without the process's `exit` event,
+ * so the test run calls this after its last file (teardown.ts); a script gets `exit`.
+ */
+export function stopClusters(): void {
+  for (const stop of running) stop();
+  cluster = undefined;
+}
 
 function pgBin(name: string): string {
   for (const dir of ['/usr/lib/postgresql/17/bin', '/usr/lib/postgresql/16/bin', '/usr/lib/postgresql/15/bin']) {
@@ -69,12 +81,14 @@ export function startCluster(options: { crashSafe?: boolean } = {}): Cluster {
   const stop = () => {
     if (stopped) return;
     stopped = true;
+    running.delete(stop);
     try {
       if (existsSync(join(data, 'postmaster.pid'))) halt();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   };
+  running.add(stop);
   process.once('exit', stop);
   return { adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`, halt, resume, stop };
 }
