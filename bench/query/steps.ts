@@ -22,9 +22,10 @@
  *                    the output's hand-back
  *   on thread        the task's time on the query thread besides its statements: checking and
  *                    building the statement, the session's settings
- *   <role> first rows / read   each query.statement: DuckDB binding, planning and running it up to
- *                    its first rows; then reading and converting every row (`files`: which files
- *                    hold a match, a raw read's first statement; `rows`: the answer's)
+ *   statements       the query.statement spans together, DuckDB's share of the request
+ *   <role> execute / read   each query.statement: DuckDB binding, planning and running it; then
+ *                    reading and converting every row (`files`: which files hold a match, a raw
+ *                    read's first statement; `rows`: the answer's)
  *   query rest       the query span minus query.prepare and query.scan
  */
 import { prng } from '../../test/harness/prng.ts';
@@ -142,12 +143,14 @@ for (const name of shapes) {
     if (scan && statements.length > 0) {
       const onThread = Number(scan.attributes['timestore.query.scan.on_thread_ms']);
       add('thread trips', duration(scan) - onThread);
-      add('on thread', onThread - statements.reduce((sum, s) => sum + duration(s), 0));
+      const inStatements = statements.reduce((sum, s) => sum + duration(s), 0);
+      add('on thread', onThread - inStatements);
+      add('statements', inStatements);
       for (const s of statements) {
         const role = String(s.attributes['timestore.query.statement']);
-        const firstRows = Number(s.attributes['timestore.query.statement.first_rows_ms']);
-        add(`${role} first rows`, firstRows);
-        add(`${role} read`, duration(s) - firstRows);
+        const execute = Number(s.attributes['timestore.query.statement.execute_ms']);
+        add(`${role} execute`, execute);
+        add(`${role} read`, duration(s) - execute);
       }
     }
     add('query rest', duration(query) - duration(prepare) - duration(scan));

@@ -74,8 +74,8 @@ export type WorkerQueryOutput = TimedQueryOutput & { onThreadMs: number };
 /** When one statement ran: epoch milliseconds from the thread's time origin and `performance.now()` (comparable across threads). */
 export interface StatementTimes {
   startedAt: number;
-  /** DuckDB had bound and planned the statement and run it up to its first rows. */
-  firstRowsAt: number;
+  /** DuckDB had bound, planned and run the statement: to its end when materialized, to its first rows when streamed. */
+  executedAt: number;
   /** Its last row was read and converted. */
   endedAt: number;
 }
@@ -149,7 +149,7 @@ export async function runQuery(db: DuckDBConnection, input: QueryInput): Promise
   const rows: QueryRow[] = [];
   let columns: QueryColumn[] = [];
   let truncated = false;
-  const statements = await execute(db, input, built, {
+  const statements = await execute(db, input, built, { materialize: true }, {
     onColumns: (c) => {
       columns = c;
     },
@@ -169,7 +169,7 @@ export async function runQuery(db: DuckDBConnection, input: QueryInput): Promise
 export async function runQueryStream(db: DuckDBConnection, input: QueryStreamInput): Promise<QueryStreamSummary> {
   return streamToPort(input, () => {
     const built = build(input);
-    return { limit: built.limit, run: (sink) => execute(db, input, built, sink) };
+    return { limit: built.limit, run: (sink) => execute(db, input, built, { materialize: false }, sink) };
   });
 }
 
@@ -358,7 +358,7 @@ export class Execution {
   }
 }
 
-async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuery, sink: Sink): Promise<StatementTiming[]> {
+async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuery, how: { materialize: boolean }, sink: Sink): Promise<StatementTiming[]> {
   // The session stays in UTC afterwards (nothing in the worker wants another zone; the partition
   // writer sets and restores its own), and under the query's memory limit until a task needs another.
   await useTimeZone(db, 'UTC');
@@ -379,7 +379,7 @@ async function execute(db: DuckDBConnection, input: QueryInput, built: BuiltQuer
     }
   }
   const { sql, params, columns } = statement;
-  const times = await executeStatement(db, { sql, bind: (prepared) => bind(prepared, params), columns, timeoutMs, keep: true }, sink);
+  const times = await executeStatement(db, { sql, bind: (prepared) => bind(prepared, params), columns, timeoutMs, keep: true, ...how }, sink);
   timings.push({ role: 'rows', ...times });
   return timings;
 }
@@ -393,7 +393,7 @@ async function filesHoldingMatches(
   const holding = new Set<string>();
   const times = await executeStatement(
     db,
-    { sql: narrowing.sql, bind: (prepared) => bind(prepared, narrowing.params), columns: ['file'], timeoutMs, keep: true },
+    { sql: narrowing.sql, bind: (prepared) => bind(prepared, narrowing.params), columns: ['file'], timeoutMs, keep: true, materialize: true },
     {
       onColumns() {},
       onRow(row) {
@@ -417,6 +417,12 @@ export interface Statement {
    * built here, whose texts are few: files and values are parameters).
    */
   keep?: boolean;
+  /**
+   * Run it to the end in one call and read its rows from memory, for a result that is kept whole
+   * anyway (bounded by the statement's LIMIT): one trip to DuckDB instead of one per chunk and a
+   * last empty one, 0.25 ms of a one-host hour. Streamed answers fetch chunk by chunk.
+   */
+  materialize?: boolean;
 }
 
 /**
@@ -454,7 +460,7 @@ function putBack(db: DuckDBConnection, sql: string, prepared: DuckDBPreparedStat
 /** Prepares, binds and streams one statement into `sink` within its time budget, converting every value. */
 export async function executeStatement(db: DuckDBConnection, statement: Statement, sink: Sink): Promise<StatementTimes> {
   const startedAt = wallClockMs();
-  let firstRowsAt = startedAt;
+  let executedAt = startedAt;
   const execution = new Execution(db, statement.timeoutMs);
   sink.onStart?.(execution);
   let prepared: DuckDBPreparedStatement | undefined;
@@ -466,15 +472,21 @@ export async function executeStatement(db: DuckDBConnection, statement: Statemen
     // prepare() refuses text with more than one statement.
     else prepared = await execution.call(() => db.prepare(statement.sql));
     statement.bind(prepared);
-    const result: DuckDBResult = await execution.call(() => prepared!.stream());
-    firstRowsAt = wallClockMs();
+    const materialized = statement.materialize ? await execution.call(() => prepared!.run()) : null;
+    const result: DuckDBResult = materialized ?? (await execution.call(() => prepared!.stream()));
+    executedAt = wallClockMs();
+    // A materialized result has run to its end: nothing is left open, whatever the sink reads.
+    if (materialized) exhausted = true;
+    let next = 0;
+    const nextChunk = (): Promise<DuckDBDataChunk | null> | DuckDBDataChunk | null =>
+      materialized ? (next < materialized.chunkCount ? materialized.getChunk(next++) : null) : execution.call(() => result.fetchChunk());
     const converters = result.columnTypes().map(converterFor);
     const names = statement.columns ?? distinctNames(result.columnNames());
     if (converters.length !== names.length) throw new Error(`the query returned ${converters.length} columns, expected ${names.length}`);
     sink.onColumns(names.map((name, i) => ({ name, type: converters[i]!.type })));
 
     reading: while (true) {
-      const chunk: DuckDBDataChunk | null = await execution.call(() => result.fetchChunk());
+      const chunk = await nextChunk();
       if (!chunk || chunk.rowCount === 0) {
         exhausted = true;
         break;
@@ -493,7 +505,7 @@ export async function executeStatement(db: DuckDBConnection, statement: Statemen
       putBack(db, statement.sql, prepared);
       prepared = undefined;
     }
-    return { startedAt, firstRowsAt, endedAt: wallClockMs() };
+    return { startedAt, executedAt, endedAt: wallClockMs() };
   } catch (error) {
     throw classify(error, execution, sink.isCancelled?.() ?? false);
   } finally {

@@ -405,7 +405,7 @@ export class QueryService {
   private traceStatements(statements: StatementTiming[], scan: Context): void {
     const here = (at: number) => at - performance.timeOrigin;
     for (const s of statements) {
-      const attributes = { 'timestore.query.statement': s.role, 'timestore.query.statement.first_rows_ms': s.firstRowsAt - s.startedAt };
+      const attributes = { 'timestore.query.statement': s.role, 'timestore.query.statement.execute_ms': s.executedAt - s.startedAt };
       this.tracer.startSpan('query.statement', { startTime: here(s.startedAt), attributes }, scan).end(here(s.endedAt));
     }
   }
