@@ -28,31 +28,26 @@
  *                    read's first statement; `rows`: the answer's)
  *   query rest       the query span minus query.prepare and query.scan
  */
+import { parseArgs } from 'node:util';
 import { prng } from '../../test/harness/prng.ts';
 import { instances, SHAPES } from './shapes.ts';
 
-const defaults = {
-  url: 'http://127.0.0.1:4100',
-  dataset: 'cpu',
-  'receiver-port': 4318,
-  shapes: 'single-groupby-1-1-1,single-groupby-5-8-1,cpu-max-all-8,double-groupby-1,high-cpu-1',
-  n: 200,
-  'gap-ms': 5,
-  seed: 1,
-  hosts: 1000,
-  hours: 24,
-  start: '2016-01-01T00:00:00Z',
-};
-const opts: Record<string, string | number> = { ...defaults };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i += 2) {
-  const name = argv[i]!.replace(/^--/, '');
-  if (!(name in defaults) || argv[i + 1] === undefined) {
-    console.error(`usage: see the comment at the top of bench/query/steps.ts (bad option --${name})`);
-    process.exit(2);
-  }
-  opts[name] = typeof defaults[name as keyof typeof defaults] === 'number' ? Number(argv[i + 1]) : argv[i + 1]!;
-}
+// Unknown options and missing values are refused by parseArgs itself.
+const { values: given } = parseArgs({
+  options: {
+    url: { type: 'string', default: 'http://127.0.0.1:4100' },
+    dataset: { type: 'string', default: 'cpu' },
+    'receiver-port': { type: 'string', default: '4318' },
+    shapes: { type: 'string', default: 'single-groupby-1-1-1,single-groupby-5-8-1,cpu-max-all-8,double-groupby-1,high-cpu-1' },
+    n: { type: 'string', default: '200' },
+    'gap-ms': { type: 'string', default: '5' },
+    seed: { type: 'string', default: '1' },
+    hosts: { type: 'string', default: '1000' },
+    hours: { type: 'string', default: '24' },
+    start: { type: 'string', default: '2016-01-01T00:00:00Z' },
+  },
+});
+const opts = { ...given, receiverPort: Number(given['receiver-port']), n: Number(given.n), gapMs: Number(given['gap-ms']), seed: Number(given.seed), hosts: Number(given.hosts), hours: Number(given.hours) };
 
 interface Span {
   traceId: string;
@@ -65,7 +60,7 @@ interface Span {
 const spans = new Map<string, Span[]>();
 const ms = (nanos: string) => Number(BigInt(nanos) / 1000n) / 1000;
 const receiver = Bun.serve({
-  port: Number(opts['receiver-port']),
+  port: opts.receiverPort,
   hostname: '127.0.0.1',
   async fetch(req) {
     const body = (await req.json()) as any;
@@ -84,14 +79,14 @@ const receiver = Bun.serve({
 });
 
 const hex = (bytes: number) => Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
-const space = { hosts: Number(opts.hosts), startMs: Date.parse(String(opts.start)), hours: Number(opts.hours) };
+const space = { hosts: opts.hosts, startMs: Date.parse(opts.start), hours: opts.hours };
 const sent: { shape: string; traceId: string; clientMs: number }[] = [];
-const shapes = String(opts.shapes).split(',');
+const shapes = opts.shapes.split(',');
 for (const name of shapes) {
   const shape = SHAPES.find((s) => s.name === name);
   if (!shape) throw new Error(`unknown shape ${name}; known: ${SHAPES.map((s) => s.name).join(', ')}`);
-  for (const body of instances(shape, space, Number(opts.n), prng(Number(opts.seed)))) {
-    await Bun.sleep(Number(opts['gap-ms']));
+  for (const body of instances(shape, space, opts.n, prng(opts.seed))) {
+    await Bun.sleep(opts.gapMs);
     const traceId = hex(16);
     const started = performance.now();
     const res = await fetch(`${opts.url}/datasets/${opts.dataset}/query`, {
