@@ -30,6 +30,7 @@
  */
 import { parseArgs } from 'node:util';
 import { prng } from '../../test/harness/prng.ts';
+import { percentile } from '../ingest/load.ts';
 import { instances, SHAPES } from './shapes.ts';
 
 // Unknown options and missing values are refused by parseArgs itself.
@@ -50,7 +51,6 @@ const { values: given } = parseArgs({
 const opts = { ...given, receiverPort: Number(given['receiver-port']), n: Number(given.n), gapMs: Number(given['gap-ms']), seed: Number(given.seed), hosts: Number(given.hosts), hours: Number(given.hours) };
 
 interface Span {
-  traceId: string;
   name: string;
   start: number;
   end: number;
@@ -69,7 +69,7 @@ const receiver = Bun.serve({
         for (const s of ss.spans ?? []) {
           const attributes = Object.fromEntries((s.attributes ?? []).map((a: any) => [a.key, Object.values(a.value)[0]]));
           const list = spans.get(s.traceId) ?? [];
-          list.push({ traceId: s.traceId, name: s.name, start: ms(s.startTimeUnixNano), end: ms(s.endTimeUnixNano), attributes });
+          list.push({ name: s.name, start: ms(s.startTimeUnixNano), end: ms(s.endTimeUnixNano), attributes });
           spans.set(s.traceId, list);
         }
       }
@@ -109,10 +109,6 @@ const deadline = Date.now() + 30_000;
 while (!sent.every((s) => complete(s.traceId)) && Date.now() < deadline) await Bun.sleep(200);
 receiver.stop(true);
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const rows: Record<string, string | number>[] = [];
 for (const name of shapes) {
   const steps: Record<string, number[]> = {};
@@ -151,7 +147,7 @@ for (const name of shapes) {
     add('query rest', duration(query) - duration(prepare) - duration(scan));
   }
   const row: Record<string, string | number> = { shape: name, n: steps.client?.length ?? 0 };
-  for (const [step, values] of Object.entries(steps)) row[step] = Math.round(median(values) * 1000) / 1000;
+  for (const [step, values] of Object.entries(steps)) row[step] = Math.round(percentile(values, 50) * 1000) / 1000;
   if (missing > 0) row.missing = missing;
   rows.push(row);
 }

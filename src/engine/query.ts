@@ -98,15 +98,12 @@ export function encodeQueryOutput(output: WorkerQueryOutput): Uint8Array {
   return new TextEncoder().encode(`${JSON.stringify({ ...rest, rowCount: rows.length })}\n${JSON.stringify(rows)}`);
 }
 
-export interface EncodedQueryOutput {
-  columns: QueryColumn[];
-  truncated: boolean;
+/** {@link WorkerQueryOutput} with its rows left as bytes. */
+export type EncodedQueryOutput = Omit<WorkerQueryOutput, 'rows'> & {
   rowCount: number;
-  statements: StatementTiming[];
-  onThreadMs: number;
   /** The rows, a JSON array of row objects, UTF-8. */
   rowsJson: Uint8Array;
-}
+};
 
 /** The parts of {@link encodeQueryOutput}'s buffer, the rows left as bytes. */
 export function decodeQueryOutput(buffer: Uint8Array): EncodedQueryOutput {
