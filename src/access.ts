@@ -2,7 +2,7 @@
 import type { Sql } from 'postgres';
 import { findDataset } from './catalog/datasets.ts';
 import { getJob } from './catalog/job-table.ts';
-import type { Dataset, DatasetIam } from './model/records.ts';
+import { type Dataset, type DatasetIam, sameDatasetRow } from './model/records.ts';
 
 export interface DatasetRef {
   datasetSlug?: string;
@@ -17,11 +17,49 @@ export interface DatasetAccess extends DatasetIam {
   dataset?: Dataset;
 }
 
-export function datasetIamResolver(sql: Sql) {
-  return async (ref: DatasetRef): Promise<DatasetAccess | null> => {
-    const idOrSlug = ref.jobId ? (await getJob(sql, ref.jobId))?.datasetId : (ref.datasetSlug ?? ref.datasetId);
-    if (!idOrSlug) return null;
-    const dataset = await findDataset(sql, idOrSlug);
-    return dataset ? { ...dataset.metadata.iam, slug: dataset.slug, dataset } : null;
+export interface DatasetAccessReader {
+  /** The access rules of the dataset `ref` names, read from the catalog now; null when there is no such dataset. */
+  read(ref: DatasetRef): Promise<DatasetAccess | null>;
+  /**
+   * What the last `read` of the same slug or id found, while it looks likely to be current: that
+   * read found the same row as the one before it, and this process has not changed the dataset
+   * since. A row that changes between reads (a dataset written to all the time) is not offered,
+   * so that work done on it is seldom thrown away.
+   */
+  recent(ref: DatasetRef): DatasetAccess | null;
+  /** This process has just changed the dataset (published a version): its recent row is outdated. */
+  changed(datasetId: string): void;
+}
+
+/** How many datasets' last reads are remembered for `recent` (the oldest is forgotten first). */
+const RECENT_DATASETS = 1_000;
+
+export function datasetAccessReader(sql: Sql): DatasetAccessReader {
+  const recent = new Map<string, { access: DatasetAccess; stable: boolean }>();
+  const remember = (key: string, access: DatasetAccess | null): void => {
+    const previous = recent.get(key);
+    recent.delete(key);
+    if (!access?.dataset) return;
+    const stable = previous !== undefined && sameDatasetRow(previous.access.dataset!, access.dataset);
+    recent.set(key, { access, stable });
+    if (recent.size > RECENT_DATASETS) recent.delete(recent.keys().next().value as string);
+  };
+  return {
+    async read(ref) {
+      const idOrSlug = ref.jobId ? (await getJob(sql, ref.jobId))?.datasetId : (ref.datasetSlug ?? ref.datasetId);
+      if (!idOrSlug) return null;
+      const dataset = await findDataset(sql, idOrSlug);
+      const access = dataset ? { ...dataset.metadata.iam, slug: dataset.slug, dataset } : null;
+      if (!ref.jobId) remember(idOrSlug, access);
+      return access;
+    },
+    recent(ref) {
+      const idOrSlug = ref.jobId ? undefined : (ref.datasetSlug ?? ref.datasetId);
+      const entry = idOrSlug ? recent.get(idOrSlug) : undefined;
+      return entry?.stable ? entry.access : null;
+    },
+    changed(datasetId) {
+      for (const entry of recent.values()) if (entry.access.dataset?.id === datasetId) entry.stable = false;
+    },
   };
 }

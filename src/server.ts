@@ -5,7 +5,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { datasetIamResolver } from './access.ts';
+import { datasetAccessReader } from './access.ts';
 import { AdminService } from './admin/service.ts';
 import { Lifecycle } from './lifecycle/service.ts';
 import { openCatalog, type Catalog } from './catalog/connection.ts';
@@ -141,6 +141,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const tracing = Tracing.create(config.tracing, log);
   const { tracer } = tracing;
   const { lifecycle, runner: lifecycleRunner } = lifecycleOf(core, config, log, metrics, { run: config.lifecycle.enabled, servesQueries: true });
+  const datasetAccess = datasetAccessReader(catalog.sql);
   const runner = new JobRunner({ catalog, log, concurrency: config.ingest.concurrency, tracer, metrics, ...retries(config) }).register(
     INGEST_JOB_KIND,
     ingestJobHandler({
@@ -155,6 +156,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       // The query service exists once the runner is up; a publish before that has no cache to feed.
       published: (datasetId, version) => {
         lifecycle.compactSoon(datasetId);
+        datasetAccess.changed(datasetId);
         query?.published(datasetId, version);
       },
     }),
@@ -246,7 +248,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     tracer,
     scopes: config.scopes,
     authMode: config.auth.mode,
-    datasetIam: datasetIamResolver(catalog.sql),
+    datasetAccess,
     tokens,
   }).listen({
     hostname: config.host,

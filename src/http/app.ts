@@ -3,6 +3,7 @@
  * documentation, and the route groups. Routes stay thin and call services.
  */
 import { Elysia } from 'elysia';
+import type { DatasetAccessReader } from '../access.ts';
 import type { AdminService } from '../admin/service.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -12,7 +13,7 @@ import type { QueryService } from '../query/service.ts';
 import type { Readiness } from '../readiness.ts';
 import type { AuthMode, Config } from '../config.ts';
 import type { TokenService } from '../tokens/service.ts';
-import { type AuthOptions, auth } from './auth.ts';
+import { auth } from './auth.ts';
 import { apiDocs } from './docs.ts';
 import { errorHandler } from './errors.ts';
 import { requestLog } from './request-log.ts';
@@ -33,7 +34,8 @@ export interface AppDependencies {
   scopes: Config['scopes'];
   /** Where a request's scopes come from (TIMESTORE_AUTH). */
   authMode: AuthMode;
-  datasetIam: AuthOptions['datasetIam'];
+  /** The dataset rows scope checks read (access.ts). */
+  datasetAccess: DatasetAccessReader;
   tokens: TokenService;
   ingest: IngestService;
   query: QueryService;
@@ -67,7 +69,8 @@ export function createApp(deps: AppDependencies) {
   const scoped = auth({
     scopes: deps.scopes,
     mode: deps.authMode,
-    datasetIam: deps.datasetIam,
+    datasetIam: deps.datasetAccess.read,
+    recentDatasetIam: deps.datasetAccess.recent,
     authenticateToken: async (secret) => {
       const token = await deps.tokens.authenticate(secret);
       return { scopes: token.scopes, actor: token.name };

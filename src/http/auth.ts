@@ -29,6 +29,14 @@
  * server read or parse a body (and learns nothing from a 400); requests without a body (GET,
  * DELETE) and routes whose handler reads the body itself are checked in transform, still
  * before validation and the handler. A request is checked once, whichever hook comes first.
+ *
+ * A read-only route that says `dataset: 'recent'` (the queries) does not wait for the catalog when
+ * this process has read the dataset's row before and that row lets the caller in: the request goes
+ * on with that row while the catalog's current row is read alongside (pending-checks.ts). The
+ * handler works on the recent row and compares the two before answering; a refusal by the current
+ * row replaces whatever the request would have answered, so the answer is the same as the one a
+ * check that waited would have given. A recent row that refuses the caller is never trusted: the
+ * check then waits for the catalog.
  */
 import { Elysia } from 'elysia';
 import type { DatasetAccess, DatasetRef } from '../access.ts';
@@ -38,16 +46,22 @@ import { bearerToken } from '../model/api-tokens.ts';
 import type { Dataset } from '../model/records.ts';
 import { influxToken } from './influx-credentials.ts';
 import { toAppError } from './errors.ts';
+import { awaitingConfirmation, confirmedDatasetOf } from './pending-checks.ts';
 
 export type ScopeRule = 'open' | 'read' | 'write' | 'admin';
 
 /**
  * A route's `scope` option: its rule, or its rule with `body: 'read-by-handler'` (the handler reads
  * the request body itself, which a parse hook would read first), `datasets: 'known-to-handler'`
- * (see above), and `credentials: 'influx'` (the InfluxDB write routes: a token is also taken as
+ * (see above), `dataset: 'recent'` (see above; the handler passes {@link confirmedDatasetOf} on to
+ * its service), and `credentials: 'influx'` (the InfluxDB write routes: a token is also taken as
  * `Authorization: Token …`, Basic with the token as password, or v1's `?p=`).
  */
-export type ScopeOption = ScopeRule | { rule: ScopeRule; body?: 'read-by-handler'; datasets?: 'known-to-handler'; credentials?: 'influx' };
+export type ScopeOption =
+  | ScopeRule
+  | { rule: ScopeRule; body?: 'read-by-handler'; datasets?: 'known-to-handler'; dataset?: 'recent'; credentials?: 'influx' };
+
+export { confirmedDatasetOf };
 
 export interface Principal {
   scopes: string[];
@@ -59,6 +73,8 @@ export interface AuthOptions {
   scopes: Config['scopes'];
   /** The access rules of the dataset a request touches; null when there is no such dataset. */
   datasetIam(ref: DatasetRef): Promise<DatasetAccess | null>;
+  /** What `datasetIam` last found for the same dataset in this process, for routes with `dataset: 'recent'`. */
+  recentDatasetIam?(ref: DatasetRef): DatasetAccess | null;
   /** Default `headers`. */
   mode?: AuthMode;
   /** Mode `tokens`: the principal of a token's secret; throws a 401 AppError for a secret that is not valid. */
@@ -158,9 +174,11 @@ export function auth(options: AuthOptions) {
     }
   };
 
+  const satisfied = (needed: readonly string[], held: readonly string[]): boolean => needed.length === 0 || needed.some((scope) => held.includes(scope));
+
   /** Refuses a caller holding none of `needed` (none needed: the route is open to it). */
   const demand = (needed: readonly string[], held: readonly string[]): void => {
-    if (needed.length === 0 || needed.some((scope) => held.includes(scope))) return;
+    if (satisfied(needed, held)) return;
     // The message names no scope: a dataset's own scopes would tell that it exists.
     if (mode === 'tokens') throw errors.forbidden('the token holds none of the scopes this route needs');
     if (held.length === 0) throw errors.unauthorized('this route needs a scope: send it in x-iam-scopes');
@@ -168,10 +186,7 @@ export function auth(options: AuthOptions) {
   };
 
   const datasetRule = (rule: ScopeRule, held: readonly string[]): DatasetRule => ({
-    may: (dataset) => {
-      const needed = rule === 'read' || rule === 'write' ? grantedBy(rule, dataset, dataset.slug) : [];
-      return needed.length === 0 || needed.some((scope) => held.includes(scope));
-    },
+    may: (dataset) => satisfied(rule === 'read' || rule === 'write' ? grantedBy(rule, dataset, dataset.slug) : [], held),
     check: async (slug) => demand(await required(rule, { datasetSlug: slug }), held),
   });
 
@@ -197,10 +212,29 @@ export function auth(options: AuthOptions) {
   const holdsAdmin = (scopes: string[]) => !options.scopes.admin || scopes.includes(options.scopes.admin);
 
   /**
+   * A read passes its check on the dataset's recent row when that row lets the caller in, with the
+   * catalog's current row read alongside and checked the same way (pending-checks.ts); false when
+   * there is no such row, or it does not let the caller in.
+   */
+  const passedOnRecentRow = (params: DatasetRef, request: Request, held: readonly string[]): boolean => {
+    const recent = options.recentDatasetIam?.(params);
+    if (!recent?.dataset || !satisfied(grantedBy('read', recent, recent.slug), held)) return false;
+    datasetsRead.set(request, recent.dataset);
+    awaitingConfirmation(
+      request,
+      options.datasetIam(params).then((current) => {
+        demand(grantedBy('read', current, current?.slug ?? params.datasetSlug), held);
+        return current?.dataset ?? null;
+      }),
+    );
+    return true;
+  };
+
+  /**
    * `perDataset`: the datasets are known to the handler only, so here the caller is identified (a
    * 401 before the body is read) and the rule is left for the handler to apply to each dataset.
    */
-  const authorize = async (rule: ScopeRule, c: HookContext, perDataset: boolean): Promise<void> => {
+  const authorize = async (rule: ScopeRule, c: HookContext, perDataset: boolean, recentRow: boolean): Promise<void> => {
     let principal: Principal;
     if (mode === 'tokens') {
       // Anonymous requests are refused before the catalog is asked anything about datasets.
@@ -218,14 +252,16 @@ export function auth(options: AuthOptions) {
       }
       return;
     }
-    demand(await required(rule, (c.params ?? {}) as DatasetRef, c.request), principal.scopes);
+    const params = (c.params ?? {}) as DatasetRef;
+    if (recentRow && rule === 'read' && passedOnRecentRow(params, c.request, principal.scopes)) return;
+    demand(await required(rule, params, c.request), principal.scopes);
   };
 
   const checked = new WeakMap<Request, Promise<void>>();
-  const checkOnce = (rule: ScopeRule, c: HookContext, perDataset: boolean): Promise<void> => {
+  const checkOnce = (rule: ScopeRule, c: HookContext, perDataset: boolean, recentRow: boolean): Promise<void> => {
     let check = checked.get(c.request);
     if (!check) {
-      check = authorize(rule, c, perDataset);
+      check = authorize(rule, c, perDataset, recentRow);
       checked.set(c.request, check);
     }
     return check;
@@ -233,9 +269,10 @@ export function auth(options: AuthOptions) {
 
   return new Elysia({ name: 'timestore/auth' }).macro({
     scope: (option: ScopeOption) => {
-      const { rule, body, datasets, credentials } = typeof option === 'string' ? { rule: option } : option;
+      const { rule, body, datasets, dataset, credentials } = typeof option === 'string' ? { rule: option } : option;
       const influxCredentials = credentials === 'influx';
       const perDataset = datasets === 'known-to-handler';
+      const recentRow = dataset === 'recent';
       const detail = {
         'x-timestore-scope': rule,
         security: rule === 'open' || mode === 'none' ? [] : [mode === 'tokens' ? { bearerToken: [] } : { iamScopes: [] }],
@@ -256,15 +293,18 @@ export function auth(options: AuthOptions) {
       }
       // Hooks destructure what they read: Elysia infers from a hook's parameters what to prepare,
       // and a hook taking the whole context would make it parse every body (sucrose).
-      const transform = ({ request, params, set }: HookContext) => checkOnce(rule, { request, params, set, influxCredentials }, perDataset);
-      if (body === 'read-by-handler') return { detail, transform };
+      const transform = ({ request, params, set }: HookContext) => checkOnce(rule, { request, params, set, influxCredentials }, perDataset, recentRow);
+      // A handler that answered before its check was confirmed still waits for the confirmation here.
+      const afterHandle = async ({ request }: { request: Request }) => void (await confirmedDatasetOf(request));
+      if (body === 'read-by-handler') return { detail, transform, ...(recentRow ? { afterHandle } : {}) };
       return {
         detail,
+        ...(recentRow ? { afterHandle } : {}),
         // Returns nothing, so Elysia's own parser reads the body afterwards (only if the check passed).
         // Elysia wraps what a parse hook throws as a parse error, so anything else becomes its AppError here.
         async parse({ request, params, set }: HookContext) {
           try {
-            await checkOnce(rule, { request, params, set, influxCredentials }, perDataset);
+            await checkOnce(rule, { request, params, set, influxCredentials }, perDataset, recentRow);
           } catch (err) {
             throw err instanceof AppError ? err : toAppError('UNKNOWN', err, request);
           }

@@ -14,6 +14,7 @@ import { AppError, errors } from '../model/errors.ts';
 import { StorageError } from '../storage/driver.ts';
 import { PartitionCacheError } from '../storage/partition-cache.ts';
 import type { Logger } from '../log.ts';
+import { checkFailureOf } from './pending-checks.ts';
 import { requestId } from './request-log.ts';
 
 export const ErrorBody = t.Object(
@@ -67,9 +68,11 @@ export function toAppError(code: string | number, error: unknown, request: Reque
 }
 
 export function errorHandler(log: Logger) {
-  return new Elysia({ name: 'timestore/errors' }).onError({ as: 'global' }, ({ code, error, request, set }) => {
-    const appError = toAppError(code, error, request);
-    if (appError.status >= 500) log.error({ err: error, requestId: requestId(request), method: request.method, url: request.url }, 'request failed');
+  return new Elysia({ name: 'timestore/errors' }).onError({ as: 'global' }, async ({ code, error, request, set }) => {
+    // A scope check still being confirmed decides first: a caller it refuses learns nothing else.
+    const refusal = await checkFailureOf(request);
+    const appError = refusal ? toAppError('UNKNOWN', refusal, request) : toAppError(code, error, request);
+    if (appError.status >= 500) log.error({ err: refusal ?? error, requestId: requestId(request), method: request.method, url: request.url }, 'request failed');
     set.status = appError.status;
     return errorResponse(appError, set.headers as Record<string, string>);
   });

@@ -42,6 +42,11 @@ export function ifNamed(read: Dataset | undefined, idOrSlug: string): Dataset | 
   return read && (read.slug === idOrSlug || read.id === idOrSlug) ? read : undefined;
 }
 
+/** Whether two reads of a dataset's row found it unchanged: every column equal (both read the same way, so keys come in one order). */
+export function sameDatasetRow(a: Dataset, b: Dataset): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
 export interface SchemaVersion {
   datasetId: string;
   version: number;

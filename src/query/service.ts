@@ -11,7 +11,7 @@ import { encodeCreatedCursor } from '../catalog/keyset.ts';
 import { activePartitionCount, listActivePartitions, listPartitionChanges, listRemovingVersions } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
 import { aggregationType, EVERY_INSTANT, type LatestRequest, type QueryParameters, type QueryRequest } from '../model/query.ts';
-import { type Dataset, ifNamed, type Partition, type SchemaField } from '../model/records.ts';
+import { type Dataset, ifNamed, type Partition, sameDatasetRow, type SchemaField } from '../model/records.ts';
 import { seriesKey } from '../model/series.ts';
 import type { QueryStream, WorkerPool } from '../engine/pool.ts';
 import { QueryError, type QueryInput, type QueryOutput, type QueryRow, type StatementTiming } from '../engine/query.ts';
@@ -38,6 +38,12 @@ export type QueryAsked = QueryRequest | { parameters: QueryParameters };
 export interface RequestContext {
   trace?: Context;
   dataset?: Dataset;
+  /**
+   * When `dataset` is the row as this process read it for an earlier request: the catalog's row
+   * now (null: the dataset is gone), or the scope check's refusal. A query runs on `dataset` while
+   * this is read, and again on the catalog's row if the two differ.
+   */
+  confirmed?: Promise<Dataset | null>;
 }
 
 function modeOf(asked: QueryAsked): QueryMode {
@@ -271,42 +277,69 @@ export class QueryService {
     const m = this.measure(slug, mode, context.trace);
     let result: QueryResult;
     try {
-      const prepared = await this.prepareIn(m, slug, planner, context.dataset);
-      try {
-        const input = prepared.input;
-        const output = prepared.cached
-          ? encoded(prepared.cached)
-          : input
-            ? await inSpan(this.tracer, 'query.scan', m.trace, async (scan, scanContext) => {
-                const scanned = await this.o.pool.queryEncoded(input);
-                m.span.setAttribute('timestore.query.threads', scanned.threads);
-                if (scan.isRecording()) {
-                  scan.setAttribute('timestore.query.scan.on_thread_ms', scanned.onThreadMs);
-                  this.traceStatements(scanned.statements, scanContext);
-                }
-                return scanned;
-              })
-            : encoded({ rows: [], truncated: false });
-        m.span.setAttribute('timestore.query.rows', output.rowCount);
-        result = {
-          mode: m.mode,
-          rowsJson: output.rowsJson,
-          rowCount: output.rowCount,
-          truncated: output.truncated,
-          columns: resultColumns(prepared.plan, prepared.fields),
-          manifestVersion: prepared.dataset.manifestVersion,
-          partitions: { scanned: prepared.scanned, pruned: prepared.pruned },
-          source: prepared.source,
-        };
-      } finally {
-        prepared.release();
-      }
+      result = await this.onConfirmedRow(m, context, (read) => this.answerOn(m, slug, planner, read));
     } catch (err) {
       this.finish(m, err);
       throw err;
     }
     this.finish(m, null);
     return result;
+  }
+
+  /**
+   * `attempt` on the row the request's scope check passed on. A recent row (`context.confirmed`) is
+   * used while the catalog's current row is read; what `attempt` gave on it (answer or error) is
+   * kept when the two rows are equal, else `attempt` runs again on the current row.
+   */
+  private async onConfirmedRow<T>(m: Measured, context: RequestContext, attempt: (read: Dataset | undefined) => Promise<T>): Promise<T> {
+    const { dataset: recent, confirmed } = context;
+    if (!confirmed || !recent) {
+      m.span.setAttribute('timestore.query.dataset_row', 'read');
+      return attempt(recent);
+    }
+    const outcome = await attempt(recent).then(
+      (value) => ({ value }),
+      (error: unknown) => ({ error }),
+    );
+    const current = await confirmed;
+    const same = current !== null && sameDatasetRow(current, recent);
+    m.span.setAttribute('timestore.query.dataset_row', same ? 'recent' : 'outdated');
+    if (!same) return attempt(current ?? undefined);
+    if ('error' in outcome) throw outcome.error;
+    return outcome.value;
+  }
+
+  private async answerOn<P extends ScanPlan>(m: Measured, slug: string, planner: Planner<P>, read: Dataset | undefined): Promise<QueryResult> {
+    const prepared = await this.prepareIn(m, slug, planner, read);
+    try {
+      const input = prepared.input;
+      const output = prepared.cached
+        ? encoded(prepared.cached)
+        : input
+          ? await inSpan(this.tracer, 'query.scan', m.trace, async (scan, scanContext) => {
+              const scanned = await this.o.pool.queryEncoded(input);
+              m.span.setAttribute('timestore.query.threads', scanned.threads);
+              if (scan.isRecording()) {
+                scan.setAttribute('timestore.query.scan.on_thread_ms', scanned.onThreadMs);
+                this.traceStatements(scanned.statements, scanContext);
+              }
+              return scanned;
+            })
+          : encoded({ rows: [], truncated: false });
+      m.span.setAttribute('timestore.query.rows', output.rowCount);
+      return {
+        mode: m.mode,
+        rowsJson: output.rowsJson,
+        rowCount: output.rowCount,
+        truncated: output.truncated,
+        columns: resultColumns(prepared.plan, prepared.fields),
+        manifestVersion: prepared.dataset.manifestVersion,
+        partitions: { scanned: prepared.scanned, pruned: prepared.pruned },
+        source: prepared.source,
+      };
+    } finally {
+      prepared.release();
+    }
   }
 
   /**
@@ -322,7 +355,9 @@ export class QueryService {
     const m = this.measure(slug, modeOf(request), context.trace);
     let prepared: Prepared;
     try {
-      prepared = await this.prepareIn(m, slug, this.queryPlanner(request), context.dataset);
+      // Rows streamed cannot be taken back: a recent row is confirmed before the first is read.
+      const read = context.confirmed ? ((await context.confirmed) ?? undefined) : context.dataset;
+      prepared = await this.prepareIn(m, slug, this.queryPlanner(request), read);
     } catch (err) {
       this.finish(m, err);
       throw err;

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { Writable } from 'node:stream';
+import { findDataset, updateDataset } from '../../src/catalog/datasets.ts';
 import { getJob } from '../../src/catalog/job-table.ts';
 import { createLogger } from '../../src/log.ts';
 import { freePortAsync } from '../harness/ports.ts';
@@ -191,6 +192,33 @@ describe('with an OTLP endpoint', () => {
     expect(onThreadMs).toBeLessThanOrEqual(ms(scan.endTimeUnixNano) - ms(scan.startTimeUnixNano));
     expect(start).toBeGreaterThanOrEqual(ms(scan.startTimeUnixNano) - 1);
     expect(end).toBeLessThanOrEqual(ms(scan.endTimeUnixNano) + 1);
+  });
+
+  test("a query's span says which row of its dataset it ran on: read for it, a recent one, or an outdated one", async () => {
+    const datasetRow = async () => {
+      const traceId = hex(32);
+      const res = await postJson(
+        `${ts.url}/datasets/traced/query`,
+        { timeRange: { start: '2026-01-01T00:00:00Z', end: '2026-01-02T00:00:00Z' }, downsample: { intervalUnit: 'day', aggregations: [{ fn: 'count', alias: 'n' }] } },
+        { traceparent: `00-${traceId}-${hex(16)}-01` },
+      );
+      expect(res.status).toBe(200);
+      expect(res.body.manifestVersion).toBe((await findDataset(ts.sql, 'traced'))!.manifestVersion);
+      return attr((await trace(traceId, ['query'])).find((s) => s.name === 'query')!, 'timestore.query.dataset_row');
+    };
+    // This process published a version: the next query's check reads the row; so does the one
+    // after, since the row had changed between the last two reads; then the row is trusted.
+    expect((await postJson(`${ts.url}/datasets/traced/ingest?wait=true`, batch('c'))).status).toBe(201);
+    expect(await datasetRow()).toBe('read');
+    expect(await datasetRow()).toBe('read');
+    expect(await datasetRow()).toBe('recent');
+    expect(await datasetRow()).toBe('recent');
+    // Changed elsewhere (as by another process): found out by the query that ran on the old row.
+    const dataset = (await findDataset(ts.sql, 'traced'))!;
+    await updateDataset(ts.sql, dataset.id, { description: 'changed elsewhere' });
+    expect(await datasetRow()).toBe('outdated');
+    expect(await datasetRow()).toBe('read');
+    expect(await datasetRow()).toBe('recent');
   });
 
   test('without a traceparent (or with a malformed one) a request starts a new trace; its job still joins it', async () => {

@@ -1,8 +1,8 @@
 /** POST and GET /datasets/:datasetSlug/query (time-range reads and downsampling) and /latest (the latest row of every series). */
 import { Elysia, type Static, t } from 'elysia';
 import { type LatestRequest, latestRequestSchema, QueryParametersSchema, type QueryRequest, queryRequestSchema } from '../../model/query.ts';
-import type { QueryAsked, QueryResult, QueryService } from '../../query/service.ts';
-import { datasetReadBy, type Scoped } from '../auth.ts';
+import type { QueryAsked, QueryResult, QueryService, RequestContext } from '../../query/service.ts';
+import { confirmedDatasetOf, datasetReadBy, type Scoped } from '../auth.ts';
 import { keepOpenFor } from '../accepted.ts';
 import { ErrorBody } from '../errors.ts';
 import { requestTraceContext } from '../request-log.ts';
@@ -48,10 +48,15 @@ function csvField(value: unknown): string {
   return /[",\r\n]/.test(text) || text === '' ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
+/** The request's trace, and the dataset row its scope check passed on (with the confirmation of that row when it was a recent one). */
+function requestContext(http: Request): RequestContext {
+  return { trace: requestTraceContext(http), dataset: datasetReadBy(http), confirmed: confirmedDatasetOf(http) };
+}
+
 /** The answer to a query, POST or GET: JSON, or rows streamed as CSV or NDJSON when `Accept` asks for them. */
 async function answerQuery(service: QueryService, slug: string, asked: QueryAsked, accept: string | undefined, http: Request): Promise<Response> {
   const format = streamFormat(accept);
-  const context = { trace: requestTraceContext(http), dataset: datasetReadBy(http) };
+  const context = requestContext(http);
   if (!format) {
     // A Response on both paths (JSON here, a stream below) keeps the handler's type one thing.
     return answerOf(await service.query(slug, asked, context));
@@ -96,7 +101,7 @@ export function queryRoutes(service: QueryService, scoped: Scoped) {
       return answerQuery(service, params.datasetSlug, request, headers.accept, http);
     },
     {
-      scope: 'read',
+      scope: { rule: 'read', dataset: 'recent' },
       params: t.Object({ datasetSlug: t.String() }),
       body: QueryBody,
       response: { 200: QueryAnswer, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody },
@@ -119,7 +124,7 @@ export function queryRoutes(service: QueryService, scoped: Scoped) {
       return answerQuery(service, params.datasetSlug, { parameters: query }, headers.accept, http);
     },
     {
-      scope: 'read',
+      scope: { rule: 'read', dataset: 'recent' },
       params: t.Object({ datasetSlug: t.String() }),
       query: QueryParametersSchema,
       response: { 200: QueryAnswer, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody },
@@ -137,10 +142,10 @@ export function queryRoutes(service: QueryService, scoped: Scoped) {
     async ({ params, body, request: http, server }) => {
       keepOpenFor(server, http, service.timeoutMs);
       const request: LatestRequest = body;
-      return answerOf(await service.latest(params.datasetSlug, request, { trace: requestTraceContext(http), dataset: datasetReadBy(http) }));
+      return answerOf(await service.latest(params.datasetSlug, request, requestContext(http)));
     },
     {
-      scope: 'read',
+      scope: { rule: 'read', dataset: 'recent' },
       params: t.Object({ datasetSlug: t.String() }),
       body: LatestBody,
       response: { 200: QueryAnswer, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody },
