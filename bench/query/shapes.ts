@@ -37,6 +37,8 @@ export interface Space {
   /** First timestamp of the data (ms) and its length in hours. */
   startMs: number;
   hours: number;
+  /** The dataset's timestamp column (default `timestamp`; the peers benchmark's data calls it `ts`). */
+  timestampColumn?: string;
 }
 
 export interface Shape {
@@ -117,12 +119,12 @@ export const SHAPES: Shape[] = [
   {
     name: 'lastpoint',
     rangeHours: (space) => space.hours,
-    body: (_space, _random, range) => ({
+    body: (space, _random, range) => ({
       timeRange: { start: iso(range.start), end: iso(range.end) },
       downsample: {
         intervalUnit: 'day',
         intervalSize: 36_500,
-        aggregations: [{ fn: 'max', column: 'timestamp', alias: 'last_time' }, ...FIELDS.map((column) => ({ fn: 'last', column }))],
+        aggregations: [{ fn: 'max', column: space.timestampColumn ?? 'timestamp', alias: 'last_time' }, ...FIELDS.map((column) => ({ fn: 'last', column }))],
         groupBy: ['hostname'],
       },
       limit: 100_000,

@@ -6,7 +6,7 @@
  *   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:4318/v1/traces ./timestore serve   (its usual settings)
  *   node_modules/.bin/bun bench/query/steps.ts --url http://127.0.0.1:4100 [--dataset cpu]
  *       [--receiver-port 4318] [--shapes single-groupby-1-1-1,…] [--n 200] [--gap-ms 5] [--seed 1]
- *       [--hosts 1000] [--hours 24] [--start 2016-01-01T00:00:00Z]
+ *       [--hosts 1000] [--hours 24] [--start 2016-01-01T00:00:00Z] [--timestamp-column timestamp]
  *
  * The server must hold the TSBS data (bench/ingest, or the peers benchmark's); the requests are
  * sent one at a time, `--gap-ms` apart (as a client waiting on each answer sends them), each with
@@ -46,6 +46,8 @@ const { values: given } = parseArgs({
     hosts: { type: 'string', default: '1000' },
     hours: { type: 'string', default: '24' },
     start: { type: 'string', default: '2016-01-01T00:00:00Z' },
+    // The peers benchmark's data calls it `ts`.
+    'timestamp-column': { type: 'string', default: 'timestamp' },
   },
 });
 const opts = { ...given, receiverPort: Number(given['receiver-port']), n: Number(given.n), gapMs: Number(given['gap-ms']), seed: Number(given.seed), hosts: Number(given.hosts), hours: Number(given.hours) };
@@ -79,7 +81,7 @@ const receiver = Bun.serve({
 });
 
 const hex = (bytes: number) => Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
-const space = { hosts: opts.hosts, startMs: Date.parse(opts.start), hours: opts.hours };
+const space = { hosts: opts.hosts, startMs: Date.parse(opts.start), hours: opts.hours, timestampColumn: given['timestamp-column'] };
 const sent: { shape: string; traceId: string; clientMs: number }[] = [];
 const shapes = opts.shapes.split(',');
 for (const name of shapes) {
