@@ -22,9 +22,10 @@ export interface DatasetAccessReader {
   read(ref: DatasetRef): Promise<DatasetAccess | null>;
   /**
    * What the last `read` of the same slug or id found, while it looks likely to be current: that
-   * read found the same row as the one before it, and this process has not changed the dataset
-   * since. A row that changes between reads (a dataset written to all the time) is not offered,
-   * so that work done on it is seldom thrown away.
+   * read found the same row as the one before it, and no batch this process wrote has been
+   * published to the dataset since. A row that changes between reads (a dataset written to all the
+   * time) is not offered, so that work done on it is seldom thrown away; other changes (another
+   * process's writes, compaction) are found by the read that confirms the row.
    */
   recent(ref: DatasetRef): DatasetAccess | null;
   /** This process has just changed the dataset (published a version): its recent row is outdated. */
