@@ -424,6 +424,25 @@ describe('raw mode', () => {
     expect(exact.truncated).toBe(false);
   });
 
+  test('an answer arrives whole at any size: a small one with its length, a large one in chunks', async () => {
+    const raw = (limit: number) =>
+      fetch(`${ts.url}/datasets/${SLUG}/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ timeRange: RANGE, limit }) });
+    const small = await raw(25);
+    const smallText = await small.text();
+    expect(small.headers.get('content-length')).toBe(String(Buffer.byteLength(smallText)));
+    expect(JSON.parse(smallText).rows).toHaveLength(25);
+
+    // Rows of 64 KiB or more follow the head without being copied into one buffer.
+    const large = await raw(100_000);
+    const largeText = await large.text();
+    expect(large.status).toBe(200);
+    expect(large.headers.get('content-type')).toContain('application/json');
+    expect(Buffer.byteLength(largeText)).toBeGreaterThan(64 * 1024);
+    const answer = JSON.parse(largeText);
+    expect(answer.columns).toEqual(ROW_COLUMNS);
+    compareRows(answer.rows, await pgRows(), ROW_COLUMNS, 'large answer');
+  });
+
   test('the default limit applies without one', async () => {
     const answer = await ok({ columns: ['host'] });
     expect(answer.rows).toHaveLength(Math.min(ALL.length, ts.config.query.defaultRows));
