@@ -2,7 +2,7 @@
 import type { Sql } from 'postgres';
 import { findDataset } from './catalog/datasets.ts';
 import { getJob } from './catalog/job-table.ts';
-import { type Dataset, type DatasetIam, sameDatasetRow } from './model/records.ts';
+import { type Dataset, type DatasetIam, datasetRowText } from './model/records.ts';
 
 export interface DatasetRef {
   datasetSlug?: string;
@@ -36,13 +36,14 @@ export interface DatasetAccessReader {
 const RECENT_DATASETS = 1_000;
 
 export function datasetAccessReader(sql: Sql): DatasetAccessReader {
-  const recent = new Map<string, { access: DatasetAccess; stable: boolean }>();
+  // `text`: the row as datasetRowText gives it, kept so that each read serializes only its own row.
+  const recent = new Map<string, { access: DatasetAccess; text: string; stable: boolean }>();
   const remember = (key: string, access: DatasetAccess | null): void => {
     const previous = recent.get(key);
     recent.delete(key);
     if (!access?.dataset) return;
-    const stable = previous !== undefined && sameDatasetRow(previous.access.dataset!, access.dataset);
-    recent.set(key, { access, stable });
+    const text = datasetRowText(access.dataset);
+    recent.set(key, { access, text, stable: previous?.text === text });
     if (recent.size > RECENT_DATASETS) recent.delete(recent.keys().next().value as string);
   };
   return {

@@ -42,9 +42,14 @@ export function ifNamed(read: Dataset | undefined, idOrSlug: string): Dataset | 
   return read && (read.slug === idOrSlug || read.id === idOrSlug) ? read : undefined;
 }
 
-/** Whether two reads of a dataset's row found it unchanged: every column equal (both read the same way, so keys come in one order). */
+/** A dataset row as text: two reads (made the same way, so keys come in one order) found the row unchanged when their texts are equal. */
+export function datasetRowText(dataset: Dataset): string {
+  return JSON.stringify(dataset);
+}
+
+/** Whether two reads of a dataset's row found it unchanged: every column equal. */
 export function sameDatasetRow(a: Dataset, b: Dataset): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  return datasetRowText(a) === datasetRowText(b);
 }
 
 export interface SchemaVersion {

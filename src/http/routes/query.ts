@@ -25,6 +25,8 @@ const QueryAnswer = t.Object({
   }),
 });
 
+const encoder = new TextEncoder();
+
 /** Rows of at least this many JSON bytes are sent after the answer's head without being copied (see answerOf). */
 const UNCOPIED_ROWS_BYTES = 64 * 1024;
 
@@ -41,7 +43,6 @@ function answerOf(result: QueryResult): Response {
   const opening = `${JSON.stringify(head).slice(0, -1)},"rows":`;
   const headers = { 'content-type': 'application/json;charset=utf-8' };
   if (rowsJson.byteLength < UNCOPIED_ROWS_BYTES) return new Response(new Blob([opening, rowsJson, '}']), { headers });
-  const encoder = new TextEncoder();
   const parts = [encoder.encode(opening), rowsJson, encoder.encode('}')];
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
@@ -82,7 +83,6 @@ async function answerQuery(service: QueryService, slug: string, asked: QueryAske
   }
   const { columns, batches } = await service.stream(slug, asked, context);
   const names = columns.map((c) => c.name);
-  const encoder = new TextEncoder();
   const lines = async function* () {
     if (format === 'csv') yield encoder.encode(`${names.map(csvField).join(',')}\r\n`);
     for await (const batch of batches) {
