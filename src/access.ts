@@ -28,6 +28,11 @@ export interface DatasetAccessReader {
    * process's writes, compaction) are found by the read that confirms the row.
    */
   recent(ref: DatasetRef): DatasetAccess | null;
+  /**
+   * What the last `read` of the same slug or id found, however often the row has changed since:
+   * for a caller that confirms the parts it relies on where it writes (an ingest's job INSERT).
+   */
+  remembered(ref: DatasetRef): DatasetAccess | null;
   /** This process has just changed the dataset (published a version): its recent row is outdated. */
   changed(datasetId: string): void;
 }
@@ -46,6 +51,10 @@ export function datasetAccessReader(sql: Sql): DatasetAccessReader {
     recent.set(key, { access, text, stable: previous?.text === text });
     if (recent.size > RECENT_DATASETS) recent.delete(recent.keys().next().value as string);
   };
+  const lastRead = (ref: DatasetRef) => {
+    const idOrSlug = ref.jobId ? undefined : (ref.datasetSlug ?? ref.datasetId);
+    return idOrSlug ? recent.get(idOrSlug) : undefined;
+  };
   return {
     async read(ref) {
       const idOrSlug = ref.jobId ? (await getJob(sql, ref.jobId))?.datasetId : (ref.datasetSlug ?? ref.datasetId);
@@ -56,9 +65,11 @@ export function datasetAccessReader(sql: Sql): DatasetAccessReader {
       return access;
     },
     recent(ref) {
-      const idOrSlug = ref.jobId ? undefined : (ref.datasetSlug ?? ref.datasetId);
-      const entry = idOrSlug ? recent.get(idOrSlug) : undefined;
+      const entry = lastRead(ref);
       return entry?.stable ? entry.access : null;
+    },
+    remembered(ref) {
+      return lastRead(ref)?.access ?? null;
     },
     changed(datasetId) {
       for (const entry of recent.values()) if (entry.access.dataset?.id === datasetId) entry.stable = false;

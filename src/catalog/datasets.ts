@@ -1,4 +1,5 @@
 /** Datasets: create, read (by id or slug), update, list with keyset pagination, lock for publish. */
+import type { Fragment } from 'postgres';
 import { type Db, namesNothing } from './db.ts';
 import { afterPosition, decodeCreatedCursor, pageOf, UUID } from './keyset.ts';
 import { errors } from '../model/errors.ts';
@@ -66,6 +67,22 @@ export async function findDataset(sql: Db, idOrSlug: string): Promise<Dataset | 
     ? await sql<Dataset[]>`SELECT * FROM datasets WHERE id = ${idOrSlug} OR slug = ${idOrSlug} ORDER BY (id = ${idOrSlug}) DESC LIMIT 1`
     : await sql<Dataset[]>`SELECT * FROM datasets WHERE slug = ${idOrSlug}`;
   return rows[0] ?? null;
+}
+
+/**
+ * A condition that holds while the dataset's row still decides whether a batch is accepted as
+ * `dataset` (a read of it) did: the same slug and status, the same metadata (its scopes and
+ * `allowUnknownFields`), timestamp column, partition window and storage target. A publish (the
+ * manifest version) leaves it true, as does a new schema version: versions only add nullable
+ * fields, so a batch valid on an older one is valid on the newer.
+ */
+export function acceptsAsBefore(sql: Db, dataset: Dataset): Fragment {
+  return sql`EXISTS (
+    SELECT 1 FROM datasets
+    WHERE id = ${dataset.id} AND slug = ${dataset.slug} AND status = ${dataset.status}
+      AND metadata = ${sql.json(dataset.metadata as never)}::jsonb AND timestamp_column = ${dataset.timestampColumn}
+      AND partition_window_seconds = ${dataset.partitionWindowSeconds}
+      AND default_storage_target_id IS NOT DISTINCT FROM ${dataset.defaultStorageTargetId}::uuid)`;
 }
 
 export async function getDataset(sql: Db, idOrSlug: string): Promise<Dataset> {

@@ -18,6 +18,7 @@
  * All times are the database's `now()`, never the process clock, so several
  * processes with skewed clocks agree on what is due and what has expired.
  */
+import type { Fragment } from 'postgres';
 import type { Db } from './db.ts';
 import { afterPosition, decodeCreatedCursor, pageOf, UUID } from './keyset.ts';
 
@@ -81,17 +82,7 @@ const ms = (n: number) => `${Math.max(0, Math.round(n))} milliseconds`;
 export async function enqueueJob(db: Db, input: NewJob): Promise<{ job: Job; created: boolean }> {
   // Retried because the conflicting job can finish between the INSERT and the SELECT.
   for (let attempt = 0; attempt < 5; attempt++) {
-    // One statement (the NOTIFY only when a row was inserted), so that on its own it commits atomically.
-    const [created] = await db<Job[]>`
-      WITH created AS (
-        INSERT INTO jobs (queue, kind, dataset_id, job_key, payload, max_attempts, retry_until, run_at, actor, trace_parent)
-        VALUES (${input.queue}, ${input.kind}, ${input.datasetId ?? null}, ${input.jobKey ?? null},
-                ${db.json((input.payload ?? {}) as never)}, ${input.maxAttempts ?? 5},
-                now() + ${input.retryWindowMs == null ? null : ms(input.retryWindowMs)}::interval,
-                COALESCE(${input.runAt ?? null}::timestamptz, now()), ${input.actor ?? null}, ${input.traceParent ?? null})
-        ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
-        RETURNING *)
-      SELECT created.* FROM created CROSS JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, ${input.queue})) notified`;
+    const created = await insertJob(db, input, db`true`);
     if (created) return { job: created, created: true };
     const [existing] = await db<Job[]>`
       WITH brought_forward AS (
@@ -104,6 +95,32 @@ export async function enqueueJob(db: Db, input: NewJob): Promise<{ job: Job; cre
     if (existing) return { job: existing, created: false };
   }
   throw new Error(`could not enqueue job with key "${input.jobKey}": it kept conflicting`);
+}
+
+/**
+ * Inserts a job without a job key and NOTIFYs its queue, in one statement, only where `condition`
+ * (a fragment of `db`, such as datasets.ts `acceptsAsBefore`) holds when the statement runs; null
+ * when it did not, and nothing was inserted.
+ */
+export async function enqueueJobIf(db: Db, input: Omit<NewJob, 'jobKey'>, condition: Fragment): Promise<Job | null> {
+  return insertJob(db, input, condition);
+}
+
+/** The INSERT (with its NOTIFY only when a row was inserted) behind enqueueJob and enqueueJobIf. */
+async function insertJob(db: Db, input: NewJob, condition: Fragment): Promise<Job | null> {
+  // INSERT … SELECT so that `condition` can be a WHERE; its values typed, as no column types them there.
+  const [created] = await db<Job[]>`
+    WITH created AS (
+      INSERT INTO jobs (queue, kind, dataset_id, job_key, payload, max_attempts, retry_until, run_at, actor, trace_parent)
+      SELECT ${input.queue}::text, ${input.kind}::text, ${input.datasetId ?? null}::uuid, ${input.jobKey ?? null}::text,
+             ${db.json((input.payload ?? {}) as never)}::jsonb, ${input.maxAttempts ?? 5}::integer,
+             now() + ${input.retryWindowMs == null ? null : ms(input.retryWindowMs)}::interval,
+             COALESCE(${input.runAt ?? null}::timestamptz, now()), ${input.actor ?? null}::text, ${input.traceParent ?? null}::text
+      WHERE ${condition}
+      ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
+      RETURNING *)
+    SELECT created.* FROM created CROSS JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, ${input.queue})) notified`;
+  return created ?? null;
 }
 
 export async function getJob(db: Db, id: string): Promise<Job | null> {

@@ -71,6 +71,7 @@ export function createApp(deps: AppDependencies) {
     mode: deps.authMode,
     datasetIam: deps.datasetAccess.read,
     recentDatasetIam: deps.datasetAccess.recent,
+    rememberedDatasetIam: deps.datasetAccess.remembered,
     authenticateToken: async (secret) => {
       const token = await deps.tokens.authenticate(secret);
       return { scopes: token.scopes, actor: token.name };

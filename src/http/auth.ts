@@ -37,6 +37,14 @@
  * row replaces whatever the request would have answered, so the answer is the same as the one a
  * check that waited would have given. A recent row that refuses the caller is never trusted: the
  * check then waits for the catalog.
+ *
+ * A write that says `dataset: 'remembered'` (ingest) passes its check on the row this process last
+ * read for the dataset, whatever has changed since, when that row lets the caller in: nothing is
+ * read. The handler's own write confirms it (an ingest's job INSERT holds only while the catalog's
+ * row still accepts the batch as that row did: catalog/datasets.ts `acceptsAsBefore`); when it does
+ * not, the handler asks {@link checkAgain} for the check on the row read now and starts over; so
+ * does a refusal made on the remembered row (an old status or schema), which stands only if the
+ * current row gives it too.
  */
 import { Elysia } from 'elysia';
 import type { DatasetAccess, DatasetRef } from '../access.ts';
@@ -50,16 +58,20 @@ import { awaitingConfirmation, confirmedDatasetOf } from './pending-checks.ts';
 
 export type ScopeRule = 'open' | 'read' | 'write' | 'admin';
 
+/** The row of a route's dataset its check may pass on: the catalog's current one, or see above. */
+type DatasetRowUse = 'current' | 'recent' | 'remembered';
+
 /**
  * A route's `scope` option: its rule, or its rule with `body: 'read-by-handler'` (the handler reads
  * the request body itself, which a parse hook would read first), `datasets: 'known-to-handler'`
  * (see above), `dataset: 'recent'` (see above; the handler passes {@link confirmedDatasetOf} on to
- * its service), and `credentials: 'influx'` (the InfluxDB write routes: a token is also taken as
- * `Authorization: Token …`, Basic with the token as password, or v1's `?p=`).
+ * its service), `dataset: 'remembered'` (see above; the handler's write confirms the row), and
+ * `credentials: 'influx'` (the InfluxDB write routes: a token is also taken as `Authorization:
+ * Token …`, Basic with the token as password, or v1's `?p=`).
  */
 export type ScopeOption =
   | ScopeRule
-  | { rule: ScopeRule; body?: 'read-by-handler'; datasets?: 'known-to-handler'; dataset?: 'recent'; credentials?: 'influx' };
+  | { rule: ScopeRule; body?: 'read-by-handler'; datasets?: 'known-to-handler'; dataset?: 'recent' | 'remembered'; credentials?: 'influx' };
 
 export { confirmedDatasetOf };
 
@@ -75,6 +87,8 @@ export interface AuthOptions {
   datasetIam(ref: DatasetRef): Promise<DatasetAccess | null>;
   /** What `datasetIam` last found for the same dataset in this process, for routes with `dataset: 'recent'`. */
   recentDatasetIam?(ref: DatasetRef): DatasetAccess | null;
+  /** The same, however often the row has changed since, for routes with `dataset: 'remembered'`. */
+  rememberedDatasetIam?(ref: DatasetRef): DatasetAccess | null;
   /** Default `headers`. */
   mode?: AuthMode;
   /** Mode `tokens`: the principal of a token's secret; throws a 401 AppError for a secret that is not valid. */
@@ -124,6 +138,23 @@ const datasetsRead = new WeakMap<Request, Dataset>();
  */
 export function datasetReadBy(request: Request): Dataset | undefined {
   return datasetsRead.get(request);
+}
+
+const checksAgain = new WeakMap<Request, () => Promise<void>>();
+const passedOnRemembered = new WeakSet<Request>();
+
+/** Whether the request's check passed on a row remembered from an earlier request (`dataset: 'remembered'`). */
+export function checkedOnRememberedRow(request: Request): boolean {
+  return passedOnRemembered.has(request);
+}
+
+/**
+ * For a route with `dataset: 'remembered'` whose write found the dataset changed: checks the caller
+ * again on the dataset's row read now (a 401 or 403 when it refuses), after which
+ * {@link datasetReadBy} gives that row (undefined: the dataset is gone).
+ */
+export async function checkAgain(request: Request): Promise<void> {
+  await checksAgain.get(request)?.();
 }
 
 /**
@@ -230,11 +261,21 @@ export function auth(options: AuthOptions) {
     return true;
   };
 
+  /** A write passes its check on the dataset's remembered row when that row lets the caller in; false otherwise. */
+  const passedOnRememberedRow = (params: DatasetRef, request: Request, held: readonly string[]): boolean => {
+    const remembered = options.rememberedDatasetIam?.(params);
+    if (!remembered?.dataset || !satisfied(grantedBy('write', remembered, remembered.slug), held)) return false;
+    datasetsRead.set(request, remembered.dataset);
+    passedOnRemembered.add(request);
+    return true;
+  };
+
   /**
    * `perDataset`: the datasets are known to the handler only, so here the caller is identified (a
    * 401 before the body is read) and the rule is left for the handler to apply to each dataset.
+   * `row`: which row of the dataset the check may pass on (see the top of this file).
    */
-  const authorize = async (rule: ScopeRule, c: HookContext, perDataset: boolean, recentRow: boolean): Promise<void> => {
+  const authorize = async (rule: ScopeRule, c: HookContext, perDataset: boolean, row: DatasetRowUse): Promise<void> => {
     let principal: Principal;
     if (mode === 'tokens') {
       // Anonymous requests are refused before the catalog is asked anything about datasets.
@@ -253,15 +294,24 @@ export function auth(options: AuthOptions) {
       return;
     }
     const params = (c.params ?? {}) as DatasetRef;
-    if (recentRow && rule === 'read' && passedOnRecentRow(params, c.request, principal.scopes)) return;
-    demand(await required(rule, params, c.request), principal.scopes);
+    const onCurrentRow = async () => demand(await required(rule, params, c.request), principal.scopes);
+    if (row === 'recent' && rule === 'read' && passedOnRecentRow(params, c.request, principal.scopes)) return;
+    if (row === 'remembered' && rule === 'write') {
+      checksAgain.set(c.request, () => {
+        datasetsRead.delete(c.request);
+        passedOnRemembered.delete(c.request);
+        return onCurrentRow();
+      });
+      if (passedOnRememberedRow(params, c.request, principal.scopes)) return;
+    }
+    await onCurrentRow();
   };
 
   const checked = new WeakMap<Request, Promise<void>>();
-  const checkOnce = (rule: ScopeRule, c: HookContext, perDataset: boolean, recentRow: boolean): Promise<void> => {
+  const checkOnce = (rule: ScopeRule, c: HookContext, perDataset: boolean, row: DatasetRowUse): Promise<void> => {
     let check = checked.get(c.request);
     if (!check) {
-      check = authorize(rule, c, perDataset, recentRow);
+      check = authorize(rule, c, perDataset, row);
       checked.set(c.request, check);
     }
     return check;
@@ -272,7 +322,8 @@ export function auth(options: AuthOptions) {
       const { rule, body, datasets, dataset, credentials } = typeof option === 'string' ? { rule: option } : option;
       const influxCredentials = credentials === 'influx';
       const perDataset = datasets === 'known-to-handler';
-      const recentRow = dataset === 'recent';
+      const row: DatasetRowUse = dataset ?? 'current';
+      const recentRow = row === 'recent';
       const detail = {
         'x-timestore-scope': rule,
         security: rule === 'open' || mode === 'none' ? [] : [mode === 'tokens' ? { bearerToken: [] } : { iamScopes: [] }],
@@ -293,7 +344,7 @@ export function auth(options: AuthOptions) {
       }
       // Hooks destructure what they read: Elysia infers from a hook's parameters what to prepare,
       // and a hook taking the whole context would make it parse every body (sucrose).
-      const transform = ({ request, params, set }: HookContext) => checkOnce(rule, { request, params, set, influxCredentials }, perDataset, recentRow);
+      const transform = ({ request, params, set }: HookContext) => checkOnce(rule, { request, params, set, influxCredentials }, perDataset, row);
       // A handler that answered before its check was confirmed still waits for the confirmation here.
       const afterHandle = async ({ request }: { request: Request }) => void (await confirmedDatasetOf(request));
       if (body === 'read-by-handler') return { detail, transform, ...(recentRow ? { afterHandle } : {}) };
@@ -304,7 +355,7 @@ export function auth(options: AuthOptions) {
         // Elysia wraps what a parse hook throws as a parse error, so anything else becomes its AppError here.
         async parse({ request, params, set }: HookContext) {
           try {
-            await checkOnce(rule, { request, params, set, influxCredentials }, perDataset, recentRow);
+            await checkOnce(rule, { request, params, set, influxCredentials }, perDataset, row);
           } catch (err) {
             throw err instanceof AppError ? err : toAppError('UNKNOWN', err, request);
           }

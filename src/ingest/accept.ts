@@ -15,9 +15,9 @@
  */
 import type { Sql } from 'postgres';
 import { recordAuditEvent } from '../catalog/audit.ts';
-import { createDatasetIfMissing, DEFAULT_PARTITION_WINDOW_SECONDS, findDataset, lockDataset } from '../catalog/datasets.ts';
+import { acceptsAsBefore, createDatasetIfMissing, DEFAULT_PARTITION_WINDOW_SECONDS, findDataset, lockDataset } from '../catalog/datasets.ts';
 import { claimIdempotencyKey, findIdempotencyKey, type IdempotencyRecord } from '../catalog/idempotency.ts';
-import { enqueueJob, getJob, type Job, type NewJob } from '../catalog/job-table.ts';
+import { enqueueJob, enqueueJobIf, getJob, type Job, type NewJob } from '../catalog/job-table.ts';
 import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-versions.ts';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
 import type { Db } from '../catalog/db.ts';
@@ -129,7 +129,11 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   checkRequestText(request.idempotencyKey, batch);
   const named = batch.declare(null);
   if (named) checkDeclaredFields(named, deps.maxFields);
-  const existing = ifNamed(request.dataset, request.datasetSlug) ?? (await findDataset(deps.sql, request.datasetSlug));
+  // The row the request's scope check passed on, if it has one (possibly a row this process read
+  // for an earlier request): the batch is queued only while the catalog's row still accepts it as
+  // that one did, so the check holds when the batch is acknowledged.
+  const checkedOn = ifNamed(request.dataset, request.datasetSlug);
+  const existing = checkedOn ?? (await findDataset(deps.sql, request.datasetSlug));
   if (existing) assertAcceptsIngest(existing);
   // A dataset named by its id (as every route may) is that dataset: never a new one called by the id.
   const slug = existing?.slug ?? request.datasetSlug;
@@ -179,13 +183,19 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     const unchanged = existing !== null && latest !== null && merged.added.length === 0;
     const newJob = (dataset: Dataset, schema: SchemaVersion) =>
       ingestJob(deps.queue, request, dataset, schema, { target, staged, format }, batch.partition.key, summary);
+    // null: the row the check passed on no longer accepts the batch as it did.
+    const enqueue = async (db: Db, job: NewJob): Promise<Job | null> =>
+      checkedOn ? enqueueJobIf(db, job, acceptsAsBefore(db, checkedOn)) : (await enqueueJob(db, job)).job;
+    const changed = () =>
+      refuse('dataset_changed', `dataset "${slug}" changed (its scopes, status or storage target) while this batch was accepted; send it again`, { dataset: slug });
     const job =
       unchanged && !request.idempotencyKey
-        ? (await inStatement(() => enqueueJob(deps.sql, newJob(existing, latest)))).job
+        ? await inStatement(() => enqueue(deps.sql, newJob(existing, latest)))
         : await inTransaction(deps.sql, async (tx) => {
             const dataset = unchanged ? existing : await ensureDataset(tx, slug, batch, timestampColumn, request.actor, batch.storageTargetId ? target.id : null);
             const schema = unchanged ? latest : await recordSchema(tx, dataset, declared, timestampColumn, request.actor, deps.maxFields);
-            const { job } = await enqueueJob(tx, newJob(dataset, schema));
+            const job = await enqueue(tx, newJob(dataset, schema));
+            if (!job) throw changed(); // rolls back what the transaction wrote
             if (request.idempotencyKey) {
               const held = await claimIdempotencyKey(tx, {
                 datasetId: dataset.id,
@@ -198,6 +208,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
             }
             return job;
           });
+    if (!job) throw changed();
     deps.wake();
     await settleStaged(deps, { driver, staged }, true);
     return { job, replayed: false };

@@ -227,6 +227,11 @@ const DECLARED = {
     rule: 'the dataset was not created meanwhile, by another batch, with another timestamp column',
     protects: "the batch was checked against the dataset's real schema (retry it)",
   },
+  dataset_changed: {
+    code: 'dataset_changed', scopes: ROWS,
+    rule: "the dataset's scopes, status and storage target did not change twice while the batch was accepted",
+    protects: 'a batch is acknowledged only if the dataset accepts it when its job is queued (send it again)',
+  },
   storage_target_choice: {
     code: 'forbidden', scopes: PARAMETERS,
     rule: "storageTargetId names the dataset's own target (a new dataset's: the default); another needs the admin scope",

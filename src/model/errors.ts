@@ -103,6 +103,7 @@ const CATALOGUE = {
   dataset_inactive: { status: 409, message: said },
   dataset_archived: { status: 409, message: said },
   schema_changed: { status: 409, message: said },
+  dataset_changed: { status: 409, message: said },
   storage_target_not_found: {
     status: 404,
     message: (idOrName: string) => ({

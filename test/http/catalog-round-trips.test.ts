@@ -1,6 +1,7 @@
 /**
  * What a request costs the catalog: the scope check reads the dataset's row (for its own scopes)
- * before the body, and the query or ingest that follows uses that row instead of reading it again.
+ * before the body, and the query or ingest that follows uses that row instead of reading it again;
+ * an ingest's check passes on the row the process read before, which its job's INSERT confirms.
  * Counted at the wire, by a proxy in front of PostgreSQL, so it holds for the binary too.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
@@ -52,9 +53,14 @@ describe('one read of the dataset per request', () => {
     expect(latest.runs).toBe(1);
   });
 
-  test('a batch for an existing dataset reads it once before it is acknowledged', async () => {
-    const { runs, res } = await counted(READ_BY_SLUG, () => postJson(`${ts.url}/datasets/cpu/ingest`, { schema: { fields: FIELDS }, partition: { key: {} }, rows: rows(50) }));
-    expect(res.status).toBe(202);
-    expect(runs).toBe(1);
+  test('a batch for an existing dataset costs one statement once the process has read its row', async () => {
+    const batch = (from: number) => () => postJson(`${ts.url}/datasets/cpu/ingest`, { schema: { fields: FIELDS }, partition: { key: {} }, rows: rows(from) });
+    // The queries above read the row: its check passes on that row, and its job's INSERT confirms it.
+    const reads = await counted(READ_BY_SLUG, batch(50));
+    expect(reads.res.status).toBe(202);
+    expect(reads.runs).toBe(0);
+    const inserts = await counted(/INSERT INTO jobs/i, batch(100));
+    expect(inserts.res.status).toBe(202);
+    expect(inserts.runs).toBe(1);
   });
 });

@@ -29,7 +29,7 @@ import {
 } from 'apache-arrow';
 import { CatalogCache } from '../../src/catalog/lookup-cache.ts';
 import { createDatasetIfMissing, findDataset, updateDataset } from '../../src/catalog/datasets.ts';
-import type { SchemaField } from '../../src/model/records.ts';
+import type { Dataset, SchemaField } from '../../src/model/records.ts';
 import { AppError } from '../../src/model/errors.ts';
 import { acceptBatch } from '../../src/ingest/accept.ts';
 import { type ConstraintId, type ConstraintScope, INGEST_CONSTRAINTS, INGEST_REFUSAL_CODES } from '../../src/model/constraints.ts';
@@ -147,11 +147,16 @@ const wideFields = (count: number): SchemaField[] => [
 ];
 
 /**
- * A first batch that loses the race to create its dataset: another request creates it (with another
- * timestamp column) while this one stages its body, as two first batches sent at once do.
+ * `acceptBatch` itself with `meanwhile` run while the batch's body is being staged: a race a request
+ * cannot be made to lose on cue through HTTP. `dataset`: the row the request's scope check passed on.
  */
-async function raceToCreate(slug: string, format: 'json' | 'arrow'): Promise<Answer> {
-  const sql = ts.sql;
+async function acceptWhileStaging(
+  slug: string,
+  format: Exclude<ConstraintScope, 'admin' | 'line-protocol' | 'prometheus'>,
+  body: string | Uint8Array,
+  meanwhile: () => Promise<unknown>,
+  dataset?: Dataset,
+): Promise<Answer> {
   const real = new StorageDrivers(null);
   const drivers = {
     forTarget(target: Parameters<StorageDrivers['forTarget']>[0]): StorageDriver {
@@ -160,15 +165,16 @@ async function raceToCreate(slug: string, format: 'json' | 'arrow'): Promise<Ans
         get(d, name, receiver) {
           if (name !== 'putBytes') return Reflect.get(d, name, receiver);
           return async (key: string, bytes: Uint8Array) => {
-            await createDatasetIfMissing(sql, { slug, timestampColumn: 'ts' });
+            await meanwhile();
             return d.putBytes(key, bytes);
           };
         },
       });
     },
   } as unknown as StorageDrivers;
-  const raw = format === 'json' ? new TextEncoder().encode(JSON.stringify(jsonBody([row()]))) : arrowRow();
+  const raw = typeof body === 'string' ? new TextEncoder().encode(body) : body;
   const batch = decodeBody(format, raw, new URLSearchParams());
+  const sql = ts.sql;
   try {
     await acceptBatch(
       {
@@ -180,7 +186,7 @@ async function raceToCreate(slug: string, format: 'json' | 'arrow'): Promise<Ans
         wake() {},
         catalogCache: new CatalogCache(sql),
       },
-      { datasetSlug: slug, batch, idempotencyKey: null, actor: null, traceParent: null },
+      { datasetSlug: slug, dataset, batch, idempotencyKey: null, actor: null, traceParent: null },
     );
   } catch (err) {
     if (err instanceof AppError) return { status: err.status, body: { error: { code: err.code, message: err.message, details: err.details } } };
@@ -189,6 +195,25 @@ async function raceToCreate(slug: string, format: 'json' | 'arrow'): Promise<Ans
     real.close();
   }
   return { status: 202, body: {} };
+}
+
+/**
+ * A first batch that loses the race to create its dataset: another request creates it (with another
+ * timestamp column) while this one stages its body, as two first batches sent at once do.
+ */
+function raceToCreate(slug: string, format: 'json' | 'arrow'): Promise<Answer> {
+  const body = format === 'json' ? JSON.stringify(jsonBody([row()])) : arrowRow();
+  return acceptWhileStaging(slug, format, body, () => createDatasetIfMissing(ts.sql, { slug, timestampColumn: 'ts' }));
+}
+
+/**
+ * A batch checked on its dataset's row, whose metadata another request changes while the batch is
+ * staged: its job's INSERT finds the row no longer the one the check passed on.
+ */
+async function raceToChange(slug: string, format: 'json' | 'ndjson' | 'csv' | 'arrow'): Promise<Answer> {
+  const checkedOn = (await findDataset(ts.sql, slug))!;
+  const change = () => updateDataset(ts.sql, checkedOn.id, { metadata: { ...checkedOn.metadata, changedBy: 'another request' } });
+  return acceptWhileStaging(slug, format, goodBody(format), change, checkedOn);
 }
 
 interface Case {
@@ -343,6 +368,9 @@ const CASES: Case[] = [
       send: (slug) => raceToCreate(slug, format),
       followUp: { fields: [{ name: 'ts', type: 'timestamp' }, { name: 'temp', type: 'double' }], row: { ts: T, temp: 1 }, rowsBefore: 0 },
     }),
+  ),
+  ...(['json', 'ndjson', 'csv', 'arrow'] as const).map((format) =>
+    c('dataset_changed', format, 'a batch whose dataset another request changes while it is accepted', { send: (slug) => raceToChange(slug, format) }),
   ),
   c('storage_target_choice', 'json', "a writer's storageTargetId of another target", { send: (slug) => sendJson(slug, jsonBody([row()], { storageTargetId: 'nowhere' })) }),
   ...(['ndjson', 'csv', 'arrow'] as const).map((format) =>

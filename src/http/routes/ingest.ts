@@ -3,11 +3,11 @@
  * bytes and the headers; the service decodes every format (ingest/formats/decodeBody).
  */
 import { Elysia, t } from 'elysia';
-import { errors } from '../../model/errors.ts';
+import { AppError, errors } from '../../model/errors.ts';
 import { IngestBody } from '../../ingest/formats/json.ts';
 import type { IngestService } from '../../ingest/service.ts';
 import { accepted, acceptedBody, keepOpenFor, requestedWaitMs } from '../accepted.ts';
-import { actorOf, datasetReadBy, mayAdminister, type Scoped } from '../auth.ts';
+import { actorOf, checkAgain, checkedOnRememberedRow, datasetReadBy, mayAdminister, type Scoped } from '../auth.ts';
 import { ErrorBody, errorBody } from '../errors.ts';
 import { JobView, jobView } from '../job-view.ts';
 import { requestTraceparent } from '../request-log.ts';
@@ -74,18 +74,29 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
         keepOpenFor(server, request, waitMs);
         // Asked before the body is read: a declared length over the limit is refused unread.
         const format = service.bodyFormat(headers['content-type'], headers['content-length']);
-        const outcome = await service.ingest({
-          datasetSlug: params.datasetSlug,
-          dataset: datasetReadBy(request),
-          format,
-          body: new Uint8Array(await request.arrayBuffer()),
-          query: new URL(request.url).searchParams,
-          idempotencyKey: headers['idempotency-key'] ?? null,
-          actor: actorOf(request),
-          // The request's own span (a child of the caller's `traceparent`): the job's span is its child.
-          traceParent: requestTraceparent(request),
-          waitMs,
-          mayChooseTarget: mayAdminister(request),
+        const body = new Uint8Array(await request.arrayBuffer());
+        const ingest = () =>
+          service.ingest({
+            datasetSlug: params.datasetSlug,
+            dataset: datasetReadBy(request),
+            format,
+            body,
+            query: new URL(request.url).searchParams,
+            idempotencyKey: headers['idempotency-key'] ?? null,
+            actor: actorOf(request),
+            // The request's own span (a child of the caller's `traceparent`): the job's span is its child.
+            traceParent: requestTraceparent(request),
+            waitMs,
+            mayChooseTarget: mayAdminister(request),
+          });
+        // The check may have passed on the row this process read for an earlier batch. The job's
+        // INSERT confirms that row; when the dataset has changed since, or the batch was refused on
+        // that row (its status or schema may be old), the batch is checked and taken again on the
+        // current row (a second change meanwhile is answered 409 dataset_changed).
+        const outcome = await ingest().catch(async (err: unknown) => {
+          if (!(err instanceof AppError && (err.code === 'dataset_changed' || checkedOnRememberedRow(request)))) throw err;
+          await checkAgain(request);
+          return ingest();
         });
         if (outcome.job.state === 'succeeded') {
           set.status = 201;
@@ -100,7 +111,7 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
         return { jobId: outcome.job.id, state: outcome.job.state, statusUrl, replayed: outcome.replayed };
       },
       {
-        scope: { rule: 'write', body: 'read-by-handler' },
+        scope: { rule: 'write', body: 'read-by-handler', dataset: 'remembered' },
         params: t.Object({ datasetSlug: t.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }) }),
         query: t.Object({
           wait: t.Optional(t.String({ description: '`true`: wait (up to 60 s) until the batch is queryable, then answer 201.' })),
