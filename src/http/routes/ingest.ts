@@ -140,6 +140,7 @@ export function ingestRoutes(service: IngestService, scoped: Scoped) {
             'Validates every row against the dataset schema (creating the dataset and schema version 1 on the first batch, and the next schema version when new nullable fields appear), stages the batch durably and queues it.',
             'Answers **202** with the job, a `Location` header and `statusUrl` once the batch is durable, or **201** with the manifest version and partitions once it is published when the server runs with `TIMESTORE_INGEST_MODE=inline`, or the client sends `?wait=true` or `Prefer: wait=<seconds>` (at most 60 s; a batch not yet published by then is answered 202).',
             'Headers: `Idempotency-Key` (same key and body → the first answer; same key, other body → 409). The actor recorded on the job and audit events is the API token\'s name (in header mode `x-iam-user`/`x-user-id`).',
+            "A batch is queued only if the dataset, as the catalog holds it then, accepts it (scopes, status, storage target); one that meets a change is checked again on the current dataset, and a second change within the request is 409 `dataset_changed` (nothing stored: send it again).",
             '**Body formats**, chosen by `Content-Type` (any other is a 415 listing these):',
             [
               '- `application/json`: `{schema, partition, rows, datasetName?, storageTargetId?, idempotencyKey?}` (the example below).',
