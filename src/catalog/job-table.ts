@@ -82,7 +82,7 @@ const ms = (n: number) => `${Math.max(0, Math.round(n))} milliseconds`;
 export async function enqueueJob(db: Db, input: NewJob): Promise<{ job: Job; created: boolean }> {
   // Retried because the conflicting job can finish between the INSERT and the SELECT.
   for (let attempt = 0; attempt < 5; attempt++) {
-    const created = await insertJob(db, input, db`true`);
+    const created = await enqueueJobIf(db, input, db`true`);
     if (created) return { job: created, created: true };
     const [existing] = await db<Job[]>`
       WITH brought_forward AS (
@@ -98,16 +98,12 @@ export async function enqueueJob(db: Db, input: NewJob): Promise<{ job: Job; cre
 }
 
 /**
- * Inserts a job without a job key and NOTIFYs its queue, in one statement, only where `condition`
- * (a fragment of `db`, such as datasets.ts `acceptsAsBefore`) holds when the statement runs; null
- * when it did not, and nothing was inserted.
+ * Inserts a job and NOTIFYs its queue (only when a row was inserted), in one statement, only where
+ * `condition` (a fragment of `db`, such as datasets.ts `acceptsAsBefore`) holds when it runs; null
+ * when it did not, or when `jobKey` names a queued or running job (see enqueueJob), and nothing was
+ * inserted.
  */
-export async function enqueueJobIf(db: Db, input: Omit<NewJob, 'jobKey'>, condition: Fragment): Promise<Job | null> {
-  return insertJob(db, input, condition);
-}
-
-/** The INSERT (with its NOTIFY only when a row was inserted) behind enqueueJob and enqueueJobIf. */
-async function insertJob(db: Db, input: NewJob, condition: Fragment): Promise<Job | null> {
+export async function enqueueJobIf(db: Db, input: NewJob, condition: Fragment): Promise<Job | null> {
   // INSERT … SELECT so that `condition` can be a WHERE; its values typed, as no column types them there.
   const [created] = await db<Job[]>`
     WITH created AS (

@@ -242,15 +242,20 @@ export function auth(options: AuthOptions) {
 
   const holdsAdmin = (scopes: string[]) => !options.scopes.admin || scopes.includes(options.scopes.admin);
 
+  /** Whether a row this process read before lets the caller in under `rule`; if so the request goes on with it. */
+  const goesOnWith = (access: DatasetAccess | null | undefined, rule: 'read' | 'write', request: Request, held: readonly string[]): boolean => {
+    if (!access?.dataset || !satisfied(grantedBy(rule, access, access.slug), held)) return false;
+    datasetsRead.set(request, access.dataset);
+    return true;
+  };
+
   /**
    * A read passes its check on the dataset's recent row when that row lets the caller in, with the
    * catalog's current row read alongside and checked the same way (pending-checks.ts); false when
    * there is no such row, or it does not let the caller in.
    */
   const passedOnRecentRow = (params: DatasetRef, request: Request, held: readonly string[]): boolean => {
-    const recent = options.recentDatasetIam?.(params);
-    if (!recent?.dataset || !satisfied(grantedBy('read', recent, recent.slug), held)) return false;
-    datasetsRead.set(request, recent.dataset);
+    if (!goesOnWith(options.recentDatasetIam?.(params), 'read', request, held)) return false;
     awaitingConfirmation(
       request,
       options.datasetIam(params).then((current) => {
@@ -258,15 +263,6 @@ export function auth(options: AuthOptions) {
         return current?.dataset ?? null;
       }),
     );
-    return true;
-  };
-
-  /** A write passes its check on the dataset's remembered row when that row lets the caller in; false otherwise. */
-  const passedOnRememberedRow = (params: DatasetRef, request: Request, held: readonly string[]): boolean => {
-    const remembered = options.rememberedDatasetIam?.(params);
-    if (!remembered?.dataset || !satisfied(grantedBy('write', remembered, remembered.slug), held)) return false;
-    datasetsRead.set(request, remembered.dataset);
-    passedOnRemembered.add(request);
     return true;
   };
 
@@ -302,7 +298,10 @@ export function auth(options: AuthOptions) {
         passedOnRemembered.delete(c.request);
         return onCurrentRow();
       });
-      if (passedOnRememberedRow(params, c.request, principal.scopes)) return;
+      if (goesOnWith(options.rememberedDatasetIam?.(params), 'write', c.request, principal.scopes)) {
+        passedOnRemembered.add(c.request);
+        return;
+      }
     }
     await onCurrentRow();
   };
