@@ -70,8 +70,6 @@ export interface Config {
     coalesceWaitMs: number;
     /** Most staged bytes one coalesced write takes (a single larger batch is written alone). */
     coalesceMaxBytes: number;
-    /** Most rows of a window's newest file that a write merges with its own rows (ingest/write.ts); 0: none. */
-    mergeMaxRows: number;
     /** Most rows one batch may carry. */
     maxBatchRows: number;
     /** Most fields a dataset's schema may hold (at most 1,024). */
@@ -231,12 +229,6 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
     name: 'TIMESTORE_INGEST_COALESCE_MAX_BYTES',
     description: 'Most staged bytes (the batches as received; Arrow as NDJSON) that one coalesced write takes; a single batch larger than this is written alone.',
     default: '`268435456` (256 MiB)',
-  },
-  {
-    name: 'TIMESTORE_INGEST_MERGE_MAX_ROWS',
-    description:
-      "A write merges the newest file of each window it writes to with its own rows, and publishes the merged file in its place, when that file holds at most this many rows and no more than the write brings: rows that arrive in time order then fill one file per window instead of one per write and window, for at most twice the rows written. `0`: every write adds files of its own, which compaction merges later.",
-    default: '`1000000`',
   },
   { name: 'TIMESTORE_INGEST_MAX_BODY_BYTES', description: 'Largest ingest request body accepted (larger is a 413).', default: '`67108864` (64 MiB)' },
   {
@@ -497,7 +489,6 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       coalesceRows: r.integer('TIMESTORE_INGEST_COALESCE_ROWS', 250_000, 1, 1_000_000),
       coalesceWaitMs: r.integer('TIMESTORE_INGEST_COALESCE_WAIT_MS', 450, 0, 60_000),
       coalesceMaxBytes: r.integer('TIMESTORE_INGEST_COALESCE_MAX_BYTES', 256 * 1024 ** 2, 1024, 1024 ** 4),
-      mergeMaxRows: r.integer('TIMESTORE_INGEST_MERGE_MAX_ROWS', 1_000_000, 0, 10_000_000),
       maxBatchRows: r.integer('TIMESTORE_INGEST_MAX_BATCH_ROWS', 1_000_000, 1, 10_000_000),
       maxFields: r.integer('TIMESTORE_INGEST_MAX_FIELDS', 1024, 2, 1024),
     },

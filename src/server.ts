@@ -149,7 +149,6 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       drivers,
       pool: workers,
       scratchDir: join(config.storageRoot, 'tmp'),
-      mergeMaxRows: config.ingest.mergeMaxRows,
       log,
       catalogCache,
       tracer,

@@ -22,7 +22,6 @@ describe('configuration', () => {
       coalesceRows: 250_000,
       coalesceWaitMs: 450,
       coalesceMaxBytes: 256 * 1024 ** 2,
-      mergeMaxRows: 1_000_000,
       maxBatchRows: 1_000_000,
       maxFields: 1024,
     });

@@ -149,43 +149,6 @@ export async function listActivePartitions(sql: Db, q: PartitionSelection): Prom
     ${q.limit === undefined ? sql`` : sql`LIMIT ${q.limit}`}`;
 }
 
-/** A time window a write puts rows in, for one partition key. */
-export interface WriteWindow {
-  partitionKey: Record<string, string>;
-  /** The window's start (windows are aligned to the UNIX epoch). */
-  start: Date;
-}
-
-export interface ExtendableSelection {
-  datasetId: string;
-  storageTargetId: string;
-  windowSeconds: number;
-  windows: WriteWindow[];
-  /** The schema version the write uses: a file of a later one holds fields it would drop. */
-  schemaVersion: number;
-  maxRows: number;
-}
-
-/**
- * For each window, its newest active partition that a write of new rows may rewrite together with
- * them (ingest/write.ts): on the write's storage target, of its schema version or an earlier one,
- * of at most `maxRows` rows. At most one per window; windows with none are left out.
- */
-export async function listExtendablePartitions(sql: Db, q: ExtendableSelection): Promise<Partition[]> {
-  if (q.windows.length === 0) return [];
-  const keys = q.windows.map((w) => JSON.stringify(w.partitionKey));
-  const starts = q.windows.map((w) => w.start.toISOString());
-  return sql<Partition[]>`
-    SELECT DISTINCT ON (w.i) p.*
-    FROM unnest(${keys}::text[], ${starts}::timestamptz[]) WITH ORDINALITY AS w(key, start, i)
-    JOIN partitions p
-      ON p.dataset_id = ${q.datasetId} AND p.removed_version IS NULL
-     AND p.end_time >= w.start AND p.end_time < w.start + make_interval(secs => ${q.windowSeconds})
-     AND p.start_time >= w.start AND p.partition_key = w.key::jsonb
-    WHERE p.storage_target_id = ${q.storageTargetId} AND p.schema_version <= ${q.schemaVersion} AND p.row_count <= ${q.maxRows}
-    ORDER BY w.i, p.added_version DESC, p.id`;
-}
-
 /**
  * Partitions added or removed by the versions after `after` up to `upTo`: applied to the partitions
  * active at `after` (drop those with a `removedVersion` ≤ `upTo`, add the others) they give the

@@ -8,14 +8,6 @@
  * catalog transaction that also completes the jobs: either all of it is
  * visible or none of it is.
  *
- * A write also takes in the newest file of each window its batches span when that file holds no
- * more rows than the write brings (nor than TIMESTORE_INGEST_MERGE_MAX_ROWS), and publishes the
- * merged file in its place: rows that arrive in
- * time order then fill one file per window instead of one per write and window, for at most twice
- * the rows written (coalesced writes every half second cut a TSBS hour in two or three otherwise).
- * Should the earlier file be gone by the publish (another process's compaction or write took it
- * first), or unreadable, the batches are written again without it.
- *
  * One batch that cannot be written must not hold back the others: when a
  * write of several batches fails because of the data (write-failures.ts), the
  * set is split in halves, each written and published on its own, down to the
@@ -35,11 +27,10 @@ import type { Sql } from 'postgres';
 import { getDataset } from '../catalog/datasets.ts';
 import { referencedLocations } from '../catalog/lifecycle.ts';
 import type { Job } from '../catalog/job-table.ts';
-import { listExtendablePartitions, publishManifestVersion, type WriteWindow } from '../catalog/manifests.ts';
+import { publishManifestVersion } from '../catalog/manifests.ts';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
 import { CommitOutcomeUnknownError, inTransaction } from '../catalog/transaction.ts';
-import { AppError } from '../model/errors.ts';
-import { type Dataset, type NewPartition, type Partition, partitionKeyId, type SchemaVersion } from '../model/records.ts';
+import { type Dataset, type NewPartition, partitionKeyId, type SchemaVersion } from '../model/records.ts';
 import type { StagedInput } from '../engine/partition-writer.ts';
 import type { WorkerPool } from '../engine/pool.ts';
 import { type JobContext, type JobResults, PermanentJobError } from '../jobs/runner.ts';
@@ -58,8 +49,6 @@ export interface WriteDeps {
   pool: WorkerPool;
   /** Local scratch space (downloads of staged S3 objects, DuckDB's output before it is stored). */
   scratchDir: string;
-  /** Most rows of a window's newest file a write merges with its own (see the module comment); 0: none. */
-  mergeMaxRows: number;
   log: Logger;
   /** Schema versions and storage targets, kept across writes. */
   catalogCache: CatalogCache;
@@ -306,49 +295,10 @@ function unwritable(call: Call, job: Job<IngestJobPayload>, err: WriteStepError)
   return new PermanentJobError(`the batch cannot be written: ${err.message}`, { cause: err });
 }
 
-/** Most windows a write looks up earlier files for; a write spanning more extends none. */
-const MAX_EXTENDED_WINDOWS = 1000;
-
-/**
- * The files a write of `jobs` to one storage target takes in (see the module comment): for each
- * window the batches span, the newest active file there, if it holds no more rows than the batches.
- */
-async function filesToExtend(call: Call, jobs: Job<IngestJobPayload>[], storageTargetId: string): Promise<Partition[]> {
-  const maxRows = Math.min(call.deps.mergeMaxRows, jobs.reduce((n, j) => n + j.payload.rowCount, 0));
-  if (maxRows === 0) return [];
-  const windowMs = call.dataset.partitionWindowSeconds * 1000;
-  const windows = new Map<string, WriteWindow>();
-  for (const { payload } of jobs) {
-    const last = Date.parse(payload.maxTime);
-    for (let start = Math.floor(Date.parse(payload.minTime) / windowMs) * windowMs; start <= last; start += windowMs) {
-      windows.set(`${partitionKeyId(payload.partitionKey)}|${start}`, { partitionKey: payload.partitionKey, start: new Date(start) });
-      if (windows.size > MAX_EXTENDED_WINDOWS) return [];
-    }
-  }
-  return listExtendablePartitions(call.deps.sql, {
-    datasetId: call.dataset.id,
-    storageTargetId,
-    windowSeconds: call.dataset.partitionWindowSeconds,
-    windows: [...windows.values()],
-    schemaVersion: call.schema.version,
-    maxRows,
-  });
-}
-
-/** Whether a write that took in earlier files failed because of them, so that it may go on without them. */
-function failedOnEarlierFiles(err: unknown): boolean {
-  if (!(err instanceof WriteStepError) || err.cause instanceof CommitOutcomeUnknownError) return false;
-  return err.dataFailure || (err.cause instanceof AppError && err.cause.code === 'partition_not_active');
-}
-
-/**
- * Writes the jobs' batches as partition files, stores them and publishes them with the jobs'
- * completion; with `extend`, the windows' earlier small files are merged in and replaced.
- */
-async function writeAndPublish(call: Call, jobs: Job<IngestJobPayload>[], extend = true): Promise<void> {
+/** Writes the jobs' batches as partition files, stores them and publishes them with the jobs' completion. */
+async function writeAndPublish(call: Call, jobs: Job<IngestJobPayload>[]): Promise<void> {
   const { deps, tracer, ctx, trace, dataset, schema } = call;
   const added: NewPartition[] = [];
-  const extended: Partition[] = [];
   const storedOn = new Map<string, StorageDriver>(); // location → driver, to delete what was not published
   let publishedVersion = 0;
   try {
@@ -356,34 +306,22 @@ async function writeAndPublish(call: Call, jobs: Job<IngestJobPayload>[], extend
     // target its batch asked for.
     for (const [targetId, group] of groupBy(jobs, (j) => j.payload.storageTargetId)) {
       const target = await deps.catalogCache.storageTarget(targetId);
-      const driver = deps.drivers.forTarget(target);
-      const earlier = extend ? await filesToExtend(call, group, targetId) : [];
-      extended.push(...earlier);
-      const earlierInputs = await step('read', () =>
-        Promise.all(
-          earlier.map(async (p) => ({
-            path: await driver.materialize(p.location, join(call.work, `${p.id}.parquet`)),
-            format: 'parquet' as const,
-            partitionKey: p.partitionKey,
-            timeSpan: { min: p.startTime.toISOString(), max: p.endTime.toISOString() },
-          })),
-        ),
-      );
       const written = await step('write', () =>
         inSpan(tracer, 'engine.write_partitions', trace, async (span) => {
           const files = await deps.pool.writePartitions({
-            inputs: [...inputsOf(call, group), ...earlierInputs],
+            inputs: inputsOf(call, group),
             fields: schema.fields,
             timestampColumn: schema.timestampColumn,
             windowSeconds: dataset.partitionWindowSeconds,
             outputDir: call.work,
             sortColumns: dataset.sortColumns,
           });
-          span.setAttributes({ 'timestore.files': files.length, 'timestore.files.extended': earlier.length });
+          span.setAttribute('timestore.files', files.length);
           return files;
         }),
       );
       ctx.signal.throwIfAborted();
+      const driver = deps.drivers.forTarget(target);
       try {
         await step('store', () => storePartitionFiles(driver, target, dataset, schema.version, written, (p) => {
           added.push(p);
@@ -403,8 +341,7 @@ async function writeAndPublish(call: Call, jobs: Job<IngestJobPayload>[], extend
             datasetId: dataset.id,
             reason: 'ingest',
             add: added,
-            remove: extended.map((p) => p.id),
-            summary: { jobs: ids, rows: jobs.reduce((n, j) => n + j.payload.rowCount, 0), ...(extended.length ? { extended: extended.length } : {}) },
+            summary: { jobs: ids, rows: jobs.reduce((n, j) => n + j.payload.rowCount, 0) },
           });
           const partitions = published.partitions.map((p) => ({
             id: p.id,
@@ -441,10 +378,6 @@ async function writeAndPublish(call: Call, jobs: Job<IngestJobPayload>[], extend
     if (!(err instanceof WriteStepError && err.cause instanceof CommitOutcomeUnknownError)) {
       await Promise.all([...storedOn].map(([location, driver]) => driver.delete(location).catch(() => {})));
     }
-    if (extended.length > 0 && failedOnEarlierFiles(err)) {
-      deps.log.info({ dataset: dataset.slug, jobs: jobs.length, files: extended.length, error: (err as Error).message }, 'ingest: writing the batches again without the windows\' earlier files');
-      return writeAndPublish(call, jobs, false);
-    }
     throw err;
   }
   try {
@@ -457,7 +390,7 @@ async function writeAndPublish(call: Call, jobs: Job<IngestJobPayload>[], extend
   call.written.partitions += added.length;
   call.written.bytes += bytes;
   deps.metrics?.ingestWritten(dataset.slug, { rows, partitions: added.length, bytes });
-  deps.log.info({ dataset: dataset.slug, jobs: jobs.length, rows, partitions: added.length, extended: extended.length, ...traceFields(call.span) }, 'ingest: published');
+  deps.log.info({ dataset: dataset.slug, jobs: jobs.length, rows, partitions: added.length, ...traceFields(call.span) }, 'ingest: published');
 }
 
 function groupBy<T, K>(items: T[], key: (item: T) => K): Map<K, T[]> {

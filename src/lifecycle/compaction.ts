@@ -9,10 +9,9 @@
  * the publish refuses with 409 `partition_not_active`: the output is deleted and the group is left
  * for the next run. When the publish's commit outcome is unknown (the connection was lost during
  * COMMIT) the output is left in place: the catalog may reference it, and the orphan sweep deletes
- * it later if it does not. An ingest write that merged a window's newest file with its rows
- * (ingest/write.ts) meets the same refusal when compaction removed that file first, and writes its
- * rows again without it. Each run is bounded in input files and bytes; what is left is picked up by
- * the next run, which starts from the manifest as it is then.
+ * it later if it does not. Ingestion only adds partitions, so it never conflicts. Each run is bounded in
+ * input files and bytes; what is left is picked up by the next run, which starts from the
+ * manifest as it is then.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';

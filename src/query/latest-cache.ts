@@ -13,8 +13,6 @@
  * - partitions removed by compaction: their rows live on, unchanged, in the partitions the same
  *   version added (checked by row counts), so nothing changes, and those outputs need no reading
  *   when every input was already folded in;
- * - partitions removed by an ingest write: it merged them with its new rows (ingest/write.ts), so
- *   their rows live on in the partitions the same version added, which are read like any added;
  * - partitions removed otherwise (retention, or anything else): removing rows never makes another
  *   row later, so the entry stays right unless a removed file may hold a kept row; when the time
  *   span of a removed partition covers the timestamp of a kept row, the entry is rebuilt;
@@ -354,13 +352,8 @@ function keptRowsIn(entry: Entry, timestampColumn: string): (p: Partition) => bo
   };
 }
 
-/**
- * The manifest reasons whose removed partitions' rows live on in the partitions the same version
- * adds: compaction (lifecycle/compaction.ts) and ingest (ingest/write.ts, with new rows). Another
- * reason is treated as one that may delete rows.
- */
+/** The manifest reason compaction publishes with (lifecycle/compaction.ts); another reason is treated as one that may delete rows. */
 const COMPACTION = 'compaction';
-const INGEST = 'ingest';
 
 /**
  * What bringing an entry from version `from` to `to` takes: the partitions whose rows must be
@@ -398,12 +391,6 @@ export function planAdvance(
           if (allFolded) folded.add(p.id);
           else toRead.set(p.id, p);
         }
-        continue;
-      }
-      if (reasons.get(version) === INGEST && rows(adds) >= rows(removes)) {
-        // The removed rows are among the added files' rows, which are read.
-        for (const p of removes) toRead.delete(p.id);
-        for (const p of adds) toRead.set(p.id, p);
         continue;
       }
       // Rows may be gone: only a kept row's disappearance matters.

@@ -77,7 +77,7 @@ test('a job whose runner died is taken over after its lease and published exactl
 
   const runner = new JobRunner({ catalog, log: silentLog, concurrency: 1, pollIntervalMs: 50 }).register(
     INGEST_JOB_KIND,
-    ingestJobHandler({ sql: catalog.sql, drivers, pool, scratchDir: join(root, 'tmp'), mergeMaxRows: 1_000_000, log: silentLog, catalogCache: new CatalogCache(catalog.sql) }),
+    ingestJobHandler({ sql: catalog.sql, drivers, pool, scratchDir: join(root, 'tmp'), log: silentLog, catalogCache: new CatalogCache(catalog.sql) }),
     { queue, coalesce: { maxJobs: 16 } },
   );
   await runner.start();

@@ -272,7 +272,7 @@ test.skipIf(againstBinary)('batches queued while no runner writes them are writt
   const drivers = new StorageDrivers(ts.config.s3);
   const runner = new JobRunner({ catalog: ts.server.catalog, log: silentLog, concurrency: 1, pollIntervalMs: 50 }).register(
     INGEST_JOB_KIND,
-    ingestJobHandler({ sql, drivers, pool: ts.server.pool, scratchDir: join(ts.config.storageRoot, 'tmp'), mergeMaxRows: ts.config.ingest.mergeMaxRows, log: silentLog, catalogCache: new CatalogCache(sql) }),
+    ingestJobHandler({ sql, drivers, pool: ts.server.pool, scratchDir: join(ts.config.storageRoot, 'tmp'), log: silentLog, catalogCache: new CatalogCache(sql) }),
     { queue: ts.config.ingest.queueName, coalesce: { maxJobs: 256, weightField: 'rowCount', maxWeight: 1_000_000 } },
   );
   try {

@@ -34,14 +34,8 @@ const sql = () => ts.sql;
 beforeAll(async () => {
   proxy = await startPgProxy(await createTestDatabase('ambiguous'));
   // No compaction after writes: its job's INSERT, sent after a write's answer, would be the
-  // statement an armed proxy catches instead of the one a test aims at. Every batch in files of
-  // its own (no merging into a window's earlier file): compaction has them to merge.
-  ts = await startTestServer({
-    TIMESTORE_DATABASE_URL: proxy.url,
-    TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '86400',
-    TIMESTORE_COMPACTION_DELAY_SECONDS: '0',
-    TIMESTORE_INGEST_MERGE_MAX_ROWS: '0',
-  });
+  // statement an armed proxy catches instead of the one a test aims at.
+  ts = await startTestServer({ TIMESTORE_DATABASE_URL: proxy.url, TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '86400', TIMESTORE_COMPACTION_DELAY_SECONDS: '0' });
 }, 60_000);
 afterAll(async () => {
   await ts?.stop();

@@ -57,10 +57,6 @@ const settings = {
   TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '86400',
   TIMESTORE_QUERY_TIMEOUT_MS: '1000',
   TIMESTORE_INGEST_CONCURRENCY: '4',
-  // Batches written as they come, each in files of its own (no waiting to coalesce, no merging into
-  // a window's earlier file): compaction has them to merge.
-  TIMESTORE_INGEST_COALESCE_WAIT_MS: '0',
-  TIMESTORE_INGEST_MERGE_MAX_ROWS: '0',
 };
 
 for (const kind of ['local', 's3'] as const) {

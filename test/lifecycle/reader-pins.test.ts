@@ -26,9 +26,8 @@ let ts: TestServer;
 const sql = () => ts.sql;
 
 beforeAll(async () => {
-  // Two worker threads: the paused stream holds one, compaction needs the other. Every batch in
-  // files of its own (no merging into a window's earlier file): compaction has them to merge.
-  ts = await startTestServer({ TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '86400', TIMESTORE_WORKER_THREADS: '2', TIMESTORE_INGEST_MERGE_MAX_ROWS: '0' });
+  // Two worker threads: the paused stream holds one, compaction needs the other.
+  ts = await startTestServer({ TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '86400', TIMESTORE_WORKER_THREADS: '2' });
 }, 60_000);
 afterAll(() => ts?.stop());
 

@@ -73,13 +73,7 @@ describe('two serve processes on one catalog', () => {
 describe('compaction after writes', () => {
   test('a dataset written to is compacted the delay after its first write, not at the next round; the writes share one job', async () => {
     const databaseUrl = await createTestDatabase('soon');
-    // Every write in a file of its own (no merging into a window's earlier file): compaction has them to merge.
-    const env = {
-      TIMESTORE_DATABASE_URL: databaseUrl,
-      TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '3600',
-      TIMESTORE_COMPACTION_DELAY_SECONDS: '2',
-      TIMESTORE_INGEST_MERGE_MAX_ROWS: '0',
-    };
+    const env = { TIMESTORE_DATABASE_URL: databaseUrl, TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '3600', TIMESTORE_COMPACTION_DELAY_SECONDS: '2' };
     const server = await spawnServer({ env, storageRoot: sharedRoot() });
     const catalog = await openTestCatalog({ databaseUrl });
     try {

@@ -161,14 +161,6 @@ describe('planAdvance', () => {
     expect(planAdvance(3, 5, { ...changes, partitions: [p('old', 1, 5, 10), p('out', 5, null, 10)] }, () => true)).toEqual({ rebuild: false, read: [] });
   });
 
-  test('an ingest write that merged an earlier file: its output is read, the file it replaced is not, and nothing is rebuilt', () => {
-    const changes = { partitions: [p('earlier', 2, 5, 10), p('merged', 5, null, 14)], removals: [{ version: 5, reason: 'ingest' }] };
-    expect(planAdvance(3, 5, changes, () => true)).toEqual({ rebuild: false, read: [changes.partitions[1]!] });
-    // Fewer rows added than removed: not a merge; a kept row may be gone.
-    const fewer = { ...changes, partitions: [p('earlier', 2, 5, 10), p('merged', 5, null, 9)] };
-    expect(planAdvance(3, 5, fewer, () => true).rebuild).toBe(true);
-  });
-
   test('a new partition removed again before the target version is never read; one removed by retention without a kept row changes nothing', () => {
     const changes = {
       partitions: [p('new', 4, 5), p('kept', 1, 6), p('later', 6, null)],

@@ -47,13 +47,7 @@ async function ingest(slug: string, fields: object[], rows: Record<string, unkno
 const AS_ADMIN = { 'x-iam-scopes': 'admin' };
 
 beforeAll(async () => {
-  // Every batch in files of its own (no merging into a window's earlier file): compaction has them to merge.
-  const env: Record<string, string> = {
-    TIMESTORE_REQUIRE_SCOPE: 'reader',
-    TIMESTORE_ADMIN_SCOPE: 'admin',
-    TIMESTORE_QUERY_TIMEOUT_MS: '3000',
-    TIMESTORE_INGEST_MERGE_MAX_ROWS: '0',
-  };
+  const env: Record<string, string> = { TIMESTORE_REQUIRE_SCOPE: 'reader', TIMESTORE_ADMIN_SCOPE: 'admin', TIMESTORE_QUERY_TIMEOUT_MS: '3000' };
   if (withS3) {
     s3 = await startS3Server();
     admin = s3AdminClient(s3);
