@@ -158,8 +158,9 @@ export interface CoalesceOptions {
   maxSize?: number;
   /**
    * The coalescing budget: with `maxWaitMs` > 0, the queued jobs of a dataset (and kind) wait
-   * until their weight sum reaches `minWeight` or the oldest of them was created `maxWaitMs` ago,
-   * so that one claim takes many. Jobs that must not wait more are claimable at once as without
+   * until their weight sum reaches `minWeight` or the oldest of them was created `maxWaitMs` ago
+   * (twice that while a job of the same dataset and kind runs: see {@link budgetWait}), so that
+   * one claim takes many. Jobs that must not wait more are claimable at once as without
    * a budget: a job whose lease expired, one being retried (attempts > 0), one without a dataset.
    */
   minWeight?: number;
@@ -188,7 +189,7 @@ export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
         GROUP BY dataset_id, kind
         HAVING sum(${weight(db, budget)}) >= ${budget.minWeight ?? null}::numeric
             OR sum(${size(db, budget)}) >= ${budget.maxSize ?? null}::numeric
-            OR min(created_at) <= now() - ${ms(budget.maxWaitMs ?? 0)}::interval
+            OR min(created_at) <= now() - ${budgetWait(db, o.queue, budget.maxWaitMs ?? 0)}
             OR bool_or(${budget.promptField ? db`payload -> ${budget.promptField} = 'true'::jsonb` : db`false`})),`
     : db``;
   const withinBudget = budget
@@ -246,10 +247,27 @@ export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
  */
 export async function msUntilBudgetDue(db: Db, o: { queue: string; kinds?: readonly string[]; maxWaitMs: number }): Promise<number | null> {
   const [row] = await db<{ dueInMs: number | null }[]>`
-    SELECT extract(epoch FROM min(created_at) + ${ms(o.maxWaitMs)}::interval - now()) * 1000 AS due_in_ms
-    FROM jobs WHERE ${waitingForBudget(db, o.queue, o.kinds)}`;
+    SELECT extract(epoch FROM min(due) - now()) * 1000 AS due_in_ms FROM (
+      SELECT min(created_at) + ${budgetWait(db, o.queue, o.maxWaitMs)} AS due
+      FROM jobs WHERE ${waitingForBudget(db, o.queue, o.kinds)}
+      GROUP BY dataset_id, kind) AS groups`;
   return row?.dueInMs == null ? null : Number(row.dueInMs);
 }
+
+/**
+ * How long the oldest queued job of a dataset waits for its budget, in a query grouped by
+ * `jobs.dataset_id, jobs.kind`: `maxWaitMs`, or twice that while a job of the same dataset and
+ * kind runs with a live lease. One write of a dataset at a time then takes what queued while the
+ * one before it ran, instead of a second writer writing it beside: fewer, larger files for the
+ * same rows and less CPU per row (docs/performance.md, "One write of a dataset at a time"). A
+ * batch whose dataset is written meanwhile waits at most one more `maxWaitMs`; the row and size
+ * budgets, and a client waiting for its batch, still make the dataset ready at once.
+ */
+const budgetWait = (db: Db, queue: string, maxWaitMs: number) => db`
+  ${ms(maxWaitMs)}::interval * CASE WHEN EXISTS (
+    SELECT 1 FROM jobs running
+    WHERE running.queue = ${queue} AND running.state = 'running' AND running.locked_until >= now()
+      AND running.dataset_id = jobs.dataset_id AND running.kind = jobs.kind) THEN 2 ELSE 1 END`;
 
 const kindsOf = (db: Db, kinds: readonly string[] | undefined) => (kinds ? db`AND kind IN ${db(kinds as string[])}` : db``);
 

@@ -171,6 +171,41 @@ describe('job table', () => {
     expect(await msUntilBudgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 200 })).toBeNull();
   });
 
+  test("while a dataset's write runs, its queued jobs wait twice the budget's wait; its row budget and a waiting client still make it ready at once", async () => {
+    const queue = newQueue();
+    const written = await createDataset(a.sql, { slug: `budget-inflight-${queue}` });
+    const idle = await createDataset(a.sql, { slug: `budget-idle-${queue}` });
+    const budget = { weightField: 'rowCount', maxWeight: 1_000, minWeight: 50, maxWaitMs: 1_000, promptField: 'awaited' };
+    const claim = async () => (await claimJobs(b.sql, { queue, kinds: ['ingest'], workerId: 'w', limit: 10, coalesce: budget, ...lease })).map((j) => j.id);
+    const add = (datasetId: string, rowCount: number, payload: object = {}) =>
+      enqueueJob(a.sql, { queue, kind: 'ingest', datasetId, payload: { rowCount, ...payload } }).then((r) => r.job);
+    const waited = async (id: string, ms: number) =>
+      (await a.sql<{ due: boolean }[]>`SELECT now() - created_at >= ${ms} * interval '1 millisecond' AS due FROM jobs WHERE id = ${id}`)[0]!.due;
+
+    const running = await add(written.id, 1, { awaited: true });
+    expect(await claim()).toEqual([running.id]); // the write in flight
+    const next = await add(written.id, 1);
+    const other = await add(idle.id, 1);
+    await until(() => waited(other.id, 1_000));
+    // Both waited the budget's wait: the idle dataset's job goes; the other waits for its write.
+    expect(await claim()).toEqual([other.id]);
+    expect(await claim()).toEqual([]);
+    const dueInMs = (await msUntilBudgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 1_000 }))!;
+    expect(dueInMs).toBeGreaterThan(0);
+    expect(dueInMs).toBeLessThanOrEqual(1_000);
+    // Twice the wait: it goes, though the write still runs.
+    await until(() => waited(next.id, 2_000));
+    expect(await claim()).toEqual([next.id]);
+
+    // Writes in flight again (the two claims'): rows reaching the budget go at once, and so does
+    // a batch whose client waits for it.
+    const many = await add(written.id, 60);
+    expect(await claim()).toEqual([many.id]);
+    const awaited = await add(written.id, 1, { awaited: true });
+    expect(await claim()).toEqual([awaited.id]);
+    expect(await msUntilBudgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 1_000 })).toBeNull();
+  });
+
   test('under a coalescing budget, a job whose client waits for it makes its dataset ready at once', async () => {
     const queue = newQueue();
     const d1 = await createDataset(a.sql, { slug: `budget-awaited-${queue}` });
