@@ -328,7 +328,10 @@ export class JobRunner {
       .catch((err) => this.log.error({ err, jobs: jobs.map((j) => j.id) }, 'jobs: recording an outcome failed'))
       .finally(() => {
         this.batches.delete(batch);
-        this.wake(); // a slot is free
+        // A slot is free, and a dataset whose write this was no longer waits for it (job-table.ts
+        // `budgetWait`): its batches may be due sooner than last computed.
+        this.budgetDueAt = null;
+        this.wake();
       });
   }
 
