@@ -57,6 +57,9 @@ const settings = {
   TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '86400',
   TIMESTORE_QUERY_TIMEOUT_MS: '1000',
   TIMESTORE_INGEST_CONCURRENCY: '4',
+  // Batches written as they come (no coalescing wait): the small files compaction is tested on.
+  // With the wait, the thousand one-row batches of a test could all fall into one write.
+  TIMESTORE_INGEST_COALESCE_WAIT_MS: '0',
 };
 
 for (const kind of ['local', 's3'] as const) {
