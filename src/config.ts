@@ -222,7 +222,7 @@ export const CONFIG_VARIABLES: ConfigVariable[] = [
   {
     name: 'TIMESTORE_INGEST_COALESCE_WAIT_MS',
     description:
-      'The longest a queued batch waits for more of its dataset before it is written (0–60000): bigger files and less CPU per row, against up to this much more time from acknowledgement to queryable (and in `inline` mode or with `Prefer: wait`, to the answer). `0` writes every batch as soon as a writer is free.',
+      "How long a queued batch waits for more of its dataset before it is written (0–60000), and twice as long while a write of its dataset runs (that write's successor then takes what queued meanwhile): bigger files and less CPU per row, against up to that much more time from acknowledgement to queryable. A batch whose client waits for it (`inline` mode, `?wait=true`, `Prefer: wait`) goes at once. `0` writes every batch as soon as a writer is free.",
     default: '`450`',
   },
   {
