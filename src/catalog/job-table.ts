@@ -241,8 +241,8 @@ export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
 }
 
 /**
- * Milliseconds until the oldest job waiting for its coalescing budget (see `CoalesceOptions`)
- * has waited `maxWaitMs`, by the database's clock; null when none waits. Zero or less: due now
+ * Milliseconds until the first dataset's oldest job waiting for its coalescing budget (see
+ * `CoalesceOptions`) has waited its {@link budgetWait}, by the database's clock; null when none waits. Zero or less: due now
  * (another claimer holds it, or it became due since the last claim).
  */
 export async function msUntilBudgetDue(db: Db, o: { queue: string; kinds?: readonly string[]; maxWaitMs: number }): Promise<number | null> {
