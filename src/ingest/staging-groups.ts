@@ -132,7 +132,7 @@ export class StagingGroups {
     const write =
       batches === 1
         ? driver.putBytes(newKey(), waiting.parts[0]!).then((stored) => waiting.members[0]!.resolve(stored))
-        : driver.putBytes(newKey(), Buffer.concat(waiting.parts)).then(({ location }) => {
+        : driver.putBytes(newKey(), waiting.parts).then(({ location }) => {
             this.unsettled.set(location, { driver, left: batches, queued: false });
             for (const m of waiting.members) m.resolve({ location, sizeBytes: m.length, range: { offset: m.offset, length: m.length, batches } });
           });

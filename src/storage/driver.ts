@@ -49,8 +49,11 @@ export interface StorageDriver {
   locationOf(key: string): string;
   /** Durably stores a local file under key; returns its location and size. */
   putFile(key: string, sourcePath: string, options?: PutFileOptions): Promise<StoredObject>;
-  /** Durably stores bytes under key. */
-  putBytes(key: string, bytes: Uint8Array): Promise<StoredObject>;
+  /**
+   * Durably stores bytes under key: one array, or the object's parts in order (a local target
+   * writes them as they are, without joining them into one array first).
+   */
+  putBytes(key: string, bytes: Uint8Array | readonly Uint8Array[]): Promise<StoredObject>;
   /**
    * A local path DuckDB can read for this location: local → the file itself (no copy, `destPath` is
    * unused); s3 → downloaded (streamed) to a temporary name beside `destPath`, fsynced and renamed to it.

@@ -135,7 +135,8 @@ export class S3StorageDriver implements StorageDriver {
     return stored;
   }
 
-  async putBytes(key: string, bytes: Uint8Array): Promise<StoredObject> {
+  async putBytes(key: string, object: Uint8Array | readonly Uint8Array[]): Promise<StoredObject> {
+    const bytes = Array.isArray(object) ? Buffer.concat(object) : (object as Uint8Array);
     const objectKey = this.objectKey(key, 'put');
     const location = this.uri(objectKey);
     return this.guard('put', location, async () => {

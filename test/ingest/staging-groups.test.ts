@@ -18,9 +18,10 @@ function heldDriver() {
   const writes: Write[] = [];
   const deleted: string[] = [];
   const driver = {
-    putBytes(key: string, bytes: Uint8Array) {
+    putBytes(key: string, object: Uint8Array | Uint8Array[]) {
+      const bytes = new Uint8Array(Array.isArray(object) ? Buffer.concat(object) : object);
       return new Promise((resolve, reject) => {
-        writes.push({ key, bytes: new Uint8Array(bytes), finish: () => resolve({ location: `mem://${key}`, sizeBytes: bytes.byteLength }), fail: reject });
+        writes.push({ key, bytes, finish: () => resolve({ location: `mem://${key}`, sizeBytes: bytes.byteLength }), fail: reject });
       });
     },
     async delete(location: string) {

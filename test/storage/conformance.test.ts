@@ -108,6 +108,17 @@ function conformance(label: string, skip: boolean, setup: () => Promise<Fixture>
       await driver.delete(stored.location); // missing is not an error
     });
 
+    test('putBytes of parts stores them one after another, as one object', async () => {
+      const encode = (s: string) => new TextEncoder().encode(s);
+      // More parts than one writev takes, empty ones among them.
+      const parts = Array.from({ length: 1500 }, (_, i) => (i % 7 === 3 ? new Uint8Array(0) : encode(`{"i":${i}}\n`)));
+      const whole = Buffer.concat(parts);
+      const stored = await driver.putBytes('staging/weather/group-1.ndjson', parts);
+      expect(stored.sizeBytes).toBe(whole.byteLength);
+      expect(Buffer.from(await driver.read(stored.location)).equals(whole)).toBe(true);
+      await driver.delete(stored.location);
+    });
+
     test('putFile copies (the source stays) and move gives the source away', async () => {
       const source = join(work, 'part.parquet');
       const content = randomBytes(100_000);
