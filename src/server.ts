@@ -18,6 +18,7 @@ import { createApp } from './http/app.ts';
 import { INGEST_JOB_KIND } from './ingest/accept.ts';
 import { IngestService } from './ingest/service.ts';
 import { StagingGroups } from './ingest/staging-groups.ts';
+import { JobGroups } from './ingest/job-groups.ts';
 import { ReaderPins } from './query/reader-pins.ts';
 import { QueryService } from './query/service.ts';
 import { ingestJobHandler } from './ingest/write.ts';
@@ -193,6 +194,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     waitForJob: (id, ms) => runner.waitForJob(id, ms),
     catalogCache,
     staging: new StagingGroups(),
+    jobs: new JobGroups(catalog.sql),
     metrics,
   });
 

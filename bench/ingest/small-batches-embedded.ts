@@ -8,13 +8,14 @@
  * `checkout`: the tree whose src/main.ts serves (default: this one; e.g. a `git worktree` of
  * another commit, with node_modules linked, to compare two commits). The first batch goes as a
  * JSON document with `?wait=true` (it creates the dataset), then 2,999 batches as NDJSON. Prints
- * batches per second acknowledged and queryable (a count query, polled every 25 ms, sees every row).
+ * batches per second acknowledged and queryable (a count query, polled every 25 ms, sees every row),
+ * and the server's CPU per batch until then (its catalog's included: PGlite runs in the server).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnServer } from '../../test/harness/server-process.ts';
-import { BUN, REPO_ROOT } from './server.ts';
+import { BUN, processCpu, REPO_ROOT } from './server.ts';
 import { asNdjson, generate } from './tsbs.ts';
 
 const checkout = resolve(process.argv[2] ?? REPO_ROOT);
@@ -33,6 +34,7 @@ try {
   const first = await fetch(`${server.url}/datasets/tsbs/ingest?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Bun.file(data.files[0]!) });
   if (first.status !== 201) throw new Error(`the first batch answered ${first.status}: ${await first.text()}`);
   let next = 1;
+  const cpuBefore = processCpu(server.proc.pid);
   const started = performance.now();
   const client = async () => {
     while (next < bodies.length) {
@@ -56,7 +58,11 @@ try {
   }
   const queryable = (performance.now() - started) / 1000;
   const batches = bodies.length - 1;
-  console.log(`${checkout}: ${batches} batches of 100 rows, ${CLIENTS} clients, embedded catalog: ${Math.round(batches / acknowledged)}/s acknowledged, ${Math.round(batches / queryable)}/s queryable`);
+  const cpuMsPerBatch = ((processCpu(server.proc.pid) - cpuBefore) * 1000) / batches;
+  console.log(
+    `${checkout}: ${batches} batches of 100 rows, ${CLIENTS} clients, embedded catalog: ${Math.round(batches / acknowledged)}/s acknowledged, ` +
+      `${Math.round(batches / queryable)}/s queryable, server CPU ${cpuMsPerBatch.toFixed(2)} ms a batch`,
+  );
 } finally {
   await server.stop();
   rmSync(root, { recursive: true, force: true });

@@ -104,19 +104,46 @@ export async function enqueueJob(db: Db, input: NewJob): Promise<{ job: Job; cre
  * inserted.
  */
 export async function enqueueJobIf(db: Db, input: NewJob, condition: Fragment): Promise<Job | null> {
-  // INSERT … SELECT so that `condition` can be a WHERE; its values typed, as no column types them there.
-  const [created] = await db<Job[]>`
+  const [created] = await enqueueJobsIf(db, [input], condition);
+  return created ?? null;
+}
+
+/**
+ * Inserts several jobs in one statement, and NOTIFYs their queues, only where `condition` holds
+ * when it runs (as {@link enqueueJobIf}): one round trip and one commit for many (ingest's group
+ * commit, src/ingest/job-groups.ts). Answers in the order of `inputs`: each job, or null when the
+ * condition did not hold or its jobKey names a queued or running job.
+ */
+export async function enqueueJobsIf(db: Db, inputs: readonly NewJob[], condition: Fragment): Promise<Array<Job | null>> {
+  // The ids are chosen here so that each answer finds its input.
+  const rows = inputs.map((input) => ({
+    id: crypto.randomUUID(),
+    queue: input.queue,
+    kind: input.kind,
+    dataset_id: input.datasetId ?? null,
+    job_key: input.jobKey ?? null,
+    payload: input.payload ?? {},
+    max_attempts: input.maxAttempts ?? 5,
+    retry_window_ms: input.retryWindowMs == null ? null : Math.max(0, Math.round(input.retryWindowMs)),
+    run_at: input.runAt?.toISOString() ?? null,
+    actor: input.actor ?? null,
+    trace_parent: input.traceParent ?? null,
+  }));
+  // INSERT … SELECT so that `condition` can be a WHERE. Identical notifications of one
+  // transaction are delivered once.
+  const created = await db<Job[]>`
     WITH created AS (
-      INSERT INTO jobs (queue, kind, dataset_id, job_key, payload, max_attempts, retry_until, run_at, actor, trace_parent)
-      SELECT ${input.queue}::text, ${input.kind}::text, ${input.datasetId ?? null}::uuid, ${input.jobKey ?? null}::text,
-             ${db.json((input.payload ?? {}) as never)}::jsonb, ${input.maxAttempts ?? 5}::integer,
-             now() + ${input.retryWindowMs == null ? null : ms(input.retryWindowMs)}::interval,
-             COALESCE(${input.runAt ?? null}::timestamptz, now()), ${input.actor ?? null}::text, ${input.traceParent ?? null}::text
+      INSERT INTO jobs (id, queue, kind, dataset_id, job_key, payload, max_attempts, retry_until, run_at, actor, trace_parent)
+      SELECT j.id, j.queue, j.kind, j.dataset_id, j.job_key, j.payload, j.max_attempts,
+             now() + j.retry_window_ms * interval '1 millisecond', COALESCE(j.run_at, now()), j.actor, j.trace_parent
+      FROM jsonb_to_recordset(${db.json(rows as never)}::jsonb) AS j(id uuid, queue text, kind text, dataset_id uuid, job_key text,
+        payload jsonb, max_attempts integer, retry_window_ms bigint, run_at timestamptz, actor text, trace_parent text)
       WHERE ${condition}
       ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
       RETURNING *)
-    SELECT created.* FROM created CROSS JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, ${input.queue})) notified`;
-  return created ?? null;
+    SELECT created.* FROM created CROSS JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, created.queue)) notified`;
+  const byId = new Map(created.map((job) => [job.id, job]));
+  return rows.map((row) => byId.get(row.id) ?? null);
 }
 
 export async function getJob(db: Db, id: string): Promise<Job | null> {

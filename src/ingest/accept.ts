@@ -34,6 +34,7 @@ import type { BatchSummary } from './validation.ts';
 import { stagingObjectKey } from '../model/object-keys.ts';
 import { checkObjectKeys } from './object-key-limits.ts';
 import type { StagedBody, StagedRange, StagingGroups } from './staging-groups.ts';
+import type { JobGroups } from './job-groups.ts';
 import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../model/timestamps.ts';
 
 export const INGEST_JOB_KIND = 'ingest';
@@ -111,6 +112,8 @@ export interface AcceptDeps {
   catalogCache: CatalogCache;
   /** Group commit of small bodies (one per process); without it each body is staged alone. */
   staging?: StagingGroups;
+  /** Group commit of jobs (one per process); without it each job is inserted alone. */
+  jobs?: JobGroups;
   /** The most rows one batch may carry (TIMESTORE_INGEST_MAX_BATCH_ROWS; default 1,000,000). */
   maxBatchRows?: number;
   /** The most fields a dataset may hold (TIMESTORE_INGEST_MAX_FIELDS; default and most MAX_FIELDS). */
@@ -186,11 +189,15 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     // null: the row the check passed on no longer accepts the batch as it did.
     const enqueue = async (db: Db, job: NewJob): Promise<Job | null> =>
       checkedOn ? enqueueJobIf(db, job, acceptsAsBefore(db, checkedOn)) : (await enqueueJob(db, job)).job;
+    // Outside a transaction, a job checked on a row is inserted with the other jobs of that row's
+    // dataset arriving at the same time (job-groups.ts).
+    const enqueueWithOthers = (job: NewJob): Promise<Job | null> =>
+      checkedOn && deps.jobs ? deps.jobs.enqueue(job, checkedOn) : enqueue(deps.sql, job);
     const changed = () =>
       refuse('dataset_changed', `dataset "${slug}" changed (its scopes, status or storage target) while this batch was accepted; send it again`, { dataset: slug });
     const job =
       unchanged && !request.idempotencyKey
-        ? await inStatement(() => enqueue(deps.sql, newJob(existing, latest)))
+        ? await inStatement(() => enqueueWithOthers(newJob(existing, latest)))
         : await inTransaction(deps.sql, async (tx) => {
             const dataset = unchanged ? existing : await ensureDataset(tx, slug, batch, timestampColumn, request.actor, batch.storageTargetId ? target.id : null);
             const schema = unchanged ? latest : await recordSchema(tx, dataset, declared, timestampColumn, request.actor, deps.maxFields);

@@ -8,6 +8,7 @@
 import type { Sql } from 'postgres';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
 import type { StagingGroups } from './staging-groups.ts';
+import type { JobGroups } from './job-groups.ts';
 import { getJob, type Job } from '../catalog/job-table.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { StorageDrivers } from '../storage/index.ts';
@@ -36,6 +37,8 @@ export interface IngestServiceOptions {
   catalogCache: CatalogCache;
   /** Group commit of small bodies (one per process). */
   staging?: StagingGroups;
+  /** Group commit of jobs (one per process). */
+  jobs?: JobGroups;
   /** The job once finished, or as it is when the time is up; null when there is no such job. */
   waitForJob(jobId: string, timeoutMs: number): Promise<Job | null>;
   /** Accepted batches, rows and bytes per dataset. */

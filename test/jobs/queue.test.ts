@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset } from '../../src/catalog/datasets.ts';
 import {
-  claimJobs, completeJobs, countJobs, countOverdueJobs, deleteFailedJob, enqueueJob, failJob, getJob, heartbeatJobs, type Job, listJobs,
+  claimJobs, completeJobs, countJobs, countOverdueJobs, deleteFailedJob, enqueueJob, enqueueJobsIf, failJob, getJob, heartbeatJobs, JOBS_CHANNEL, type Job, listJobs,
   msUntilBudgetDue, purgeFinishedJobs, releaseJobs, retryFailedJob, stagedBodyOf,
 } from '../../src/catalog/job-table.ts';
 import { referencedLocations } from '../../src/catalog/lifecycle.ts';
@@ -46,6 +46,37 @@ describe('job table', () => {
     await completeJobs(a.sql, [claimed!.id], 'w');
     expect((await enqueueJob(a.sql, { queue, kind: 'gc', jobKey: 'singleton', payload: {} })).created).toBe(true);
     expect(await getJob(a.sql, 'not-a-uuid')).toBeNull();
+  });
+
+  test('enqueueJobsIf inserts several jobs in one statement, answers in order, notifies once; nothing where its condition fails', async () => {
+    const queue = newQueue();
+    const heard: string[] = [];
+    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (payload) => payload === queue && heard.push(payload));
+    const held = await enqueueJob(a.sql, { queue, kind: 'gc', jobKey: 'held', payload: {} });
+    const runAt = new Date(Date.now() + 60_000);
+    const jobs = await enqueueJobsIf(a.sql, [
+      { queue, kind: 'ingest', payload: { n: 1, nested: { list: [1, 'two'] } }, actor: 'alice', traceParent: '00-abc-def-01' },
+      { queue, kind: 'gc', jobKey: 'held', payload: { n: 2 } }, // its key names a queued job: not inserted
+      { queue, kind: 'ingest', payload: { n: 3 }, runAt, retryWindowMs: 120_000, maxAttempts: 2 },
+    ], a.sql`true`);
+    expect(jobs.map((j) => (j ? (j.payload as { n: number }).n : null))).toEqual([1, null, 3]);
+    expect(jobs[0]).toEqual(await getJob(a.sql, jobs[0]!.id));
+    expect(jobs[0]!.payload).toEqual({ n: 1, nested: { list: [1, 'two'] } });
+    expect([jobs[0]!.actor, jobs[0]!.traceParent, jobs[0]!.state]).toEqual(['alice', '00-abc-def-01', 'queued']);
+    expect(jobs[2]!.runAt).toEqual(runAt);
+    expect(jobs[2]!.maxAttempts).toBe(2);
+    expect(jobs[2]!.retryUntil!.getTime() - jobs[2]!.createdAt.getTime()).toBe(120_000);
+    expect(jobs[0]!.createdAt).toEqual(jobs[2]!.createdAt); // one statement
+    const queued = async () => (await countJobs(a.sql, queue)).reduce((sum, c) => sum + (c.state === 'queued' ? c.count : 0), 0);
+    expect(await queued()).toBe(3); // `held` and the two new ones
+    await until(async () => heard.length >= 2);
+    await Bun.sleep(100);
+    expect(heard).toEqual([queue, queue]); // `held`'s, then the statement's: identical notifications of one transaction arrive once
+
+    expect(await enqueueJobsIf(a.sql, [{ queue, kind: 'ingest', payload: {} }, { queue, kind: 'ingest', payload: {} }], a.sql`false`)).toEqual([null, null]);
+    expect(await queued()).toBe(3);
+    expect(held.created).toBe(true);
+    await unlisten();
   });
 
   test('enqueue of a queued key due later brings that job forward, never back', async () => {
