@@ -7,6 +7,7 @@
 import postgres, { type Sql } from 'postgres';
 import type { Logger } from '../log.ts';
 import { startEmbeddedCatalog } from './embedded.ts';
+import { JOB_NOTIFICATIONS_SETTING } from './job-table.ts';
 import { applyMigrations, pendingMigrations } from './migrate.ts';
 import { TIMESTAMPTZ_TYPE } from './timestamptz.ts';
 
@@ -59,8 +60,9 @@ export async function openCatalog(options: CatalogOptions): Promise<Catalog> {
   try {
     await createSchemaIfMissing(sql, schema);
     if (embedded) {
-      // PGlite has one session for every connection; set the schema for it once.
-      await sql`SELECT set_config('search_path', ${schema}, false)`;
+      // PGlite has one session for every connection; set the schema for it once, and say that
+      // nobody listens for jobs' notifications (it delivers none).
+      await sql`SELECT set_config('search_path', ${schema}, false), set_config(${JOB_NOTIFICATIONS_SETTING}, 'off', false)`;
     }
     const [row] = await sql<{ current: string }[]>`SELECT current_schema() AS current`;
     const current = row?.current;

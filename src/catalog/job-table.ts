@@ -25,6 +25,16 @@ import { afterPosition, decodeCreatedCursor, pageOf, UUID } from './keyset.ts';
 /** NOTIFY channel whose payload is the queue name; a wake-up hint only, polling is the floor. */
 export const JOBS_CHANNEL = 'timestore_jobs';
 
+/**
+ * A session setting that, set to 'off', says no process can LISTEN on this catalog: the embedded
+ * one (PGlite) delivers no notification, and queueing them cost it about a tenth of a small
+ * batch's CPU (docs/performance.md). The catalog's connection sets it there (connection.ts).
+ */
+export const JOB_NOTIFICATIONS_SETTING = 'timestore.job_notifications';
+
+/** True where jobs' NOTIFYs can be heard (see {@link JOB_NOTIFICATIONS_SETTING}). */
+const notifying = (db: Db) => db`current_setting(${JOB_NOTIFICATIONS_SETTING}, true) IS DISTINCT FROM 'off'`;
+
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
 
 export interface Job<P = unknown> {
@@ -130,7 +140,7 @@ export async function enqueueJobsIf(db: Db, inputs: readonly NewJob[], condition
     trace_parent: input.traceParent ?? null,
   }));
   // INSERT … SELECT so that `condition` can be a WHERE. Identical notifications of one
-  // transaction are delivered once.
+  // transaction are delivered once; a LEFT JOIN, as there are none where nobody listens.
   const created = await db<Job[]>`
     WITH created AS (
       INSERT INTO jobs (id, queue, kind, dataset_id, job_key, payload, max_attempts, retry_until, run_at, actor, trace_parent)
@@ -141,9 +151,13 @@ export async function enqueueJobsIf(db: Db, inputs: readonly NewJob[], condition
       WHERE ${condition}
       ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
       RETURNING *)
-    SELECT created.* FROM created CROSS JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, created.queue)) notified`;
+    SELECT created.* FROM created LEFT JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, created.queue) WHERE ${notifying(db)}) notified ON true`;
   const byId = new Map(created.map((job) => [job.id, job]));
   return rows.map((row) => byId.get(row.id) ?? null);
+}
+
+async function notifyQueue(db: Db, queue: string): Promise<void> {
+  await db`SELECT pg_notify(${JOBS_CHANNEL}, ${queue}) WHERE ${notifying(db)}`;
 }
 
 export async function getJob(db: Db, id: string): Promise<Job | null> {
@@ -387,7 +401,7 @@ export async function releaseJobs(db: Db, ids: readonly string[], workerId: stri
       locked_by = NULL, locked_until = NULL, updated_at = now()
     WHERE id IN ${db(ids as string[])} AND state = 'running' AND locked_by = ${workerId}
     RETURNING id, queue`;
-  for (const queue of new Set(rows.map((r) => r.queue))) await db`SELECT pg_notify(${JOBS_CHANNEL}, ${queue})`;
+  for (const queue of new Set(rows.map((r) => r.queue))) await notifyQueue(db, queue);
   return rows.map((r) => r.id);
 }
 
@@ -425,7 +439,7 @@ export async function retryFailedJob(db: Db, id: string, windowMs: number): Prom
       retry_until = now() + ${ms(windowMs)}::interval, finished_at = NULL, locked_by = NULL, locked_until = NULL, updated_at = now()
     WHERE id = ${id} AND state = 'failed'
     RETURNING *`;
-  if (row) await db`SELECT pg_notify(${JOBS_CHANNEL}, ${row.queue})`;
+  if (row) await notifyQueue(db, row.queue);
   return row ?? null;
 }
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openCatalog } from '../../src/catalog/connection.ts';
 import { createDataset, getDataset } from '../../src/catalog/datasets.ts';
+import { enqueueJob, JOB_NOTIFICATIONS_SETTING } from '../../src/catalog/job-table.ts';
 import { publishManifestVersion } from '../../src/catalog/manifests.ts';
 import { recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
 import { upsertStorageTarget } from '../../src/catalog/storage-targets.ts';
@@ -57,6 +58,11 @@ describe('embedded catalog (PGlite)', () => {
     const reopened = await openEmbedded(root);
     expect(await reopened.migrate()).toEqual([]);
     expect(await getDataset(reopened.sql, 'embedded')).toMatchObject({ manifestVersion: 1, schemaVersion: 1 });
+    // It delivers no notification, and says so: jobs are enqueued without one.
+    const [setting] = await reopened.sql<{ value: string }[]>`SELECT current_setting(${JOB_NOTIFICATIONS_SETTING}, true) AS value`;
+    expect(setting?.value).toBe('off');
+    const job = await enqueueJob(reopened.sql, { queue: 'q', kind: 'k', payload: {} });
+    expect(job.created).toBe(true);
     await reopened.close();
   }, 60_000);
 

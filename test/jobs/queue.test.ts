@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset } from '../../src/catalog/datasets.ts';
 import {
-  claimJobs, completeJobs, countJobs, countOverdueJobs, deleteFailedJob, enqueueJob, enqueueJobsIf, failJob, getJob, heartbeatJobs, JOBS_CHANNEL, type Job, listJobs,
+  claimJobs, completeJobs, countJobs, countOverdueJobs, deleteFailedJob, enqueueJob, enqueueJobsIf, failJob, getJob, heartbeatJobs, JOB_NOTIFICATIONS_SETTING, JOBS_CHANNEL, type Job, listJobs,
   msUntilBudgetDue, purgeFinishedJobs, releaseJobs, retryFailedJob, stagedBodyOf,
 } from '../../src/catalog/job-table.ts';
 import { referencedLocations } from '../../src/catalog/lifecycle.ts';
@@ -76,6 +76,28 @@ describe('job table', () => {
     expect(await enqueueJobsIf(a.sql, [{ queue, kind: 'ingest', payload: {} }, { queue, kind: 'ingest', payload: {} }], a.sql`false`)).toEqual([null, null]);
     expect(await queued()).toBe(3);
     expect(held.created).toBe(true);
+    await unlisten();
+  });
+
+  test('a session that says nobody listens enqueues and releases jobs without a NOTIFY; others notify', async () => {
+    const queue = newQueue();
+    const heard: string[] = [];
+    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (payload) => payload === queue && heard.push(payload));
+    const quiet = await a.sql.reserve();
+    try {
+      await quiet`SELECT set_config(${JOB_NOTIFICATIONS_SETTING}, 'off', false)`;
+      expect((await enqueueJob(quiet, { queue, kind: 'gc', payload: {} })).created).toBe(true);
+      const [claimed] = await claimJobs(quiet, { queue, workerId: 'w', limit: 1, ...lease });
+      expect(await releaseJobs(quiet, [claimed!.id], 'w')).toEqual([claimed!.id]);
+      await Bun.sleep(300);
+      expect(heard).toEqual([]);
+    } finally {
+      await quiet`SELECT set_config(${JOB_NOTIFICATIONS_SETTING}, 'on', false)`; // the pool's connection again
+      quiet.release();
+    }
+    await enqueueJob(a.sql, { queue, kind: 'gc', payload: {} });
+    await until(async () => heard.length > 0);
+    expect(heard).toEqual([queue]);
     await unlisten();
   });
 
