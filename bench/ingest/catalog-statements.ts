@@ -10,28 +10,17 @@
  * the same INSERT with a pg_notify, heard by a LISTEN on another connection, as a job's is.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import postgres from 'postgres';
 import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { processCpu } from './server.ts';
 
 const STATEMENTS = 4000;
 const CLIENTS = 8;
-const CLK_TCK = 100;
 
 /** CPU seconds of every postgres process (backends, walwriter and the rest). */
 function clusterCpu(): number {
   const pids = execFileSync('pgrep', ['-x', 'postgres']).toString().trim().split('\n');
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(rest[11]) + Number(rest[12]);
-    } catch {
-      // ended meanwhile
-    }
-  }
-  return ticks / CLK_TCK;
+  return pids.reduce((sum, pid) => sum + processCpu(Number(pid)), 0);
 }
 
 const sql = postgres(await createTestDatabase('statements'), { max: CLIENTS, onnotice: () => {} });
