@@ -10,6 +10,7 @@ import { AdminService } from './admin/service.ts';
 import { Lifecycle } from './lifecycle/service.ts';
 import { openCatalog, type Catalog } from './catalog/connection.ts';
 import { CatalogCache } from './catalog/lookup-cache.ts';
+import { referencedLocations } from './catalog/lifecycle.ts';
 import { type Config, describeConfig } from './config.ts';
 import { withTargetRegistrationLock } from './catalog/identity.ts';
 import { registerConfiguredTargets } from './configured-targets.ts';
@@ -180,6 +181,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     await lifecycleRunner.start();
     lifecycle.startScheduler(lifecycleRunner.workerId);
   }
+  const staging = new StagingGroups((locations) => referencedLocations(catalog.sql, locations));
   const ingest = new IngestService({
     sql: catalog.sql,
     drivers,
@@ -193,7 +195,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     wake: () => wakeLocalRunners(queue),
     waitForJob: (id, ms) => runner.waitForJob(id, ms),
     catalogCache,
-    staging: new StagingGroups(),
+    staging,
     jobs: new JobGroups(catalog.sql),
     metrics,
   });
@@ -275,6 +277,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         readiness.startDraining();
         // Stop accepting connections and let in-flight requests finish.
         await app.stop(false);
+        await staging.close();
         // Running jobs finish (or are handed back to the queue) before their pool and catalog go.
         await lifecycle.stopScheduler();
         await Promise.all([runner, lifecycleRunner].map((r) => r?.stop(Math.max(1_000, config.shutdownTimeoutMs - 2_000))));

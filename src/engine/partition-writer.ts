@@ -28,7 +28,7 @@ import {
 } from './partition-statistics.ts';
 import { assertIdentifier, quoteIdent, sqlString } from './sql.ts';
 import { useMemoryLimit, useTimeZone } from './session-settings.ts';
-import { type ReadGroup, readerSql, readGroups, type StagedInput, type StagedInputFormat } from './staged-readers.ts';
+import { type ReadGroup, readerSql, readGroups, type StagedInput, type StagedInputFormat, withoutRanges } from './staged-readers.ts';
 
 /** A field of the schema version a partition is written with. */
 export type PartitionField = SchemaField;
@@ -124,9 +124,10 @@ interface Plan extends ValidInput {
  * table, no statistics query. The others (several windows, or a single-file attempt that failed)
  * take the staging table, which splits rows by window and names the input that cannot be read.
  */
-export async function writePartitions(db: DuckDBRunner, input: WritePartitionsInput): Promise<WritePartitionsResult> {
-  const valid = validate(input);
-  if (input.inputs.length === 0) return [];
+export async function writePartitions(db: DuckDBRunner, request: WritePartitionsInput): Promise<WritePartitionsResult> {
+  const valid = validate(request);
+  if (request.inputs.length === 0) return [];
+  const input = { ...request, inputs: request.inputs.map((staged) => withoutRanges(staged, request.outputDir)) };
   const parquetOptions = [
     'FORMAT parquet',
     `COMPRESSION ${PARQUET_FORMAT.compression}`,

@@ -5,7 +5,9 @@
  *
  * Loaded by the worker only (see partition-writer.ts).
  */
-import { statSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { closeSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import type { DuckDBRunner } from './own-thread.ts';
 import { parseCsv } from '../model/csv.ts';
 import { SQL_TYPES } from '../model/field-types.ts';
@@ -46,6 +48,45 @@ export interface StagedInput {
    * whose rows certainly span several windows.
    */
   timeSpan?: { min: string; max: string };
+  /**
+   * Only these bytes of `path` are the input, one range after another, each on lines of its own
+   * (NDJSON or JSON documents: batches' bodies in a shared staged object). Default: the whole file.
+   */
+  ranges?: Array<{ offset: number; length: number }>;
+}
+
+const LINE_FEED = 0x0a;
+/** Copies go through this, read and written a piece at a time (grown once, for a range larger than it). */
+let copyBuffer = new Uint8Array(1024 * 1024);
+
+/**
+ * An input of byte ranges made an input of its own file in `dir` (readers take whole files),
+ * copied here in the writer's thread, with a buffer that is reused: the bytes are in the page
+ * cache, and copying them costs less than a trip through the main thread would.
+ */
+export function withoutRanges(input: StagedInput, dir: string): StagedInput {
+  if (!input.ranges) return input;
+  const path = join(dir, `ranges-${randomUUID()}.${input.format === 'ndjson' ? 'ndjson' : 'json'}`);
+  const from = openSync(input.path, 'r');
+  try {
+    const to = openSync(path, 'wx');
+    try {
+      for (const range of input.ranges) {
+        if (copyBuffer.byteLength < range.length + 1) copyBuffer = new Uint8Array(range.length + 1);
+        const read = range.length === 0 ? 0 : readSync(from, copyBuffer, 0, range.length, range.offset);
+        if (read !== range.length) throw new Error(`${input.path} ends before the bytes ${range.offset}–${range.offset + range.length} of a batch`);
+        let end = read;
+        if (end > 0 && copyBuffer[end - 1] !== LINE_FEED) copyBuffer[end++] = LINE_FEED;
+        for (let written = 0; written < end; ) written += writeSync(to, copyBuffer, written, end - written);
+      }
+    } finally {
+      closeSync(to);
+    }
+  } finally {
+    closeSync(from);
+  }
+  const { ranges: _, ...whole } = input;
+  return { ...whole, path };
 }
 
 /** Inputs that one SELECT reads: same format and same fields read (and, for CSV, one file). */

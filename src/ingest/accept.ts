@@ -31,7 +31,7 @@ import { chooseTimestampColumn, checkDeclaredFields, mergeSchema } from '../mode
 import type { BatchParams, DecodedBatch } from './formats/batch.ts';
 import { DEFAULT_MAX_BATCH_ROWS, tooManyRows } from './formats/index.ts';
 import type { BatchSummary } from './validation.ts';
-import { stagingObjectKey } from '../model/object-keys.ts';
+import { stagingLogKey, stagingObjectKey } from '../model/object-keys.ts';
 import { checkObjectKeys } from './object-key-limits.ts';
 import type { StagedBody, StagedRange, StagingGroups } from './staging-groups.ts';
 import type { JobGroups } from './job-groups.ts';
@@ -251,11 +251,11 @@ export async function stageBytes(
 ) {
   const driver = deps.drivers.forTarget(target);
   checkObjectKeys(driver, slug, partitionKey, body.extension);
-  const newKey = () => stagingObjectKey(slug, body.extension);
+  const keys = { body: () => stagingObjectKey(slug, body.extension), log: () => stagingLogKey(slug, body.extension) };
   const staged: StagedBody =
     deps.staging && GROUPED_FORMATS.has(body.format)
-      ? await deps.staging.stage(driver, `${target.id} ${slug} ${body.format}`, newKey, body.bytes)
-      : await driver.putBytes(newKey(), body.bytes);
+      ? await deps.staging.stage(driver, `${target.id} ${slug} ${body.format}`, keys, body.bytes)
+      : await driver.putBytes(keys.body(), body.bytes);
   return { target, driver, staged, format: body.format };
 }
 

@@ -4,7 +4,7 @@
  * refusal must come before the 202.
  */
 import { refuse } from '../model/constraints.ts';
-import { partitionObjectKey, stagingObjectKey, type StagedExtension } from '../model/object-keys.ts';
+import { partitionObjectKey, stagingLogKey, type StagedExtension } from '../model/object-keys.ts';
 import { StorageError, type StorageDriver } from '../storage/index.ts';
 
 /** Every window start of a storable time (years 0000–9999, as window starts may precede year 1) has this length. */
@@ -17,7 +17,8 @@ const SAMPLE_WINDOW_START = '2000-01-01T00:00:00.000000Z';
 export function checkObjectKeys(driver: StorageDriver, slug: string, partitionKey: Record<string, string>, extension: StagedExtension): void {
   const keys = [
     ['partition file', partitionObjectKey(slug, partitionKey, SAMPLE_WINDOW_START)],
-    ['staged batch', stagingObjectKey(slug, extension)],
+    // A staging log's key is the longer of a staged body's two (its own object's, or its log's).
+    ['staged batch', stagingLogKey(slug, extension)],
   ] as const;
   for (const [what, key] of keys) {
     try {

@@ -3,24 +3,37 @@
  * fsynced and renamed, or an object PUT); with many small batches at once, that wait bounds the
  * batches per second more than the work does (docs/performance.md). So small bodies of one
  * dataset, format and storage target that arrive while its writes in flight are at their limit
- * wait for one of them, and are then staged together: one object written once, each body on lines
- * of its own (NDJSON rows, or JSON documents one after another, which DuckDB's JSON reader takes as
- * one file), each job naming its byte range of it (`IngestJobPayload.staged.range`). A body that
- * finds fewer than {@link MAX_IN_FLIGHT} writes of its line in flight is staged at once and alone,
- * as are large ones: one or two requests at a time wait no longer than before.
+ * wait for one of them, and are then staged together, each body on lines of its own (NDJSON rows,
+ * or JSON documents one after another, which DuckDB's JSON reader takes as one file), each job
+ * naming its byte range (`IngestJobPayload.staged.range`). A body that finds fewer than
+ * {@link MAX_IN_FLIGHT} writes of its line in flight is staged at once and alone, as are large
+ * ones: one or two requests at a time wait no longer than before.
  *
- * An object of several bodies is shared: a write that has all its batches reads it whole, and the
- * write that publishes some of them deletes it only when no job that has not succeeded names it any
- * more (write.ts); the orphan sweep removes one that two writes finishing together both left.
+ * Where the bodies that waited go:
+ * - On a target whose objects can be appended to (local disk), to the line's staging log: one file
+ *   appended to for {@link STAGING_LOG_OPEN_MS} (or up to {@link MAX_LOG_BYTES}), one write and one
+ *   fdatasync per group. Creating, renaming and deleting a file per group cost more CPU than the
+ *   bodies' bytes (docs/performance.md, "Staging logs"). A closed log is deleted here once each of
+ *   its batches has settled and no job that has not succeeded names it (checked every
+ *   {@link STAGING_LOG_OPEN_MS}); a write never deletes one, since it may still be open. A log left
+ *   by a process that stopped first goes with the orphan sweep.
+ * - Elsewhere (S3), to one new object per group, which knows how many batches it holds: a write
+ *   that has them all reads it whole, and the write that publishes some of them deletes it only
+ *   when no job that has not succeeded names it any more (write.ts); the orphan sweep removes one
+ *   that two writes finishing together both left.
  */
-import type { StorageDriver, StoredObject } from '../storage/driver.ts';
+import { STAGING_LOG_OPEN_MS } from '../model/object-keys.ts';
+import type { AppendLog, StorageDriver, StoredObject } from '../storage/driver.ts';
 
 /** A body's bytes within a shared staged object. */
 export interface StagedRange {
   offset: number;
   length: number;
-  /** How many batches' bodies the object holds: a write that has them all reads the object whole. */
-  batches: number;
+  /**
+   * How many batches' bodies the object holds: a write that has them all reads the object whole.
+   * Absent for a staging log, which is never read whole.
+   */
+  batches?: number;
 }
 
 /** Where a body is staged: an object of its own, or a range of a shared one. */
@@ -38,6 +51,8 @@ export const MAX_GROUP_BYTES = 16 * 1024 * 1024;
  * 9–15 % fewer batches a second); beyond that, bodies wait and share the next write.
  */
 export const MAX_IN_FLIGHT = 2;
+/** Most bytes one staging log takes before the next group opens a new one. */
+export const MAX_LOG_BYTES = 64 * 1024 * 1024;
 
 const LINE_FEED = 0x0a;
 const NEW_LINE = new Uint8Array([LINE_FEED]);
@@ -61,11 +76,40 @@ interface Line {
   waiting: Waiting | null;
 }
 
+/** The names of a new object for one body, and of a new staging log. */
+export interface StagingKeys {
+  body(): string;
+  log(): string;
+}
+
+interface Log {
+  driver: StorageDriver;
+  /** Resolves once the log's file exists. */
+  opened: Promise<AppendLog>;
+  openedAt: number;
+  /** Bytes handed to appends so far. */
+  bytes: number;
+  /** Batches appended (or being appended) whose fate is not settled yet (see {@link StagingGroups.settle}). */
+  unsettled: number;
+  closed: boolean;
+}
+
 export class StagingGroups {
   /** Per group key, its writes in flight and the bodies waiting for one; absent when none is in flight. */
   private readonly lines = new Map<string, Line>();
   /** Shared objects some of whose batches are not settled yet (see {@link settle}), by location. */
   private readonly unsettled = new Map<string, { driver: StorageDriver; left: number; queued: boolean }>();
+  /** Per group key, the staging log groups are appended to. */
+  private readonly openLogs = new Map<string, Log>();
+  /** Every log not deleted yet, open or closed, by location once known. */
+  private readonly logs = new Map<string, Log>();
+  private tidying: ReturnType<typeof setInterval> | null = null;
+
+  /**
+   * `referenced`: the locations among these that a job that has not succeeded names (the catalog's
+   * answer). Without it, no staging log is used: nothing could tell when one may go.
+   */
+  constructor(private readonly referenced?: (locations: string[]) => Promise<Set<string>>) {}
 
   /**
    * Says what became of a batch staged in a shared object: queued (its job committed, or perhaps:
@@ -74,6 +118,11 @@ export class StagingGroups {
    * or delete the object: it is deleted here, so a refusal stores nothing.
    */
   async settle(body: StagedBody, queued: boolean): Promise<void> {
+    const log = body.range && this.logs.get(body.location);
+    if (log) {
+      log.unsettled--;
+      return;
+    }
     const entry = body.range && this.unsettled.get(body.location);
     if (!entry) return;
     entry.queued ||= queued;
@@ -88,16 +137,16 @@ export class StagingGroups {
    * {@link MAX_IN_FLIGHT}.
    * Resolves once the body is durable.
    */
-  stage(driver: StorageDriver, groupKey: string, newKey: () => string, bytes: Uint8Array): Promise<StagedBody> {
-    if (bytes.byteLength > MAX_GROUPED_BODY_BYTES) return driver.putBytes(newKey(), bytes);
+  stage(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array): Promise<StagedBody> {
+    if (bytes.byteLength > MAX_GROUPED_BODY_BYTES) return driver.putBytes(keys.body(), bytes);
     let line = this.lines.get(groupKey);
     if (!line) this.lines.set(groupKey, (line = { inFlight: 0, waiting: null }));
     if (line.inFlight < MAX_IN_FLIGHT) {
       line.inFlight++;
-      return this.writeAlone(driver, groupKey, newKey, bytes);
+      return this.writeAlone(driver, groupKey, keys, bytes);
     }
     const waiting = (line.waiting ??= { parts: [], bytes: 0, members: [] });
-    if (waiting.bytes + bytes.byteLength > MAX_GROUP_BYTES) return driver.putBytes(newKey(), bytes);
+    if (waiting.bytes + bytes.byteLength > MAX_GROUP_BYTES) return driver.putBytes(keys.body(), bytes);
     return new Promise<StagedBody>((resolve, reject) => {
       waiting.members.push({ offset: waiting.bytes, length: bytes.byteLength, resolve, reject });
       waiting.parts.push(bytes);
@@ -111,16 +160,16 @@ export class StagingGroups {
     });
   }
 
-  private async writeAlone(driver: StorageDriver, groupKey: string, newKey: () => string, bytes: Uint8Array): Promise<StagedBody> {
+  private async writeAlone(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array): Promise<StagedBody> {
     try {
-      return await driver.putBytes(newKey(), bytes);
+      return await driver.putBytes(keys.body(), bytes);
     } finally {
-      this.next(driver, groupKey, newKey);
+      this.next(driver, groupKey, keys);
     }
   }
 
   /** Stages the bodies that waited, in the place of the write just finished; or one write fewer is in flight. */
-  private next(driver: StorageDriver, groupKey: string, newKey: () => string): void {
+  private next(driver: StorageDriver, groupKey: string, keys: StagingKeys): void {
     const line = this.lines.get(groupKey)!;
     const waiting = line.waiting;
     if (!waiting) {
@@ -129,10 +178,11 @@ export class StagingGroups {
     }
     line.waiting = null;
     const batches = waiting.members.length;
-    const write =
-      batches === 1
-        ? driver.putBytes(newKey(), waiting.parts[0]!).then((stored) => waiting.members[0]!.resolve(stored))
-        : driver.putBytes(newKey(), waiting.parts).then(({ location }) => {
+    const write = driver.openLog && this.referenced
+      ? this.append(driver, groupKey, keys, waiting)
+      : batches === 1
+        ? driver.putBytes(keys.body(), waiting.parts[0]!).then((stored) => waiting.members[0]!.resolve(stored))
+        : driver.putBytes(keys.body(), waiting.parts).then(({ location }) => {
             this.unsettled.set(location, { driver, left: batches, queued: false });
             for (const m of waiting.members) m.resolve({ location, sizeBytes: m.length, range: { offset: m.offset, length: m.length, batches } });
           });
@@ -140,6 +190,79 @@ export class StagingGroups {
       .catch((err) => {
         for (const m of waiting.members) m.reject(err);
       })
-      .finally(() => this.next(driver, groupKey, newKey));
+      .finally(() => this.next(driver, groupKey, keys));
+  }
+
+  /** Appends the bodies that waited to the line's staging log (a new one when it is full or old). */
+  private async append(driver: StorageDriver, groupKey: string, keys: StagingKeys, waiting: Waiting): Promise<void> {
+    let log = this.openLogs.get(groupKey);
+    if (!log || log.bytes + waiting.bytes > MAX_LOG_BYTES || Date.now() - log.openedAt >= STAGING_LOG_OPEN_MS) {
+      if (log) this.closeLog(groupKey, log);
+      const opened = driver.openLog!(keys.log());
+      log = { driver, opened, openedAt: Date.now(), bytes: 0, unsettled: 0, closed: false };
+      this.openLogs.set(groupKey, log);
+      this.tidying ??= setInterval(() => void this.tidy(), STAGING_LOG_OPEN_MS);
+      this.tidying.unref?.();
+      const entry = log;
+      opened.then(
+        (object) => this.logs.set(object.location, entry),
+        () => this.closeLog(groupKey, entry),
+      );
+    }
+    log.bytes += waiting.bytes;
+    // Counted before the append: the log is not deleted while these batches' jobs may still be inserted.
+    log.unsettled += waiting.members.length;
+    try {
+      const object = await log.opened;
+      const base = await object.append(waiting.parts);
+      for (const m of waiting.members) m.resolve({ location: object.location, sizeBytes: m.length, range: { offset: base + m.offset, length: m.length } });
+    } catch (err) {
+      log.unsettled -= waiting.members.length;
+      this.closeLog(groupKey, log); // the next group starts a new log
+      throw err;
+    }
+  }
+
+  /** Takes no more appends into `log` (those in flight finish). */
+  private closeLog(groupKey: string, log: Log): void {
+    if (log.closed) return;
+    log.closed = true;
+    if (this.openLogs.get(groupKey) === log) this.openLogs.delete(groupKey);
+    log.opened.then((object) => object.close()).catch(() => {});
+  }
+
+  /**
+   * Closes the logs open for {@link STAGING_LOG_OPEN_MS}, and deletes the closed ones whose batches
+   * have all settled and that no job that has not succeeded names (left for the next round if the
+   * catalog cannot say). Stops once no log is left.
+   */
+  private async tidy(): Promise<void> {
+    for (const [groupKey, log] of this.openLogs) if (Date.now() - log.openedAt >= STAGING_LOG_OPEN_MS) this.closeLog(groupKey, log);
+    const done = [...this.logs].filter(([, log]) => log.closed && log.unsettled === 0);
+    if (done.length > 0) {
+      try {
+        const named = await this.referenced!(done.map(([location]) => location));
+        for (const [location, log] of done) {
+          if (named.has(location)) continue;
+          this.logs.delete(location);
+          await log.opened.then((object) => object.close()).catch(() => {});
+          await log.driver.delete(location).catch(() => {}); // else left for the orphan sweep
+        }
+      } catch {
+        // the catalog did not answer: the next round asks again
+      }
+    }
+    if (this.logs.size === 0 && this.openLogs.size === 0 && this.tidying) {
+      clearInterval(this.tidying);
+      this.tidying = null;
+    }
+  }
+
+  /** Closes every log; deletes those already done with (see {@link tidy}). The rest go with the orphan sweep. */
+  async close(): Promise<void> {
+    for (const [groupKey, log] of this.openLogs) this.closeLog(groupKey, log);
+    await this.tidy();
+    if (this.tidying) clearInterval(this.tidying);
+    this.tidying = null;
   }
 }

@@ -20,7 +20,6 @@
  * collector, which decides from the catalog.
  */
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Sql } from 'postgres';
@@ -40,7 +39,7 @@ import { type Context, inSpan, NOOP_TRACER, type Span, type Tracer, traceFields 
 import type { StorageDriver, StorageDrivers } from '../storage/index.ts';
 import { storePartitionFiles } from '../storage/partition-files.ts';
 import type { IngestJobPayload } from './accept.ts';
-import type { StagedRange } from './staging-groups.ts';
+
 import { step, WriteStepError } from './write-failures.ts';
 
 export interface WriteDeps {
@@ -143,14 +142,16 @@ async function writeBatch(
 /**
  * The staged bodies of published batches are no longer needed: an object of one body goes at once,
  * an object shared with other batches (staging-groups.ts) once no job that has not succeeded names
- * it. What a crash leaves, or two writes of one shared object that finish together, the collector
- * removes. The bodies of failed batches stay with their jobs.
+ * it; a staging log is left to the process appending to it. What a crash leaves, or two writes of
+ * one shared object that finish together, the collector removes. The bodies of failed batches stay
+ * with their jobs.
  */
 async function deleteStagedBodies(deps: WriteDeps, published: Job<IngestJobPayload>[]): Promise<void> {
-  const shared = [...new Set(published.filter((j) => j.payload.staged.range).map((j) => j.payload.staged.location))];
+  const ours = published.filter((j) => !j.payload.staged.range || j.payload.staged.range.batches !== undefined);
+  const shared = [...new Set(ours.filter((j) => j.payload.staged.range).map((j) => j.payload.staged.location))];
   const needed = shared.length ? await referencedLocations(deps.sql, shared, published.map((j) => j.id)) : new Set<string>();
   const done = new Map<string, Job<IngestJobPayload>>();
-  for (const job of published) if (!needed.has(job.payload.staged.location)) done.set(job.payload.staged.location, job);
+  for (const job of ours) if (!needed.has(job.payload.staged.location)) done.set(job.payload.staged.location, job);
   await Promise.all(
     [...done].map(async ([location, job]) => {
       const stagedOn = deps.drivers.forTarget(await deps.catalogCache.storageTarget(job.payload.storageTargetId));
@@ -223,9 +224,10 @@ async function fetchStagedBodies(call: Call, jobs: Job<IngestJobPayload>[]): Pro
 /**
  * The staged inputs of one write of `jobs`: each job's own body, but a shared staged object whose
  * batches are all in this write (with one partition key and the same fields read) read once and
- * whole (its NDJSON rows, or its JSON documents one after another); a batch written without the
- * others of its object (a claim that split them, or a failure being narrowed down to its batch:
- * a document whose repeated keys need the slow path is read alone) gets its bytes copied out.
+ * whole (its NDJSON rows, or its JSON documents one after another). Otherwise (a staging log, which
+ * is never read whole; a claim that split an object's batches; a failure being narrowed down to
+ * its batch: a document whose repeated keys need the slow path is read alone) the batches' byte
+ * ranges are read, one input for those read alike (the writer copies them out in its thread).
  */
 function inputsOf(call: Call, jobs: Job<IngestJobPayload>[]): StagedInput[] {
   const inputs: StagedInput[] = [];
@@ -235,34 +237,22 @@ function inputsOf(call: Call, jobs: Job<IngestJobPayload>[]): StagedInput[] {
     else shared.set(job.payload.staged.location, [...(shared.get(job.payload.staged.location) ?? []), job]);
   }
   for (const members of shared.values()) {
-    const own = members.map((job) => call.inputs.get(job.id)!);
-    const first = own[0]!;
-    const alike = own.every((input) => partitionKeyId(input.partitionKey) === partitionKeyId(first.partitionKey) && String(input.fields) === String(first.fields));
-    if (alike && members.length === members[0]!.payload.staged.range!.batches) {
+    const alike = groupBy(members, (job) => {
+      const input = call.inputs.get(job.id)!;
+      return `${partitionKeyId(input.partitionKey)} ${String(input.fields)}`;
+    });
+    const whole = alike.size === 1 && members.length === members[0]!.payload.staged.range!.batches;
+    for (const group of alike.values()) {
+      const own = group.map((job) => call.inputs.get(job.id)!);
       const spans = own.map((input) => input.timeSpan!);
-      inputs.push({ ...first, timeSpan: { min: spans.map((t) => t.min).sort()[0]!, max: spans.map((t) => t.max).sort().at(-1)! } });
-      continue;
-    }
-    for (const [k, job] of members.entries()) {
-      const path = join(call.work, `${job.id}.json`);
-      if (!existsSync(path)) copyRange(own[k]!.path, job.payload.staged.range!, path);
-      inputs.push({ ...own[k]!, path });
+      inputs.push({
+        ...own[0]!,
+        timeSpan: { min: spans.map((t) => t.min).sort()[0]!, max: spans.map((t) => t.max).sort().at(-1)! },
+        ...(whole ? {} : { ranges: group.map((job) => job.payload.staged.range!).map(({ offset, length }) => ({ offset, length })) }),
+      });
     }
   }
   return inputs;
-}
-
-/** Copies a batch's bytes out of a shared staged object (small, and in the page cache: synchronous calls cost less than the pool's trips). */
-function copyRange(object: string, range: StagedRange, dest: string): void {
-  const bytes = new Uint8Array(range.length);
-  const fd = openSync(object, 'r');
-  try {
-    const read = readSync(fd, bytes, 0, range.length, range.offset);
-    if (read !== range.length) throw new Error(`the staged object ${object} ends before the batch's bytes ${range.offset}–${range.offset + range.length}`);
-  } finally {
-    closeSync(fd);
-  }
-  writeFileSync(dest, bytes);
 }
 
 /**

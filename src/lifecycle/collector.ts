@@ -9,7 +9,9 @@
  *   objects and deletes those that nothing references (no partition whose file is kept, no staged
  *   batch of a job that has not succeeded) once they are older than the orphan age: the files of
  *   failed writes, of attempts that lost a race, of jobs an operator deleted, and temporary files
- *   a crash left behind. A failed job's staged batch is kept: only an operator drops it.
+ *   a crash left behind (among them the staging logs of a process that stopped before their
+ *   batches were written; a log modified in the last minute may still be open and is left alone).
+ *   A failed job's staged batch is kept: only an operator drops it.
  *   It deletes only what timestore owns: nothing at all under a target whose owner marker does not
  *   name this catalog (storage/owner-marker.ts), and no object whose key is not exactly of a shape
  *   timestore writes (model/object-keys.ts `sweepableKind`). What it leaves alone is logged and
@@ -23,7 +25,7 @@ import { claimFilesToDelete, purgeExpiredIdempotencyKeys, referencedLocations } 
 import { purgeExpiredReaderPins } from '../catalog/reader-pins.ts';
 import { catalogId } from '../catalog/identity.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';
-import { OBJECT_KEY_PREFIXES, sweepableKind } from '../model/object-keys.ts';
+import { OBJECT_KEY_PREFIXES, STAGING_LOG_OPEN_MS, sweepableKind } from '../model/object-keys.ts';
 import type { Dataset, StorageTarget } from '../model/records.ts';
 import type { Logger } from '../log.ts';
 import { type ListedObject, readOwnerMarker, type StorageDriver, type StorageDrivers } from '../storage/index.ts';
@@ -61,6 +63,12 @@ export async function deleteRemovedFiles(deps: CollectorDeps, dataset: Dataset, 
 }
 
 const SWEPT_PREFIXES = Object.values(OBJECT_KEY_PREFIXES);
+/**
+ * A staging log modified this recently may still take appends, whose batches' jobs are not in the
+ * catalog yet: it is left alone whatever the orphan age (it is closed for good STAGING_LOG_OPEN_MS
+ * after it is created; the rest is margin for a slow disk).
+ */
+const OPEN_LOG_AGE_MS = 60 * STAGING_LOG_OPEN_MS;
 /** Keys of skipped objects named in the log, at most. */
 const SKIPPED_EXAMPLES = 5;
 
@@ -88,12 +96,14 @@ export async function sweepOrphans(deps: CollectorDeps, target: StorageTarget, o
   for (const prefix of SWEPT_PREFIXES) {
     let page: ListedObject[] = [];
     for await (const object of driver.list(prefix)) {
-      if (!sweepableKind(object.key)) {
+      const kind = sweepableKind(object.key);
+      if (!kind) {
         deleted.skipped += 1;
         if (examples.length < SKIPPED_EXAMPLES) examples.push(object.key);
         continue;
       }
-      if (object.lastModified < olderThan) page.push(object);
+      const mayBeOpen = kind === 'stagingLog' && object.lastModified.getTime() > Date.now() - OPEN_LOG_AGE_MS;
+      if (object.lastModified < olderThan && !mayBeOpen) page.push(object);
       if (page.length === PAGE) {
         signal.throwIfAborted();
         await deleteUnreferenced(deps, driver, page, deleted);

@@ -2,6 +2,7 @@
  * The keys objects are stored under, relative to a storage target (see storage/driver.ts):
  *
  *   staging/<slug>/<uuid>.<json|ndjson|csv>                        a batch's body, until it is written
+ *   staging/<slug>/log-<uuid>.<json|ndjson>                        a staging log: small bodies appended one after another
  *   datasets/<slug>/<name=value,…|_>/<YYYY-MM-DDThhmmss>Z/<uuid>.parquet   a partition file
  *   .timestore-probe/<uuid>                                        a storage target's probe, deleted at once
  *   .timestore-owner                                               the owner marker: which catalog owns the target
@@ -27,6 +28,17 @@ export function stagingObjectKey(slug: string, extension: StagedExtension, id: s
   return `${OBJECT_KEY_PREFIXES.staging}${slug}/${id}.${extension}`;
 }
 
+/** A staging log of a local target (ingest/staging-groups.ts): bodies of one dataset and format appended to one file. */
+export function stagingLogKey(slug: string, extension: StagedExtension, id: string = randomUUID()): string {
+  return `${OBJECT_KEY_PREFIXES.staging}${slug}/log-${id}.${extension}`;
+}
+
+/**
+ * A staging log takes appends for at most this long after it is created, then is closed for good:
+ * a log not modified for longer is no longer written (the orphan sweep relies on it).
+ */
+export const STAGING_LOG_OPEN_MS = 1_000;
+
 /** Where a partition file lives on its target: by dataset, partition key and window. */
 export function partitionObjectKey(slug: string, key: Record<string, string>, windowStart: string, id: string = randomUUID()): string {
   const keyPart = Object.keys(key)
@@ -51,6 +63,7 @@ const KEY_PART = '[A-Za-z0-9_.:-]{1,128}';
 const PARTITION_KEY = `(?:_|${KEY_PART}=${KEY_PART}(?:,${KEY_PART}=${KEY_PART}){0,7})`;
 const SHAPES = {
   staging: new RegExp(`^staging/${SLUG}/(${UUID}\\.(?:json|ndjson|csv))$`),
+  stagingLog: new RegExp(`^staging/${SLUG}/(log-${UUID}\\.(?:json|ndjson))$`),
   partition: new RegExp(`^datasets/${SLUG}/${PARTITION_KEY}/\\d{4}-\\d{2}-\\d{2}T\\d{6}Z/(${UUID}\\.parquet)$`),
   probe: new RegExp(`^\\.timestore-probe/(${UUID})$`),
 } as const;

@@ -41,6 +41,18 @@ export interface ListOptions {
   pageSize?: number;
 }
 
+/** An object written by appending (`StorageDriver.openLog`). */
+export interface AppendLog {
+  readonly location: string;
+  /**
+   * Appends `parts` one after another; resolves with the offset of their first byte once they are
+   * durable. Appends may overlap: each has its own bytes, in the order the calls were made.
+   */
+  append(parts: readonly Uint8Array[]): Promise<number>;
+  /** Closes the object once the appends in flight have finished; it takes no more. */
+  close(): Promise<void>;
+}
+
 export interface StorageDriver {
   readonly kind: StorageKind;
   /** The storage target's name, as used in error messages. */
@@ -54,6 +66,11 @@ export interface StorageDriver {
    * writes them as they are, without joining them into one array first).
    */
   putBytes(key: string, bytes: Uint8Array | readonly Uint8Array[]): Promise<StoredObject>;
+  /**
+   * Creates an empty object under key, to be written by appending (local targets; absent where an
+   * object is only ever written whole, as on S3). Its name is durable when this resolves.
+   */
+  openLog?(key: string): Promise<AppendLog>;
   /**
    * A local path DuckDB can read for this location: local → the file itself (no copy, `destPath` is
    * unused); s3 → downloaded (streamed) to a temporary name beside `destPath`, fsynced and renamed to it.

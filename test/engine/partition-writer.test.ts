@@ -236,6 +236,28 @@ describe('writePartitions through the worker pool', () => {
     expect(result[0]!.columnStatistics.note).toEqual({ min: '', max: 'x', nulls: 2 });
   });
 
+  test('an input of byte ranges reads those bytes only, each range on lines of its own (NDJSON, JSON documents)', async () => {
+    const line = (host: string, second: number) => JSON.stringify({ time: `2026-01-01T00:00:0${second}Z`, host });
+    // As a staging log holds them: batches one after another, a line break added after one without.
+    const batches = [`${line('r1', 1)}\n`, `${line('other batch', 2)}\n`, `${line('r2', 3)}\n${line('r3', 4)}`, '\n', `${line('r4', 5)}\n`];
+    const documents = [document([{ time: '2026-01-01T00:00:06Z', host: 'd1' }]), '\n', document([{ time: '2026-01-01T00:00:07Z', host: 'skipped' }]), '\n', document([{ time: '2026-01-01T00:00:08Z', host: 'd2' }], 2)];
+    const { paths, outputDir } = stage({ 'log.ndjson': batches.join(''), 'log.json': documents.join('') });
+    const rangesOf = (parts: string[], picked: number[]) =>
+      picked.map((i) => ({ offset: Buffer.byteLength(parts.slice(0, i).join('')), length: Buffer.byteLength(parts[i]!) }));
+    const result = await pool.writePartitions({
+      inputs: [
+        { path: paths['log.ndjson']!, format: 'ndjson', partitionKey: {}, ranges: rangesOf(batches, [0, 2, 4]) },
+        { path: paths['log.json']!, format: 'json-document', partitionKey: {}, ranges: rangesOf(documents, [0, 4]) },
+      ],
+      fields: FIELDS,
+      timestampColumn: 'time',
+      windowSeconds: 3600,
+      outputDir,
+    });
+    expect(result).toHaveLength(1);
+    expect((await readParquet(result[0]!.path, FIELDS)).map((r) => r.host)).toEqual(['r1', 'r2', 'r3', 'r4', 'd1', 'd2']);
+  });
+
   test('a field that older staged inputs lack is written as nulls', async () => {
     const fields: PartitionField[] = [...FIELDS.slice(0, 2), { name: 'added_later', type: 'double', nullable: true }];
     const { paths, outputDir } = stage({

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -155,10 +155,16 @@ describe('an ingest job that fails for good', () => {
     // An unreferenced staged file beside it is swept: the sweep did run with orphan age 0.
     const leftover = join(partitionsRoot(), 'staging', 'stranded', `${randomUUID()}.json`);
     writeFileSync(leftover, '{}');
+    // A staging log written to in the last minute may still take appends: kept whatever the age.
+    const [openLog, oldLog] = [0, 1].map(() => join(partitionsRoot(), 'staging', 'stranded', `log-${randomUUID()}.ndjson`)) as [string, string];
+    for (const log of [openLog, oldLog]) writeFileSync(log, '{}\n');
+    const twoMinutesAgo = new Date(Date.now() - 120_000);
+    utimesSync(oldLog, twoMinutesAgo, twoMinutesAgo);
     await sql()`UPDATE jobs SET finished_at = now() - interval '2 hours' WHERE id = ${failed.id}`;
     const result = await runMaintenance();
-    expect(result.orphans.local.files).toBeGreaterThanOrEqual(1);
+    expect(result.orphans.local.files).toBeGreaterThanOrEqual(2);
     expect(existsSync(leftover)).toBe(false);
+    expect([existsSync(openLog), existsSync(oldLog)]).toEqual([true, false]);
     expect(existsSync(stagedPath(failed))).toBe(true);
     expect(await getJob(sql(), failed.id)).toMatchObject({ state: 'failed' });
   });

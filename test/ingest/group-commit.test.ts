@@ -1,9 +1,9 @@
 /**
  * Group commit through HTTP (src/ingest/staging-groups.ts): small JSON and NDJSON batches sent at
- * once are staged together, several to one object with each job naming its byte range; every row is written
- * exactly once, whether a write has all the batches of an object (and reads it whole) or some (and
- * copies their ranges out); and the shared objects are gone once their batches are published. On
- * local disk and on S3 (radosgw).
+ * once are staged together, several to one object with each job naming its byte range (on local
+ * disk, a staging log); every row is written exactly once, whether a write has all the batches of
+ * an object (and reads it whole) or some (and copies their ranges out); and the shared objects are
+ * gone once their batches are published. On local disk and on S3 (radosgw).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { existsSync, readdirSync } from 'node:fs';
@@ -72,21 +72,28 @@ async function check(ts: TestServer, slug: string, ids: string[]) {
   });
   expect(answer.status).toBe(200);
   expect(answer.body.rows.map((r: { seq: number }) => r.seq)).toEqual(Array.from({ length: BATCHES * ROWS }, (_, i) => i));
-  const [shared] = await ts.sql<{ batches: number; objects: number }[]>`
-    SELECT count(*)::int AS batches, count(DISTINCT payload -> 'staged' ->> 'location')::int AS objects
+  const [shared] = await ts.sql<{ batches: number; objects: number; logs: number }[]>`
+    SELECT count(*)::int AS batches, count(DISTINCT payload -> 'staged' ->> 'location')::int AS objects,
+      count(DISTINCT payload -> 'staged' ->> 'location') FILTER (WHERE payload -> 'staged' ->> 'location' LIKE '%/log-%')::int AS logs
     FROM jobs WHERE id = ANY(${ids}::uuid[]) AND payload -> 'staged' ? 'range'`;
   return shared!;
 }
 
 const SENT_AT_ONCE = 'batches sent at once share staged objects, are written once each, and leave no staged object behind';
 
-/** The test of each storage: `stagedObjects` counts what is left under `staging/`. */
-async function sentAtOnce(ts: TestServer, stagedObjects: () => Promise<number>): Promise<void> {
+/**
+ * The test of each storage: `stagedObjects` counts what is left under `staging/`; `logs` says
+ * whether the target's groups go to staging logs (local disk) or to objects of their own (S3).
+ */
+async function sentAtOnce(ts: TestServer, stagedObjects: () => Promise<number>, logs: boolean): Promise<void> {
   const ids = await sendAtOnce(ts, 'grouped');
   await waitForJobs(ts, ids);
   const shared = await check(ts, 'grouped', ids);
   // Dozens of requests at once on two cores: most find the writes in flight and wait for the next.
   expect(shared.batches).toBeGreaterThan(shared.objects);
+  expect(shared.logs).toBe(logs ? shared.objects : 0);
+  // A staging log goes once it is closed (after STAGING_LOG_OPEN_MS) and its batches are written.
+  for (let i = 0; i < 50 && (await stagedObjects()) > 0; i++) await Bun.sleep(100);
   expect(await stagedObjects()).toBe(0);
 }
 
@@ -106,7 +113,7 @@ describe.each([
 
   test(SENT_AT_ONCE, async () => {
     const staging = join(ts.config.storageRoot, 'staging', 'grouped');
-    await sentAtOnce(ts, async () => (existsSync(staging) ? readdirSync(staging).length : 0));
+    await sentAtOnce(ts, async () => (existsSync(staging) ? readdirSync(staging).length : 0), true);
   }, 120_000);
 });
 
@@ -128,6 +135,6 @@ describe.skipIf(!s3Available())('on S3', () => {
   });
 
   test(SENT_AT_ONCE, async () => {
-    await sentAtOnce(ts, async () => (await admin.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'staging/' }))).KeyCount ?? 0);
+    await sentAtOnce(ts, async () => (await admin.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'staging/' }))).KeyCount ?? 0, false);
   }, 120_000);
 });

@@ -1,10 +1,12 @@
 /**
  * Group commit of staged bodies (src/ingest/staging-groups.ts), with a storage driver whose writes
- * finish when the test says: who waits for whom, what one shared object holds, and failures.
+ * finish when the test says: who waits for whom, what one shared object holds, and failures; and,
+ * on a target that takes appends, the staging logs: what goes to them, when they close and go.
  */
 import { expect, test } from 'bun:test';
-import { MAX_GROUPED_BODY_BYTES, MAX_IN_FLIGHT, StagingGroups } from '../../src/ingest/staging-groups.ts';
-import type { StorageDriver } from '../../src/storage/driver.ts';
+import { MAX_GROUPED_BODY_BYTES, MAX_IN_FLIGHT, type StagedBody, StagingGroups } from '../../src/ingest/staging-groups.ts';
+import { STAGING_LOG_OPEN_MS } from '../../src/model/object-keys.ts';
+import type { AppendLog, StorageDriver } from '../../src/storage/driver.ts';
 
 interface Write {
   key: string;
@@ -34,11 +36,11 @@ function heldDriver() {
 const text = (s: string) => new TextEncoder().encode(s);
 const turn = () => new Promise((r) => setTimeout(r, 0));
 let n = 0;
-const newKey = () => `staging/ds/${++n}.ndjson`;
+const keys = { body: () => `staging/ds/${++n}.ndjson`, log: () => `staging/ds/log-${++n}.ndjson` };
 
 /** Fills a line's writes in flight with bodies staged alone; returns their promises. */
 async function fillLine(groups: StagingGroups, driver: StorageDriver, line: string) {
-  const alone = Array.from({ length: MAX_IN_FLIGHT }, (_, k) => groups.stage(driver, line, newKey, text(`alone ${k}\n`)));
+  const alone = Array.from({ length: MAX_IN_FLIGHT }, (_, k) => groups.stage(driver, line, keys, text(`alone ${k}\n`)));
   await turn();
   return alone;
 }
@@ -48,9 +50,9 @@ test(`bodies that find fewer than ${MAX_IN_FLIGHT} writes in flight are staged a
   const { driver, writes } = heldDriver();
   const alone = await fillLine(groups, driver, 'line');
   expect(writes).toHaveLength(MAX_IN_FLIGHT);
-  const second = groups.stage(driver, 'line', newKey, text('bb\n'));
-  const third = groups.stage(driver, 'line', newKey, text('ccc')); // no final line break: one is added after it
-  const fourth = groups.stage(driver, 'line', newKey, text('d\n'));
+  const second = groups.stage(driver, 'line', keys, text('bb\n'));
+  const third = groups.stage(driver, 'line', keys, text('ccc')); // no final line break: one is added after it
+  const fourth = groups.stage(driver, 'line', keys, text('d\n'));
   await turn();
   expect(writes).toHaveLength(MAX_IN_FLIGHT); // the others wait for a write in flight
 
@@ -68,7 +70,7 @@ test(`bodies that find fewer than ${MAX_IN_FLIGHT} writes in flight are staged a
   // Writes finish and none waits: the line is over, and the next body goes at once again.
   for (const w of writes.slice(1, MAX_IN_FLIGHT)) w.finish();
   await Promise.all(alone);
-  const later = groups.stage(driver, 'line', newKey, text('e\n'));
+  const later = groups.stage(driver, 'line', keys, text('e\n'));
   await turn();
   expect(writes).toHaveLength(MAX_IN_FLIGHT + 2);
   writes.at(-1)!.finish();
@@ -79,9 +81,9 @@ test('one body waiting alone is staged as an object of its own; other lines and 
   const groups = new StagingGroups();
   const { driver, writes } = heldDriver();
   const alone = await fillLine(groups, driver, 'one');
-  const other = groups.stage(driver, 'two', newKey, text('x\n'));
-  const large = groups.stage(driver, 'one', newKey, new Uint8Array(MAX_GROUPED_BODY_BYTES + 1));
-  const waiting = groups.stage(driver, 'one', newKey, text('b\n'));
+  const other = groups.stage(driver, 'two', keys, text('x\n'));
+  const large = groups.stage(driver, 'one', keys, new Uint8Array(MAX_GROUPED_BODY_BYTES + 1));
+  const waiting = groups.stage(driver, 'one', keys, text('b\n'));
   await turn();
   expect(writes).toHaveLength(MAX_IN_FLIGHT + 2); // the line's, other, large
   for (const w of writes) w.finish();
@@ -96,8 +98,8 @@ test('a failed shared write fails each of its bodies, and the line goes on', asy
   const groups = new StagingGroups();
   const { driver, writes } = heldDriver();
   const alone = await fillLine(groups, driver, 'line');
-  const b = groups.stage(driver, 'line', newKey, text('b\n'));
-  const c = groups.stage(driver, 'line', newKey, text('c\n'));
+  const b = groups.stage(driver, 'line', keys, text('b\n'));
+  const c = groups.stage(driver, 'line', keys, text('c\n'));
   // Each caller awaits its own body at once, as acceptBatch does.
   const outcomes = [...alone, b, c].map((p) => p.then(() => 'staged', (err: Error) => err.message));
   await turn();
@@ -106,7 +108,7 @@ test('a failed shared write fails each of its bodies, and the line goes on', asy
   writes.at(-1)!.fail(new Error('still full'));
   for (const w of writes.slice(1, MAX_IN_FLIGHT)) w.fail(new Error('full too'));
   expect(await Promise.all(outcomes)).toEqual(['disk full', ...Array(MAX_IN_FLIGHT - 1).fill('full too'), 'still full', 'still full']);
-  const d = groups.stage(driver, 'line', newKey, text('d\n'));
+  const d = groups.stage(driver, 'line', keys, text('d\n'));
   await turn();
   writes.at(-1)!.finish();
   expect(await d).toEqual({ location: `mem://${writes.at(-1)!.key}`, sizeBytes: 2 });
@@ -117,7 +119,7 @@ test('a shared object none of whose batches was queued is deleted once the last 
   const { driver, writes, deleted } = heldDriver();
   const stageShared = async () => {
     const alone = await fillLine(groups, driver, 'line');
-    const shared = [groups.stage(driver, 'line', newKey, text('b\n')), groups.stage(driver, 'line', newKey, text('c\n'))];
+    const shared = [groups.stage(driver, 'line', keys, text('b\n')), groups.stage(driver, 'line', keys, text('c\n'))];
     await turn();
     for (const w of writes.slice(-MAX_IN_FLIGHT)) w.finish();
     await Promise.all(alone);
@@ -140,4 +142,120 @@ test('a shared object none of whose batches was queued is deleted once the last 
   await groups.settle(e!, false);
   expect(deleted).toEqual([b!.location]);
   expect(d!.location).not.toBe(b!.location);
+});
+
+/** heldDriver, on a target that takes appends: each log records its appends, which succeed at once unless `failNext` is set. */
+function loggingDriver() {
+  const held = heldDriver();
+  const logs: Array<{ location: string; bytes: Uint8Array[]; closed: boolean }> = [];
+  let failNext = false;
+  const driver = Object.assign(held.driver, {
+    async openLog(key: string): Promise<AppendLog> {
+      const log = { location: `mem://${key}`, bytes: [] as Uint8Array[], closed: false };
+      logs.push(log);
+      let end = 0;
+      return {
+        location: log.location,
+        async append(parts: readonly Uint8Array[]) {
+          if (log.closed) throw new Error('appended after close');
+          if (failNext) {
+            failNext = false;
+            throw new Error('disk full');
+          }
+          const offset = end;
+          for (const part of parts) log.bytes.push(part);
+          end += parts.reduce((sum, part) => sum + part.byteLength, 0);
+          return offset;
+        },
+        async close() {
+          log.closed = true;
+        },
+      };
+    },
+  });
+  return { ...held, driver, logs, failAppend: () => (failNext = true), text: (i: number) => new TextDecoder().decode(Buffer.concat(logs[i]!.bytes)) };
+}
+
+/** Stages `bodies` while the line's writes in flight are full, so they wait and go together; returns them staged. */
+async function stageGroup(groups: StagingGroups, d: ReturnType<typeof loggingDriver>, bodies: string[]) {
+  const alone = await fillLine(groups, d.driver, 'line');
+  const staged = bodies.map((b) => groups.stage(d.driver, 'line', keys, text(b)));
+  await turn();
+  for (const w of d.writes.slice(-MAX_IN_FLIGHT)) w.finish();
+  await Promise.all(alone);
+  return Promise.all(staged.map((p) => p.catch((err: Error) => err)));
+}
+
+test(`on a target that takes appends, the bodies that waited go to their line's staging log, group after group, until it is closed`, async () => {
+  const groups = new StagingGroups(async () => new Set());
+  const d = loggingDriver();
+  const [b, c] = (await stageGroup(groups, d, ['b\n', 'cc'])) as StagedBody[];
+  const [e] = (await stageGroup(groups, d, ['e\n'])) as StagedBody[];
+  expect(d.logs).toHaveLength(1);
+  const location = d.logs[0]!.location;
+  // No batch count: a log is never read whole.
+  expect([b, c, e]).toEqual([
+    { location, sizeBytes: 2, range: { offset: 0, length: 2 } },
+    { location, sizeBytes: 2, range: { offset: 2, length: 2 } },
+    { location, sizeBytes: 2, range: { offset: 5, length: 2 } },
+  ]);
+  expect(d.text(0)).toBe('b\ncc\ne\n');
+  // Once the log is STAGING_LOG_OPEN_MS old, it is closed and the next group opens another.
+  await Bun.sleep(STAGING_LOG_OPEN_MS + 100);
+  const [f] = (await stageGroup(groups, d, ['f\n'])) as StagedBody[];
+  expect(d.logs.map((l) => l.closed)).toEqual([true, false]);
+  expect(f).toEqual({ location: d.logs[1]!.location, sizeBytes: 2, range: { offset: 0, length: 2 } });
+  await groups.close();
+});
+
+test('a closed staging log is deleted once each of its batches has settled and no job that has not succeeded names it', async () => {
+  const named = new Set<string>();
+  const groups = new StagingGroups(async (locations) => new Set(locations.filter((l) => named.has(l))));
+  const d = loggingDriver();
+  const [b, c] = (await stageGroup(groups, d, ['b\n', 'c\n'])) as StagedBody[];
+  const location = b!.location;
+  const round = () => Bun.sleep(STAGING_LOG_OPEN_MS + 200); // the log is looked at once a STAGING_LOG_OPEN_MS
+
+  await round();
+  expect(d.logs[0]!.closed).toBe(true);
+  expect(d.deleted).toEqual([]); // its batches' jobs may still be on their way
+
+  named.add(location); // their jobs are queued, not written yet
+  await groups.settle(b!, true);
+  await groups.settle(c!, false);
+  await round();
+  expect(d.deleted).toEqual([]);
+
+  named.clear(); // written
+  await round();
+  expect(d.deleted).toEqual([location]);
+  await groups.close();
+});
+
+test('a failed append fails the bodies of its group, and the next group opens a new log', async () => {
+  const groups = new StagingGroups(async () => new Set());
+  const d = loggingDriver();
+  await stageGroup(groups, d, ['a\n']);
+  d.failAppend();
+  const failed = await stageGroup(groups, d, ['b\n', 'c\n']);
+  expect(failed.map((f) => (f as Error).message)).toEqual(['disk full', 'disk full']);
+  const [e] = (await stageGroup(groups, d, ['e\n'])) as StagedBody[];
+  expect(d.logs.map((l) => l.closed)).toEqual([true, false]);
+  expect(e).toEqual({ location: d.logs[1]!.location, sizeBytes: 2, range: { offset: 0, length: 2 } });
+  await groups.close();
+});
+
+test('without a way to ask the catalog what names a log, no log is used', async () => {
+  const groups = new StagingGroups();
+  const d = loggingDriver();
+  const alone = await fillLine(groups, d.driver, 'line');
+  const staged = [groups.stage(d.driver, 'line', keys, text('b\n')), groups.stage(d.driver, 'line', keys, text('c\n'))];
+  await turn();
+  for (const w of d.writes) w.finish();
+  await Promise.all(alone);
+  await turn();
+  d.writes.at(-1)!.finish(); // an object of their own
+  const [b] = await Promise.all(staged);
+  expect(b!.range?.batches).toBe(2);
+  expect(d.logs).toHaveLength(0);
 });

@@ -119,6 +119,29 @@ function conformance(label: string, skip: boolean, setup: () => Promise<Fixture>
       await driver.delete(stored.location);
     });
 
+    test('a log (local disk only) takes appends at their own offsets, durable when they resolve, overlapping or not', async () => {
+      if (driver.kind === 's3') {
+        expect(driver.openLog).toBeUndefined(); // objects are written whole: staging groups get objects of their own
+        return;
+      }
+      const encode = (s: string) => new TextEncoder().encode(s);
+      const log = await driver.openLog!('staging/weather/log-1.ndjson');
+      expect(log.location).toBe(driver.locationOf('staging/weather/log-1.ndjson'));
+      expect((await driver.read(log.location)).byteLength).toBe(0); // it exists at once
+      expect(await log.append([encode('a\n'), encode('bb\n')])).toBe(0);
+      // Overlapping appends: offsets in the order of the calls, and each its own bytes.
+      const many = Array.from({ length: 1500 }, (_, i) => encode(`{"i":${i}}\n`));
+      const offsets = await Promise.all([log.append(many), log.append([encode('last\n')])]);
+      const manyBytes = Buffer.concat(many).byteLength;
+      expect(offsets).toEqual([5, 5 + manyBytes]);
+      const closing = log.close();
+      await closing;
+      const content = Buffer.from(await driver.read(log.location));
+      expect(content.toString()).toBe(`a\nbb\n${Buffer.concat(many).toString()}last\n`);
+      await expect(driver.openLog!('staging/weather/log-1.ndjson')).rejects.toThrow(); // a log's name is new
+      await driver.delete(log.location);
+    });
+
     test('putFile copies (the source stays) and move gives the source away', async () => {
       const source = join(work, 'part.parquet');
       const content = randomBytes(100_000);
