@@ -13,7 +13,9 @@
  * - On a target whose objects can be appended to (local disk), to the line's staging log: one file
  *   appended to for {@link STAGING_LOG_OPEN_MS} (or up to {@link MAX_LOG_BYTES}), one write and one
  *   fdatasync per group. Creating, renaming and deleting a file per group cost more CPU than the
- *   bodies' bytes (docs/performance.md, "Staging logs"). A closed log is deleted here once each of
+ *   bodies' bytes (docs/performance.md, "Staging logs"). While a line's log is open (bodies arrive
+ *   faster than one at a time), a body staged alone is appended to it too, with a write and an
+ *   fdatasync of its own; otherwise it gets an object of its own. A closed log is deleted here once each of
  *   its batches has settled and no job that has not succeeded names it (checked every
  *   {@link STAGING_LOG_OPEN_MS}); a write never deletes one, since it may still be open. A log left
  *   by a process that stopped first goes with the orphan sweep.
@@ -94,6 +96,26 @@ interface Log {
   closed: boolean;
 }
 
+/** Adds `bytes` to the bodies waiting: resolves once they are staged. */
+function join(waiting: Waiting, bytes: Uint8Array): Promise<StagedBody> {
+  return new Promise<StagedBody>((resolve, reject) => {
+    waiting.members.push({ offset: waiting.bytes, length: bytes.byteLength, resolve, reject });
+    waiting.parts.push(bytes);
+    waiting.bytes += bytes.byteLength;
+    // The next body starts on a line of its own: NDJSON stays NDJSON, and a JSON document that
+    // is one line stays one line.
+    if (bytes.byteLength > 0 && bytes[bytes.byteLength - 1] !== LINE_FEED) {
+      waiting.parts.push(NEW_LINE);
+      waiting.bytes += 1;
+    }
+  });
+}
+
+/** Whether `log` takes `bytes` more: open, younger than STAGING_LOG_OPEN_MS, and not full. */
+function takes(log: Log, bytes: number): boolean {
+  return !log.closed && Date.now() - log.openedAt < STAGING_LOG_OPEN_MS && log.bytes + bytes <= MAX_LOG_BYTES;
+}
+
 export class StagingGroups {
   /** Per group key, its writes in flight and the bodies waiting for one; absent when none is in flight. */
   private readonly lines = new Map<string, Line>();
@@ -147,22 +169,18 @@ export class StagingGroups {
     }
     const waiting = (line.waiting ??= { parts: [], bytes: 0, members: [] });
     if (waiting.bytes + bytes.byteLength > MAX_GROUP_BYTES) return driver.putBytes(keys.body(), bytes);
-    return new Promise<StagedBody>((resolve, reject) => {
-      waiting.members.push({ offset: waiting.bytes, length: bytes.byteLength, resolve, reject });
-      waiting.parts.push(bytes);
-      waiting.bytes += bytes.byteLength;
-      // The next body starts on a line of its own: NDJSON stays NDJSON, and a JSON document that
-      // is one line stays one line.
-      if (bytes.byteLength > 0 && bytes[bytes.byteLength - 1] !== LINE_FEED) {
-        waiting.parts.push(NEW_LINE);
-        waiting.bytes += 1;
-      }
-    });
+    return join(waiting, bytes);
   }
 
+  /** A body alone: appended to its line's log if one is open (many bodies arrive), else an object of its own. */
   private async writeAlone(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array): Promise<StagedBody> {
     try {
-      return await driver.putBytes(keys.body(), bytes);
+      const log = this.openLogs.get(groupKey);
+      if (!log || !takes(log, bytes.byteLength + 1)) return await driver.putBytes(keys.body(), bytes);
+      const waiting: Waiting = { parts: [], bytes: 0, members: [] };
+      const staged = join(waiting, bytes);
+      await this.append(driver, groupKey, keys, waiting).catch((err) => waiting.members[0]!.reject(err));
+      return await staged;
     } finally {
       this.next(driver, groupKey, keys);
     }
@@ -196,7 +214,7 @@ export class StagingGroups {
   /** Appends the bodies that waited to the line's staging log (a new one when it is full or old). */
   private async append(driver: StorageDriver, groupKey: string, keys: StagingKeys, waiting: Waiting): Promise<void> {
     let log = this.openLogs.get(groupKey);
-    if (!log || log.bytes + waiting.bytes > MAX_LOG_BYTES || Date.now() - log.openedAt >= STAGING_LOG_OPEN_MS) {
+    if (!log || !takes(log, waiting.bytes)) {
       if (log) this.closeLog(groupKey, log);
       const opened = driver.openLog!(keys.log());
       log = { driver, opened, openedAt: Date.now(), bytes: 0, unsettled: 0, closed: false };

@@ -186,23 +186,28 @@ async function stageGroup(groups: StagingGroups, d: ReturnType<typeof loggingDri
   return Promise.all(staged.map((p) => p.catch((err: Error) => err)));
 }
 
-test(`on a target that takes appends, the bodies that waited go to their line's staging log, group after group, until it is closed`, async () => {
+test(`on a target that takes appends, the bodies that waited go to their line's staging log; while it is open, bodies alone too`, async () => {
   const groups = new StagingGroups(async () => new Set());
   const d = loggingDriver();
   const [b, c] = (await stageGroup(groups, d, ['b\n', 'cc'])) as StagedBody[];
-  const [e] = (await stageGroup(groups, d, ['e\n'])) as StagedBody[];
   expect(d.logs).toHaveLength(1);
   const location = d.logs[0]!.location;
   // No batch count: a log is never read whole.
-  expect([b, c, e]).toEqual([
+  expect([b, c]).toEqual([
     { location, sizeBytes: 2, range: { offset: 0, length: 2 } },
     { location, sizeBytes: 2, range: { offset: 2, length: 2 } },
-    { location, sizeBytes: 2, range: { offset: 5, length: 2 } },
   ]);
+  // The log is open: a body alone is appended to it, not given an object of its own.
+  const writes = d.writes.length;
+  expect(await groups.stage(d.driver, 'line', keys, text('e\n'))).toEqual({ location, sizeBytes: 2, range: { offset: 5, length: 2 } });
+  expect(d.writes).toHaveLength(writes);
   expect(d.text(0)).toBe('b\ncc\ne\n');
-  // Once the log is STAGING_LOG_OPEN_MS old, it is closed and the next group opens another.
+
+  // Once the log is STAGING_LOG_OPEN_MS old, it takes nothing more: a body alone gets an object of
+  // its own again, and the next group opens another log.
   await Bun.sleep(STAGING_LOG_OPEN_MS + 100);
   const [f] = (await stageGroup(groups, d, ['f\n'])) as StagedBody[];
+  expect(d.writes).toHaveLength(writes + MAX_IN_FLIGHT);
   expect(d.logs.map((l) => l.closed)).toEqual([true, false]);
   expect(f).toEqual({ location: d.logs[1]!.location, sizeBytes: 2, range: { offset: 0, length: 2 } });
   await groups.close();
@@ -232,13 +237,12 @@ test('a closed staging log is deleted once each of its batches has settled and n
   await groups.close();
 });
 
-test('a failed append fails the bodies of its group, and the next group opens a new log', async () => {
+test('a failed append fails the bodies appended with it, and the next group opens a new log', async () => {
   const groups = new StagingGroups(async () => new Set());
   const d = loggingDriver();
-  await stageGroup(groups, d, ['a\n']);
+  await stageGroup(groups, d, ['a\n', 'b\n']);
   d.failAppend();
-  const failed = await stageGroup(groups, d, ['b\n', 'c\n']);
-  expect(failed.map((f) => (f as Error).message)).toEqual(['disk full', 'disk full']);
+  await expect(groups.stage(d.driver, 'line', keys, text('c\n'))).rejects.toThrow('disk full');
   const [e] = (await stageGroup(groups, d, ['e\n'])) as StagedBody[];
   expect(d.logs.map((l) => l.closed)).toEqual([true, false]);
   expect(e).toEqual({ location: d.logs[1]!.location, sizeBytes: 2, range: { offset: 0, length: 2 } });
