@@ -1,28 +1,28 @@
 /**
  * Group commit of staged bodies. Staging makes each body durable before its 202 (a file written,
  * fsynced and renamed, or an object PUT); with many small batches at once, that wait bounds the
- * batches per second more than the work does (docs/performance.md). So small bodies of one
- * dataset, format and storage target that arrive while its writes in flight are at their limit
- * wait for one of them, and are then staged together, each body on lines of its own (NDJSON rows,
- * or JSON documents one after another, which DuckDB's JSON reader takes as one file), each job
- * naming its byte range (`IngestJobPayload.staged.range`). A body that finds fewer than
- * {@link MAX_IN_FLIGHT} writes of its line in flight is staged at once and alone, as are large
- * ones: one or two requests at a time wait no longer than before.
+ * batches per second more than the work does (docs/performance.md). A small body of a line (same
+ * storage target, dataset and format) that finds fewer than {@link MAX_IN_FLIGHT} of the line's
+ * writes in flight is staged at once as an object of its own, as are large ones: one or two
+ * requests at a time wait no longer than before. Beyond that, bodies share, each on lines of its
+ * own (NDJSON rows, or JSON documents one after another, which DuckDB's JSON reader takes as one
+ * file), each job naming its byte range (`IngestJobPayload.staged.range`):
  *
- * Where the bodies that waited go:
- * - On a target whose objects can be appended to (local disk), to the line's staging log: one file
- *   appended to for {@link STAGING_LOG_OPEN_MS} (or up to {@link MAX_LOG_BYTES}), one write and one
- *   fdatasync per group. Creating, renaming and deleting a file per group cost more CPU than the
- *   bodies' bytes (docs/performance.md, "Staging logs"). While a line's log is open (bodies arrive
- *   faster than one at a time), a body staged alone is appended to it too, with a write and an
- *   fdatasync of its own; otherwise it gets an object of its own. A closed log is deleted here once each of
- *   its batches has settled and no job that has not succeeded names it (checked every
- *   {@link STAGING_LOG_OPEN_MS}); a write never deletes one, since it may still be open. A log left
- *   by a process that stopped first goes with the orphan sweep.
- * - Elsewhere (S3), to one new object per group, which knows how many batches it holds: a write
- *   that has them all reads it whole, and the write that publishes some of them deletes it only
- *   when no job that has not succeeded names it any more (write.ts); the orphan sweep removes one
- *   that two writes finishing together both left.
+ * - On a target that takes appends (local disk), the line's staging log. A body is written to it
+ *   at once, at its own offset, and is durable with the log's next fdatasync (one runs at a time;
+ *   the bodies written meanwhile share the next). While a line's log is open, every small body of
+ *   the line goes to it. A log takes appends for {@link STAGING_LOG_OPEN_MS} (or up to
+ *   {@link MAX_LOG_BYTES}), then the next body opens another: creating, renaming and deleting a
+ *   file per body or group cost more CPU than their bytes (docs/performance.md, "Staging logs").
+ *   A closed log is deleted here once each of its batches has settled and no job that has not
+ *   succeeded names it (checked every {@link STAGING_LOG_OPEN_MS}); a write never deletes one,
+ *   since it may still be open. A log left by a process that stopped first goes with the orphan
+ *   sweep.
+ * - Elsewhere (S3), the bodies wait for one of the writes in flight and are then staged together
+ *   as one new object, which knows how many batches it holds: a write that has them all reads it
+ *   whole, and the write that publishes some of them deletes it only when no job that has not
+ *   succeeded names it any more (write.ts); the orphan sweep removes one that two writes finishing
+ *   together both left.
  */
 import { STAGING_LOG_OPEN_MS } from '../model/object-keys.ts';
 import type { AppendLog, StorageDriver, StoredObject } from '../storage/driver.ts';
@@ -154,36 +154,42 @@ export class StagingGroups {
   }
 
   /**
-   * Stages `bytes` through `driver` under a new key from `newKey`, grouped with the other bodies of
-   * `groupKey` (same target, dataset and format) that arrive while its writes in flight are at
-   * {@link MAX_IN_FLIGHT}.
+   * Stages `bytes` through `driver` for the line `groupKey` (same target, dataset and format):
+   * alone while fewer than {@link MAX_IN_FLIGHT} of its writes are in flight; beyond that, in its
+   * staging log where the target has logs, else with the other bodies that arrive meanwhile.
    * Resolves once the body is durable.
    */
   stage(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array): Promise<StagedBody> {
     if (bytes.byteLength > MAX_GROUPED_BODY_BYTES) return driver.putBytes(keys.body(), bytes);
+    const logs = driver.openLog !== undefined && this.referenced !== undefined;
+    const log = this.openLogs.get(groupKey);
+    if (logs && log && takes(log, bytes.byteLength + 1)) return this.appendOne(driver, groupKey, keys, bytes);
     let line = this.lines.get(groupKey);
     if (!line) this.lines.set(groupKey, (line = { inFlight: 0, waiting: null }));
     if (line.inFlight < MAX_IN_FLIGHT) {
       line.inFlight++;
       return this.writeAlone(driver, groupKey, keys, bytes);
     }
+    if (logs) return this.appendOne(driver, groupKey, keys, bytes);
     const waiting = (line.waiting ??= { parts: [], bytes: 0, members: [] });
     if (waiting.bytes + bytes.byteLength > MAX_GROUP_BYTES) return driver.putBytes(keys.body(), bytes);
     return join(waiting, bytes);
   }
 
-  /** A body alone: appended to its line's log if one is open (many bodies arrive), else an object of its own. */
   private async writeAlone(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array): Promise<StagedBody> {
     try {
-      const log = this.openLogs.get(groupKey);
-      if (!log || !takes(log, bytes.byteLength + 1)) return await driver.putBytes(keys.body(), bytes);
-      const waiting: Waiting = { parts: [], bytes: 0, members: [] };
-      const staged = join(waiting, bytes);
-      await this.append(driver, groupKey, keys, waiting).catch((err) => waiting.members[0]!.reject(err));
-      return await staged;
+      return await driver.putBytes(keys.body(), bytes);
     } finally {
       this.next(driver, groupKey, keys);
     }
+  }
+
+  /** Appends one body to its line's staging log: written at once, durable with the fdatasync it shares. */
+  private async appendOne(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array): Promise<StagedBody> {
+    const waiting: Waiting = { parts: [], bytes: 0, members: [] };
+    const staged = join(waiting, bytes);
+    await this.append(driver, groupKey, keys, waiting).catch((err) => waiting.members[0]!.reject(err));
+    return staged;
   }
 
   /** Stages the bodies that waited, in the place of the write just finished; or one write fewer is in flight. */
@@ -196,9 +202,8 @@ export class StagingGroups {
     }
     line.waiting = null;
     const batches = waiting.members.length;
-    const write = driver.openLog && this.referenced
-      ? this.append(driver, groupKey, keys, waiting)
-      : batches === 1
+    const write =
+      batches === 1
         ? driver.putBytes(keys.body(), waiting.parts[0]!).then((stored) => waiting.members[0]!.resolve(stored))
         : driver.putBytes(keys.body(), waiting.parts).then(({ location }) => {
             this.unsettled.set(location, { driver, left: batches, queued: false });
@@ -211,7 +216,7 @@ export class StagingGroups {
       .finally(() => this.next(driver, groupKey, keys));
   }
 
-  /** Appends the bodies that waited to the line's staging log (a new one when it is full or old). */
+  /** Appends bodies to the line's staging log (a new one when it is full or old). */
   private async append(driver: StorageDriver, groupKey: string, keys: StagingKeys, waiting: Waiting): Promise<void> {
     let log = this.openLogs.get(groupKey);
     if (!log || !takes(log, waiting.bytes)) {

@@ -108,8 +108,11 @@ export class LocalStorageDriver implements StorageDriver {
 
   /**
    * A log is written under its final name: a crash may leave bytes of appends that never finished
-   * at its end, which no acknowledged range names. Each append is written at its own offset and
-   * fdatasynced (no new file, no rename, no directory sync per append).
+   * at its end, which no acknowledged range names. An append is written at once at its own offset,
+   * then waits for an fdatasync that started after its write: one runs at a time, and the appends
+   * written while it runs share the next (group commit). After a failed write or fdatasync the log
+   * takes no more appends: what the page cache holds of it can no longer be trusted to reach the
+   * disk.
    */
   async openLog(key: string): Promise<AppendLog> {
     const path = this.pathOfKey(key, 'put');
@@ -127,22 +130,53 @@ export class LocalStorageDriver implements StorageDriver {
       return handle;
     });
     let end = 0;
-    const inFlight = new Set<Promise<unknown>>();
+    let failed: unknown = null;
+    let closed = false;
+    let syncing: Promise<void> | null = null;
+    let nextSync: Promise<void> | null = null;
+    const sync = (): Promise<void> => {
+      if (failed) return Promise.reject(failed);
+      if (!syncing) {
+        const run = handle.datasync().catch((err) => {
+          failed ??= err;
+          throw err;
+        });
+        syncing = run.then(
+          () => void (syncing = null),
+          () => void (syncing = null),
+        );
+        return run;
+      }
+      nextSync ??= syncing.then(() => {
+        nextSync = null;
+        return sync();
+      });
+      return nextSync;
+    };
+    const inFlight = new Set<Promise<number>>();
     return {
       location,
       append: (parts) => {
-        const offset = end;
-        end += parts.reduce((sum, part) => sum + part.byteLength, 0);
-        const written = this.guard('put', location, async () => {
-          await writeAll(handle, parts, offset);
-          await handle.datasync();
+        const appended = this.guard('put', location, async () => {
+          if (closed) throw new Error('the log is closed');
+          if (failed) throw failed;
+          const offset = end;
+          end += parts.reduce((sum, part) => sum + part.byteLength, 0);
+          try {
+            await writeAll(handle, parts, offset);
+          } catch (err) {
+            failed ??= err;
+            throw err;
+          }
+          await sync();
           return offset;
         });
-        inFlight.add(written);
-        void written.catch(() => {}).finally(() => inFlight.delete(written));
-        return written;
+        inFlight.add(appended);
+        void appended.catch(() => {}).finally(() => inFlight.delete(appended));
+        return appended;
       },
       close: async () => {
+        closed = true;
         await Promise.allSettled(inFlight);
         await handle.close();
       },
@@ -329,15 +363,19 @@ const IOV_MAX = 1024;
 async function writeAll(handle: FileHandle, parts: readonly Uint8Array[], position: number): Promise<void> {
   let rest = parts.filter((part) => part.byteLength > 0);
   while (rest.length > 0) {
-    let { bytesWritten } = await handle.writev(rest.slice(0, IOV_MAX), position);
+    const { bytesWritten } = await handle.writev(rest.slice(0, IOV_MAX), position);
     position += bytesWritten;
-    // A short write (rare for a regular file) goes on from the byte where it stopped.
-    while (rest.length > 0 && bytesWritten >= rest[0]!.byteLength) {
-      bytesWritten -= rest[0]!.byteLength;
-      rest = rest.slice(1);
-    }
-    if (bytesWritten > 0) rest = [rest[0]!.subarray(bytesWritten), ...rest.slice(1)];
+    rest = unwritten(rest, bytesWritten);
   }
+}
+
+/** What is left of `parts` after a write took `bytesWritten` of them (a short write, rare for a regular file, goes on from there). */
+function unwritten(parts: readonly Uint8Array[], bytesWritten: number): Uint8Array[] {
+  let done = 0;
+  while (done < parts.length && bytesWritten >= parts[done]!.byteLength) bytesWritten -= parts[done++]!.byteLength;
+  const rest = parts.slice(done);
+  if (bytesWritten > 0) rest[0] = rest[0]!.subarray(bytesWritten);
+  return rest;
 }
 
 function tempPath(path: string): string {
