@@ -33,7 +33,7 @@ import { DEFAULT_MAX_BATCH_ROWS, tooManyRows } from './formats/index.ts';
 import type { BatchSummary } from './validation.ts';
 import { stagingLogKey, stagingObjectKey } from '../model/object-keys.ts';
 import { checkObjectKeys } from './object-key-limits.ts';
-import type { StagedBody, StagedRange, StagingGroups } from './staging-groups.ts';
+import { MAX_GROUPED_BODY_BYTES, type StagedBody, type StagedRange, type StagingGroups } from './staging-groups.ts';
 import type { JobGroups } from './job-groups.ts';
 import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../model/timestamps.ts';
 
@@ -145,10 +145,13 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   const timestampColumn = existing?.timestampColumn ?? chooseTimestampColumn(declared);
   const merged = mergeSchema(latest, declared, timestampColumn, deps.maxFields);
   // Staging is I/O and checking the rows is work for this thread: when the staged bytes are the
-  // body itself, staging starts first and moves on while the check yields (NDJSON does, between
-  // chunks of lines). Refusals of the rows still come first, as if staging had waited for them; a
-  // refused batch's staged body is deleted before the answer.
-  const staging = batch.stagesBodyAsReceived ? stageBody(deps, slug, batch, existing, request.mayChooseTarget === true) : null;
+  // body itself and large enough to be staged alone, staging starts first and moves on while the
+  // check yields (NDJSON does, between chunks of lines). Refusals of the rows still come first, as
+  // if staging had waited for them; a refused batch's staged body is deleted before the answer. A
+  // small body (checked in well under a millisecond) may share a staging log, from which it could
+  // not be taken back: it is staged once its rows passed.
+  const early = batch.stagesBodyAsReceived && batch.staged().bytes.byteLength > MAX_GROUPED_BODY_BYTES;
+  const staging = early ? stageBody(deps, slug, batch, existing, request.mayChooseTarget === true) : null;
   staging?.catch(() => {}); // observed below
   let summary: BatchSummary;
   let requestHash: string;
