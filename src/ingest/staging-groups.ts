@@ -53,11 +53,19 @@ export const MAX_GROUP_BYTES = 16 * 1024 * 1024;
  * 9–15 % fewer batches a second); beyond that, bodies wait and share the next write.
  */
 export const MAX_IN_FLIGHT = 2;
-/** Most bytes one staging log takes before the next group opens a new one. */
+/** Most bytes one staging log takes before the next body opens a new one. */
 export const MAX_LOG_BYTES = 64 * 1024 * 1024;
 
 const LINE_FEED = 0x0a;
 const NEW_LINE = new Uint8Array([LINE_FEED]);
+
+const endsLine = (bytes: Uint8Array) => bytes.byteLength === 0 || bytes[bytes.byteLength - 1] === LINE_FEED;
+
+/**
+ * A body as it is staged beside others: followed by a line break unless it ends with one, so the
+ * next starts on a line of its own (NDJSON stays NDJSON, a JSON document on one line stays one line).
+ */
+const onLinesOfItsOwn = (bytes: Uint8Array): Uint8Array[] => (endsLine(bytes) ? [bytes] : [bytes, NEW_LINE]);
 
 interface Member {
   offset: number;
@@ -96,21 +104,6 @@ interface Log {
   closed: boolean;
 }
 
-/** Adds `bytes` to the bodies waiting: resolves once they are staged. */
-function join(waiting: Waiting, bytes: Uint8Array): Promise<StagedBody> {
-  return new Promise<StagedBody>((resolve, reject) => {
-    waiting.members.push({ offset: waiting.bytes, length: bytes.byteLength, resolve, reject });
-    waiting.parts.push(bytes);
-    waiting.bytes += bytes.byteLength;
-    // The next body starts on a line of its own: NDJSON stays NDJSON, and a JSON document that
-    // is one line stays one line.
-    if (bytes.byteLength > 0 && bytes[bytes.byteLength - 1] !== LINE_FEED) {
-      waiting.parts.push(NEW_LINE);
-      waiting.bytes += 1;
-    }
-  });
-}
-
 /** Whether `log` takes `bytes` more: open, younger than STAGING_LOG_OPEN_MS, and not full. */
 function takes(log: Log, bytes: number): boolean {
   return !log.closed && Date.now() - log.openedAt < STAGING_LOG_OPEN_MS && log.bytes + bytes <= MAX_LOG_BYTES;
@@ -121,7 +114,7 @@ export class StagingGroups {
   private readonly lines = new Map<string, Line>();
   /** Shared objects some of whose batches are not settled yet (see {@link settle}), by location. */
   private readonly unsettled = new Map<string, { driver: StorageDriver; left: number; queued: boolean }>();
-  /** Per group key, the staging log groups are appended to. */
+  /** Per group key, the staging log its bodies are appended to. */
   private readonly openLogs = new Map<string, Log>();
   /** Every log not deleted yet, open or closed, by location once known. */
   private readonly logs = new Map<string, Log>();
@@ -163,17 +156,21 @@ export class StagingGroups {
     if (bytes.byteLength > MAX_GROUPED_BODY_BYTES) return driver.putBytes(keys.body(), bytes);
     const logs = driver.openLog !== undefined && this.referenced !== undefined;
     const log = this.openLogs.get(groupKey);
-    if (logs && log && takes(log, bytes.byteLength + 1)) return this.appendOne(driver, groupKey, keys, bytes);
+    if (logs && log && takes(log, bytes.byteLength + 1)) return this.append(driver, groupKey, keys, bytes);
     let line = this.lines.get(groupKey);
     if (!line) this.lines.set(groupKey, (line = { inFlight: 0, waiting: null }));
     if (line.inFlight < MAX_IN_FLIGHT) {
       line.inFlight++;
       return this.writeAlone(driver, groupKey, keys, bytes);
     }
-    if (logs) return this.appendOne(driver, groupKey, keys, bytes);
+    if (logs) return this.append(driver, groupKey, keys, bytes);
     const waiting = (line.waiting ??= { parts: [], bytes: 0, members: [] });
     if (waiting.bytes + bytes.byteLength > MAX_GROUP_BYTES) return driver.putBytes(keys.body(), bytes);
-    return join(waiting, bytes);
+    return new Promise<StagedBody>((resolve, reject) => {
+      waiting.members.push({ offset: waiting.bytes, length: bytes.byteLength, resolve, reject });
+      waiting.parts.push(...onLinesOfItsOwn(bytes));
+      waiting.bytes += bytes.byteLength + (endsLine(bytes) ? 0 : 1);
+    });
   }
 
   private async writeAlone(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array): Promise<StagedBody> {
@@ -182,14 +179,6 @@ export class StagingGroups {
     } finally {
       this.next(driver, groupKey, keys);
     }
-  }
-
-  /** Appends one body to its line's staging log: written at once, durable with the fdatasync it shares. */
-  private async appendOne(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array): Promise<StagedBody> {
-    const waiting: Waiting = { parts: [], bytes: 0, members: [] };
-    const staged = join(waiting, bytes);
-    await this.append(driver, groupKey, keys, waiting).catch((err) => waiting.members[0]!.reject(err));
-    return staged;
   }
 
   /** Stages the bodies that waited, in the place of the write just finished; or one write fewer is in flight. */
@@ -216,10 +205,15 @@ export class StagingGroups {
       .finally(() => this.next(driver, groupKey, keys));
   }
 
-  /** Appends bodies to the line's staging log (a new one when it is full or old). */
-  private async append(driver: StorageDriver, groupKey: string, keys: StagingKeys, waiting: Waiting): Promise<void> {
+  /**
+   * Appends a body to its line's staging log (a new one when it is full or old): written at once,
+   * durable with the fdatasync it shares.
+   */
+  private async append(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array): Promise<StagedBody> {
+    const parts = onLinesOfItsOwn(bytes);
+    const size = parts.reduce((sum, part) => sum + part.byteLength, 0);
     let log = this.openLogs.get(groupKey);
-    if (!log || !takes(log, waiting.bytes)) {
+    if (!log || !takes(log, size)) {
       if (log) this.closeLog(groupKey, log);
       const opened = driver.openLog!(keys.log());
       log = { driver, opened, openedAt: Date.now(), bytes: 0, unsettled: 0, closed: false };
@@ -232,16 +226,16 @@ export class StagingGroups {
         () => this.closeLog(groupKey, entry),
       );
     }
-    log.bytes += waiting.bytes;
-    // Counted before the append: the log is not deleted while these batches' jobs may still be inserted.
-    log.unsettled += waiting.members.length;
+    log.bytes += size;
+    // Counted before the append: the log is not deleted while this batch's job may still be inserted.
+    log.unsettled++;
     try {
       const object = await log.opened;
-      const base = await object.append(waiting.parts);
-      for (const m of waiting.members) m.resolve({ location: object.location, sizeBytes: m.length, range: { offset: base + m.offset, length: m.length } });
+      const offset = await object.append(parts);
+      return { location: object.location, sizeBytes: bytes.byteLength, range: { offset, length: bytes.byteLength } };
     } catch (err) {
-      log.unsettled -= waiting.members.length;
-      this.closeLog(groupKey, log); // the next group starts a new log
+      log.unsettled--;
+      this.closeLog(groupKey, log); // the next body opens a new log
       throw err;
     }
   }
@@ -268,7 +262,6 @@ export class StagingGroups {
         for (const [location, log] of done) {
           if (named.has(location)) continue;
           this.logs.delete(location);
-          await log.opened.then((object) => object.close()).catch(() => {});
           await log.driver.delete(location).catch(() => {}); // else left for the orphan sweep
         }
       } catch {

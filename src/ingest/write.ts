@@ -39,7 +39,6 @@ import { type Context, inSpan, NOOP_TRACER, type Span, type Tracer, traceFields 
 import type { StorageDriver, StorageDrivers } from '../storage/index.ts';
 import { storePartitionFiles } from '../storage/partition-files.ts';
 import type { IngestJobPayload } from './accept.ts';
-
 import { step, WriteStepError } from './write-failures.ts';
 
 export interface WriteDeps {
