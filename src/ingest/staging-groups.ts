@@ -130,7 +130,8 @@ export class StagingGroups {
    * Says what became of a batch staged in a shared object: queued (its job committed, or perhaps:
    * a commit of unknown outcome), or not (refused, answered from an idempotency key, its job not
    * inserted). Once every batch of an object has settled and none was queued, nothing will read
-   * or delete the object: it is deleted here, so a refusal stores nothing.
+   * or delete the object: it is deleted here, so a refusal stores nothing. A batch in a staging log
+   * is only counted as settled: the log goes once it is closed and no job names it ({@link tidy}).
    */
   async settle(body: StagedBody, queued: boolean): Promise<void> {
     const log = body.range && this.logs.get(body.location);
