@@ -10,6 +10,7 @@ import { closeSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DuckDBRunner } from './own-thread.ts';
 import { parseCsv } from '../model/csv.ts';
+import { endsLine, LINE_FEED } from '../model/staged-lines.ts';
 import { SQL_TYPES } from '../model/field-types.ts';
 import type { SchemaField } from '../model/records.ts';
 import { quoteIdent, sqlString } from './sql.ts';
@@ -55,7 +56,6 @@ export interface StagedInput {
   ranges?: Array<{ offset: number; length: number }>;
 }
 
-const LINE_FEED = 0x0a;
 /** Copies go through this, read and written a piece at a time (grown once, for a range larger than it). */
 let copyBuffer = new Uint8Array(1024 * 1024);
 
@@ -76,7 +76,7 @@ export function withoutRanges(input: StagedInput, dir: string): StagedInput {
         const read = range.length === 0 ? 0 : readSync(from, copyBuffer, 0, range.length, range.offset);
         if (read !== range.length) throw new Error(`${input.path} ends before the bytes ${range.offset}–${range.offset + range.length} of a batch`);
         let end = read;
-        if (end > 0 && copyBuffer[end - 1] !== LINE_FEED) copyBuffer[end++] = LINE_FEED;
+        if (!endsLine(copyBuffer, end)) copyBuffer[end++] = LINE_FEED;
         for (let written = 0; written < end; ) written += writeSync(to, copyBuffer, written, end - written);
       }
     } finally {

@@ -33,7 +33,7 @@ import { DEFAULT_MAX_BATCH_ROWS, tooManyRows } from './formats/index.ts';
 import type { BatchSummary } from './validation.ts';
 import { stagingLogKey, stagingObjectKey } from '../model/object-keys.ts';
 import { checkObjectKeys } from './object-key-limits.ts';
-import { MAX_GROUPED_BODY_BYTES, type StagedBody, type StagedRange, type StagingGroups } from './staging-groups.ts';
+import { type StagedBody, stagedAlone, type StagedRange, type StagingGroups } from './staging-groups.ts';
 import type { JobGroups } from './job-groups.ts';
 import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../model/timestamps.ts';
 
@@ -150,7 +150,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   // if staging had waited for them; a refused batch's staged body is deleted before the answer. A
   // small body (checked in well under a millisecond) may share a staging log, from which it could
   // not be taken back: it is staged once its rows passed.
-  const early = batch.stagesBodyAsReceived && batch.staged().bytes.byteLength > MAX_GROUPED_BODY_BYTES;
+  const early = batch.stagesBodyAsReceived && stagedAlone(batch.staged().bytes.byteLength);
   const staging = early ? stageBody(deps, slug, batch, existing, request.mayChooseTarget === true) : null;
   staging?.catch(() => {}); // observed below
   let summary: BatchSummary;

@@ -25,6 +25,7 @@
  *   together both left.
  */
 import { STAGING_LOG_OPEN_MS } from '../model/object-keys.ts';
+import { endsLine, NEW_LINE } from '../model/staged-lines.ts';
 import type { AppendLog, StorageDriver, StoredObject } from '../storage/driver.ts';
 
 /** A body's bytes within a shared staged object. */
@@ -38,6 +39,9 @@ export interface StagedRange {
   batches?: number;
 }
 
+/** Whether a range is of a staging log (which only the process appending to it deletes). */
+export const inStagingLog = (range: StagedRange | undefined): boolean => range !== undefined && range.batches === undefined;
+
 /** Where a body is staged: an object of its own, or a range of a shared one. */
 export interface StagedBody extends StoredObject {
   range?: StagedRange;
@@ -45,6 +49,9 @@ export interface StagedBody extends StoredObject {
 
 /** Bodies larger than this are staged alone: their own write costs more than the wait for it. */
 export const MAX_GROUPED_BODY_BYTES = 1024 * 1024;
+
+/** Whether a body of this size is always staged as an object of its own (never shared). */
+export const stagedAlone = (byteLength: number): boolean => byteLength > MAX_GROUPED_BODY_BYTES;
 /** Most bytes one shared object takes; a body that does not fit is staged alone. */
 export const MAX_GROUP_BYTES = 16 * 1024 * 1024;
 /**
@@ -56,15 +63,7 @@ export const MAX_IN_FLIGHT = 2;
 /** Most bytes one staging log takes before the next body opens a new one. */
 export const MAX_LOG_BYTES = 64 * 1024 * 1024;
 
-const LINE_FEED = 0x0a;
-const NEW_LINE = new Uint8Array([LINE_FEED]);
-
-const endsLine = (bytes: Uint8Array) => bytes.byteLength === 0 || bytes[bytes.byteLength - 1] === LINE_FEED;
-
-/**
- * A body as it is staged beside others: followed by a line break unless it ends with one, so the
- * next starts on a line of its own (NDJSON stays NDJSON, a JSON document on one line stays one line).
- */
+/** A body as it is staged beside others (model/staged-lines.ts). */
 const onLinesOfItsOwn = (bytes: Uint8Array): Uint8Array[] => (endsLine(bytes) ? [bytes] : [bytes, NEW_LINE]);
 
 interface Member {
@@ -154,7 +153,7 @@ export class StagingGroups {
    * Resolves once the body is durable.
    */
   stage(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array): Promise<StagedBody> {
-    if (bytes.byteLength > MAX_GROUPED_BODY_BYTES) return driver.putBytes(keys.body(), bytes);
+    if (stagedAlone(bytes.byteLength)) return driver.putBytes(keys.body(), bytes);
     const logs = driver.openLog !== undefined && this.referenced !== undefined;
     const log = this.openLogs.get(groupKey);
     if (logs && log && takes(log, bytes.byteLength + 1)) return this.append(driver, groupKey, keys, bytes);

@@ -39,6 +39,7 @@ import { type Context, inSpan, NOOP_TRACER, type Span, type Tracer, traceFields 
 import type { StorageDriver, StorageDrivers } from '../storage/index.ts';
 import { storePartitionFiles } from '../storage/partition-files.ts';
 import type { IngestJobPayload } from './accept.ts';
+import { inStagingLog } from './staging-groups.ts';
 import { step, WriteStepError } from './write-failures.ts';
 
 export interface WriteDeps {
@@ -146,7 +147,7 @@ async function writeBatch(
  * with their jobs.
  */
 async function deleteStagedBodies(deps: WriteDeps, published: Job<IngestJobPayload>[]): Promise<void> {
-  const ours = published.filter((j) => !j.payload.staged.range || j.payload.staged.range.batches !== undefined);
+  const ours = published.filter((j) => !inStagingLog(j.payload.staged.range));
   const shared = [...new Set(ours.filter((j) => j.payload.staged.range).map((j) => j.payload.staged.location))];
   const needed = shared.length ? await referencedLocations(deps.sql, shared, published.map((j) => j.id)) : new Set<string>();
   const done = new Map<string, Job<IngestJobPayload>>();
