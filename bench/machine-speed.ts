@@ -19,7 +19,7 @@ import { percentile } from './ingest/load.ts';
 const args = new Map<string, string>();
 for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1]!);
 
-/** The fixed work: about 15 ms of one core on the project's 2-core VMs when they run at full speed. */
+/** The fixed work: about 18 ms of one core on the project's 2-core VMs at their usual speed. */
 function work(): number {
   let s = 0;
   for (let i = 0; i < 2_000_000; i++) s = (s + ((i * i) % 7)) | 0;
