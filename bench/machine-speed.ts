@@ -14,10 +14,13 @@
  * timestamped line).
  */
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { percentile } from './ingest/load.ts';
 
-const args = new Map<string, string>();
-for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1]!);
+// Unknown options and missing values are refused by parseArgs itself.
+const { values: args } = parseArgs({
+  options: { out: { type: 'string' }, summarise: { type: 'string' }, 'peers-log': { type: 'string' } },
+});
 
 /** The fixed work: about 18 ms of one core on the project's 2-core VMs at their usual speed. */
 function work(): number {
@@ -61,10 +64,8 @@ function summarise(samplesPath: string, logPath: string): void {
   });
 }
 
-const out = args.get('out');
-const samples = args.get('summarise');
-if (out) await sample(out);
-else if (samples && args.get('peers-log')) summarise(samples, args.get('peers-log')!);
+if (args.out) await sample(args.out);
+else if (args.summarise && args['peers-log']) summarise(args.summarise, args['peers-log']);
 else {
   console.error('usage: bun bench/machine-speed.ts --out <file> | --summarise <file> --peers-log <run.log>');
   process.exit(2);
