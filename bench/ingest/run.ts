@@ -4,7 +4,7 @@
  *   node_modules/.bin/bun bench/ingest/run.ts [--hosts 1000] [--hours 24] [--batch 5000] [--clients 2]
  *       [--rows N] [--half-rows N] [--poll-ms 25] [--key k=v,…] [--cpu-prof]
  *       [--worker-threads N] [--ingest-concurrency N] [--skip-half] [--skip-duckdb] [--ndjson] [--body json|ndjson]
- *       [--server-env NAME=value,…] [--settle-seconds N]
+ *       [--server-env NAME=value,…] [--settle-seconds N] [--warm-batches N]
  *       [--data-dir /tmp/timestore-bench-data] [--out bench/results] [--at <git rev> [--patch a.patch,b.patch]]
  *
  * 1. Generates (or reuses, keyed by the parameters) the request bodies under --data-dir.
@@ -21,6 +21,10 @@
  *    TIMESTORE_LIFECYCLE_ENABLED=false to measure ingest without compaction); --settle-seconds
  *    keeps each run's server up that long after its load, counting the dataset's active partitions
  *    every 5 s (how soon its own compaction reaches the compacted layout).
+ *    --warm-batches sends that many of the bodies (cycled) to another dataset before each run, with
+ *    the same clients, and waits until all are queryable: the server's and the clients' JIT
+ *    compilers have then done most of their work, as in a server that has been up a while (without
+ *    it, each run measures a process's first requests; the default, 0, sends one batch).
  * 4. DuckDB alone on the same bodies (bench/ingest/duckdb-alone.ts, per-batch and hourly).
  * 5. Prints a summary and writes it as JSON to --out/ingest-<date>-<rows>.json.
  */
@@ -55,6 +59,7 @@ const defaults = {
   body: 'json',
   'server-env': '',
   'settle-seconds': 0,
+  'warm-batches': 0,
 };
 const flags = new Set<string>();
 const opts: Record<string, string | number> = { ...defaults };
@@ -192,6 +197,25 @@ async function timestoreRun(label: string, count: number, rate?: number): Promis
       warmupFailures.push(`${warm.status} ${warmBody.slice(0, 200)}`);
       log(`${label}: warm-up batch answered ${warm.status}: ${warmBody.slice(0, 200)}`);
       if (attempt >= 2) throw new Error(`warm-up batch answered ${warm.status}: ${warmBody}\n${server.output()}`);
+    }
+
+    const warmBatches = opts['warm-batches'] as number;
+    if (warmBatches > 0) {
+      const cycled = Array.from({ length: warmBatches }, (_, i) => (ndjson ? 1 : 0) + (i % (sent.length - (ndjson ? 1 : 0))));
+      const warm = await runLoad({
+        url: server.url,
+        dataset: 'warmup',
+        contentType: ndjson ? 'application/x-ndjson' : 'application/json',
+        bodies: cycled.map((i) => sent[i]!),
+        batchRows: cycled.map((i) => data.batchRows[i]!),
+        clients,
+        sql,
+        schema: 'timestore',
+        pollMs,
+        log,
+      });
+      if (warm.errors.length > 0 || warm.failedJobs > 0) throw new Error(`warm-up batches failed: ${warm.errors.join('; ')}`);
+      log(`${label}: ${warmBatches} warm-up batches, ${Math.round(warm.ackRowsPerSecond / batch)} batches/s acknowledged`);
     }
 
     const rssBefore = server.memory().vmRSS;
@@ -401,7 +425,7 @@ const report = {
   source: source.description,
   parameters: {
     hosts, hours, batch, clients, rows: data.totalRows, batches: data.files.length, bytesPerRow: round(data.totalBytes / data.totalRows), body: opts.body,
-    partitionKey, pollMs, serverEnv,
+    partitionKey, pollMs, serverEnv, warmBatches: opts['warm-batches'],
   },
   timestore: { max, half },
   efficiency: { max: maxEfficiency, ...(half ? { half: efficiency(half) } : {}) },
@@ -413,7 +437,7 @@ const report = {
 const row = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`;
 const lines = [
   `timestore ${source.description}`,
-  `TSBS cpu-only: ${hosts} hosts, ${data.totalRows} rows (${round(data.totalBytes / data.totalRows)} B/row JSON), batches of ${batch} sent as ${ndjson ? 'NDJSON' : 'JSON documents'}, ${clients} clients; ${availableParallelism()} × ${cpuModel}`,
+  `TSBS cpu-only: ${hosts} hosts, ${data.totalRows} rows (${round(data.totalBytes / data.totalRows)} B/row JSON), batches of ${batch} sent as ${ndjson ? 'NDJSON' : 'JSON documents'}, ${clients} clients${opts['warm-batches'] ? `, after ${opts['warm-batches']} warm-up batches` : ''}; ${availableParallelism()} × ${cpuModel}`,
   '',
   row(['run', 'rows/s end to end', 'rows/s acked', 'ack→queryable p50 / p99 ms', 'POST p50 / p99 ms', 'peak RSS MiB', 'files', 'MiB', 'jobs/publish', 'CPU ms/batch']),
   row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']),
