@@ -201,7 +201,8 @@ async function timestoreRun(label: string, count: number, rate?: number): Promis
 
     const warmBatches = opts['warm-batches'] as number;
     if (warmBatches > 0) {
-      const cycled = Array.from({ length: warmBatches }, (_, i) => (ndjson ? 1 : 0) + (i % (sent.length - (ndjson ? 1 : 0))));
+      // The batch above created the warm-up dataset, so NDJSON bodies go too.
+      const cycled = Array.from({ length: warmBatches }, (_, i) => i % sent.length);
       const warm = await runLoad({
         url: server.url,
         dataset: 'warmup',
