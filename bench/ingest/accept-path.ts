@@ -15,7 +15,7 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { createTestDatabase } from '../../test/harness/postgres.ts';
-import { percentile } from './load.ts';
+import { closedLoop, percentile } from './load.ts';
 import { cpuBetween, postmasterOnPort, round, snapshotCpu, startServer } from './server.ts';
 import { resolveSource } from './source.ts';
 import { asNdjson, generate } from './tsbs.ts';
@@ -44,19 +44,12 @@ try {
   if (first.status !== 201) throw new Error(`the first batch answered ${first.status}: ${await first.text()}`);
   const postmaster = postmasterOnPort(Number(new URL(databaseUrl).port));
   for (let pass = 1; pass <= Number(opts.passes); pass++) {
-    let next = 0;
-    const posts: number[] = [];
     const before = snapshotCpu(server.pid, postmaster);
-    const client = async () => {
-      while (next < bodies.length) {
-        const sent = performance.now();
-        const res = await fetch(`${server.url}/datasets/tsbs/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: bodies[next++]! });
-        if (res.status !== 202) throw new Error(`ingest answered ${res.status}: ${await res.text()}`);
-        await res.arrayBuffer();
-        posts.push(performance.now() - sent);
-      }
-    };
-    await Promise.all(Array.from({ length: CLIENTS }, client));
+    const posts = await closedLoop(CLIENTS, bodies.length, async (i) => {
+      const res = await fetch(`${server.url}/datasets/tsbs/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: bodies[i]! });
+      if (res.status !== 202) throw new Error(`ingest answered ${res.status}: ${await res.text()}`);
+      await res.arrayBuffer();
+    });
     const cpu = cpuBetween(before, snapshotCpu(server.pid, postmaster), availableParallelism());
     const perBatch = (seconds: number) => round((seconds / bodies.length) * 1000, 2);
     const threads = cpu.serverThreads.filter((t) => t.seconds > 0).map((t) => `${t.name} ${perBatch(t.seconds)}`);

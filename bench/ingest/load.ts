@@ -66,6 +66,26 @@ export function percentile(values: number[], p: number): number {
   return sorted[i]!;
 }
 
+/**
+ * `clients` closed-loop clients share requests 0 … count − 1, each sending its next as soon as its
+ * last was answered; `send(index)` makes request `index` and throws on a refusal. Answers how many
+ * milliseconds each request took, in the order they ended.
+ */
+export async function closedLoop(clients: number, count: number, send: (index: number) => Promise<void>): Promise<number[]> {
+  let next = 0;
+  const took: number[] = [];
+  const client = async () => {
+    while (next < count) {
+      const index = next++;
+      const sent = performance.now();
+      await send(index);
+      took.push(performance.now() - sent);
+    }
+  };
+  await Promise.all(Array.from({ length: clients }, client));
+  return took;
+}
+
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const records: BatchRecord[] = [];
   const errors: string[] = [];

@@ -179,6 +179,21 @@ async function timestoreRun(label: string, count: number, rate?: number): Promis
     bunArgs: profileDir ? ['--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${profileDir}`] : [],
   });
   const sql = postgres(databaseUrl, { max: 2, onnotice: () => {} });
+  /** The clients send these of the bodies to `dataset`, paced at `rate` rows/s if given. */
+  const sendTo = (dataset: string, indices: number[], rate?: number) =>
+    runLoad({
+      url: server.url,
+      dataset,
+      contentType: ndjson ? 'application/x-ndjson' : 'application/json',
+      bodies: indices.map((i) => sent[i]!),
+      batchRows: indices.map((i) => data.batchRows[i]!),
+      clients,
+      rate,
+      sql,
+      schema: 'timestore',
+      pollMs,
+      log,
+    });
   try {
     // Warm-up: one batch to another dataset, waiting for it to be published (Prefer: wait).
     // A refused warm-up is retried (twice) and recorded in warmupFailures.
@@ -202,19 +217,7 @@ async function timestoreRun(label: string, count: number, rate?: number): Promis
     const warmBatches = opts['warm-batches'] as number;
     if (warmBatches > 0) {
       // The batch above created the warm-up dataset, so NDJSON bodies go too.
-      const cycled = Array.from({ length: warmBatches }, (_, i) => i % sent.length);
-      const warm = await runLoad({
-        url: server.url,
-        dataset: 'warmup',
-        contentType: ndjson ? 'application/x-ndjson' : 'application/json',
-        bodies: cycled.map((i) => sent[i]!),
-        batchRows: cycled.map((i) => data.batchRows[i]!),
-        clients,
-        sql,
-        schema: 'timestore',
-        pollMs,
-        log,
-      });
+      const warm = await sendTo('warmup', Array.from({ length: warmBatches }, (_, i) => i % sent.length));
       if (warm.errors.length > 0 || warm.failedJobs > 0) throw new Error(`warm-up batches failed: ${warm.errors.join('; ')}`);
       log(`${label}: ${warmBatches} warm-up batches, ${Math.round(warm.ackRowsPerSecond / batch)} batches/s acknowledged`);
     }
@@ -230,19 +233,7 @@ async function timestoreRun(label: string, count: number, rate?: number): Promis
       const created = await fetch(`${server.url}/datasets/tsbs/ingest`, { method: 'POST', headers: { 'content-type': 'application/json', prefer: 'wait=60' }, body: bodies[0]! });
       if (created.status !== 201) throw new Error(`the first batch answered ${created.status}: ${await created.text()}`);
     }
-    const result = await runLoad({
-      url: server.url,
-      dataset: 'tsbs',
-      contentType: ndjson ? 'application/x-ndjson' : 'application/json',
-      bodies: sent.slice(first, count),
-      batchRows: data.batchRows.slice(first, count),
-      clients,
-      rate,
-      sql,
-      schema: 'timestore',
-      pollMs,
-      log,
-    });
+    const result = await sendTo('tsbs', Array.from({ length: count - first }, (_, i) => first + i), rate);
     const after = snapshotCpu(server.pid, postmaster);
     const memory = server.memory();
 

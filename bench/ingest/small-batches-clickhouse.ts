@@ -14,6 +14,7 @@
  * fsync, where timestore acknowledges a batch once it is durable.
  */
 import { execFileSync } from 'node:child_process';
+import { closedLoop } from './load.ts';
 import { processCpu } from './server.ts';
 import { FIELDS, generate, TAGS } from './tsbs.ts';
 
@@ -45,18 +46,13 @@ await query(`CREATE TABLE small_batches (
 ) ENGINE = MergeTree() PARTITION BY toDate(timestamp) ORDER BY (hostname, timestamp)`);
 const insert = `${url}/?query=${encodeURIComponent('INSERT INTO small_batches FORMAT JSONEachRow')}`;
 
-let next = 0;
 const cpuBefore = processCpu(pid);
 const started = performance.now();
-await Promise.all(
-  Array.from({ length: CLIENTS }, async () => {
-    while (next < bodies.length) {
-      const res = await fetch(insert, { method: 'POST', body: bodies[next++]! });
-      if (!res.ok) throw new Error(`insert answered ${res.status}: ${(await res.text()).slice(0, 500)}`);
-      await res.arrayBuffer();
-    }
-  }),
-);
+await closedLoop(CLIENTS, bodies.length, async (i) => {
+  const res = await fetch(insert, { method: 'POST', body: bodies[i]! });
+  if (!res.ok) throw new Error(`insert answered ${res.status}: ${(await res.text()).slice(0, 500)}`);
+  await res.arrayBuffer();
+});
 const seconds = (performance.now() - started) / 1000;
 const cpuMsPerBatch = ((processCpu(pid) - cpuBefore) * 1000) / bodies.length;
 const stored = Number((await query('SELECT count() FROM small_batches')).trim());

@@ -15,6 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnServer } from '../../test/harness/server-process.ts';
+import { closedLoop } from './load.ts';
 import { BUN, processCpu, REPO_ROOT } from './server.ts';
 import { asNdjson, generate } from './tsbs.ts';
 
@@ -33,17 +34,14 @@ const server = await spawnServer({
 try {
   const first = await fetch(`${server.url}/datasets/tsbs/ingest?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Bun.file(data.files[0]!) });
   if (first.status !== 201) throw new Error(`the first batch answered ${first.status}: ${await first.text()}`);
-  let next = 1;
   const cpuBefore = processCpu(server.proc.pid);
   const started = performance.now();
-  const client = async () => {
-    while (next < bodies.length) {
-      const res = await fetch(`${server.url}/datasets/tsbs/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: bodies[next++]! });
-      if (res.status !== 202) throw new Error(`ingest answered ${res.status}: ${await res.text()}`);
-      await res.arrayBuffer();
-    }
-  };
-  await Promise.all(Array.from({ length: CLIENTS }, client));
+  // The first body created the dataset: the clients send the others.
+  await closedLoop(CLIENTS, bodies.length - 1, async (i) => {
+    const res = await fetch(`${server.url}/datasets/tsbs/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: bodies[i + 1]! });
+    if (res.status !== 202) throw new Error(`ingest answered ${res.status}: ${await res.text()}`);
+    await res.arrayBuffer();
+  });
   const acknowledged = (performance.now() - started) / 1000;
   const total = data.batchRows.reduce((a, b) => a + b, 0);
   const count = {

@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { closedLoop } from './load.ts';
 import { BUN, cpuBetween, postmasterOnPort, round, snapshotCpu } from './server.ts';
 import { asNdjson, generate } from './tsbs.ts';
 
@@ -103,16 +104,12 @@ async function drive(): Promise<void> {
     const { value } = await reader.read();
     const url = new TextDecoder().decode(value).trim().replace(/\/$/, '');
     const postmaster = databaseUrl ? postmasterOnPort(Number(new URL(databaseUrl).port)) : null;
-    let next = 0;
     const before = snapshotCpu(server.pid, postmaster);
-    const client = async () => {
-      while (next < bodies.length) {
-        const res = await fetch(`${url}/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: bodies[next++]! });
-        if (res.status !== 202) throw new Error(`the floor server answered ${res.status}: ${await res.text()}`);
-        await res.arrayBuffer();
-      }
-    };
-    await Promise.all(Array.from({ length: CLIENTS }, client));
+    await closedLoop(CLIENTS, bodies.length, async (i) => {
+      const res = await fetch(`${url}/ingest`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: bodies[i]! });
+      if (res.status !== 202) throw new Error(`the floor server answered ${res.status}: ${await res.text()}`);
+      await res.arrayBuffer();
+    });
     const cpu = cpuBetween(before, snapshotCpu(server.pid, postmaster), availableParallelism());
     const perBatch = (s: number) => round((s / bodies.length) * 1000, 2);
     console.log(
