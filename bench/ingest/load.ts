@@ -89,7 +89,7 @@ export async function closedLoop(clients: number, count: number, send: (index: n
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const records: BatchRecord[] = [];
   const errors: string[] = [];
-  const pending = new Map<string, BatchRecord>();
+  const pending = new Map<string, BatchRecord[]>();
   const cumulative: number[] = [];
   let sum = 0;
   for (const n of o.batchRows) {
@@ -125,7 +125,12 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         if (res.status === 202 || res.status === 201) {
           const answer = JSON.parse(text) as { jobId?: string; id?: string };
           record.jobId = answer.jobId ?? answer.id;
-          if (record.jobId) pending.set(record.jobId, record);
+          // Batches may share a job (patches/one-job-row-per-group.patch): each is seen done with it.
+          if (record.jobId) {
+            const sharing = pending.get(record.jobId);
+            if (sharing) sharing.push(record);
+            else pending.set(record.jobId, [record]);
+          }
         } else if (errors.length < 10) {
           errors.push(`batch ${index}: ${res.status} ${text.slice(0, 300)}`);
         }
@@ -148,12 +153,14 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         );
         const seen = performance.now();
         for (const row of rows) {
-          const record = pending.get(row.id);
-          if (!record) continue;
+          const group = pending.get(row.id);
+          if (!group) continue;
           pending.delete(row.id);
-          record.seenDoneAt = seen;
-          record.state = row.state;
-          record.finishedAtEpoch = Number(row.finished);
+          for (const record of group) {
+            record.seenDoneAt = seen;
+            record.state = row.state;
+            record.finishedAtEpoch = Number(row.finished);
+          }
           if (row.coalesced) coalesced.push(row.coalesced);
         }
       }
