@@ -8,16 +8,24 @@
  * the stored S3 credentials or rewrite the catalog. A socket in a directory
  * only the owner can enter is reachable by the owner (and root) alone.
  *
+ * PGlite as shipped makes no commit durable: it starts PostgreSQL with fsync off, and its file
+ * system turns fsync() into nothing. The writes survive a process that dies (they are in the
+ * kernel) but not a machine that does: a power loss could take committed jobs and manifest versions
+ * with it, or leave the catalog corrupt. So the catalog runs with fsync on, its data directory is
+ * mounted with an fsync() that reaches the disk ({@link DurableNodeFS}), and the WAL is flushed with
+ * fsync(), since PGlite's fdatasync() cannot be made to reach it from here.
+ *
  * PGlite is one backend behind one session, which shapes how it is used:
  * postgres.js gets exactly one connection (several would interleave messages),
  * advisory locks and LISTEN/NOTIFY do nothing (the caller wakes workers
  * in-process), and nothing stops a second process from opening the same data
  * directory, so a lock file does.
  */
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
+import { chmodSync, fsyncSync, lstatSync, mkdirSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
+import { NodeFS } from '@electric-sql/pglite/nodefs';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { errors } from '../model/errors.ts';
 import { acquireLockFile, type LockFile } from './lock-file.ts';
@@ -38,6 +46,41 @@ export const SOCKET_NAME = '.s.PGSQL.5432';
 /** sun_path holds 108 bytes on Linux, the terminating NUL included. */
 export const MAX_SOCKET_PATH_BYTES = 107;
 
+/** PGlite's start parameters less `-F` (fsync off), with the WAL flushed by fsync() (see the top of this file). */
+export const DURABLE_START_PARAMS = [...PGlite.defaultStartParams.filter((param) => param !== '-F'), '-c', 'wal_sync_method=fsync'];
+
+/**
+ * PGlite's Node file system with an fsync() that reaches the disk: `sync` (node's fsyncSync; a
+ * test may watch it) on the file's own descriptor. A failure is PostgreSQL's to handle, as on any
+ * file system: it stops rather than carry on with data it cannot trust.
+ */
+export class DurableNodeFS extends NodeFS {
+  constructor(
+    dataDir: string,
+    private readonly sync: (fd: number) => void = fsyncSync,
+  ) {
+    super(dataDir);
+  }
+
+  override async init(...args: Parameters<NodeFS['init']>): ReturnType<NodeFS['init']> {
+    const { emscriptenOpts } = await super.init(...args);
+    const mountDurably = (mod: { FS: { filesystems: Record<string, unknown> } }) => {
+      const nodefs = mod.FS.filesystems.NODEFS as NodeFileSystem;
+      nodefs.stream_ops.fsync = (stream) => {
+        nodefs.tryFSOperation(() => this.sync(stream.nfd));
+        return 0;
+      };
+    };
+    return { emscriptenOpts: { ...emscriptenOpts, preRun: [...(emscriptenOpts.preRun ?? []), mountDurably] } };
+  }
+}
+
+/** What {@link DurableNodeFS} uses of Emscripten's NODEFS (not in PGlite's types). */
+interface NodeFileSystem {
+  stream_ops: { fsync?: (stream: { nfd: number }) => number };
+  tryFSOperation<T>(run: () => T): T;
+}
+
 export async function startEmbeddedCatalog(storageRoot: string): Promise<EmbeddedCatalogServer> {
   const dataDir = join(storageRoot, 'catalog');
   mkdirSync(dataDir, { recursive: true });
@@ -47,7 +90,7 @@ export async function startEmbeddedCatalog(storageRoot: string): Promise<Embedde
   let socket: SocketDir | undefined;
   try {
     socket = ownerOnlySocketDir(storageRoot);
-    const options: PGliteOptions = { dataDir, ...(await pgliteAssets()) };
+    const options: PGliteOptions = { fs: new DurableNodeFS(dataDir), startParams: DURABLE_START_PARAMS, ...(await pgliteAssets()) };
     db = await PGlite.create(options);
     // Several sockets may connect (a pool that reconnects, a migration connection), but
     // postgres.js is always given max: 1, so queries never interleave across connections.

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from 'bun:test';
 import { MIGRATIONS } from '../../src/catalog/migrate.ts';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, fsyncSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openCatalog } from '../../src/catalog/connection.ts';
@@ -9,7 +9,9 @@ import { enqueueJob, JOB_NOTIFICATIONS_SETTING } from '../../src/catalog/job-tab
 import { publishManifestVersion } from '../../src/catalog/manifests.ts';
 import { recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
 import { upsertStorageTarget } from '../../src/catalog/storage-targets.ts';
-import { MAX_SOCKET_PATH_BYTES, SOCKET_NAME } from '../../src/catalog/embedded.ts';
+import { PGlite } from '@electric-sql/pglite';
+import { DURABLE_START_PARAMS, DurableNodeFS, MAX_SOCKET_PATH_BYTES, SOCKET_NAME } from '../../src/catalog/embedded.ts';
+import { pgliteAssets } from '../../src/catalog/pglite-assets.ts';
 import { silentLog } from '../harness/catalog.ts';
 import { tcpListeningPorts, unixListeningPaths } from '../harness/listeners.ts';
 
@@ -64,6 +66,35 @@ describe('embedded catalog (PGlite)', () => {
     const job = await enqueueJob(reopened.sql, { queue: 'q', kind: 'k', payload: {} });
     expect(job.created).toBe(true);
     await reopened.close();
+  }, 60_000);
+
+  test('a commit reaches the disk before it returns: fsync on, the WAL flushed through an fsync() that is not a no-op', async () => {
+    // PGlite as shipped runs with fsync off and an fsync() that does nothing (embedded.ts).
+    const root = storageRoot();
+    const synced: string[] = [];
+    const recordingSync = (fd: number) => {
+      synced.push(readlinkSync(`/proc/self/fd/${fd}`));
+      fsyncSync(fd);
+    };
+    const db = await PGlite.create({ fs: new DurableNodeFS(join(root, 'catalog'), recordingSync), startParams: DURABLE_START_PARAMS, ...(await pgliteAssets()) });
+    try {
+      await db.exec('CREATE TABLE durable (x integer)');
+      synced.length = 0;
+      await db.query('INSERT INTO durable VALUES (1)');
+      expect(synced.filter((path) => path.startsWith(join(root, 'catalog/pg_wal/')))).not.toEqual([]);
+    } finally {
+      await db.close();
+    }
+
+    // The catalog timestore opens runs so.
+    const catalog = await openEmbedded(storageRoot());
+    try {
+      const [settings] = await catalog.sql<{ fsync: string; walSyncMethod: string }[]>`
+        SELECT current_setting('fsync') AS fsync, current_setting('wal_sync_method') AS wal_sync_method`;
+      expect(settings).toEqual({ fsync: 'on', walSyncMethod: 'fsync' });
+    } finally {
+      await catalog.close();
+    }
   }, 60_000);
 
   test('a second catalog on the same storage root is refused with a message that says what to do', async () => {
