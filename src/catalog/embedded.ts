@@ -13,7 +13,8 @@
  * kernel) but not a machine that does: a power loss could take committed jobs and manifest versions
  * with it, or leave the catalog corrupt. So the catalog runs with fsync on, its data directory is
  * mounted with an fsync() that reaches the disk ({@link DurableNodeFS}), and the WAL is flushed with
- * fsync(), since PGlite's fdatasync() cannot be made to reach it from here.
+ * fsync(), since PGlite's fdatasync() cannot be made to reach it from here. A new cluster's files,
+ * written by PGlite's initdb, are fsynced once before it serves.
  *
  * PGlite is one backend behind one session, which shapes how it is used:
  * postgres.js gets exactly one connection (several would interleave messages),
@@ -21,7 +22,7 @@
  * in-process), and nothing stops a second process from opening the same data
  * directory, so a lock file does.
  */
-import { chmodSync, fsyncSync, lstatSync, mkdirSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
@@ -91,7 +92,10 @@ export async function startEmbeddedCatalog(storageRoot: string): Promise<Embedde
   try {
     socket = ownerOnlySocketDir(storageRoot);
     const options: PGliteOptions = { fs: new DurableNodeFS(dataDir), startParams: DURABLE_START_PARAMS, ...(await pgliteAssets()) };
+    const fresh = !existsSync(join(dataDir, 'PG_VERSION'));
     db = await PGlite.create(options);
+    // A new cluster's files were written by PGlite's initdb, whose fsyncs are no-ops too.
+    if (fresh) syncTree(dataDir);
     // Several sockets may connect (a pool that reconnects, a migration connection), but
     // postgres.js is always given max: 1, so queries never interleave across connections.
     server = new PGLiteSocketServer({ db, path: socket.path, maxConnections: 16 });
@@ -119,6 +123,25 @@ export async function startEmbeddedCatalog(storageRoot: string): Promise<Embedde
       lock.release();
     },
   };
+}
+
+/** fsyncs every file and directory under `dir`, `dir` last. */
+function syncTree(dir: string): void {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) syncTree(path);
+    else if (entry.isFile()) syncPath(path);
+  }
+  syncPath(dir);
+}
+
+function syncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 interface SocketDir {

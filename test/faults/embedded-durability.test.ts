@@ -4,7 +4,8 @@
  * `?wait=true`, and is SIGKILLed (no shutdown checkpoint, which would flush the WAL anyway). The
  * WAL must have been fsynced between the batch's staging and the answer: PGlite as shipped never does
  * (src/catalog/embedded.ts), and a machine crash would then take the acknowledged batch's job and
- * manifest version with it. Without strace the test is skipped locally and fails in CI.
+ * manifest version with it. The files of the new cluster, which PGlite's initdb writes without an
+ * fsync, must have been fsynced too. Without strace the test is skipped locally and fails in CI.
  */
 import { afterEach, describe, expect, test } from 'bun:test';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -50,7 +51,7 @@ function syncs(lines: string[]): Array<{ line: number; path: string }> {
 }
 
 describe('embedded catalog durability', () => {
-  test.skipIf(!HAVE_STRACE && !process.env.CI)('a batch acknowledged with ?wait=true has its catalog commits fsynced (the WAL) before the answer', async () => {
+  test.skipIf(!HAVE_STRACE && !process.env.CI)('a new catalog is on disk before it serves, and a batch acknowledged with ?wait=true has its commits fsynced (the WAL) before the answer', async () => {
     if (!HAVE_STRACE) throw new Error('CI is set but strace is not installed: this test watches the server\'s fsyncs with it (apt-get install -y strace; .ci/run installs it)');
     const work = mkdtempSync(join(tmpdir(), 'timestore-durability-'));
     dirs.push(work);
@@ -80,7 +81,10 @@ describe('embedded catalog durability', () => {
     const lines = readFileSync(log, 'utf8').split('\n');
     const staged = lines.findIndex((line) => line.includes(`"${storageRoot}/partitions/staging/durable/`));
     expect(staged).toBeGreaterThan(0); // strace saw the batch being staged
+    const synced = syncs(lines);
     const wal = `${storageRoot}/catalog/pg_wal/`;
-    expect(syncs(lines).filter(({ line, path }) => line > staged && line < answeredAt && path.startsWith(wal))).not.toEqual([]);
+    expect(synced.filter(({ line, path }) => line > staged && line < answeredAt && path.startsWith(wal))).not.toEqual([]);
+    // The new cluster's files, which PGlite's initdb wrote without an fsync, reached the disk before it served.
+    expect(synced.filter(({ line, path }) => line < staged && path === `${storageRoot}/catalog/PG_VERSION`)).not.toEqual([]);
   }, 180_000);
 });
