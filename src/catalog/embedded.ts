@@ -65,14 +65,14 @@ export class DurableNodeFS extends NodeFS {
 
   override async init(...args: Parameters<NodeFS['init']>): ReturnType<NodeFS['init']> {
     const { emscriptenOpts } = await super.init(...args);
-    const mountDurably = (mod: { FS: { filesystems: Record<string, unknown> } }) => {
+    const realFsync = (mod: { FS: { filesystems: Record<string, unknown> } }) => {
       const nodefs = mod.FS.filesystems.NODEFS as NodeFileSystem;
       nodefs.stream_ops.fsync = (stream) => {
         nodefs.tryFSOperation(() => this.sync(stream.nfd));
         return 0;
       };
     };
-    return { emscriptenOpts: { ...emscriptenOpts, preRun: [...(emscriptenOpts.preRun ?? []), mountDurably] } };
+    return { emscriptenOpts: { ...emscriptenOpts, preRun: [...(emscriptenOpts.preRun ?? []), realFsync] } };
   }
 }
 
@@ -95,7 +95,10 @@ export async function startEmbeddedCatalog(storageRoot: string): Promise<Embedde
     const fresh = !existsSync(join(dataDir, 'PG_VERSION'));
     db = await PGlite.create(options);
     // A new cluster's files were written by PGlite's initdb, whose fsyncs are no-ops too.
-    if (fresh) syncTree(dataDir);
+    if (fresh) {
+      syncTree(dataDir);
+      syncPath(storageRoot); // the data directory's own entry
+    }
     // Several sockets may connect (a pool that reconnects, a migration connection), but
     // postgres.js is always given max: 1, so queries never interleave across connections.
     server = new PGLiteSocketServer({ db, path: socket.path, maxConnections: 16 });
