@@ -29,22 +29,23 @@ afterEach(async () => {
 });
 
 /**
- * From strace's lines (`<pid> openat(AT_FDCWD, "<path>", …) = <fd>`, `<pid> fsync(<fd>) = 0`, a
- * call split across lines as `<unfinished …>` and `<… openat resumed>`): each fsync or fdatasync
- * with the line it is on and the path its descriptor was opened as.
+ * From strace's lines (`<pid> openat(AT_FDCWD, "<path>", …) = <fd>`, `<pid> fsync(<fd>) = 0`, the
+ * pid padded with spaces to five columns, a call split across lines as `<unfinished …>` and
+ * `<… openat resumed>`): each fsync or fdatasync with the line it is on and the path its
+ * descriptor was opened as.
  */
 function syncs(lines: string[]): Array<{ line: number; path: string }> {
   const paths = new Map<string, string>();
   const opening = new Map<string, string>();
   const found: Array<{ line: number; path: string }> = [];
   lines.forEach((line, index) => {
-    const pid = line.split(' ', 1)[0]!;
+    const pid = line.split(/\s/, 1)[0]!;
     const open = /openat\(AT_FDCWD, "([^"]+)"/.exec(line);
     if (open && line.includes('<unfinished')) opening.set(pid, open[1]!);
     const path = open?.[1] ?? (line.includes('<... openat resumed>') ? opening.get(pid) : undefined);
     const fd = / = (\d+)$/.exec(line)?.[1];
     if (path && fd) paths.set(fd, path);
-    const synced = /^\d+ f(?:data)?sync\((\d+)/.exec(line)?.[1];
+    const synced = /^\d+\s+f(?:data)?sync\((\d+)/.exec(line)?.[1];
     if (synced) found.push({ line: index, path: paths.get(synced) ?? `fd ${synced}` });
   });
   return found;
@@ -64,7 +65,7 @@ describe('embedded catalog durability', () => {
       readyTimeoutMs: 90_000,
     });
     // strace's own pid is the process spawned; the server is its tracee, named first in the log.
-    tracee = Number(readFileSync(log, 'utf8').split(' ', 1)[0]);
+    tracee = Number(readFileSync(log, 'utf8').split(/\s/, 1)[0]);
     expect(tracee).toBeGreaterThan(0);
     const answer = await postJson(`${server.url}/datasets/durable/ingest?wait=true`, {
       schema: { fields: [{ name: 'timestamp', type: 'timestamp' }, { name: 'value', type: 'double' }] },
