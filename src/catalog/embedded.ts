@@ -48,17 +48,25 @@ export const SOCKET_NAME = '.s.PGSQL.5432';
 export const MAX_SOCKET_PATH_BYTES = 107;
 
 /** PGlite's start parameters less `-F` (fsync off), with the WAL flushed by fsync() (see the top of this file). */
-export const DURABLE_START_PARAMS = [...PGlite.defaultStartParams.filter((param) => param !== '-F'), '-c', 'wal_sync_method=fsync'];
+const DURABLE_START_PARAMS = [...PGlite.defaultStartParams.filter((param) => param !== '-F'), '-c', 'wal_sync_method=fsync'];
 
 /**
- * PGlite's Node file system with an fsync() that reaches the disk: `sync` (node's fsyncSync; a
- * test may watch it) on the file's own descriptor. A failure is PostgreSQL's to handle, as on any
- * file system: it stops rather than carry on with data it cannot trust.
+ * How the catalog's PGlite is created over `dataDir`: durable (see the top of this file), with
+ * `sync` as its fsync (node's; a test may watch it).
  */
-export class DurableNodeFS extends NodeFS {
+export async function durablePGliteOptions(dataDir: string, sync: (fd: number) => void = fsyncSync): Promise<PGliteOptions> {
+  return { fs: new DurableNodeFS(dataDir, sync), startParams: DURABLE_START_PARAMS, ...(await pgliteAssets()) };
+}
+
+/**
+ * PGlite's Node file system with an fsync() that reaches the disk: `sync` on the file's own
+ * descriptor. A failure is PostgreSQL's to handle, as on any file system: it stops rather than
+ * carry on with data it cannot trust.
+ */
+class DurableNodeFS extends NodeFS {
   constructor(
     dataDir: string,
-    private readonly sync: (fd: number) => void = fsyncSync,
+    private readonly sync: (fd: number) => void,
   ) {
     super(dataDir);
   }
@@ -91,9 +99,8 @@ export async function startEmbeddedCatalog(storageRoot: string): Promise<Embedde
   let socket: SocketDir | undefined;
   try {
     socket = ownerOnlySocketDir(storageRoot);
-    const options: PGliteOptions = { fs: new DurableNodeFS(dataDir), startParams: DURABLE_START_PARAMS, ...(await pgliteAssets()) };
     const fresh = !existsSync(join(dataDir, 'PG_VERSION'));
-    db = await PGlite.create(options);
+    db = await PGlite.create(await durablePGliteOptions(dataDir));
     // A new cluster's files were written by PGlite's initdb, whose fsyncs are no-ops too.
     if (fresh) {
       syncTree(dataDir);

@@ -10,8 +10,7 @@ import { publishManifestVersion } from '../../src/catalog/manifests.ts';
 import { recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
 import { upsertStorageTarget } from '../../src/catalog/storage-targets.ts';
 import { PGlite } from '@electric-sql/pglite';
-import { DURABLE_START_PARAMS, DurableNodeFS, MAX_SOCKET_PATH_BYTES, SOCKET_NAME } from '../../src/catalog/embedded.ts';
-import { pgliteAssets } from '../../src/catalog/pglite-assets.ts';
+import { durablePGliteOptions, MAX_SOCKET_PATH_BYTES, SOCKET_NAME } from '../../src/catalog/embedded.ts';
 import { silentLog } from '../harness/catalog.ts';
 import { tcpListeningPorts, unixListeningPaths } from '../harness/listeners.ts';
 
@@ -76,7 +75,7 @@ describe('embedded catalog (PGlite)', () => {
       synced.push(readlinkSync(`/proc/self/fd/${fd}`));
       fsyncSync(fd);
     };
-    const db = await PGlite.create({ fs: new DurableNodeFS(join(root, 'catalog'), recordingSync), startParams: DURABLE_START_PARAMS, ...(await pgliteAssets()) });
+    const db = await PGlite.create(await durablePGliteOptions(join(root, 'catalog'), recordingSync));
     try {
       await db.exec('CREATE TABLE durable (x integer)');
       synced.length = 0;
