@@ -14,7 +14,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { createBenchDatabase } from '../../test/harness/postgres.ts';
 import { closedLoop, percentile } from './load.ts';
 import { cpuBetween, postmasterOnPort, round, snapshotCpu, startServer } from './server.ts';
 import { resolveSource } from './source.ts';
@@ -28,7 +28,7 @@ const CLIENTS = 8;
 const source = resolveSource(opts.at, opts.patch.split(',').filter(Boolean));
 const data = generate({ hosts: 1000, hours: 24, batch: 100, rows: 300_000, partitionKey: {}, cacheRoot: '/tmp/timestore-bench-data' });
 const bodies = await Promise.all(data.files.slice(1).map(async (file) => asNdjson(await Bun.file(file).text())));
-const databaseUrl = await createTestDatabase('accept');
+const databaseUrl = await createBenchDatabase('accept');
 const server = await startServer({
   databaseUrl,
   root: source.root,

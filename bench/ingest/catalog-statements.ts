@@ -11,7 +11,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import postgres from 'postgres';
-import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { createBenchDatabase } from '../../test/harness/postgres.ts';
 import { processCpu } from './server.ts';
 
 const STATEMENTS = 4000;
@@ -23,7 +23,7 @@ function clusterCpu(): number {
   return pids.reduce((sum, pid) => sum + processCpu(Number(pid)), 0);
 }
 
-const sql = postgres(await createTestDatabase('statements'), { max: CLIENTS, onnotice: () => {} });
+const sql = postgres(await createBenchDatabase('statements'), { max: CLIENTS, onnotice: () => {} });
 await sql`CREATE TABLE t (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`;
 let heard = 0;
 await sql.listen('bench_statements', () => heard++);

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import postgres from 'postgres';
-import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { createBenchDatabase } from '../../test/harness/postgres.ts';
 import { ndjsonBatch } from '../../src/ingest/formats/ndjson.ts';
 import { parseLineProtocol, stagedNdjson } from '../../src/ingest/formats/line-protocol.ts';
 import type { SchemaField } from '../../src/model/records.ts';
@@ -89,7 +89,7 @@ const parseRate = { ndjson: round(data.totalRows / (best(parse.ndjson) / 1000)),
 log(`parse: NDJSON ${parseRate.ndjson} rows/s, line protocol ${parseRate.lineProtocol} rows/s (best of 3)`);
 
 // 2. End to end.
-const databaseUrl = await createTestDatabase('lp-bench');
+const databaseUrl = await createBenchDatabase('lp-bench');
 const server = await startServer({ databaseUrl });
 const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
 try {

@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { createBenchDatabase } from '../../test/harness/postgres.ts';
 import { percentile } from './load.ts';
 import { REPO_ROOT, round } from './server.ts';
 import { resolveSource } from './source.ts';
@@ -104,7 +104,7 @@ await measure('LocalStorageDriver.putBytes (write + fsync + rename)', async (i) 
 
 // acceptBatch against a real PostgreSQL (catalog transaction included); no runner consumes the jobs.
 const catalog = await openCatalog({
-  databaseUrl: await createTestDatabase('profile'), schema: 'timestore', storageRoot: join(work, 'root'),
+  databaseUrl: await createBenchDatabase('profile'), schema: 'timestore', storageRoot: join(work, 'root'),
   log: createLogger('silent'),
 });
 await catalog.migrate();

@@ -32,7 +32,7 @@ import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
-import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { createBenchDatabase } from '../../test/harness/postgres.ts';
 import { runLoad, type LoadResult } from './load.ts';
 import { BUN, cpuBetween, postmasterOnPort, REPO_ROOT, round, snapshotCpu, startServer, type CpuUse } from './server.ts';
 import { resolveSource } from './source.ts';
@@ -170,7 +170,7 @@ async function settlePartitions(sql: postgres.Sql, seconds: number): Promise<Arr
 }
 
 async function timestoreRun(label: string, count: number, rate?: number): Promise<RunSummary> {
-  const databaseUrl = await createTestDatabase('bench');
+  const databaseUrl = await createBenchDatabase('bench');
   const profileDir = flags.has('cpu-prof') ? join(String(opts['data-dir']), `cpu-prof-${label}-${Date.now()}`) : undefined;
   const server = await startServer({
     databaseUrl,

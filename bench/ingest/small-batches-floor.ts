@@ -20,7 +20,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
-import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { createBenchDatabase } from '../../test/harness/postgres.ts';
 import { closedLoop } from './load.ts';
 import { BUN, cpuBetween, postmasterOnPort, round, snapshotCpu } from './server.ts';
 import { asNdjson, generate } from './tsbs.ts';
@@ -94,7 +94,7 @@ async function drive(): Promise<void> {
   const data = generate({ hosts: 1000, hours: 24, batch: 100, rows: (count + 1) * 100, partitionKey: {}, cacheRoot: '/tmp/timestore-bench-data' });
   const bodies = await Promise.all(data.files.slice(1).map(async (file) => asNdjson(await Bun.file(file).text())));
   const logDir = mkdtempSync(join(tmpdir(), 'timestore-bench-floor-'));
-  const databaseUrl = opts.catalog ? await createTestDatabase('floor') : undefined;
+  const databaseUrl = opts.catalog ? await createBenchDatabase('floor') : undefined;
   const server = Bun.spawn([BUN, import.meta.path, '--serve', logDir, ...(databaseUrl ? ['--database-url', databaseUrl] : [])], {
     stdout: 'pipe',
     stderr: 'inherit',

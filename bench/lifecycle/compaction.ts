@@ -19,7 +19,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { createBenchDatabase } from '../../test/harness/postgres.ts';
 import { REPO_ROOT, round, startServer } from '../ingest/server.ts';
 import { generate } from '../ingest/tsbs.ts';
 
@@ -47,7 +47,7 @@ const data = generate({
 });
 const bodies = await Promise.all(data.files.map((f) => Bun.file(f).arrayBuffer()));
 const server = await startServer({
-  databaseUrl: await createTestDatabase('compaction'),
+  databaseUrl: await createBenchDatabase('compaction'),
   env: { TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '86400', TIMESTORE_QUERY_CACHE_ENABLED: 'false' },
 });
 const slug = 'cpu';

@@ -21,7 +21,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { createBenchDatabase } from '../../test/harness/postgres.ts';
 import { spawnServer, type ServerProcess } from '../../test/harness/server-process.ts';
 import { percentile } from '../ingest/load.ts';
 import { BUN, compactFully, REPO_ROOT, round, timedPost } from '../ingest/server.ts';
@@ -64,7 +64,7 @@ const FORMS = {
 const root = mkdtempSync(join(tmpdir(), 'timestore-bench-latest-'));
 const servers: ServerProcess[] = [];
 try {
-  const databaseUrl = await createTestDatabase('latest');
+  const databaseUrl = await createBenchDatabase('latest');
   const env = {
     TIMESTORE_DATABASE_URL: databaseUrl,
     TIMESTORE_LOG_LEVEL: 'warn',

@@ -18,7 +18,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { createBenchDatabase } from '../../test/harness/postgres.ts';
 import { spawnServer, type ServerProcess } from '../../test/harness/server-process.ts';
 import { percentile } from '../ingest/load.ts';
 import { BUN, compactFully, REPO_ROOT, round, timedPost } from '../ingest/server.ts';
@@ -81,7 +81,7 @@ try {
   server = await spawnServer({
     command: [BUN, join(REPO_ROOT, 'src/main.ts'), 'serve'],
     storageRoot: root,
-    env: { TIMESTORE_DATABASE_URL: await createTestDatabase('sql'), TIMESTORE_LOG_LEVEL: 'warn', TIMESTORE_WORKER_THREADS: '', TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '604800' },
+    env: { TIMESTORE_DATABASE_URL: await createBenchDatabase('sql'), TIMESTORE_LOG_LEVEL: 'warn', TIMESTORE_WORKER_THREADS: '', TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '604800' },
     readyTimeoutMs: 120_000,
   });
   const url = server.url;

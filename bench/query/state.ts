@@ -22,7 +22,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import postgres, { type Sql } from 'postgres';
-import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { createBenchDatabase } from '../../test/harness/postgres.ts';
 import { spawnServer, type ServerProcess } from '../../test/harness/server-process.ts';
 import { BUN } from '../ingest/server.ts';
 import type { Source } from '../ingest/source.ts';
@@ -131,7 +131,7 @@ export async function ensureState(o: StateOptions): Promise<State> {
   }
 
   const datasets: IngestedDataset[] = [];
-  const databaseUrl = await createTestDatabase('qstate');
+  const databaseUrl = await createBenchDatabase('qstate');
   if (!o.reingest && existsSync(progressPath) && existsSync(partialDump)) {
     datasets.push(...(JSON.parse(readFileSync(progressPath, 'utf8')) as IngestedDataset[]));
     execFileSync(pgBin('pg_restore'), ['--no-owner', '-d', databaseUrl, partialDump]);
@@ -213,7 +213,7 @@ export async function ensureState(o: StateOptions): Promise<State> {
  * its URL.
  */
 export async function restoreCatalog(state: State): Promise<string> {
-  const databaseUrl = await createTestDatabase('query');
+  const databaseUrl = await createBenchDatabase('query');
   execFileSync(pgBin('pg_restore'), ['--no-owner', '-d', databaseUrl, state.dump]);
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {

@@ -25,7 +25,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestDatabase } from '../../test/harness/postgres.ts';
+import { createBenchDatabase } from '../../test/harness/postgres.ts';
 import { prng } from '../../test/harness/prng.ts';
 import { spawnServer } from '../../test/harness/server-process.ts';
 import { percentile } from '../ingest/load.ts';
@@ -60,7 +60,7 @@ const server = await spawnServer({
   storageRoot: root,
   readyTimeoutMs: 120_000,
   env: {
-    TIMESTORE_DATABASE_URL: await createTestDatabase('under_ingest'),
+    TIMESTORE_DATABASE_URL: await createBenchDatabase('under_ingest'),
     TIMESTORE_LOG_LEVEL: 'warn',
     TIMESTORE_WORKER_THREADS: '',
     TIMESTORE_LIFECYCLE_INTERVAL_SECONDS: '604800',

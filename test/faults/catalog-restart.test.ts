@@ -23,7 +23,7 @@ afterAll(async () => {
 
 describe('PostgreSQL restarts during ingest and queries', () => {
   test(`${OUTAGES} outages of ${OUTAGE_MS / 1000} s: /ready 503 meanwhile, no 500, 0 rows lost, 0 duplicated`, async () => {
-    cluster = startCluster({ crashSafe: true });
+    cluster = startCluster({ durability: 'commits' });
     const pg = cluster;
     server = await startProcessUnderTest({ TIMESTORE_DATABASE_URL: await createTestDatabase('restart', pg), TIMESTORE_WORKER_THREADS: '1' });
     const running = server;

@@ -47,12 +47,27 @@ function pgBin(name: string): string {
 }
 
 /**
- * A cluster of its own, for tests that stop and start PostgreSQL under a running timestore
- * (the shared one serves every other test file). Stopped when the test process exits.
- * `crashSafe` keeps synchronous_commit on: `halt` is a crash, and without it a commit already
- * acknowledged to timestore (and so a batch acknowledged to its client) could be lost with it.
+ * How much of PostgreSQL's durability a cluster keeps:
+ * - `none` (the tests' shared cluster): no fsync and no synchronous commit, for speed;
+ * - `commits`: synchronous_commit on, for tests whose `halt` is a crash: without it a commit
+ *   already acknowledged to timestore (and so a batch acknowledged to its client) could be lost
+ *   with it; the machine does not crash, so fsync stays off;
+ * - `stock`: PostgreSQL's defaults (fsync, synchronous_commit and full-page writes on), as a
+ *   deployment runs: what benchmarks measure against.
  */
-export function startCluster(options: { crashSafe?: boolean } = {}): Cluster {
+export type Durability = 'none' | 'commits' | 'stock';
+
+const DURABILITY_SETTINGS: Record<Durability, string> = {
+  none: '-c fsync=off -c synchronous_commit=off -c full_page_writes=off',
+  commits: '-c fsync=off -c synchronous_commit=on -c full_page_writes=off',
+  stock: '',
+};
+
+/**
+ * A cluster of its own, for tests that stop and start PostgreSQL under a running timestore
+ * (the shared one serves every other test file), or for benchmarks. Stopped when the process exits.
+ */
+export function startCluster(options: { durability?: Durability } = {}): Cluster {
   const asRoot = userInfo().uid === 0;
   const dir = mkdtempSync(join(tmpdir(), 'timestore-pg-'));
   chmodSync(dir, 0o755);
@@ -72,7 +87,7 @@ export function startCluster(options: { crashSafe?: boolean } = {}): Cluster {
   const resume = () =>
     run('pg_ctl', [
       '-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '60',
-      '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=${options.crashSafe ? 'on' : 'off'} -c full_page_writes=off -c max_connections=300`,
+      '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 ${DURABILITY_SETTINGS[options.durability ?? 'none']} -c max_connections=300`,
       'start',
     ]);
   const halt = () => run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
@@ -100,6 +115,18 @@ function sharedCluster(): Cluster {
     throw new Error('TIMESTORE_TEST_DATABASE_URL names a server the tests do not control');
   };
   return { adminUrl: external, halt: unsupported, resume: unsupported, stop() {} };
+}
+
+let stockCluster: Cluster | undefined;
+
+/**
+ * A fresh database on a cluster with PostgreSQL's stock durability, started on first use: a
+ * benchmark's catalog, so that a commit the server waits for is on disk as in a deployment.
+ * TIMESTORE_TEST_DATABASE_URL points it at an existing server instead, as it does the tests.
+ */
+export function createBenchDatabase(prefix: string): Promise<string> {
+  if (process.env.TIMESTORE_TEST_DATABASE_URL) return createTestDatabase(prefix);
+  return createTestDatabase(prefix, (stockCluster ??= startCluster({ durability: 'stock' })));
 }
 
 /** A fresh, empty database for one test file; returns its URL. */
