@@ -8,9 +8,10 @@
  *       [--data-dir /tmp/timestore-bench-data] [--out bench/results] [--at <git rev> [--patch a.patch,b.patch]]
  *
  * 1. Generates (or reuses, keyed by the parameters) the request bodies under --data-dir.
- * 2. Starts a throwaway PostgreSQL cluster (test/harness/postgres.ts) and, per run, a fresh
- *    database and a fresh `bun src/main.ts serve` process (loopback, temp storage root, log
- *    level warn, default worker threads and ingest concurrency unless overridden).
+ * 2. Starts a throwaway PostgreSQL cluster with stock durability (`createBenchDatabase` in
+ *    test/harness/postgres.ts) and, per run, a fresh database and a fresh `bun src/main.ts serve`
+ *    process (loopback, temp storage root, log level warn, default worker threads and ingest
+ *    concurrency unless overridden).
  *    --at runs the server from `git archive <rev>` instead of the working tree (source.ts), and
  *    --patch applies proposed changes to that copy (bench/ingest/patches/) to measure them.
  * 3. Max load: --clients closed-loop clients send every batch; then half load: the first
