@@ -1,5 +1,5 @@
 /**
- * A throwaway PostgreSQL for the test run: one cluster, started on first use
+ * A throwaway PostgreSQL for the test run (and the benchmarks): one cluster, started on first use
  * (so unit tests that never touch it pay nothing) and stopped after the last
  * test file (teardown.ts) or when a script that started one exits; each test
  * file asks for its own database.
@@ -27,6 +27,8 @@ export interface Cluster {
 }
 
 let cluster: Cluster | undefined;
+/** The benchmarks' cluster (createBenchDatabase). */
+let stockCluster: Cluster | undefined;
 /** The stop of every cluster started and not yet stopped. */
 const running = new Set<() => void>();
 
@@ -37,6 +39,7 @@ const running = new Set<() => void>();
 export function stopClusters(): void {
   for (const stop of running) stop();
   cluster = undefined;
+  stockCluster = undefined;
 }
 
 function pgBin(name: string): string {
@@ -116,8 +119,6 @@ function sharedCluster(): Cluster {
   };
   return { adminUrl: external, halt: unsupported, resume: unsupported, stop() {} };
 }
-
-let stockCluster: Cluster | undefined;
 
 /**
  * A fresh database on a cluster with PostgreSQL's stock durability, started on first use: a
