@@ -1,8 +1,9 @@
 /**
- * A throwaway PostgreSQL for the test run (and the benchmarks): one cluster, started on first use
+ * A throwaway PostgreSQL for the test run: one cluster, started on first use
  * (so unit tests that never touch it pay nothing) and stopped after the last
  * test file (teardown.ts) or when a script that started one exits; each test
- * file asks for its own database.
+ * file asks for its own database. Benchmarks get theirs from a cluster of their
+ * own with stock durability (createBenchDatabase).
  *
  * TIMESTORE_TEST_DATABASE_URL points the suite at an existing server instead.
  * PostgreSQL refuses to run as root, so as root the cluster is owned by and run
