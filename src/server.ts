@@ -192,7 +192,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     maxBatchRows: config.ingest.maxBatchRows,
     maxFields: config.ingest.maxFields,
     inline: config.ingest.mode === 'inline',
-    wake: () => wakeLocalRunners(queue),
+    wake: (enqueued) => wakeLocalRunners(queue, enqueued),
     waitForJob: (id, ms) => runner.waitForJob(id, ms),
     catalogCache,
     staging,

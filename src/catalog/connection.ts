@@ -7,7 +7,7 @@
 import postgres, { type Sql } from 'postgres';
 import type { Logger } from '../log.ts';
 import { startEmbeddedCatalog } from './embedded.ts';
-import { JOB_NOTIFICATIONS_SETTING } from './job-table.ts';
+import { JOB_NOTIFICATIONS_SETTING, JOB_NOTIFIER_SETTING } from './job-table.ts';
 import { applyMigrations, pendingMigrations } from './migrate.ts';
 import { TIMESTAMPTZ_TYPE } from './timestamptz.ts';
 
@@ -17,6 +17,8 @@ export interface Catalog {
   sql: Sql;
   schema: string;
   mode: CatalogMode;
+  /** What this catalog's sessions name themselves in the jobs' NOTIFYs they send (job-table.ts); null: they send none. */
+  notifier: string | null;
   /** Applies pending migrations under a lock; returns the names applied. */
   migrate(): Promise<string[]>;
   /** Throws unless the catalog answers and every migration is applied. */
@@ -38,10 +40,11 @@ export async function openCatalog(options: CatalogOptions): Promise<Catalog> {
   const embedded = options.databaseUrl ? null : await startEmbeddedCatalog(options.storageRoot);
   if (embedded) log.info({ dataDir: embedded.dataDir, socket: embedded.socketPath }, 'catalog: embedded PostgreSQL (PGlite) under the storage root');
 
+  const notifier = embedded ? null : crypto.randomUUID();
   const settings = {
     max: embedded ? 1 : (options.maxConnections ?? 10),
     onnotice: () => {},
-    connection: { application_name: 'timestore', search_path: schema },
+    connection: { application_name: 'timestore', search_path: schema, ...(notifier ? { [JOB_NOTIFIER_SETTING]: notifier } : {}) },
     // Column names arrive camelCase (and go out snake_case); JSON values are left alone, because
     // postgres.camel would also rename the top-level keys of every json/jsonb value (user data).
     // int8 (counts, bytes, versions) arrives as a number, exact below 2^53.
@@ -82,6 +85,7 @@ export async function openCatalog(options: CatalogOptions): Promise<Catalog> {
     sql,
     schema,
     mode: embedded ? 'embedded' : 'external',
+    notifier,
     async migrate() {
       const applied = await applyMigrations(sql, schema);
       log.info({ applied, schema }, applied.length ? 'catalog: migrations applied' : 'catalog: schema is up to date');

@@ -22,8 +22,25 @@ import type { Fragment } from 'postgres';
 import type { Db } from './db.ts';
 import { afterPosition, decodeCreatedCursor, pageOf, UUID } from './keyset.ts';
 
-/** NOTIFY channel whose payload is the queue name; a wake-up hint only, polling is the floor. */
+/**
+ * NOTIFY channel whose payload is the queue name, then, after a space, the {@link JOB_NOTIFIER_SETTING}
+ * of the session that sent it, if it has one; a wake-up hint only, polling is the floor.
+ */
 export const JOBS_CHANNEL = 'timestore_jobs';
+
+/**
+ * A session setting naming the process that sends a job's NOTIFY (connection.ts sets it): its own
+ * runners, woken in-process already (jobs/local-signals.ts), tell their echo from other processes'.
+ */
+export const JOB_NOTIFIER_SETTING = 'timestore.job_notifier';
+
+/** A {@link JOBS_CHANNEL} payload: the queue, and the notifier that sent it (null: unnamed). */
+export function parseJobNotification(payload: string): { queue: string; notifier: string | null } {
+  const space = payload.indexOf(' ');
+  return space < 0 ? { queue: payload, notifier: null } : { queue: payload.slice(0, space), notifier: payload.slice(space + 1) };
+}
+
+const notification = (db: Db, queue: Fragment | string) => db`concat_ws(' ', ${queue}::text, current_setting(${JOB_NOTIFIER_SETTING}, true))`;
 
 /**
  * A session setting that, set to 'off', says no process can LISTEN on this catalog: the embedded
@@ -151,13 +168,13 @@ export async function enqueueJobsIf(db: Db, inputs: readonly NewJob[], condition
       WHERE ${condition}
       ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
       RETURNING *)
-    SELECT created.* FROM created LEFT JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, created.queue) WHERE ${notifying(db)}) notified ON true`;
+    SELECT created.* FROM created LEFT JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, ${notification(db, db`created.queue`)}) WHERE ${notifying(db)}) notified ON true`;
   const byId = new Map(created.map((job) => [job.id, job]));
   return rows.map((row) => byId.get(row.id) ?? null);
 }
 
 async function notifyQueue(db: Db, queue: string): Promise<void> {
-  await db`SELECT pg_notify(${JOBS_CHANNEL}, ${queue}) WHERE ${notifying(db)}`;
+  await db`SELECT pg_notify(${JOBS_CHANNEL}, ${notification(db, queue)}) WHERE ${notifying(db)}`;
 }
 
 export async function getJob(db: Db, id: string): Promise<Job | null> {
@@ -281,18 +298,35 @@ export async function claimJobs(db: Db, o: ClaimOptions): Promise<Job[]> {
     RETURNING j.*`;
 }
 
-/**
- * Milliseconds until the first dataset's oldest job waiting for its coalescing budget (see
- * `CoalesceOptions`) has waited its {@link budgetWait}, by the database's clock; null when none waits. Zero or less: due now
- * (another claimer holds it, or it became due since the last claim).
- */
-export async function msUntilBudgetDue(db: Db, o: { queue: string; kinds?: readonly string[]; maxWaitMs: number }): Promise<number | null> {
-  const [row] = await db<{ dueInMs: number | null }[]>`
-    SELECT extract(epoch FROM min(due) - now()) * 1000 AS due_in_ms FROM (
-      SELECT min(created_at) + ${budgetWait(db, o.queue, o.maxWaitMs)} AS due
+/** When the jobs a coalescing budget holds back fall due (see {@link budgetDue}). */
+export interface BudgetDue {
+  /**
+   * Milliseconds until the first dataset's oldest held-back job has waited its {@link budgetWait},
+   * by the database's clock. Zero or less: due now (another claimer holds it, or it became due since
+   * the last claim).
+   */
+  dueInMs: number;
+  /** The least weight (`weightField`) any dataset still lacks to reach `minWeight`; null: no minWeight. */
+  weightShort: number | null;
+  /** The least size (`sizePath`) any dataset still lacks to reach `maxSize`; null: no maxSize. */
+  sizeShort: number | null;
+  /** The datasets whose jobs wait. */
+  datasets: string[];
+}
+
+/** When the jobs waiting for their coalescing budget (see `CoalesceOptions`) fall due; null when none waits. */
+export async function budgetDue(db: Db, o: { queue: string; kinds?: readonly string[] } & CoalesceOptions): Promise<BudgetDue | null> {
+  const [row] = await db<{ dueInMs: number | null; weightShort: number | null; sizeShort: number | null; datasets: string[] | null }[]>`
+    SELECT extract(epoch FROM min(due) - now()) * 1000 AS due_in_ms,
+           min(${o.minWeight ?? null}::numeric - weight) AS weight_short, min(${o.maxSize ?? null}::numeric - size) AS size_short,
+           array_agg(dataset_id::text) AS datasets
+    FROM (
+      SELECT dataset_id, min(created_at) + ${budgetWait(db, o.queue, o.maxWaitMs ?? 0)} AS due, sum(${weight(db, o)}) AS weight, sum(${size(db, o)}) AS size
       FROM jobs WHERE ${waitingForBudget(db, o.queue, o.kinds)}
       GROUP BY dataset_id, kind) AS groups`;
-  return row?.dueInMs == null ? null : Number(row.dueInMs);
+  if (row?.dueInMs == null) return null;
+  const number = (n: number | null) => (n == null ? null : Number(n));
+  return { dueInMs: Number(row.dueInMs), weightShort: number(row.weightShort), sizeShort: number(row.sizeShort), datasets: row.datasets ?? [] };
 }
 
 /**

@@ -106,8 +106,8 @@ export interface AcceptDeps {
   /** Target for datasets that name none (`local` or `s3`, from TIMESTORE_STORAGE_DRIVER). */
   defaultTargetName: string;
   idempotencyTtlSeconds: number;
-  /** Wakes this process's job runner at once. */
-  wake(): void;
+  /** Wakes this process's job runner for the jobs just enqueued. */
+  wake(enqueued: readonly Job[]): void;
   /** Schema versions and storage targets, kept across batches. */
   catalogCache: CatalogCache;
   /** Group commit of small bodies (one per process); without it each body is staged alone. */
@@ -219,7 +219,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
             return job;
           });
     if (!job) throw changed();
-    deps.wake();
+    deps.wake([job]);
     await settleStaged(deps, { driver, staged }, true);
     return { job, replayed: false };
   } catch (err) {

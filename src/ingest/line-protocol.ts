@@ -190,7 +190,7 @@ export async function acceptLineProtocol(deps: AcceptDeps, request: LineProtocol
             }
             return out;
           });
-    deps.wake();
+    deps.wake(jobs);
     await settle(true);
     return { jobs, replayed: false };
   } catch (err) {

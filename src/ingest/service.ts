@@ -32,7 +32,8 @@ export interface IngestServiceOptions {
   maxFields?: number;
   /** TIMESTORE_INGEST_MODE=inline: every request waits for its batch to be published. */
   inline: boolean;
-  wake(): void;
+  /** Wakes this process's job runner for the jobs just enqueued. */
+  wake(enqueued: readonly Job[]): void;
   /** Schema versions and storage targets, kept across batches. */
   catalogCache: CatalogCache;
   /** Group commit of small bodies (one per process). */

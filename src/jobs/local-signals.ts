@@ -6,6 +6,10 @@
  * hears at once about a job this process finished.
  */
 import { EventEmitter } from 'node:events';
+import type { NewJob } from '../catalog/job-table.ts';
+
+/** A job just enqueued, as a runner weighs it against a coalescing budget. */
+export type EnqueuedJob = Pick<NewJob, 'kind' | 'datasetId' | 'payload'>;
 
 const wakes = new EventEmitter().setMaxListeners(0);
 const finishes = new EventEmitter().setMaxListeners(0);
@@ -13,12 +17,14 @@ const finishes = new EventEmitter().setMaxListeners(0);
 /**
  * Wakes this process's runners that serve `queue`. Call it after the
  * transaction that enqueued commits: a runner woken earlier cannot see the row.
+ * With the jobs enqueued, a runner whose next claim waits for a coalescing
+ * budget wakes only if they may fill it (runner.ts); without, it always wakes.
  */
-export function wakeLocalRunners(queue: string): void {
-  wakes.emit('wake', queue);
+export function wakeLocalRunners(queue: string, enqueued?: readonly EnqueuedJob[]): void {
+  wakes.emit('wake', queue, enqueued);
 }
 
-export function onLocalWake(fn: (queue: string) => void): () => void {
+export function onLocalWake(fn: (queue: string, enqueued?: readonly EnqueuedJob[]) => void): () => void {
   wakes.on('wake', fn);
   return () => wakes.off('wake', fn);
 }

@@ -26,17 +26,21 @@
  *   max_attempts such runs it is failed unrun, so a batch that kills its
  *   process cannot do so forever. Only lost leases count: retried errors do not.
  *
- * Wake-ups: NOTIFY on a real PostgreSQL, in-process signals always (see
- * local-signals.ts), a jittered poll as the floor, a finished batch (its slot is
- * free and more jobs may wait), and the moment the oldest job held back by a
- * coalescing budget falls due.
+ * Wake-ups: NOTIFY on a real PostgreSQL (from other processes: this one's own
+ * enqueues wake it in-process, see local-signals.ts), a jittered poll as the
+ * floor, a finished batch (its slot is free and more jobs may wait), and the
+ * moment the oldest job held back by a coalescing budget falls due. While jobs
+ * are held back, a job enqueued here wakes the runner only if it may make them
+ * claimable sooner (see {@link Held}): each claim scans the queued jobs, and many
+ * small batches a second would otherwise each cost one.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Catalog } from '../catalog/connection.ts';
 import type { Db } from '../catalog/db.ts';
 import {
-  type CoalesceOptions, JOBS_CHANNEL, type Job, type NewJob, claimJobs, completeJobs, enqueueJob, failJob, getJob, heartbeatJobs, msUntilBudgetDue, releaseJobs,
+  budgetDue, type CoalesceOptions, JOBS_CHANNEL, type Job, type NewJob, claimJobs, completeJobs, enqueueJob, failJob, getJob, heartbeatJobs,
+  parseJobNotification, releaseJobs,
 } from '../catalog/job-table.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -44,7 +48,7 @@ import {
   type Context, contextFromTraceparent, contextWith, failSpan, type Link, NOOP_TRACER, type Span, SpanKind, type Tracer, traceFields,
 } from '../observability/tracing.ts';
 import { retryDelayMs } from './backoff.ts';
-import { announceFinished, nextFinish, onLocalWake, wakeLocalRunners } from './local-signals.ts';
+import { announceFinished, type EnqueuedJob, nextFinish, onLocalWake, wakeLocalRunners } from './local-signals.ts';
 
 export type JobResults = Record<string, unknown>;
 
@@ -75,7 +79,7 @@ export interface HandlerOptions {
 }
 
 export interface JobRunnerOptions {
-  catalog: Pick<Catalog, 'sql' | 'mode'>;
+  catalog: Pick<Catalog, 'sql' | 'mode' | 'notifier'>;
   log: Logger;
   /** Handler calls at once (TIMESTORE_INGEST_CONCURRENCY). */
   concurrency: number;
@@ -120,6 +124,43 @@ interface Batch {
   done?: Promise<void>;
 }
 
+/**
+ * What a coalescing handler's budget held back at its last measure (`budgetDue`), and what this
+ * process enqueued for it since. A job enqueued here may make held-back jobs claimable before the
+ * due time known only if its client waits for it (`promptField`), if the weight or size enqueued
+ * since reaches what the dataset closest to its budget lacks (counted as if all went to that one:
+ * never later than the catalog would find it), or if it is the first of a dataset that might fall
+ * due sooner than the due time known.
+ */
+interface Held {
+  /** The least weight and size a waiting dataset lacks; Infinity until measured, or without that budget. */
+  weightShort: number;
+  sizeShort: number;
+  /** Weight and size enqueued here since the measure began. */
+  weight: number;
+  size: number;
+  /** The datasets with jobs waiting at the measure; null while it runs. */
+  datasets: Set<string> | null;
+  /** While the measure runs: the datasets of jobs enqueued here, and when their first was (the measure may miss them). */
+  enqueuedWhileMeasured: Map<string, number>;
+}
+
+/** A job's weight, size and whether its client waits for it, under a budget, as the claim reads them (job-table.ts). */
+function weigh(budget: CoalesceOptions, payload: unknown): { weight: number; size: number; prompt: boolean } {
+  const at = (path: readonly string[] | undefined) => {
+    if (!path) return 0;
+    let value: unknown = payload;
+    for (const key of path) value = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
+    return typeof value === 'number' ? value : 0;
+  };
+  const fields = payload !== null && typeof payload === 'object' ? (payload as Record<string, unknown>) : {};
+  return {
+    weight: at(budget.weightField === undefined ? undefined : [budget.weightField]),
+    size: at(budget.sizePath),
+    prompt: budget.promptField !== undefined && fields[budget.promptField] === true,
+  };
+}
+
 const jitter = (ms: number) => ms * (0.75 + Math.random() * 0.5);
 /**
  * How soon to look again when jobs are past their budget's wait yet were not claimable (another
@@ -141,6 +182,10 @@ export class JobRunner {
   private wakeUp: (() => void) | null = null;
   /** When (process clock) the oldest job held back by a coalescing budget falls due; null: none known. */
   private budgetDueAt: number | null = null;
+  /** Per coalescing handler, what its budget holds back (see {@link Held}). */
+  private readonly held = new Map<Registered, Held>();
+  /** This process's name in the jobs' NOTIFYs (null: the catalog sends none). */
+  private readonly notifier: string | null;
   private loopDone: Promise<void> = Promise.resolve();
   private cleanups: Array<() => unknown> = [];
 
@@ -159,6 +204,7 @@ export class JobRunner {
       tracer: options.tracer ?? NOOP_TRACER,
     };
     this.metrics = options.metrics;
+    this.notifier = options.catalog.notifier;
   }
 
   register<P>(kind: string, handler: JobHandler<P>, options: HandlerOptions): this {
@@ -173,10 +219,15 @@ export class JobRunner {
     if (this.state !== 'new') throw new Error('a job runner starts once');
     this.state = 'running';
     const serves = (queue: string) => this.handlers.some((h) => h.queue === queue);
-    this.cleanups.push(onLocalWake((queue) => serves(queue) && this.wake()));
+    this.cleanups.push(onLocalWake((queue, enqueued) => serves(queue) && this.wake(enqueued && { queue, jobs: enqueued })));
     if (this.o.notifications) {
       try {
-        const { unlisten } = await this.sql.listen(JOBS_CHANNEL, (queue) => serves(queue) && this.wake());
+        // This process's own enqueues woke it in-process already.
+        const heard = (payload: string) => {
+          const { queue, notifier } = parseJobNotification(payload);
+          if (serves(queue) && (notifier === null || notifier !== this.notifier)) this.wake();
+        };
+        const { unlisten } = await this.sql.listen(JOBS_CHANNEL, heard);
         this.cleanups.push(unlisten);
       } catch (err) {
         this.log.warn({ err }, 'jobs: LISTEN failed; relying on polling');
@@ -185,10 +236,37 @@ export class JobRunner {
     this.loopDone = this.loop();
   }
 
-  /** Makes the runner look for work now (rather than at its next poll). */
-  wake(): void {
+  /**
+   * Makes the runner look for work now (rather than at its next poll); for `enqueued`, jobs just
+   * enqueued here, only if they may be claimable before the due time known (see {@link Held}).
+   */
+  wake(enqueued?: { queue: string; jobs: readonly EnqueuedJob[] }): void {
+    if (enqueued && this.budgetDueAt !== null && !this.claimableSooner(enqueued.queue, enqueued.jobs)) return;
     this.wakePending = true;
     this.wakeUp?.();
+  }
+
+  private claimableSooner(queue: string, jobs: readonly EnqueuedJob[]): boolean {
+    let sooner = false;
+    for (const job of jobs) {
+      const h = this.handlers.find((x) => x.queue === queue && x.kind === job.kind);
+      if (!h) continue; // not this runner's
+      const held = this.held.get(h); // a handler with a wait budget's, once measured
+      if (!held || !h.coalesce || !job.datasetId) {
+        sooner = true;
+        continue;
+      }
+      const { weight, size, prompt } = weigh(h.coalesce, job.payload);
+      held.weight += weight;
+      held.size += size;
+      sooner ||= prompt || held.weight >= held.weightShort || held.size >= held.sizeShort;
+      if (held.datasets === null) {
+        if (!held.enqueuedWhileMeasured.has(job.datasetId)) held.enqueuedWhileMeasured.set(job.datasetId, Date.now());
+      } else if (!held.datasets.has(job.datasetId)) {
+        sooner ||= Date.now() + (h.coalesce.maxWaitMs ?? 0) < (this.budgetDueAt ?? 0);
+      }
+    }
+    return sooner;
   }
 
   /** Enqueues in its own statement, then wakes this process's runners at once. */
@@ -303,22 +381,31 @@ export class JobRunner {
   }
 
   /**
-   * When the oldest job held back by a budget falls due. A due time still ahead is kept rather
-   * than asked for again at every empty claim: jobs enqueued since fall due after it.
+   * When the oldest job held back by a budget falls due, measured again at every claim that found
+   * nothing (those are rare: see {@link Held}); with what each budget holds back.
    */
   private async nextBudgetDue(): Promise<number | null> {
-    if (this.budgetDueAt !== null && this.budgetDueAt > Date.now()) return this.budgetDueAt;
-    this.budgetDueAt = null;
+    let dueAt: number | null = null;
     for (const h of this.handlers) {
-      const maxWaitMs = h.coalesce?.maxWaitMs ?? 0;
-      if (maxWaitMs <= 0) continue;
-      const dueInMs = await msUntilBudgetDue(this.sql, { queue: h.queue, kinds: [h.kind], maxWaitMs });
-      if (dueInMs === null) continue;
+      const budget = h.coalesce;
+      const maxWaitMs = budget?.maxWaitMs ?? 0;
+      if (!budget || maxWaitMs <= 0) continue;
+      // Counts what is enqueued here from now on: the measure may or may not see it.
+      const held: Held = { weightShort: Infinity, sizeShort: Infinity, weight: 0, size: 0, datasets: null, enqueuedWhileMeasured: new Map() };
+      this.held.set(h, held);
+      const due = await budgetDue(this.sql, { queue: h.queue, kinds: [h.kind], ...budget });
+      held.weightShort = due ? (due.weightShort ?? Infinity) : (budget.minWeight ?? Infinity);
+      held.sizeShort = due ? (due.sizeShort ?? Infinity) : (budget.maxSize ?? Infinity);
+      held.datasets = new Set(due?.datasets);
+      const dues: number[] = [];
       // +1 ms: a timer may fire a little early, and a claim before the due moment finds nothing.
-      const dueAt = Date.now() + (dueInMs > 0 ? Math.ceil(dueInMs) + 1 : BUDGET_RECHECK_MS);
-      this.budgetDueAt = Math.min(this.budgetDueAt ?? Infinity, dueAt);
+      if (due) dues.push(Date.now() + (due.dueInMs > 0 ? Math.ceil(due.dueInMs) + 1 : BUDGET_RECHECK_MS));
+      for (const [datasetId, since] of held.enqueuedWhileMeasured) if (!held.datasets.has(datasetId)) dues.push(since + maxWaitMs + 1);
+      if (held.weight >= held.weightShort || held.size >= held.sizeShort) dues.push(Date.now());
+      if (dues.length > 0) dueAt = Math.min(dueAt ?? Infinity, ...dues);
     }
-    return this.budgetDueAt;
+    this.budgetDueAt = dueAt;
+    return dueAt;
   }
 
   private startBatch(h: Registered, jobs: Job[]): void {

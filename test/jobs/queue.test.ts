@@ -4,7 +4,7 @@ import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset } from '../../src/catalog/datasets.ts';
 import {
   claimJobs, completeJobs, countJobs, countOverdueJobs, deleteFailedJob, enqueueJob, enqueueJobsIf, failJob, getJob, heartbeatJobs, JOB_NOTIFICATIONS_SETTING, JOBS_CHANNEL, type Job, listJobs,
-  msUntilBudgetDue, purgeFinishedJobs, releaseJobs, retryFailedJob, stagedBodyOf,
+  budgetDue, parseJobNotification, purgeFinishedJobs, releaseJobs, retryFailedJob, stagedBodyOf,
 } from '../../src/catalog/job-table.ts';
 import { referencedLocations } from '../../src/catalog/lifecycle.ts';
 import { openTestCatalog } from '../harness/catalog.ts';
@@ -51,7 +51,7 @@ describe('job table', () => {
   test('enqueueJobsIf inserts several jobs in one statement, answers in order, notifies once; nothing where its condition fails', async () => {
     const queue = newQueue();
     const heard: string[] = [];
-    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (payload) => payload === queue && heard.push(payload));
+    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (payload) => parseJobNotification(payload).queue === queue && heard.push(payload));
     const held = await enqueueJob(a.sql, { queue, kind: 'gc', jobKey: 'held', payload: {} });
     const runAt = new Date(Date.now() + 60_000);
     const jobs = await enqueueJobsIf(a.sql, [
@@ -71,7 +71,12 @@ describe('job table', () => {
     expect(await queued()).toBe(3); // `held` and the two new ones
     await until(async () => heard.length >= 2);
     await Bun.sleep(100);
-    expect(heard).toEqual([queue, queue]); // `held`'s, then the statement's: identical notifications of one transaction arrive once
+    // `held`'s, then the statement's: identical notifications of one transaction arrive once. Each
+    // names the process (the catalog) that sent it, so that its own runners can tell their echo.
+    expect(heard).toEqual([`${queue} ${a.notifier}`, `${queue} ${a.notifier}`]);
+    expect(a.notifier).not.toBe(b.notifier);
+    expect(parseJobNotification(heard[0]!)).toEqual({ queue, notifier: a.notifier });
+    expect(parseJobNotification(queue)).toEqual({ queue, notifier: null });
 
     expect(await enqueueJobsIf(a.sql, [{ queue, kind: 'ingest', payload: {} }, { queue, kind: 'ingest', payload: {} }], a.sql`false`)).toEqual([null, null]);
     expect(await queued()).toBe(3);
@@ -82,7 +87,7 @@ describe('job table', () => {
   test('a session that says nobody listens enqueues and releases jobs without a NOTIFY; others notify', async () => {
     const queue = newQueue();
     const heard: string[] = [];
-    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (payload) => payload === queue && heard.push(payload));
+    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (payload) => parseJobNotification(payload).queue === queue && heard.push(payload));
     const quiet = await a.sql.reserve();
     try {
       await quiet`SELECT set_config(${JOB_NOTIFICATIONS_SETTING}, 'off', false)`;
@@ -97,7 +102,7 @@ describe('job table', () => {
     }
     await enqueueJob(a.sql, { queue, kind: 'gc', payload: {} });
     await until(async () => heard.length > 0);
-    expect(heard).toEqual([queue]);
+    expect(heard).toEqual([`${queue} ${a.notifier}`]);
     await unlisten();
   });
 
@@ -208,9 +213,11 @@ describe('job table', () => {
     await add(d1.id, 100, 'other'); // another kind weighs nothing here
 
     expect(await claim(60_000)).toEqual([]);
-    const dueInMs = await msUntilBudgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 60_000 });
-    expect(dueInMs).toBeGreaterThan(0);
-    expect(dueInMs).toBeLessThanOrEqual(60_000);
+    const due = await budgetDue(a.sql, { queue, kinds: ['ingest'], weightField: 'rowCount', minWeight: 50, maxWaitMs: 60_000 });
+    expect(due!.dueInMs).toBeGreaterThan(0);
+    expect(due!.dueInMs).toBeLessThanOrEqual(60_000);
+    // d1 lacks 30 rows, d2 40: the least is what a new job may fill; no size budget.
+    expect({ ...due, dueInMs: 0, datasets: due!.datasets.sort() }).toEqual({ dueInMs: 0, weightShort: 30, sizeShort: null, datasets: [d1.id, d2.id].sort() });
 
     // d1 reaches 50 rows: its jobs are claimed at once, as one batch; d2's 10 still wait.
     const j4 = await add(d1.id, 30);
@@ -219,9 +226,9 @@ describe('job table', () => {
     expect(await claim(60_000)).toEqual([]);
 
     // d2's job has waited 200 ms (by the database's clock): due, and claimed alone.
-    await until(async () => (await msUntilBudgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 200 }))! <= 0);
+    await until(async () => (await budgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 200 }))!.dueInMs <= 0);
     expect((await claim(200)).map((j) => j.id)).toEqual([j3.id]);
-    expect(await msUntilBudgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 200 })).toBeNull();
+    expect(await budgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 200 })).toBeNull();
   });
 
   test("while a dataset's write runs, its queued jobs wait twice the budget's wait; its row budget and a waiting client still make it ready at once", async () => {
@@ -243,7 +250,7 @@ describe('job table', () => {
     // Both waited the budget's wait: the idle dataset's job goes; the other waits for its write.
     expect(await claim()).toEqual([other.id]);
     expect(await claim()).toEqual([]);
-    const dueInMs = (await msUntilBudgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 1_000 }))!;
+    const { dueInMs } = (await budgetDue(a.sql, { queue, kinds: ['ingest'], ...budget }))!;
     expect(dueInMs).toBeGreaterThan(0);
     expect(dueInMs).toBeLessThanOrEqual(1_000);
     // Twice the wait: it goes, though the write still runs.
@@ -256,7 +263,7 @@ describe('job table', () => {
     expect(await claim()).toEqual([many.id]);
     const awaited = await add(written.id, 1, { awaited: true });
     expect(await claim()).toEqual([awaited.id]);
-    expect(await msUntilBudgetDue(a.sql, { queue, kinds: ['ingest'], maxWaitMs: 1_000 })).toBeNull();
+    expect(await budgetDue(a.sql, { queue, kinds: ['ingest'], ...budget })).toBeNull();
   });
 
   test('under a coalescing budget, a job whose client waits for it makes its dataset ready at once', async () => {

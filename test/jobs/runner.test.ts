@@ -12,12 +12,13 @@ import { createTestDatabase } from '../harness/postgres.ts';
 
 let a: Catalog; // two catalogs on one database: two processes
 let b: Catalog;
+let url: string;
 let queueSeq = 0;
 const newQueue = () => `rq${++queueSeq}`;
 const runners: JobRunner[] = [];
 
 beforeAll(async () => {
-  const url = await createTestDatabase('runner');
+  url = await createTestDatabase('runner');
   a = await openTestCatalog({ databaseUrl: url });
   b = await openTestCatalog({ databaseUrl: url });
 });
@@ -288,6 +289,65 @@ describe('job runner', () => {
     wakeLocalRunners(queue);
     for (const id of ids) expect(await r.waitForJob(id, 5_000)).toMatchObject({ state: 'succeeded', attempts: 1 });
     expect(batches.map((b) => b.sort())).toEqual([ids.sort()]);
+  });
+
+  test('while a budget holds jobs back, a job enqueued here wakes the runner only if it may be claimable sooner; other processes\' NOTIFYs still do', async () => {
+    const queue = newQueue();
+    const d = await createDataset(a.sql, { slug: `held-${queue}` });
+    const catalog = await openTestCatalog({ databaseUrl: url }); // its statements counted
+    let claims = 0;
+    (catalog.sql.options as { debug?: unknown }).debug = (_: number, query: string) => void (query.includes('SKIP LOCKED') && claims++);
+    try {
+      const batches: string[][] = [];
+      const r = runner(catalog, { pollIntervalMs: 600_000 }).register('ingest', async (jobs) => void batches.push(jobs.map((j) => j.id).sort()), {
+        queue,
+        coalesce: { maxJobs: 10, weightField: 'rowCount', minWeight: 100, maxWaitMs: 60_000, promptField: 'awaited' },
+      });
+      await r.start();
+      const enqueue = async (from: Catalog, payload: object) => {
+        const { job } = await enqueueJob(from.sql, { queue, kind: 'ingest', datasetId: d.id, payload });
+        if (from === catalog) wakeLocalRunners(queue, [job]);
+        return job.id;
+      };
+      const settled = async () => {
+        let seen = -1;
+        while (seen !== claims) {
+          seen = claims;
+          await Bun.sleep(300);
+        }
+        return claims;
+      };
+
+      // The first job is measured against the budget: 90 rows short, due in a minute.
+      const held = [await enqueue(catalog, { rowCount: 10 })];
+      let before = await settled();
+      // Jobs that leave it short wake nothing, neither in-process nor by their own NOTIFY's echo.
+      for (let i = 0; i < 3; i++) held.push(await enqueue(catalog, { rowCount: 10 }));
+      expect(await settled()).toBe(before);
+      // One that fills it is claimed at once, with the others.
+      held.push(await enqueue(catalog, { rowCount: 60 }));
+      await until(() => batches.length === 1);
+      expect(batches[0]).toEqual(held.sort());
+
+      // A job whose client waits for it goes at once too.
+      const small = await enqueue(catalog, { rowCount: 1 });
+      before = await settled();
+      expect(batches.length).toBe(1);
+      const awaited = await enqueue(catalog, { rowCount: 1, awaited: true });
+      await until(() => batches.length === 2);
+      expect(batches[1]).toEqual([small, awaited].sort());
+      expect(claims).toBeGreaterThan(before);
+
+      // Another process's job that fills the budget wakes it through NOTIFY.
+      const quiet = await enqueue(catalog, { rowCount: 1 });
+      await settled();
+      const other = await enqueue(b, { rowCount: 99 });
+      await until(() => batches.length === 3);
+      expect(batches[2]).toEqual([quiet, other].sort());
+    } finally {
+      await Promise.all(runners.splice(0).map((r) => r.stop(1_000)));
+      await catalog.close();
+    }
   });
 
   test('a coalescing budget needs a weight to count minWeight in', () => {
