@@ -22,10 +22,7 @@ import type { Fragment } from 'postgres';
 import type { Db } from './db.ts';
 import { afterPosition, decodeCreatedCursor, pageOf, UUID } from './keyset.ts';
 
-/**
- * NOTIFY channel whose payload is the queue name, then, after a space, the {@link JOB_NOTIFIER_SETTING}
- * of the session that sent it, if it has one; a wake-up hint only, polling is the floor.
- */
+/** NOTIFY channel whose payloads are {@link JobNotification}s; a wake-up hint only, polling is the floor. */
 export const JOBS_CHANNEL = 'timestore_jobs';
 
 /**
@@ -34,13 +31,34 @@ export const JOBS_CHANNEL = 'timestore_jobs';
  */
 export const JOB_NOTIFIER_SETTING = 'timestore.job_notifier';
 
-/** A {@link JOBS_CHANNEL} payload: the queue, and the notifier that sent it (null: unnamed). */
-export function parseJobNotification(payload: string): { queue: string; notifier: string | null } {
-  const space = payload.indexOf(' ');
-  return space < 0 ? { queue: payload, notifier: null } : { queue: payload.slice(0, space), notifier: payload.slice(space + 1) };
+/** What a {@link JOBS_CHANNEL} notification says, as JSON. */
+export interface JobNotification {
+  queue: string;
+  /** The process that sent it ({@link JOB_NOTIFIER_SETTING}); null: unnamed. */
+  notifier: string | null;
+  /**
+   * The job enqueued, for a runner to weigh against a coalescing budget; its payload null when
+   * longer than {@link NOTIFIED_PAYLOAD_BYTES}. Absent when a job was released or retried.
+   */
+  job?: Pick<Job, 'kind' | 'datasetId'> & { payload: unknown };
 }
 
-const notification = (db: Db, queue: Fragment | string) => db`concat_ws(' ', ${queue}::text, current_setting(${JOB_NOTIFIER_SETTING}, true))`;
+/** A job's payload goes with its notification up to this size (a notification holds at most 8,000 bytes). */
+const NOTIFIED_PAYLOAD_BYTES = 4000;
+
+/** A {@link JOBS_CHANNEL} payload; a bare queue name (as earlier versions sent) names no notifier. */
+export function parseJobNotification(text: string): JobNotification {
+  try {
+    const parsed = JSON.parse(text) as JobNotification;
+    if (typeof parsed?.queue === 'string') return parsed;
+  } catch {
+    // a bare queue name
+  }
+  return { queue: text, notifier: null };
+}
+
+const notification = (db: Db, queue: Fragment | string, job: Fragment = db`NULL::json`) =>
+  db`json_build_object('queue', ${queue}::text, 'notifier', current_setting(${JOB_NOTIFIER_SETTING}, true), 'job', ${job})::text`;
 
 /**
  * A session setting that, set to 'off', says no process can LISTEN on this catalog: the embedded
@@ -156,8 +174,10 @@ export async function enqueueJobsIf(db: Db, inputs: readonly NewJob[], condition
     actor: input.actor ?? null,
     trace_parent: input.traceParent ?? null,
   }));
-  // INSERT … SELECT so that `condition` can be a WHERE. Identical notifications of one
-  // transaction are delivered once; a LEFT JOIN, as there are none where nobody listens.
+  // INSERT … SELECT so that `condition` can be a WHERE. A notification per job, with what a
+  // runner weighs it by; a LEFT JOIN, as there are none where nobody listens.
+  const enqueued = db`json_build_object('kind', created.kind, 'datasetId', created.dataset_id,
+    'payload', CASE WHEN octet_length(created.payload::text) <= ${NOTIFIED_PAYLOAD_BYTES} THEN created.payload END)`;
   const created = await db<Job[]>`
     WITH created AS (
       INSERT INTO jobs (id, queue, kind, dataset_id, job_key, payload, max_attempts, retry_until, run_at, actor, trace_parent)
@@ -168,7 +188,7 @@ export async function enqueueJobsIf(db: Db, inputs: readonly NewJob[], condition
       WHERE ${condition}
       ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
       RETURNING *)
-    SELECT created.* FROM created LEFT JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, ${notification(db, db`created.queue`)}) WHERE ${notifying(db)}) notified ON true`;
+    SELECT created.* FROM created LEFT JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, ${notification(db, db`created.queue`, enqueued)}) WHERE ${notifying(db)}) notified ON true`;
   const byId = new Map(created.map((job) => [job.id, job]));
   return rows.map((row) => byId.get(row.id) ?? null);
 }

@@ -30,9 +30,10 @@
  * enqueues wake it in-process, see local-signals.ts), a jittered poll as the
  * floor, a finished batch (its slot is free and more jobs may wait), and the
  * moment the oldest job held back by a coalescing budget falls due. While jobs
- * are held back, a job enqueued here wakes the runner only if it may make them
- * claimable sooner (see {@link Held}): each claim scans the queued jobs, and many
- * small batches a second would otherwise each cost one.
+ * are held back, a job enqueued (here or, by its NOTIFY, elsewhere) wakes the
+ * runner only if it may make them claimable sooner (see {@link Held}): each
+ * claim scans the queued jobs, and many small batches a second would otherwise
+ * each cost one in every process.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -125,9 +126,10 @@ interface Batch {
 }
 
 /**
- * What a coalescing handler's budget held back at its last measure (`budgetDue`), and what this
- * process enqueued for it since. A job enqueued here may make held-back jobs claimable before the
- * due time known only if its client waits for it (`promptField`), if the weight or size enqueued
+ * What a coalescing handler's budget held back at its last measure (`budgetDue`), and what was
+ * enqueued for it since (in this process, or by others as their NOTIFYs say). A job enqueued may
+ * make held-back jobs claimable before the due time known only if its client waits for it
+ * (`promptField`), if the weight or size enqueued
  * since reaches what the dataset closest to its budget lacks (counted as if all went to that one:
  * never later than the catalog would find it), or if it is the first of a dataset that might fall
  * due sooner than the due time known.
@@ -136,12 +138,12 @@ interface Held {
   /** The least weight and size a waiting dataset lacks; Infinity until measured, or without that budget. */
   weightShort: number;
   sizeShort: number;
-  /** Weight and size enqueued here since the measure began. */
+  /** Weight and size enqueued since the measure began. */
   weight: number;
   size: number;
   /** The datasets with jobs waiting at the measure; null while it runs. */
   datasets: Set<string> | null;
-  /** While the measure runs: the datasets of jobs enqueued here, and when their first was (the measure may miss them). */
+  /** While the measure runs: the datasets of jobs enqueued, and when their first was (the measure may miss them). */
   enqueuedWhileMeasured: Map<string, number>;
 }
 
@@ -222,10 +224,12 @@ export class JobRunner {
     this.cleanups.push(onLocalWake((queue, enqueued) => serves(queue) && this.wake(enqueued && { queue, jobs: enqueued })));
     if (this.o.notifications) {
       try {
-        // This process's own enqueues woke it in-process already.
-        const heard = (payload: string) => {
-          const { queue, notifier } = parseJobNotification(payload);
-          if (serves(queue) && (notifier === null || notifier !== this.notifier)) this.wake();
+        // This process's own enqueues woke it in-process already. Another's job is weighed as a
+        // local one, unless its payload was too long to send.
+        const heard = (text: string) => {
+          const { queue, notifier, job } = parseJobNotification(text);
+          if (!serves(queue) || (notifier !== null && notifier === this.notifier)) return;
+          this.wake(job && job.payload !== null ? { queue, jobs: [job] } : undefined);
         };
         const { unlisten } = await this.sql.listen(JOBS_CHANNEL, heard);
         this.cleanups.push(unlisten);
@@ -238,7 +242,7 @@ export class JobRunner {
 
   /**
    * Makes the runner look for work now (rather than at its next poll); for `enqueued`, jobs just
-   * enqueued here, only if they may be claimable before the due time known (see {@link Held}).
+   * enqueued, only if they may be claimable before the due time known (see {@link Held}).
    */
   wake(enqueued?: { queue: string; jobs: readonly EnqueuedJob[] }): void {
     if (enqueued && this.budgetDueAt !== null && !this.claimableSooner(enqueued.queue, enqueued.jobs)) return;
@@ -390,7 +394,7 @@ export class JobRunner {
       const budget = h.coalesce;
       const maxWaitMs = budget?.maxWaitMs ?? 0;
       if (!budget || maxWaitMs <= 0) continue;
-      // Counts what is enqueued here from now on: the measure may or may not see it.
+      // Counts what is enqueued from now on: the measure may or may not see it.
       const held: Held = { weightShort: Infinity, sizeShort: Infinity, weight: 0, size: 0, datasets: null, enqueuedWhileMeasured: new Map() };
       this.held.set(h, held);
       const due = await budgetDue(this.sql, { queue: h.queue, kinds: [h.kind], ...budget });

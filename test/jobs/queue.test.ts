@@ -4,7 +4,7 @@ import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset } from '../../src/catalog/datasets.ts';
 import {
   claimJobs, completeJobs, countJobs, countOverdueJobs, deleteFailedJob, enqueueJob, enqueueJobsIf, failJob, getJob, heartbeatJobs, JOB_NOTIFICATIONS_SETTING, JOBS_CHANNEL, type Job, listJobs,
-  budgetDue, parseJobNotification, purgeFinishedJobs, releaseJobs, retryFailedJob, stagedBodyOf,
+  budgetDue, type JobNotification, parseJobNotification, purgeFinishedJobs, releaseJobs, retryFailedJob, stagedBodyOf,
 } from '../../src/catalog/job-table.ts';
 import { referencedLocations } from '../../src/catalog/lifecycle.ts';
 import { openTestCatalog } from '../harness/catalog.ts';
@@ -48,16 +48,20 @@ describe('job table', () => {
     expect(await getJob(a.sql, 'not-a-uuid')).toBeNull();
   });
 
-  test('enqueueJobsIf inserts several jobs in one statement, answers in order, notifies once; nothing where its condition fails', async () => {
+  test('enqueueJobsIf inserts several jobs in one statement, answers in order, notifies each with what a runner weighs it by; nothing where its condition fails', async () => {
     const queue = newQueue();
-    const heard: string[] = [];
-    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (payload) => parseJobNotification(payload).queue === queue && heard.push(payload));
+    const heard: JobNotification[] = [];
+    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (text) => {
+      const notification = parseJobNotification(text);
+      if (notification.queue === queue) heard.push(notification);
+    });
+    const d = await createDataset(a.sql, { slug: `notified-${queue}` });
     const held = await enqueueJob(a.sql, { queue, kind: 'gc', jobKey: 'held', payload: {} });
     const runAt = new Date(Date.now() + 60_000);
     const jobs = await enqueueJobsIf(a.sql, [
       { queue, kind: 'ingest', payload: { n: 1, nested: { list: [1, 'two'] } }, actor: 'alice', traceParent: '00-abc-def-01' },
       { queue, kind: 'gc', jobKey: 'held', payload: { n: 2 } }, // its key names a queued job: not inserted
-      { queue, kind: 'ingest', payload: { n: 3 }, runAt, retryWindowMs: 120_000, maxAttempts: 2 },
+      { queue, kind: 'ingest', datasetId: d.id, payload: { n: 3, long: 'x'.repeat(5_000) }, runAt, retryWindowMs: 120_000, maxAttempts: 2 },
     ], a.sql`true`);
     expect(jobs.map((j) => (j ? (j.payload as { n: number }).n : null))).toEqual([1, null, 3]);
     expect(jobs[0]).toEqual(await getJob(a.sql, jobs[0]!.id));
@@ -69,14 +73,17 @@ describe('job table', () => {
     expect(jobs[0]!.createdAt).toEqual(jobs[2]!.createdAt); // one statement
     const queued = async () => (await countJobs(a.sql, queue)).reduce((sum, c) => sum + (c.state === 'queued' ? c.count : 0), 0);
     expect(await queued()).toBe(3); // `held` and the two new ones
-    await until(async () => heard.length >= 2);
+    await until(async () => heard.length >= 3);
     await Bun.sleep(100);
-    // `held`'s, then the statement's: identical notifications of one transaction arrive once. Each
-    // names the process (the catalog) that sent it, so that its own runners can tell their echo.
-    expect(heard).toEqual([`${queue} ${a.notifier}`, `${queue} ${a.notifier}`]);
+    // `held`'s, then one per job of the statement. Each names the process (the catalog) that sent
+    // it, so that its own runners can tell their echo, and the job, its payload only when short.
+    expect(heard).toEqual([
+      { queue, notifier: a.notifier, job: { kind: 'gc', datasetId: null, payload: {} } },
+      { queue, notifier: a.notifier, job: { kind: 'ingest', datasetId: null, payload: { n: 1, nested: { list: [1, 'two'] } } } },
+      { queue, notifier: a.notifier, job: { kind: 'ingest', datasetId: d.id, payload: null } },
+    ]);
     expect(a.notifier).not.toBe(b.notifier);
-    expect(parseJobNotification(heard[0]!)).toEqual({ queue, notifier: a.notifier });
-    expect(parseJobNotification(queue)).toEqual({ queue, notifier: null });
+    expect(parseJobNotification(queue)).toEqual({ queue, notifier: null }); // as earlier versions sent
 
     expect(await enqueueJobsIf(a.sql, [{ queue, kind: 'ingest', payload: {} }, { queue, kind: 'ingest', payload: {} }], a.sql`false`)).toEqual([null, null]);
     expect(await queued()).toBe(3);
@@ -86,8 +93,11 @@ describe('job table', () => {
 
   test('a session that says nobody listens enqueues and releases jobs without a NOTIFY; others notify', async () => {
     const queue = newQueue();
-    const heard: string[] = [];
-    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (payload) => parseJobNotification(payload).queue === queue && heard.push(payload));
+    const heard: JobNotification[] = [];
+    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (text) => {
+      const notification = parseJobNotification(text);
+      if (notification.queue === queue) heard.push(notification);
+    });
     const quiet = await a.sql.reserve();
     try {
       await quiet`SELECT set_config(${JOB_NOTIFICATIONS_SETTING}, 'off', false)`;
@@ -102,7 +112,7 @@ describe('job table', () => {
     }
     await enqueueJob(a.sql, { queue, kind: 'gc', payload: {} });
     await until(async () => heard.length > 0);
-    expect(heard).toEqual([`${queue} ${a.notifier}`]);
+    expect(heard.map((n) => [n.notifier, n.job?.kind])).toEqual([[a.notifier, 'gc']]);
     await unlisten();
   });
 

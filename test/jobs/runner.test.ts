@@ -291,7 +291,7 @@ describe('job runner', () => {
     expect(batches.map((b) => b.sort())).toEqual([ids.sort()]);
   });
 
-  test('while a budget holds jobs back, a job enqueued here wakes the runner only if it may be claimable sooner; other processes\' NOTIFYs still do', async () => {
+  test('while a budget holds jobs back, a job enqueued, here or by another process, wakes the runner only if it may be claimable sooner', async () => {
     const queue = newQueue();
     const d = await createDataset(a.sql, { slug: `held-${queue}` });
     const catalog = await openTestCatalog({ databaseUrl: url }); // its statements counted
@@ -338,12 +338,14 @@ describe('job runner', () => {
       expect(batches[1]).toEqual([small, awaited].sort());
       expect(claims).toBeGreaterThan(before);
 
-      // Another process's job that fills the budget wakes it through NOTIFY.
+      // Another process's jobs, heard by their NOTIFYs, are weighed alike.
       const quiet = await enqueue(catalog, { rowCount: 1 });
-      await settled();
-      const other = await enqueue(b, { rowCount: 99 });
+      before = await settled();
+      const others = [await enqueue(b, { rowCount: 1 })];
+      expect(await settled()).toBe(before);
+      others.push(await enqueue(b, { rowCount: 98 }));
       await until(() => batches.length === 3);
-      expect(batches[2]).toEqual([quiet, other].sort());
+      expect(batches[2]).toEqual([quiet, ...others].sort());
     } finally {
       await Promise.all(runners.splice(0).map((r) => r.stop(1_000)));
       await catalog.close();
