@@ -66,6 +66,20 @@ export function percentile(values: number[], p: number): number {
   return sorted[i]!;
 }
 
+/** Resolves once a count query of dataset `slug` (TSBS data of 2016-01-01 and -02) sees `rows` rows, polled every 25 ms. */
+export async function untilQueryable(serverUrl: string, slug: string, rows: number): Promise<void> {
+  const count = {
+    timeRange: { start: '2016-01-01T00:00:00Z', end: '2016-01-03T00:00:00Z' },
+    downsample: { intervalUnit: 'day', intervalSize: 10, aggregations: [{ fn: 'count', alias: 'n' }] },
+  };
+  for (;;) {
+    const res = await fetch(`${serverUrl}/datasets/${slug}/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(count) });
+    const answer = (await res.json()) as { rows: { n: number }[] };
+    if (Number(answer.rows[0]?.n ?? 0) >= rows) return;
+    await Bun.sleep(25);
+  }
+}
+
 /**
  * `clients` closed-loop clients share requests 0 … count − 1, each sending its next as soon as its
  * last was answered; `send(index)` makes request `index` and throws on a refusal. Answers how many

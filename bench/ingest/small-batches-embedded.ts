@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnServer } from '../../test/harness/server-process.ts';
-import { closedLoop } from './load.ts';
+import { closedLoop, untilQueryable } from './load.ts';
 import { BUN, processCpu, REPO_ROOT } from './server.ts';
 import { asNdjson, generate } from './tsbs.ts';
 
@@ -43,17 +43,7 @@ try {
     await res.arrayBuffer();
   });
   const acknowledged = (performance.now() - started) / 1000;
-  const total = data.batchRows.reduce((a, b) => a + b, 0);
-  const count = {
-    timeRange: { start: '2016-01-01T00:00:00Z', end: '2016-01-03T00:00:00Z' },
-    downsample: { intervalUnit: 'day', intervalSize: 10, aggregations: [{ fn: 'count', alias: 'n' }] },
-  };
-  for (;;) {
-    const res = await fetch(`${server.url}/datasets/tsbs/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(count) });
-    const answer = (await res.json()) as { rows: { n: number }[] };
-    if (Number(answer.rows[0]?.n ?? 0) >= total) break;
-    await Bun.sleep(25);
-  }
+  await untilQueryable(server.url, 'tsbs', data.batchRows.reduce((a, b) => a + b, 0));
   const queryable = (performance.now() - started) / 1000;
   const batches = bodies.length - 1;
   const cpuMsPerBatch = ((processCpu(server.proc.pid) - cpuBefore) * 1000) / batches;

@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { createBenchDatabase } from '../../test/harness/postgres.ts';
 import { spawnServer } from '../../test/harness/server-process.ts';
-import { closedLoop } from './load.ts';
+import { closedLoop, untilQueryable } from './load.ts';
 import { BUN, postmasterOnPort, processCpu, REPO_ROOT, snapshotCpu } from './server.ts';
 import { asNdjson, generate } from './tsbs.ts';
 
@@ -74,17 +74,7 @@ try {
     await res.arrayBuffer();
   });
   const acknowledged = (performance.now() - started) / 1000;
-  const total = data.batchRows.reduce((a, b) => a + b, 0);
-  const count = {
-    timeRange: { start: '2016-01-01T00:00:00Z', end: '2016-01-03T00:00:00Z' },
-    downsample: { intervalUnit: 'day', intervalSize: 10, aggregations: [{ fn: 'count', alias: 'n' }] },
-  };
-  for (;;) {
-    const res = await fetch(`${servers[0]!.url}/datasets/tsbs/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(count) });
-    const answer = (await res.json()) as { rows: { n: number }[] };
-    if (Number(answer.rows[0]?.n ?? 0) >= total) break;
-    await Bun.sleep(25);
-  }
+  await untilQueryable(servers[0]!.url, 'tsbs', data.batchRows.reduce((a, b) => a + b, 0));
   const queryable = (performance.now() - started) / 1000;
   const batches = bodies.length - 1;
   const perBatch = (seconds: number) => ((seconds * 1000) / batches).toFixed(2);

@@ -129,10 +129,9 @@ interface Batch {
  * What a coalescing handler's budget held back at its last measure (`budgetDue`), and what was
  * enqueued for it since (in this process, or by others as their NOTIFYs say). A job enqueued may
  * make held-back jobs claimable before the due time known only if its client waits for it
- * (`promptField`), if the weight or size enqueued
- * since reaches what the dataset closest to its budget lacks (counted as if all went to that one:
- * never later than the catalog would find it), or if it is the first of a dataset that might fall
- * due sooner than the due time known.
+ * (`promptField`), if the weight or size enqueued since reaches what the dataset closest to its
+ * budget lacks (counted as if all went to that one: never later than the catalog would find it),
+ * or if it is the first of a dataset that might fall due sooner than the due time known.
  */
 interface Held {
   /** The least weight and size a waiting dataset lacks; Infinity until measured, or without that budget. */
@@ -327,9 +326,9 @@ export class JobRunner {
   private async loop(): Promise<void> {
     let lastEmptyClaimAt = 0;
     while (this.state === 'running') {
-      // Every enqueue wakes the runner. While batches wait for their budget, a claim that finds
-      // nothing ready is repeated at most every BUDGET_RECHECK_MS: many small batches a second
-      // would otherwise each cost a scan of the queue.
+      // While batches wait for their budget, a claim that finds nothing ready is repeated at most
+      // every BUDGET_RECHECK_MS: wake-ups that cannot be weighed (an older process's notification,
+      // a payload too long to send) would otherwise each cost a scan of the queue.
       const recheckIn = lastEmptyClaimAt + BUDGET_RECHECK_MS - Date.now();
       if (this.budgetDueAt !== null && recheckIn > 0) await sleep(recheckIn);
       this.wakePending = false;
