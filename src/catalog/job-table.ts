@@ -370,6 +370,22 @@ const kindsOf = (db: Db, kinds: readonly string[] | undefined) => (kinds ? db`AN
 const waitingForBudget = (db: Db, queue: string, kinds: readonly string[] | undefined) => db`
   queue = ${queue} ${kindsOf(db, kinds)} AND state = 'queued' AND run_at <= now() AND attempts = 0 AND dataset_id IS NOT NULL`;
 
+/** A job's weight, size and whether its client waits for it, under a budget: what {@link weight}, {@link size} and the claim's `promptField` read in SQL. */
+export function weighJob(budget: CoalesceOptions, payload: unknown): { weight: number; size: number; prompt: boolean } {
+  const at = (path: readonly string[] | undefined) => {
+    if (!path) return 0;
+    let value: unknown = payload;
+    for (const key of path) value = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
+    return typeof value === 'number' ? value : 0;
+  };
+  const fields = payload !== null && typeof payload === 'object' ? (payload as Record<string, unknown>) : {};
+  return {
+    weight: at(budget.weightField === undefined ? undefined : [budget.weightField]),
+    size: at(budget.sizePath),
+    prompt: budget.promptField !== undefined && fields[budget.promptField] === true,
+  };
+}
+
 /** A payload field as a number (0 when absent or not a number), so a bad payload cannot break the claim. */
 function weight(db: Db, coalesce: CoalesceOptions, prefix = db``) {
   const field = coalesce.weightField;

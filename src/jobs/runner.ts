@@ -41,7 +41,7 @@ import type { Catalog } from '../catalog/connection.ts';
 import type { Db } from '../catalog/db.ts';
 import {
   budgetDue, type CoalesceOptions, JOBS_CHANNEL, type Job, type NewJob, claimJobs, completeJobs, enqueueJob, failJob, getJob, heartbeatJobs,
-  parseJobNotification, releaseJobs,
+  parseJobNotification, releaseJobs, weighJob,
 } from '../catalog/job-table.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -146,22 +146,6 @@ interface Held {
   enqueuedWhileMeasured: Map<string, number>;
 }
 
-/** A job's weight, size and whether its client waits for it, under a budget, as the claim reads them (job-table.ts). */
-function weigh(budget: CoalesceOptions, payload: unknown): { weight: number; size: number; prompt: boolean } {
-  const at = (path: readonly string[] | undefined) => {
-    if (!path) return 0;
-    let value: unknown = payload;
-    for (const key of path) value = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
-    return typeof value === 'number' ? value : 0;
-  };
-  const fields = payload !== null && typeof payload === 'object' ? (payload as Record<string, unknown>) : {};
-  return {
-    weight: at(budget.weightField === undefined ? undefined : [budget.weightField]),
-    size: at(budget.sizePath),
-    prompt: budget.promptField !== undefined && fields[budget.promptField] === true,
-  };
-}
-
 const jitter = (ms: number) => ms * (0.75 + Math.random() * 0.5);
 /**
  * How soon to look again when jobs are past their budget's wait yet were not claimable (another
@@ -259,7 +243,7 @@ export class JobRunner {
         sooner = true;
         continue;
       }
-      const { weight, size, prompt } = weigh(h.coalesce, job.payload);
+      const { weight, size, prompt } = weighJob(h.coalesce, job.payload);
       held.weight += weight;
       held.size += size;
       sooner ||= prompt || held.weight >= held.weightShort || held.size >= held.sizeShort;
