@@ -405,7 +405,7 @@ export async function heartbeatJobs(db: Db, ids: readonly string[], workerId: st
   if (ids.length === 0) return true;
   const rows = await db`
     UPDATE jobs SET locked_until = now() + ${ms(leaseMs)}::interval, updated_at = now()
-    WHERE id IN ${db(ids as string[])} AND state = 'running' AND locked_by = ${workerId}
+    WHERE id = ANY(${db.array(ids as string[])}::uuid[]) AND state = 'running' AND locked_by = ${workerId}
     RETURNING id`;
   return rows.length === ids.length;
 }
@@ -420,7 +420,7 @@ export async function completeJobs(db: Db, ids: readonly string[], workerId: str
   const rows = await db<{ id: string }[]>`
     UPDATE jobs SET state = 'succeeded', result = ${db.json(results as never)}::jsonb -> id::text,
       locked_by = NULL, locked_until = NULL, finished_at = now(), updated_at = now()
-    WHERE id IN ${db(ids as string[])} AND state = 'running' AND locked_by = ${workerId}
+    WHERE id = ANY(${db.array(ids as string[])}::uuid[]) AND state = 'running' AND locked_by = ${workerId}
     RETURNING id`;
   return rows.map((r) => r.id);
 }
@@ -469,7 +469,7 @@ export async function releaseJobs(db: Db, ids: readonly string[], workerId: stri
   const rows = await db<{ id: string; queue: string }[]>`
     UPDATE jobs SET state = 'queued', run_at = now(), attempts = greatest(attempts - 1, 0),
       locked_by = NULL, locked_until = NULL, updated_at = now()
-    WHERE id IN ${db(ids as string[])} AND state = 'running' AND locked_by = ${workerId}
+    WHERE id = ANY(${db.array(ids as string[])}::uuid[]) AND state = 'running' AND locked_by = ${workerId}
     RETURNING id, queue`;
   for (const queue of new Set(rows.map((r) => r.queue))) await notifyQueue(db, queue);
   return rows.map((r) => r.id);
@@ -486,7 +486,7 @@ export async function purgeFinishedJobs(
   options: { failedOfQueues?: readonly string[]; limit?: number } = {},
 ): Promise<number> {
   const queues = [...(options.failedOfQueues ?? [])];
-  const disposable = queues.length > 0 ? db`OR (state = 'failed' AND queue IN ${db(queues)})` : db``;
+  const disposable = queues.length > 0 ? db`OR (state = 'failed' AND queue = ANY(${db.array(queues)}::text[]))` : db``;
   const rows = await db`
     DELETE FROM jobs WHERE id IN (
       SELECT id FROM jobs

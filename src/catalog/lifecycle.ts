@@ -91,11 +91,11 @@ export async function claimFilesToDelete(sql: Sql, datasetId: string, removedBef
 export async function referencedLocations(db: Db, locations: string[], exceptJobs: string[] = []): Promise<Set<string>> {
   if (locations.length === 0) return new Set();
   const rows = await db<{ location: string }[]>`
-    SELECT location FROM partitions WHERE location IN ${db(locations)} AND file_deleted_at IS NULL
+    SELECT location FROM partitions WHERE location = ANY(${db.array(locations)}::text[]) AND file_deleted_at IS NULL
     UNION
     SELECT payload -> 'staged' ->> 'location' FROM jobs
-    WHERE state <> 'succeeded' AND payload -> 'staged' ->> 'location' IN ${db(locations)}
-      AND NOT (id = ANY(${exceptJobs}::uuid[]))`;
+    WHERE state <> 'succeeded' AND payload -> 'staged' ->> 'location' = ANY(${db.array(locations)}::text[])
+      AND NOT (id = ANY(${db.array(exceptJobs)}::uuid[]))`;
   return new Set(rows.map((r) => r.location));
 }
 

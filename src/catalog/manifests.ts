@@ -43,7 +43,7 @@ export async function publishManifestVersion(tx: Db, input: PublishInput): Promi
   if (remove.length > 0) {
     const removed = await tx<{ rowCount: number; sizeBytes: number }[]>`
       UPDATE partitions SET removed_version = ${version}
-      WHERE dataset_id = ${input.datasetId} AND id IN ${tx(remove)} AND removed_version IS NULL
+      WHERE dataset_id = ${input.datasetId} AND id = ANY(${tx.array(remove)}::uuid[]) AND removed_version IS NULL
       RETURNING row_count, size_bytes`;
     if (removed.length !== new Set(remove).size) {
       throw errors.partition_not_active();
@@ -132,7 +132,7 @@ export interface PartitionSelection {
 export async function listActivePartitions(sql: Db, q: PartitionSelection): Promise<Partition[]> {
   const keyFilters = Object.entries(q.partitionKey ?? {});
   const keyCondition = keyFilters.reduce(
-    (acc, [field, values]) => (values.length ? sql`${acc} AND partition_key ->> ${field} IN ${sql(values)}` : sql`FALSE`),
+    (acc, [field, values]) => (values.length ? sql`${acc} AND partition_key ->> ${field} = ANY(${sql.array(values)}::text[])` : sql`FALSE`),
     sql`TRUE`,
   );
   return sql<Partition[]>`

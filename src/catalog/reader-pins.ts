@@ -55,7 +55,7 @@ export async function refreshReaderPins(db: Db, owner: string, ttlMs: number): P
 /** Removes pins: these ids, or (without ids) every pin of `owner`. */
 export async function releaseReaderPins(db: Db, owner: string, ids?: readonly string[]): Promise<void> {
   if (ids && ids.length === 0) return;
-  await db`DELETE FROM reader_pins WHERE owner = ${owner} ${ids ? db`AND id IN ${db(ids as string[])}` : db``}`;
+  await db`DELETE FROM reader_pins WHERE owner = ${owner} ${ids ? db`AND id = ANY(${db.array(ids as string[])}::uuid[])` : db``}`;
 }
 
 /** Deletes pins that expired more than `olderThanMs` ago (their process died without releasing them). */

@@ -497,6 +497,37 @@ describe('job table', () => {
     expect(await mine()).toEqual([{ queue, kind: 'stuck', count: 1 }]);
   });
 
+  test('a statement over a list of jobs or locations is one statement whatever the list holds', async () => {
+    // Each text is a statement PostgreSQL prepares (with a round trip to describe it) and keeps for
+    // the connection's life: one per list length would make thousands.
+    const queue = newQueue();
+    const texts: string[] = [];
+    const options = a.sql.options as { debug?: unknown };
+    const listed = async (ids: string[]) => {
+      options.debug = (_: number, query: string) => void texts.push(query);
+      try {
+        await heartbeatJobs(a.sql, ids, 'w', 30_000);
+        await releaseJobs(a.sql, ids, 'w');
+        await claimJobs(a.sql, { queue, workerId: 'w', limit: ids.length, ...lease });
+        await completeJobs(a.sql, ids, 'w');
+        await referencedLocations(a.sql, ids.map((id) => `file:///staged/${id}`), ids);
+      } finally {
+        options.debug = false;
+      }
+      return texts.splice(0).filter((text) => !text.includes('SKIP LOCKED'));
+    };
+    const enqueue = async (n: number) =>
+      Promise.all(Array.from({ length: n }, async () => (await enqueueJob(a.sql, { queue, kind: 'k', payload: {} })).job.id));
+    const one = await enqueue(1);
+    await claimJobs(a.sql, { queue, workerId: 'w', limit: 1, ...lease });
+    const first = await listed(one);
+    const three = await enqueue(3);
+    await claimJobs(a.sql, { queue, workerId: 'w', limit: 3, ...lease });
+    expect(await listed(three)).toEqual(first);
+    expect(first.length).toBeGreaterThanOrEqual(4);
+    expect((await countJobs(a.sql, queue)).find((c) => c.state === 'succeeded')?.count).toBe(4);
+  });
+
   test('release hands a job back without counting the attempt; purge and counts', async () => {
     const queue = newQueue();
     const { job } = await enqueueJob(a.sql, { queue, kind: 'k', payload: {} });
