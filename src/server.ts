@@ -196,7 +196,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     waitForJob: (id, ms) => runner.waitForJob(id, ms),
     catalogCache,
     staging,
-    jobs: new JobGroups(catalog.sql),
+    jobs: new JobGroups(catalog.sql, { notify: catalog.mode === 'external', log }),
     metrics,
   });
 

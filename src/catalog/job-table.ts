@@ -37,28 +37,39 @@ export interface JobNotification {
   /** The process that sent it ({@link JOB_NOTIFIER_SETTING}); null: unnamed. */
   notifier: string | null;
   /**
-   * The job enqueued, for a runner to weigh against a coalescing budget; its payload null when
-   * longer than {@link NOTIFIED_PAYLOAD_BYTES}. Absent when a job was released or retried.
+   * Jobs enqueued, for a runner to weigh against a coalescing budget; a payload null when longer
+   * than {@link NOTIFIED_PAYLOAD_BYTES}. Absent when jobs were released or retried.
    */
-  job?: Pick<Job, 'kind' | 'datasetId'> & { payload: unknown };
+  jobs?: NotifiedJob[];
 }
 
-/** A job's payload goes with its notification up to this size (a notification holds at most 8,000 bytes). */
-const NOTIFIED_PAYLOAD_BYTES = 4000;
+/** A job as a notification names it. */
+export type NotifiedJob = Pick<Job, 'kind' | 'datasetId'> & { payload: unknown };
 
-/** A {@link JOBS_CHANNEL} payload; a bare queue name (as earlier versions sent) names no notifier. */
+/** A job's payload goes with its notification up to this size. */
+const NOTIFIED_PAYLOAD_BYTES = 4000;
+/** The jobs one notification lists take at most this much of its 8,000 bytes. */
+const NOTIFIED_JOBS_BYTES = 7000;
+
+/**
+ * A {@link JOBS_CHANNEL} payload. Earlier versions sent a bare queue name (no notifier), then one
+ * notification per job (`job`).
+ */
 export function parseJobNotification(text: string): JobNotification {
   try {
-    const parsed = JSON.parse(text) as JobNotification;
-    if (typeof parsed?.queue === 'string') return parsed;
+    const parsed = JSON.parse(text) as { queue?: unknown; notifier?: string | null; jobs?: NotifiedJob[] | null; job?: NotifiedJob | null };
+    if (typeof parsed?.queue === 'string') {
+      const jobs = Array.isArray(parsed.jobs) ? parsed.jobs : parsed.job ? [parsed.job] : undefined;
+      return { queue: parsed.queue, notifier: parsed.notifier ?? null, ...(jobs ? { jobs } : {}) };
+    }
   } catch {
     // a bare queue name
   }
   return { queue: text, notifier: null };
 }
 
-const notification = (db: Db, queue: Fragment | string, job: Fragment = db`NULL::json`) =>
-  db`json_build_object('queue', ${queue}::text, 'notifier', current_setting(${JOB_NOTIFIER_SETTING}, true), 'job', ${job})::text`;
+const notification = (db: Db, queue: Fragment | string, jobs: Fragment = db`NULL::json`) =>
+  db`json_build_object('queue', ${queue}::text, 'notifier', current_setting(${JOB_NOTIFIER_SETTING}, true), 'jobs', ${jobs})::text`;
 
 /**
  * A session setting that, set to 'off', says no process can LISTEN on this catalog: the embedded
@@ -159,7 +170,12 @@ export async function enqueueJobIf(db: Db, input: NewJob, condition: Fragment): 
  * commit, src/ingest/job-groups.ts). Answers in the order of `inputs`: each job, or null when the
  * condition did not hold or its jobKey names a queued or running job.
  */
-export async function enqueueJobsIf(db: Db, inputs: readonly NewJob[], condition: Fragment): Promise<Array<Job | null>> {
+export async function enqueueJobsIf(
+  db: Db,
+  inputs: readonly NewJob[],
+  condition: Fragment,
+  { notify = true }: { notify?: boolean } = {},
+): Promise<Array<Job | null>> {
   // The ids are chosen here so that each answer finds its input.
   const rows = inputs.map((input) => ({
     id: crypto.randomUUID(),
@@ -175,9 +191,10 @@ export async function enqueueJobsIf(db: Db, inputs: readonly NewJob[], condition
     trace_parent: input.traceParent ?? null,
   }));
   // INSERT … SELECT so that `condition` can be a WHERE. A notification per job, with what a
-  // runner weighs it by; a LEFT JOIN, as there are none where nobody listens.
-  const enqueued = db`json_build_object('kind', created.kind, 'datasetId', created.dataset_id,
-    'payload', CASE WHEN octet_length(created.payload::text) <= ${NOTIFIED_PAYLOAD_BYTES} THEN created.payload END)`;
+  // runner weighs it by (unless the caller sends them: see notifyJobs); a LEFT JOIN, as there
+  // are none where nobody listens.
+  const enqueued = db`json_build_array(json_build_object('kind', created.kind, 'datasetId', created.dataset_id,
+    'payload', CASE WHEN octet_length(created.payload::text) <= ${NOTIFIED_PAYLOAD_BYTES} THEN created.payload END))`;
   const created = await db<Job[]>`
     WITH created AS (
       INSERT INTO jobs (id, queue, kind, dataset_id, job_key, payload, max_attempts, retry_until, run_at, actor, trace_parent)
@@ -188,9 +205,33 @@ export async function enqueueJobsIf(db: Db, inputs: readonly NewJob[], condition
       WHERE ${condition}
       ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
       RETURNING *)
-    SELECT created.* FROM created LEFT JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, ${notification(db, db`created.queue`, enqueued)}) WHERE ${notifying(db)}) notified ON true`;
+    SELECT created.* FROM created LEFT JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, ${notification(db, db`created.queue`, enqueued)})
+      WHERE ${notify} AND ${notifying(db)}) notified ON true`;
   const byId = new Map(created.map((job) => [job.id, job]));
   return rows.map((row) => byId.get(row.id) ?? null);
+}
+
+/**
+ * Tells other processes of jobs enqueued without their notifications (`notify: false` above), in
+ * one statement: as few notifications as hold them all, each listing as many as fit.
+ */
+export async function notifyJobs(db: Db, queue: string, jobs: readonly NotifiedJob[]): Promise<void> {
+  const lists: string[][] = [[]];
+  let bytes = 0;
+  for (const { kind, datasetId, payload } of jobs) {
+    let text = JSON.stringify({ kind, datasetId, payload });
+    if (Buffer.byteLength(text) > NOTIFIED_PAYLOAD_BYTES) text = JSON.stringify({ kind, datasetId, payload: null });
+    const size = Buffer.byteLength(text) + 1;
+    if (bytes + size > NOTIFIED_JOBS_BYTES) {
+      lists.push([]);
+      bytes = 0;
+    }
+    lists.at(-1)!.push(text);
+    bytes += size;
+  }
+  await db`SELECT pg_notify(${JOBS_CHANNEL}, ${notification(db, queue, db`list::json`)})
+    FROM unnest(${db.array(lists.filter((list) => list.length > 0).map((list) => `[${list.join(',')}]`))}::text[]) AS list
+    WHERE ${notifying(db)}`;
 }
 
 async function notifyQueue(db: Db, queue: string): Promise<void> {

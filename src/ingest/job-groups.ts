@@ -6,10 +6,18 @@
  * in one statement (job-table.ts `enqueueJobsIf`), which holds only while the dataset's row still
  * accepts them as the row they were checked on did. A job that finds no insert in flight is
  * inserted at once.
+ *
+ * Other processes hear of these jobs at most {@link NOTICE_INTERVAL_MS} later, in one statement
+ * for the jobs inserted meanwhile (job-table.ts `notifyJobs`), rather than from each INSERT: a
+ * commit that notifies costs the catalog more CPU than the row it inserts, waits its turn for the
+ * notification queue's lock, and wakes every listening process (docs/performance.md,
+ * "Notifications gathered"). This process's runners are woken in-process at once (the caller's
+ * `wake`).
  */
 import type { Db } from '../catalog/db.ts';
 import { acceptsAsBefore } from '../catalog/datasets.ts';
-import { enqueueJobsIf, type Job, type NewJob } from '../catalog/job-table.ts';
+import { enqueueJobsIf, type Job, type NewJob, type NotifiedJob, notifyJobs } from '../catalog/job-table.ts';
+import type { Logger } from '../log.ts';
 import type { Dataset } from '../model/records.ts';
 
 /**
@@ -19,6 +27,8 @@ import type { Dataset } from '../model/records.ts';
 export const MAX_IN_FLIGHT = 1;
 /** Most jobs one insert takes; more wait for the next. */
 export const MAX_GROUP_JOBS = 256;
+/** The longest other processes wait to hear of a job inserted here. */
+export const NOTICE_INTERVAL_MS = 50;
 
 interface Member {
   job: NewJob;
@@ -34,8 +44,17 @@ interface Line {
 export class JobGroups {
   /** Per dataset row as checked (the object the check passed on), its inserts in flight and the jobs waiting. */
   private readonly lines = new Map<Dataset, Line>();
+  /** Per queue, the jobs inserted that other processes have not heard of yet. */
+  private readonly unnoticed = new Map<string, NotifiedJob[]>();
 
-  constructor(private readonly sql: Db) {}
+  /**
+   * `notify`: whether other processes can listen (an external catalog; the embedded one delivers
+   * no notification); `noticeIntervalMs`: {@link NOTICE_INTERVAL_MS} unless given.
+   */
+  constructor(
+    private readonly sql: Db,
+    private readonly options: { notify?: boolean; noticeIntervalMs?: number; log?: Logger } = {},
+  ) {}
 
   /** Inserts `job` where `checkedOn` still accepts it as it did: the job, or null when the row changed. */
   enqueue(job: NewJob, checkedOn: Dataset): Promise<Job | null> {
@@ -58,14 +77,37 @@ export class JobGroups {
       this.sql,
       members.map((m) => m.job),
       acceptsAsBefore(this.sql, checkedOn),
+      { notify: false },
     )
       .then(
-        (jobs) => members.forEach((m, i) => m.resolve(jobs[i] ?? null)),
+        (jobs) => {
+          members.forEach((m, i) => m.resolve(jobs[i] ?? null));
+          if (this.options.notify) this.notice(jobs);
+        },
         (err) => members.forEach((m) => m.reject(err)),
       )
       .finally(() => {
         line.inFlight--;
         this.next(checkedOn, line);
       });
+  }
+
+  /** Tells other processes of `jobs` with the others inserted within the notice interval. */
+  private notice(jobs: ReadonlyArray<Job | null>): void {
+    for (const job of jobs) {
+      if (!job) continue;
+      let unnoticed = this.unnoticed.get(job.queue);
+      if (!unnoticed) {
+        this.unnoticed.set(job.queue, (unnoticed = []));
+        const queue = job.queue;
+        setTimeout(() => {
+          const noticed = this.unnoticed.get(queue)!;
+          this.unnoticed.delete(queue);
+          // A hint only: a process that misses it finds the jobs at its next poll.
+          notifyJobs(this.sql, queue, noticed).catch((err) => this.options.log?.warn({ err, queue }, 'jobs: could not notify other processes'));
+        }, this.options.noticeIntervalMs ?? NOTICE_INTERVAL_MS).unref?.();
+      }
+      unnoticed.push({ kind: job.kind, datasetId: job.datasetId, payload: job.payload });
+    }
   }
 }

@@ -207,12 +207,12 @@ export class JobRunner {
     this.cleanups.push(onLocalWake((queue, enqueued) => serves(queue) && this.wake(enqueued && { queue, jobs: enqueued })));
     if (this.o.notifications) {
       try {
-        // This process's own enqueues woke it in-process already. Another's job is weighed as a
-        // local one, unless its payload was too long to send.
+        // This process's own enqueues woke it in-process already. Another's jobs are weighed as
+        // local ones, unless a payload was too long to send.
         const heard = (text: string) => {
-          const { queue, notifier, job } = parseJobNotification(text);
+          const { queue, notifier, jobs } = parseJobNotification(text);
           if (!serves(queue) || (notifier !== null && notifier === this.notifier)) return;
-          this.wake(job && job.payload !== null ? { queue, jobs: [job] } : undefined);
+          this.wake(jobs?.every((job) => job.payload !== null) ? { queue, jobs } : undefined);
         };
         const { unlisten } = await this.sql.listen(JOBS_CHANNEL, heard);
         this.cleanups.push(unlisten);

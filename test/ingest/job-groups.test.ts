@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset, getDataset, updateDataset } from '../../src/catalog/datasets.ts';
-import { getJob, type NewJob } from '../../src/catalog/job-table.ts';
+import { getJob, type JobNotification, JOBS_CHANNEL, type NewJob, parseJobNotification } from '../../src/catalog/job-table.ts';
 import { JobGroups } from '../../src/ingest/job-groups.ts';
 import { openTestCatalog } from '../harness/catalog.ts';
 import { createTestDatabase } from '../harness/postgres.ts';
@@ -64,4 +64,32 @@ test('a statement that fails fails each of its jobs, and the jobs after it go on
   expect((after?.payload as { n: number }).n).toBe(4);
   const rows = await catalog.sql<{ n: number }[]>`SELECT (payload->>'n')::int AS n FROM jobs WHERE dataset_id = ${dataset.id} ORDER BY 1`;
   expect(rows.map((r) => r.n)).toEqual([1, 4]);
+});
+
+test('other processes hear of the jobs inserted within the notice interval in one notification, not from each insert', async () => {
+  const dataset = await createDataset(catalog.sql, { slug: `groups-${++seq}` });
+  const heard: JobNotification[] = [];
+  const { unlisten } = await catalog.sql.listen(JOBS_CHANNEL, (text) => {
+    const notification = parseJobNotification(text);
+    if (notification.jobs?.some((job) => job.datasetId === dataset.id)) heard.push(notification);
+  });
+  try {
+    // Nothing where nobody can listen (the embedded catalog): not from the inserts either.
+    const quiet = await Promise.all([1, 2, 3].map((n) => new JobGroups(catalog.sql).enqueue(jobOf(dataset.id, n), dataset)));
+    expect(quiet.every((job) => job !== null)).toBe(true);
+    await Bun.sleep(300);
+    expect(heard).toEqual([]);
+
+    // An interval long enough for both inserts, however slow the machine.
+    const groups = new JobGroups(catalog.sql, { notify: true, noticeIntervalMs: 1_000 });
+    const jobs = await Promise.all([4, 5, 6, 7, 8, 9].map((n) => groups.enqueue(jobOf(dataset.id, n), dataset)));
+    expect(new Set(jobs.map((j) => j!.createdAt.getTime())).size).toBe(2); // two inserts
+    const deadline = Date.now() + 5_000;
+    while (heard.flatMap((n) => n.jobs!).length < jobs.length && Date.now() < deadline) await Bun.sleep(10);
+    expect(heard.flatMap((n) => n.jobs!)).toEqual(jobs.map((j) => ({ kind: 'ingest', datasetId: dataset.id, payload: j!.payload })));
+    expect(heard.every((n) => n.queue === 'ingest-groups' && n.notifier === catalog.notifier)).toBe(true);
+    expect(heard.length).toBe(1);
+  } finally {
+    await unlisten();
+  }
 });

@@ -4,7 +4,7 @@ import type { Catalog } from '../../src/catalog/connection.ts';
 import { createDataset } from '../../src/catalog/datasets.ts';
 import {
   claimJobs, completeJobs, countJobs, countOverdueJobs, deleteFailedJob, enqueueJob, enqueueJobsIf, failJob, getJob, heartbeatJobs, JOB_NOTIFICATIONS_SETTING, JOBS_CHANNEL, type Job, listJobs,
-  budgetDue, type JobNotification, parseJobNotification, purgeFinishedJobs, releaseJobs, retryFailedJob, stagedBodyOf,
+  budgetDue, type JobNotification, notifyJobs, parseJobNotification, purgeFinishedJobs, releaseJobs, retryFailedJob, stagedBodyOf,
 } from '../../src/catalog/job-table.ts';
 import { referencedLocations } from '../../src/catalog/lifecycle.ts';
 import { openTestCatalog } from '../harness/catalog.ts';
@@ -78,16 +78,45 @@ describe('job table', () => {
     // `held`'s, then one per job of the statement. Each names the process (the catalog) that sent
     // it, so that its own runners can tell their echo, and the job, its payload only when short.
     expect(heard).toEqual([
-      { queue, notifier: a.notifier, job: { kind: 'gc', datasetId: null, payload: {} } },
-      { queue, notifier: a.notifier, job: { kind: 'ingest', datasetId: null, payload: { n: 1, nested: { list: [1, 'two'] } } } },
-      { queue, notifier: a.notifier, job: { kind: 'ingest', datasetId: d.id, payload: null } },
+      { queue, notifier: a.notifier, jobs: [{ kind: 'gc', datasetId: null, payload: {} }] },
+      { queue, notifier: a.notifier, jobs: [{ kind: 'ingest', datasetId: null, payload: { n: 1, nested: { list: [1, 'two'] } } }] },
+      { queue, notifier: a.notifier, jobs: [{ kind: 'ingest', datasetId: d.id, payload: null }] },
     ]);
     expect(a.notifier).not.toBe(b.notifier);
-    expect(parseJobNotification(queue)).toEqual({ queue, notifier: null }); // as earlier versions sent
+    // As earlier versions sent: a bare queue name, then a notification per job.
+    expect(parseJobNotification(queue)).toEqual({ queue, notifier: null });
+    const job = { kind: 'gc', datasetId: null, payload: {} };
+    expect(parseJobNotification(JSON.stringify({ queue, notifier: 'p', job }))).toEqual({ queue, notifier: 'p', jobs: [job] });
+    expect(parseJobNotification(JSON.stringify({ queue, notifier: 'p', job: null }))).toEqual({ queue, notifier: 'p' });
 
     expect(await enqueueJobsIf(a.sql, [{ queue, kind: 'ingest', payload: {} }, { queue, kind: 'ingest', payload: {} }], a.sql`false`)).toEqual([null, null]);
     expect(await queued()).toBe(3);
     expect(held.created).toBe(true);
+    await unlisten();
+  });
+
+  test('jobs enqueued without their notifications are told of later, in as few notifications as hold them', async () => {
+    const queue = newQueue();
+    const heard: JobNotification[] = [];
+    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (text) => {
+      const notification = parseJobNotification(text);
+      if (notification.queue === queue) heard.push(notification);
+    });
+    const d = await createDataset(a.sql, { slug: `told-${queue}` });
+    const inputs = Array.from({ length: 30 }, (_, n) => ({ queue, kind: 'ingest', datasetId: d.id, payload: { n, pad: 'x'.repeat(500) } }));
+    const jobs = (await enqueueJobsIf(a.sql, inputs, a.sql`true`, { notify: false })).map((job) => job!);
+    await Bun.sleep(200);
+    expect(heard).toEqual([]);
+    const long = { kind: 'ingest', datasetId: d.id, payload: { long: 'y'.repeat(5_000) } };
+    await notifyJobs(a.sql, queue, [...jobs, long]);
+    await until(async () => heard.flatMap((n) => n.jobs ?? []).length === 31);
+    // 31 jobs of about 560 bytes: three notifications, none over PostgreSQL's 8,000 bytes.
+    expect(heard.length).toBe(3);
+    expect(heard.every((n) => n.notifier === a.notifier && JSON.stringify(n).length < 8000)).toBe(true);
+    expect(heard.flatMap((n) => n.jobs!)).toEqual([
+      ...jobs.map(({ kind, datasetId, payload }) => ({ kind, datasetId, payload })),
+      { ...long, payload: null }, // too long to send
+    ]);
     await unlisten();
   });
 
@@ -112,7 +141,7 @@ describe('job table', () => {
     }
     await enqueueJob(a.sql, { queue, kind: 'gc', payload: {} });
     await until(async () => heard.length > 0);
-    expect(heard.map((n) => [n.notifier, n.job?.kind])).toEqual([[a.notifier, 'gc']]);
+    expect(heard.map((n) => [n.notifier, n.jobs?.[0]?.kind])).toEqual([[a.notifier, 'gc']]);
     await unlisten();
   });
 
