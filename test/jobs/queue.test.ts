@@ -24,6 +24,16 @@ async function until(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<
   }
 }
 
+/** The notifications of `queue` that process `b` hears from now on. */
+async function hear(queue: string): Promise<{ heard: JobNotification[]; unlisten: () => Promise<void> }> {
+  const heard: JobNotification[] = [];
+  const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (text) => {
+    const notification = parseJobNotification(text);
+    if (notification.queue === queue) heard.push(notification);
+  });
+  return { heard, unlisten };
+}
+
 beforeAll(async () => {
   const url = await createTestDatabase('jobs');
   a = await openTestCatalog({ databaseUrl: url });
@@ -50,11 +60,7 @@ describe('job table', () => {
 
   test('enqueueJobsIf inserts several jobs in one statement, answers in order, notifies each with what a runner weighs it by; nothing where its condition fails', async () => {
     const queue = newQueue();
-    const heard: JobNotification[] = [];
-    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (text) => {
-      const notification = parseJobNotification(text);
-      if (notification.queue === queue) heard.push(notification);
-    });
+    const { heard, unlisten } = await hear(queue);
     const d = await createDataset(a.sql, { slug: `notified-${queue}` });
     const held = await enqueueJob(a.sql, { queue, kind: 'gc', jobKey: 'held', payload: {} });
     const runAt = new Date(Date.now() + 60_000);
@@ -97,11 +103,7 @@ describe('job table', () => {
 
   test('jobs enqueued without their notifications are told of later, in as few notifications as hold them', async () => {
     const queue = newQueue();
-    const heard: JobNotification[] = [];
-    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (text) => {
-      const notification = parseJobNotification(text);
-      if (notification.queue === queue) heard.push(notification);
-    });
+    const { heard, unlisten } = await hear(queue);
     const d = await createDataset(a.sql, { slug: `told-${queue}` });
     const inputs = Array.from({ length: 30 }, (_, n) => ({ queue, kind: 'ingest', datasetId: d.id, payload: { n, pad: 'x'.repeat(500) } }));
     const jobs = (await enqueueJobsIf(a.sql, inputs, a.sql`true`, { notify: false })).map((job) => job!);
@@ -122,11 +124,7 @@ describe('job table', () => {
 
   test('a session that says nobody listens enqueues and releases jobs without a NOTIFY; others notify', async () => {
     const queue = newQueue();
-    const heard: JobNotification[] = [];
-    const { unlisten } = await b.sql.listen(JOBS_CHANNEL, (text) => {
-      const notification = parseJobNotification(text);
-      if (notification.queue === queue) heard.push(notification);
-    });
+    const { heard, unlisten } = await hear(queue);
     const quiet = await a.sql.reserve();
     try {
       await quiet`SELECT set_config(${JOB_NOTIFICATIONS_SETTING}, 'off', false)`;
