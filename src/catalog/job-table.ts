@@ -40,11 +40,11 @@ export interface JobNotification {
    * Jobs enqueued, for a runner to weigh against a coalescing budget; a payload null when longer
    * than {@link NOTIFIED_PAYLOAD_BYTES}. Absent when jobs were released or retried.
    */
-  jobs?: NotifiedJob[];
+  jobs?: EnqueuedJob[];
 }
 
-/** A job as a notification names it. */
-export type NotifiedJob = Pick<Job, 'kind' | 'datasetId'> & { payload: unknown };
+/** A job just enqueued, as a notification names it and a runner weighs it against a coalescing budget. */
+export type EnqueuedJob = Pick<NewJob, 'kind' | 'datasetId' | 'payload'>;
 
 /** A job's payload goes with its notification up to this size. */
 const NOTIFIED_PAYLOAD_BYTES = 4000;
@@ -57,7 +57,7 @@ const NOTIFIED_JOBS_BYTES = 7000;
  */
 export function parseJobNotification(text: string): JobNotification {
   try {
-    const parsed = JSON.parse(text) as { queue?: unknown; notifier?: string | null; jobs?: NotifiedJob[] | null; job?: NotifiedJob | null };
+    const parsed = JSON.parse(text) as { queue?: unknown; notifier?: string | null; jobs?: EnqueuedJob[] | null; job?: EnqueuedJob | null };
     if (typeof parsed?.queue === 'string') {
       const jobs = Array.isArray(parsed.jobs) ? parsed.jobs : parsed.job ? [parsed.job] : undefined;
       return { queue: parsed.queue, notifier: parsed.notifier ?? null, ...(jobs ? { jobs } : {}) };
@@ -215,7 +215,7 @@ export async function enqueueJobsIf(
  * Tells other processes of jobs enqueued without their notifications (`notify: false` above), in
  * one statement: as few notifications as hold them all, each listing as many as fit.
  */
-export async function notifyJobs(db: Db, queue: string, jobs: readonly NotifiedJob[]): Promise<void> {
+export async function notifyJobs(db: Db, queue: string, jobs: readonly EnqueuedJob[]): Promise<void> {
   const lists: string[][] = [[]];
   let bytes = 0;
   for (const { kind, datasetId, payload } of jobs) {

@@ -16,7 +16,7 @@
  */
 import type { Db } from '../catalog/db.ts';
 import { acceptsAsBefore } from '../catalog/datasets.ts';
-import { enqueueJobsIf, type Job, type NewJob, type NotifiedJob, notifyJobs } from '../catalog/job-table.ts';
+import { type EnqueuedJob, enqueueJobsIf, type Job, type NewJob, notifyJobs } from '../catalog/job-table.ts';
 import type { Logger } from '../log.ts';
 import type { Dataset } from '../model/records.ts';
 
@@ -45,7 +45,7 @@ export class JobGroups {
   /** Per dataset row as checked (the object the check passed on), its inserts in flight and the jobs waiting. */
   private readonly lines = new Map<Dataset, Line>();
   /** Per queue, the jobs inserted that other processes have not heard of yet. */
-  private readonly unnoticed = new Map<string, NotifiedJob[]>();
+  private readonly unnoticed = new Map<string, EnqueuedJob[]>();
 
   /**
    * `notify`: whether other processes can listen (an external catalog; the embedded one delivers

@@ -6,10 +6,7 @@
  * hears at once about a job this process finished.
  */
 import { EventEmitter } from 'node:events';
-import type { NewJob } from '../catalog/job-table.ts';
-
-/** A job just enqueued, as a runner weighs it against a coalescing budget. */
-export type EnqueuedJob = Pick<NewJob, 'kind' | 'datasetId' | 'payload'>;
+import type { EnqueuedJob } from '../catalog/job-table.ts';
 
 const wakes = new EventEmitter().setMaxListeners(0);
 const finishes = new EventEmitter().setMaxListeners(0);

@@ -40,7 +40,7 @@ import { hostname } from 'node:os';
 import type { Catalog } from '../catalog/connection.ts';
 import type { Db } from '../catalog/db.ts';
 import {
-  budgetDue, type CoalesceOptions, JOBS_CHANNEL, type Job, type NewJob, claimJobs, completeJobs, enqueueJob, failJob, getJob, heartbeatJobs,
+  budgetDue, type CoalesceOptions, type EnqueuedJob, JOBS_CHANNEL, type Job, type NewJob, claimJobs, completeJobs, enqueueJob, failJob, getJob, heartbeatJobs,
   parseJobNotification, releaseJobs, weighJob,
 } from '../catalog/job-table.ts';
 import type { Logger } from '../log.ts';
@@ -49,7 +49,7 @@ import {
   type Context, contextFromTraceparent, contextWith, failSpan, type Link, NOOP_TRACER, type Span, SpanKind, type Tracer, traceFields,
 } from '../observability/tracing.ts';
 import { retryDelayMs } from './backoff.ts';
-import { announceFinished, type EnqueuedJob, nextFinish, onLocalWake, wakeLocalRunners } from './local-signals.ts';
+import { announceFinished, nextFinish, onLocalWake, wakeLocalRunners } from './local-signals.ts';
 
 export type JobResults = Record<string, unknown>;
 
