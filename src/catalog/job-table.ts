@@ -219,8 +219,9 @@ export async function notifyJobs(db: Db, queue: string, jobs: readonly EnqueuedJ
   const lists: string[][] = [[]];
   let bytes = 0;
   for (const { kind, datasetId, payload } of jobs) {
-    let text = JSON.stringify({ kind, datasetId, payload });
-    if (Buffer.byteLength(text) > NOTIFIED_PAYLOAD_BYTES) text = JSON.stringify({ kind, datasetId, payload: null });
+    // The payload alone is measured, as enqueueJobsIf measures it.
+    const sent = Buffer.byteLength(JSON.stringify(payload) ?? '') <= NOTIFIED_PAYLOAD_BYTES ? payload : null;
+    const text = JSON.stringify({ kind, datasetId, payload: sent });
     const size = Buffer.byteLength(text) + 1;
     if (bytes + size > NOTIFIED_JOBS_BYTES) {
       lists.push([]);
