@@ -6,7 +6,7 @@
  */
 import postgres, { type Sql } from 'postgres';
 import type { Logger } from '../log.ts';
-import { startEmbeddedCatalog } from './embedded.ts';
+import { type EmbeddedCatalogServer, startEmbeddedCatalog } from './embedded.ts';
 import { JOB_NOTIFICATIONS_SETTING, JOB_NOTIFIER_SETTING } from './job-table.ts';
 import { applyMigrations, pendingMigrations } from './migrate.ts';
 import { TIMESTAMPTZ_TYPE } from './timestamptz.ts';
@@ -55,9 +55,9 @@ export async function openCatalog(options: CatalogOptions): Promise<Catalog> {
       timestamptz: TIMESTAMPTZ_TYPE,
     },
   } satisfies postgres.Options<{}>;
-  // The embedded catalog is reached through its Unix socket only (embedded.ts).
+  // The embedded catalog is reached in this process, through its session's queue (embedded-session.ts).
   const sql = embedded
-    ? postgres({ ...settings, path: embedded.socketPath, user: 'postgres', database: 'postgres' })
+    ? postgres({ ...settings, ...inProcess(embedded), user: 'postgres', database: 'postgres' })
     : postgres(options.databaseUrl as string, settings);
 
   try {
@@ -101,6 +101,9 @@ export async function openCatalog(options: CatalogOptions): Promise<Catalog> {
     },
   };
 }
+
+/** postgres.js's `socket` option (a factory of socket-like streams; missing from its types). */
+const inProcess = (embedded: EmbeddedCatalogServer) => ({ socket: () => embedded.connect() }) as {};
 
 /** CREATE SCHEMA IF NOT EXISTS still fails when another process creates the schema at the same moment. */
 async function createSchemaIfMissing(sql: Sql, schema: string): Promise<void> {

@@ -22,22 +22,25 @@
  * in-process), and nothing stops a second process from opening the same data
  * directory, so a lock file does.
  */
-import { chmodSync, closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsync, fsyncSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { EmbeddedSession, type InProcessSocket, type WalSyncs } from './embedded-session.ts';
 import { errors } from '../model/errors.ts';
 import { acquireLockFile, type LockFile } from './lock-file.ts';
 import { pgliteAssets } from './pglite-assets.ts';
 
 export interface EmbeddedCatalogServer {
-  /** The Unix socket postgres.js connects to (postgres.js's `path` option). */
+  /** The Unix socket other clients (psql) connect to. */
   socketPath: string;
   /** Its directory, mode 0700; `psql -h <dir> -U postgres postgres` reaches it as the owner. */
   socketDir: string;
   dataDir: string;
+  /** A connection in this process, for postgres.js's `socket` option (embedded-session.ts). */
+  connect(): InProcessSocket;
   stop(): Promise<void>;
 }
 
@@ -52,41 +55,128 @@ const DURABLE_START_PARAMS = [...PGlite.defaultStartParams.filter((param) => par
 
 /**
  * How the catalog's PGlite is created over `dataDir`: durable (see the top of this file), with
- * `sync` as its fsync (node's; a test may watch it).
+ * `sync` as its fsync (node's; a test may watch it) and `syncLater` as the fsync it runs off this
+ * thread for the WAL's deferred syncs ({@link DurableNodeFS}).
  */
-export async function durablePGliteOptions(dataDir: string, sync: (fd: number) => void = fsyncSync): Promise<PGliteOptions> {
-  return { fs: new DurableNodeFS(dataDir, sync), startParams: DURABLE_START_PARAMS, ...(await pgliteAssets()) };
+export async function durablePGliteOptions(
+  dataDir: string,
+  sync: (fd: number) => void = fsyncSync,
+  syncLater: (fd: number) => Promise<void> = fsyncOffThread,
+): Promise<PGliteOptions & { fs: DurableNodeFS }> {
+  return { fs: new DurableNodeFS(dataDir, sync, syncLater), startParams: DURABLE_START_PARAMS, ...(await pgliteAssets()) };
 }
+
+const fsyncOffThread = (fd: number): Promise<void> =>
+  new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
 
 /**
  * PGlite's Node file system with an fsync() that reaches the disk: `sync` on the file's own
  * descriptor. A failure is PostgreSQL's to handle, as on any file system: it stops rather than
  * carry on with data it cannot trust.
+ *
+ * While {@link deferring} (the session runs a client's messages, embedded-session.ts), an fsync
+ * of a WAL segment returns at once and is run later, off this thread, by {@link durable}, which
+ * the session awaits before it answers. PostgreSQL's one rule about the order of writes still
+ * holds, the WAL on disk before anything it describes: before any other file of the cluster is
+ * written or synced, and before a WAL segment is closed or synced undeferred, the WAL syncs owed
+ * are run here, on this thread.
  */
-class DurableNodeFS extends NodeFS {
+export class DurableNodeFS extends NodeFS implements WalSyncs {
+  deferring = false;
+  /** WAL descriptors written since their last fsync, their syncs deferred. */
+  private readonly owed = new Set<number>();
+  /** The deferred syncs running now, off this thread. */
+  private running: { fds: Set<number>; done: Promise<void> } | null = null;
+  /** The deferred syncs to run after those: every descriptor owed when they start. */
+  private next: Promise<void> | null = null;
+
   constructor(
-    dataDir: string,
+    private readonly clusterDir: string,
     private readonly sync: (fd: number) => void,
+    private readonly syncLater: (fd: number) => Promise<void>,
   ) {
-    super(dataDir);
+    super(clusterDir);
+  }
+
+  durable(): Promise<void> {
+    if (this.owed.size === 0) return this.running?.done ?? Promise.resolve();
+    this.next ??= (this.running?.done ?? Promise.resolve()).catch(() => {}).then(() => this.runOwed());
+    return this.next;
+  }
+
+  private runOwed(): Promise<void> {
+    this.next = null;
+    const fds = new Set(this.owed);
+    this.owed.clear();
+    // EBADF: the segment was closed since, after {@link syncNow} synced it (the close hook).
+    const done = Promise.all([...fds].map((fd) => this.syncLater(fd).catch((err) => (err.code === 'EBADF' ? undefined : Promise.reject(err))))).then(() => {});
+    const running = { fds, done };
+    this.running = running;
+    done.then(
+      () => this.running === running && (this.running = null),
+      () => {},
+    );
+    return done;
+  }
+
+  /** Runs every WAL sync owed or running, here and now. */
+  private syncNow(): void {
+    for (const fd of this.owed) this.sync(fd);
+    for (const fd of this.running?.fds ?? []) this.sync(fd);
+    this.owed.clear();
+  }
+
+  private get owing(): boolean {
+    return this.owed.size > 0 || this.running !== null;
   }
 
   override async init(...args: Parameters<NodeFS['init']>): ReturnType<NodeFS['init']> {
     const { emscriptenOpts } = await super.init(...args);
-    const realFsync = (mod: { FS: { filesystems: Record<string, unknown> } }) => {
+    const walDir = join(resolve(this.clusterDir), 'pg_wal') + '/';
+    const hooks = (mod: { FS: { filesystems: Record<string, unknown> } }) => {
       const nodefs = mod.FS.filesystems.NODEFS as NodeFileSystem;
+      const { write, close } = nodefs.stream_ops;
+      const isWal = (stream: NodeStream) => (stream.timestoreWal ??= nodefs.realPath(stream.node).startsWith(walDir));
       nodefs.stream_ops.fsync = (stream) => {
-        nodefs.tryFSOperation(() => this.sync(stream.nfd));
+        if (isWal(stream) && this.deferring) {
+          this.owed.add(stream.nfd);
+          return 0;
+        }
+        nodefs.tryFSOperation(() => {
+          if (this.owing) this.syncNow();
+          this.sync(stream.nfd);
+        });
         return 0;
       };
+      nodefs.stream_ops.write = (stream, ...rest) => {
+        if (this.owing && !isWal(stream)) nodefs.tryFSOperation(() => this.syncNow());
+        return write(stream, ...rest);
+      };
+      nodefs.stream_ops.close = (stream) => {
+        if (this.owing && isWal(stream)) nodefs.tryFSOperation(() => this.syncNow());
+        return close(stream);
+      };
     };
-    return { emscriptenOpts: { ...emscriptenOpts, preRun: [...(emscriptenOpts.preRun ?? []), realFsync] } };
+    return { emscriptenOpts: { ...emscriptenOpts, preRun: [...(emscriptenOpts.preRun ?? []), hooks] } };
   }
+}
+
+/** An open file of Emscripten's NODEFS. */
+interface NodeStream {
+  nfd: number;
+  node: unknown;
+  /** Whether it is a WAL segment (set here, the first time it is asked). */
+  timestoreWal?: boolean;
 }
 
 /** What {@link DurableNodeFS} uses of Emscripten's NODEFS (not in PGlite's types). */
 interface NodeFileSystem {
-  stream_ops: { fsync?: (stream: { nfd: number }) => number };
+  stream_ops: {
+    fsync?: (stream: NodeStream) => number;
+    write: (stream: NodeStream, ...rest: unknown[]) => number;
+    close: (stream: NodeStream) => void;
+  };
+  realPath(node: unknown): string;
   tryFSOperation<T>(run: () => T): T;
 }
 
@@ -97,18 +187,22 @@ export async function startEmbeddedCatalog(storageRoot: string): Promise<Embedde
   let db: PGlite | undefined;
   let server: PGLiteSocketServer | undefined;
   let socket: SocketDir | undefined;
+  let session: EmbeddedSession | undefined;
   try {
     socket = ownerOnlySocketDir(storageRoot);
     const fresh = !existsSync(join(dataDir, 'PG_VERSION'));
-    db = await PGlite.create(await durablePGliteOptions(dataDir));
+    const options = await durablePGliteOptions(dataDir);
+    db = await PGlite.create(options);
     // A new cluster's files were written by PGlite's initdb, whose fsyncs are no-ops too.
     if (fresh) {
       syncTree(dataDir);
       syncPath(storageRoot); // the data directory's own entry
     }
-    // Several sockets may connect (a pool that reconnects, a migration connection), but
-    // postgres.js is always given max: 1, so queries never interleave across connections.
+    session = new EmbeddedSession(db, options.fs);
     server = new PGLiteSocketServer({ db, path: socket.path, maxConnections: 16 });
+    // The socket's connections take their turns in the session's queue, as this process's do.
+    // pglite-socket (pinned) keeps its queue in this field and hands it to each connection.
+    (server as unknown as { queryQueue: EmbeddedSession }).queryQueue = session;
     await server.start();
     // The directory already keeps others out; the socket itself need not say otherwise.
     chmodSync(socket.path, 0o600);
@@ -122,10 +216,12 @@ export async function startEmbeddedCatalog(storageRoot: string): Promise<Embedde
   const started = server;
   const database = db;
   const dir = socket;
+  const catalog = session;
   return {
     socketPath: dir.path,
     socketDir: dir.dir,
     dataDir,
+    connect: () => catalog.connect(),
     async stop() {
       await started.stop();
       await database.close();

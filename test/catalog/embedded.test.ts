@@ -10,6 +10,7 @@ import { publishManifestVersion } from '../../src/catalog/manifests.ts';
 import { recordSchemaVersion } from '../../src/catalog/schema-versions.ts';
 import { upsertStorageTarget } from '../../src/catalog/storage-targets.ts';
 import { PGlite } from '@electric-sql/pglite';
+import postgres from 'postgres';
 import { durablePGliteOptions, MAX_SOCKET_PATH_BYTES, SOCKET_NAME } from '../../src/catalog/embedded.ts';
 import { silentLog } from '../harness/catalog.ts';
 import { tcpListeningPorts, unixListeningPaths } from '../harness/listeners.ts';
@@ -125,10 +126,33 @@ describe('embedded catalog (PGlite)', () => {
       expect(statSync(socketDir).mode & 0o777).toBe(0o700);
       expect(statSync(socket).isSocket()).toBe(true);
       expect(statSync(socket).mode & 0o077).toBe(0);
-      // The catalog works through it.
+      // Another client reaches the catalog through it and shares the one session: while this
+      // process holds a transaction open, the socket's client waits for it, then sees its commit.
       expect(await catalog.migrate()).toEqual(MIGRATIONS.map((m) => m.name));
-      await createDataset(catalog.sql, { slug: 'over-the-socket' });
-      expect(await getDataset(catalog.sql, 'over-the-socket')).toMatchObject({ slug: 'over-the-socket' });
+      const other = postgres({ path: socket, max: 1, user: 'postgres', database: 'postgres', onnotice: () => {} });
+      try {
+        let inserted!: () => void;
+        const insertedOnce = new Promise<void>((resolve) => (inserted = resolve));
+        let end!: () => void;
+        const ended = new Promise<void>((resolve) => (end = resolve));
+        const transaction = catalog.sql.begin(async (tx) => {
+          await createDataset(tx, { slug: 'over-the-socket' });
+          inserted();
+          await ended;
+        });
+        await insertedOnce;
+        const seen = other<{ slug: string }[]>`SELECT slug FROM timestore.datasets WHERE slug = 'over-the-socket'`.execute();
+        let answered = false;
+        seen.then(() => (answered = true));
+        await Bun.sleep(200);
+        expect(answered).toBe(false);
+        end();
+        await transaction;
+        expect([...(await seen)]).toEqual([{ slug: 'over-the-socket' }]);
+        expect(await getDataset(catalog.sql, 'over-the-socket')).toMatchObject({ slug: 'over-the-socket' });
+      } finally {
+        await other.end({ timeout: 1 });
+      }
     } finally {
       await catalog.close();
     }
