@@ -28,7 +28,7 @@ export interface WalSyncs {
 interface Request {
   client: number;
   message: Uint8Array;
-  onData(bytes: Uint8Array): void;
+  onData(bytes: Buffer): void;
   resolve(bytes: number): void;
   reject(err: unknown): void;
 }
@@ -62,7 +62,7 @@ export class EmbeddedSession {
   }
 
   /** Runs `message` for `client`; `onData` receives its answer once the WAL before it is durable. */
-  enqueue(client: number, message: Uint8Array, onData: (bytes: Uint8Array) => void): Promise<number> {
+  enqueue(client: number, message: Uint8Array, onData: (bytes: Buffer) => void): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       if (this.failure) return reject(this.failure);
       this.queue.push({ client, message, onData, resolve, reject });
@@ -108,7 +108,7 @@ export class EmbeddedSession {
     };
     socket.write = (chunk, callback) => {
       // postgres.js reuses its buffer: the bytes are copied before the call returns.
-      this.enqueue(client, new Uint8Array(chunk), (bytes) => socket.readyState === 'open' && socket.emit('data', Buffer.from(bytes))).catch(
+      this.enqueue(client, new Uint8Array(chunk), (bytes) => socket.readyState === 'open' && socket.emit('data', bytes)).catch(
         (err) => socket.readyState === 'open' && socket.emit('error', err),
       );
       callback?.();
@@ -127,13 +127,13 @@ export class EmbeddedSession {
         const i = this.owner !== null && this.db.isInTransaction() ? this.queue.findIndex((r) => r.client === this.owner) : 0;
         if (i < 0) break; // the transaction's owner has sent nothing yet
         const request = this.queue.splice(i, 1)[0]!;
-        const answer: Uint8Array[] = [];
+        const answer: Buffer[] = [];
         try {
           await this.db.runExclusive(async () => {
             this.wal.deferring = true;
             try {
               // The answer arrives in PGlite's buffers: copied, since it leaves later.
-              await this.db.execProtocolRawStream(request.message, { onRawData: (bytes) => answer.push(bytes.slice()) });
+              await this.db.execProtocolRawStream(request.message, { onRawData: (bytes) => answer.push(Buffer.from(bytes)) });
             } finally {
               this.wal.deferring = false;
             }
@@ -148,8 +148,9 @@ export class EmbeddedSession {
           .then(() => durable)
           .then(() => {
             if (this.failure) throw this.failure;
-            for (const bytes of answer) request.onData(bytes);
-            request.resolve(answer.reduce((n, bytes) => n + bytes.byteLength, 0));
+            const bytes = answer.length === 1 ? answer[0]! : Buffer.concat(answer);
+            if (bytes.byteLength > 0) request.onData(bytes);
+            request.resolve(bytes.byteLength);
           })
           .catch((err) => this.fail(err, request));
       }

@@ -124,10 +124,11 @@ export class DurableNodeFS extends NodeFS implements WalSyncs {
     for (const fd of this.owed) this.sync(fd);
     for (const fd of this.running?.fds ?? []) this.sync(fd);
     this.owed.clear();
+    this.running?.fds.clear(); // still running, but nothing of theirs is owed any more
   }
 
   private get owing(): boolean {
-    return this.owed.size > 0 || this.running !== null;
+    return this.owed.size > 0 || (this.running?.fds.size ?? 0) > 0;
   }
 
   override async init(...args: Parameters<NodeFS['init']>): ReturnType<NodeFS['init']> {
