@@ -72,7 +72,7 @@ describe('PostgreSQL restarts during ingest and queries', () => {
     loadDone = true;
     await querying;
 
-    const states = await settle(running.catalog.sql, 'restarted');
+    const states = await settle(running.catalog!.sql, 'restarted');
     const counted = await countRows(running.url, 'restarted');
     console.log(
       `catalog-restart: ${BATCHES} batches × ${ROWS} rows, ${outages.length} outages of ${OUTAGE_MS / 1000} s, ${report.requests} requests, ` +

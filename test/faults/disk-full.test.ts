@@ -72,9 +72,9 @@ describe.skipIf(!asRoot)('the storage root\'s file system full during ingest', (
     });
     await full;
 
-    const states = await settle(running.catalog.sql, 'full');
+    const states = await settle(running.catalog!.sql, 'full');
     const counted = await countRows(running.url, 'full');
-    const [retried] = await running.catalog.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM jobs WHERE kind = 'ingest' AND attempts > 1`;
+    const [retried] = await running.catalog!.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM jobs WHERE kind = 'ingest' AND attempts > 1`;
     console.log(
       `disk-full: ${BATCHES} batches × ${ROWS} rows, full for ${FULL_MS / 1000} s, ${report.requests} requests, ` +
         `refusals ${JSON.stringify([...report.refusals])}, /ready while full ${JSON.stringify([...new Set(readyWhileFull)])}, ` +

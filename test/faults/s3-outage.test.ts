@@ -59,9 +59,9 @@ describe.skipIf(!s3Available())('an S3 outage during ingest', () => {
     await outage;
     expect(down).toBe(false);
 
-    const states = await settle(running.catalog.sql, 'outage');
+    const states = await settle(running.catalog!.sql, 'outage');
     const counted = await countRows(running.url, 'outage');
-    const [retried] = await running.catalog.sql<{ n: number }[]>`
+    const [retried] = await running.catalog!.sql<{ n: number }[]>`
       SELECT count(*)::int AS n FROM jobs WHERE kind = 'ingest' AND attempts > 1`;
     console.log(
       `s3-outage: ${BATCHES} batches × ${ROWS} rows, ${OUTAGE_MS / 1000} s outage, ${report.requests} requests, ` +

@@ -99,6 +99,37 @@ export async function settle(sql: Sql, slug: string, timeoutMs = 180_000): Promi
   }
 }
 
+/**
+ * As {@link settle}, through the server's own job listing (`GET /admin/jobs`): for the embedded
+ * catalog, which no other process may open.
+ */
+export async function settleOverHttp(url: string, slug: string, timeoutMs = 180_000): Promise<Record<string, number>> {
+  const count = async (state: string): Promise<number> => {
+    let n = 0;
+    let cursor: string | null = null;
+    do {
+      const page = new URL(`${url}/admin/jobs`);
+      page.search = new URLSearchParams({ dataset: slug, kind: 'ingest', state, limit: '500', ...(cursor ? { cursor } : {}) }).toString();
+      const res = await fetch(page);
+      if (res.status !== 200) throw new Error(`GET ${page} answered ${res.status}: ${await res.text()}`);
+      const body = (await res.json()) as { jobs: unknown[]; nextCursor: string | null };
+      n += body.jobs.length;
+      cursor = body.nextCursor;
+    } while (cursor);
+    return n;
+  };
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = { queued: await count('queued'), running: await count('running') };
+    if (!open.queued && !open.running) {
+      const states = { succeeded: await count('succeeded'), failed: await count('failed') };
+      return Object.fromEntries(Object.entries(states).filter(([, n]) => n > 0));
+    }
+    if (Date.now() > deadline) throw new Error(`jobs of ${slug} did not settle: ${JSON.stringify(open)}`);
+    await Bun.sleep(250);
+  }
+}
+
 /** Rows and distinct sequence numbers the server answers for the whole load. */
 export async function countRows(url: string, slug: string): Promise<{ rows: number; distinct: number }> {
   const res = await postJson(`${url}/datasets/${slug}/query`, {

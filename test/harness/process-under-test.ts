@@ -16,8 +16,8 @@ import { TEST_BINARY } from './server.ts';
 export interface ProcessUnderTest {
   url: string;
   storageRoot: string;
-  /** The catalog the process uses, read the way it reads it. */
-  catalog: Catalog;
+  /** The catalog the process uses, read the way it reads it; null for the embedded one, which only the process may open. */
+  catalog: Catalog | null;
   /** The running process (replaced by `restart`). */
   current(): ServerProcess;
   /** SIGKILL, then start again; resolves once the new process is ready. */
@@ -41,13 +41,8 @@ export async function startProcessUnderTest(env: Record<string, string>, options
     });
   let proc = await start();
   let printed = '';
-  const catalog = await openCatalog({
-    databaseUrl: env.TIMESTORE_DATABASE_URL ?? null,
-    schema: 'timestore',
-    storageRoot,
-    log: silentLog,
-    maxConnections: 2,
-  });
+  const databaseUrl = env.TIMESTORE_DATABASE_URL;
+  const catalog = databaseUrl ? await openCatalog({ databaseUrl, schema: 'timestore', storageRoot, log: silentLog, maxConnections: 2 }) : null;
   return {
     url: proc.url,
     storageRoot,
@@ -60,7 +55,7 @@ export async function startProcessUnderTest(env: Record<string, string>, options
     },
     output: () => printed + proc.output(),
     async stop() {
-      await catalog.close();
+      await catalog?.close();
       await proc.stop('SIGTERM');
       printed += proc.output();
       if (!options.storageRoot) rmSync(storageRoot, { recursive: true, force: true });
