@@ -1,9 +1,10 @@
 /**
  * The embedded catalog: PostgreSQL (PGlite, compiled to WebAssembly) in this
  * process, served over the wire protocol so the same postgres.js code serves
- * both modes.
+ * both modes. postgres.js reaches it in-process (embedded-session.ts); psql
+ * through a Unix socket.
  *
- * It listens on a Unix socket only, in a directory of mode 0700: PGlite has
+ * It listens on that socket only, in a directory of mode 0700: PGlite has
  * no passwords, so a TCP port (even on loopback) would let any local user read
  * the stored S3 credentials or rewrite the catalog. A socket in a directory
  * only the owner can enter is reachable by the owner (and root) alone.
@@ -17,8 +18,8 @@
  * written by PGlite's initdb, are fsynced once before it serves.
  *
  * PGlite is one backend behind one session, which shapes how it is used:
- * postgres.js gets exactly one connection (several would interleave messages),
- * advisory locks and LISTEN/NOTIFY do nothing (the caller wakes workers
+ * one client's transaction at a time (embedded-session.ts), so postgres.js gets
+ * exactly one connection, advisory locks and LISTEN/NOTIFY do nothing (the caller wakes workers
  * in-process), and nothing stops a second process from opening the same data
  * directory, so a lock file does.
  */
