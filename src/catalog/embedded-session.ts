@@ -146,16 +146,24 @@ export class EmbeddedSession {
         const durable = this.wal.durable();
         this.answered = this.answered
           .then(() => durable)
-          .then(() => {
-            if (this.failure) throw this.failure;
-            const bytes = answer.length === 1 ? answer[0]! : Buffer.concat(answer);
-            if (bytes.byteLength > 0) request.onData(bytes);
-            request.resolve(bytes.byteLength);
-          })
-          .catch((err) => this.fail(err, request));
+          .then(
+            () => this.answer(request, answer),
+            (err) => this.fail(err, request),
+          );
       }
     } finally {
       this.running = false;
+    }
+  }
+
+  private answer(request: Request, answer: Buffer[]): void {
+    if (this.failure) return request.reject(this.failure);
+    try {
+      const bytes = answer.length === 1 ? answer[0]! : Buffer.concat(answer);
+      if (bytes.byteLength > 0) request.onData(bytes);
+      request.resolve(bytes.byteLength);
+    } catch (err) {
+      request.reject(err);
     }
   }
 
