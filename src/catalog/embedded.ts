@@ -26,6 +26,7 @@
 import { chmodSync, closeSync, existsSync, fsync, fsyncSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
@@ -67,8 +68,7 @@ export async function durablePGliteOptions(
   return { fs: new DurableNodeFS(dataDir, sync, syncLater), startParams: DURABLE_START_PARAMS, ...(await pgliteAssets()) };
 }
 
-const fsyncOffThread = (fd: number): Promise<void> =>
-  new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+const fsyncOffThread: (fd: number) => Promise<void> = promisify(fsync);
 
 /**
  * PGlite's Node file system with an fsync() that reaches the disk: `sync` on the file's own

@@ -88,15 +88,11 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
 export async function settle(sql: Sql, slug: string, timeoutMs = 180_000): Promise<Record<string, number>> {
   const dataset = await findDataset(sql, slug);
   if (!dataset) throw new Error(`dataset ${slug} does not exist`);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  return untilSettled(slug, timeoutMs, async () => {
     const rows = await sql<{ state: string; n: number }[]>`
       SELECT state, count(*)::int AS n FROM jobs WHERE dataset_id = ${dataset.id} AND kind = 'ingest' GROUP BY state`;
-    const states = Object.fromEntries(rows.map((r) => [r.state, r.n]));
-    if (!states.queued && !states.running) return states;
-    if (Date.now() > deadline) throw new Error(`jobs of ${slug} did not settle: ${JSON.stringify(states)}`);
-    await Bun.sleep(250);
-  }
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  });
 }
 
 /**
@@ -118,14 +114,19 @@ export async function settleOverHttp(url: string, slug: string, timeoutMs = 180_
     } while (cursor);
     return n;
   };
+  return untilSettled(slug, timeoutMs, async () => {
+    const states = ['queued', 'running', 'succeeded', 'failed'];
+    const counts = await Promise.all(states.map(count));
+    return Object.fromEntries(states.flatMap((state, i) => (counts[i] ? [[state, counts[i]]] : [])));
+  });
+}
+
+async function untilSettled(slug: string, timeoutMs: number, states: () => Promise<Record<string, number>>): Promise<Record<string, number>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const open = { queued: await count('queued'), running: await count('running') };
-    if (!open.queued && !open.running) {
-      const states = { succeeded: await count('succeeded'), failed: await count('failed') };
-      return Object.fromEntries(Object.entries(states).filter(([, n]) => n > 0));
-    }
-    if (Date.now() > deadline) throw new Error(`jobs of ${slug} did not settle: ${JSON.stringify(open)}`);
+    const now = await states();
+    if (!now.queued && !now.running) return now;
+    if (Date.now() > deadline) throw new Error(`jobs of ${slug} did not settle: ${JSON.stringify(now)}`);
     await Bun.sleep(250);
   }
 }
