@@ -3,7 +3,7 @@
  * dist/timestore (see docs: platform-notes "One self-contained binary").
  *
  * Entry points: the CLI, the DuckDB worker (Piscina loads it by URL at run
- * time) and Piscina's own worker bootstrap. Native and data assets
+ * time), the embedded catalog's thread and Piscina's own worker bootstrap. Native and data assets
  * (libduckdb.so, PGlite's wasm/data, Swagger UI, migrations) are embedded by
  * the `with { type: 'file' | 'text' }` imports in src/.
  */
@@ -17,6 +17,7 @@ const OUTFILE = resolve(ROOT, 'dist/timestore');
 const ENTRY = {
   main: 'src/main.ts',
   worker: 'src/engine/worker.ts',
+  catalogThread: 'src/catalog/embedded-thread.ts',
   piscinaWorker: 'scripts/piscina-worker.ts',
 };
 // Entry points land at /$bunfs/root/<path relative to the entries' common root>.js;
@@ -68,8 +69,12 @@ try {
     sourcemap: 'linked',
     external: OTHER_PLATFORMS.map((p) => `@duckdb/node-bindings-${p}/duckdb.node`),
     plugins: [piscinaEmbedded],
-    // src/engine/pool.ts starts Piscina on this path when compiled (see the comment there).
-    define: { TIMESTORE_COMPILED_WORKER: JSON.stringify(bunfsPath(ENTRY.worker)) },
+    // src/engine/pool.ts starts Piscina on this path when compiled (see the comment there), and
+    // src/catalog/embedded.ts the embedded catalog's thread.
+    define: {
+      TIMESTORE_COMPILED_WORKER: JSON.stringify(bunfsPath(ENTRY.worker)),
+      TIMESTORE_COMPILED_CATALOG_THREAD: JSON.stringify(bunfsPath(ENTRY.catalogThread)),
+    },
     compile: {
       outfile: OUTFILE,
       // Configuration comes from the environment only: a .env or bunfig.toml in whatever

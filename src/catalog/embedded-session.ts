@@ -4,15 +4,15 @@
  * PGlite is one backend: whatever connects shares its session. This queue is the one way in. It
  * runs the wire-protocol messages of its clients one at a time and, while one client has a
  * transaction open, only that client's (PGlite cannot tell whose a statement is). Its clients are
- * postgres.js in this process, through {@link EmbeddedSession.connect} (no socket, no copy into the
- * kernel and back; docs/performance.md, "The embedded catalog in-process"), and the Unix socket's
- * connections (embedded.ts), through the interface of pglite-socket's own queue.
+ * postgres.js in this process, through {@link EmbeddedSession.connect} (on the catalog's own
+ * thread, whose messages relay them: embedded-thread.ts), and the Unix socket's connections
+ * (embedded.ts), through the interface of pglite-socket's own queue.
  *
  * An answer is held until the WAL it follows is on disk. A commit's fsync of the WAL is deferred
- * ({@link WalSyncs}) while the queue runs the next client's messages, and one fsync then covers the
- * commits made meanwhile: group commit, as PostgreSQL's WAL writer gives a server with many
- * backends. Answers leave in the order their messages ran, so no client sees data before it is
- * durable, through this session or another.
+ * ({@link WalSyncs}) until the message that made it has run, and is then run before its answer
+ * (on the catalog's thread, at once: embedded.ts); a sync that fails stops the session. Answers
+ * leave in the order their messages ran, so no client sees data before it is durable, through
+ * this session or another.
  */
 import { EventEmitter } from 'node:events';
 import type { PGlite } from '@electric-sql/pglite';

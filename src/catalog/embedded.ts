@@ -1,8 +1,9 @@
 /**
  * The embedded catalog: PostgreSQL (PGlite, compiled to WebAssembly) in this
- * process, served over the wire protocol so the same postgres.js code serves
- * both modes. postgres.js reaches it in-process (embedded-session.ts); psql
- * through a Unix socket.
+ * process, on a thread of its own (embedded-thread.ts), served over the wire
+ * protocol so the same postgres.js code serves both modes. postgres.js reaches
+ * it through the thread's messages (embedded-session.ts); psql through a Unix
+ * socket.
  *
  * It listens on that socket only, in a directory of mode 0700: PGlite has
  * no passwords, so a TCP port (even on loopback) would let any local user read
@@ -23,13 +24,15 @@
  * in-process), and nothing stops a second process from opening the same data
  * directory, so a lock file does.
  */
-import { chmodSync, closeSync, existsSync, fsync, fsyncSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import { chmodSync, closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import type { CatalogThreadData, CatalogThreadEvent, CatalogThreadRequest } from './embedded-thread.ts';
 import { EmbeddedSession, type InProcessSocket, type WalSyncs } from './embedded-session.ts';
 import { errors } from '../model/errors.ts';
 import { acquireLockFile, type LockFile } from './lock-file.ts';
@@ -57,18 +60,19 @@ const DURABLE_START_PARAMS = [...PGlite.defaultStartParams.filter((param) => par
 
 /**
  * How the catalog's PGlite is created over `dataDir`: durable (see the top of this file), with
- * `sync` as its fsync (node's; a test may watch it) and `syncLater` as the fsync it runs off this
- * thread for the WAL's deferred syncs ({@link DurableNodeFS}).
+ * `sync` as its fsync (node's; a test may watch it) and `syncLater` as the fsync it runs for the
+ * WAL's deferred syncs ({@link DurableNodeFS}): by default `sync` itself, on the catalog's own
+ * thread, where it holds up no request; through Bun's thread pool (two threads) it would queue
+ * behind the staging logs' fdatasyncs (docs/performance.md, "The embedded catalog on its own
+ * thread").
  */
 export async function durablePGliteOptions(
   dataDir: string,
   sync: (fd: number) => void = fsyncSync,
-  syncLater: (fd: number) => Promise<void> = fsyncOffThread,
+  syncLater: (fd: number) => Promise<void> = async (fd) => sync(fd),
 ): Promise<PGliteOptions & { fs: DurableNodeFS }> {
   return { fs: new DurableNodeFS(dataDir, sync, syncLater), startParams: DURABLE_START_PARAMS, ...(await pgliteAssets()) };
 }
-
-const fsyncOffThread: (fd: number) => Promise<void> = promisify(fsync);
 
 /**
  * PGlite's Node file system with an fsync() that reaches the disk: `sync` on the file's own
@@ -76,8 +80,8 @@ const fsyncOffThread: (fd: number) => Promise<void> = promisify(fsync);
  * carry on with data it cannot trust.
  *
  * While {@link deferring} (the session runs a client's messages, embedded-session.ts), an fsync
- * of a WAL segment returns at once and is run later, off this thread, by {@link durable}, which
- * the session awaits before it answers. PostgreSQL's one rule about the order of writes still
+ * of a WAL segment returns at once and is run later by {@link durable}, which the session awaits
+ * before it answers. PostgreSQL's one rule about the order of writes still
  * holds, the WAL on disk before anything it describes: before any other file of the cluster is
  * written or synced, and before a WAL segment is closed or synced undeferred, the WAL syncs owed
  * are run here, on this thread.
@@ -86,7 +90,7 @@ export class DurableNodeFS extends NodeFS implements WalSyncs {
   deferring = false;
   /** WAL descriptors written since their last fsync, their syncs deferred. */
   private readonly owed = new Set<number>();
-  /** The deferred syncs running now, off this thread. */
+  /** The deferred syncs running now. */
   private running: { fds: Set<number>; done: Promise<void> } | null = null;
   /** The deferred syncs to run after those: every descriptor owed when they start. */
   private next: Promise<void> | null = null;
@@ -182,10 +186,152 @@ interface NodeFileSystem {
   tryFSOperation<T>(run: () => T): T;
 }
 
+/**
+ * Starts the embedded catalog under `storageRoot` on a thread of its own (embedded-thread.ts),
+ * holding the storage root's lock until it stops.
+ */
 export async function startEmbeddedCatalog(storageRoot: string): Promise<EmbeddedCatalogServer> {
   const dataDir = join(storageRoot, 'catalog');
   mkdirSync(dataDir, { recursive: true });
   const lock: LockFile = acquireLockFile(join(storageRoot, 'timestore.lock'), (holder) => errors.storage_root_in_use(storageRoot, holder));
+  try {
+    const thread = new Worker(CATALOG_THREAD_FILENAME, { workerData: { storageRoot } satisfies CatalogThreadData });
+    const catalog = new CatalogThread(thread);
+    const started = await catalog.started;
+    return {
+      ...started,
+      dataDir,
+      connect: () => catalog.connect(),
+      async stop() {
+        await catalog.stop();
+        lock.release();
+      },
+    };
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+/**
+ * The catalog thread's module, defined by scripts/build.ts when compiled (undefined from source:
+ * then beside this one). See src/engine/pool.ts for why a URL relative to this module would not do.
+ */
+declare const TIMESTORE_COMPILED_CATALOG_THREAD: string | undefined;
+const CATALOG_THREAD_FILENAME =
+  typeof TIMESTORE_COMPILED_CATALOG_THREAD === 'string' ? TIMESTORE_COMPILED_CATALOG_THREAD : new URL('./embedded-thread.ts', import.meta.url);
+
+/** This process's side of the catalog's thread: its connections, as postgres.js sockets. */
+class CatalogThread {
+  readonly started: Promise<{ socketPath: string; socketDir: string }>;
+  private readonly sockets = new Map<number, InProcessSocket>();
+  private nextConnection = 1;
+  private stopped: (() => void) | null = null;
+  /** Why the thread can serve no more, once it cannot. */
+  private failure: Error | null = null;
+
+  constructor(private readonly thread: Worker) {
+    this.started = new Promise((resolve, reject) => {
+      thread.on('message', (event: CatalogThreadEvent) => {
+        if (event.type === 'started') resolve({ socketPath: event.socketPath, socketDir: event.socketDir });
+        else if (event.type === 'failed') {
+          reject(new Error(event.message));
+          void thread.terminate();
+        } else this.deliver(event);
+      });
+      thread.on('error', (err: Error) => {
+        reject(err);
+        this.fail(new Error(`the embedded catalog's thread failed (${err.message}): restart timestore`));
+      });
+      thread.on('exit', (code) => {
+        reject(new Error(`the embedded catalog's thread exited (code ${code}) before it served`));
+        this.fail(new Error(`the embedded catalog's thread exited (code ${code}): restart timestore`));
+      });
+    });
+  }
+
+  connect(): InProcessSocket {
+    const connection = this.nextConnection++;
+    const socket = new EventEmitter() as InProcessSocket;
+    socket.readyState = 'open';
+    if (this.failure) {
+      const failure = this.failure;
+      queueMicrotask(() => {
+        socket.readyState = 'closed';
+        socket.emit('error', failure);
+        socket.emit('close');
+      });
+      return socket;
+    }
+    this.sockets.set(connection, socket);
+    this.post({ type: 'open', connection });
+    socket.write = (chunk, callback) => {
+      // postgres.js reuses its buffer: the bytes are copied (by the message) before the call returns.
+      this.post({ type: 'write', connection, bytes: chunk });
+      callback?.();
+      return true;
+    };
+    const end = () => {
+      if (socket.readyState === 'closed') return;
+      socket.readyState = 'closed';
+      this.post({ type: 'end', connection }); // the thread answers with its close
+    };
+    socket.end = end;
+    socket.destroy = end;
+    return socket;
+  }
+
+  private post(request: CatalogThreadRequest): void {
+    this.thread.postMessage(request);
+  }
+
+  private deliver(event: CatalogThreadEvent): void {
+    if (event.type === 'stopped') return this.stopped?.();
+    if (!('connection' in event)) return;
+    const socket = this.sockets.get(event.connection);
+    if (!socket) return;
+    if (event.type === 'data') {
+      if (socket.readyState === 'open') socket.emit('data', Buffer.from(event.bytes.buffer, event.bytes.byteOffset, event.bytes.byteLength));
+    } else if (event.type === 'error') {
+      if (socket.readyState === 'open') socket.emit('error', new Error(event.message));
+    } else if (event.type === 'close') {
+      this.sockets.delete(event.connection);
+      socket.readyState = 'closed';
+      socket.emit('close');
+    }
+  }
+
+  /** The thread is gone: every connection fails, and new ones fail at once. */
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const [connection, socket] of this.sockets) {
+      this.sockets.delete(connection);
+      if (socket.readyState === 'open') socket.emit('error', this.failure);
+      socket.readyState = 'closed';
+      socket.emit('close');
+    }
+    this.stopped?.();
+  }
+
+  /** Stops the catalog (its connections end, PGlite closes) and then the thread. */
+  async stop(): Promise<void> {
+    if (!this.failure) {
+      await new Promise<void>((resolve) => {
+        this.stopped = resolve;
+        this.post({ type: 'stop' });
+      });
+    }
+    await this.thread.terminate();
+  }
+}
+
+/**
+ * Serves the embedded catalog under `storageRoot` on this thread (the catalog's own,
+ * embedded-thread.ts): its cluster, the session every connection shares, and the Unix socket.
+ * The caller holds the storage root's lock.
+ */
+export async function serveEmbeddedCatalog(storageRoot: string): Promise<Omit<EmbeddedCatalogServer, 'dataDir'>> {
+  const dataDir = join(storageRoot, 'catalog');
   let db: PGlite | undefined;
   let server: PGLiteSocketServer | undefined;
   let socket: SocketDir | undefined;
@@ -212,7 +358,6 @@ export async function startEmbeddedCatalog(storageRoot: string): Promise<Embedde
     await server?.stop().catch(() => {});
     await db?.close().catch(() => {});
     socket?.remove();
-    lock.release();
     throw err;
   }
   const started = server;
@@ -222,13 +367,11 @@ export async function startEmbeddedCatalog(storageRoot: string): Promise<Embedde
   return {
     socketPath: dir.path,
     socketDir: dir.dir,
-    dataDir,
     connect: () => catalog.connect(),
     async stop() {
       await started.stop();
       await database.close();
       dir.remove();
-      lock.release();
     },
   };
 }

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from 'bun:test';
 import { MIGRATIONS } from '../../src/catalog/migrate.ts';
-import { existsSync, fsyncSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, fsyncSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openCatalog } from '../../src/catalog/connection.ts';
@@ -172,6 +172,34 @@ describe('embedded catalog (PGlite)', () => {
     } finally {
       await catalog.close();
     }
+  }, 60_000);
+
+  test("PostgreSQL's work runs on the catalog's own thread: a long statement leaves this thread free", async () => {
+    const catalog = await openEmbedded(storageRoot());
+    try {
+      let ticks = 0;
+      const ticking = setInterval(() => ticks++, 10);
+      const started = performance.now();
+      await catalog.sql`SELECT pg_sleep(0.5)`;
+      const elapsed = performance.now() - started;
+      clearInterval(ticking);
+      expect(elapsed).toBeGreaterThanOrEqual(450);
+      // Run on this thread, PGlite would have held it for the whole statement: not one tick.
+      expect(ticks).toBeGreaterThan(10);
+    } finally {
+      await catalog.close();
+    }
+  }, 60_000);
+
+  test("a catalog that cannot start says why, and leaves the storage root's lock free", async () => {
+    const root = storageRoot();
+    mkdirSync(join(root, '.runtime'), { recursive: true });
+    // A symlink where the socket's directory goes could put the socket where others reach it.
+    symlinkSync(storageRoot(), join(root, '.runtime/catalog'));
+    await expect(openEmbedded(root)).rejects.toThrow(/\.runtime\/catalog must be a directory \(it holds the embedded catalog's socket\)/);
+    rmSync(join(root, '.runtime/catalog'));
+    const catalog = await openEmbedded(root);
+    await catalog.close();
   }, 60_000);
 
   test('a storage root too deep for a socket path puts the socket in a private temporary directory instead', async () => {
