@@ -3,13 +3,16 @@
  * clients to a server that runs with no TIMESTORE_DATABASE_URL (its catalog embedded under its
  * storage root, as `npm start` runs it).
  *
- *   node_modules/.bin/bun bench/ingest/small-batches-embedded.ts [--warm-batches N] [checkout]
+ *   node_modules/.bin/bun bench/ingest/small-batches-embedded.ts [--warm-batches N] [--batches N] [checkout]
  *
  * `checkout`: the tree whose src/main.ts serves (default: this one; e.g. a `git worktree` of
  * another commit, with node_modules linked, to compare two commits). The first batch goes as a
  * JSON document with `?wait=true` (it creates the dataset), then 2,999 batches as NDJSON. Prints
  * batches per second acknowledged and queryable (a count query, polled every 25 ms, sees every row),
  * and the server's CPU per batch until then (its catalog's included: PGlite runs in the server).
+ *
+ * `--batches N` measures N NDJSON batches (the bodies cycled) instead of 2,999: the last write's
+ * wait (the runner's coalescing budget, about half a second) is then a smaller share of the run.
  *
  * `--warm-batches N` first sends N of the bodies (cycled) to another dataset with the same clients
  * and waits until they are queryable, as run.ts does: the run then measures a process that has been
@@ -25,7 +28,7 @@ import { closedLoop, untilQueryable } from './load.ts';
 import { BUN, processCpu, REPO_ROOT } from './server.ts';
 import { asNdjson, generate } from './tsbs.ts';
 
-const { values: options, positionals } = parseArgs({ args: process.argv.slice(2), options: { 'warm-batches': { type: 'string', default: '0' } }, allowPositionals: true });
+const { values: options, positionals } = parseArgs({ args: process.argv.slice(2), options: { 'warm-batches': { type: 'string', default: '0' }, batches: { type: 'string' } }, allowPositionals: true });
 const warmBatches = Number(options['warm-batches']);
 const checkout = resolve(positionals[0] ?? REPO_ROOT);
 const CLIENTS = 8;
@@ -66,11 +69,11 @@ try {
   const cpuBefore = processCpu(server.proc.pid);
   const started = performance.now();
   // The first body created the dataset: the clients send the others.
-  await send('tsbs', bodies.length - 1);
+  const batches = options.batches ? Number(options.batches) : bodies.length - 1;
+  await send('tsbs', batches);
   const acknowledged = (performance.now() - started) / 1000;
-  await untilQueryable(server.url, 'tsbs', data.batchRows.reduce((a, b) => a + b, 0));
+  await untilQueryable(server.url, 'tsbs', data.batchRows[0]! + rowsOf(batches));
   const queryable = (performance.now() - started) / 1000;
-  const batches = bodies.length - 1;
   const cpuMsPerBatch = ((processCpu(server.proc.pid) - cpuBefore) * 1000) / batches;
   console.log(
     `${checkout}: ${batches} batches of 100 rows, ${CLIENTS} clients, embedded catalog${warmBatches > 0 ? `, after ${warmBatches} warm-up batches` : ''}: ${Math.round(batches / acknowledged)}/s acknowledged, ` +
