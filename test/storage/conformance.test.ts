@@ -131,13 +131,15 @@ function conformance(label: string, skip: boolean, setup: () => Promise<Fixture>
       expect(await log.append([encode('a\n'), encode('bb\n')])).toBe(0);
       // Overlapping appends: offsets in the order of the calls, and each its own bytes.
       const many = Array.from({ length: 1500 }, (_, i) => encode(`{"i":${i}}\n`));
-      const offsets = await Promise.all([log.append(many), log.append([encode('last\n')])]);
+      // A large append (written through the thread pool; small ones are written on the caller's thread) among small ones.
+      const large = encode(`${'x'.repeat(100_000)}\n`);
+      const offsets = await Promise.all([log.append(many), log.append([large]), log.append([encode('last\n')])]);
       const manyBytes = Buffer.concat(many).byteLength;
-      expect(offsets).toEqual([5, 5 + manyBytes]);
+      expect(offsets).toEqual([5, 5 + manyBytes, 5 + manyBytes + large.byteLength]);
       const closing = log.close();
       await closing;
       const content = Buffer.from(await driver.read(log.location));
-      expect(content.toString()).toBe(`a\nbb\n${Buffer.concat(many).toString()}last\n`);
+      expect(content.toString()).toBe(`a\nbb\n${Buffer.concat(many).toString()}${'x'.repeat(100_000)}\nlast\n`);
       await expect(driver.openLog!('staging/weather/log-1.ndjson')).rejects.toThrow(); // a log's name is new
       await driver.delete(log.location);
     });
