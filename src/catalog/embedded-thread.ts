@@ -7,28 +7,8 @@
  * holds the storage root's lock.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { serveEmbeddedCatalog } from './embedded.ts';
+import { type CatalogThreadData, type CatalogThreadEvent, type CatalogThreadRequest, serveEmbeddedCatalog } from './embedded.ts';
 import type { InProcessSocket } from './embedded-session.ts';
-
-/** What the thread is started with. */
-export interface CatalogThreadData {
-  storageRoot: string;
-}
-
-/** From the process to the catalog's thread: a connection opened, written to or ended; or stop. */
-export type CatalogThreadRequest =
-  | { type: 'open' | 'end'; connection: number }
-  | { type: 'write'; connection: number; bytes: Uint8Array }
-  | { type: 'stop' };
-
-/** From the catalog's thread: started (or not), a connection's answer, error or close; stopped. */
-export type CatalogThreadEvent =
-  | { type: 'started'; socketPath: string; socketDir: string }
-  | { type: 'failed'; message: string }
-  | { type: 'data'; connection: number; bytes: Uint8Array }
-  | { type: 'error'; connection: number; message: string }
-  | { type: 'close'; connection: number }
-  | { type: 'stopped' };
 
 const port = parentPort!;
 const send = (event: CatalogThreadEvent) => port.postMessage(event);

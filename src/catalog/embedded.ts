@@ -32,7 +32,6 @@ import { Worker } from 'node:worker_threads';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
-import type { CatalogThreadData, CatalogThreadEvent, CatalogThreadRequest } from './embedded-thread.ts';
 import { EmbeddedSession, type InProcessSocket, type WalSyncs } from './embedded-session.ts';
 import { errors } from '../model/errors.ts';
 import { acquireLockFile, type LockFile } from './lock-file.ts';
@@ -212,6 +211,26 @@ export async function startEmbeddedCatalog(storageRoot: string): Promise<Embedde
     throw err;
   }
 }
+
+/** What the catalog's thread (embedded-thread.ts) is started with. */
+export interface CatalogThreadData {
+  storageRoot: string;
+}
+
+/** From the process to the catalog's thread: a connection opened, written to or ended; or stop. */
+export type CatalogThreadRequest =
+  | { type: 'open' | 'end'; connection: number }
+  | { type: 'write'; connection: number; bytes: Uint8Array }
+  | { type: 'stop' };
+
+/** From the catalog's thread: started (or not), a connection's answer, error or close; stopped. */
+export type CatalogThreadEvent =
+  | { type: 'started'; socketPath: string; socketDir: string }
+  | { type: 'failed'; message: string }
+  | { type: 'data'; connection: number; bytes: Uint8Array }
+  | { type: 'error'; connection: number; message: string }
+  | { type: 'close'; connection: number }
+  | { type: 'stopped' };
 
 /**
  * The catalog thread's module, defined by scripts/build.ts when compiled (undefined from source:
