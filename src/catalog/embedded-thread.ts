@@ -12,10 +12,8 @@ import type { InProcessSocket } from './embedded-session.ts';
 
 const port = parentPort!;
 const send = (event: CatalogThreadEvent) => port.postMessage(event);
-const { storageRoot } = workerData as CatalogThreadData;
-
 try {
-  const catalog = await serveEmbeddedCatalog(storageRoot);
+  const catalog = await serveEmbeddedCatalog(workerData as CatalogThreadData);
   const connections = new Map<number, InProcessSocket>();
   port.on('message', async (request: CatalogThreadRequest) => {
     switch (request.type) {

@@ -194,7 +194,7 @@ export async function startEmbeddedCatalog(storageRoot: string): Promise<Embedde
   mkdirSync(dataDir, { recursive: true });
   const lock: LockFile = acquireLockFile(join(storageRoot, 'timestore.lock'), (holder) => errors.storage_root_in_use(storageRoot, holder));
   try {
-    const thread = new Worker(CATALOG_THREAD_FILENAME, { workerData: { storageRoot } satisfies CatalogThreadData });
+    const thread = new Worker(CATALOG_THREAD_FILENAME, { workerData: { storageRoot, dataDir } satisfies CatalogThreadData });
     const catalog = new CatalogThread(thread);
     const started = await catalog.started;
     return {
@@ -215,6 +215,8 @@ export async function startEmbeddedCatalog(storageRoot: string): Promise<Embedde
 /** What the catalog's thread (embedded-thread.ts) is started with. */
 export interface CatalogThreadData {
   storageRoot: string;
+  /** `<storage root>/catalog`, the cluster's directory (made by the caller). */
+  dataDir: string;
 }
 
 /** From the process to the catalog's thread: a connection opened, written to or ended; or stop. */
@@ -349,8 +351,7 @@ class CatalogThread {
  * embedded-thread.ts): its cluster, the session every connection shares, and the Unix socket.
  * The caller holds the storage root's lock.
  */
-export async function serveEmbeddedCatalog(storageRoot: string): Promise<Omit<EmbeddedCatalogServer, 'dataDir'>> {
-  const dataDir = join(storageRoot, 'catalog');
+export async function serveEmbeddedCatalog({ storageRoot, dataDir }: CatalogThreadData): Promise<Omit<EmbeddedCatalogServer, 'dataDir'>> {
   let db: PGlite | undefined;
   let server: PGLiteSocketServer | undefined;
   let socket: SocketDir | undefined;
