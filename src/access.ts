@@ -1,7 +1,7 @@
 /** Looks up the access rules of the dataset a request touches, for the scope checks in src/http/auth.ts. */
 import type { Sql } from 'postgres';
 import { findDataset } from './catalog/datasets.ts';
-import { getJob } from './catalog/job-table.ts';
+import { getJob, type Job } from './catalog/job-table.ts';
 import { type Dataset, type DatasetIam, datasetRowText } from './model/records.ts';
 
 export interface DatasetRef {
@@ -40,7 +40,8 @@ export interface DatasetAccessReader {
 /** How many datasets' last reads are remembered for `recent` (the oldest is forgotten first). */
 const RECENT_DATASETS = 1_000;
 
-export function datasetAccessReader(sql: Sql): DatasetAccessReader {
+/** `jobBeforeItsRow`: a job acknowledged before its row exists (src/ingest/logged-jobs.ts), by id. */
+export function datasetAccessReader(sql: Sql, jobBeforeItsRow: (id: string) => Job | null = () => null): DatasetAccessReader {
   // `text`: the row as datasetRowText gives it, kept so that each read serializes only its own row.
   const recent = new Map<string, { access: DatasetAccess; text: string; stable: boolean }>();
   const remember = (key: string, access: DatasetAccess | null): void => {
@@ -57,7 +58,7 @@ export function datasetAccessReader(sql: Sql): DatasetAccessReader {
   };
   return {
     async read(ref) {
-      const idOrSlug = ref.jobId ? (await getJob(sql, ref.jobId))?.datasetId : (ref.datasetSlug ?? ref.datasetId);
+      const idOrSlug = ref.jobId ? (jobBeforeItsRow(ref.jobId) ?? (await getJob(sql, ref.jobId)))?.datasetId : (ref.datasetSlug ?? ref.datasetId);
       if (!idOrSlug) return null;
       const dataset = await findDataset(sql, idOrSlug);
       const access = dataset ? { ...dataset.metadata.iam, slug: dataset.slug, dataset } : null;

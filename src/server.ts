@@ -20,6 +20,7 @@ import { INGEST_JOB_KIND } from './ingest/accept.ts';
 import { IngestService } from './ingest/service.ts';
 import { StagingGroups } from './ingest/staging-groups.ts';
 import { JobGroups } from './ingest/job-groups.ts';
+import { LoggedJobs } from './ingest/logged-jobs.ts';
 import { ReaderPins } from './query/reader-pins.ts';
 import { QueryService } from './query/service.ts';
 import { ingestJobHandler } from './ingest/write.ts';
@@ -109,8 +110,15 @@ const retries = (config: Config) => ({ retryWindowMs: config.jobs.retryWindowMs,
  * The lifecycle tasks, and (when `run`) a runner of their own that takes one lifecycle job at a
  * time; `servesQueries`: this process also answers queries.
  */
-function lifecycleOf(core: Core, config: Config, log: Logger, metrics: Metrics | undefined, { run, servesQueries }: { run: boolean; servesQueries: boolean }) {
+function lifecycleOf(
+  core: Core,
+  config: Config,
+  log: Logger,
+  metrics: Metrics | undefined,
+  { run, servesQueries, loggedJobs }: { run: boolean; servesQueries: boolean; loggedJobs: LoggedJobs },
+) {
   const lifecycle = new Lifecycle({
+    replayStagingLog: (driver, location) => loggedJobs.replay(driver, location),
     sql: core.catalog.sql,
     drivers: core.drivers,
     pool: core.pool,
@@ -142,8 +150,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const metrics = new Metrics(log);
   const tracing = Tracing.create(config.tracing, log);
   const { tracer } = tracing;
-  const { lifecycle, runner: lifecycleRunner } = lifecycleOf(core, config, log, metrics, { run: config.lifecycle.enabled, servesQueries: true });
-  const datasetAccess = datasetAccessReader(catalog.sql);
+  const jobGroups = new JobGroups(catalog.sql, { notify: catalog.mode === 'external', log });
+  const loggedJobs = new LoggedJobs({ sql: catalog.sql, drivers, jobs: jobGroups, wake: (enqueued) => wakeLocalRunners(queue, enqueued), log });
+  const { lifecycle, runner: lifecycleRunner } = lifecycleOf(core, config, log, metrics, { run: config.lifecycle.enabled, servesQueries: true, loggedJobs });
+  let ingest: IngestService | undefined;
+  const datasetAccess = datasetAccessReader(catalog.sql, (id) => ingest?.jobBeforeItsRow(id) ?? null);
   const runner = new JobRunner({ catalog, log, concurrency: config.ingest.concurrency, tracer, metrics, ...retries(config) }).register(
     INGEST_JOB_KIND,
     ingestJobHandler({
@@ -177,12 +188,14 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     },
   );
   await runner.start();
+  // Batches acknowledged by a process that stopped before it inserted their jobs.
+  await loggedJobs.start({ exclusive: catalog.mode === 'embedded' }).catch((err) => log.warn({ err }, 'ingest: staging logs left by a stopped process not replayed at start; the orphan sweep does it'));
   if (lifecycleRunner) {
     await lifecycleRunner.start();
     lifecycle.startScheduler(lifecycleRunner.workerId);
   }
-  const staging = new StagingGroups((locations) => referencedLocations(catalog.sql, locations));
-  const ingest = new IngestService({
+  const staging = new StagingGroups((locations) => referencedLocations(catalog.sql, locations), loggedJobs);
+  ingest = new IngestService({
     sql: catalog.sql,
     drivers,
     queue,
@@ -196,7 +209,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     waitForJob: (id, ms) => runner.waitForJob(id, ms),
     catalogCache,
     staging,
-    jobs: new JobGroups(catalog.sql, { notify: catalog.mode === 'external', log }),
+    jobs: jobGroups,
     metrics,
   });
 
@@ -278,6 +291,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         // Stop accepting connections and let in-flight requests finish.
         await app.stop(false);
         await staging.close();
+        loggedJobs.close();
         // Running jobs finish (or are handed back to the queue) before their pool and catalog go.
         await lifecycle.stopScheduler();
         await Promise.all([runner, lifecycleRunner].map((r) => r?.stop(Math.max(1_000, config.shutdownTimeoutMs - 2_000))));
@@ -333,7 +347,10 @@ export interface LifecycleProcess {
  */
 export async function startLifecycleProcess(config: Config, log: Logger, options: { once: boolean }): Promise<LifecycleProcess> {
   const core = await openCore(config, log);
-  const { lifecycle, runner } = lifecycleOf(core, config, log, undefined, { run: true, servesQueries: false });
+  const jobs = new JobGroups(core.catalog.sql, { notify: core.catalog.mode === 'external', log });
+  // The orphan sweep inserts the jobs a stopped process owed; another process's runner writes them (it hears of them).
+  const loggedJobs = new LoggedJobs({ sql: core.catalog.sql, drivers: core.drivers, jobs, wake: () => {}, log });
+  const { lifecycle, runner } = lifecycleOf(core, config, log, undefined, { run: true, servesQueries: false, loggedJobs });
   await runner!.start();
   let finished: Promise<void> = new Promise(() => {});
   if (options.once) {

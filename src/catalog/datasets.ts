@@ -85,6 +85,12 @@ export function acceptsAsBefore(sql: Db, dataset: Dataset): Fragment {
       AND default_storage_target_id IS NOT DISTINCT FROM ${dataset.defaultStorageTargetId}::uuid)`;
 }
 
+/** Whether the catalog's row of `dataset` still accepts batches as `dataset` did (see {@link acceptsAsBefore}). */
+export async function stillAcceptsAsBefore(sql: Db, dataset: Dataset): Promise<boolean> {
+  const [row] = await sql<{ accepts: boolean }[]>`SELECT ${acceptsAsBefore(sql, dataset)} AS accepts`;
+  return row?.accepts === true;
+}
+
 export async function getDataset(sql: Db, idOrSlug: string): Promise<Dataset> {
   const dataset = await findDataset(sql, idOrSlug);
   if (!dataset) throw errors.not_found('dataset', idOrSlug);

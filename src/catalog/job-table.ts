@@ -112,6 +112,8 @@ export interface Job<P = unknown> {
 }
 
 export interface NewJob {
+  /** Chosen by the caller when the job must be known before its row exists (src/ingest/logged-jobs.ts). */
+  id?: string;
   queue: string;
   kind: string;
   datasetId?: string | null;
@@ -125,6 +127,33 @@ export interface NewJob {
   runAt?: Date | null;
   actor?: string | null;
   traceParent?: string | null;
+}
+
+/** A job as its row will read once inserted, for a job acknowledged before its row exists (src/ingest/logged-jobs.ts). */
+export function jobBeforeItsRow(input: NewJob & { id: string }, now = new Date()): Job {
+  return {
+    id: input.id,
+    queue: input.queue,
+    kind: input.kind,
+    datasetId: input.datasetId ?? null,
+    jobKey: input.jobKey ?? null,
+    payload: input.payload ?? {},
+    state: 'queued',
+    attempts: 0,
+    maxAttempts: input.maxAttempts ?? 5,
+    leaseExpiries: 0,
+    retryUntil: input.retryWindowMs == null ? null : new Date(now.getTime() + input.retryWindowMs),
+    runAt: input.runAt ?? now,
+    lockedBy: null,
+    lockedUntil: null,
+    lastError: null,
+    result: null,
+    actor: input.actor ?? null,
+    traceParent: input.traceParent ?? null,
+    createdAt: now,
+    updatedAt: now,
+    finishedAt: null,
+  };
 }
 
 const ms = (n: number) => `${Math.max(0, Math.round(n))} milliseconds`;
@@ -177,8 +206,28 @@ export async function enqueueJobsIf(
   { notify = true }: { notify?: boolean } = {},
 ): Promise<Array<Job | null>> {
   // The ids are chosen here so that each answer finds its input.
-  const rows = inputs.map((input) => ({
-    id: crypto.randomUUID(),
+  const rows = jobRows(inputs);
+  // INSERT … SELECT so that `condition` can be a WHERE. A notification per job, with what a
+  // runner weighs it by (unless the caller sends them: see notifyJobs); a LEFT JOIN, as there
+  // are none where nobody listens.
+  const enqueued = db`json_build_array(json_build_object('kind', created.kind, 'datasetId', created.dataset_id,
+    'payload', CASE WHEN octet_length(created.payload::text) <= ${NOTIFIED_PAYLOAD_BYTES} THEN created.payload END))`;
+  const created = await db<Job[]>`
+    WITH created AS (
+      ${insertJobs(db, rows)}
+      WHERE ${condition}
+      ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
+      RETURNING *)
+    SELECT created.* FROM created LEFT JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, ${notification(db, db`created.queue`, enqueued)})
+      WHERE ${notify} AND ${notifying(db)}) notified ON true`;
+  const byId = new Map(created.map((job) => [job.id, job]));
+  return rows.map((row) => byId.get(row.id) ?? null);
+}
+
+/** New jobs as the rows `insertJobs` reads, each with its id (the caller's, or a new one). */
+function jobRows(inputs: readonly NewJob[]) {
+  return inputs.map((input) => ({
+    id: input.id ?? crypto.randomUUID(),
     queue: input.queue,
     kind: input.kind,
     dataset_id: input.datasetId ?? null,
@@ -190,25 +239,56 @@ export async function enqueueJobsIf(
     actor: input.actor ?? null,
     trace_parent: input.traceParent ?? null,
   }));
-  // INSERT … SELECT so that `condition` can be a WHERE. A notification per job, with what a
-  // runner weighs it by (unless the caller sends them: see notifyJobs); a LEFT JOIN, as there
-  // are none where nobody listens.
-  const enqueued = db`json_build_array(json_build_object('kind', created.kind, 'datasetId', created.dataset_id,
-    'payload', CASE WHEN octet_length(created.payload::text) <= ${NOTIFIED_PAYLOAD_BYTES} THEN created.payload END))`;
-  const created = await db<Job[]>`
-    WITH created AS (
-      INSERT INTO jobs (id, queue, kind, dataset_id, job_key, payload, max_attempts, retry_until, run_at, actor, trace_parent)
+}
+
+/** `INSERT INTO jobs … SELECT … FROM` the rows, as `j`: the caller adds its WHERE and ON CONFLICT. */
+function insertJobs(db: Db, rows: ReturnType<typeof jobRows>): Fragment {
+  return db`INSERT INTO jobs (id, queue, kind, dataset_id, job_key, payload, max_attempts, retry_until, run_at, actor, trace_parent)
       SELECT j.id, j.queue, j.kind, j.dataset_id, j.job_key, j.payload, j.max_attempts,
              now() + j.retry_window_ms * interval '1 millisecond', COALESCE(j.run_at, now()), j.actor, j.trace_parent
       FROM jsonb_to_recordset(${db.json(rows as never)}::jsonb) AS j(id uuid, queue text, kind text, dataset_id uuid, job_key text,
-        payload jsonb, max_attempts integer, retry_window_ms bigint, run_at timestamptz, actor text, trace_parent text)
-      WHERE ${condition}
-      ON CONFLICT (queue, job_key) WHERE job_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
-      RETURNING *)
-    SELECT created.* FROM created LEFT JOIN LATERAL (SELECT pg_notify(${JOBS_CHANNEL}, ${notification(db, db`created.queue`, enqueued)})
-      WHERE ${notify} AND ${notifying(db)}) notified ON true`;
-  const byId = new Map(created.map((job) => [job.id, job]));
-  return rows.map((row) => byId.get(row.id) ?? null);
+        payload jsonb, max_attempts integer, retry_window_ms bigint, run_at timestamptz, actor text, trace_parent text)`;
+}
+
+/**
+ * Inserts the jobs of batches acknowledged on their staging log's records (src/ingest/logged-jobs.ts)
+ * and moves the log's mark to `through`, the byte after the last of those records, in one
+ * statement: the jobs of every record before the mark then have rows. A job whose row exists (a
+ * replay met it) is not inserted again, nor one whose dataset is gone. Answers the jobs inserted,
+ * without their notification (see notifyJobs).
+ */
+export async function enqueueLoggedJobs(db: Db, location: string, through: number, inputs: readonly NewJob[]): Promise<Job[]> {
+  return db<Job[]>`
+    WITH created AS (
+      ${insertJobs(db, jobRows(inputs))}
+      WHERE EXISTS (SELECT FROM datasets d WHERE d.id = j.dataset_id)
+      ON CONFLICT (id) DO NOTHING
+      RETURNING *),
+    marked AS (
+      INSERT INTO staging_log_progress (location, jobs_through) VALUES (${location}, ${through})
+      ON CONFLICT (location) DO UPDATE SET jobs_through = GREATEST(staging_log_progress.jobs_through, EXCLUDED.jobs_through), updated_at = now())
+    SELECT * FROM created`;
+}
+
+/** The byte of a staging log before which every record's job has a row (0 when none is known). */
+export async function loggedJobsThrough(db: Db, location: string): Promise<number> {
+  const [row] = await db<{ through: string }[]>`SELECT jobs_through::text AS through FROM staging_log_progress WHERE location = ${location}`;
+  return row ? Number(row.through) : 0;
+}
+
+/**
+ * Forgets the marks not moved for `olderThanMs`: of logs deleted by a process that stopped before
+ * it forgot them. (A log's records are replayed long before: at the start of any process, and by
+ * the orphan sweep.)
+ */
+export async function purgeStagingLogProgress(db: Db, olderThanMs: number): Promise<number> {
+  const rows = await db`DELETE FROM staging_log_progress WHERE updated_at < now() - ${ms(olderThanMs)}::interval RETURNING location`;
+  return rows.length;
+}
+
+/** Forgets the marks of staging logs that were deleted. */
+export async function forgetStagingLogs(db: Db, locations: readonly string[]): Promise<void> {
+  if (locations.length > 0) await db`DELETE FROM staging_log_progress WHERE location = ANY(${db.array([...locations])}::text[])`;
 }
 
 /**

@@ -32,6 +32,8 @@ import readerPins0007 from '../../migrations/0007_reader_pins.ts' with { type: '
 import apiTokens0008 from '../../migrations/0008_api_tokens.ts' with { type: 'text' };
 // @ts-expect-error: as above
 import storageOwnership0009 from '../../migrations/0009_storage_ownership.ts' with { type: 'text' };
+// @ts-expect-error: as above
+import stagingLogProgress0010 from '../../migrations/0010_staging_log_progress.ts' with { type: 'text' };
 
 /** Every migration, in order. A test checks this list against `migrations/`. */
 export const MIGRATIONS: ReadonlyArray<{ name: string; text: string }> = [
@@ -44,6 +46,7 @@ export const MIGRATIONS: ReadonlyArray<{ name: string; text: string }> = [
   { name: '0007_reader_pins.ts', text: readerPins0007 as string },
   { name: '0008_api_tokens.ts', text: apiTokens0008 as string },
   { name: '0009_storage_ownership.ts', text: storageOwnership0009 as string },
+  { name: '0010_staging_log_progress.ts', text: stagingLogProgress0010 as string },
 ];
 
 const MIGRATION_LOCK_KEY = 0x7473_6d69; // "tsmi": one key for every timestore schema in a database

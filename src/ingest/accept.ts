@@ -8,16 +8,26 @@
  * version if needed, claims the idempotency key and inserts the job. Only
  * after that commit does the client hear 202.
  *
+ * Except for the most common batch: of an existing dataset, adding no field,
+ * without an idempotency key, from a client that does not wait for its write.
+ * Its job goes into its staging log's record with the body, and the client
+ * hears 202 once that record is durable; the job row is inserted after, in log
+ * order (staging-groups.ts), or by the next process to start if this one stops
+ * first (logged-jobs.ts). A row remembered from an earlier request is read
+ * again first, while the rows are checked, so the batch is accepted only as
+ * the catalog's current row would accept it.
+ *
  * The body formats (formats/) differ only in where the schema comes from (the
  * batch's declaration, or the dataset's latest version), how rows are checked
  * and what is staged (JSON and NDJSON/CSV bodies as they arrived, Arrow as
  * NDJSON); the rules are the same.
  */
+import { randomUUID } from 'node:crypto';
 import type { Sql } from 'postgres';
 import { recordAuditEvent } from '../catalog/audit.ts';
 import { acceptsAsBefore, createDatasetIfMissing, DEFAULT_PARTITION_WINDOW_SECONDS, findDataset, lockDataset } from '../catalog/datasets.ts';
 import { claimIdempotencyKey, findIdempotencyKey, type IdempotencyRecord } from '../catalog/idempotency.ts';
-import { enqueueJob, enqueueJobIf, getJob, type Job, type NewJob } from '../catalog/job-table.ts';
+import { enqueueJob, enqueueJobIf, getJob, type Job, jobBeforeItsRow, type NewJob } from '../catalog/job-table.ts';
 import { getSchemaVersion, recordSchemaVersion } from '../catalog/schema-versions.ts';
 import type { CatalogCache } from '../catalog/lookup-cache.ts';
 import type { Db } from '../catalog/db.ts';
@@ -33,7 +43,7 @@ import { DEFAULT_MAX_BATCH_ROWS, tooManyRows } from './formats/index.ts';
 import type { BatchSummary } from './validation.ts';
 import { stagingLogKey, stagingObjectKey } from '../model/object-keys.ts';
 import { checkObjectKeys } from './object-key-limits.ts';
-import { type StagedBody, stagedAlone, type StagedRange, type StagingGroups } from './staging-groups.ts';
+import { type LoggedJob, type StagedBody, stagedAlone, type StagedRange, type StagingGroups } from './staging-groups.ts';
 import type { JobGroups } from './job-groups.ts';
 import { isStorableTime, parseIngestTimestamp, STORABLE_TIME_RANGE } from '../model/timestamps.ts';
 
@@ -60,7 +70,7 @@ export function ingestJob(
   request: { actor: string | null; traceParent: string | null; awaited?: boolean },
   dataset: Dataset,
   schema: SchemaVersion,
-  { target, staged, format }: Pick<StagedBatch, 'target' | 'staged' | 'format'>,
+  { target, staged, format }: Pick<StagedBatch, 'target' | 'format'> & { staged: Pick<StagedBody, 'sizeBytes' | 'range'> & { location?: string } },
   partitionKey: Record<string, string>,
   rows: { rowCount: number; minTime: number; maxTime: number },
 ): NewJob {
@@ -69,7 +79,8 @@ export function ingestJob(
     schemaVersion: schema.version,
     partitionKey,
     storageTargetId: target.id,
-    staged: { location: staged.location, format, sizeBytes: staged.sizeBytes, ...(staged.range ? { range: staged.range } : {}) },
+    // No location for a job kept in a staging log's record: the log is its place (jobOfRecord).
+    staged: { location: staged.location!, format, sizeBytes: staged.sizeBytes, ...(staged.range ? { range: staged.range } : {}) },
     rowCount: rows.rowCount,
     minTime: new Date(rows.minTime).toISOString(),
     maxTime: new Date(rows.maxTime).toISOString(),
@@ -97,6 +108,17 @@ export interface Accepted {
   job: Job;
   /** True when an earlier request with the same idempotency key and body already holds this job. */
   replayed: boolean;
+  /** For a batch acknowledged on its staging log's record: resolves once its job row exists. */
+  jobRow?: Promise<void>;
+}
+
+/**
+ * The job of a staging log's record (see {@link ingestJob}: written into the record without its
+ * body's place, which the log gives).
+ */
+export function jobOfRecord<J extends NewJob>(job: J, location: string, body: { offset: number; length: number }): J {
+  const payload = job.payload as IngestJobPayload;
+  return { ...job, payload: { ...payload, staged: { ...payload.staged, location, range: { offset: body.offset, length: body.length } } } };
 }
 
 export interface AcceptDeps {
@@ -144,6 +166,10 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   const declared = batch.declare(latest) ?? datasetFields(slug, existing, latest);
   const timestampColumn = existing?.timestampColumn ?? chooseTimestampColumn(declared);
   const merged = mergeSchema(latest, declared, timestampColumn, deps.maxFields);
+  // The common case, a batch of an existing dataset that adds no field, takes no lock: its
+  // fields are in the latest version, and versions only grow, so concurrent batches of one
+  // dataset do not queue behind each other here.
+  const unchanged = existing !== null && latest !== null && merged.added.length === 0;
   // Staging is I/O and checking the rows is work for this thread: when the staged bytes are the
   // body itself and large enough to be staged alone, staging starts first and moves on while the
   // check yields (NDJSON does, between chunks of lines). Refusals of the rows still come first, as
@@ -153,6 +179,11 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   const early = batch.stagesBodyAsReceived && stagedAlone(batch.staged().bytes.byteLength);
   const staging = early ? stageBody(deps, slug, batch, existing, request.mayChooseTarget === true) : null;
   staging?.catch(() => {}); // observed below
+  // May be acknowledged on its staging log's record (see the top of this file); a row the request
+  // did not read itself is read again meanwhile.
+  const mayLogJob = unchanged && !early && !request.idempotencyKey && !request.awaited && deps.jobs !== undefined && deps.staging?.logsJobs === true;
+  const confirmation = mayLogJob && checkedOn ? deps.jobs!.confirm(checkedOn) : null;
+  confirmation?.catch(() => {}); // observed below
   let summary: BatchSummary;
   let requestHash: string;
   try {
@@ -179,14 +210,33 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     await discard(deps, staging);
     throw err;
   }
-  const { target, driver, staged, format } = await (staging ?? stageBody(deps, slug, batch, existing, request.mayChooseTarget === true));
+  // The body is appended while the row is read again (if it is): a batch the row no longer
+  // accepts as before, or whose row could not be read, is withdrawn from the log once the log's
+  // mark has passed its record (so no replay inserts it either), and refused as the path below
+  // would have refused it.
+  let logged: (NewJob & { id: string }) | undefined;
+  const accepted = confirmation ?? Promise.resolve(true);
+  const jobFor = (target: StorageTarget, format: StagedInputFormat): LoggedJob => ({
+    job: (logged = { ...ingestJob(deps.queue, request, existing!, latest!, { target, staged: { sizeBytes: batch.staged().bytes.byteLength }, format }, batch.partition.key, summary), id: randomUUID() }),
+    accepted,
+  });
+  const { target, driver, staged, format } = await (staging ?? stageBody(deps, slug, batch, existing, request.mayChooseTarget === true, mayLogJob ? jobFor : undefined));
+  if (staged.jobRow && staged.range && logged) {
+    const outcome = await accepted.then(
+      (yes) => (yes ? null : datasetChanged(slug)),
+      (err: unknown) => err,
+    );
+    if (!outcome) return { job: jobBeforeItsRow(jobOfRecord(logged, staged.location, staged.range)), replayed: false, jobRow: staged.jobRow };
+    // Withdrawn: answered once no replay can insert it (a catalog that could not be read is
+    // waited for, as the record is withdrawn only once the catalog takes the log's mark).
+    await staged.jobRow;
+    throw outcome;
+  }
+  // Staged elsewhere (alone): the path below, which finds a changed row itself.
+  if (confirmation) await confirmation.catch(() => {});
 
   try {
-    // The common case, a batch of an existing dataset that adds no field, takes no lock: its
-    // fields are in the latest version, and versions only grow, so concurrent batches of one
-    // dataset do not queue behind each other here. Without an idempotency key to claim, its one
-    // statement needs no transaction.
-    const unchanged = existing !== null && latest !== null && merged.added.length === 0;
+    // Without an idempotency key to claim, the common case's one statement needs no transaction.
     const newJob = (dataset: Dataset, schema: SchemaVersion) =>
       ingestJob(deps.queue, request, dataset, schema, { target, staged, format }, batch.partition.key, summary);
     // null: the row the check passed on no longer accepts the batch as it did.
@@ -196,8 +246,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     // dataset arriving at the same time (job-groups.ts).
     const enqueueWithOthers = (job: NewJob): Promise<Job | null> =>
       checkedOn && deps.jobs ? deps.jobs.enqueue(job, checkedOn) : enqueue(deps.sql, job);
-    const changed = () =>
-      refuse('dataset_changed', `dataset "${slug}" changed (its scopes, status or storage target) while this batch was accepted; send it again`, { dataset: slug });
+    const changed = () => datasetChanged(slug);
     const job =
       unchanged && !request.idempotencyKey
         ? await inStatement(() => enqueueWithOthers(newJob(existing, latest)))
@@ -230,10 +279,21 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   }
 }
 
-/** Stages the batch's body on its storage target: durable once this resolves. */
-async function stageBody(deps: AcceptDeps, slug: string, batch: DecodedBatch, existing: Dataset | null, mayChooseTarget: boolean) {
-  return stageBytes(deps, slug, await batchTarget(deps, slug, batch, existing, mayChooseTarget), batch.staged(), batch.partition.key);
+/** The refusal of a batch whose dataset's row changed while it was accepted (the route checks the caller again and starts over). */
+function datasetChanged(slug: string): AppError {
+  return refuse('dataset_changed', `dataset "${slug}" changed (its scopes, status or storage target) while this batch was accepted; send it again`, { dataset: slug });
 }
+
+/**
+ * Stages the batch's body on its storage target: durable once this resolves. `jobFor`: the job to
+ * keep in a staging log's record with the body, if it goes to one.
+ */
+async function stageBody(deps: AcceptDeps, slug: string, batch: DecodedBatch, existing: Dataset | null, mayChooseTarget: boolean, jobFor?: JobFor) {
+  return stageBytes(deps, slug, await batchTarget(deps, slug, batch, existing, mayChooseTarget), batch.staged(), batch.partition.key, jobFor);
+}
+
+/** The job of a body staged on `target` in `format`, without the body's place (see {@link jobOfRecord}), and whether its batch is accepted. */
+type JobFor = (target: StorageTarget, format: StagedInputFormat) => LoggedJob;
 
 /** A body staged on its storage target, durable (what `stageBytes` resolves to). */
 export type StagedBatch = Awaited<ReturnType<typeof stageBytes>>;
@@ -251,13 +311,14 @@ export async function stageBytes(
   target: StorageTarget,
   body: ReturnType<DecodedBatch['staged']>,
   partitionKey: Record<string, string>,
+  jobFor?: JobFor,
 ) {
   const driver = deps.drivers.forTarget(target);
   checkObjectKeys(driver, slug, partitionKey, body.extension);
   const keys = { body: () => stagingObjectKey(slug, body.extension), log: () => stagingLogKey(slug, body.extension) };
   const staged: StagedBody =
     deps.staging && GROUPED_FORMATS.has(body.format)
-      ? await deps.staging.stage(driver, `${target.id} ${slug} ${body.format}`, keys, body.bytes)
+      ? await deps.staging.stage(driver, `${target.id} ${slug} ${body.format}`, keys, body.bytes, jobFor?.(target, body.format))
       : await driver.putBytes(keys.body(), body.bytes);
   return { target, driver, staged, format: body.format };
 }

@@ -15,7 +15,7 @@
  * `wake`).
  */
 import type { Db } from '../catalog/db.ts';
-import { acceptsAsBefore } from '../catalog/datasets.ts';
+import { acceptsAsBefore, stillAcceptsAsBefore } from '../catalog/datasets.ts';
 import { type EnqueuedJob, enqueueJobsIf, type Job, type NewJob, notifyJobs } from '../catalog/job-table.ts';
 import type { Logger } from '../log.ts';
 import type { Dataset } from '../model/records.ts';
@@ -44,6 +44,8 @@ interface Line {
 export class JobGroups {
   /** Per dataset row as checked (the object the check passed on), its inserts in flight and the jobs waiting. */
   private readonly lines = new Map<Dataset, Line>();
+  /** Per dataset row as checked, the read of the catalog's row in flight, and the one that follows it (see {@link confirm}). */
+  private readonly confirming = new Map<Dataset, { inFlight: Promise<unknown> | null; next: Promise<boolean> | null }>();
   /** Per queue, the jobs inserted that other processes have not heard of yet. */
   private readonly unnoticed = new Map<string, EnqueuedJob[]>();
 
@@ -92,8 +94,33 @@ export class JobGroups {
       });
   }
 
+  /**
+   * Whether the catalog's row of `checkedOn`'s dataset still accepts batches as `checkedOn` did,
+   * read after this call: the requests of a dataset that ask while one read is in flight share the
+   * next.
+   */
+  confirm(checkedOn: Dataset): Promise<boolean> {
+    let read = this.confirming.get(checkedOn);
+    if (!read) this.confirming.set(checkedOn, (read = { inFlight: null, next: null }));
+    const entry = read;
+    const run = (): Promise<boolean> => {
+      const answer = stillAcceptsAsBefore(this.sql, checkedOn);
+      entry.inFlight = answer.finally(() => {
+        entry.inFlight = null;
+        if (!entry.next) this.confirming.delete(checkedOn);
+      });
+      return answer;
+    };
+    if (!entry.inFlight) return run();
+    entry.next ??= entry.inFlight.then(
+      () => ((entry.next = null), run()),
+      () => ((entry.next = null), run()),
+    );
+    return entry.next;
+  }
+
   /** Tells other processes of `jobs` with the others inserted within the notice interval. */
-  private notice(jobs: ReadonlyArray<Job | null>): void {
+  notice(jobs: ReadonlyArray<Job | null>): void {
     for (const job of jobs) {
       if (!job) continue;
       let unnoticed = this.unnoticed.get(job.queue);

@@ -89,6 +89,9 @@ function tooLarge(limit: number) {
 }
 
 export class IngestService {
+  /** Jobs of batches acknowledged on their staging log's records whose rows do not exist yet, by id (accept.ts). */
+  private readonly beforeRows = new Map<string, Job>();
+
   constructor(private readonly options: IngestServiceOptions) {}
 
   get inline(): boolean {
@@ -123,6 +126,11 @@ export class IngestService {
       awaited: request.waitMs > 0,
       mayChooseTarget: request.mayChooseTarget,
     });
+    if (accepted.jobRow) {
+      const { id } = accepted.job;
+      this.beforeRows.set(id, accepted.job);
+      void accepted.jobRow.then(() => this.beforeRows.delete(id));
+    }
     const payload = accepted.job.payload as Partial<IngestJobPayload>;
     this.options.metrics?.ingestAccepted(payload.datasetSlug ?? request.datasetSlug, {
       rows: payload.rowCount ?? 0,
@@ -163,7 +171,13 @@ export class IngestService {
     return { jobs: await Promise.all(jobs.map(async (job) => (await this.options.waitForJob(job.id, request.waitMs)) ?? job)), replayed };
   }
 
-  job(id: string): Promise<Job | null> {
-    return getJob(this.options.sql, id);
+  /** A job by id: from the catalog, or one acknowledged here whose row is about to be inserted (as queued). */
+  async job(id: string): Promise<Job | null> {
+    return this.jobBeforeItsRow(id) ?? getJob(this.options.sql, id);
+  }
+
+  /** A job acknowledged on its staging log's record whose row does not exist yet, or null. */
+  jobBeforeItsRow(id: string): Job | null {
+    return this.beforeRows.get(id) ?? null;
   }
 }

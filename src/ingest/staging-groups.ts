@@ -9,8 +9,10 @@
  * file), each job naming its byte range (`IngestJobPayload.staged.range`):
  *
  * - On a target that takes appends (local disk), the line's staging log. A body is written to it
- *   at once, at its own offset, and is durable with the log's next fdatasync (one runs at a time;
- *   the bodies written meanwhile share the next). While a line's log is open, every small body of
+ *   at once, at its own offset, as a record that says what it is (model/staging-log-records.ts:
+ *   its length, its checksum, and the job of a batch acknowledged before its job row exists), and
+ *   is durable with the log's next fdatasync (one runs at a time; the bodies written meanwhile
+ *   share the next). While a line's log is open, every small body of
  *   the line goes to it. A log takes appends for {@link STAGING_LOG_OPEN_MS} (or up to
  *   {@link MAX_LOG_BYTES}), then the next body opens another: creating, renaming and deleting a
  *   file per body or group cost more CPU than their bytes (docs/performance.md, "Staging logs").
@@ -26,6 +28,7 @@
  */
 import { STAGING_LOG_OPEN_MS } from '../model/object-keys.ts';
 import { endsLine, NEW_LINE } from '../model/staged-lines.ts';
+import { stagingLogRecord } from '../model/staging-log-records.ts';
 import type { AppendLog, StorageDriver, StoredObject } from '../storage/driver.ts';
 
 /** A body's bytes within a shared staged object. */
@@ -45,6 +48,11 @@ export const inStagingLog = (range: StagedRange | undefined): boolean => range !
 /** Where a body is staged: an object of its own, or a range of a shared one. */
 export interface StagedBody extends StoredObject {
   range?: StagedRange;
+  /**
+   * For a body staged with its job in a log's record: resolves once the log's mark has passed the
+   * record, its job inserted if the batch was accepted ({@link LoggedJob}).
+   */
+  jobRow?: Promise<void>;
 }
 
 /** Bodies larger than this are staged alone: their own write costs more than the wait for it. */
@@ -60,6 +68,14 @@ export const MAX_GROUP_BYTES = 16 * 1024 * 1024;
  * 9–15 % fewer batches a second); beyond that, bodies wait and share the next write.
  */
 export const MAX_IN_FLIGHT = 2;
+/**
+ * How long the jobs of a log's durable records wait for others before they are inserted: their
+ * batches are acknowledged already, and one insert for many costs the catalog (and the requests
+ * whose reads wait behind it there) less than many for few.
+ */
+const LOGGED_JOBS_WAIT_MS = 10;
+/** Most jobs of logged records one insert takes; more wait for the next. */
+const MAX_LOGGED_JOBS_PER_INSERT = 256;
 /** Most bytes one staging log takes before the next body opens a new one. */
 export const MAX_LOG_BYTES = 64 * 1024 * 1024;
 
@@ -91,6 +107,46 @@ export interface StagingKeys {
   log(): string;
 }
 
+/**
+ * A job to keep in a staging log's record with its body, and whether its batch is accepted: a
+ * check that may still be running while the body is appended. A batch not accepted is withdrawn:
+ * its job is never inserted, and the log's mark passes its record all the same, so that no replay
+ * inserts it either.
+ */
+export interface LoggedJob {
+  job: unknown;
+  accepted: Promise<boolean>;
+}
+
+/** A record appended with a job (an acknowledgement before its job row), until the log's mark passes it. */
+interface LoggedRecord {
+  job: unknown;
+  /** The body's range within the log. */
+  offset: number;
+  length: number;
+  /** The byte after the record. */
+  end: number;
+  /** Durable: its job may be inserted. Until then, it holds back the jobs after it. */
+  durable: boolean;
+  /** Whether its batch is accepted; undefined until known, which holds back the jobs after it too. */
+  accepted: boolean | undefined;
+  passed(): void;
+}
+
+/**
+ * Where the jobs of logged records go: inserted in log order, with the log's mark moved past them
+ * in the same statement (catalog/job-table.ts `enqueueLoggedJobs`); and the marks of deleted logs forgotten.
+ */
+export interface LoggedJobSink {
+  insert(location: string, through: number, records: ReadonlyArray<{ job: unknown; offset: number; length: number }>): Promise<void>;
+  forget(locations: string[]): Promise<void>;
+}
+
+/** The longest {@link StagingGroups.close} waits for the jobs of logged records to be inserted. */
+const CLOSE_WAIT_MS = 5_000;
+/** The longest a log waits before it tries again to insert the jobs of its records. */
+const MAX_INSERT_RETRY_MS = 5_000;
+
 interface Log {
   driver: StorageDriver;
   /** Resolves once the log's file exists. */
@@ -101,7 +157,17 @@ interface Log {
   /** Batches appended (or being appended) whose fate is not settled yet (see {@link StagingGroups.settle}). */
   unsettled: number;
   closed: boolean;
+  /** Records appended with a job that the log's mark has not passed yet, in log order. */
+  logged: LoggedRecord[];
+  /** Known once the log is opened. */
+  location?: string;
+  /** An insert of the logged records' jobs is in flight, or waits to try again. */
+  inserting: boolean;
+  retryMs: number;
 }
+
+/** Whether a logged record's job may be inserted (or its withdrawal marked): durable, and its batch's fate known. */
+const ready = (record: LoggedRecord | undefined): boolean => record !== undefined && record.durable && record.accepted !== undefined;
 
 /** Whether `log` takes `bytes` more: open, younger than STAGING_LOG_OPEN_MS, and not full. */
 function takes(log: Log, bytes: number): boolean {
@@ -118,12 +184,21 @@ export class StagingGroups {
   /** Every log not deleted yet, open or closed, by location once known. */
   private readonly logs = new Map<string, Log>();
   private tidying: ReturnType<typeof setInterval> | null = null;
+  private closed = false;
 
   /**
    * `referenced`: the locations among these that a job that has not succeeded names (the catalog's
    * answer). Without it, no staging log is used: nothing could tell when one may go.
    */
-  constructor(private readonly referenced?: (locations: string[]) => Promise<Set<string>>) {}
+  constructor(
+    private readonly referenced?: (locations: string[]) => Promise<Set<string>>,
+    private readonly loggedJobs?: LoggedJobSink,
+  ) {}
+
+  /** Whether a job given to {@link stage} may be kept in a log's record, its row inserted after the body is durable. */
+  get logsJobs(): boolean {
+    return this.loggedJobs !== undefined;
+  }
 
   /**
    * Says what became of a batch staged in a shared object: queued (its job committed, or perhaps:
@@ -150,20 +225,22 @@ export class StagingGroups {
    * Stages `bytes` through `driver` for the line `groupKey` (same target, dataset and format):
    * alone while fewer than {@link MAX_IN_FLIGHT} of its writes are in flight; beyond that, in its
    * staging log where the target has logs, else with the other bodies that arrive meanwhile.
-   * Resolves once the body is durable.
+   * `job`, if given, is written into a staging log's record with the body, and inserted once the
+   * record is durable and the batch accepted, after the jobs of the records before it (`jobRow` of
+   * the answer resolves then); elsewhere it is not kept. Resolves once the body is durable.
    */
-  stage(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array): Promise<StagedBody> {
+  stage(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array, job?: LoggedJob): Promise<StagedBody> {
     if (stagedAlone(bytes.byteLength)) return driver.putBytes(keys.body(), bytes);
     const logs = driver.openLog !== undefined && this.referenced !== undefined;
     const log = this.openLogs.get(groupKey);
-    if (logs && log && takes(log, bytes.byteLength + 1)) return this.append(driver, groupKey, keys, bytes);
+    if (logs && log && takes(log, bytes.byteLength + 1)) return this.append(driver, groupKey, keys, bytes, job);
     let line = this.lines.get(groupKey);
     if (!line) this.lines.set(groupKey, (line = { inFlight: 0, waiting: null }));
     if (line.inFlight < MAX_IN_FLIGHT) {
       line.inFlight++;
       return this.writeAlone(driver, groupKey, keys, bytes);
     }
-    if (logs) return this.append(driver, groupKey, keys, bytes);
+    if (logs) return this.append(driver, groupKey, keys, bytes, job);
     const waiting = (line.waiting ??= { parts: [], bytes: 0, members: [] });
     if (waiting.bytes + bytes.byteLength > MAX_GROUP_BYTES) return driver.putBytes(keys.body(), bytes);
     return new Promise<StagedBody>((resolve, reject) => {
@@ -206,38 +283,98 @@ export class StagingGroups {
   }
 
   /**
-   * Appends a body to its line's staging log (a new one when it is full or old): written at once,
-   * durable with the fdatasync it shares.
+   * Appends a body's record to its line's staging log (a new one when it is full or old): written
+   * at once, durable with the fdatasync it shares.
    */
-  private async append(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array): Promise<StagedBody> {
-    const parts = onLinesOfItsOwn(bytes);
+  private async append(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array, job: LoggedJob | undefined): Promise<StagedBody> {
+    const parts = stagingLogRecord(bytes, job?.job);
     const size = parts.reduce((sum, part) => sum + part.byteLength, 0);
     let log = this.openLogs.get(groupKey);
     if (!log || !takes(log, size)) {
       if (log) this.closeLog(groupKey, log);
       const opened = driver.openLog!(keys.log());
-      log = { driver, opened, openedAt: Date.now(), bytes: 0, unsettled: 0, closed: false };
+      log = { driver, opened, openedAt: Date.now(), bytes: 0, unsettled: 0, closed: false, logged: [], inserting: false, retryMs: 0 };
       this.openLogs.set(groupKey, log);
       this.tidying ??= setInterval(() => void this.tidy(), STAGING_LOG_OPEN_MS);
       this.tidying.unref?.();
       const entry = log;
       opened.then(
-        (object) => this.logs.set(object.location, entry),
+        (object) => {
+          entry.location = object.location;
+          this.logs.set(object.location, entry);
+        },
         () => this.closeLog(groupKey, entry),
       );
     }
+    // Appends reach the log in the order of these calls (each waits for the same `opened`), so a
+    // record's place is known here, before its append starts.
+    const start = log.bytes;
     log.bytes += size;
     // Counted before the append: the log is not deleted while this batch's job may still be inserted.
     log.unsettled++;
+    let record: LoggedRecord | undefined;
+    let jobRow: Promise<void> | undefined;
+    if (job !== undefined && this.loggedJobs) {
+      const offset = start + parts[0]!.byteLength;
+      jobRow = new Promise<void>((passed) => {
+        record = { job: job.job, offset, length: bytes.byteLength, end: start + size, durable: false, accepted: undefined, passed };
+      });
+      const entry = record!;
+      log.logged.push(entry);
+      const settled = (accepted: boolean) => {
+        entry.accepted = accepted;
+        this.insertLogged(log);
+      };
+      job.accepted.then(settled, () => settled(false));
+    }
     try {
       const object = await log.opened;
-      const offset = await object.append(parts);
-      return { location: object.location, sizeBytes: bytes.byteLength, range: { offset, length: bytes.byteLength } };
+      const offset = (await object.append(parts)) + parts[0]!.byteLength;
+      if (record) {
+        record.durable = true;
+        this.insertLogged(log);
+      }
+      return { location: object.location, sizeBytes: bytes.byteLength, range: { offset, length: bytes.byteLength }, ...(jobRow ? { jobRow } : {}) };
     } catch (err) {
+      // Not acknowledged: its job is never inserted, and holds back no other.
+      if (record) log.logged.splice(log.logged.indexOf(record), 1);
       log.unsettled--;
       this.closeLog(groupKey, log); // the next body opens a new log
       throw err;
     }
+  }
+
+  /**
+   * Inserts the jobs of the log's durable records that no record still being appended precedes,
+   * with the log's mark after the last of them; one insert at a time per log, in log order. One
+   * that fails is tried again (the batches are acknowledged, and only their job rows are missing:
+   * a process that starts again would insert them from the log).
+   */
+  private insertLogged(log: Log): void {
+    if (log.inserting || !ready(log.logged[0])) return;
+    log.inserting = true;
+    setTimeout(() => this.insertReady(log), LOGGED_JOBS_WAIT_MS);
+  }
+
+  private insertReady(log: Log): void {
+    const waiting = log.logged.findIndex((r) => !ready(r));
+    const records = log.logged.slice(0, Math.min(waiting < 0 ? log.logged.length : waiting, MAX_LOGGED_JOBS_PER_INSERT));
+    const accepted = records.filter((r) => r.accepted);
+    this.loggedJobs!.insert(log.location!, records.at(-1)!.end, accepted).then(
+      () => {
+        log.logged.splice(0, records.length);
+        log.unsettled -= records.length;
+        log.retryMs = 0;
+        log.inserting = false;
+        for (const r of records) r.passed();
+        this.insertLogged(log);
+      },
+      () => {
+        if (this.closed) return;
+        log.retryMs = Math.min(MAX_INSERT_RETRY_MS, Math.max(100, log.retryMs * 2));
+        setTimeout(() => this.insertReady(log), log.retryMs).unref?.();
+      },
+    );
   }
 
   /** Takes no more appends into `log` (those in flight finish). */
@@ -259,11 +396,14 @@ export class StagingGroups {
     if (done.length > 0) {
       try {
         const named = await this.referenced!(done.map(([location]) => location));
+        const deleted: string[] = [];
         for (const [location, log] of done) {
           if (named.has(location)) continue;
           this.logs.delete(location);
-          await log.driver.delete(location).catch(() => {}); // else left for the orphan sweep
+          // else left for the orphan sweep
+          if (await log.driver.delete(location).then(() => true, () => false)) deleted.push(location);
         }
+        await this.loggedJobs?.forget(deleted);
       } catch {
         // the catalog did not answer: the next round asks again
       }
@@ -274,9 +414,16 @@ export class StagingGroups {
     }
   }
 
-  /** Closes every log; deletes those already done with (see {@link tidy}). The rest go with the orphan sweep. */
+  /**
+   * Closes every log; deletes those already done with (see {@link tidy}). The rest go with the
+   * orphan sweep, and the jobs of logged records not inserted within {@link CLOSE_WAIT_MS} are
+   * inserted from their logs by the next process to start (src/ingest/logged-jobs.ts).
+   */
   async close(): Promise<void> {
     for (const [groupKey, log] of this.openLogs) this.closeLog(groupKey, log);
+    const deadline = Date.now() + CLOSE_WAIT_MS;
+    while (Date.now() < deadline && [...this.logs.values()].some((log) => log.logged.length > 0)) await Bun.sleep(10);
+    this.closed = true;
     await this.tidy();
     if (this.tidying) clearInterval(this.tidying);
     this.tidying = null;

@@ -11,6 +11,9 @@
  *   failed writes, of attempts that lost a race, of jobs an operator deleted, and temporary files
  *   a crash left behind (among them the staging logs of a process that stopped before their
  *   batches were written; a log modified in the last minute may still be open and is left alone).
+ *   Before that, the jobs a staging log's records hold that have no row are inserted
+ *   (`replayStagingLog`): batches acknowledged on the record alone, by a process that stopped
+ *   before it inserted them.
  *   A failed job's staged batch is kept: only an operator drops it.
  *   It deletes only what timestore owns: nothing at all under a target whose owner marker does not
  *   name this catalog (storage/owner-marker.ts), and no object whose key is not exactly of a shape
@@ -20,12 +23,12 @@
  *   retention; failed jobs stay (except those of the queues named, whose work is redone anyway).
  */
 import type { Sql } from 'postgres';
-import { purgeFinishedJobs } from '../catalog/job-table.ts';
+import { forgetStagingLogs, purgeFinishedJobs, purgeStagingLogProgress } from '../catalog/job-table.ts';
 import { claimFilesToDelete, purgeExpiredIdempotencyKeys, referencedLocations } from '../catalog/lifecycle.ts';
 import { purgeExpiredReaderPins } from '../catalog/reader-pins.ts';
 import { catalogId } from '../catalog/identity.ts';
 import { getStorageTarget } from '../catalog/storage-targets.ts';
-import { OBJECT_KEY_PREFIXES, STAGING_LOG_OPEN_MS, sweepableKind } from '../model/object-keys.ts';
+import { OBJECT_KEY_PREFIXES, OPEN_LOG_AGE_MS, sweepableKind } from '../model/object-keys.ts';
 import type { Dataset, StorageTarget } from '../model/records.ts';
 import type { Logger } from '../log.ts';
 import { type ListedObject, readOwnerMarker, type StorageDriver, type StorageDrivers } from '../storage/index.ts';
@@ -34,6 +37,11 @@ export interface CollectorDeps {
   sql: Sql;
   drivers: StorageDrivers;
   log: Logger;
+  /**
+   * Inserts the jobs a staging log's records hold that have no row (src/ingest/logged-jobs.ts):
+   * done for every log no longer open before the sweep decides whether it is referenced.
+   */
+  replayStagingLog?(driver: StorageDriver, location: string): Promise<number>;
 }
 
 export interface Deleted {
@@ -63,12 +71,6 @@ export async function deleteRemovedFiles(deps: CollectorDeps, dataset: Dataset, 
 }
 
 const SWEPT_PREFIXES = Object.values(OBJECT_KEY_PREFIXES);
-/**
- * A staging log modified this recently may still take appends, whose batches' jobs are not in the
- * catalog yet: it is left alone whatever the orphan age (it is closed for good STAGING_LOG_OPEN_MS
- * after it is created; the rest is margin for a slow disk).
- */
-const OPEN_LOG_AGE_MS = 60 * STAGING_LOG_OPEN_MS;
 /** Keys of skipped objects named in the log, at most. */
 const SKIPPED_EXAMPLES = 5;
 
@@ -103,6 +105,8 @@ export async function sweepOrphans(deps: CollectorDeps, target: StorageTarget, o
         continue;
       }
       const mayBeOpen = kind === 'stagingLog' && object.lastModified.getTime() > Date.now() - OPEN_LOG_AGE_MS;
+      // Whatever its age: a log's records whose jobs have rows may otherwise be replayed after those rows are purged.
+      if (kind === 'stagingLog' && !mayBeOpen) await deps.replayStagingLog?.(driver, object.location);
       if (object.lastModified < olderThan && !mayBeOpen) page.push(object);
       if (page.length === PAGE) {
         signal.throwIfAborted();
@@ -123,16 +127,20 @@ async function deleteUnreferenced(deps: CollectorDeps, driver: StorageDriver, ob
   if (objects.length === 0) return;
   // Looked up after listing: an object published meanwhile is found referenced and kept.
   const referenced = await referencedLocations(deps.sql, objects.map((o) => o.location));
+  const logs: string[] = [];
   for (const object of objects) {
     if (referenced.has(object.location)) continue;
     await driver.delete(object.location);
+    if (sweepableKind(object.key) === 'stagingLog') logs.push(object.location);
     deleted.files += 1;
     deleted.bytes += object.sizeBytes;
   }
+  await forgetStagingLogs(deps.sql, logs);
 }
 
 export interface Purged {
   jobs: number;
+  stagingLogMarks: number;
   idempotencyKeys: number;
   readerPins: number;
 }
@@ -143,6 +151,7 @@ const EXPIRED_PIN_RETENTION_MS = 3_600_000;
 export async function purgeBookkeeping(sql: Sql, jobRetentionMs: number, failedJobsOfQueues: readonly string[] = []): Promise<Purged> {
   return {
     jobs: await purgeFinishedJobs(sql, jobRetentionMs, { failedOfQueues: failedJobsOfQueues }),
+    stagingLogMarks: await purgeStagingLogProgress(sql, jobRetentionMs),
     idempotencyKeys: await purgeExpiredIdempotencyKeys(sql),
     readerPins: await purgeExpiredReaderPins(sql, EXPIRED_PIN_RETENTION_MS),
   };

@@ -26,7 +26,7 @@ import { errors } from '../model/errors.ts';
 import { wakeLocalRunners } from '../jobs/local-signals.ts';
 import type { JobContext, JobRunner } from '../jobs/runner.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { deleteRemovedFiles, purgeBookkeeping, type Swept, sweepOrphans } from './collector.ts';
+import { type CollectorDeps, deleteRemovedFiles, purgeBookkeeping, type Swept, sweepOrphans } from './collector.ts';
 import { type CompactionDeps, compactDataset } from './compaction.ts';
 import { applyRetention } from './expiry.ts';
 
@@ -36,7 +36,7 @@ export const MAINTENANCE_JOB_KIND = 'maintenance';
 const SCHEDULE = 'lifecycle';
 
 /** What compaction needs (its catalog, storage, pool, scratch directory and log), and the schedule's own. */
-export interface LifecycleOptions extends CompactionDeps {
+export interface LifecycleOptions extends CompactionDeps, Pick<CollectorDeps, 'replayStagingLog'> {
   settings: Config['lifecycle'];
   retentionDefaults: RetentionDefaults;
   metrics?: Metrics;

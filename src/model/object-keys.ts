@@ -39,6 +39,14 @@ export function stagingLogKey(slug: string, extension: StagedExtension, id: stri
  */
 export const STAGING_LOG_OPEN_MS = 1_000;
 
+/**
+ * A staging log modified this recently may still take appends, and its process may still be
+ * inserting the jobs of its records: neither the orphan sweep nor a replay of its records touches
+ * it (it is closed for good STAGING_LOG_OPEN_MS after it is created; the rest is margin for a slow
+ * disk and a slow catalog).
+ */
+export const OPEN_LOG_AGE_MS = 60 * STAGING_LOG_OPEN_MS;
+
 /** Where a partition file lives on its target: by dataset, partition key and window. */
 export function partitionObjectKey(slug: string, key: Record<string, string>, windowStart: string, id: string = randomUUID()): string {
   const keyPart = Object.keys(key)

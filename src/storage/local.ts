@@ -109,8 +109,10 @@ export class LocalStorageDriver implements StorageDriver {
   /**
    * A log is written under its final name: a crash may leave bytes of appends that never finished
    * at its end, which no acknowledged range names. An append is written at once at its own offset,
-   * then waits for an fdatasync that started after its write: one runs at a time, and the appends
-   * written while it runs share the next (group commit). After a failed write or fdatasync the log
+   * then waits until every earlier append is written too, and for an fdatasync that started after
+   * that: one runs at a time, and the appends written while it runs share the next (group commit).
+   * So what an acknowledged append stands on is all of the log before it, and a crash tears only
+   * appends that were not acknowledged (model/staging-log-records.ts). After a failed write or fdatasync the log
    * takes no more appends: what the page cache holds of it can no longer be trusted to reach the
    * disk.
    */
@@ -154,6 +156,8 @@ export class LocalStorageDriver implements StorageDriver {
       return nextSync;
     };
     const inFlight = new Set<Promise<number>>();
+    // Resolves once every append so far is written (fails with the first write that failed).
+    let written: Promise<void> = Promise.resolve();
     return {
       location,
       append: (parts) => {
@@ -163,15 +167,18 @@ export class LocalStorageDriver implements StorageDriver {
           const offset = end;
           const size = parts.reduce((sum, part) => sum + part.byteLength, 0);
           end += size;
-          try {
-            // A small body is written on this thread, into the page cache, in microseconds:
-            // through the thread pool it waited behind the fsyncs there (about 1.4 ms under load,
-            // docs/performance.md, "The embedded catalog on its own thread").
-            await writeAll(handle, parts, offset, size <= MAX_APPEND_WRITTEN_HERE);
-          } catch (err) {
+          // A small body is written on this thread, into the page cache, in microseconds:
+          // through the thread pool it waited behind the fsyncs there (about 1.4 ms under load,
+          // docs/performance.md, "The embedded catalog on its own thread").
+          const write = writeAll(handle, parts, offset, size <= MAX_APPEND_WRITTEN_HERE).catch((err) => {
             failed ??= err;
             throw err;
-          }
+          });
+          const before = written;
+          written = Promise.all([before, write]).then(() => {});
+          written.catch(() => {});
+          await write;
+          await before;
           await sync();
           return offset;
         });

@@ -31,7 +31,7 @@ describe('migrations', () => {
       expect(tables.every((t) => t.schema === 'ts_custom')).toBe(true);
       expect(tables.map((t) => t.name)).toEqual([
         'api_tokens', 'audit_events', 'catalog_identity', 'dataset_schema_versions', 'datasets', 'idempotency_keys', 'jobs', 'lifecycle_schedule', 'manifest_versions',
-        'migrations', 'partitions', 'reader_pins', 'retention_policies', 'storage_targets',
+        'migrations', 'partitions', 'reader_pins', 'retention_policies', 'staging_log_progress', 'storage_targets',
       ]);
       const applied = await sql`SELECT name FROM ts_custom.migrations`;
       expect(applied.map((r) => r.name)).toEqual(MIGRATIONS.map((m) => m.name));

@@ -77,6 +77,25 @@ describe('a dataset changed between two batches of one process', () => {
     expect((await ingest(30, 'other:write')).status).toBe(201);
   });
 
+  test('a write scope taken away while batches are sent at once refuses every one: none queued, nothing staged once their log is gone', async () => {
+    await writeScopes(['team:write']);
+    for (const from of [100, 110]) expect((await ingest(from, 'team:write')).status).toBe(201);
+    const [queued, staged] = [await jobs(), stagedFiles(root).length];
+
+    // Sent at once, most go to a staging log while the row they passed on is read again: each is
+    // withdrawn from the log, and refused as a single batch is.
+    await writeScopes(['other:write']);
+    const refused = await Promise.all(Array.from({ length: 12 }, (_, k) => ingest(200 + k * 10, 'team:write', false)));
+    expect(refused.map((r) => r.status)).toEqual(refused.map(() => 403));
+    // Their log's mark passed them before they were answered (a replay will not insert them).
+    expect(Number((await ts.sql`SELECT count(*) AS n FROM staging_log_progress WHERE location LIKE '%/staging/inlet/log-%'`)[0]!.n)).toBeGreaterThan(0);
+    await Bun.sleep(500);
+    expect(await jobs()).toBe(queued);
+    for (let i = 0; i < 50 && stagedFiles(root).length > staged; i++) await Bun.sleep(100);
+    expect(stagedFiles(root)).toHaveLength(staged);
+    await writeScopes([]);
+  });
+
   test('an archived dataset answers the next batch with 409, leaving nothing queued or staged', async () => {
     await writeScopes([]);
     for (const from of [40, 50]) expect((await ingest(from, 'ts:write')).status).toBe(201);

@@ -115,6 +115,16 @@ describe.each([
     const staging = join(ts.config.storageRoot, 'staging', 'grouped');
     await sentAtOnce(ts, async () => (existsSync(staging) ? readdirSync(staging).length : 0), true);
   }, 120_000);
+
+  test('a batch acknowledged on its staging log record before its job row exists: its job is there to ask for at once', async () => {
+    const ids = await sendAtOnce(ts, 'asked-at-once');
+    const asked = await Promise.all(ids.map(async (id) => (await fetch(`${ts.url}/ingestion/jobs/${id}`)).status));
+    expect(asked).toEqual(ids.map(() => 200));
+    // Some of them were acknowledged so: their log has a mark, moved by their job rows' inserts.
+    const [marked] = await ts.sql<{ logs: number }[]>`SELECT count(*)::int AS logs FROM staging_log_progress WHERE location LIKE '%/staging/asked-at-once/log-%'`;
+    expect(marked!.logs).toBeGreaterThan(0);
+    await waitForJobs(ts, ids);
+  }, 120_000);
 });
 
 describe.skipIf(!s3Available())('on S3', () => {

@@ -6,6 +6,7 @@
 import { expect, test } from 'bun:test';
 import { MAX_GROUPED_BODY_BYTES, MAX_IN_FLIGHT, type StagedBody, StagingGroups } from '../../src/ingest/staging-groups.ts';
 import { STAGING_LOG_OPEN_MS } from '../../src/model/object-keys.ts';
+import { readStagingLogRecords } from '../../src/model/staging-log-records.ts';
 import type { AppendLog, StorageDriver } from '../../src/storage/driver.ts';
 
 interface Write {
@@ -173,7 +174,11 @@ function loggingDriver() {
       };
     },
   });
-  return { ...held, driver, logs, failAppend: () => (failNext = true), text: (i: number) => new TextDecoder().decode(Buffer.concat(logs[i]!.bytes)) };
+  const bytes = (i: number) => new Uint8Array(Buffer.concat(logs[i]!.bytes));
+  /** Log i's records (model/staging-log-records.ts): each body's range, and the body. */
+  const records = (i: number) =>
+    readStagingLogRecords(bytes(i)).map((r) => ({ range: { offset: r.offset, length: r.length }, body: new TextDecoder().decode(bytes(i).subarray(r.offset, r.offset + r.length)) }));
+  return { ...held, driver, logs, failAppend: () => (failNext = true), records };
 }
 
 /** Stages `bodies` while the line's writes in flight are full, so they wait and go together; returns them staged. */
@@ -192,16 +197,14 @@ test(`on a target that takes appends, the bodies that waited go to their line's 
   const [b, c] = (await stageGroup(groups, d, ['b\n', 'cc'])) as StagedBody[];
   expect(d.logs).toHaveLength(1);
   const location = d.logs[0]!.location;
-  // No batch count: a log is never read whole.
-  expect([b, c]).toEqual([
-    { location, sizeBytes: 2, range: { offset: 0, length: 2 } },
-    { location, sizeBytes: 2, range: { offset: 2, length: 2 } },
-  ]);
+  // No batch count: a log is never read whole. Each body is a record of its own, which says where it is.
+  expect([b, c]).toEqual(d.records(0).map(({ range }) => ({ location, sizeBytes: 2, range })));
   // The log is open: a body alone is appended to it, not given an object of its own.
   const writes = d.writes.length;
-  expect(await groups.stage(d.driver, 'line', keys, text('e\n'))).toEqual({ location, sizeBytes: 2, range: { offset: 5, length: 2 } });
+  const e = await groups.stage(d.driver, 'line', keys, text('e\n'));
   expect(d.writes).toHaveLength(writes);
-  expect(d.text(0)).toBe('b\ncc\ne\n');
+  expect(d.records(0).map((r) => r.body)).toEqual(['b\n', 'cc', 'e\n']);
+  expect(e).toEqual({ location, sizeBytes: 2, range: d.records(0)[2]!.range });
 
   // Once the log is STAGING_LOG_OPEN_MS old, it takes nothing more: a body alone gets an object of
   // its own again, and the next group opens another log.
@@ -209,7 +212,7 @@ test(`on a target that takes appends, the bodies that waited go to their line's 
   const [f] = (await stageGroup(groups, d, ['f\n'])) as StagedBody[];
   expect(d.writes).toHaveLength(writes + MAX_IN_FLIGHT);
   expect(d.logs.map((l) => l.closed)).toEqual([true, false]);
-  expect(f).toEqual({ location: d.logs[1]!.location, sizeBytes: 2, range: { offset: 0, length: 2 } });
+  expect(f).toEqual({ location: d.logs[1]!.location, sizeBytes: 2, range: d.records(1)[0]!.range });
   await groups.close();
 });
 
@@ -245,7 +248,7 @@ test('a failed append fails the bodies appended with it, and the next group open
   await expect(groups.stage(d.driver, 'line', keys, text('c\n'))).rejects.toThrow('disk full');
   const [e] = (await stageGroup(groups, d, ['e\n'])) as StagedBody[];
   expect(d.logs.map((l) => l.closed)).toEqual([true, false]);
-  expect(e).toEqual({ location: d.logs[1]!.location, sizeBytes: 2, range: { offset: 0, length: 2 } });
+  expect(e).toEqual({ location: d.logs[1]!.location, sizeBytes: 2, range: d.records(1)[0]!.range });
   await groups.close();
 });
 
@@ -262,4 +265,75 @@ test('without a way to ask the catalog what names a log, no log is used', async 
   const [b] = await Promise.all(staged);
   expect(b!.range?.batches).toBe(2);
   expect(d.logs).toHaveLength(0);
+});
+
+/** A sink for logged records' jobs that records each insert, and fails the first `failures`. */
+function recordingSink(failures = 0) {
+  const inserts: Array<{ location: string; through: number; jobs: unknown[] }> = [];
+  const forgotten: string[] = [];
+  let failed = 0;
+  return {
+    inserts,
+    forgotten,
+    sink: {
+      async insert(location: string, through: number, records: ReadonlyArray<{ job: unknown }>) {
+        if (failed++ < failures) throw new Error('catalog unavailable');
+        inserts.push({ location, through, jobs: records.map((r) => r.job) });
+      },
+      async forget(locations: string[]) {
+        forgotten.push(...locations);
+      },
+    },
+  };
+}
+
+function deferred<T>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+test('jobs kept in log records are inserted in log order once durable and accepted; a withdrawn one is not, and the mark passes it', async () => {
+  const { sink, inserts, forgotten } = recordingSink();
+  const groups = new StagingGroups(async () => new Set(), sink);
+  const d = loggingDriver();
+  const alone = await fillLine(groups, d.driver, 'line');
+  const first = deferred<boolean>();
+  const staged = [
+    groups.stage(d.driver, 'line', keys, text('a\n'), { job: 'job a', accepted: first.promise }),
+    groups.stage(d.driver, 'line', keys, text('b\n'), { job: 'job b', accepted: Promise.resolve(true) }),
+    groups.stage(d.driver, 'line', keys, text('c\n'), { job: 'job c', accepted: Promise.resolve(false) }),
+  ];
+  for (const w of d.writes) w.finish();
+  await Promise.all(alone);
+  const [a, b, c] = (await Promise.all(staged)) as StagedBody[];
+  expect(d.records(0).map((r) => r.body)).toEqual(['a\n', 'b\n', 'c\n']);
+  // Whether the first batch is accepted is not known yet: nothing after it is inserted.
+  await Bun.sleep(50);
+  expect(inserts).toEqual([]);
+  first.resolve(true);
+  await Promise.all([a!.jobRow, b!.jobRow, c!.jobRow]);
+  const bytes = readStagingLogRecords(new Uint8Array(Buffer.concat(d.logs[0]!.bytes)));
+  expect(inserts).toEqual([{ location: a!.location, through: bytes[2]!.end, jobs: ['job a', 'job b'] }]);
+  // Every record's job is in the log, the withdrawn one's too: the mark is what keeps a replay from inserting it.
+  expect(bytes.map((r) => r.job)).toEqual(['job a', 'job b', 'job c']);
+  // Its batches settled by the inserts, the log goes once closed, and its mark is forgotten.
+  await Bun.sleep(STAGING_LOG_OPEN_MS * 2 + 200);
+  expect(d.deleted).toEqual([a!.location]);
+  expect(forgotten).toEqual([a!.location]);
+  await groups.close();
+});
+
+test('an insert of logged jobs that fails is tried again until it succeeds', async () => {
+  const { sink, inserts } = recordingSink(2);
+  const groups = new StagingGroups(async () => new Set(), sink);
+  const d = loggingDriver();
+  const alone = await fillLine(groups, d.driver, 'line');
+  const staged = groups.stage(d.driver, 'line', keys, text('a\n'), { job: 'job a', accepted: Promise.resolve(true) });
+  for (const w of d.writes) w.finish();
+  await Promise.all(alone);
+  const a = (await staged) as StagedBody;
+  await a.jobRow;
+  expect(inserts.map((i) => i.jobs)).toEqual([['job a']]);
+  await groups.close();
 });
