@@ -14,8 +14,8 @@
  * hears 202 once that record is durable; the job row is inserted after, in log
  * order (staging-groups.ts), or by the next process to start if this one stops
  * first (logged-jobs.ts). A row remembered from an earlier request is read
- * again first, while the rows are checked, so the batch is accepted only as
- * the catalog's current row would accept it.
+ * again while the body is appended, so the batch is accepted only as the
+ * catalog's current row would accept it.
  *
  * The body formats (formats/) differ only in where the schema comes from (the
  * batch's declaration, or the dataset's latest version), how rows are checked
@@ -179,11 +179,6 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   const early = batch.stagesBodyAsReceived && stagedAlone(batch.staged().bytes.byteLength);
   const staging = early ? stageBody(deps, slug, batch, existing, request.mayChooseTarget === true) : null;
   staging?.catch(() => {}); // observed below
-  // May be acknowledged on its staging log's record (see the top of this file); a row the request
-  // did not read itself is read again meanwhile.
-  const mayLogJob = unchanged && !early && !request.idempotencyKey && !request.awaited && deps.jobs !== undefined && deps.staging?.logsJobs === true;
-  const confirmation = mayLogJob && checkedOn ? deps.jobs!.confirm(checkedOn) : null;
-  confirmation?.catch(() => {}); // observed below
   let summary: BatchSummary;
   let requestHash: string;
   try {
@@ -210,18 +205,22 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     await discard(deps, staging);
     throw err;
   }
-  // The body is appended while the row is read again (if it is): a batch the row no longer
-  // accepts as before, or whose row could not be read, is withdrawn from the log once the log's
-  // mark has passed its record (so no replay inserts it either), and refused as the path below
-  // would have refused it.
+  // May be acknowledged on its staging log's record (see the top of this file). On a target that
+  // takes logs, the body is appended while a row the request did not read itself is read again:
+  // a batch the row no longer accepts as before, or whose row could not be read, is withdrawn
+  // from the log once the log's mark has passed its record (so no replay inserts it either), and
+  // refused as the path below would have refused it.
+  const mayLogJob = unchanged && !early && !request.idempotencyKey && !request.awaited && deps.jobs !== undefined && deps.staging?.logsJobs === true;
   let logged: (NewJob & { id: string }) | undefined;
-  const accepted = confirmation ?? Promise.resolve(true);
-  const jobFor = (target: StorageTarget, format: StagedInputFormat): LoggedJob => ({
-    job: (logged = { ...ingestJob(deps.queue, request, existing!, latest!, { target, staged: { sizeBytes: batch.staged().bytes.byteLength }, format }, batch.partition.key, summary), id: randomUUID() }),
-    accepted,
-  });
+  let accepted: Promise<boolean> | undefined;
+  const jobFor: JobFor = (target, format) => {
+    accepted = checkedOn ? deps.jobs!.confirm(checkedOn) : Promise.resolve(true);
+    accepted.catch(() => {}); // observed below
+    logged = { ...ingestJob(deps.queue, request, existing!, latest!, { target, staged: { sizeBytes: batch.staged().bytes.byteLength }, format }, batch.partition.key, summary), id: randomUUID() };
+    return { job: logged, accepted };
+  };
   const { target, driver, staged, format } = await (staging ?? stageBody(deps, slug, batch, existing, request.mayChooseTarget === true, mayLogJob ? jobFor : undefined));
-  if (staged.jobRow && staged.range && logged) {
+  if (staged.jobRow && staged.range && logged && accepted) {
     const outcome = await accepted.then(
       (yes) => (yes ? null : datasetChanged(slug)),
       (err: unknown) => err,
@@ -232,8 +231,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     await staged.jobRow;
     throw outcome;
   }
-  // Staged elsewhere (alone): the path below, which finds a changed row itself.
-  if (confirmation) await confirmation.catch(() => {});
+  // Staged alone: the path below, which finds a changed row itself.
 
   try {
     // Without an idempotency key to claim, the common case's one statement needs no transaction.
@@ -292,7 +290,11 @@ async function stageBody(deps: AcceptDeps, slug: string, batch: DecodedBatch, ex
   return stageBytes(deps, slug, await batchTarget(deps, slug, batch, existing, mayChooseTarget), batch.staged(), batch.partition.key, jobFor);
 }
 
-/** The job of a body staged on `target` in `format`, without the body's place (see {@link jobOfRecord}), and whether its batch is accepted. */
+/**
+ * The job of a body staged on `target` in `format`, without the body's place (see
+ * {@link jobOfRecord}), and whether its batch is accepted; asked for only when the body goes to a
+ * staging log.
+ */
 type JobFor = (target: StorageTarget, format: StagedInputFormat) => LoggedJob;
 
 /** A body staged on its storage target, durable (what `stageBytes` resolves to). */
@@ -318,7 +320,7 @@ export async function stageBytes(
   const keys = { body: () => stagingObjectKey(slug, body.extension), log: () => stagingLogKey(slug, body.extension) };
   const staged: StagedBody =
     deps.staging && GROUPED_FORMATS.has(body.format)
-      ? await deps.staging.stage(driver, `${target.id} ${slug} ${body.format}`, keys, body.bytes, jobFor?.(target, body.format))
+      ? await deps.staging.stage(driver, `${target.id} ${slug} ${body.format}`, keys, body.bytes, jobFor && (() => jobFor(target, body.format)))
       : await driver.putBytes(keys.body(), body.bytes);
   return { target, driver, staged, format: body.format };
 }

@@ -225,11 +225,11 @@ export class StagingGroups {
    * Stages `bytes` through `driver` for the line `groupKey` (same target, dataset and format):
    * alone while fewer than {@link MAX_IN_FLIGHT} of its writes are in flight; beyond that, in its
    * staging log where the target has logs, else with the other bodies that arrive meanwhile.
-   * `job`, if given, is written into a staging log's record with the body, and inserted once the
-   * record is durable and the batch accepted, after the jobs of the records before it (`jobRow` of
-   * the answer resolves then); elsewhere it is not kept. Resolves once the body is durable.
+   * `job`, if given, is asked for when the body goes to a staging log: written into its record with
+   * the body, and inserted once the record is durable and the batch accepted, after the jobs of the
+   * records before it (`jobRow` of the answer resolves then). Resolves once the body is durable.
    */
-  stage(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array, job?: LoggedJob): Promise<StagedBody> {
+  stage(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array, job?: () => LoggedJob): Promise<StagedBody> {
     if (stagedAlone(bytes.byteLength)) return driver.putBytes(keys.body(), bytes);
     const logs = driver.openLog !== undefined && this.referenced !== undefined;
     const log = this.openLogs.get(groupKey);
@@ -286,7 +286,8 @@ export class StagingGroups {
    * Appends a body's record to its line's staging log (a new one when it is full or old): written
    * at once, durable with the fdatasync it shares.
    */
-  private async append(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array, job: LoggedJob | undefined): Promise<StagedBody> {
+  private async append(driver: StorageDriver, groupKey: string, keys: StagingKeys, bytes: Uint8Array, jobOf: (() => LoggedJob) | undefined): Promise<StagedBody> {
+    const job = this.loggedJobs ? jobOf?.() : undefined;
     const parts = stagingLogRecord(bytes, job?.job);
     const size = parts.reduce((sum, part) => sum + part.byteLength, 0);
     let log = this.openLogs.get(groupKey);
@@ -314,7 +315,7 @@ export class StagingGroups {
     log.unsettled++;
     let record: LoggedRecord | undefined;
     let jobRow: Promise<void> | undefined;
-    if (job !== undefined && this.loggedJobs) {
+    if (job) {
       const offset = start + parts[0]!.byteLength;
       jobRow = new Promise<void>((passed) => {
         record = { job: job.job, offset, length: bytes.byteLength, end: start + size, durable: false, accepted: undefined, passed };

@@ -300,9 +300,9 @@ test('jobs kept in log records are inserted in log order once durable and accept
   const alone = await fillLine(groups, d.driver, 'line');
   const first = deferred<boolean>();
   const staged = [
-    groups.stage(d.driver, 'line', keys, text('a\n'), { job: 'job a', accepted: first.promise }),
-    groups.stage(d.driver, 'line', keys, text('b\n'), { job: 'job b', accepted: Promise.resolve(true) }),
-    groups.stage(d.driver, 'line', keys, text('c\n'), { job: 'job c', accepted: Promise.resolve(false) }),
+    groups.stage(d.driver, 'line', keys, text('a\n'), () => ({ job: 'job a', accepted: first.promise })),
+    groups.stage(d.driver, 'line', keys, text('b\n'), () => ({ job: 'job b', accepted: Promise.resolve(true) })),
+    groups.stage(d.driver, 'line', keys, text('c\n'), () => ({ job: 'job c', accepted: Promise.resolve(false) })),
   ];
   for (const w of d.writes) w.finish();
   await Promise.all(alone);
@@ -329,7 +329,7 @@ test('an insert of logged jobs that fails is tried again until it succeeds', asy
   const groups = new StagingGroups(async () => new Set(), sink);
   const d = loggingDriver();
   const alone = await fillLine(groups, d.driver, 'line');
-  const staged = groups.stage(d.driver, 'line', keys, text('a\n'), { job: 'job a', accepted: Promise.resolve(true) });
+  const staged = groups.stage(d.driver, 'line', keys, text('a\n'), () => ({ job: 'job a', accepted: Promise.resolve(true) }));
   for (const w of d.writes) w.finish();
   await Promise.all(alone);
   const a = (await staged) as StagedBody;
