@@ -330,9 +330,11 @@ export class StagingGroups {
     }
     try {
       const object = await log.opened;
-      const offset = (await object.append(parts)) + parts[0]!.byteLength;
+      const at = await object.append(parts);
+      const offset = at + parts[0]!.byteLength;
       if (record) {
-        record.durable = true;
+        // Where the log put it.
+        Object.assign(record, { offset, end: at + size, durable: true });
         this.insertLogged(log);
       }
       return { location: object.location, sizeBytes: bytes.byteLength, range: { offset, length: bytes.byteLength }, ...(jobRow ? { jobRow } : {}) };
