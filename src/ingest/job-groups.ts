@@ -41,11 +41,17 @@ interface Line {
   waiting: Member[];
 }
 
+/** The read of a dataset's row in flight (settled either way), and the one that follows it. */
+interface Confirming {
+  inFlight: Promise<void> | null;
+  next: Promise<boolean> | null;
+}
+
 export class JobGroups {
   /** Per dataset row as checked (the object the check passed on), its inserts in flight and the jobs waiting. */
   private readonly lines = new Map<Dataset, Line>();
   /** Per dataset row as checked, the read of the catalog's row in flight, and the one that follows it (see {@link confirm}). */
-  private readonly confirming = new Map<Dataset, { inFlight: Promise<unknown> | null; next: Promise<boolean> | null }>();
+  private readonly confirming = new Map<Dataset, Confirming>();
   /** Per queue, the jobs inserted that other processes have not heard of yet. */
   private readonly unnoticed = new Map<string, EnqueuedJob[]>();
 
@@ -100,23 +106,27 @@ export class JobGroups {
    * next.
    */
   confirm(checkedOn: Dataset): Promise<boolean> {
-    let read = this.confirming.get(checkedOn);
-    if (!read) this.confirming.set(checkedOn, (read = { inFlight: null, next: null }));
-    const entry = read;
+    let entry = this.confirming.get(checkedOn);
+    if (!entry) this.confirming.set(checkedOn, (entry = { inFlight: null, next: null }));
     const run = (): Promise<boolean> => {
       const answer = stillAcceptsAsBefore(this.sql, checkedOn);
-      entry.inFlight = answer.finally(() => {
-        entry.inFlight = null;
-        if (!entry.next) this.confirming.delete(checkedOn);
-      });
+      entry!.inFlight = answer.then(
+        () => this.confirmed(checkedOn, entry!),
+        () => this.confirmed(checkedOn, entry!),
+      );
       return answer;
     };
     if (!entry.inFlight) return run();
-    entry.next ??= entry.inFlight.then(
-      () => ((entry.next = null), run()),
-      () => ((entry.next = null), run()),
-    );
+    entry.next ??= entry.inFlight.then(() => {
+      entry.next = null;
+      return run();
+    });
     return entry.next;
+  }
+
+  private confirmed(checkedOn: Dataset, entry: Confirming): void {
+    entry.inFlight = null;
+    if (!entry.next) this.confirming.delete(checkedOn);
   }
 
   /** Tells other processes of `jobs` with the others inserted within the notice interval. */

@@ -307,18 +307,16 @@ export class StagingGroups {
         () => this.closeLog(groupKey, entry),
       );
     }
-    // Appends reach the log in the order of these calls (each waits for the same `opened`), so a
-    // record's place is known here, before its append starts.
-    const start = log.bytes;
     log.bytes += size;
     // Counted before the append: the log is not deleted while this batch's job may still be inserted.
     log.unsettled++;
     let record: LoggedRecord | undefined;
     let jobRow: Promise<void> | undefined;
     if (job) {
-      const offset = start + parts[0]!.byteLength;
+      // Listed in the order of these calls, which is the records' order in the log: each append
+      // waits for the same `opened`, then takes its place at once. Its place is known once written.
       jobRow = new Promise<void>((passed) => {
-        record = { job: job.job, offset, length: bytes.byteLength, end: start + size, durable: false, accepted: undefined, passed };
+        record = { job: job.job, offset: 0, length: bytes.byteLength, end: 0, durable: false, accepted: undefined, passed };
       });
       const entry = record!;
       log.logged.push(entry);
@@ -333,7 +331,6 @@ export class StagingGroups {
       const at = await object.append(parts);
       const offset = at + parts[0]!.byteLength;
       if (record) {
-        // Where the log put it.
         Object.assign(record, { offset, end: at + size, durable: true });
         this.insertLogged(log);
       }
