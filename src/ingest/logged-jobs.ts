@@ -21,10 +21,7 @@ import { readStagingLogRecords } from '../model/staging-log-records.ts';
 import { readOwnerMarker, type StorageDriver, type StorageDrivers } from '../storage/index.ts';
 import { jobOfRecord } from './accept.ts';
 import type { JobGroups } from './job-groups.ts';
-import type { LoggedJobSink } from './staging-groups.ts';
-
-/** Most jobs one replay's insert takes. */
-const REPLAYED_PER_INSERT = 256;
+import { type LoggedJobSink, MAX_LOGGED_JOBS_PER_INSERT } from './staging-groups.ts';
 
 export class LoggedJobs implements LoggedJobSink {
   private timer: ReturnType<typeof setInterval> | null = null;
@@ -56,8 +53,8 @@ export class LoggedJobs implements LoggedJobSink {
     const through = await loggedJobsThrough(this.o.sql, location);
     const owed = records.filter((r) => r.end > through);
     let inserted = 0;
-    for (let i = 0; i < owed.length; i += REPLAYED_PER_INSERT) {
-      const chunk = owed.slice(i, i + REPLAYED_PER_INSERT);
+    for (let i = 0; i < owed.length; i += MAX_LOGGED_JOBS_PER_INSERT) {
+      const chunk = owed.slice(i, i + MAX_LOGGED_JOBS_PER_INSERT);
       const jobs = await enqueueLoggedJobs(this.o.sql, location, chunk.at(-1)!.end, chunk.map((r) => jobOfRecord(r.job!, location, r)));
       this.inserted(jobs);
       inserted += jobs.length;

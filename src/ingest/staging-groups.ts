@@ -75,7 +75,7 @@ export const MAX_IN_FLIGHT = 2;
  */
 const LOGGED_JOBS_WAIT_MS = 10;
 /** Most jobs of logged records one insert takes; more wait for the next. */
-const MAX_LOGGED_JOBS_PER_INSERT = 256;
+export const MAX_LOGGED_JOBS_PER_INSERT = 256;
 /** Most bytes one staging log takes before the next body opens a new one. */
 export const MAX_LOG_BYTES = 64 * 1024 * 1024;
 

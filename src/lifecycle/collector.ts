@@ -105,7 +105,7 @@ export async function sweepOrphans(deps: CollectorDeps, target: StorageTarget, o
         continue;
       }
       const mayBeOpen = kind === 'stagingLog' && object.lastModified.getTime() > Date.now() - OPEN_LOG_AGE_MS;
-      // Whatever its age: a log's records whose jobs have rows may otherwise be replayed after those rows are purged.
+      // Whatever the orphan age: batches acknowledged on its records may have no job rows yet.
       if (kind === 'stagingLog' && !mayBeOpen) await deps.replayStagingLog?.(driver, object.location);
       if (object.lastModified < olderThan && !mayBeOpen) page.push(object);
       if (page.length === PAGE) {
