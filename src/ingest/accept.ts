@@ -210,7 +210,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
   // a batch the row no longer accepts as before, or whose row could not be read, is withdrawn
   // from the log once the log's mark has passed its record (so no replay inserts it either), and
   // refused as the path below would have refused it.
-  const mayLogJob = unchanged && !early && !request.idempotencyKey && !request.awaited && deps.jobs !== undefined && deps.staging?.logsJobs === true;
+  const mayLogJob = unchanged && !early && !request.idempotencyKey && !request.awaited && deps.jobs !== undefined;
   let logged: (NewJob & { id: string }) | undefined;
   let accepted: Promise<boolean> | undefined;
   const jobFor: JobFor = (target, format) => {
@@ -231,7 +231,7 @@ export async function acceptBatch(deps: AcceptDeps, request: AcceptRequest): Pro
     await staged.jobRow;
     throw outcome;
   }
-  // Staged alone: the path below, which finds a changed row itself.
+  // Otherwise the job row comes before the 202: the path below, whose INSERT finds a changed row itself.
 
   try {
     // Without an idempotency key to claim, the common case's one statement needs no transaction.

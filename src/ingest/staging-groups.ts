@@ -195,10 +195,6 @@ export class StagingGroups {
     private readonly loggedJobs?: LoggedJobSink,
   ) {}
 
-  /** Whether a job given to {@link stage} may be kept in a log's record, its row inserted after the body is durable. */
-  get logsJobs(): boolean {
-    return this.loggedJobs !== undefined;
-  }
 
   /**
    * Says what became of a batch staged in a shared object: queued (its job committed, or perhaps:
